@@ -1,0 +1,3 @@
+module github.com/jetstreamproto/jsp
+
+go 1.26

@@ -1,0 +1,212 @@
+// Package wire encodes and decodes JSP/1 frames, message envelopes and
+// session-message bodies (JSP §3-§6).
+//
+// Every unit JSP sends is a frame:
+//
+//	+------------+---------+----------------+------------+-------------+
+//	| type (vi)  | flags 8 | stream id (vi) | length(vi) | payload ... |
+//	+------------+---------+----------------+------------+-------------+
+//
+// (vi = QUIC-style varint, shortest form). Link frames (types 0x01-0x0f)
+// multiplex streams and datagrams over one TLS-over-TCP or WebSocket
+// connection; session frames (0x10-0x3f) carry HELLO, WELCOME, PING and the
+// application messages on any transport. A session starts with HELLO on the
+// control stream (the first stream the client opens) and WELCOME in reply;
+// after that both sides exchange session frames on the control stream and on
+// application streams, and DATAGRAM frames in transport datagrams.
+//
+// Encoders append to a caller-supplied []byte and return it; decoders return
+// the value, the bytes consumed and an error, check bounds before every read,
+// and never allocate from a length they have not checked against a limit.
+// This package imports only the standard library and the project's leaf
+// packages jsperr and internal/protocol.
+package wire
+
+import (
+	"fmt"
+
+	"github.com/jetstreamproto/jsp/internal/protocol"
+)
+
+// FrameType identifies a frame (JSP §3.3).
+type FrameType uint64
+
+// Link frame types (JSP §7.2): only on TCP/TLS and WebSocket links, where JSP
+// itself multiplexes streams.
+const (
+	// FrameStream carries stream data.
+	//   stream id = the stream; flags: class, FIN = last data on this stream
+	//   payload   = stream bytes (may be empty with FIN)
+	FrameStream FrameType = 0x01
+	// FrameWindowUpdate grants flow-control credit.
+	//   stream id = the stream (0 = connection window)
+	//   payload   = increment (vi), in bytes
+	FrameWindowUpdate FrameType = 0x02
+	// FrameResetStream abandons the sending side of a stream.
+	//   stream id = the stream; payload = error code (vi)
+	FrameResetStream FrameType = 0x03
+	// FrameStopSending asks the peer to stop sending on a stream.
+	//   stream id = the stream; payload = error code (vi)
+	FrameStopSending FrameType = 0x04
+	// FrameLinkDatagram carries one unreliable datagram over a link.
+	//   stream id = 0; flags: class; payload = datagram bytes
+	FrameLinkDatagram FrameType = 0x05
+	// FrameLinkClose closes the whole link.
+	//   stream id = 0; payload = error code (vi) | reason (UTF-8, rest)
+	FrameLinkClose FrameType = 0x06
+)
+
+// Session frame types (JSP §5). Unless noted, the payload is a CBOR map with
+// small integer keys defined in spec/jsp.cddl.
+const (
+	FrameHello       FrameType = 0x10 // client -> server, first frame on the control stream
+	FrameWelcome     FrameType = 0x11 // server -> client, reply to HELLO
+	FrameError       FrameType = 0x12 // either way; fatal when on the control stream
+	FramePing        FrameType = 0x13 // either way; payload: opaque (vi) + send time
+	FramePong        FrameType = 0x14 // echo of PING
+	FrameGoaway      FrameType = 0x15 // server -> client, graceful shutdown
+	FrameAck         FrameType = 0x16 // acknowledges messages
+	FrameNack        FrameType = 0x17 // negative acknowledgement (media)
+	FrameSubscribe   FrameType = 0x18 // client -> server
+	FrameUnsubscribe FrameType = 0x19 // client -> server
+	FramePublish     FrameType = 0x1a // client -> server, envelope of kind event
+	FrameEvent       FrameType = 0x1b // server -> client, envelope on a subscription
+	FrameCommand     FrameType = 0x1c // request, envelope of kind command
+	FrameReply       FrameType = 0x1d // response, envelope of kind reply
+	FrameNotify      FrameType = 0x1e // server -> client push, envelope of kind notification
+	FrameMessage     FrameType = 0x1f // Mixed API message (envelope), either way
+	FrameStreamOpen  FrameType = 0x20 // first frame on an application stream
+	FrameDatagram    FrameType = 0x21 // application datagram with fragment header
+)
+
+// Flags is the flags byte of a frame header (JSP §3.2).
+//
+//	bit 0-1  QoS class (0 system, 1 media, 2 chat, 3 bulk)
+//	bit 2    FIN        last frame of a stream or message
+//	bit 3    COMPRESSED payload is zstd-compressed
+//	bit 4    SIGNED     envelope carries a signature
+//	bit 5-7  reserved: sent as 0, ignored on receipt (kept when re-encoding)
+type Flags uint8
+
+// Flag bits (JSP §3.2).
+const (
+	FlagFIN        Flags = 1 << 2
+	FlagCompressed Flags = 1 << 3
+	FlagSigned     Flags = 1 << 4
+	flagClassMask  Flags = 0x03
+)
+
+// Class returns the QoS class bits.
+func (f Flags) Class() protocol.Class { return protocol.Class(f & flagClassMask) }
+
+// WithClass returns f with its class bits set to c.
+func (f Flags) WithClass(c protocol.Class) Flags {
+	return f&^flagClassMask | Flags(c)&flagClassMask
+}
+
+// Has reports whether every bit of g is set in f.
+func (f Flags) Has(g Flags) bool { return f&g == g }
+
+// Header is a decoded frame header (JSP §3.1).
+type Header struct {
+	Type     FrameType
+	Flags    Flags
+	StreamID protocol.StreamID
+	Length   uint64 // payload length in bytes
+}
+
+// MaxHeaderLen is the longest possible encoded header.
+const MaxHeaderLen = 8 + 1 + 8 + 8
+
+// Len returns the encoded length of h.
+func (h Header) Len() int {
+	return VarintLen(uint64(h.Type)) + 1 + VarintLen(uint64(h.StreamID)) + VarintLen(h.Length)
+}
+
+// String formats h for logs.
+func (h Header) String() string {
+	return fmt.Sprintf("%s flags=0x%02x stream=%d len=%d", h.Type, uint8(h.Flags), h.StreamID, h.Length)
+}
+
+// AppendHeader appends the encoding of h to b.
+func AppendHeader(b []byte, h Header) []byte {
+	b = AppendVarint(b, uint64(h.Type))
+	b = append(b, byte(h.Flags))
+	b = AppendVarint(b, uint64(h.StreamID))
+	return AppendVarint(b, h.Length)
+}
+
+// ParseHeader decodes a frame header from the front of b. It checks the
+// declared length against maxPayload (JSP §9) before anything is allocated
+// for the payload; the payload itself need not be in b yet.
+func ParseHeader(b []byte, maxPayload uint64) (Header, int, error) {
+	var h Header
+	t, n, err := ParseVarint(b)
+	if err != nil {
+		return h, 0, err
+	}
+	off := n
+	if off >= len(b) {
+		return h, 0, ErrTruncated
+	}
+	h.Type, h.Flags = FrameType(t), Flags(b[off])
+	off++
+	sid, n, err := ParseVarint(b[off:])
+	if err != nil {
+		return h, 0, err
+	}
+	off += n
+	l, n, err := ParseVarint(b[off:])
+	if err != nil {
+		return h, 0, err
+	}
+	off += n
+	if l > maxPayload {
+		return h, 0, ErrFrameTooLarge
+	}
+	h.StreamID, h.Length = protocol.StreamID(sid), l
+	return h, off, nil
+}
+
+// AppendFrame appends a whole frame: the header for payload (Length is taken
+// from len(payload)) and the payload.
+func AppendFrame(b []byte, t FrameType, f Flags, sid protocol.StreamID, payload []byte) []byte {
+	b = AppendHeader(b, Header{Type: t, Flags: f, StreamID: sid, Length: uint64(len(payload))})
+	return append(b, payload...)
+}
+
+// ParseFrame decodes one whole frame from the front of b and returns its
+// header, its payload (aliasing b) and the bytes consumed.
+func ParseFrame(b []byte, maxPayload uint64) (Header, []byte, int, error) {
+	h, n, err := ParseHeader(b, maxPayload)
+	if err != nil {
+		return h, nil, 0, err
+	}
+	if uint64(len(b)-n) < h.Length {
+		return h, nil, 0, ErrTruncated
+	}
+	end := n + int(h.Length)
+	return h, b[n:end], end, nil
+}
+
+var frameNames = map[FrameType]string{
+	FrameStream: "STREAM", FrameWindowUpdate: "WINDOW_UPDATE", FrameResetStream: "RESET_STREAM",
+	FrameStopSending: "STOP_SENDING", FrameLinkDatagram: "LINK_DATAGRAM", FrameLinkClose: "LINK_CLOSE",
+	FrameHello: "HELLO", FrameWelcome: "WELCOME", FrameError: "ERROR", FramePing: "PING",
+	FramePong: "PONG", FrameGoaway: "GOAWAY", FrameAck: "ACK", FrameNack: "NACK",
+	FrameSubscribe: "SUBSCRIBE", FrameUnsubscribe: "UNSUBSCRIBE", FramePublish: "PUBLISH",
+	FrameEvent: "EVENT", FrameCommand: "COMMAND", FrameReply: "REPLY", FrameNotify: "NOTIFY",
+	FrameMessage: "MESSAGE", FrameStreamOpen: "STREAM_OPEN", FrameDatagram: "DATAGRAM",
+}
+
+// String returns the spec name of t, or UNKNOWN(0x..).
+func (t FrameType) String() string {
+	if s, ok := frameNames[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("UNKNOWN(0x%x)", uint64(t))
+}
+
+// Known reports whether t is a frame type of JSP/1. Receivers skip unknown
+// frame types (JSP §8.3) so that later minor versions can add frames.
+func (t FrameType) Known() bool { _, ok := frameNames[t]; return ok }
