@@ -196,53 +196,63 @@ func (s *Store) Put(name string, size int64, want [sha256.Size]byte, r io.Reader
 	return info, nil
 }
 
-// Open opens a stored file for reading and returns its size.
-func (s *Store) Open(name string) (*os.File, int64, error) {
+// Open opens a stored file for reading and returns it with its size and
+// SHA-256, both describing the opened file even if the name is replaced
+// concurrently. The digest comes from the record written by Put when it
+// still matches the file (same size and modification time), and is
+// recomputed, and the record rewritten, otherwise.
+func (s *Store) Open(name string) (*os.File, Info, error) {
 	p, err := s.path(name)
 	if err != nil {
-		return nil, 0, err
+		return nil, Info{}, err
 	}
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, jsperr.Newf(jsperr.NotFound, "no file %s", name)
+		return nil, Info{}, jsperr.Newf(jsperr.NotFound, "no file %s", name)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("files: open %s: %w", name, err)
+		return nil, Info{}, fmt.Errorf("files: open %s: %w", name, err)
 	}
-	fi, err := f.Stat()
+	info, err := s.describe(name, f)
 	if err != nil {
 		_ = f.Close()
-		return nil, 0, fmt.Errorf("files: stat %s: %w", name, err)
+		return nil, Info{}, err
 	}
-	if !fi.Mode().IsRegular() {
-		_ = f.Close()
-		return nil, 0, jsperr.Newf(jsperr.NotFound, "no file %s", name)
-	}
-	return f, fi.Size(), nil
+	return f, info, nil
 }
 
-// Stat returns a stored file's size and SHA-256. The digest comes from the
-// record written by Put when it still matches the file, and is recomputed
-// (and the record rewritten) otherwise.
-func (s *Store) Stat(name string) (Info, error) {
-	f, size, err := s.Open(name)
-	if err != nil {
-		return Info{}, err
-	}
-	defer f.Close()
+// describe returns the size and digest of the open file f, leaving its
+// offset at 0.
+func (s *Store) describe(name string, f *os.File) (Info, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return Info{}, fmt.Errorf("files: stat %s: %w", name, err)
 	}
-	if m, err := s.readMeta(name); err == nil && m.Size == size && m.ModNano == fi.ModTime().UnixNano() {
+	if !fi.Mode().IsRegular() {
+		return Info{}, jsperr.Newf(jsperr.NotFound, "no file %s", name)
+	}
+	if m, err := s.readMeta(name); err == nil && m.Size == fi.Size() && m.ModNano == fi.ModTime().UnixNano() {
 		return m.Info, nil
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return Info{}, fmt.Errorf("files: hash %s: %w", name, err)
 	}
-	info := Info{Size: size, SHA256: hex.EncodeToString(h.Sum(nil))}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Info{}, fmt.Errorf("files: rewind %s: %w", name, err)
+	}
+	info := Info{Size: fi.Size(), SHA256: hex.EncodeToString(h.Sum(nil))}
 	_ = s.writeMeta(name, meta{Info: info, ModNano: fi.ModTime().UnixNano()})
+	return info, nil
+}
+
+// Stat returns a stored file's size and SHA-256 (see Open).
+func (s *Store) Stat(name string) (Info, error) {
+	f, info, err := s.Open(name)
+	if err != nil {
+		return Info{}, err
+	}
+	_ = f.Close()
 	return info, nil
 }
 

@@ -81,14 +81,14 @@ func TestPutOpenStat(t *testing.T) {
 	if info != want {
 		t.Fatalf("Put info = %+v, want %+v", info, want)
 	}
-	f, size, err := s.Open("a.bin")
+	f, oinfo, err := s.Open("a.bin")
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, _ := io.ReadAll(f)
 	f.Close()
-	if size != int64(len(data)) || !bytes.Equal(got, data) {
-		t.Fatalf("Open returned %d bytes (size %d)", len(got), size)
+	if oinfo != want || !bytes.Equal(got, data) {
+		t.Fatalf("Open returned %d bytes, info %+v", len(got), oinfo)
 	}
 	if st, err := s.Stat("a.bin"); err != nil || st != want {
 		t.Fatalf("Stat = %+v, %v", st, err)
@@ -108,12 +108,18 @@ func TestPutOpenStat(t *testing.T) {
 	if st, err := s.Stat("a.bin"); err != nil || st.SHA256 != hex.EncodeToString(d[:]) || st.Size != int64(len(changed)) {
 		t.Fatalf("Stat after change = %+v, %v", st, err)
 	}
-	// Without a record, Stat hashes the file.
+	// Without a record, Open hashes the file and still reads from the start.
 	if err := os.Remove(s.metaPath("a.bin")); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := s.Stat("a.bin"); err != nil || st.SHA256 != hex.EncodeToString(d[:]) {
-		t.Fatalf("Stat without record = %+v, %v", st, err)
+	f, oinfo, err = s.Open("a.bin")
+	if err != nil || oinfo.SHA256 != hex.EncodeToString(d[:]) {
+		t.Fatalf("Open without record = %+v, %v", oinfo, err)
+	}
+	got, _ = io.ReadAll(f)
+	f.Close()
+	if !bytes.Equal(got, changed) {
+		t.Fatalf("read after rehash = %q", got)
 	}
 }
 
