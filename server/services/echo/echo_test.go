@@ -44,7 +44,9 @@ func TestStream(t *testing.T) {
 	data := make([]byte, 1<<20)
 	rand.Read(data)
 	done := make(chan error, 1)
-	go func() { done <- Service{}.HandleStream(context.Background(), services.NewCaller(services.Identity{}, nil), srv) }()
+	go func() {
+		done <- Service{}.HandleStream(context.Background(), services.NewCaller(services.Identity{}, nil), srv)
+	}()
 	go func() {
 		_, _ = cli.Write(data)
 		_ = cli.Close()

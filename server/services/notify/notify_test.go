@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/wire"
 )
