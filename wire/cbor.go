@@ -158,6 +158,9 @@ func (d *CBORDecoder) head() (major byte, arg uint64, err error) {
 		d.off += 1 + n
 		return major, v, nil
 	case ai == 31:
+		if major == cborSimple {
+			return 0, 0, ErrInvalidCBOR // a "break" outside an indefinite item
+		}
 		return 0, 0, ErrIndefiniteLength
 	default:
 		return 0, 0, ErrInvalidCBOR
