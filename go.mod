@@ -3,9 +3,7 @@ module github.com/jetstreamproto/jsp
 go 1.26
 
 require (
-	github.com/inconshreveable/mousetrap v1.1.0 // indirect
-	github.com/klauspost/compress v1.20.4 // indirect
-	github.com/spf13/cobra v1.10.2 // indirect
-	github.com/spf13/pflag v1.0.9 // indirect
-	go.uber.org/goleak v1.3.0 // indirect
+	github.com/klauspost/compress v1.20.4
+	github.com/spf13/cobra v1.10.2
+	go.uber.org/goleak v1.3.0
 )
