@@ -14,6 +14,7 @@ import (
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/server/services/files"
 	"github.com/jetstreamproto/jsp/session"
+	"github.com/jetstreamproto/jsp/transport"
 	jspquic "github.com/jetstreamproto/jsp/transport/quic"
 	"github.com/jetstreamproto/jsp/transport/mux"
 )
@@ -88,6 +89,11 @@ type Config struct {
 	Link mux.Config
 	// Hub configures the pub/sub hub.
 	Hub pubsub.Config
+	// ExtraListeners are served besides the built-in ones, e.g. an
+	// in-memory listener in tests or a listener an embedding program
+	// built. The gateway owns them after New and closes them on Shutdown
+	// or Close.
+	ExtraListeners []transport.Listener
 	// Authenticate checks each HELLO. Default: everyone is accepted.
 	Authenticate session.Authenticator
 	// Services answers commands and streams. Default: echo, notify and

@@ -282,11 +282,9 @@ func (g *Gateway) Serve(ctx context.Context) error {
 		go g.acceptLoop(l)
 	}
 	if g.http != nil {
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			g.http.serve()
-		}()
+		// The HTTPS server is joined by finish, not by wg: it keeps
+		// answering /healthz ("draining") while Shutdown waits on wg.
+		g.http.start()
 	}
 	g.mu.Unlock()
 	g.log.Info("gateway serving", "urls", g.Addrs().URLs(), "pin", g.pin.String())
@@ -308,6 +306,10 @@ func (g *Gateway) acceptLoop(l *listener) {
 		conn, err := l.l.Accept(g.acceptCtx)
 		if err != nil {
 			if g.acceptCtx.Err() != nil {
+				return
+			}
+			if errors.Is(err, transport.ErrClosed) {
+				g.log.Error("gateway: listener closed unexpectedly", "transport", string(l.kind), "err", err)
 				return
 			}
 			// A failed accept is usually a refused handshake or a
@@ -503,16 +505,13 @@ func (g *Gateway) Close() error {
 	return nil
 }
 
-// closeListeners closes the transport listeners and the HTTPS server's
-// listener; established connections stay up.
+// closeListeners closes the transport listeners (the WebSocket one refuses
+// further upgrades); established connections stay up.
 func (g *Gateway) closeListeners() {
 	for _, l := range g.listeners {
 		if err := l.l.Close(); err != nil {
 			g.log.Debug("gateway: close listener", "transport", string(l.kind), "err", err)
 		}
-	}
-	if g.http != nil {
-		g.http.stopAccepting()
 	}
 }
 
