@@ -195,7 +195,7 @@ func (c *Config) validate() error {
 	if c.QUICAddr == Off && c.TCPAddr == Off && c.WSAddr == Off {
 		return errors.New("gateway: every listener is off")
 	}
-	if !strings.HasPrefix(c.WSPath, "/") || c.WSPath == "/healthz" || c.WSPath == "/metrics" {
+	if c.WSPath != "" && !strings.HasPrefix(c.WSPath, "/") || c.WSPath == "/healthz" || c.WSPath == "/metrics" {
 		return fmt.Errorf("gateway: WSPath %q must start with / and differ from /healthz and /metrics", c.WSPath)
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
