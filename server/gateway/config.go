@@ -15,8 +15,8 @@ import (
 	"github.com/jetstreamproto/jsp/server/services/files"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
-	jspquic "github.com/jetstreamproto/jsp/transport/quic"
 	"github.com/jetstreamproto/jsp/transport/mux"
+	jspquic "github.com/jetstreamproto/jsp/transport/quic"
 )
 
 // Default listen addresses (docs/decisions.md D6): QUIC on UDP 7400, TLS

@@ -81,15 +81,15 @@ type Gateway struct {
 	wg sync.WaitGroup // accept loops and connection goroutines
 
 	mu       sync.Mutex
-	perIP    map[string]int             // guarded by mu: connections per IP
-	conns    int                        // guarded by mu: connections admitted and not yet gone
-	hosts    map[*host]struct{}         // guarded by mu: established sessions
-	byKind   map[transport.Kind]int     // guarded by mu: established sessions by transport
-	state    state                      // guarded by mu
-	served   bool                       // guarded by mu: Serve was called
-	shutdown chan struct{}              // closed when Shutdown or Close starts
-	closed   chan struct{}              // closed when the gateway is fully closed
-	closeErr error                      // guarded by mu
+	perIP    map[string]int         // guarded by mu: connections per IP
+	conns    int                    // guarded by mu: connections admitted and not yet gone
+	hosts    map[*host]struct{}     // guarded by mu: established sessions
+	byKind   map[transport.Kind]int // guarded by mu: established sessions by transport
+	state    state                  // guarded by mu
+	served   bool                   // guarded by mu: Serve was called
+	shutdown chan struct{}          // closed when Shutdown or Close starts
+	closed   chan struct{}          // closed when the gateway is fully closed
+	closeErr error                  // guarded by mu
 }
 
 type state uint8
