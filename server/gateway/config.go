@@ -192,7 +192,7 @@ func (c *Config) setDefaults() {
 }
 
 func (c *Config) validate() error {
-	if c.QUICAddr == Off && c.TCPAddr == Off && c.WSAddr == Off {
+	if c.QUICAddr == Off && c.TCPAddr == Off && c.WSAddr == Off && len(c.ExtraListeners) == 0 {
 		return errors.New("gateway: every listener is off")
 	}
 	if c.WSPath != "" && !strings.HasPrefix(c.WSPath, "/") || c.WSPath == "/healthz" || c.WSPath == "/metrics" {

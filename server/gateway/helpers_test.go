@@ -169,3 +169,7 @@ func closeCode(err error) jsperr.Code {
 	}
 	return jsperr.CodeOf(err)
 }
+
+func sessionConfigHandshake(d time.Duration) session.Config {
+	return session.Config{HandshakeTimeout: d, Logger: testLogger()}
+}
