@@ -227,5 +227,7 @@ func TestHandshakeTimeoutFreesSlot(t *testing.T) {
 	if code := closeCode(context.Cause(conn.Context())); code != jsperr.HandshakeTimeout {
 		t.Fatalf("silent client closed with %v", context.Cause(conn.Context()))
 	}
+	// The slot is released just after the close code leaves.
+	waitFor(t, "handshake slot", func() bool { return len(g.handshakeSem) == 0 })
 	g.dial(t, transport.KindMem)
 }
