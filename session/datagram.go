@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
-	"github.com/jetstreamproto/jsp/reliability/fragment"
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/reliability/fragment"
 	"github.com/jetstreamproto/jsp/wire"
 )
 
@@ -17,7 +17,6 @@ const (
 	flowDatagramAPI = 0 // Datagram API payloads
 	flowMixed       = 1 // Mixed API unreliable messages (a MESSAGE frame)
 )
-
 
 // SendDatagram sends one unreliable datagram (JSP §5.13). Payloads larger
 // than one transport datagram are fragmented; the peer delivers the whole

@@ -682,24 +682,24 @@ func (s *Session) heartbeatLoop(ctx context.Context) error {
 
 // Stats are counters of one session.
 type Stats struct {
-	Writes        uint64 // write calls on the control stream
-	BytesWritten  uint64
-	FramesSent    uint64
-	MediaDropped  uint64 // media frames dropped past their deadline
-	SendQueued    int    // frames waiting to be sent now
-	SmoothedRTT   time.Duration
+	Writes       uint64 // write calls on the control stream
+	BytesWritten uint64
+	FramesSent   uint64
+	MediaDropped uint64 // media frames dropped past their deadline
+	SendQueued   int    // frames waiting to be sent now
+	SmoothedRTT  time.Duration
 }
 
 // Stats returns a snapshot of the session's counters.
 func (s *Session) Stats() Stats {
 	srtt, _ := s.rtt.get()
 	return Stats{
-		Writes:        s.send.writes.Load(),
-		BytesWritten:  s.send.bytesWritten.Load(),
-		FramesSent:    s.send.framesSent.Load(),
-		MediaDropped:  s.send.mediaDropped.Load(),
-		SendQueued:    s.send.queued(),
-		SmoothedRTT:   srtt,
+		Writes:       s.send.writes.Load(),
+		BytesWritten: s.send.bytesWritten.Load(),
+		FramesSent:   s.send.framesSent.Load(),
+		MediaDropped: s.send.mediaDropped.Load(),
+		SendQueued:   s.send.queued(),
+		SmoothedRTT:  srtt,
 	}
 }
 
@@ -729,4 +729,3 @@ func (r *rttStats) get() (time.Duration, time.Duration) {
 
 // hasCap reports whether caps contains c.
 func hasCap(caps []string, c string) bool { return slices.Contains(caps, c) }
-
