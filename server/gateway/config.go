@@ -91,8 +91,8 @@ type Config struct {
 	Hub pubsub.Config
 	// ExtraListeners are served besides the built-in ones, e.g. an
 	// in-memory listener in tests or a listener an embedding program
-	// built. The gateway owns them after New and closes them on Shutdown
-	// or Close.
+	// built. Once New succeeds the gateway owns them and closes them on
+	// Shutdown or Close.
 	ExtraListeners []transport.Listener
 	// Authenticate checks each HELLO. Default: everyone is accepted.
 	Authenticate session.Authenticator

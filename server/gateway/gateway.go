@@ -37,6 +37,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -152,7 +153,7 @@ func New(cfg Config) (*Gateway, error) {
 // defaultServices registers echo, notify and files.
 func defaultServices(cfg Config) (*services.Registry, error) {
 	r := services.NewRegistry()
-	fs, err := files.New(files.Config{Dir: cfg.DataDir + "/files", MaxFileSize: cfg.MaxFileSize, Now: cfg.Now})
+	fs, err := files.New(files.Config{Dir: filepath.Join(cfg.DataDir, "files"), MaxFileSize: cfg.MaxFileSize, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: files service: %w", err)
 	}
@@ -482,7 +483,8 @@ func (g *Gateway) waitClosed(ctx context.Context) error {
 }
 
 // Close closes the gateway at once: listeners, the HTTPS server and every
-// session (with GOING_AWAY), and waits for every goroutine.
+// session (with GOING_AWAY, through each host's closeWatch), and waits for
+// every goroutine.
 func (g *Gateway) Close() error {
 	g.mu.Lock()
 	if g.state == stateClosed || g.state == stateDraining {

@@ -34,7 +34,9 @@ type host struct {
 	streams  chan struct{} // semaphore: stream handlers
 	wg       sync.WaitGroup
 
-	goawayOnce sync.Once
+	mu       sync.Mutex
+	goingWay bool // guarded by mu: goAway has started
+	finished bool // guarded by mu: run is joining wg; no more goroutines
 }
 
 func newHost(g *Gateway, sess *session.Session) *host {
@@ -63,7 +65,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 func (h *host) run() {
 	ctx := h.sess.Context()
 	h.log.Debug("session established")
-	for _, loop := range []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop} {
+	for _, loop := range []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch} {
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
@@ -71,6 +73,9 @@ func (h *host) run() {
 		}()
 	}
 	err := h.sess.Wait()
+	h.mu.Lock()
+	h.finished = true
+	h.mu.Unlock()
 	h.wg.Wait()
 	h.sub.Close()
 	if code := jsperr.CodeOf(err); code != jsperr.NoError {
@@ -79,23 +84,38 @@ func (h *host) run() {
 	h.log.Debug("session ended", "cause", err)
 }
 
+// closeWatch closes the session when the gateway closes.
+func (h *host) closeWatch(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-h.g.ctx.Done():
+		_ = h.sess.CloseWithError(jsperr.GoingAway, "server closed")
+	}
+}
+
 // goAway starts the session's drain: GOAWAY now, close after the grace.
 // The wait runs on a host goroutine so that Shutdown can signal every
-// session at once.
+// session at once; a session that has already ended is left alone.
 func (h *host) goAway() {
-	h.goawayOnce.Do(func() {
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			h.g.metrics.messagesOut.add(wire.FrameGoaway.String(), 1)
-			// g.ctx ends when a Shutdown's deadline passes or Close is
-			// called; the session then closes before the grace is over.
-			if err := h.sess.GoAway(h.g.ctx, "server shutting down", h.g.cfg.Alternatives, h.g.cfg.DrainGrace); err != nil {
-				h.log.Debug("goaway", "err", err)
-				_ = h.sess.CloseWithError(jsperr.GoingAway, "server shutting down")
-			}
-		}()
-	})
+	h.mu.Lock()
+	if h.goingWay || h.finished {
+		h.mu.Unlock()
+		return
+	}
+	h.goingWay = true
+	// Added under mu so that it cannot race with run's final wg.Wait.
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		h.g.metrics.messagesOut.add(wire.FrameGoaway.String(), 1)
+		// g.ctx ends when a Shutdown's deadline passes or Close is called;
+		// the session then closes before the grace is over.
+		if err := h.sess.GoAway(h.g.ctx, "server shutting down", h.g.cfg.Alternatives, h.g.cfg.DrainGrace); err != nil {
+			h.log.Debug("goaway", "err", err)
+			_ = h.sess.CloseWithError(jsperr.GoingAway, "server shutting down")
+		}
+	}()
 }
 
 // closeOnError ends the session with err's code. CloseWithError waits for

@@ -231,3 +231,18 @@ func TestHandshakeTimeoutFreesSlot(t *testing.T) {
 	waitFor(t, "handshake slot", func() bool { return len(g.handshakeSem) == 0 })
 	g.dial(t, transport.KindMem)
 }
+
+func TestCloseClosesSessions(t *testing.T) {
+	g := startGateway(t, Config{})
+	s := g.dial(t, transport.KindMem)
+	waitFor(t, "session", func() bool { return g.Health().Sessions == 1 })
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Wait(); closeCode(err) != jsperr.GoingAway {
+		t.Fatalf("session ended with %v, want GOING_AWAY", err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+}
