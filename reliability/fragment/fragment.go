@@ -15,9 +15,8 @@
 // Config.MaxMessageSize bytes each.
 //
 // The package has no goroutines and reads no clock: the caller passes the
-// current time to Add and Expire. It imports only the standard library and
-// the project's pure packages jsperr, internal/protocol and wire (for the
-// varint).
+// current time to Add and Expire. It imports only the standard library,
+// jsperr and internal/protocol.
 package fragment
 
 import (
