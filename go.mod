@@ -3,6 +3,7 @@ module github.com/jetstreamproto/jsp
 go 1.26.0
 
 require (
+	github.com/klauspost/compress v1.20.4
 	github.com/quic-go/quic-go v0.65.0
 	github.com/spf13/cobra v1.10.2
 	go.uber.org/goleak v1.3.0
