@@ -15,8 +15,8 @@
 // Config.MaxMessageSize bytes each.
 //
 // The package has no goroutines and reads no clock: the caller passes the
-// current time to Add and Expire. It imports only the standard library,
-// jsperr and internal/protocol.
+// current time to Add and Expire. It imports only the standard library and
+// the project's pure packages jsperr, internal/protocol and wire (varints).
 package fragment
 
 import (

@@ -1,6 +1,9 @@
 package fragment
 
-import "github.com/jetstreamproto/jsp/jsperr"
+import (
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/wire"
+)
 
 // Split cuts payload into at most MaxFragments fragments of message id,
 // each at most maxSize bytes including its header, and returns them in
@@ -43,7 +46,7 @@ func Split(id MsgID, payload []byte, maxSize int) ([][]byte, error) {
 
 // fragmentCount returns how many fragments a payload of n bytes needs.
 func fragmentCount(id MsgID, n, maxSize int) (int, error) {
-	idLen := varintLen(uint64(id))
+	idLen := wire.VarintLen(uint64(id))
 	// Index and count below 64 take one varint byte each; a count of
 	// exactly 64 takes two (RFC 9000 §16), so the largest header is one
 	// byte longer. Sizing every fragment by the header of its own count
