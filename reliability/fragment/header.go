@@ -5,6 +5,11 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
+// This file is the only place in the package that knows the fragment
+// header's bytes. The wire package has the same codec
+// (wire.AppendFragmentHeader / wire.ParseFragmentHeader); the tests check
+// the two against each other byte for byte until they are folded into one.
+
 // MsgID identifies one fragmented message among a sender's datagrams.
 type MsgID uint64
 
@@ -17,19 +22,19 @@ const MaxFragments = 64
 //	| msg id (vi)  | index (vi) | count (vi) | data |
 //	+--------------+------------+------------+------+
 //
-// with 1 <= count <= MaxFragments and index < count.
+// with 1 <= count <= MaxFragments and index < count; vi = QUIC varint,
+// shortest form.
 type Header struct {
 	ID    MsgID
 	Index int
 	Count int
 }
 
-// Decoding errors. Sentinel values, so that rejecting a fragment never
-// allocates.
-var (
-	// ErrBadCount: count is 0 or above MaxFragments, or index >= count.
-	ErrBadCount = jsperr.New(jsperr.MalformedFrame, "fragment: index/count out of range")
-)
+// ErrBadCount is returned by ParseHeader when count is 0 or above
+// MaxFragments, or index >= count (JSP §5.13). Varint faults are wire's
+// sentinel errors (wire.ErrTruncated, wire.ErrNonMinimalVarint). Sentinel
+// values, so that rejecting a fragment never allocates.
+var ErrBadCount = jsperr.New(jsperr.MalformedFrame, "fragment: index/count out of range")
 
 // Len returns the encoded header length.
 func (h Header) Len() int {
@@ -42,8 +47,8 @@ func (h Header) valid() bool {
 }
 
 // AppendHeader appends h to b. An invalid index or count, or an id above
-// wire.MaxVarint, is a programming error and panics, as the encoder has no
-// way to report it.
+// 2^62-1, is a programming error and panics, as the encoder has no way to
+// report it.
 func AppendHeader(b []byte, h Header) []byte {
 	if !h.valid() {
 		panic("fragment: invalid header index/count")
