@@ -488,29 +488,3 @@ func FuzzParseHeader(f *testing.F) {
 		}
 	})
 }
-
-// FuzzHeaderMatchesWire checks that this package's header codec and the
-// wire package's agree on every input: same verdict, same code, same
-// fields.
-func FuzzHeaderMatchesWire(f *testing.F) {
-	f.Add(AppendHeader(nil, Header{ID: 1, Index: 0, Count: 1}))
-	f.Add(AppendHeader(nil, Header{ID: 1 << 40, Index: 63, Count: 64}))
-	f.Add([]byte{1, 0x40, 0, 2})
-	f.Add([]byte{1, 0, 0x40, 65})
-	f.Fuzz(func(t *testing.T, in []byte) {
-		h, n, err := ParseHeader(in)
-		wh, wn, werr := wire.ParseFragmentHeader(in)
-		if jsperr.CodeOf(err) != jsperr.CodeOf(werr) {
-			t.Fatalf("%x: fragment says %v, wire says %v", in, err, werr)
-		}
-		if err != nil {
-			return
-		}
-		if n != wn || uint64(h.ID) != wh.MsgID || h.Index != int(wh.Index) || h.Count != int(wh.Count) {
-			t.Fatalf("%x: fragment %+v/%d, wire %+v/%d", in, h, n, wh, wn)
-		}
-		if !bytes.Equal(AppendHeader(nil, h), wire.AppendFragmentHeader(nil, wh)) {
-			t.Fatalf("%x: encoders differ", in)
-		}
-	})
-}
