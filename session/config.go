@@ -53,6 +53,9 @@ type Config struct {
 	// AcceptStream, and received datagrams waiting for ReceiveDatagram.
 	// Default: 64.
 	AcceptQueueLength int
+	// WriteTimeout bounds one write on the control stream. A peer that reads
+	// nothing for this long is closed with SLOW_CONSUMER. Default: 10 s.
+	WriteTimeout time.Duration
 	// MediaDeadline is how long a media-class frame may wait in the send
 	// queue before it is dropped instead of sent (JSP §11.3). Default: 150 ms.
 	MediaDeadline time.Duration
@@ -88,6 +91,7 @@ const (
 	defaultAcceptQueue      = 64
 	defaultMediaDeadline    = 150 * time.Millisecond
 	defaultMaxBatchBytes    = 64 << 10
+	defaultWriteTimeout     = 10 * time.Second
 )
 
 // withDefaults returns a copy of c with every zero field set to its default.
@@ -128,6 +132,9 @@ func (c Config) withDefaults() Config {
 	if c.AcceptQueueLength == 0 {
 		c.AcceptQueueLength = defaultAcceptQueue
 	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
 	if c.MediaDeadline == 0 {
 		c.MediaDeadline = defaultMediaDeadline
 	}
@@ -150,7 +157,8 @@ func (c Config) withDefaults() Config {
 // validate reports configuration values that cannot work.
 func (c Config) validate() error {
 	switch {
-	case c.HandshakeTimeout < 0, c.HeartbeatInterval < 0, c.BatteryHeartbeatInterval < 0, c.IdleTimeout < 0:
+	case c.HandshakeTimeout < 0, c.HeartbeatInterval < 0, c.BatteryHeartbeatInterval < 0, c.IdleTimeout < 0,
+		c.WriteTimeout < 0, c.MediaDeadline < 0:
 		return fmt.Errorf("session: negative timeout in config")
 	case c.MaxMessageSize > c.MaxFrameSize:
 		return fmt.Errorf("session: MaxMessageSize %d exceeds MaxFrameSize %d", c.MaxMessageSize, c.MaxFrameSize)

@@ -14,10 +14,6 @@ import (
 	"github.com/jetstreamproto/jsp/transport"
 )
 
-// defaultWriteTimeout bounds one write on the control stream. A peer that
-// reads nothing for this long is closed with SLOW_CONSUMER.
-const defaultWriteTimeout = 10 * time.Second
-
 // sender owns the write side of the control stream (JSP §11.3, §11.5). Any
 // goroutine enqueues encoded frames; one goroutine (run) pops them in QoS
 // order and coalesces them into as few writes as the batching policy allows.
@@ -26,6 +22,7 @@ type sender struct {
 	batching bool
 	delays   [2][protocol.NumClasses]time.Duration // [normal, battery]
 	maxBatch int
+	timeout  time.Duration
 	now      func() time.Time
 
 	mu      sync.Mutex
@@ -44,6 +41,7 @@ func newSender(w transport.Stream, cfg Config) *sender {
 		w:        w,
 		batching: !cfg.DisableBatching,
 		maxBatch: cfg.MaxBatchBytes,
+		timeout:  cfg.WriteTimeout,
 		now:      cfg.Now,
 		signal:   make(chan struct{}, 1),
 	}
@@ -160,7 +158,9 @@ func (s *sender) run(ctx context.Context) error {
 }
 
 func (s *sender) write(b []byte) error {
-	_ = s.w.SetWriteDeadline(s.now().Add(defaultWriteTimeout))
+	// The deadline uses the wall clock: it bounds real I/O, whatever clock
+	// the session was given for protocol timestamps.
+	_ = s.w.SetWriteDeadline(time.Now().Add(s.timeout))
 	_, err := s.w.Write(b)
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {

@@ -344,11 +344,25 @@ func (s *Session) deliver(in Incoming) {
 	} else {
 		class = in.Flags.Class()
 	}
-	if _, _, err := s.recv.Push(qos.Item[Incoming]{Class: class, Value: in}); err != nil {
-		// Chat and system never drop: a receiver that cannot keep up is a
-		// slow consumer; media and bulk drops are counted by the queue.
-		if class == protocol.ClassSystem || class == protocol.ClassChat {
+	for {
+		_, _, err := s.recv.Push(qos.Item[Incoming]{Class: class, Value: in})
+		if err == nil || class == protocol.ClassMedia {
+			return // media drops the oldest inside the queue
+		}
+		if class == protocol.ClassSystem {
+			// System never drops, and its queue is 16x larger than the
+			// others: overflowing it means the application stopped
+			// calling Recv altogether.
 			s.fail(jsperr.Newf(jsperr.SlowConsumer, "receive queue for %s full", class))
+			return
+		}
+		// Chat and bulk apply backpressure: this reader stops reading, the
+		// transport's flow control stops the peer, and a peer whose writes
+		// stall past its WriteTimeout closes with SLOW_CONSUMER.
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(time.Millisecond):
 		}
 	}
 }

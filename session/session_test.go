@@ -28,7 +28,13 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // registers cleanup.
 func establish(t *testing.T, ccfg, scfg Config, info ClientInfo) (cli, srv *Session) {
 	t.Helper()
-	cc, sc := newPair(t)
+	return establishOn(t, newPair, ccfg, scfg, info)
+}
+
+// establishOn is establish over the transport pairs that factory makes.
+func establishOn(t *testing.T, factory func(*testing.T) (transport.Conn, transport.Conn), ccfg, scfg Config, info ClientInfo) (cli, srv *Session) {
+	t.Helper()
+	cc, sc := factory(t)
 	ccfg.Logger, scfg.Logger = quietLogger(), quietLogger()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

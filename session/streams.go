@@ -138,6 +138,11 @@ func (s *Session) serveStream(ctx context.Context, ts transport.Stream) {
 			return
 		}
 		so := m.(*wire.StreamOpen)
+		// QUIC carries no class on the wire; STREAM_OPEN does (JSP §7.1), so
+		// replies on this stream get the opener's priority.
+		if cs, ok := ts.(interface{ SetClass(protocol.Class) }); ok {
+			cs.SetClass(so.Class)
+		}
 		st := &Stream{Stream: ts, r: br, label: so.Label, meta: so.Metadata}
 		select {
 		case s.streams <- st:

@@ -16,8 +16,7 @@
 //
 // The package has no goroutines and reads no clock: the caller passes the
 // current time to Add and Expire. It imports only the standard library and
-// the project's pure packages jsperr, internal/protocol and wire (for the
-// varint).
+// the project's pure packages jsperr, internal/protocol and wire (varints).
 package fragment
 
 import (

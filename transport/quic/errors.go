@@ -74,10 +74,12 @@ func connError(err error) error {
 }
 
 // streamError maps an error from a stream operation. A stream reset
-// becomes STREAM_RESET (JSP §10) whose Reason names the code the resetting
-// side gave; the *quicgo.StreamError with the raw code stays in the chain.
-// io.EOF and deadline errors pass unchanged; connection errors map as in
-// connError.
+// becomes a STREAM_RESET *jsperr.Error (JSP §10) that wraps a second
+// *jsperr.Error with the code the resetting side gave, so that both
+// jsperr.CodeOf(err) == STREAM_RESET and errors.Is(err, jsperr.New(code, ""))
+// hold, as on every transport; the *quicgo.StreamError stays in the chain
+// below them. io.EOF and deadline errors pass unchanged; connection errors
+// map as in connError.
 func streamError(err error) error {
 	if err == nil {
 		return nil
@@ -89,14 +91,15 @@ func streamError(err error) error {
 		}
 		return connError(err)
 	}
-	code := jsperr.Code(se.ErrorCode)
-	e := jsperr.Wrap(jsperr.StreamReset, err)
-	e.Remote = se.Remote
+	app := jsperr.Wrap(jsperr.Code(se.ErrorCode), err)
+	app.Remote = se.Remote
 	if se.Remote {
-		e.Reason = fmt.Sprintf("stream %d reset by peer with %s (0x%x)", se.StreamID, code, uint64(code))
+		app.Reason = fmt.Sprintf("stream %d reset by peer", se.StreamID)
 	} else {
-		e.Reason = fmt.Sprintf("stream %d reset locally with %s (0x%x)", se.StreamID, code, uint64(code))
+		app.Reason = fmt.Sprintf("stream %d reset locally", se.StreamID)
 	}
+	e := jsperr.Wrap(jsperr.StreamReset, app)
+	e.Remote = se.Remote
 	return e
 }
 

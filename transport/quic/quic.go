@@ -21,7 +21,8 @@
 //   - Close codes: CloseWithError sends the JSP code as the QUIC application
 //     error code; the peer's Context cause is a *jsperr.Error with that code,
 //     the reason and Remote set. Stream resets carry JSP codes as QUIC
-//     stream error codes and surface as STREAM_RESET errors.
+//     stream error codes and surface as STREAM_RESET errors that wrap the
+//     resetting side's code (errors.Is(err, jsperr.New(code, "")) holds).
 //   - TLS: every tls.Config passes through tlsconf.Enforce (TLS 1.3, ALPN
 //     "jsp/1" only) and every handshake through tlsconf.CheckState.
 //

@@ -322,6 +322,9 @@ func TestStreamResets(t *testing.T) {
 		if !strings.Contains(je.Reason, "CANCELLED") {
 			t.Errorf("reason %q does not name the peer's code", je.Reason)
 		}
+		if !errors.Is(err, jsperr.New(jsperr.Cancelled, "")) {
+			t.Errorf("error %v does not carry the peer's code", err)
+		}
 		if code, ok := ResetCode(err); !ok || code != jsperr.Cancelled {
 			t.Errorf("ResetCode = %v, %v", code, ok)
 		}

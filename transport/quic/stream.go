@@ -63,7 +63,7 @@ func (s *Stream) Class() protocol.Class { return protocol.Class(s.class.Load()) 
 func (s *Stream) ID() protocol.StreamID { return protocol.StreamID(s.qs.StreamID()) }
 
 // Read reads stream data. After the peer resets the stream it fails with a
-// STREAM_RESET *jsperr.Error whose Reason names the peer's code (see also
+// STREAM_RESET *jsperr.Error that wraps the peer's code (see also
 // ResetCode); after the connection closes, with the connection's error.
 func (s *Stream) Read(p []byte) (int, error) {
 	n, err := s.qs.Read(p)
