@@ -66,6 +66,10 @@ type Config struct {
 	WSAddr string
 	// WSPath is the WebSocket endpoint's path. Default: DefaultWSPath.
 	WSPath string
+	// WSOriginPatterns are the host patterns (path.Match syntax) allowed in
+	// a browser's Origin header besides the server's own host. Default:
+	// none, so pages from other origins cannot connect.
+	WSOriginPatterns []string
 
 	// DataDir holds the development certificate and the files service's
 	// store. Default: DefaultDataDir.
