@@ -125,7 +125,7 @@ func rawClient(t *testing.T, g *testGateway, kind transport.Kind) (transport.Con
 // code for its mistake, and another client on the same gateway keeps
 // being served.
 func TestBadClientIsolated(t *testing.T) {
-	g := startGateway(t, Config{QUICAddr: "127.0.0.1:0"})
+	g := startGateway(t, allListeners(Config{}))
 	good := g.dial(t, transport.KindQUIC)
 	echoOnce := func() {
 		t.Helper()
@@ -146,7 +146,7 @@ func TestBadClientIsolated(t *testing.T) {
 			ID: []byte("e"), Route: wire.Route{Kind: wire.RouteChannel, Name: "c"}, Kind: wire.KindEvent}}), jsperr.ProtocolViolation},
 		{"HELLO again", wire.AppendMessage(nil, 0, 0, &wire.Hello{Versions: []protocol.Version{1}}), jsperr.ProtocolViolation},
 	}
-	for _, kind := range []transport.Kind{transport.KindQUIC, transport.KindMem} {
+	for _, kind := range append(slices.Clone(realKinds), transport.KindMem) {
 		for _, tt := range tests {
 			t.Run(string(kind)+"/"+tt.name, func(t *testing.T) {
 				conn, ctl := rawClient(t, g, kind)
