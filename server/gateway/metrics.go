@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/jetstreamproto/jsp/transport"
 )
 
 // family is one Prometheus metric with a single label, e.g.
@@ -85,7 +87,7 @@ type metrics struct {
 }
 
 func newMetrics() *metrics {
-	return &metrics{
+	m := &metrics{
 		sessions:    newFamily("jsp_sessions", "gauge", "transport", "Open sessions by transport."),
 		accepted:    newFamily("jsp_sessions_accepted_total", "counter", "transport", "Sessions established, by transport."),
 		refused:     newFamily("jsp_connections_refused_total", "counter", "reason", "Connections refused before the handshake, by reason."),
@@ -93,6 +95,12 @@ func newMetrics() *metrics {
 		messagesOut: newFamily("jsp_messages_out_total", "counter", "type", "Messages sent to clients, by frame type."),
 		errors:      newFamily("jsp_errors_total", "counter", "code", "Errors by JSP error code: failed handshakes, sessions closed on error, error replies."),
 	}
+	// The session gauge always lists the built-in transports, so that a
+	// dashboard shows 0 rather than no data.
+	for _, k := range []transport.Kind{transport.KindQUIC, transport.KindTCP, transport.KindWebSocket} {
+		m.sessions.add(string(k), 0)
+	}
+	return m
 }
 
 // gauge is one unlabelled value written at scrape time.
