@@ -8,6 +8,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/wire"
@@ -110,4 +111,58 @@ func TestMaxStreamHandlers(t *testing.T) {
 	if g.metrics.errors.value(jsperr.StreamLimit.String()) != 1 {
 		t.Fatal("STREAM_LIMIT not counted")
 	}
+}
+
+// TestRequestRefusals checks the answers to failed requests at the frame
+// level: an ERROR naming the request (JSP §5.3), and the session goes on.
+func TestRequestRefusals(t *testing.T) {
+	g := startGateway(t, Config{Hub: pubsubConfig(1)})
+	_, ctl := rawClient(t, g, transport.KindMem)
+	fr := wire.NewFrameReader(ctl, uint64(protocol.DefaultMaxFrameSize))
+	send := func(m wire.Message) {
+		t.Helper()
+		if _, err := ctl.Write(wire.AppendMessage(nil, 0, 0, m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() wire.Message {
+		t.Helper()
+		for {
+			h, payload, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Type == wire.FramePing || h.Type == wire.FramePong {
+				continue
+			}
+			m, err := wire.DecodeMessage(h.Type, payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		}
+	}
+	send(&wire.Subscribe{Channel: "a", ReqID: []byte("r1")})
+	if ack, ok := next().(*wire.Ack); !ok || string(ack.IDs[0]) != "r1" {
+		t.Fatalf("first SUBSCRIBE: %+v", ack)
+	}
+	send(&wire.Subscribe{Channel: "b", ReqID: []byte("r2")})
+	if e, ok := next().(*wire.ErrorMessage); !ok || e.Code != jsperr.LimitExceeded || string(e.Ref) != "r2" {
+		t.Fatalf("SUBSCRIBE over the limit: %+v", e)
+	}
+	send(&wire.EnvelopeFrame{Type: wire.FramePublish, Envelope: wire.Envelope{
+		ID: []byte("p1"), Route: wire.Route{Kind: wire.RouteService, Name: "echo"}, Kind: wire.KindEvent, Body: []byte("x")}})
+	if e, ok := next().(*wire.ErrorMessage); !ok || e.Code != jsperr.BadRequest || string(e.Ref) != "p1" {
+		t.Fatalf("PUBLISH to a service: %+v", e)
+	}
+	// Still served: a PUBLISH to the joined channel comes back as an EVENT.
+	send(&wire.EnvelopeFrame{Type: wire.FramePublish, Envelope: wire.Envelope{
+		ID: []byte("p2"), Route: wire.Route{Kind: wire.RouteChannel, Name: "a"}, Kind: wire.KindEvent, Body: []byte("y")}})
+	if ev, ok := next().(*wire.EnvelopeFrame); !ok || ev.Type != wire.FrameEvent || ev.Envelope.Seq != 1 || string(ev.Envelope.Body) != "y" {
+		t.Fatalf("EVENT: %+v", ev)
+	}
+}
+
+func pubsubConfig(maxSubscriptions int) pubsub.Config {
+	return pubsub.Config{MaxSubscriptions: maxSubscriptions}
 }
