@@ -9,7 +9,7 @@
 //	 0                   1                   2                   3
 //	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
 //	+-+-+-+-+-------+-------------------------------+---------------+
-//	|K|E|F|L| rsvd  |        sequence number        |   timestamp   :
+//	|K|E|F|L|R|rsvd |        sequence number        |   timestamp   :
 //	+-+-+-+-+-------+-------------------------------+---------------+
 //	:          timestamp (cont., 32 bits)           | [audio level] :
 //	+-----------------------------------------------+---------------+
@@ -23,7 +23,8 @@
 //	              bit 5 F  FEC parity packet: the payload is a Reed-Solomon
 //	                       parity shard (reliability/fec)
 //	              bit 4 L  an audio-level byte follows the timestamp
-//	              bit 0-3  reserved, sent as 0; a packet with any set is
+//	              bit 3 R  retransmission: resent after a NACK
+//	              bit 0-2  reserved, sent as 0; a packet with any set is
 //	                       dropped (see below)
 //	bytes 1-2   sequence number, uint16 big-endian, wraps (see [Seq])
 //	bytes 3-6   media timestamp, uint32 big-endian, in the flow's media clock
@@ -40,6 +41,13 @@
 // flow's repair space, so a lost parity packet never shows up as a gap among
 // source packets and is never NACKed. A parity packet carries the timestamp
 // of its group's newest source packet and no other flag (JSP §13).
+//
+// The R bit lets the receiver keep retransmissions out of its loss and
+// jitter measurements (their delay is the repair's, not the network's). It
+// is the one bit a sender changes when it resends a cached packet, and FEC
+// protects packets as first sent, so a receiver clears it (with
+// [SetRetransmission]) before handing a retransmitted packet to the FEC
+// decoder.
 //
 // # Why a 16-bit sequence number
 //
@@ -83,8 +91,10 @@ const (
 	FlagFEC Flags = 1 << 5
 	// FlagAudioLevel says [Header.AudioLevel] is present.
 	FlagAudioLevel Flags = 1 << 4
+	// FlagRetransmission marks a packet resent after a NACK.
+	FlagRetransmission Flags = 1 << 3
 
-	flagsReserved Flags = 0x0f
+	flagsReserved Flags = 0x07
 )
 
 // Has reports whether every bit of g is set in f.
@@ -134,7 +144,7 @@ type FECInfo struct {
 
 // Header is a decoded media datagram header (JSP §13).
 type Header struct {
-	// Flags holds the K, E, F and L bits. F and L decide whether FEC and
+	// Flags holds the K, E, F, L and R bits. F and L decide whether FEC and
 	// AudioLevel are encoded; the fields are ignored when their bit is
 	// clear.
 	Flags Flags
@@ -190,7 +200,7 @@ func (h *Header) Validate() error {
 		// JSP §13: a parity packet describes a group, not a frame, so
 		// the media flags have no meaning on it; allowing them would
 		// give one packet two encodings.
-		if h.Flags&(FlagKeyFrame|FlagEndOfFrame|FlagAudioLevel) != 0 {
+		if h.Flags&(FlagKeyFrame|FlagEndOfFrame|FlagAudioLevel|FlagRetransmission) != 0 {
 			return ErrBadFEC
 		}
 		if f.K == 0 || f.M == 0 || f.Index >= f.M || int(f.K)+int(f.M) > MaxFECShards {
@@ -282,4 +292,20 @@ func Parse(b []byte) (Header, []byte, error) {
 		return h, nil, err
 	}
 	return h, b[n:], nil
+}
+
+// SetRetransmission sets or clears the R bit of an encoded media datagram in
+// place. A sender sets it on a cached packet it resends; a receiver clears
+// it before giving the packet to the FEC decoder, which protects packets as
+// first sent. It returns ErrTruncated for an empty packet.
+func SetRetransmission(pkt []byte, on bool) error {
+	if len(pkt) == 0 {
+		return ErrTruncated
+	}
+	if on {
+		pkt[0] |= byte(FlagRetransmission)
+	} else {
+		pkt[0] &^= byte(FlagRetransmission)
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ func sampleHeaders() []Header {
 	return []Header{
 		{},
 		{Flags: FlagKeyFrame | FlagEndOfFrame, Seq: 65535, Timestamp: 0xffffffff},
+		{Flags: FlagRetransmission | FlagAudioLevel, Seq: 4, AudioLevel: AudioLevel{Level: 3}},
 		{Flags: FlagAudioLevel, Seq: 1, Timestamp: 960, AudioLevel: AudioLevel{Voice: true, Level: 30}},
 		{Flags: FlagAudioLevel | FlagEndOfFrame, Seq: 2, AudioLevel: AudioLevel{Level: MaxAudioLevel}},
 		{Flags: FlagFEC, Seq: 7, Timestamp: 90000, FEC: FECInfo{Base: 65530, K: 10, M: 2, Index: 1}},
@@ -87,7 +88,7 @@ func TestParseRejects(t *testing.T) {
 		{"empty", "", ErrTruncated},
 		{"short fixed", "00000100", ErrTruncated},
 		{"reserved bit 0", "01" + "0000" + "00000000", ErrReservedFlags},
-		{"reserved bit 3", "08" + "0000" + "00000000", ErrReservedFlags},
+		{"reserved bit 2", "04" + "0000" + "00000000", ErrReservedFlags},
 		{"level missing", "10" + "0000" + "00000000", ErrTruncated},
 		{"fec short", "20" + "0000" + "00000000" + "00000102", ErrTruncated},
 		{"fec k zero", "20" + "0000" + "00000000" + "0000" + "00" + "01" + "00", ErrBadFEC},
@@ -95,6 +96,7 @@ func TestParseRejects(t *testing.T) {
 		{"fec index", "20" + "0000" + "00000000" + "0000" + "04" + "02" + "02", ErrBadFEC},
 		{"fec too many", "20" + "0000" + "00000000" + "0000" + "c8" + "38" + "00", ErrBadFEC},
 		{"fec with key", "a0" + "0000" + "00000000" + "0000" + "01" + "01" + "00", ErrBadFEC},
+		{"fec retransmitted", "28" + "0000" + "00000000" + "0000" + "01" + "01" + "00", ErrBadFEC},
 		{"fec with level", "30" + "0000" + "00000000" + "00" + "0000" + "01" + "01" + "00", ErrBadFEC},
 	}
 	for _, tt := range tests {
@@ -187,4 +189,23 @@ func FuzzParseHeader(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestSetRetransmission(t *testing.T) {
+	h := Header{Flags: FlagKeyFrame, Seq: 9, Timestamp: 1}
+	b, _ := AppendPacket(nil, &h, []byte("p"))
+	orig := bytes.Clone(b)
+	if err := SetRetransmission(b, true); err != nil {
+		t.Fatal(err)
+	}
+	got, p, err := Parse(b)
+	if err != nil || got.Flags != FlagKeyFrame|FlagRetransmission || got.Seq != 9 || string(p) != "p" {
+		t.Fatalf("after setting R: %+v %q %v", got, p, err)
+	}
+	if err := SetRetransmission(b, false); err != nil || !bytes.Equal(b, orig) {
+		t.Fatalf("clearing R did not restore the packet: %x, %v", b, err)
+	}
+	if err := SetRetransmission(nil, true); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("empty packet: %v", err)
+	}
 }

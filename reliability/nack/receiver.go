@@ -86,6 +86,11 @@ type ReceiverConfig struct {
 	// MaxBatch caps the sequence numbers one Nacks call returns, oldest
 	// first. Default DefaultMaxBatch.
 	MaxBatch int
+	// ReorderTolerance is how long a gap must last before its first
+	// NACK, so that a packet merely overtaken by a later one is not
+	// requested again. Set it to about the path's jitter. Default 0: NACK
+	// as soon as a gap is seen.
+	ReorderTolerance time.Duration
 }
 
 func (c *ReceiverConfig) setDefaults() {
@@ -118,7 +123,7 @@ func (c *ReceiverConfig) validate() error {
 		return fmt.Errorf("nack: Window %d outside 2..%d", c.Window, MaxWindow)
 	case c.MaxRetries < 1:
 		return fmt.Errorf("nack: MaxRetries %d below 1", c.MaxRetries)
-	case c.MinInterval < 0 || c.MaxDelay < 0 || c.InitialRTT < 0:
+	case c.MinInterval < 0 || c.MaxDelay < 0 || c.InitialRTT < 0 || c.ReorderTolerance < 0:
 		return fmt.Errorf("nack: negative duration in receiver config")
 	case !(c.Backoff >= 1) || math.IsInf(c.Backoff, 0):
 		return fmt.Errorf("nack: Backoff %v must be a finite number >= 1", c.Backoff)
@@ -322,6 +327,14 @@ func (r *Receiver) removeGap(seq protocol.MediaSeq) {
 	}
 }
 
+// due returns when the next NACK of g may be sent.
+func (r *Receiver) due(g gap) time.Time {
+	if g.retries == 0 {
+		return g.detected.Add(r.cfg.ReorderTolerance)
+	}
+	return g.last.Add(r.interval(g.retries))
+}
+
 // interval returns the wait before the NACK that follows the retries-th.
 func (r *Receiver) interval(retries int) time.Duration {
 	base := max(r.rtt, r.cfg.MinInterval)
@@ -330,9 +343,9 @@ func (r *Receiver) interval(retries int) time.Duration {
 
 // Nacks appends to dst the sequence numbers to NACK now, oldest first, and
 // records that they were NACKed. A packet is NACKed at most MaxRetries
-// times, a repeat only after its backoff interval, and never when the answer
-// could not arrive before the packet's deadline (detection + MaxDelay),
-// judged from the RTT estimate. Packets whose deadline has passed are
+// times, the first only after ReorderTolerance, a repeat only after its
+// backoff interval, and never when the answer could not arrive before the
+// packet's deadline (detection + MaxDelay), judged from the RTT estimate. Packets whose deadline has passed are
 // abandoned.
 func (r *Receiver) Nacks(now time.Time, dst []protocol.MediaSeq) []protocol.MediaSeq {
 	batch := 0
@@ -344,7 +357,7 @@ func (r *Receiver) Nacks(now time.Time, dst []protocol.MediaSeq) []protocol.Medi
 			r.stats.Abandoned++
 			continue
 		}
-		due := g.retries == 0 || !now.Before(g.last.Add(r.interval(g.retries)))
+		due := !now.Before(r.due(g))
 		useful := !now.Add(r.rtt).After(deadline)
 		if batch < r.cfg.MaxBatch && g.retries < r.cfg.MaxRetries && due && useful {
 			dst = append(dst, g.seq)
@@ -372,10 +385,7 @@ func (r *Receiver) NextNack(now time.Time) (time.Time, bool) {
 		deadline := g.detected.Add(r.cfg.MaxDelay)
 		t := deadline
 		if g.retries < r.cfg.MaxRetries {
-			due := g.detected
-			if g.retries > 0 {
-				due = g.last.Add(r.interval(g.retries))
-			}
+			due := r.due(g)
 			if due.Before(now) {
 				due = now
 			}

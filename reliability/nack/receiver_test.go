@@ -28,6 +28,7 @@ func TestReceiverConfig(t *testing.T) {
 		{"backoff below 1", ReceiverConfig{Backoff: 0.5}, false},
 		{"negative delay", ReceiverConfig{MaxDelay: -time.Second}, false},
 		{"negative batch", ReceiverConfig{MaxBatch: -1}, false},
+		{"negative reorder tolerance", ReceiverConfig{ReorderTolerance: -1}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +100,11 @@ func TestReceiverScript(t *testing.T) {
 			arrive(4, 1000, ArrivalNew), // jump past the window: 6..19 and 21..984 abandoned
 			nacks(4, 985, 986, 987, 988, 989, 990, 991, 992, 993, 994, 995, 996, 997, 998, 999),
 		}, ReceiverStats{Received: 4, TooOld: 1, Missing: 4 + 14 + 979, Abandoned: 4 + 14 + 964, Nacked: 15}},
+		{"reorder tolerance", ReceiverConfig{ReorderTolerance: 15 * time.Millisecond}, []step{
+			arrive(0, 1, ArrivalNew), arrive(0, 4, ArrivalNew), // 2, 3 missing
+			nacks(10), arrive(12, 2, ArrivalRecovered), // 2 was only overtaken
+			nacks(14), nacks(15, 3),
+		}, ReceiverStats{Received: 3, Missing: 2, Recovered: 1, Nacked: 1}},
 		{"batch cap, oldest first", ReceiverConfig{MaxBatch: 2}, []step{
 			arrive(0, 0, ArrivalNew), arrive(0, 4, ArrivalNew),
 			nacks(0, 1, 2), nacks(1, 3),
