@@ -424,3 +424,27 @@ func BenchmarkDecode10x2(b *testing.B) {
 		base += 10
 	}
 }
+
+// TestCodecCacheBounded checks that a peer varying the group shape cannot
+// make a decoder keep a codec per shape.
+func TestCodecCacheBounded(t *testing.T) {
+	d, _ := NewDecoder(DecoderConfig{MaxGroups: 1})
+	base := protocol.MediaSeq(0)
+	for k := 1; k <= 8; k++ {
+		for m := 1; m <= 8; m++ {
+			// Parity alone: where m >= k (36 of the 64 shapes, more
+			// than maxCodecs) that is enough to rebuild, so a codec for
+			// k+m is built.
+			par := encodeAll(t, Params{K: k, M: m}, base, stream(rand.New(rand.NewPCG(uint64(k), uint64(m))), k, 50))
+			for _, p := range par {
+				if _, err := d.AddParity(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(d.codecs) > maxCodecs {
+				t.Fatalf("%d codecs cached, cap %d", len(d.codecs), maxCodecs)
+			}
+			base += protocol.MediaSeq(k)
+		}
+	}
+}
