@@ -258,7 +258,7 @@ func (r *receiver) source(seq protocol.MediaSeq, h mediapkt.Header, o origin, no
 		r.gotOriginal[i] = true
 		v = r.buf.Push(seq, sent, now, o)
 	} else {
-		v = r.buf.PushRecovered(seq, sent, o)
+		v = r.buf.PushRecovered(seq, sent, now, o)
 	}
 	if v == reorder.Late {
 		r.late[i] = true

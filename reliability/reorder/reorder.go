@@ -221,15 +221,21 @@ func (b *Buffer[T]) Push(seq protocol.MediaSeq, sent time.Duration, arrival time
 	return Accepted
 }
 
-// PushRecovered adds a packet rebuilt by FEC or retransmitted after a NACK.
-// It is ordered and released like any other but leaves the jitter estimate
-// and clock mapping alone.
-func (b *Buffer[T]) PushRecovered(seq protocol.MediaSeq, sent time.Duration, v T) Verdict {
+// PushRecovered adds a packet rebuilt by FEC or retransmitted after a NACK,
+// at time arrival. It is ordered and released like any other but leaves the
+// jitter estimate alone, and moves the clock mapping only if no original
+// packet has set it yet (so that a flow whose first packets were all
+// repaired still gets playout times).
+func (b *Buffer[T]) PushRecovered(seq protocol.MediaSeq, sent time.Duration, arrival time.Time, v T) Verdict {
 	verdict := b.insert(seq, sent, v)
-	if verdict == Accepted {
-		b.stats.Repaired++
+	if verdict != Accepted {
+		return verdict
 	}
-	return verdict
+	b.stats.Repaired++
+	if !b.haveBase {
+		b.curMin, b.prevMin, b.curStart, b.haveBase = arrival.Add(-sent), arrival.Add(-sent), arrival, true
+	}
+	return Accepted
 }
 
 func (b *Buffer[T]) insert(seq protocol.MediaSeq, sent time.Duration, v T) Verdict {

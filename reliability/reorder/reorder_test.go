@@ -35,7 +35,7 @@ func simulate(t *testing.T, b *Buffer[int], arrivals []arrival, end int) ([]rele
 				continue
 			}
 			if a.recovered {
-				verdicts[a.seq] = b.PushRecovered(a.seq, ms(a.sent), int(a.seq))
+				verdicts[a.seq] = b.PushRecovered(a.seq, ms(a.sent), t0.Add(ms(a.at)), int(a.seq))
 			} else {
 				verdicts[a.seq] = b.Push(a.seq, ms(a.sent), t0.Add(ms(a.at)), int(a.seq))
 			}
@@ -209,10 +209,25 @@ func TestRepairedDoesNotMoveJitter(t *testing.T) {
 	}
 	j := b.Jitter()
 	for i := 0; i < 10; i++ {
-		b.PushRecovered(protocol.MediaSeq(i*2+1), ms(40*i+20), i)
+		b.PushRecovered(protocol.MediaSeq(i*2+1), ms(40*i+20), t0.Add(ms(40*i+200)), i)
 	}
 	if b.Jitter() != j || b.Stats().Repaired != 10 {
 		t.Fatalf("jitter %v -> %v, stats %+v", j, b.Jitter(), b.Stats())
+	}
+}
+
+func TestRepairedFirstSetsClock(t *testing.T) {
+	b := newBuf(t, Config{MinDelay: 30 * time.Millisecond})
+	b.PushRecovered(5, ms(100), t0.Add(ms(180)), 5)
+	// The repair's own transit (80 ms) maps the clock until an original
+	// arrives: due at 100 + 80 + 30.
+	if at, ok := b.NextRelease(); !ok || !at.Equal(t0.Add(ms(210))) {
+		t.Fatalf("NextRelease = %v, %v", at.Sub(t0), ok)
+	}
+	// An original with a shorter transit takes over.
+	b.Push(6, ms(120), t0.Add(ms(130)), 6)
+	if at, _ := b.NextRelease(); !at.Equal(t0.Add(ms(140))) {
+		t.Fatalf("NextRelease after an original = %v", at.Sub(t0))
 	}
 }
 
@@ -331,7 +346,7 @@ func FuzzBuffer(f *testing.F) {
 			seq := protocol.MediaSeq(data[1])
 			sent := time.Duration(data[1])*20*time.Millisecond + time.Duration(int8(data[2]))*time.Millisecond
 			if data[2]&1 == 1 {
-				b.PushRecovered(seq, sent, int(seq))
+				b.PushRecovered(seq, sent, now, int(seq))
 			} else {
 				b.Push(seq, sent, now, int(seq))
 			}
