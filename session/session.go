@@ -95,8 +95,12 @@ type Session struct {
 	streams chan *Stream
 	dgrams  chan []byte
 
-	reasm   [2]*fragment.Reassembler // per flow; owned by the datagram receiver
-	dgramID atomic.Uint64
+	reasm map[wire.FlowID]*fragment.Reassembler // owned by the datagram receiver
+	flows chan FlowDatagram
+	// mediaFlows counts reassemblers of media flows; owned by the datagram
+	// receiver.
+	mediaFlows int
+	dgramID    atomic.Uint64
 
 	pendingMu sync.Mutex
 	pending   map[string]chan *wire.Envelope // guarded by pendingMu; COMMAND id -> reply
@@ -158,11 +162,8 @@ func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config
 		pending:  map[string]chan *wire.Envelope{},
 		pings:    map[uint64]chan time.Duration{},
 		goawayCh: make(chan struct{}),
-	}
-	for i := range s.reasm {
-		// The config is valid by construction: every field is a default
-		// or a validated limit.
-		s.reasm[i], _ = fragment.NewReassembler(fragment.Config{MaxMessageSize: cfg.MaxDatagramMessage})
+		reasm:    map[wire.FlowID]*fragment.Reassembler{},
+		flows:    make(chan FlowDatagram, cfg.AcceptQueueLength),
 	}
 	s.lastRecv.Store(cfg.Now().UnixNano())
 	return s

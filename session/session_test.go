@@ -430,3 +430,33 @@ func TestMalformedControlFrame(t *testing.T) {
 		})
 	}
 }
+
+func TestMediaFlows(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{MaxFlows: 2}, ClientInfo{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cli.SendFlow(wire.FlowMixedUnreliable, []byte("x"), protocol.ClassMedia); jsperr.CodeOf(err) != jsperr.BadRequest {
+		t.Fatalf("reserved flow: %v, want BAD_REQUEST", err)
+	}
+	// Flows 2 and 3 fit the server's limit of two media flows; flow 4 is
+	// dropped, so only the marker on flow 2 follows it.
+	for _, f := range []wire.FlowID{2, 3, 4, 2} {
+		if err := cli.SendFlow(f, []byte{byte(f)}, protocol.ClassMedia); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []wire.FlowID
+	for len(got) < 3 {
+		d, err := srv.ReceiveFlow(ctx)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		if len(d.Data) != 1 || wire.FlowID(d.Data[0]) != d.Flow {
+			t.Fatalf("flow %d carried %v", d.Flow, d.Data)
+		}
+		got = append(got, d.Flow)
+	}
+	if got[0] != 2 || got[1] != 3 || got[2] != 2 {
+		t.Fatalf("flows received %v, want [2 3 2]", got)
+	}
+}
