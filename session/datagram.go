@@ -107,7 +107,19 @@ func (s *Session) receiveDatagrams(ctx context.Context) error {
 			return nil
 		}
 		h, payload, _, err := wire.ParseFrame(b, uint64(s.cfg.MaxFrameSize))
-		if err != nil || h.Type != wire.FrameDatagram {
+		if err != nil {
+			continue
+		}
+		if h.Type == wire.FrameNack {
+			// Media feedback travels as datagrams too (JSP §13), so that a
+			// loss on the control stream never delays a retransmission.
+			if m, err := wire.DecodeMessage(h.Type, payload); err == nil {
+				s.lastRecv.Store(s.cfg.Now().UnixNano())
+				s.queueNack(m.(*wire.Nack))
+			}
+			continue
+		}
+		if h.Type != wire.FrameDatagram {
 			// JSP §8.3: unknown frame types in datagrams are skipped.
 			continue
 		}
@@ -173,4 +185,48 @@ func (s *Session) reassembler(flow wire.FlowID) *fragment.Reassembler {
 	r, _ := fragment.NewReassembler(fragment.Config{MaxMessageSize: s.cfg.MaxDatagramMessage})
 	s.reasm[flow] = r
 	return r
+}
+
+// SendNack sends media feedback for a flow (JSP §5.6, §13). It goes as a
+// datagram when it fits, so that it is never queued behind reliable data,
+// and on the control stream otherwise.
+func (s *Session) SendNack(n *wire.Nack) error {
+	if err := s.ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
+	}
+	frame := wire.AppendFrame(nil, wire.FrameNack, wire.Flags(0).WithClass(protocol.ClassMedia), 0, n.Append(nil))
+	if len(frame) <= s.conn.MaxDatagramSize() {
+		if err := s.conn.SendDatagram(frame, protocol.ClassMedia); err == nil {
+			return nil
+		}
+	}
+	return s.sendFrame(n, protocol.ClassMedia)
+}
+
+// ReceiveNack returns the next NACK from the peer, whichever way it came.
+func (s *Session) ReceiveNack(ctx context.Context) (*wire.Nack, error) {
+	select {
+	case n := <-s.nacks:
+		return n, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
+	}
+}
+
+// queueNack hands a NACK to ReceiveNack; when nobody keeps up the oldest is
+// dropped, as a newer NACK supersedes it.
+func (s *Session) queueNack(n *wire.Nack) {
+	for {
+		select {
+		case s.nacks <- n:
+			return
+		default:
+		}
+		select {
+		case <-s.nacks:
+		default:
+		}
+	}
 }

@@ -97,6 +97,7 @@ type Session struct {
 
 	reasm map[wire.FlowID]*fragment.Reassembler // owned by the datagram receiver
 	flows chan FlowDatagram
+	nacks chan *wire.Nack
 	// mediaFlows counts reassemblers of media flows; owned by the datagram
 	// receiver.
 	mediaFlows int
@@ -164,6 +165,7 @@ func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config
 		goawayCh: make(chan struct{}),
 		reasm:    map[wire.FlowID]*fragment.Reassembler{},
 		flows:    make(chan FlowDatagram, cfg.AcceptQueueLength),
+		nacks:    make(chan *wire.Nack, cfg.AcceptQueueLength),
 	}
 	s.lastRecv.Store(cfg.Now().UnixNano())
 	return s
@@ -448,6 +450,9 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 		}
 		s.goawayMu.Unlock()
 		s.log.Info("peer is going away", "code", m.Code.String(), "reason", m.Reason, "alternatives", m.Alternatives)
+		return nil
+	case *wire.Nack:
+		s.queueNack(m)
 		return nil
 	case *wire.Hello, *wire.Welcome:
 		return jsperr.Newf(jsperr.ProtocolViolation, "%s after the handshake", h.Type)

@@ -460,3 +460,26 @@ func TestMediaFlows(t *testing.T) {
 		t.Fatalf("flows received %v, want [2 3 2]", got)
 	}
 }
+
+func TestNackPaths(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	small := &wire.Nack{Flow: 3, Seqs: []uint64{7, 8, 9}}
+	big := &wire.Nack{Flow: 4}
+	for i := uint64(0); i < 1000; i++ { // too large for one datagram: control stream
+		big.Seqs = append(big.Seqs, i*1000)
+	}
+	for _, n := range []*wire.Nack{small, big} {
+		if err := cli.SendNack(n); err != nil {
+			t.Fatal(err)
+		}
+		got, err := srv.ReceiveNack(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Flow != n.Flow || len(got.Seqs) != len(n.Seqs) || got.Seqs[len(got.Seqs)-1] != n.Seqs[len(n.Seqs)-1] {
+			t.Fatalf("got NACK flow %d with %d seqs, want flow %d with %d", got.Flow, len(got.Seqs), n.Flow, len(n.Seqs))
+		}
+	}
+}
