@@ -129,6 +129,12 @@ func (s *Session) Hello() *wire.Hello { return s.hello }
 // Welcome returns the server's WELCOME.
 func (s *Session) Welcome() *wire.Welcome { return s.welcome }
 
+// HasCapability reports whether capability c is in effect: offered by the
+// client and accepted in WELCOME (JSP §8.2).
+func (s *Session) HasCapability(c string) bool {
+	return s.welcome != nil && hasCap(s.welcome.Caps, c)
+}
+
 // Conn returns the underlying transport connection.
 func (s *Session) Conn() transport.Conn { return s.conn }
 

@@ -483,3 +483,16 @@ func TestNackPaths(t *testing.T) {
 		}
 	}
 }
+
+func TestCapabilityNegotiation(t *testing.T) {
+	cli, srv := establish(t, Config{Capabilities: []string{"fec", "x-client-only"}},
+		Config{Capabilities: []string{"fec", "x-server-only"}}, ClientInfo{})
+	for _, s := range []*Session{cli, srv} {
+		if !s.HasCapability("fec") || !s.HasCapability(CapZstd) {
+			t.Fatalf("common capabilities missing: %v", s.Welcome().Caps)
+		}
+		if s.HasCapability("x-client-only") || s.HasCapability("x-server-only") {
+			t.Fatalf("one-sided capability in effect: %v", s.Welcome().Caps)
+		}
+	}
+}
