@@ -272,8 +272,12 @@ func FuzzLinkClose(f *testing.F) {
 			checkCoded(t, err)
 			return
 		}
-		if len(r) > MaxCloseReasonLen || !bytes.Equal(AppendLinkClose(nil, c, r), b) {
+		re := AppendLinkClose(nil, c, r)
+		if len(r) > MaxCloseReasonLen || (r != "" && !bytes.Equal(re, b)) {
 			t.Fatalf("%x -> (%d, %q) does not re-encode", b, c, r)
+		}
+		if c2, r2, err := ParseLinkClose(re); err != nil || c2 != c || r2 != r {
+			t.Fatalf("re-encoding %x does not decode to (%d, %q)", re, c, r)
 		}
 	})
 }

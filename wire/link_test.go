@@ -71,12 +71,16 @@ func TestLinkClose(t *testing.T) {
 	}{
 		{"empty", nil, ErrTruncated},
 		{"non-minimal code", unhex(t, "4003"), ErrNonMinimalVarint},
-		{"bad utf8", unhex(t, "03ff"), ErrBadCloseReason},
-		{"too long", append([]byte{3}, strings.Repeat("r", MaxCloseReasonLen+1)...), ErrBadCloseReason},
 	}
 	for _, tt := range bad {
 		if _, _, err := ParseLinkClose(tt.p); err != tt.want {
 			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	// An invalid reason is dropped; the code survives.
+	for _, p := range [][]byte{unhex(t, "03ff"), append([]byte{3}, strings.Repeat("r", MaxCloseReasonLen+1)...)} {
+		if c, r, err := ParseLinkClose(p); err != nil || c != 3 || r != "" {
+			t.Errorf("%.8x...: got (%v, %q, %v), want code 3 without reason", p, c, r, err)
 		}
 	}
 }
