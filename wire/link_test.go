@@ -218,20 +218,31 @@ func TestTruncateUTF8(t *testing.T) {
 	}
 }
 
-// TestSigningBytes: the signature covers the envelope without key 11, so
-// adding or changing the signature does not change what it signs.
+// TestSigningBytes: the signature covers the envelope without key 11 and
+// without the fields the server sets (7 sender, 9 seq), so signing, and the
+// server's stamping on delivery, do not change what is signed.
 func TestSigningBytes(t *testing.T) {
 	e := Envelope{ID: []byte{1}, Route: Route{Name: "c"}, Nonce: []byte{9}, Timestamp: 5, Body: []byte("b")}
 	unsigned := e.SigningBytes(nil)
-	e.Signature = make([]byte, SignatureLen)
-	if got := e.SigningBytes(nil); string(got) != string(unsigned) {
-		t.Fatalf("signing bytes change with the signature")
-	}
-	if string(unsigned[len(SigningContext):]) != string((&Envelope{ID: e.ID, Route: e.Route, Nonce: e.Nonce, Timestamp: 5, Body: e.Body}).Append(nil)) {
+	if string(unsigned[len(SigningContext):]) != string(e.Append(nil)) {
 		t.Fatalf("signing bytes are not the unsigned encoding")
 	}
-	e.Body = []byte("c")
-	if string(e.SigningBytes(nil)) == string(unsigned) {
-		t.Fatalf("signing bytes do not cover the body")
+	e.Signature = make([]byte, SignatureLen)
+	e.Sender, e.Seq = "alice", 42
+	if got := e.SigningBytes(nil); string(got) != string(unsigned) {
+		t.Fatalf("signing bytes change with signature, sender or seq")
+	}
+	for name, mod := range map[string]func(*Envelope){
+		"body":    func(e *Envelope) { e.Body = []byte("c") },
+		"route":   func(e *Envelope) { e.Route.Kind = RouteUser },
+		"nonce":   func(e *Envelope) { e.Nonce = []byte{8} },
+		"ts":      func(e *Envelope) { e.Timestamp = 6 },
+		"headers": func(e *Envelope) { e.Headers = map[string]string{"k": "v"} },
+	} {
+		c := e
+		mod(&c)
+		if string(c.SigningBytes(nil)) == string(unsigned) {
+			t.Errorf("signing bytes do not cover %s", name)
+		}
 	}
 }
