@@ -15,9 +15,24 @@
 // after that both sides exchange session frames on the control stream and on
 // application streams, and DATAGRAM frames in transport datagrams.
 //
-// Encoders append to a caller-supplied []byte and return it; decoders return
-// the value, the bytes consumed and an error, check bounds before every read,
-// and never allocate from a length they have not checked against a limit.
+// Frame payloads of the session frames are deterministic CBOR (JSP §6),
+// encoded and decoded by this package's own minimal CBOR codec
+// (AppendCBOR*, CBORDecoder). Every message type has the same codec shape:
+//
+//	func (m *X) Append(b []byte) []byte   // appends the encoding to b
+//	func (m *X) Len() int                 // length Append adds
+//	func ParseX(b []byte) (X, int, error) // decodes from the front of b
+//
+// ParseX uses DefaultLimits, checks bounds before every read, never
+// allocates from a length it has not checked against a limit, returns
+// sentinel *jsperr.Error values (no allocation on the error path), and
+// returns values that never alias b. DecodeMessage dispatches a frame
+// payload by frame type; Limits.DecodeMessage does the same with negotiated
+// limits. The message types are Envelope (carried as EnvelopeFrame), Hello,
+// Welcome, ErrorMessage, Ping, Pong, Goaway, Ack, Nack, Subscribe,
+// Unsubscribe, StreamOpen and Datagram; link frame payloads have
+// AppendVarintPayload/ParseVarintPayload and AppendLinkClose/ParseLinkClose.
+//
 // This package imports only the standard library and the project's leaf
 // packages jsperr and internal/protocol.
 package wire
