@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/hex"
 	"errors"
@@ -180,7 +181,9 @@ func FuzzFrame(f *testing.F) {
 				}
 			}
 		}
-		fr := NewFrameReader(bytes.NewReader(b), max)
+		// A 16-byte buffer (bufio's minimum) keeps each run cheap and makes
+		// the reader refill inside headers and payloads.
+		fr := NewFrameReader(bufio.NewReaderSize(bytes.NewReader(b), 16), max)
 		for i := 0; ; i++ {
 			h, p, err := fr.ReadFrame()
 			if err != nil {
