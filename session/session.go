@@ -286,6 +286,16 @@ func (s *Session) encodeFrame(t wire.FrameType, f wire.Flags, sid protocol.Strea
 	return wire.AppendFrame(make([]byte, 0, len(payload)+wire.MaxHeaderLen), t, f, sid, payload)
 }
 
+// envelopeFlags are the frame flags for an envelope: its class, and SIGNED
+// when it carries a signature (JSP §3.2).
+func envelopeFlags(env *wire.Envelope) wire.Flags {
+	f := wire.Flags(0).WithClass(env.Class)
+	if len(env.Signature) > 0 {
+		f |= wire.FlagSigned
+	}
+	return f
+}
+
 // compressible: only application messages are compressed; the handshake
 // must be readable before capabilities are known, and PING/PONG are tiny.
 func compressible(t wire.FrameType) bool {
@@ -302,7 +312,11 @@ func (s *Session) sendFrame(m wire.Message, class protocol.Class) error {
 		return fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
 	}
 	t := m.FrameType()
-	frame := s.encodeFrame(t, wire.Flags(0).WithClass(class), 0, m.Append(nil))
+	f := wire.Flags(0).WithClass(class)
+	if ef, ok := m.(*wire.EnvelopeFrame); ok {
+		f = envelopeFlags(&ef.Envelope)
+	}
+	frame := s.encodeFrame(t, f, 0, m.Append(nil))
 	var deadline time.Time
 	if class == protocol.ClassMedia {
 		deadline = s.cfg.Now().Add(s.cfg.MediaDeadline)
@@ -463,6 +477,11 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 	case *wire.Hello, *wire.Welcome:
 		return jsperr.Newf(jsperr.ProtocolViolation, "%s after the handshake", h.Type)
 	case *wire.EnvelopeFrame:
+		// JSP §3.2: the SIGNED flag says whether the envelope carries a
+		// signature; a mismatch means a broken or tampering peer.
+		if h.Flags.Has(wire.FlagSigned) != (len(m.Envelope.Signature) > 0) {
+			return jsperr.Newf(jsperr.ProtocolViolation, "%s: SIGNED flag does not match the envelope's signature", h.Type)
+		}
 		if h.Type == wire.FrameReply && s.completeRequest(&m.Envelope) {
 			return nil
 		}

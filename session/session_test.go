@@ -496,3 +496,28 @@ func TestCapabilityNegotiation(t *testing.T) {
 		}
 	}
 }
+
+// TestSignedFlag: an envelope with a signature travels with the SIGNED flag;
+// a frame whose flag disagrees with its envelope is a protocol violation.
+func TestSignedFlag(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	out := make(chan Incoming, 1)
+	go serveEcho(srv, out)
+	sig := bytes.Repeat([]byte{7}, 64)
+	if err := cli.SendEnvelope(wire.FramePublish, &wire.Envelope{ID: []byte("s1"), Route: wire.Route{Name: "c"}, Signature: sig, Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	in := <-out
+	if !in.Flags.Has(wire.FlagSigned) || !bytes.Equal(in.Envelope.Signature, sig) {
+		t.Fatalf("flags %x, signature %x", in.Flags, in.Envelope.Signature)
+	}
+	// Now a hand-made frame: SIGNED set, no signature.
+	env := &wire.Envelope{ID: []byte("s2"), Route: wire.Route{Name: "c"}, Body: []byte("x")}
+	frame := wire.AppendFrame(nil, wire.FramePublish, wire.FlagSigned, 0, (&wire.EnvelopeFrame{Type: wire.FramePublish, Envelope: *env}).Append(nil))
+	if _, err := cli.ctl.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Wait(); jsperr.CodeOf(err) != jsperr.ProtocolViolation {
+		t.Fatalf("server ended with %v, want PROTOCOL_VIOLATION", err)
+	}
+}
