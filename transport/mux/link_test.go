@@ -386,9 +386,14 @@ func TestWritesAreCoalesced(t *testing.T) {
 	}
 	r.startReading()
 	r.waitFrame(func(f rawFrame) bool { return f.h.StreamID == protocol.StreamID(2*frames+1) })
+	// The writer counts a write when it returns, which may be just after
+	// the peer has read it.
 	st := r.conn.Stats()
-	if st.FramesWritten < frames+1 {
-		t.Fatalf("%d frames written, want %d", st.FramesWritten, frames+1)
+	for deadline := time.Now().Add(5 * time.Second); st.FramesWritten < frames+1; st = r.conn.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d frames written, want %d", st.FramesWritten, frames+1)
+		}
+		time.Sleep(time.Millisecond)
 	}
 	if st.Writes > 10 {
 		t.Fatalf("%d frames took %d writes: not coalesced", st.FramesWritten, st.Writes)
@@ -419,9 +424,6 @@ func TestQoSPriorityOnTheWire(t *testing.T) {
 	// Only what the writer had already taken (one batch) may precede it.
 	if bulkBefore > mux.DefaultMaxWriteBatch+int(protocol.DefaultMaxLinkChunk) {
 		t.Fatalf("%d bulk bytes went out before the system frame", bulkBefore)
-	}
-	if f := r.frames[len(r.frames)-1]; f.h.StreamID == sys.ID() && bulkBefore == 200<<10 {
-		t.Fatal("system frame went last")
 	}
 }
 
