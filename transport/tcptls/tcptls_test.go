@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -278,4 +279,15 @@ func TestListenerClose(t *testing.T) {
 	}
 	c.CloseWithError(0, "")
 	s.CloseWithError(0, "")
+}
+
+func BenchmarkThroughput(b *testing.B) {
+	l, clientTLS := listen(b, tcptls.ListenConfig{})
+	for _, streams := range []int{1, 4} {
+		b.Run(fmt.Sprintf("tcptls/streams=%d", streams), func(b *testing.B) {
+			transporttest.BenchmarkThroughput(b, func(b *testing.B) (transport.Conn, transport.Conn) {
+				return dialAccept(b, l, clientTLS)
+			}, streams, 64<<10)
+		})
+	}
 }

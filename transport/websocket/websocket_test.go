@@ -204,3 +204,12 @@ func TestTextMessageIsAProtocolViolation(t *testing.T) {
 		t.Fatalf("client read %v %x %v, want a LINK_CLOSE frame", typ, b, err)
 	}
 }
+
+func BenchmarkThroughput(b *testing.B) {
+	l, clientTLS, url := listen(b)
+	b.Run("websocket/streams=1", func(b *testing.B) {
+		transporttest.BenchmarkThroughput(b, func(b *testing.B) (transport.Conn, transport.Conn) {
+			return dialAccept(b, l, url, clientTLS)
+		}, 1, 64<<10)
+	})
+}
