@@ -186,3 +186,5 @@ func readAll(t *testing.T, r io.Reader) string {
 	}
 	return string(b)
 }
+
+func memtransportPipe() (*memtransport.PipeEnd, *memtransport.PipeEnd) { return memtransport.Pipe(0) }

@@ -291,3 +291,43 @@ func BenchmarkThroughput(b *testing.B) {
 		})
 	}
 }
+
+func TestBacklogBoundsUnacceptedConnections(t *testing.T) {
+	// One handshake slot and a backlog of one: the first client waits in
+	// the backlog, the second holds the slot waiting for room, a third is
+	// shed at once.
+	l, clientTLS := listen(t, tcptls.ListenConfig{MaxHandshakes: 1, Backlog: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var dialed []transport.Conn
+	defer func() {
+		for _, c := range dialed {
+			c.CloseWithError(0, "")
+		}
+	}()
+	for i := 0; i < 2; i++ {
+		c, err := tcptls.Dial(ctx, l.Addr().String(), clientTLS, mux.Config{})
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		dialed = append(dialed, c)
+		time.Sleep(20 * time.Millisecond) // let the server finish its side
+	}
+	before := l.Refused()
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	expectClosedByServer(t, nc, 5*time.Second)
+	if l.Refused() != before+1 {
+		t.Fatalf("refused %d, want %d", l.Refused(), before+1)
+	}
+	for i := 0; i < 2; i++ {
+		s, err := l.Accept(ctx)
+		if err != nil {
+			t.Fatalf("accept %d: %v", i, err)
+		}
+		s.CloseWithError(0, "")
+	}
+}

@@ -213,3 +213,40 @@ func BenchmarkThroughput(b *testing.B) {
 		}, 1, 64<<10)
 	})
 }
+
+func TestAcceptTimeoutClosesUnacceptedConnection(t *testing.T) {
+	serverTLS, clientTLS := transporttest.TLSConfigs(t)
+	l, err := websocket.ListenConfig{Handler: websocket.HandlerConfig{Backlog: 1, AcceptTimeout: 50 * time.Millisecond}}.Listen("127.0.0.1:0", serverTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	url := "wss://" + l.Addr().String() + "/"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	first, err := websocket.Dial(ctx, url, clientTLS, mux.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.CloseWithError(0, "")
+	time.Sleep(20 * time.Millisecond) // first takes the backlog's one place
+	second, err := websocket.Dial(ctx, url, clientTLS, mux.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.CloseWithError(0, "")
+	select {
+	case <-second.Context().Done():
+	case <-ctx.Done():
+		t.Fatal("a connection that found the backlog full was never closed")
+	}
+	var je *jsperr.Error
+	if !errors.As(context.Cause(second.Context()), &je) || je.Code != jsperr.GoingAway || !je.Remote {
+		t.Fatalf("cause %v, want remote GOING_AWAY", context.Cause(second.Context()))
+	}
+	s, err := l.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.CloseWithError(0, "")
+}
