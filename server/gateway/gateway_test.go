@@ -335,7 +335,7 @@ func testMessageEcho(t *testing.T, g *testGateway, kind transport.Kind) {
 func testFiles(t *testing.T, g *testGateway, kind transport.Kind) {
 	s := g.dial(t, kind)
 	ctx := ctxT(t)
-	data := make([]byte, 1<<20+123)
+	data := make([]byte, 256<<10+123)
 	rand.Read(data)
 	d := sha256.Sum256(data)
 	sum := hex.EncodeToString(d[:])
