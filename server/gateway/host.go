@@ -18,9 +18,12 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// host serves one established session. It owns four loops (messages,
-// events, streams, datagrams) and the command, message and stream workers
-// they start; all of them end when the session does, and run joins them.
+// host serves one established session. It owns five loops (messages,
+// events, streams, datagrams, and a watch that closes the session when the
+// gateway closes) and the command, message and stream workers they start;
+// all of them end when the session does, and run joins them. The state the
+// loops share is the subscriber, which is safe for concurrent use, and the
+// semaphores; the session serializes what it sends.
 type host struct {
 	g     *Gateway
 	sess  *session.Session
@@ -35,7 +38,7 @@ type host struct {
 	wg       sync.WaitGroup
 
 	mu       sync.Mutex
-	goingWay bool // guarded by mu: goAway has started
+	goingAway bool // guarded by mu: goAway has started
 	finished bool // guarded by mu: run is joining wg; no more goroutines
 }
 
@@ -98,11 +101,11 @@ func (h *host) closeWatch(ctx context.Context) {
 // session at once; a session that has already ended is left alone.
 func (h *host) goAway() {
 	h.mu.Lock()
-	if h.goingWay || h.finished {
+	if h.goingAway || h.finished {
 		h.mu.Unlock()
 		return
 	}
-	h.goingWay = true
+	h.goingAway = true
 	// Added under mu so that it cannot race with run's final wg.Wait.
 	h.wg.Add(1)
 	h.mu.Unlock()
