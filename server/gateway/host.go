@@ -37,9 +37,9 @@ type host struct {
 	streams  chan struct{} // semaphore: stream handlers
 	wg       sync.WaitGroup
 
-	mu       sync.Mutex
+	mu        sync.Mutex
 	goingAway bool // guarded by mu: goAway has started
-	finished bool // guarded by mu: run is joining wg; no more goroutines
+	finished  bool // guarded by mu: run is joining wg; no more goroutines
 }
 
 func newHost(g *Gateway, sess *session.Session) *host {
