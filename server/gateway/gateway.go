@@ -354,7 +354,14 @@ func (g *Gateway) admit(conn transport.Conn) {
 	refuse := func(reason string, code jsperr.Code, msg string) {
 		g.metrics.refused.add(reason, 1)
 		g.log.Debug("gateway: connection refused", "remote", conn.RemoteAddr().String(), "reason", reason)
-		_ = conn.CloseWithError(code, msg)
+		// A link connection's close waits for its close frame to be
+		// written (bounded by the link's close timeout); that wait must
+		// not hold up the accept loop while it is being flooded.
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			_ = conn.CloseWithError(code, msg)
+		}()
 	}
 	g.mu.Lock()
 	switch {
