@@ -240,6 +240,8 @@ func (s *Session) fail(err error) {
 			s.log.Warn("session closing on error", "code", code.String(), "err", err)
 		}
 		s.cancel(err)
+		// Recv drains what already arrived, then reports the end.
+		s.recv.Close()
 		_ = s.conn.CloseWithError(code, truncate(reason, 256))
 	})
 }
@@ -255,7 +257,6 @@ func truncate(s string, n int) string {
 func (s *Session) Close() error {
 	s.fail(jsperr.New(jsperr.NoError, "closed by "+roleName(s.role)))
 	s.wg.Wait()
-	s.recv.Close()
 	return nil
 }
 
@@ -264,7 +265,6 @@ func (s *Session) Close() error {
 func (s *Session) CloseWithError(code jsperr.Code, reason string) error {
 	s.fail(jsperr.New(code, reason))
 	s.wg.Wait()
-	s.recv.Close()
 	return nil
 }
 

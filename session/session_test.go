@@ -521,3 +521,32 @@ func TestSignedFlag(t *testing.T) {
 		t.Fatalf("server ended with %v, want PROTOCOL_VIOLATION", err)
 	}
 }
+
+// TestRecvAfterPeerClose: messages that arrived before the peer closed are
+// still returned by Recv, then Recv reports the end with its cause.
+func TestRecvAfterPeerClose(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	for i := 0; i < 3; i++ {
+		if err := cli.SendEnvelope(wire.FramePublish, &wire.Envelope{ID: []byte{byte(i)}, Route: wire.Route{Name: "c"}, Class: protocol.ClassChat, Body: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx); err != nil { // the publishes are ahead of the PONG
+		t.Fatal(err)
+	}
+	cli.Close()
+	if err := srv.Wait(); jsperr.CodeOf(err) != jsperr.NoError {
+		t.Fatalf("server ended with %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		in, err := srv.Recv(ctx)
+		if err != nil || in.Envelope.Body[0] != byte(i) {
+			t.Fatalf("message %d: %v %v", i, in, err)
+		}
+	}
+	if _, err := srv.Recv(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Recv after the end = %v, want ErrClosed", err)
+	}
+}
