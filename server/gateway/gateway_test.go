@@ -207,7 +207,11 @@ func testPubSub(t *testing.T, g *testGateway, kind transport.Kind) {
 func testStreamEcho(t *testing.T, g *testGateway, kind transport.Kind) {
 	s := g.dial(t, kind)
 	ctx := ctxT(t)
-	data := make([]byte, 4<<20)
+	size := 4 << 20
+	if testing.Short() {
+		size = 256 << 10
+	}
+	data := make([]byte, size)
 	rand.Read(data)
 	want := sha256.Sum256(data)
 	st, err := s.OpenStream(ctx, protocol.ClassBulk, "echo", nil)
