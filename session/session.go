@@ -461,7 +461,17 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 		}
 		return nil
 	case *wire.ErrorMessage:
-		return m.Err()
+		if len(m.Ref) == 0 {
+			// JSP §5.3: an ERROR without a reference ends the session.
+			return m.Err()
+		}
+		// An ERROR that names a message fails only that message: a
+		// pending command, or whatever the application waits for.
+		if s.failRequest(m) {
+			return nil
+		}
+		s.deliver(Incoming{Type: h.Type, Flags: h.Flags, Message: m, Delivery: d})
+		return nil
 	case *wire.Goaway:
 		s.goawayMu.Lock()
 		if s.goaway == nil {
@@ -600,6 +610,16 @@ func (s *Session) completeRequest(rep *wire.Envelope) bool {
 	default: // a duplicate reply; the first one won
 	}
 	return true
+}
+
+// failRequest completes a pending Request with an ERROR that references
+// it; false when no Request waits for that id.
+func (s *Session) failRequest(m *wire.ErrorMessage) bool {
+	rep := &wire.Envelope{Kind: wire.KindReply, ReplyTo: m.Ref, ErrCode: m.Code, ErrReason: m.Reason}
+	if rep.ErrCode == jsperr.NoError {
+		rep.ErrCode = jsperr.Internal
+	}
+	return s.completeRequest(rep)
 }
 
 // Reply answers a COMMAND with body, or with an error when code is not

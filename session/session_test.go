@@ -550,3 +550,40 @@ func TestRecvAfterPeerClose(t *testing.T) {
 		t.Fatalf("Recv after the end = %v, want ErrClosed", err)
 	}
 }
+
+// TestErrorWithRef: an ERROR naming a message fails only that message (a
+// pending command gets it as its error; others go to Recv); an ERROR
+// without a reference ends the session.
+func TestErrorWithRef(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() {
+		in, err := srv.Recv(ctx)
+		if err != nil {
+			return
+		}
+		srv.Send(&wire.ErrorMessage{Code: jsperr.Forbidden, Reason: "no", Ref: in.Envelope.ID})
+		srv.Send(&wire.ErrorMessage{Code: jsperr.LimitExceeded, Reason: "too many", Ref: []byte("sub-1")})
+	}()
+	_, err := cli.Request(ctx, &wire.Envelope{ID: []byte("cmd-1"), Route: wire.Route{Kind: wire.RouteService, Name: "x"}})
+	var je *jsperr.Error
+	if !errors.As(err, &je) || je.Code != jsperr.Forbidden || !je.Remote {
+		t.Fatalf("request error = %v, want remote FORBIDDEN", err)
+	}
+	in, err := cli.Recv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	em, ok := in.Message.(*wire.ErrorMessage)
+	if !ok || em.Code != jsperr.LimitExceeded || string(em.Ref) != "sub-1" {
+		t.Fatalf("Recv = %+v, want the referenced ERROR", in)
+	}
+	if err := cli.Err(); err != nil {
+		t.Fatalf("session ended: %v", err)
+	}
+	srv.Send(&wire.ErrorMessage{Code: jsperr.Internal, Reason: "boom"})
+	if err := cli.Wait(); jsperr.CodeOf(err) != jsperr.Internal {
+		t.Fatalf("client ended with %v, want INTERNAL", err)
+	}
+}
