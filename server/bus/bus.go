@@ -301,9 +301,9 @@ type WorkQueue interface {
 	// and returns the first copy's sequence number.
 	Enqueue(ctx context.Context, m Msg) (uint64, error)
 	// Consume starts workers calling h for jobs until Stop or the bus
-	// closes. Several Consume calls, in this or other processes, share
-	// the jobs.
-	Consume(h JobHandler, cfg ConsumeConfig) (Consumer, error)
+	// closes; ctx bounds only the setup. Several Consume calls, in this or
+	// other processes, share the jobs.
+	Consume(ctx context.Context, h JobHandler, cfg ConsumeConfig) (Consumer, error)
 }
 
 // Consumer is a running set of workers.

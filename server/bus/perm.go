@@ -41,7 +41,8 @@ var KnownWorkQueues = []string{WorkWebhook, WorkPush}
 //	gateway  publish   jsp.<c>.core.cmd.*
 //	         subscribe jsp.<c>.ch.>, jsp.<c>.user.>, jsp.<c>.gw.<id>.>
 //	         KV        jsp_sessions, jsp_presence
-//	core     publish   jsp.<c>.ch.>, jsp.<c>.user.>, jsp.<c>.gw.>
+//	core     publish   jsp.<c>.ch.>, jsp.<c>.user.>, jsp.<c>.gw.>,
+//	                   jsp.<c>.work.>, jsp.<c>.events.>
 //	         subscribe jsp.<c>.core.cmd.*, jsp.<c>.core.node.<id>.>
 //	         streams   JSP_EVENTS, JSP_WORK_<q> for each q in workQueues
 //	                   (KnownWorkQueues when empty)
@@ -67,7 +68,7 @@ func RolePermissions(s Subjects, role Role, id string, workQueues ...string) (Pe
 		p.Publish.Allow = []string{s.CoreCmds()}
 		p.Subscribe.Allow = []string{s.Channels(), s.Users(), node + ".>"}
 	case RoleCore:
-		p.Publish.Allow = []string{s.Channels(), s.Users(), s.Gateways()}
+		p.Publish.Allow = []string{s.Channels(), s.Users(), s.Gateways(), s.Work(), s.Events()}
 		p.Subscribe.Allow = []string{s.CoreCmds(), node + ".>"}
 		if len(workQueues) == 0 {
 			workQueues = KnownWorkQueues

@@ -351,12 +351,12 @@ func testWorkQueue(t *testing.T, b bus.Bus) {
 			return nil
 		}
 	}
-	c1, err := q.Consume(handler(0), bus.ConsumeConfig{})
+	c1, err := q.Consume(ctx(t), handler(0), bus.ConsumeConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c1.Stop()
-	c2, err := q.Consume(handler(1), bus.ConsumeConfig{Concurrency: 2})
+	c2, err := q.Consume(ctx(t), handler(1), bus.ConsumeConfig{Concurrency: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +395,7 @@ func testWorkQueueRetry(t *testing.T, b bus.Bus) {
 	okCh := make(chan int, 4)
 	var mu sync.Mutex
 	attempts := map[string][]int{}
-	c, err := q.Consume(func(_ context.Context, j bus.Job) error {
+	c, err := q.Consume(ctx(t), func(_ context.Context, j bus.Job) error {
 		d := string(j.Msg().Data)
 		mu.Lock()
 		attempts[d] = append(attempts[d], j.Delivery())
@@ -467,7 +467,7 @@ func testWorkQueueAckWait(t *testing.T, b bus.Bus) {
 	}
 	deliveries := make(chan int, 4)
 	release := make(chan struct{})
-	c, err := q.Consume(func(ctx context.Context, j bus.Job) error {
+	c, err := q.Consume(ctx(t), func(ctx context.Context, j bus.Job) error {
 		deliveries <- j.Delivery()
 		if j.Delivery() == 1 {
 			// Hold the job past AckWait without InProgress.
@@ -836,7 +836,7 @@ func testClose(t *testing.T, b bus.Bus) {
 	mustSub(t, b, "jsp.conf.close", func(m *bus.Msg) { got <- string(m.Data) })
 	barrier(t, b, "jsp.conf.barrier.close")
 	q := workQueue(t, b, "close", nil)
-	c, err := q.Consume(func(context.Context, bus.Job) error { return nil }, bus.ConsumeConfig{})
+	c, err := q.Consume(ctx(t), func(context.Context, bus.Job) error { return nil }, bus.ConsumeConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

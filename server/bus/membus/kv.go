@@ -16,8 +16,8 @@ type kvBucket struct {
 	cfg bus.KVConfig
 
 	mu       sync.Mutex
-	keys     map[string]*kvKey      // guarded by mu
-	rev      uint64                 // guarded by mu
+	keys     map[string]*kvKey       // guarded by mu
+	rev      uint64                  // guarded by mu
 	watchers map[*kvWatcher]struct{} // guarded by mu
 }
 

@@ -190,9 +190,9 @@ type memJob struct {
 	deliveries int
 }
 
-func (j *memJob) Msg() *bus.Msg  { return j.wm.msg }
-func (j *memJob) Seq() uint64    { return j.wm.seq }
-func (j *memJob) Delivery() int  { return j.deliveries }
+func (j *memJob) Msg() *bus.Msg { return j.wm.msg }
+func (j *memJob) Seq() uint64   { return j.wm.seq }
+func (j *memJob) Delivery() int { return j.deliveries }
 func (j *memJob) InProgress() error {
 	j.q.mu.Lock()
 	defer j.q.mu.Unlock()
@@ -260,7 +260,7 @@ type memConsumer struct {
 	once   sync.Once
 }
 
-func (q *workQueue) Consume(h bus.JobHandler, cfg bus.ConsumeConfig) (bus.Consumer, error) {
+func (q *workQueue) Consume(_ context.Context, h bus.JobHandler, cfg bus.ConsumeConfig) (bus.Consumer, error) {
 	if h == nil {
 		return nil, fmt.Errorf("membus: consume %s: nil handler", q.cfg.Stream)
 	}
