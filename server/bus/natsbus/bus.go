@@ -194,9 +194,9 @@ type Bus struct {
 	closedCh chan struct{} // closed by the connection's ClosedHandler
 
 	mu       sync.Mutex
-	closed   bool                     // guarded by mu
-	stoppers map[stopper]struct{}     // guarded by mu; workers and watchers
-	subs     map[*natsSub]struct{}    // guarded by mu; for drop counts
+	closed   bool                  // guarded by mu
+	stoppers map[stopper]struct{}  // guarded by mu; workers and watchers
+	subs     map[*natsSub]struct{} // guarded by mu; for drop counts
 
 	disconnects atomic.Uint64
 	reconnects  atomic.Uint64

@@ -33,6 +33,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -217,11 +218,22 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: new server %s: %w", cfg.Name, err)
 	}
-	ns.SetLoggerV2(&logAdapter{log: cfg.Logger.With("nats_server", cfg.Name)}, false, false, false)
+	logs := &logAdapter{log: cfg.Logger.With("nats_server", cfg.Name)}
+	ns.SetLoggerV2(logs, false, false, false)
 	ns.Start()
-	if !ns.ReadyForConnections(cfg.ReadyTimeout) {
+	// A fatal start error (JetStream, listeners) is only logged by the
+	// server, which then never becomes ready; report it instead of a
+	// bare timeout.
+	ready := false
+	for deadline := time.Now().Add(cfg.ReadyTimeout); !ready && logs.fatal() == "" && time.Now().Before(deadline); {
+		ready = ns.ReadyForConnections(50 * time.Millisecond)
+	}
+	if !ready || logs.fatal() != "" {
 		ns.Shutdown()
 		ns.WaitForShutdown()
+		if f := logs.fatal(); f != "" {
+			return nil, fmt.Errorf("natsbus: server %s: %s", cfg.Name, f)
+		}
 		return nil, fmt.Errorf("natsbus: server %s not ready within %v", cfg.Name, cfg.ReadyTimeout)
 	}
 	return &Server{ns: ns, cfg: cfg}, nil
@@ -302,12 +314,32 @@ func Embedded(cfg EmbeddedConfig) (*Bus, error) {
 	return b, nil
 }
 
-// logAdapter sends the server's logs to slog.
-type logAdapter struct{ log *slog.Logger }
+// logAdapter sends the server's logs to slog and keeps the first fatal
+// message (the server's own logger would exit the process on it).
+type logAdapter struct {
+	log *slog.Logger
 
-func (l *logAdapter) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+	mu       sync.Mutex
+	firstErr string // guarded by mu
+}
+
+func (l *logAdapter) fatal() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.firstErr
+}
+
+func (l *logAdapter) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *logAdapter) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.mu.Lock()
+	if l.firstErr == "" {
+		l.firstErr = msg
+	}
+	l.mu.Unlock()
+	l.log.Error(msg)
+}
+func (l *logAdapter) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
