@@ -17,7 +17,7 @@ func Bench(b *testing.B, newDSN NewDSN) {
 	// open opens a store on a fresh database that lives as long as owner;
 	// failures stop tb, the benchmark running the call.
 	open := func(tb, owner testing.TB) storage.Store {
-		s, err := storage.Open(context.Background(), newDSN(owner), storage.Config{Logger: quiet})
+		s, err := storage.Open(context.Background(), newDSN(owner), storage.Config{Logger: Quiet})
 		if err != nil {
 			tb.Fatal(err)
 		}

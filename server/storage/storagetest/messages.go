@@ -189,7 +189,9 @@ var messageTests = []test{
 		equal(t, "resend of trimmed message", again.Seq, first.Seq)
 	}},
 	{"ConcurrentAppenders", func(t *testing.T, e *env) {
-		s := e.open()
+		// Two stores on one database stand for two server processes.
+		stores := []storage.Store{e.open(), e.open()}
+		s := stores[0]
 		const writers, each = 8, 25
 		type claim struct {
 			res storage.AppendResult
@@ -209,7 +211,7 @@ var messageTests = []test{
 					// Each message is also sent by a second writer, as a
 					// client resending over another connection would.
 					id := fmt.Sprintf("k%d", (w/2)*each+i)
-					res, err := s.AppendMessage(ctx, "hot", msg("alice", id, "body-"+id))
+					res, err := stores[(w+i)%2].AppendMessage(ctx, "hot", msg("alice", id, "body-"+id))
 					mu.Lock()
 					if err != nil {
 						errs = append(errs, err)

@@ -48,8 +48,9 @@ func (c *Clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// quiet discards the stores' logs, which would drown test output.
-var quiet = slog.New(slog.DiscardHandler)
+// Quiet is a logger that discards: the stores' migration logs would
+// drown test output.
+var Quiet = slog.New(slog.DiscardHandler)
 
 // env is one test's database and clock.
 type env struct {
@@ -61,7 +62,7 @@ type env struct {
 
 func newEnv(t *testing.T, newDSN NewDSN) *env {
 	c := NewClock()
-	return &env{t: t, dsn: newDSN(t), clock: c, cfg: storage.Config{Now: c.Now, DedupWindow: time.Hour, Logger: quiet}}
+	return &env{t: t, dsn: newDSN(t), clock: c, cfg: storage.Config{Now: c.Now, DedupWindow: time.Hour, Logger: Quiet}}
 }
 
 // open opens the test's database; the store closes when the test ends.
