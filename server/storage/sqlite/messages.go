@@ -14,123 +14,95 @@ import (
 	"github.com/jetstreamproto/jsp/server/storage/internal/sqlcommon"
 )
 
-// maxDedupRetries bounds how often AppendMessage retries when the row that
-// made its client id a duplicate vanished (purged or expired) before it
-// could be read.
-const maxDedupRetries = 3
-
 // AppendMessage commits a message and assigns the channel's next sequence
-// number; see storage.MessageLog.
+// number; see storage.MessageLog. The message joins the append loop's next
+// group commit (see appends.go).
 func (s *Store) AppendMessage(ctx context.Context, channel string, m storage.Message) (storage.AppendResult, error) {
 	headers, digest, err := sqlcommon.Message(s.cfg, channel, m)
 	if err != nil {
 		return storage.AppendResult{}, fmt.Errorf("storage/sqlite: append to channel %q: %w", channel, err)
 	}
-	for range maxDedupRetries {
-		res, retry, err := s.appendOnce(ctx, channel, m, headers, digest)
-		if err != nil {
-			return storage.AppendResult{}, fmt.Errorf("storage/sqlite: append to channel %q: %w", channel, err)
-		}
-		if !retry {
-			return res, nil
-		}
+	res, err := s.submitAppend(ctx, &appendReq{ctx: ctx, channel: channel, m: m, headers: headers, digest: digest})
+	if err != nil {
+		return storage.AppendResult{}, fmt.Errorf("storage/sqlite: append to channel %q: %w", channel, err)
 	}
-	return storage.AppendResult{}, fmt.Errorf("storage/sqlite: append to channel %q: de-duplication entry for client id %q keeps vanishing", channel, m.ClientID)
+	return res, nil
 }
 
-func (s *Store) appendOnce(ctx context.Context, channel string, m storage.Message, headers, digest []byte) (res storage.AppendResult, retry bool, err error) {
-	now := s.cfg.Now()
+// appendInTx appends one message inside the group's transaction. dup
+// reports a duplicate whose changes (the counter increment) the caller must
+// roll back to the message's savepoint.
+func (s *Store) appendInTx(ctx context.Context, tx *sql.Tx, r *appendReq, now time.Time) (res storage.AppendResult, dup bool, err error) {
+	m := r.m
 	at := sqlcommon.Micros(now)
 	cutoff := sqlcommon.Micros(now.Add(-s.cfg.DedupWindow))
 	var hdr any
-	if headers != nil {
-		hdr = string(headers)
+	if r.headers != nil {
+		hdr = string(r.headers)
 	}
 	body := m.Body
 	if body == nil {
 		body = []byte{}
 	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		// The counter row is incremented first; if anything below fails
-		// the transaction rolls back and the number is not used, so the
-		// sequence has no gaps.
-		var chID, seq int64
-		err := tx.QueryRowContext(ctx, `UPDATE channels SET last_seq = last_seq + 1 WHERE name = ? RETURNING id, last_seq`, channel).Scan(&chID, &seq)
+	// The counter row is incremented first; if anything below fails the
+	// savepoint rolls back and the number is not used, so the sequence has
+	// no gaps.
+	var chID, seq int64
+	err = tx.StmtContext(ctx, s.st.advance).QueryRowContext(ctx, r.channel).Scan(&chID, &seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = tx.StmtContext(ctx, s.st.newChannel).QueryRowContext(ctx, r.channel).Scan(&chID, &seq)
+	}
+	if err != nil {
+		return res, false, fmt.Errorf("advance sequence: %w", err)
+	}
+	if m.ClientID != "" {
+		// Claim the idempotency key, taking over an entry that has left
+		// the window. No row back means a live entry holds it.
+		var got int64
+		err := tx.StmtContext(ctx, s.st.claim).QueryRowContext(ctx, m.Sender, m.ClientID, chID, seq, r.digest, at, cutoff).Scan(&got)
 		if errors.Is(err, sql.ErrNoRows) {
-			err = tx.QueryRowContext(ctx, `INSERT INTO channels (name, last_seq, first_seq) VALUES (?, 1, 1) RETURNING id, last_seq`, channel).Scan(&chID, &seq)
+			// The single writer connection serialises every write, so the
+			// live entry that refused the claim is still there to read.
+			res, err := s.duplicate(ctx, tx, r.channel, m, r.digest, cutoff)
+			return res, true, err
 		}
 		if err != nil {
-			return fmt.Errorf("advance sequence: %w", err)
+			return res, false, fmt.Errorf("claim client id %q: %w", m.ClientID, err)
 		}
-		if m.ClientID != "" {
-			// Claim the idempotency key, taking over an entry that has
-			// left the window. No row back means a live entry holds it.
-			var got int64
-			err := tx.QueryRowContext(ctx, `INSERT INTO message_dedup (sender, client_id, channel_id, seq, digest, at_us)
-				VALUES (?, ?, ?, ?, ?, ?)
-				ON CONFLICT (sender, client_id) DO UPDATE SET
-					channel_id = excluded.channel_id, seq = excluded.seq,
-					digest = excluded.digest, at_us = excluded.at_us
-				WHERE message_dedup.at_us < ?
-				RETURNING seq`, m.Sender, m.ClientID, chID, seq, digest, at, cutoff).Scan(&got)
-			if errors.Is(err, sql.ErrNoRows) {
-				var found bool
-				res, found, err = s.duplicate(ctx, tx, channel, m, digest, cutoff)
-				if err != nil {
-					return err
-				}
-				retry = !found
-				return errSkipCommit
-			}
-			if err != nil {
-				return fmt.Errorf("claim client id %q: %w", m.ClientID, err)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (channel_id, seq, sender, client_id, body, headers, at_us)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, chID, seq, m.Sender, m.ClientID, body, hdr, at); err != nil {
-			return fmt.Errorf("insert message %d: %w", seq, err)
-		}
-		res = storage.AppendResult{Seq: storage.Seq(seq), Time: sqlcommon.FromMicros(at)}
-		return nil
-	})
-	return res, retry, err
+	}
+	if _, err := tx.StmtContext(ctx, s.st.insertMessage).ExecContext(ctx, chID, seq, m.Sender, m.ClientID, body, hdr, at); err != nil {
+		return res, false, fmt.Errorf("insert message %d: %w", seq, err)
+	}
+	return storage.AppendResult{Seq: storage.Seq(seq), Time: sqlcommon.FromMicros(at)}, false, nil
 }
 
 // duplicate reads the live de-duplication entry of m's (sender, client
-// id). found is false when the entry vanished since the claim failed.
-func (s *Store) duplicate(ctx context.Context, tx *sql.Tx, channel string, m storage.Message, digest []byte, cutoff int64) (res storage.AppendResult, found bool, err error) {
+// id) and checks that m repeats it.
+func (s *Store) duplicate(ctx context.Context, tx *sql.Tx, channel string, m storage.Message, digest []byte, cutoff int64) (storage.AppendResult, error) {
 	var (
 		name      string
 		seq, at   int64
 		oldDigest []byte
 	)
-	err = tx.QueryRowContext(ctx, `SELECT c.name, d.seq, d.digest, d.at_us FROM message_dedup d
-		JOIN channels c ON c.id = d.channel_id
-		WHERE d.sender = ? AND d.client_id = ? AND d.at_us >= ?`, m.Sender, m.ClientID, cutoff).Scan(&name, &seq, &oldDigest, &at)
-	if errors.Is(err, sql.ErrNoRows) {
-		return storage.AppendResult{}, false, nil
-	}
+	err := tx.StmtContext(ctx, s.st.duplicate).QueryRowContext(ctx, m.Sender, m.ClientID, cutoff).Scan(&name, &seq, &oldDigest, &at)
 	if err != nil {
-		return storage.AppendResult{}, false, fmt.Errorf("read de-duplication entry: %w", err)
+		return storage.AppendResult{}, fmt.Errorf("read de-duplication entry: %w", err)
 	}
 	if name != channel {
-		return storage.AppendResult{}, true, fmt.Errorf("%w: client id %q of sender %q was used for channel %q", storage.ErrConflict, m.ClientID, m.Sender, name)
+		return storage.AppendResult{}, fmt.Errorf("%w: client id %q of sender %q was used for channel %q", storage.ErrConflict, m.ClientID, m.Sender, name)
 	}
 	if !bytes.Equal(oldDigest, digest) {
-		return storage.AppendResult{}, true, fmt.Errorf("%w: client id %q of sender %q was used for a different message", storage.ErrConflict, m.ClientID, m.Sender)
+		return storage.AppendResult{}, fmt.Errorf("%w: client id %q of sender %q was used for a different message", storage.ErrConflict, m.ClientID, m.Sender)
 	}
-	return storage.AppendResult{Seq: storage.Seq(seq), Time: sqlcommon.FromMicros(at), Duplicate: true}, true, nil
+	return storage.AppendResult{Seq: storage.Seq(seq), Time: sqlcommon.FromMicros(at), Duplicate: true}, nil
 }
-
-const messageCols = `m.seq, m.client_id, m.sender, m.body, m.headers, m.at_us`
 
 // MessagesAfter returns up to limit messages with Seq > after, ascending.
 func (s *Store) MessagesAfter(ctx context.Context, channel string, after storage.Seq, limit int) ([]storage.Message, error) {
 	if after > math.MaxInt64 {
 		return nil, nil
 	}
-	msgs, err := s.readMessages(ctx, channel, `SELECT `+messageCols+` FROM messages m JOIN channels c ON c.id = m.channel_id
-		WHERE c.name = ? AND m.seq > ? ORDER BY m.seq LIMIT ?`, int64(after), s.cfg.PageLimit(limit))
+	msgs, err := s.readMessages(ctx, channel, s.st.after, int64(after), s.cfg.PageLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("storage/sqlite: read channel %q after %d: %w", channel, after, err)
 	}
@@ -144,8 +116,7 @@ func (s *Store) MessagesBefore(ctx context.Context, channel string, before stora
 	if before != 0 && before <= math.MaxInt64 {
 		b = int64(before)
 	}
-	msgs, err := s.readMessages(ctx, channel, `SELECT `+messageCols+` FROM messages m JOIN channels c ON c.id = m.channel_id
-		WHERE c.name = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?`, b, s.cfg.PageLimit(limit))
+	msgs, err := s.readMessages(ctx, channel, s.st.before, b, s.cfg.PageLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("storage/sqlite: read channel %q before %d: %w", channel, before, err)
 	}
@@ -153,15 +124,14 @@ func (s *Store) MessagesBefore(ctx context.Context, channel string, before stora
 	return msgs, nil
 }
 
-func (s *Store) readMessages(ctx context.Context, channel, query string, seq int64, limit int) ([]storage.Message, error) {
+func (s *Store) readMessages(ctx context.Context, channel string, st *sql.Stmt, seq int64, limit int) ([]storage.Message, error) {
 	if err := sqlcommon.Name("channel", channel); err != nil {
 		return nil, err
 	}
-	r, err := s.reader()
-	if err != nil {
+	if err := s.check(); err != nil {
 		return nil, err
 	}
-	rows, err := r.QueryContext(ctx, query, channel, seq, limit)
+	rows, err := st.QueryContext(ctx, channel, seq, limit)
 	if err != nil {
 		return nil, err
 	}

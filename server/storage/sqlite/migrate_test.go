@@ -17,6 +17,6 @@ func TestMigrations(t *testing.T) {
 	}
 	newPath := func(t testing.TB) string { return filepath.Join(t.TempDir(), "jsp.db") }
 	storagetest.RunMigrations(t, newPath, ms, func(ctx context.Context, path string, ms []sqlcommon.Migration) (storage.Store, error) {
-		return open(ctx, path, storage.Config{Logger: storagetest.Quiet}, ms)
+		return open(ctx, path, storage.Config{Logger: storagetest.Quiet}, ms, loopOptions{})
 	})
 }

@@ -23,6 +23,11 @@
 //     writer nor wait for it, so history and recovery reads scale with the
 //     pool.
 //
+// Appends are group-committed (appends.go): one goroutine owned by the
+// store takes every AppendMessage waiting and commits them in one
+// transaction, so concurrent appenders share an fsync; each still returns
+// only after its commit.
+//
 // An in-memory database exists per connection, so "sqlite::memory:" uses
 // the writer connection for reads too.
 //
@@ -81,6 +86,15 @@ type Store struct {
 	w *sql.DB // the one writer connection
 	r *sql.DB // the read pool; == w for an in-memory database
 
+	st stmts // prepared statements (stmts.go)
+
+	// The append loop (appends.go): appends carries requests to it, stop
+	// ends it, appendsDone closes when it has returned.
+	appends     chan *appendReq
+	stop        chan struct{}
+	appendsDone chan struct{}
+	loop        loopOptions
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
@@ -96,12 +110,19 @@ func Open(ctx context.Context, path string, cfg storage.Config) (*Store, error) 
 	if err != nil {
 		return nil, err
 	}
-	return open(ctx, path, cfg, ms)
+	return open(ctx, path, cfg, ms, loopOptions{})
+}
+
+// loopOptions are test knobs of the append loop.
+type loopOptions struct {
+	maxBatch int       // zero: maxAppendBatch
+	onBatch  func(int) // called with each group's size
+	onSubmit func()    // called before a request is handed to the loop
 }
 
 // open is Open with an explicit migration list, so that tests can open a
-// database at an older schema version.
-func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.Migration) (*Store, error) {
+// database at an older schema version, and append loop knobs.
+func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.Migration, lo loopOptions) (*Store, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -159,26 +180,48 @@ func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.M
 		s.r = r
 	}
 	if err := s.migrate(ctx, ms); err != nil {
-		s.Close()
+		s.closeDBs()
 		return nil, err
 	}
+	if err := s.prepare(ctx); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	s.appends = make(chan *appendReq)
+	s.stop = make(chan struct{})
+	s.appendsDone = make(chan struct{})
+	s.loop = lo
+	if s.loop.maxBatch == 0 {
+		s.loop.maxBatch = maxAppendBatch
+	}
+	go s.runAppends()
 	return s, nil
 }
 
-// Close closes both pools. It is idempotent.
+// Close stops the append loop, after it has committed and answered the
+// group in progress, then closes both pools. Appends not yet taken by the
+// loop fail with ErrClosed. Close is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
-		var errs []error
-		if s.r != s.w {
-			errs = append(errs, s.r.Close())
-		}
-		errs = append(errs, s.w.Close())
-		if err := errors.Join(errs...); err != nil {
-			s.closeErr = fmt.Errorf("storage/sqlite: close %s: %w", s.path, err)
-		}
+		close(s.stop)
+		<-s.appendsDone
+		s.closeErr = s.closeDBs()
 	})
 	return s.closeErr
+}
+
+// closeDBs closes both pools.
+func (s *Store) closeDBs() error {
+	errs := []error{s.closeStmts()}
+	if s.r != s.w {
+		errs = append(errs, s.r.Close())
+	}
+	errs = append(errs, s.w.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("storage/sqlite: close %s: %w", s.path, err)
+	}
+	return nil
 }
 
 // Ping checks both pools.
@@ -204,8 +247,7 @@ func (s *Store) check() error {
 }
 
 // write runs fn in a write transaction (BEGIN IMMEDIATE on the writer) and
-// commits when fn returns nil. errSkipCommit from fn rolls back and
-// returns nil.
+// commits when fn returns nil.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := s.check(); err != nil {
 		return err
@@ -216,9 +258,6 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		if errors.Is(err, errSkipCommit) {
-			return nil
-		}
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -226,9 +265,6 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	return nil
 }
-
-// errSkipCommit makes write roll back without failing.
-var errSkipCommit = errors.New("skip commit")
 
 // reader returns the read pool after checking that the store is open.
 func (s *Store) reader() (*sql.DB, error) {

@@ -2,12 +2,16 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jetstreamproto/jsp/server/storage"
+	"github.com/jetstreamproto/jsp/server/storage/internal/sqlcommon"
 	"github.com/jetstreamproto/jsp/server/storage/storagetest"
 )
 
@@ -108,5 +112,136 @@ func TestBadPath(t *testing.T) {
 		if _, err := Open(context.Background(), p, storage.Config{}); err == nil {
 			t.Errorf("Open(%q) succeeded", p)
 		}
+	}
+}
+
+// TestGroupCommit holds the writer connection while appends queue up, then
+// checks that the loop commits them in groups no larger than its cap, with
+// gapless numbers.
+func TestGroupCommit(t *testing.T) {
+	const appenders, maxBatch = 10, 3
+	var (
+		mu        sync.Mutex
+		sizes     []int
+		submitted atomic.Int32
+	)
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := open(context.Background(), filepath.Join(t.TempDir(), "jsp.db"), storage.Config{Logger: storagetest.Quiet}, ms, loopOptions{
+		maxBatch: maxBatch,
+		onBatch: func(n int) {
+			mu.Lock()
+			sizes = append(sizes, n)
+			mu.Unlock()
+		},
+		onSubmit: func() { submitted.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+
+	// Holding the single writer connection blocks the loop in BeginTx.
+	hold, err := s.w.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	results := make([]storage.AppendResult, appenders)
+	errs := make([]error, appenders)
+	for i := range appenders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], errs[i] = s.AppendMessage(ctx, "c", storage.Message{Sender: "u", ClientID: fmt.Sprint(i)})
+		}()
+	}
+	// Wait until every appender has submitted and the loop has taken the
+	// first one; give the rest a moment to block on the hand-over.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		started := len(sizes)
+		mu.Unlock()
+		if started == 1 && submitted.Load() == appenders {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("appenders did not queue: %d submitted, %d groups", submitted.Load(), started)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	hold.Close()
+	wg.Wait()
+
+	seen := map[storage.Seq]bool{}
+	for i := range appenders {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		seen[results[i].Seq] = true
+	}
+	for seq := storage.Seq(1); seq <= appenders; seq++ {
+		if !seen[seq] {
+			t.Fatalf("seq %d missing from %v", seq, results)
+		}
+	}
+	total := 0
+	for _, n := range sizes {
+		if n > maxBatch {
+			t.Fatalf("group of %d above cap %d (groups %v)", n, maxBatch, sizes)
+		}
+		total += n
+	}
+	if total != appenders || len(sizes) == appenders {
+		t.Fatalf("groups %v: want %d appends in fewer than %d groups", sizes, appenders, appenders)
+	}
+}
+
+// TestGroupMembersFailAlone checks that a failing or duplicate message in a
+// group does not affect its neighbours.
+func TestGroupMembersFailAlone(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "jsp.db"))
+	ctx := context.Background()
+	if _, err := s.AppendMessage(ctx, "c", storage.Message{Sender: "u", ClientID: "dup", Body: []byte("a")}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := s.cfg.Now()
+	reqs := []*appendReq{
+		{ctx: ctx, channel: "c", m: storage.Message{Sender: "u", ClientID: "dup", Body: []byte("a")}},
+		{ctx: ctx, channel: "c", m: storage.Message{Sender: "u", ClientID: "dup", Body: []byte("changed")}},
+		{ctx: ctx, channel: "c", m: storage.Message{Sender: "u", ClientID: "new"}},
+	}
+	var res [3]storage.AppendResult
+	var errs [3]error
+	for i, r := range reqs {
+		h, d, err := sqlcommon.Message(s.cfg, r.channel, r.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.headers, r.digest = h, d
+		errs[i] = s.appendSavepoint(ctx, tx, r, now, &res[i])
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || !res[0].Duplicate || res[0].Seq != 1 {
+		t.Fatalf("duplicate: %+v, %v", res[0], errs[0])
+	}
+	if !errors.Is(errs[1], storage.ErrConflict) {
+		t.Fatalf("reused key: %v", errs[1])
+	}
+	// The rolled-back members returned their numbers: the new message
+	// gets 2.
+	if errs[2] != nil || res[2].Seq != 2 {
+		t.Fatalf("new message: %+v, %v", res[2], errs[2])
 	}
 }

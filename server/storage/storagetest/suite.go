@@ -92,7 +92,12 @@ func Run(t *testing.T, newDSN NewDSN) {
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
 			for _, tc := range g.tests {
-				t.Run(tc.name, func(t *testing.T) { tc.run(t, newEnv(t, newDSN)) })
+				t.Run(tc.name, func(t *testing.T) {
+					// Each test has its own database; running them in
+					// parallel overlaps their waits for commits.
+					t.Parallel()
+					tc.run(t, newEnv(t, newDSN))
+				})
 			}
 		})
 	}
