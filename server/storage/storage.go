@@ -276,7 +276,10 @@ type MessageLog interface {
 	// same client id within Config.DedupWindow, nothing is stored and the
 	// original number is returned with Duplicate set; if that earlier
 	// message went to another channel or had another body or headers, the
-	// call fails with ErrConflict (a reused idempotency key).
+	// call fails with ErrConflict (a reused idempotency key). An error
+	// other than a validation error does not prove that nothing was
+	// stored (the commit may have succeeded as the context ended or the
+	// connection broke): resending with the same ClientID tells.
 	AppendMessage(ctx context.Context, channel string, m Message) (AppendResult, error)
 	// MessagesAfter returns up to limit messages with Seq > after in
 	// ascending order: the recovery and forward-pagination read.
