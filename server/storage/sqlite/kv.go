@@ -115,6 +115,9 @@ func (s *Store) kvWrite(ctx context.Context, namespace, key string, value []byte
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
+			if cond == kvAbsent {
+				return fmt.Errorf("%w: entry exists", storage.ErrConflict)
+			}
 			return fmt.Errorf("%w: version is not %d", storage.ErrConflict, expect)
 		}
 		return nil
