@@ -159,6 +159,7 @@ func NewRenewer(cfg RenewerConfig) (*Renewer, error) {
 	if err := r.Renew(); err != nil {
 		return nil, err
 	}
+	<-r.kick // sent by the first Renew; the loop has nothing to recompute yet
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	go r.run(ctx)

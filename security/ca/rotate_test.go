@@ -225,3 +225,23 @@ func TestParseTrustPEM(t *testing.T) {
 		})
 	}
 }
+
+func TestVerifierSetTrust(t *testing.T) {
+	clk := newFakeClock()
+	c := newTestCA(t, "prod", clk.Now)
+	v, err := NewVerifier(c.Trust(), Policy{Cluster: "prod", Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rotate(RotateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	leaf := mustIssue(t, c, "core", "c1", time.Hour).Leaf
+	if _, err := v.Verify([]*x509.Certificate{leaf}); jsperr.CodeOf(err) != jsperr.CertUntrusted {
+		t.Fatalf("new CA's leaf before SetTrust: %v", err)
+	}
+	v.SetTrust(c.Trust())
+	if _, err := v.Verify([]*x509.Certificate{leaf}); err != nil {
+		t.Fatalf("after SetTrust: %v", err)
+	}
+}
