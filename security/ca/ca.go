@@ -116,7 +116,7 @@ type Config struct {
 	// Rotate. Zero means DefaultCALifetime (3 years).
 	CALifetime time.Duration
 	// DefaultLifetime is used by Issue for lifetime 0. Zero means
-	// DefaultLifetime (24 h).
+	// DefaultLifetime (24 h), moved into MinLifetime..MaxLifetime.
 	DefaultLifetime time.Duration
 	// MinLifetime is the shortest lifetime Issue accepts. Zero means
 	// DefaultMinLifetime (1 min); at least MinLifetimeFloor (1 s).
@@ -171,14 +171,14 @@ func (c *Config) setDefaults() error {
 	if c.CALifetime == 0 {
 		c.CALifetime = DefaultCALifetime
 	}
-	if c.DefaultLifetime == 0 {
-		c.DefaultLifetime = DefaultLifetime
-	}
 	if c.MinLifetime == 0 {
 		c.MinLifetime = DefaultMinLifetime
 	}
 	if c.MaxLifetime == 0 {
 		c.MaxLifetime = DefaultMaxLifetime
+	}
+	if c.DefaultLifetime == 0 {
+		c.DefaultLifetime = min(max(DefaultLifetime, c.MinLifetime), c.MaxLifetime)
 	}
 	if c.Backdate == 0 {
 		c.Backdate = DefaultBackdate
@@ -720,6 +720,22 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()
+	}
+	return nil
+}
+
+// WriteFiles writes cert's chain to certPath (mode 0644) and its private
+// key to keyPath (mode 0600), each replaced atomically.
+func WriteFiles(certPath, keyPath string, cert *tls.Certificate) error {
+	certPEM, keyPEM, err := MarshalPEM(cert)
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+		return fmt.Errorf("ca: %w", err)
+	}
+	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+		return fmt.Errorf("ca: %w", err)
 	}
 	return nil
 }

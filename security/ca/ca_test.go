@@ -1,8 +1,10 @@
 package ca
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"net/netip"
 	"os"
@@ -229,5 +231,31 @@ func TestSerialsDiffer(t *testing.T) {
 			t.Fatalf("serial %x repeated", s)
 		}
 		seen[s.String()] = true
+	}
+}
+
+func TestWriteFiles(t *testing.T) {
+	clk := newFakeClock()
+	c := newTestCA(t, "prod", clk.Now)
+	cert := mustIssue(t, c, "core", "c1", time.Hour)
+	dir := t.TempDir()
+	certPath, keyPath := filepath.Join(dir, "c.crt"), filepath.Join(dir, "c.key")
+	// An existing, too-open key file is replaced with a 0600 one.
+	if err := os.WriteFile(keyPath, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFiles(certPath, keyPath, cert); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(keyPath)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, %v", fi.Mode(), err)
+	}
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pair.Certificate[0], cert.Certificate[0]) {
+		t.Fatal("written certificate differs")
 	}
 }
