@@ -102,3 +102,23 @@ func TestIdentityInCertificate(t *testing.T) {
 		t.Fatalf("identity %+v, want %+v", id, want)
 	}
 }
+
+func FuzzParseIdentity(f *testing.F) {
+	for _, s := range []string{"jsp://prod/gateway/gw-1", "jsp://eu.prod/core/core_2", "jsp://a/b/c", "jsp://x//y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := ParseIdentity(s)
+		if err != nil {
+			return
+		}
+		// Whatever parses is canonical and survives x509's URI parsing.
+		if id.String() != s {
+			t.Fatalf("String() = %q, input %q", id.String(), s)
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Host != id.Cluster || u.Path != "/"+id.Role+"/"+id.Name {
+			t.Fatalf("url.Parse(%q) = %v, %v", s, u, err)
+		}
+	})
+}

@@ -166,8 +166,8 @@ func NewRenewer(cfg RenewerConfig) (*Renewer, error) {
 	return r, nil
 }
 
-// Close stops the renewal goroutine and waits for it. The last certificate
-// stays available.
+// Close stops the renewal goroutine and waits for it, including an Issue
+// call in progress. The last certificate stays available.
 func (r *Renewer) Close() error {
 	r.cancel()
 	<-r.done
