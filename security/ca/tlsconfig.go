@@ -13,6 +13,7 @@ type CertificateSource interface {
 
 type staticSource struct{ cert *tls.Certificate }
 
+// Certificate implements CertificateSource.
 func (s staticSource) Certificate() (*tls.Certificate, error) { return s.cert, nil }
 
 // Static returns a CertificateSource that always presents cert.
