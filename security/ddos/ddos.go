@@ -303,6 +303,10 @@ const (
 // MaxConns, TOO_MANY_HANDSHAKES over MaxHandshakesPerIP or MaxHandshakes.
 // Allow-listed addresses skip the caps (they are still counted).
 func (f *Filter) BeginHandshake(ip netip.Addr) (*Slot, error) {
+	if !ip.IsValid() {
+		// Unknown peers would all share one slot group; refuse instead.
+		return nil, errors.New("ddos: begin handshake: invalid address")
+	}
 	v := f.listed(ip)
 	key := f.key(ip)
 	f.mu.Lock()

@@ -352,6 +352,9 @@ func TestConfig(t *testing.T) {
 	if f.cfg.RetryHandshakes != DefaultMaxHandshakes/4 || f.cfg.RetryPerIPHandshakes != DefaultMaxHandshakesPerIP/2 {
 		t.Fatalf("defaults %+v", f.cfg)
 	}
+	if _, err := f.BeginHandshake(netip.Addr{}); err == nil {
+		t.Fatal("invalid address admitted")
+	}
 	if f.UnderLoad() {
 		t.Fatal("idle filter under load")
 	}
