@@ -83,6 +83,9 @@ type Session struct {
 	hello   *wire.Hello   // the client's HELLO
 	welcome *wire.Welcome // the server's WELCOME
 	zstd    bool          // both sides offered zstd
+	// identity is set by the server's Authenticator before the session
+	// starts and never changes.
+	identity Identity
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -128,6 +131,10 @@ func (s *Session) Hello() *wire.Hello { return s.hello }
 
 // Welcome returns the server's WELCOME.
 func (s *Session) Welcome() *wire.Welcome { return s.welcome }
+
+// Identity returns who the client is, as the server's Authenticator said
+// (server side only; zero on the client).
+func (s *Session) Identity() Identity { return s.identity }
 
 // HasCapability reports whether capability c is in effect: offered by the
 // client and accepted in WELCOME (JSP §8.2).
