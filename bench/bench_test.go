@@ -13,6 +13,7 @@ import (
 var (
 	bulkMiB  = flag.Int("bulk-mib", 32, "MiB per bulk transfer in BenchmarkBulk")
 	rawFirst = flag.Bool("raw-first", false, "run the raw stack before JSP in each pair (benchreport alternates it between runs)")
+	variants = flag.Bool("variants", false, "also run the diagnostic JSP variants (Pair.Variants), after the pair")
 )
 
 // rttSizes are the payload sizes of BenchmarkRoundTrip.
@@ -23,10 +24,14 @@ var rttSizes = []struct {
 
 // benchOrder returns the pair's stacks in the order they run.
 func benchOrder(p Pair) []Stack {
+	order := []Stack{p.JSP, p.Raw}
 	if *rawFirst {
-		return []Stack{p.Raw, p.JSP}
+		order = []Stack{p.Raw, p.JSP}
 	}
-	return []Stack{p.JSP, p.Raw}
+	if *variants {
+		order = append(order, p.Variants...)
+	}
+	return order
 }
 
 // forEachStack runs f as sub-benchmark <transport>/<sub...>/<stack> for
@@ -78,6 +83,20 @@ func connect(tb testing.TB, ctx context.Context, st Stack, srv Server) Conn {
 	return c
 }
 
+// cpuMeter reports the process CPU time per operation as "cpu-µs/op"; see
+// ProcessCPU. The testing package stops its timer only around the timed
+// loop, so the meter is started right before it.
+type cpuMeter struct{ start time.Duration }
+
+func startCPU() cpuMeter { return cpuMeter{start: ProcessCPU()} }
+
+func (m cpuMeter) report(b *testing.B, ops int) {
+	if m.start == 0 || ops == 0 {
+		return
+	}
+	b.ReportMetric(Micros(ProcessCPU()-m.start)/float64(ops), "cpu-µs/op")
+}
+
 // randomBytes returns n deterministic pseudo-random bytes: incompressible,
 // like media or encrypted payloads, and the same in every run.
 func randomBytes(n int, seed uint64) []byte {
@@ -105,6 +124,7 @@ func BenchmarkBulk(b *testing.B) {
 			b.Fatalf("verified transfer: %v", err)
 		}
 		n := 0
+		cpu := startCPU()
 		for b.Loop() {
 			ack, err := c.Bulk(ctx, data, false)
 			if err == nil {
@@ -116,6 +136,7 @@ func BenchmarkBulk(b *testing.B) {
 			n++
 		}
 		b.ReportMetric(float64(n)*float64(len(data))/b.Elapsed().Seconds()/1e6, "MB/s")
+		cpu.report(b, n)
 	})
 }
 
@@ -142,6 +163,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 				}
 			}
 			lat := Latencies{d: make([]time.Duration, 0, 1<<16)}
+			cpu := startCPU()
 			for b.Loop() {
 				t0 := time.Now()
 				if err := c.Echo(ctx, p, out); err != nil {
@@ -151,6 +173,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 			}
 			b.ReportMetric(Micros(lat.Quantile(0.50)), "p50-µs")
 			b.ReportMetric(Micros(lat.Quantile(0.99)), "p99-µs")
+			cpu.report(b, lat.Len())
 		})
 	}
 }
@@ -166,6 +189,7 @@ func BenchmarkHandshake(b *testing.B) {
 		srv := serve(b, st)
 		lat := Latencies{d: make([]time.Duration, 0, 1<<12)}
 		n := 0
+		cpu := startCPU()
 		for b.Loop() {
 			t0 := time.Now()
 			c, err := st.Connect(ctx, srv.Addr(), tlsEnv)
@@ -180,25 +204,32 @@ func BenchmarkHandshake(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "handshakes/s")
 		b.ReportMetric(Micros(lat.Quantile(0.50)), "p50-µs")
+		cpu.report(b, n)
 	})
 }
 
-// TestBenchOrder checks that -raw-first swaps the order within a pair.
+// TestBenchOrder checks that -raw-first swaps the order within a pair and
+// -variants appends the variants.
 func TestBenchOrder(t *testing.T) {
-	p := Pairs()[0]
-	defer func(v bool) { *rawFirst = v }(*rawFirst)
-	for _, rf := range []bool{false, true} {
-		*rawFirst = rf
+	p := Pair{JSP: Stack{Name: "jsp"}, Raw: Stack{Name: "raw"}, Variants: []Stack{variant("x", Stack{Name: "jsp"})}}
+	defer func(rf, v bool) { *rawFirst, *variants = rf, v }(*rawFirst, *variants)
+	tests := []struct {
+		rawFirst, variants bool
+		want               []string
+	}{
+		{false, false, []string{"jsp", "raw"}},
+		{true, false, []string{"raw", "jsp"}},
+		{false, true, []string{"jsp", "raw", "jsp-x"}},
+		{true, true, []string{"raw", "jsp", "jsp-x"}},
+	}
+	for _, tt := range tests {
+		*rawFirst, *variants = tt.rawFirst, tt.variants
 		var names []string
 		for _, st := range benchOrder(p) {
 			names = append(names, st.Name)
 		}
-		want := []string{"jsp", "raw"}
-		if rf {
-			want = []string{"raw", "jsp"}
-		}
-		if !slices.Equal(names, want) {
-			t.Fatalf("raw-first=%v: order %v, want %v", rf, names, want)
+		if !slices.Equal(names, tt.want) {
+			t.Fatalf("raw-first=%v variants=%v: order %v, want %v", tt.rawFirst, tt.variants, names, tt.want)
 		}
 	}
 }

@@ -143,7 +143,7 @@ func goalFor(bench, metric string) *Target {
 // metricOrder lists the metrics shown first; others follow alphabetically.
 // ns/op is left out: it restates MB/s and handshakes/s, and for round trips
 // it is a mean that the quantiles describe better.
-var metricOrder = []string{"MB/s", "handshakes/s", "p50-µs", "p99-µs"}
+var metricOrder = []string{"MB/s", "handshakes/s", "p50-µs", "p99-µs", "cpu-µs/op"}
 
 // Row is one line of the table: one metric of one stack against raw.
 type Row struct {
