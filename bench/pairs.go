@@ -20,6 +20,9 @@ func Pairs() []Pair {
 		{Transport: "quic", JSP: JSPQUIC(), Raw: RawQUIC(), Variants: []Stack{
 			variant("nozstd", JSP(QUICListener, QUICDialer, session.Config{DisableCompression: true})),
 		}},
+		{Transport: "tcp", JSP: JSPTCP(), Raw: RawTLS(), Variants: []Stack{
+			variant("nozstd", JSP(TCPListener, TCPDialer, session.Config{DisableCompression: true})),
+		}},
 	}
 }
 
