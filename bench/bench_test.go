@@ -181,8 +181,8 @@ func BenchmarkRoundTrip(b *testing.B) {
 // BenchmarkHandshake measures full handshakes one after another, each on a
 // fresh connection that is closed afterwards: TLS 1.3 plus HELLO/WELCOME
 // (JSP), a bare TLS 1.3 handshake over TCP or a bare QUIC handshake (raw).
-// No session resumption. Reports handshakes/s and the p50-µs of one
-// connect-and-close.
+// No session resumption. Reports handshakes/s and the p50-µs and p99-µs of
+// one connect-and-close.
 func BenchmarkHandshake(b *testing.B) {
 	forEachStack(b, "", func(b *testing.B, st Stack) {
 		ctx := benchCtx(b)
@@ -204,6 +204,7 @@ func BenchmarkHandshake(b *testing.B) {
 		}
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "handshakes/s")
 		b.ReportMetric(Micros(lat.Quantile(0.50)), "p50-µs")
+		b.ReportMetric(Micros(lat.Quantile(0.99)), "p99-µs")
 		cpu.report(b, n)
 	})
 }
