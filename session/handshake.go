@@ -1,0 +1,286 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/transport"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+// ClientInfo describes the client in HELLO (JSP §5.1).
+type ClientInfo struct {
+	Name     string
+	Version  string
+	Platform string
+	// Auth is an opaque credential (a token) checked by the server.
+	Auth []byte
+	// Battery asks for battery mode from the start.
+	Battery bool
+	// Versions overrides the offered versions (tests of negotiation).
+	// Default: protocol.SupportedVersions.
+	Versions []protocol.Version
+}
+
+// Dial runs the client side of the handshake on conn (JSP §11.1): it opens
+// the control stream, sends HELLO and waits for WELCOME. On ERROR it closes
+// conn and returns the remote *jsperr.Error (for UNSUPPORTED_VERSION with the
+// server's versions in Supported).
+func Dial(ctx context.Context, conn transport.Conn, info ClientInfo, cfg Config) (*Session, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
+	defer cancel()
+	ctl, err := conn.OpenStream(hctx, protocol.ClassSystem)
+	if err != nil {
+		return nil, fmt.Errorf("session: open control stream: %w", err)
+	}
+	versions := info.Versions
+	if len(versions) == 0 {
+		versions = protocol.SupportedVersions
+	}
+	hello := &wire.Hello{
+		ClientName:    info.Name,
+		ClientVersion: info.Version,
+		Platform:      info.Platform,
+		Auth:          info.Auth,
+		HeartbeatMS:   uint64(cfg.HeartbeatInterval.Milliseconds()),
+		MaxFrame:      uint64(cfg.MaxFrameSize),
+		Battery:       info.Battery,
+		Caps:          offeredCaps(cfg),
+	}
+	hello.Versions = versions
+	if err := writeFrame(ctl, hello, cfg.HandshakeTimeout, cfg.Now); err != nil {
+		return nil, fmt.Errorf("session: send HELLO: %w", err)
+	}
+	fr := wire.NewFrameReader(ctl, uint64(cfg.MaxFrameSize))
+	m, err := readHandshakeFrame(hctx, ctl, fr, cfg)
+	if err != nil {
+		_ = conn.CloseWithError(jsperr.CodeOf(err), err.Error())
+		return nil, fmt.Errorf("session: waiting for WELCOME: %w", err)
+	}
+	switch m := m.(type) {
+	case *wire.Welcome:
+		if !supported(m.Version, versions) {
+			err := jsperr.Newf(jsperr.UnsupportedVersion, "server chose version %d, which was not offered", m.Version)
+			_ = conn.CloseWithError(err.Code, err.Reason)
+			return nil, err
+		}
+		s := newSession(conn, ctl, RoleClient, cfg)
+		s.version, s.id, s.hello, s.welcome = m.Version, m.SessionID, hello, m
+		s.zstd = !cfg.DisableCompression && hasCap(m.Caps, CapZstd)
+		s.heartbeat.Store(int64(s.negotiatedHeartbeat()))
+		s.start(fr)
+		if info.Battery {
+			s.SetBatteryMode(true)
+		}
+		return s, nil
+	case *wire.ErrorMessage:
+		rerr := m.Err()
+		_ = conn.CloseWithError(jsperr.NoError, "")
+		return nil, fmt.Errorf("session: server refused HELLO: %w", rerr)
+	default:
+		err := jsperr.Newf(jsperr.ProtocolViolation, "expected WELCOME or ERROR, got %s", m.FrameType())
+		_ = conn.CloseWithError(err.Code, err.Reason)
+		return nil, err
+	}
+}
+
+// Authenticator decides whether a HELLO is accepted. It returns an error
+// (ideally a *jsperr.Error such as UNAUTHENTICATED) to refuse the client.
+type Authenticator func(ctx context.Context, hello *wire.Hello, conn transport.Conn) error
+
+// ServerOptions are per-server extras for Accept.
+type ServerOptions struct {
+	// Authenticate checks HELLO. Nil accepts everyone.
+	Authenticate Authenticator
+	// Gateways are alternative addresses announced in WELCOME.
+	Gateways []string
+	// SessionID returns the id for a new session. Default: 16 random bytes.
+	SessionID func() []byte
+}
+
+// Accept runs the server side of the handshake on conn (JSP §11.1): it waits
+// for the control stream and HELLO, negotiates the version and answers
+// WELCOME, or ERROR and a close.
+func Accept(ctx context.Context, conn transport.Conn, cfg Config, opts ServerOptions) (*Session, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
+	defer cancel()
+	refuse := func(err error) error {
+		_ = conn.CloseWithError(jsperr.CodeOf(err), truncate(err.Error(), 256))
+		return err
+	}
+	ctl, err := conn.AcceptStream(hctx)
+	if err != nil {
+		if hctx.Err() != nil {
+			return nil, refuse(jsperr.New(jsperr.HandshakeTimeout, "no control stream before the handshake timeout"))
+		}
+		return nil, fmt.Errorf("session: accept control stream: %w", err)
+	}
+	fr := wire.NewFrameReader(ctl, uint64(cfg.MaxFrameSize))
+	m, err := readHandshakeFrame(hctx, ctl, fr, cfg)
+	if err != nil {
+		return nil, refuse(fmt.Errorf("session: waiting for HELLO: %w", err))
+	}
+	hello, ok := m.(*wire.Hello)
+	if !ok {
+		return nil, refuse(jsperr.Newf(jsperr.ProtocolViolation, "first frame is %s, not HELLO", m.FrameType()))
+	}
+	// JSP §8.2: the highest version both sides speak.
+	var chosen protocol.Version
+	for _, v := range hello.Versions {
+		if supported(v, protocol.SupportedVersions) && v > chosen {
+			chosen = v
+		}
+	}
+	if chosen == 0 {
+		e := &wire.ErrorMessage{Code: jsperr.UnsupportedVersion,
+			Reason:    fmt.Sprintf("offered versions %v, supported %v", hello.Versions, protocol.SupportedVersions),
+			Supported: protocol.SupportedVersions}
+		return nil, refuseWith(conn, ctl, e, cfg)
+	}
+	if opts.Authenticate != nil {
+		if err := opts.Authenticate(hctx, hello, conn); err != nil {
+			code := jsperr.CodeOf(err)
+			if code == jsperr.Internal {
+				code = jsperr.Unauthenticated
+			}
+			_ = refuseWith(conn, ctl, &wire.ErrorMessage{Code: code, Reason: truncate(err.Error(), 256)}, cfg)
+			return nil, jsperr.Wrap(code, err)
+		}
+	}
+	s := newSession(conn, ctl, RoleServer, cfg)
+	if opts.SessionID != nil {
+		s.id = opts.SessionID()
+	} else {
+		s.id = s.newID()
+	}
+	hb := cfg.HeartbeatInterval
+	if hello.Battery {
+		hb = cfg.BatteryHeartbeatInterval
+	}
+	welcome := &wire.Welcome{
+		Version:     chosen,
+		SessionID:   s.id,
+		HeartbeatMS: uint64(hb.Milliseconds()),
+		Limits: wire.Limits{
+			MaxFrame:           cfg.MaxFrameSize,
+			MaxMessage:         cfg.MaxMessageSize,
+			MaxStreams:         protocol.DefaultMaxStreams,
+			MaxDatagram:        protocol.ByteCount(conn.MaxDatagramSize()),
+			MaxDatagramMessage: cfg.MaxDatagramMessage,
+		},
+		ServerTime: uint64(cfg.Now().UnixMilli()),
+		Gateways:   opts.Gateways,
+	}
+	if !cfg.DisableCompression && hasCap(hello.Caps, CapZstd) {
+		welcome.Caps = append(welcome.Caps, CapZstd)
+		s.zstd = true
+	}
+	s.version, s.hello, s.welcome = chosen, hello, welcome
+	welcome.IdleTimeoutMS = uint64(s.idleTimeout().Milliseconds())
+	s.heartbeat.Store(int64(hb))
+	if err := writeFrame(ctl, welcome, cfg.HandshakeTimeout, cfg.Now); err != nil {
+		return nil, refuse(fmt.Errorf("session: send WELCOME: %w", err))
+	}
+	s.start(fr)
+	return s, nil
+}
+
+// errorLinger bounds how long a refusing server waits for the client to
+// read ERROR and hang up before it closes the connection itself.
+const errorLinger = 2 * time.Second
+
+// refuseWith sends ERROR on the control stream and closes the connection
+// once the client has hung up or errorLinger passed. Closing at once could
+// discard the ERROR still in flight (both QUIC and the link layer drop unsent
+// stream data on close), and the client would learn only the close code, not
+// the reason or the supported versions.
+func refuseWith(conn transport.Conn, ctl transport.Stream, e *wire.ErrorMessage, cfg Config) error {
+	_ = writeFrame(ctl, e, cfg.HandshakeTimeout, cfg.Now)
+	_ = ctl.Close()
+	t := time.NewTimer(min(errorLinger, cfg.HandshakeTimeout))
+	defer t.Stop()
+	select {
+	case <-conn.Context().Done():
+	case <-t.C:
+	}
+	err := e.Err()
+	err.Remote = false
+	_ = conn.CloseWithError(err.Code, truncate(err.Reason, 256))
+	return err
+}
+
+func offeredCaps(cfg Config) []string {
+	var caps []string
+	if !cfg.DisableCompression {
+		caps = append(caps, CapZstd)
+	}
+	return append(caps, cfg.Capabilities...)
+}
+
+func supported(v protocol.Version, list []protocol.Version) bool {
+	for _, s := range list {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// writeFrame writes one session message directly (handshake only; after it
+// the sender owns the control stream).
+func writeFrame(st transport.Stream, m wire.Message, timeout time.Duration, now func() time.Time) error {
+	_ = st.SetWriteDeadline(now().Add(timeout))
+	defer st.SetWriteDeadline(time.Time{})
+	payload := m.Append(nil)
+	_, err := st.Write(wire.AppendFrame(nil, m.FrameType(), 0, 0, payload))
+	return err
+}
+
+// readHandshakeFrame reads the first known frame from the control stream
+// within the handshake timeout, skipping unknown frame types (JSP §8.3).
+func readHandshakeFrame(ctx context.Context, st transport.Stream, fr *wire.FrameReader, cfg Config) (wire.Message, error) {
+	dl, _ := ctx.Deadline()
+	_ = st.SetReadDeadline(dl)
+	defer st.SetReadDeadline(time.Time{})
+	for {
+		h, payload, err := fr.ReadFrame()
+		if err != nil {
+			if ctx.Err() != nil || isTimeout(err) {
+				return nil, jsperr.New(jsperr.HandshakeTimeout, "handshake did not complete in time")
+			}
+			if errors.Is(err, io.EOF) {
+				return nil, jsperr.New(jsperr.TransportClosed, "peer closed the control stream during the handshake")
+			}
+			return nil, err
+		}
+		if h.Flags.Has(wire.FlagCompressed) {
+			return nil, jsperr.New(jsperr.ProtocolViolation, "compressed frame during the handshake")
+		}
+		m, err := wire.DecodeMessage(h.Type, payload)
+		if errors.Is(err, wire.ErrUnknownFrame) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return m, nil
+	}
+}
+
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}

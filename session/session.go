@@ -1,0 +1,745 @@
+// Package session runs one JSP/1 session over a transport connection
+// (JSP §5, §11).
+//
+// The flow:
+//
+//	client                                 server
+//	  | -- opens control stream (system) --> |
+//	  | -- HELLO {versions, caps, ...} ----> |  picks highest common version
+//	  | <----- WELCOME {version, id, ...} -- |  or ERROR {UNSUPPORTED_VERSION,
+//	  |                                      |         supported}
+//	  | == PING / PONG every heartbeat ===== |  idle timeout closes dead peers
+//	  | == messages on the control stream == |  QoS-scheduled, batched,
+//	  | == application streams ============= |  each opened with STREAM_OPEN
+//	  | == DATAGRAM frames in datagrams ==== |  fragmented, reassembled
+//	  | <----------- GOAWAY ---------------- |  graceful shutdown
+//
+// A Session owns these goroutines, joined by Close: the control-stream
+// reader, the sender (QoS scheduling and batching), the heartbeat/idle loop,
+// the stream acceptor and the datagram receiver. Other goroutines interact
+// by enqueueing frames and reading from bounded queues.
+package session
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/qos"
+	"github.com/jetstreamproto/jsp/reliability/fragment"
+	"github.com/jetstreamproto/jsp/transport"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+// Role says which side of the connection a session is.
+type Role uint8
+
+// Session roles.
+const (
+	RoleClient Role = iota
+	RoleServer
+)
+
+// Errors callers branch on.
+var (
+	// ErrClosed is returned by operations on a closed session.
+	ErrClosed = errors.New("session: closed")
+)
+
+// Incoming is one message received from the peer.
+type Incoming struct {
+	// Type is the frame type that carried the message.
+	Type wire.FrameType
+	// Flags are the frame's flags (class, SIGNED, ...).
+	Flags wire.Flags
+	// Envelope is set for envelope-carrying frames (PUBLISH, EVENT, COMMAND,
+	// REPLY, NOTIFY, MESSAGE).
+	Envelope *wire.Envelope
+	// Message is set for the other session messages (SUBSCRIBE, ACK, ...).
+	Message wire.Message
+	// Delivery is how the message travelled.
+	Delivery Delivery
+}
+
+// Session is one established JSP session.
+type Session struct {
+	conn    transport.Conn
+	role    Role
+	cfg     Config
+	log     *slog.Logger
+	ctl     transport.Stream
+	send    *sender
+	version protocol.Version
+	id      []byte
+	hello   *wire.Hello   // the client's HELLO
+	welcome *wire.Welcome // the server's WELCOME
+	zstd    bool          // both sides offered zstd
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+
+	heartbeat atomic.Int64 // current interval, ns
+	lastRecv  atomic.Int64 // unix ns of the last frame from the peer
+
+	recv    *qos.RecvQueues[Incoming]
+	streams chan *Stream
+	dgrams  chan []byte
+
+	reasm   [2]*fragment.Reassembler // per flow; owned by the datagram receiver
+	dgramID atomic.Uint64
+
+	pendingMu sync.Mutex
+	pending   map[string]chan *wire.Envelope // guarded by pendingMu; COMMAND id -> reply
+	pings     map[uint64]chan time.Duration  // guarded by pendingMu; PING id -> RTT
+	pingID    uint64                         // guarded by pendingMu
+
+	goawayMu sync.Mutex
+	goaway   *wire.Goaway // guarded by goawayMu
+	goawayCh chan struct{}
+
+	rtt rttStats
+
+	closeOnce sync.Once
+}
+
+// Version returns the negotiated protocol version.
+func (s *Session) Version() protocol.Version { return s.version }
+
+// ID returns the session id assigned by the server.
+func (s *Session) ID() []byte { return s.id }
+
+// Hello returns the client's HELLO.
+func (s *Session) Hello() *wire.Hello { return s.hello }
+
+// Welcome returns the server's WELCOME.
+func (s *Session) Welcome() *wire.Welcome { return s.welcome }
+
+// Conn returns the underlying transport connection.
+func (s *Session) Conn() transport.Conn { return s.conn }
+
+// Context is cancelled when the session ends; context.Cause tells why.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// Err returns why the session ended, or nil while it runs.
+func (s *Session) Err() error {
+	if s.ctx.Err() == nil {
+		return nil
+	}
+	return context.Cause(s.ctx)
+}
+
+func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config) *Session {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	var rq qos.Config
+	for c := range rq.QueueLength {
+		rq.QueueLength[c] = cfg.RecvQueueLength
+	}
+	s := &Session{
+		conn:     conn,
+		role:     role,
+		cfg:      cfg,
+		log:      cfg.Logger.With("role", roleName(role), "remote", conn.RemoteAddr().String(), "transport", string(conn.Kind())),
+		ctl:      ctl,
+		ctx:      ctx,
+		cancel:   cancel,
+		recv:     qos.NewRecvQueues[Incoming](rq),
+		streams:  make(chan *Stream, cfg.AcceptQueueLength),
+		dgrams:   make(chan []byte, cfg.AcceptQueueLength),
+		pending:  map[string]chan *wire.Envelope{},
+		pings:    map[uint64]chan time.Duration{},
+		goawayCh: make(chan struct{}),
+	}
+	for i := range s.reasm {
+		// The config is valid by construction: every field is a default
+		// or a validated limit.
+		s.reasm[i], _ = fragment.NewReassembler(fragment.Config{MaxMessageSize: cfg.MaxDatagramMessage})
+	}
+	s.lastRecv.Store(cfg.Now().UnixNano())
+	return s
+}
+
+func roleName(r Role) string {
+	if r == RoleServer {
+		return "server"
+	}
+	return "client"
+}
+
+// start launches the session's goroutines after the handshake. The reader
+// is given the control stream's frame reader so that bytes already buffered
+// during the handshake are not lost.
+func (s *Session) start(fr *wire.FrameReader) {
+	s.send = newSender(s.ctl, s.cfg)
+	s.run("sender", s.send.run)
+	s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
+	s.run("heartbeat", s.heartbeatLoop)
+	s.run("stream acceptor", s.acceptStreams)
+	s.run("datagram receiver", s.receiveDatagrams)
+	// Transport closure ends the session too.
+	s.run("transport watch", func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.conn.Context().Done():
+			return transportCause(s.conn)
+		}
+	})
+}
+
+// run starts a goroutine owned by the session; its error ends the session.
+func (s *Session) run(name string, f func(ctx context.Context) error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := f(s.ctx); err != nil {
+			s.fail(fmt.Errorf("session %s: %w", name, err))
+		}
+	}()
+}
+
+func transportCause(c transport.Conn) error {
+	if err := context.Cause(c.Context()); err != nil {
+		var je *jsperr.Error
+		if errors.As(err, &je) {
+			return je
+		}
+		return jsperr.Wrap(jsperr.TransportClosed, err)
+	}
+	return jsperr.New(jsperr.TransportClosed, "transport closed")
+}
+
+// fail ends the session because of err. Protocol errors detected locally are
+// sent to the peer as the connection close code first (STYLE rule 10).
+func (s *Session) fail(err error) {
+	s.closeOnce.Do(func() {
+		code, reason := jsperr.CodeOf(err), err.Error()
+		var je *jsperr.Error
+		if errors.As(err, &je) && je.Remote {
+			code, reason = jsperr.NoError, ""
+		}
+		if code != jsperr.NoError {
+			s.log.Warn("session closing on error", "code", code.String(), "err", err)
+		}
+		s.cancel(err)
+		_ = s.conn.CloseWithError(code, truncate(reason, 256))
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// Close ends the session with NO_ERROR and waits for its goroutines.
+func (s *Session) Close() error {
+	s.fail(jsperr.New(jsperr.NoError, "closed by "+roleName(s.role)))
+	s.wg.Wait()
+	s.recv.Close()
+	return nil
+}
+
+// CloseWithError ends the session with code and reason and waits for its
+// goroutines.
+func (s *Session) CloseWithError(code jsperr.Code, reason string) error {
+	s.fail(jsperr.New(code, reason))
+	s.wg.Wait()
+	s.recv.Close()
+	return nil
+}
+
+// Wait blocks until the session ends and returns the cause.
+func (s *Session) Wait() error {
+	<-s.ctx.Done()
+	s.wg.Wait()
+	return context.Cause(s.ctx)
+}
+
+// encodeFrame builds a whole frame for m with class c, compressing the
+// payload when negotiated and worthwhile (JSP §11.4).
+func (s *Session) encodeFrame(t wire.FrameType, f wire.Flags, sid protocol.StreamID, payload []byte) []byte {
+	if s.zstd && len(payload) >= s.cfg.CompressThreshold && compressible(t) {
+		if c, ok := compress(nil, payload); ok {
+			return wire.AppendFrame(make([]byte, 0, len(c)+wire.MaxHeaderLen), t, f|wire.FlagCompressed, sid, c)
+		}
+	}
+	return wire.AppendFrame(make([]byte, 0, len(payload)+wire.MaxHeaderLen), t, f, sid, payload)
+}
+
+// compressible: only application messages are compressed; the handshake
+// must be readable before capabilities are known, and PING/PONG are tiny.
+func compressible(t wire.FrameType) bool {
+	switch t {
+	case wire.FramePublish, wire.FrameEvent, wire.FrameCommand, wire.FrameReply, wire.FrameNotify, wire.FrameMessage:
+		return true
+	}
+	return false
+}
+
+// sendFrame queues a session message on the control stream.
+func (s *Session) sendFrame(m wire.Message, class protocol.Class) error {
+	if err := s.ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
+	}
+	t := m.FrameType()
+	frame := s.encodeFrame(t, wire.Flags(0).WithClass(class), 0, m.Append(nil))
+	var deadline time.Time
+	if class == protocol.ClassMedia {
+		deadline = s.cfg.Now().Add(s.cfg.MediaDeadline)
+	}
+	if err := s.send.enqueue(class, frame, deadline); err != nil {
+		return fmt.Errorf("session: queue %s: %w", t, err)
+	}
+	return nil
+}
+
+// SendEnvelope queues an envelope-carrying frame (PUBLISH, EVENT, COMMAND,
+// REPLY, NOTIFY, MESSAGE) on the control stream, in order with the other
+// frames of its class. It fails with MESSAGE_TOO_LARGE for an oversize body
+// and QUEUE_FULL when the class's send queue is full.
+func (s *Session) SendEnvelope(t wire.FrameType, env *wire.Envelope) error {
+	if len(env.Body) > int(s.cfg.MaxMessageSize) {
+		return jsperr.Newf(jsperr.MessageTooLarge, "body of %d bytes over limit %d", len(env.Body), s.cfg.MaxMessageSize)
+	}
+	if env.Timestamp == 0 {
+		env.Timestamp = uint64(s.cfg.Now().UnixMilli())
+	}
+	return s.sendFrame(&wire.EnvelopeFrame{Type: t, Envelope: *env}, env.Class)
+}
+
+// Send queues any session message (SUBSCRIBE, ACK, ...) as a system frame.
+func (s *Session) Send(m wire.Message) error { return s.sendFrame(m, protocol.ClassSystem) }
+
+// Recv returns the next message from the peer, serving QoS classes in
+// priority order. It fails when ctx ends or the session closes.
+func (s *Session) Recv(ctx context.Context) (Incoming, error) {
+	// Pop returns when either the caller's context ends or the queues are
+	// closed by Close; a session that ended on error closes them too.
+	it, err := s.recv.Pop(ctx)
+	if err != nil {
+		if s.ctx.Err() != nil {
+			return Incoming{}, fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
+		}
+		return Incoming{}, err
+	}
+	return it.Value, nil
+}
+
+// deliver queues an incoming message for Recv under its class's policy.
+func (s *Session) deliver(in Incoming) {
+	class := protocol.ClassSystem
+	if in.Envelope != nil {
+		class = in.Envelope.Class
+	} else {
+		class = in.Flags.Class()
+	}
+	for {
+		_, _, err := s.recv.Push(qos.Item[Incoming]{Class: class, Value: in})
+		if err == nil || class == protocol.ClassMedia {
+			return // media drops the oldest inside the queue
+		}
+		if class == protocol.ClassSystem {
+			// System never drops, and its queue is 16x larger than the
+			// others: overflowing it means the application stopped
+			// calling Recv altogether.
+			s.fail(jsperr.Newf(jsperr.SlowConsumer, "receive queue for %s full", class))
+			return
+		}
+		// Chat and bulk apply backpressure: this reader stops reading, the
+		// transport's flow control stops the peer, and a peer whose writes
+		// stall past its WriteTimeout closes with SLOW_CONSUMER.
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// readControl reads and dispatches frames from the control stream.
+func (s *Session) readControl(fr *wire.FrameReader) error {
+	for {
+		h, payload, err := fr.ReadFrame()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return jsperr.New(jsperr.TransportClosed, "peer closed the control stream")
+			}
+			var je *jsperr.Error
+			if errors.As(err, &je) {
+				return err
+			}
+			return transportCause(s.conn)
+		}
+		s.lastRecv.Store(s.cfg.Now().UnixNano())
+		if err := s.handleFrame(h, payload, DeliveryOrdered); err != nil {
+			return err
+		}
+	}
+}
+
+// decodePayload decompresses (when flagged) and decodes a frame payload.
+// An unknown frame type returns wire.ErrUnknownFrame, which callers skip.
+func (s *Session) decodePayload(h wire.Header, payload []byte) (wire.Message, error) {
+	if h.Flags.Has(wire.FlagCompressed) {
+		if !s.zstd {
+			return nil, jsperr.New(jsperr.ProtocolViolation, "COMPRESSED flag without negotiated zstd")
+		}
+		p, err := decompress(payload, int(s.cfg.MaxFrameSize))
+		if err != nil {
+			return nil, err
+		}
+		payload = p
+	}
+	return wire.DecodeMessage(h.Type, payload)
+}
+
+// handleFrame acts on one frame from the peer. A returned error ends the
+// session.
+func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
+	m, err := s.decodePayload(h, payload)
+	if errors.Is(err, wire.ErrUnknownFrame) {
+		// JSP §8.3: unknown frame types are skipped so that newer minor
+		// versions can add frames.
+		s.log.Debug("skipping unknown frame", "type", h.Type.String())
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("decode %s: %w", h.Type, err)
+	}
+	switch m := m.(type) {
+	case *wire.Ping:
+		if h.Type == wire.FramePing {
+			return s.Send(&wire.Pong{ID: m.ID, Timestamp: m.Timestamp})
+		}
+		return nil
+	case *wire.Pong:
+		s.pendingMu.Lock()
+		ch := s.pings[m.ID]
+		delete(s.pings, m.ID)
+		s.pendingMu.Unlock()
+		if ch != nil {
+			rtt := time.Duration(uint64(s.cfg.Now().UnixMicro())-m.Timestamp) * time.Microsecond
+			s.rtt.add(rtt)
+			ch <- rtt
+		}
+		return nil
+	case *wire.ErrorMessage:
+		return m.Err()
+	case *wire.Goaway:
+		s.goawayMu.Lock()
+		if s.goaway == nil {
+			s.goaway = m
+			close(s.goawayCh)
+		}
+		s.goawayMu.Unlock()
+		s.log.Info("peer is going away", "code", m.Code.String(), "reason", m.Reason, "alternatives", m.Alternatives)
+		return nil
+	case *wire.Hello, *wire.Welcome:
+		return jsperr.Newf(jsperr.ProtocolViolation, "%s after the handshake", h.Type)
+	case *wire.EnvelopeFrame:
+		if h.Type == wire.FrameReply && s.completeRequest(&m.Envelope) {
+			return nil
+		}
+		if d == DeliveryUnordered && m.Envelope.TTL > 0 {
+			// JSP §12: a message on its own stream with a TTL was sent
+			// partially reliable; the receiver cannot tell otherwise.
+			d = DeliveryPartial
+		}
+		s.deliver(Incoming{Type: h.Type, Flags: h.Flags, Envelope: &m.Envelope, Delivery: d})
+		return nil
+	default:
+		s.deliver(Incoming{Type: h.Type, Flags: h.Flags, Message: m, Delivery: d})
+		return nil
+	}
+}
+
+// GoingAway is closed when the peer has sent GOAWAY.
+func (s *Session) GoingAway() <-chan struct{} { return s.goawayCh }
+
+// GoAwayInfo returns the peer's GOAWAY, or nil.
+func (s *Session) GoAwayInfo() *wire.Goaway {
+	s.goawayMu.Lock()
+	defer s.goawayMu.Unlock()
+	return s.goaway
+}
+
+// GoAway tells the peer to reconnect elsewhere (JSP §11.6), then closes the
+// session with GOING_AWAY after grace, or earlier if the peer disconnects.
+// It returns when the session has ended.
+func (s *Session) GoAway(ctx context.Context, reason string, alternatives []string, grace time.Duration) error {
+	g := &wire.Goaway{Code: jsperr.GoingAway, Reason: reason, Alternatives: alternatives, GraceMS: uint64(grace.Milliseconds())}
+	if err := s.Send(g); err != nil {
+		return err
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-s.ctx.Done():
+	}
+	return s.CloseWithError(jsperr.GoingAway, reason)
+}
+
+// newID returns 16 random bytes for message ids.
+func (s *Session) newID() []byte {
+	b := make([]byte, 16)
+	if _, err := io.ReadFull(s.cfg.Rand, b); err != nil {
+		// A failing randomness source is not recoverable; use the counter
+		// so ids stay unique within the session.
+		n := s.dgramID.Add(1)
+		copy(b, fmt.Sprintf("%016x", n))
+	}
+	return b
+}
+
+// Request sends a COMMAND and waits for its REPLY (JSP §5.9). The envelope's
+// ID is filled in when empty and its TTL is set from ctx's deadline so the
+// peer can drop a command nobody waits for. A reply with an error code is
+// returned as a remote *jsperr.Error; a deadline that passes first returns
+// TIMEOUT.
+func (s *Session) Request(ctx context.Context, env *wire.Envelope) (*wire.Envelope, error) {
+	if len(env.ID) == 0 {
+		env.ID = s.newID()
+	}
+	env.Kind = wire.KindCommand
+	if dl, ok := ctx.Deadline(); ok && env.TTL == 0 {
+		if ms := time.Until(dl).Milliseconds(); ms > 0 {
+			env.TTL = uint64(ms)
+		}
+	}
+	key := string(env.ID)
+	ch := make(chan *wire.Envelope, 1)
+	s.pendingMu.Lock()
+	if _, dup := s.pending[key]; dup {
+		s.pendingMu.Unlock()
+		return nil, jsperr.Newf(jsperr.Conflict, "command id %s already pending", hex.EncodeToString(env.ID))
+	}
+	s.pending[key] = ch
+	s.pendingMu.Unlock()
+	defer func() {
+		s.pendingMu.Lock()
+		delete(s.pending, key)
+		s.pendingMu.Unlock()
+	}()
+	if err := s.SendEnvelope(wire.FrameCommand, env); err != nil {
+		return nil, err
+	}
+	select {
+	case rep := <-ch:
+		if rep.ErrCode != jsperr.NoError {
+			return rep, &jsperr.Error{Code: rep.ErrCode, Reason: rep.ErrReason, Remote: true}
+		}
+		return rep, nil
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, jsperr.Newf(jsperr.Timeout, "command %s on %s: no reply before the deadline", hex.EncodeToString(env.ID), env.Route.Name)
+		}
+		return nil, jsperr.Wrap(jsperr.Cancelled, ctx.Err())
+	case <-s.ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
+	}
+}
+
+// completeRequest hands a REPLY to its waiting Request; false when nobody
+// waits (the reply is then delivered through Recv).
+func (s *Session) completeRequest(rep *wire.Envelope) bool {
+	s.pendingMu.Lock()
+	ch, ok := s.pending[string(rep.ReplyTo)]
+	s.pendingMu.Unlock()
+	if !ok {
+		return false
+	}
+	select {
+	case ch <- rep:
+	default: // a duplicate reply; the first one won
+	}
+	return true
+}
+
+// Reply answers a COMMAND with body, or with an error when code is not
+// NO_ERROR.
+func (s *Session) Reply(cmd *wire.Envelope, body []byte, code jsperr.Code, reason string) error {
+	rep := &wire.Envelope{
+		ID:        s.newID(),
+		Route:     cmd.Route,
+		Kind:      wire.KindReply,
+		Class:     cmd.Class,
+		ReplyTo:   cmd.ID,
+		Body:      body,
+		ErrCode:   code,
+		ErrReason: reason,
+	}
+	return s.SendEnvelope(wire.FrameReply, rep)
+}
+
+// Ping sends a PING and returns the round-trip time when its PONG arrives.
+func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
+	ch := make(chan time.Duration, 1)
+	s.pendingMu.Lock()
+	s.pingID++
+	id := s.pingID
+	s.pings[id] = ch
+	s.pendingMu.Unlock()
+	defer func() {
+		s.pendingMu.Lock()
+		delete(s.pings, id)
+		s.pendingMu.Unlock()
+	}()
+	if err := s.Send(&wire.Ping{ID: id, Timestamp: uint64(s.cfg.Now().UnixMicro())}); err != nil {
+		return 0, err
+	}
+	select {
+	case rtt := <-ch:
+		return rtt, nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-s.ctx.Done():
+		return 0, fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
+	}
+}
+
+// RTT returns the smoothed round-trip time and the last sample, both zero
+// before the first PONG.
+func (s *Session) RTT() (smoothed, last time.Duration) { return s.rtt.get() }
+
+// SetBatteryMode switches battery mode (JSP §11.5): a longer heartbeat, a
+// wider batching window, bulk deferred.
+func (s *Session) SetBatteryMode(on bool) {
+	s.send.battery.Store(on)
+	if on {
+		s.heartbeat.Store(int64(s.cfg.BatteryHeartbeatInterval))
+	} else {
+		s.heartbeat.Store(int64(s.negotiatedHeartbeat()))
+	}
+}
+
+// BatteryMode reports whether battery mode is on.
+func (s *Session) BatteryMode() bool { return s.send.battery.Load() }
+
+func (s *Session) negotiatedHeartbeat() time.Duration {
+	if s.welcome != nil && s.welcome.HeartbeatMS > 0 {
+		return time.Duration(s.welcome.HeartbeatMS) * time.Millisecond
+	}
+	return s.cfg.HeartbeatInterval
+}
+
+// idleTimeout is the configured timeout or 3x the longest interval the peer
+// may use between frames: the battery interval when the client may switch
+// to battery mode.
+func (s *Session) idleTimeout() time.Duration {
+	if s.cfg.IdleTimeout > 0 {
+		return s.cfg.IdleTimeout
+	}
+	if s.welcome != nil && s.welcome.IdleTimeoutMS > 0 {
+		return time.Duration(s.welcome.IdleTimeoutMS) * time.Millisecond
+	}
+	return 3 * max(s.negotiatedHeartbeat(), s.cfg.BatteryHeartbeatInterval)
+}
+
+// heartbeatLoop sends PINGs (client) and enforces the idle timeout (both).
+func (s *Session) heartbeatLoop(ctx context.Context) error {
+	idle := s.idleTimeout()
+	tick := min(time.Duration(s.heartbeat.Load()), idle/3)
+	if s.role == RoleServer {
+		tick = idle / 3
+	}
+	t := time.NewTimer(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		since := s.cfg.Now().Sub(time.Unix(0, s.lastRecv.Load()))
+		if since > idle {
+			return jsperr.Newf(jsperr.IdleTimeout, "nothing from the peer for %v (limit %v)", since.Round(time.Millisecond), idle)
+		}
+		if s.role == RoleClient {
+			s.pendingMu.Lock()
+			s.pingID++
+			id := s.pingID
+			s.pings[id] = make(chan time.Duration, 1)
+			// Keep at most a handful of heartbeat pings outstanding.
+			if len(s.pings) > 8 {
+				for k := range s.pings {
+					if k != id {
+						delete(s.pings, k)
+						break
+					}
+				}
+			}
+			s.pendingMu.Unlock()
+			if err := s.Send(&wire.Ping{ID: id, Timestamp: uint64(s.cfg.Now().UnixMicro())}); err != nil {
+				return nil // closing
+			}
+			tick = time.Duration(s.heartbeat.Load())
+		}
+		t.Reset(tick)
+	}
+}
+
+// Stats are counters of one session.
+type Stats struct {
+	Writes       uint64 // write calls on the control stream
+	BytesWritten uint64
+	FramesSent   uint64
+	MediaDropped uint64 // media frames dropped past their deadline
+	SendQueued   int    // frames waiting to be sent now
+	SmoothedRTT  time.Duration
+}
+
+// Stats returns a snapshot of the session's counters.
+func (s *Session) Stats() Stats {
+	srtt, _ := s.rtt.get()
+	return Stats{
+		Writes:       s.send.writes.Load(),
+		BytesWritten: s.send.bytesWritten.Load(),
+		FramesSent:   s.send.framesSent.Load(),
+		MediaDropped: s.send.mediaDropped.Load(),
+		SendQueued:   s.send.queued(),
+		SmoothedRTT:  srtt,
+	}
+}
+
+// rttStats keeps a smoothed RTT (RFC 6298 style, alpha 1/8).
+type rttStats struct {
+	mu       sync.Mutex
+	smoothed time.Duration
+	last     time.Duration
+}
+
+func (r *rttStats) add(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.smoothed == 0 {
+		r.smoothed = d
+	} else {
+		r.smoothed = (7*r.smoothed + d) / 8
+	}
+	r.last = d
+}
+
+func (r *rttStats) get() (time.Duration, time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.smoothed, r.last
+}
+
+// hasCap reports whether caps contains c.
+func hasCap(caps []string, c string) bool { return slices.Contains(caps, c) }

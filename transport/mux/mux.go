@@ -1,0 +1,437 @@
+// Package mux is JSP's own stream layer over one reliable byte stream (JSP
+// §3.4, §7.2): the link that TLS-over-TCP and WebSocket connections carry.
+// QUIC provides the same service natively; mux gives the other transports
+// streams with flow control, QoS and datagrams that go stale instead of
+// queueing forever.
+//
+// A link is a sequence of link frames, each a JSP frame (package wire):
+//
+//	STREAM        stream id, flags = class | FIN, payload = data chunk
+//	WINDOW_UPDATE stream id (0 = connection), payload = increment (vi)
+//	RESET_STREAM  stream id, payload = code (vi): sender abandons the stream
+//	STOP_SENDING  stream id, payload = code (vi): receiver wants no more data
+//	LINK_DATAGRAM stream id 0, flags = class, payload = datagram
+//	LINK_CLOSE    stream id 0, payload = code (vi) | reason (UTF-8)
+//
+// Streams. The client opens odd stream ids (1, 3, 5, ...) and the server
+// even ones (2, 4, 6, ...); 0 names the connection. A stream exists for the
+// peer from the first frame that carries its id, and opening a higher id
+// implicitly opens the lower unused ids of the same side, so that streams
+// whose first frames arrive out of order are not mistaken for closed ones.
+// A stream ends when both directions are done: FIN or RESET_STREAM sent,
+// and FIN or RESET_STREAM received. Each end counts the streams the other
+// opened and closes the link with STREAM_LIMIT when the count passes
+// Config.MaxStreams; the opener waits in OpenStream instead, and frees a
+// slot only after its own last frame for the stream has been handed to the
+// writer, so that the peer has always retired the old stream before it sees
+// the new one.
+//
+// Flow control. Both ends start each stream with protocol.DefaultStreamWindow
+// of credit and the connection with InitialConnWindow; the receiver grants
+// more with WINDOW_UPDATE as the application reads. Data past the credit
+// closes the link with FLOW_CONTROL_ERROR. Because credit is returned only
+// as data is read, a stream whose reader stalls holds at most its own
+// window, and the others go on.
+//
+// Scheduling. One writer goroutine drains a qos.Scheduler (JSP §11.3):
+// control frames travel as class system, stream data in its stream's class
+// in chunks of at most Config.MaxChunk, datagrams in their class with a
+// deadline of Config.DatagramMaxAge. The writer coalesces queued frames into
+// one write of up to Config.MaxWriteBatch bytes. A write that takes longer
+// than Config.WriteTimeout means the peer stopped reading: the link closes
+// with SLOW_CONSUMER.
+//
+// Closing. CloseWithError, or a protocol violation found by the reader,
+// sends LINK_CLOSE with the code, half-closes the byte stream if it can,
+// waits up to Config.CloseTimeout for the peer to close its side (so that
+// the close code is not lost to a reset), and closes. A received LINK_CLOSE
+// ends the link with a *jsperr.Error whose Remote is true; the byte stream
+// ending without one ends it with TRANSPORT_CLOSED.
+//
+// Goroutines: each Conn runs one reader and one writer. The reader never
+// blocks on the application (receive buffers are bounded by flow control);
+// the writer owns the shutdown and ends after the reader. Close waits for
+// both.
+package mux
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/qos"
+	"github.com/jetstreamproto/jsp/transport"
+)
+
+// Stats are a link's counters.
+type Stats struct {
+	Writes        uint64 // writes to the byte stream; each carries one or more frames
+	FramesWritten uint64
+	BytesWritten  uint64
+	FramesRead    uint64
+	BytesRead     uint64 // frame headers and payloads
+
+	StreamsOpened   uint64 // by this end
+	StreamsAccepted uint64 // opened by the peer
+
+	DatagramsSent         uint64
+	DatagramsExpired      uint64 // dropped at the sender after DatagramMaxAge
+	DatagramsDropped      uint64 // dropped at the sender: send queue full of fresh datagrams
+	DatagramsReceived     uint64
+	DatagramsRecvDropped  uint64 // dropped on receipt: receive queue full, or over MaxDatagramSize
+	WritesBlockedOnCredit uint64 // times a stream writer waited for flow-control credit or queue room
+
+	// Queues are the send scheduler's counters per class.
+	Queues [protocol.NumClasses]qos.ClassStats
+}
+
+// Conn is one link: streams and datagrams multiplexed over a byte stream.
+// It implements transport.Conn.
+type Conn struct {
+	cfg      Config
+	rw       io.ReadWriteCloser
+	isClient bool
+	laddr    net.Addr
+	raddr    net.Addr
+	tlsState tls.ConnectionState
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	writeWake  chan struct{} // cap 1: frames were queued
+	acceptWake chan struct{} // cap 1: a stream joined acceptQ
+	dgramWake  chan struct{} // cap 1: a datagram joined dgRecv
+	closing    chan struct{} // closed when the close begins
+	readerDone chan struct{}
+	writerDone chan struct{}
+	closeRW    func() // closes rw once
+	writeTimer *time.Timer
+	closingNow atomic.Bool // mirror of closeErr != nil, read by the reader without the lock
+
+	// mu guards everything below and the state of every stream of the
+	// link. Lock order: stream.readMu / stream.writeMu, then mu.
+	mu            sync.Mutex
+	closeErr      *jsperr.Error
+	sendLinkClose bool
+	sched         *qos.Scheduler[*outFrame]
+	dataQueued    [protocol.NumClasses]int // stream-data and datagram frames queued, per class
+	dgQueued      int                      // datagrams queued
+	sendWake      chan struct{}            // closed and replaced when send credit or queue room appears
+	streams       map[protocol.StreamID]*stream
+	nextLocalID   protocol.StreamID
+	nextPeerID    protocol.StreamID
+	localOpen     int // locally opened streams not yet retired
+	peerOpen      int // peer-opened streams not yet retired
+	acceptQ       []*stream
+	dgRecv        [][]byte
+
+	sendConnLimit, sendConnOffset protocol.ByteCount
+	recvConnLimit, recvConnOffset protocol.ByteCount
+	recvConnConsumed              protocol.ByteCount
+	connWUQueued                  bool
+	connWUPending                 protocol.ByteCount
+
+	stats Stats
+}
+
+var _ transport.Conn = (*Conn)(nil)
+
+// New starts a link over rw and returns it. isClient selects the stream id
+// parity: the client opens odd ids, the server even ones. The Conn owns rw
+// from now on and closes it when the link ends. New panics if cfg fails
+// Config.Validate, which is a programming error.
+func New(rw io.ReadWriteCloser, cfg Config, isClient bool) *Conn {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	cfg.setDefaults()
+	c := &Conn{
+		cfg:        cfg,
+		rw:         rw,
+		isClient:   isClient,
+		writeWake:  make(chan struct{}, 1),
+		acceptWake: make(chan struct{}, 1),
+		dgramWake:  make(chan struct{}, 1),
+		closing:    make(chan struct{}),
+		readerDone: make(chan struct{}),
+		writerDone: make(chan struct{}),
+		sendWake:   make(chan struct{}),
+		streams:    make(map[protocol.StreamID]*stream),
+
+		sendConnLimit: InitialConnWindow,
+		recvConnLimit: InitialConnWindow,
+	}
+	c.closeRW = sync.OnceFunc(func() { rw.Close() })
+	c.nextLocalID, c.nextPeerID = 2, 1
+	if isClient {
+		c.nextLocalID, c.nextPeerID = 1, 2
+	}
+	c.laddr, c.raddr = cfg.LocalAddr, cfg.RemoteAddr
+	if a, ok := rw.(interface{ LocalAddr() net.Addr }); ok && c.laddr == nil {
+		c.laddr = a.LocalAddr()
+	}
+	if a, ok := rw.(interface{ RemoteAddr() net.Addr }); ok && c.raddr == nil {
+		c.raddr = a.RemoteAddr()
+	}
+	if cfg.TLS != nil {
+		c.tlsState = *cfg.TLS
+	} else if t, ok := rw.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		c.tlsState = t.ConnectionState()
+	}
+
+	// Every stream may have a FIN or RESET and a STOP_SENDING and a
+	// WINDOW_UPDATE queued beyond the data cap; reserving room for them
+	// means closing or cancelling a stream never waits for queue room.
+	qc := cfg.QoS
+	reserve := 4*(cfg.MaxStreams+cfg.PeerMaxStreams) + 16
+	for cl := range qc.QueueLength {
+		qc.QueueLength[cl] = cfg.SendQueueLength + reserve
+	}
+	c.sched = qos.New[*outFrame](qc)
+	c.sched.OnExpire(c.datagramExpiredLocked)
+
+	c.ctx, c.cancel = context.WithCancelCause(context.Background())
+	c.writeTimer = time.AfterFunc(time.Hour, c.writeTimedOut)
+	c.writeTimer.Stop()
+	go c.readLoop()
+	go c.writeLoop()
+	return c
+}
+
+// OpenStream opens a stream of the given class. It waits while the peer's
+// stream limit (Config.PeerMaxStreams) is reached, until ctx ends. The peer
+// learns of the stream with its first frame.
+func (c *Conn) OpenStream(ctx context.Context, class protocol.Class) (transport.Stream, error) {
+	if class >= protocol.NumClasses {
+		return nil, fmt.Errorf("mux: open stream: invalid class %d", uint8(class))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if c.closeErr != nil {
+			return nil, fmt.Errorf("mux: open stream: %w", c.closeErr)
+		}
+		if c.localOpen < c.cfg.PeerMaxStreams {
+			break
+		}
+		wake := c.sendWake
+		c.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			c.mu.Lock()
+			return nil, fmt.Errorf("mux: open stream: waiting for the peer's stream limit (%d): %w", c.cfg.PeerMaxStreams, ctx.Err())
+		case <-c.ctx.Done():
+		}
+		c.mu.Lock()
+	}
+	id := c.nextLocalID
+	if uint64(id) > maxStreamID {
+		return nil, jsperr.New(jsperr.StreamLimit, "mux: stream ids exhausted")
+	}
+	c.nextLocalID += 2
+	s := c.newStreamLocked(id, class)
+	s.announced = true
+	c.localOpen++
+	c.stats.StreamsOpened++
+	return s, nil
+}
+
+// maxStreamID is the largest id a varint carries.
+const maxStreamID = 1<<62 - 1
+
+// AcceptStream waits for the next stream opened by the peer.
+func (c *Conn) AcceptStream(ctx context.Context) (transport.Stream, error) {
+	for {
+		c.mu.Lock()
+		if len(c.acceptQ) > 0 {
+			s := c.acceptQ[0]
+			c.acceptQ[0] = nil
+			c.acceptQ = c.acceptQ[1:]
+			if len(c.acceptQ) > 0 {
+				signal(c.acceptWake)
+			}
+			c.mu.Unlock()
+			return s, nil
+		}
+		err := c.closeErr
+		c.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("mux: accept stream: %w", err)
+		}
+		select {
+		case <-c.acceptWake:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("mux: accept stream: %w", ctx.Err())
+		case <-c.ctx.Done():
+		}
+	}
+}
+
+// SendDatagram queues one datagram (JSP §7.2). It fails with
+// DATAGRAM_TOO_LARGE when b is over MaxDatagramSize. A datagram that waits
+// longer than Config.DatagramMaxAge is dropped at the sender; when the send
+// queue is full of fresh datagrams, b is dropped at once. Both are counted
+// in Stats and are not errors: datagrams are unreliable.
+func (c *Conn) SendDatagram(b []byte, class protocol.Class) error {
+	if len(b) > c.cfg.MaxDatagramSize {
+		return jsperr.Newf(jsperr.DatagramTooLarge, "mux: datagram of %d bytes over the limit of %d", len(b), c.cfg.MaxDatagramSize)
+	}
+	if class >= protocol.NumClasses {
+		return fmt.Errorf("mux: send datagram: invalid class %d", uint8(class))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeErr != nil {
+		return fmt.Errorf("mux: send datagram: %w", c.closeErr)
+	}
+	now := c.cfg.Now()
+	if c.datagramQueueFullLocked(class) {
+		c.sched.Expire(now)
+		if c.datagramQueueFullLocked(class) {
+			c.stats.DatagramsDropped++
+			return nil
+		}
+	}
+	f := &outFrame{kind: kindDatagram, class: class, payload: append([]byte(nil), b...), counted: true}
+	c.dgQueued++
+	return c.pushLocked(f, now.Add(c.cfg.DatagramMaxAge))
+}
+
+func (c *Conn) datagramQueueFullLocked(class protocol.Class) bool {
+	return c.dgQueued >= c.cfg.DatagramQueueLength || c.dataQueued[class] >= c.cfg.SendQueueLength
+}
+
+// datagramExpiredLocked is the scheduler's expiry hook; only datagrams
+// carry deadlines.
+func (c *Conn) datagramExpiredLocked(it qos.Item[*outFrame]) {
+	c.dataQueued[it.Class]--
+	c.dgQueued--
+	c.stats.DatagramsExpired++
+	c.broadcastSendLocked()
+}
+
+// ReceiveDatagram waits for the next datagram from the peer.
+func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
+	for {
+		c.mu.Lock()
+		if len(c.dgRecv) > 0 {
+			b := c.dgRecv[0]
+			c.dgRecv[0] = nil
+			c.dgRecv = c.dgRecv[1:]
+			if len(c.dgRecv) > 0 {
+				signal(c.dgramWake)
+			}
+			c.mu.Unlock()
+			return b, nil
+		}
+		err := c.closeErr
+		c.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("mux: receive datagram: %w", err)
+		}
+		select {
+		case <-c.dgramWake:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("mux: receive datagram: %w", ctx.Err())
+		case <-c.ctx.Done():
+		}
+	}
+}
+
+// MaxDatagramSize is the largest payload SendDatagram accepts.
+func (c *Conn) MaxDatagramSize() int { return c.cfg.MaxDatagramSize }
+
+// CloseWithError closes the link, sending LINK_CLOSE with code and reason
+// to the peer, and returns when the reader and writer have ended. Queued
+// frames not yet written are abandoned. Later calls do nothing.
+func (c *Conn) CloseWithError(code jsperr.Code, reason string) error {
+	c.mu.Lock()
+	c.closeLocked(&jsperr.Error{Code: code, Reason: reason}, true)
+	c.mu.Unlock()
+	<-c.writerDone
+	return nil
+}
+
+// Close closes the link with NO_ERROR.
+func (c *Conn) Close() error { return c.CloseWithError(jsperr.NoError, "") }
+
+// Done is closed when the link's goroutines have ended.
+func (c *Conn) Done() <-chan struct{} { return c.writerDone }
+
+// Context is cancelled when the link closes; its cause is a *jsperr.Error.
+func (c *Conn) Context() context.Context { return c.ctx }
+
+// LocalAddr returns the local address.
+func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+
+// TLS returns the TLS state given in Config or found on the byte stream.
+func (c *Conn) TLS() tls.ConnectionState { return c.tlsState }
+
+// Kind names the transport (Config.Kind).
+func (c *Conn) Kind() transport.Kind { return c.cfg.Kind }
+
+// Stats returns a snapshot of the link's counters.
+func (c *Conn) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.stats
+	st.Queues = c.sched.Stats()
+	return st
+}
+
+// closeLocked starts closing the link with err unless it is already
+// closing. send says whether LINK_CLOSE should go to the peer: not when the
+// peer closed first or the byte stream broke.
+func (c *Conn) closeLocked(err *jsperr.Error, send bool) {
+	if c.closeErr != nil {
+		return
+	}
+	c.closeErr, c.sendLinkClose = err, send
+	c.closingNow.Store(true)
+	c.cfg.Logger.Debug("mux: link closing", "code", err.Code, "reason", err.Reason, "remote", err.Remote)
+	c.cancel(err)
+	close(c.closing)
+	c.broadcastSendLocked()
+}
+
+// fail closes the link after a protocol violation: LINK_CLOSE carries the
+// code to the peer (JSP §10, send the code first, then return the error).
+func (c *Conn) failLocked(err error) {
+	var je *jsperr.Error
+	if !errors.As(err, &je) {
+		je = jsperr.Wrap(jsperr.Internal, err)
+	}
+	c.closeLocked(je, true)
+}
+
+// broadcastSendLocked wakes every goroutine waiting for send credit, queue
+// room or a stream slot.
+func (c *Conn) broadcastSendLocked() {
+	close(c.sendWake)
+	c.sendWake = make(chan struct{})
+}
+
+// signal leaves a token in a one-slot channel without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// errorf builds a local protocol error.
+func errorf(code jsperr.Code, format string, args ...any) *jsperr.Error {
+	return jsperr.Newf(code, "mux: "+format, args...)
+}

@@ -1,0 +1,260 @@
+package mux
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/qos"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+type frameKind uint8
+
+const (
+	kindData frameKind = iota
+	kindReset
+	kindStopSending
+	kindWindowUpdate
+	kindDatagram
+)
+
+// outFrame is one queued link frame. Its header is encoded when the writer
+// pops it, so that Close can still set FIN on a queued data frame and a
+// WINDOW_UPDATE carries all the credit granted until it leaves.
+type outFrame struct {
+	kind    frameKind
+	s       *stream // nil for connection-level frames
+	class   protocol.Class
+	payload []byte
+	code    jsperr.Code
+	fin     bool
+	pooled  bool // payload came from chunkPool
+	counted bool // counted in dataQueued (stream data and datagrams, not FIN-only frames)
+}
+
+// chunkPool recycles the copies of written data, which live only from
+// Write until the writer copies them into its batch.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, protocol.DefaultMaxLinkChunk); return &b }}
+
+func getChunk(p []byte) []byte {
+	bp := chunkPool.Get().(*[]byte)
+	return append((*bp)[:0], p...)
+}
+
+func putChunk(b []byte) {
+	if cap(b) < int(protocol.DefaultMaxLinkChunk) || cap(b) > 4*int(protocol.DefaultMaxLinkChunk) {
+		return // not from the pool, or grown for a larger MaxChunk: let it go
+	}
+	b = b[:0]
+	chunkPool.Put(&b)
+}
+
+func (f *outFrame) release() {
+	if f.pooled {
+		putChunk(f.payload)
+		f.payload, f.pooled = nil, false
+	}
+}
+
+// pushLocked queues f. Queue room for frames that are not counted is
+// reserved by construction (New), so a refusal means the writer has been
+// stuck far longer than any healthy peer allows: the link closes with
+// SLOW_CONSUMER.
+func (c *Conn) pushLocked(f *outFrame, deadline time.Time) error {
+	if c.closeErr != nil {
+		f.release()
+		return fmt.Errorf("mux: %w", c.closeErr)
+	}
+	size := len(f.payload) + wire.MaxHeaderLen
+	dropped, err := c.sched.Push(qos.Item[*outFrame]{Class: f.class, Size: size, Deadline: deadline, Value: f})
+	if err == nil && len(dropped) > 0 {
+		err = fmt.Errorf("dropped %d frames", len(dropped))
+	}
+	if err != nil {
+		f.release()
+		e := errorf(jsperr.SlowConsumer, "send queue overflow: %v", err)
+		c.closeLocked(e, true)
+		return e
+	}
+	if f.counted {
+		c.dataQueued[f.class]++
+	}
+	signal(c.writeWake)
+	return nil
+}
+
+// writeLoop owns the writing side and, at the end, the shutdown.
+func (c *Conn) writeLoop() {
+	defer close(c.writerDone)
+	buf := make([]byte, 0, c.cfg.MaxWriteBatch+int(c.cfg.MaxChunk)+wire.MaxHeaderLen)
+	for {
+		c.mu.Lock()
+		if c.closeErr != nil {
+			c.mu.Unlock()
+			break
+		}
+		var frames int
+		buf, frames = c.fillBatchLocked(buf[:0])
+		c.mu.Unlock()
+		if len(buf) == 0 {
+			select {
+			case <-c.writeWake:
+			case <-c.closing:
+			}
+			continue
+		}
+		if err := c.writeTimed(buf, c.cfg.WriteTimeout); err != nil {
+			c.mu.Lock()
+			c.closeLocked(jsperr.Wrap(jsperr.TransportClosed, fmt.Errorf("mux: write: %w", err)), false)
+			c.mu.Unlock()
+			break
+		}
+		c.mu.Lock()
+		c.stats.Writes++
+		c.stats.FramesWritten += uint64(frames)
+		c.stats.BytesWritten += uint64(len(buf))
+		c.mu.Unlock()
+	}
+	c.shutdown()
+}
+
+// fillBatchLocked pops frames in scheduler order into buf until it holds
+// MaxWriteBatch bytes or the queue is empty.
+func (c *Conn) fillBatchLocked(buf []byte) ([]byte, int) {
+	now := c.cfg.Now()
+	frames := 0
+	freed := false
+	for len(buf) < c.cfg.MaxWriteBatch {
+		it, ok := c.sched.Pop(now)
+		if !ok {
+			break
+		}
+		f := it.Value
+		if f.counted {
+			c.dataQueued[f.class]--
+			freed = true
+		}
+		n := len(buf)
+		buf = c.encodeLocked(buf, f)
+		if len(buf) > n {
+			frames++
+		}
+		f.release()
+	}
+	if freed {
+		c.broadcastSendLocked()
+	}
+	return buf, frames
+}
+
+// encodeLocked appends f to buf, or nothing if f has become pointless, and
+// updates the state that depends on f leaving.
+func (c *Conn) encodeLocked(buf []byte, f *outFrame) []byte {
+	s := f.s
+	switch f.kind {
+	case kindData:
+		if s.lastData == f {
+			s.lastData = nil
+		}
+		if s.resetQueued {
+			// The stream was reset after this was queued: nothing may
+			// follow RESET_STREAM on the wire. The peer never counts these
+			// bytes, so take back their connection credit.
+			c.sendConnOffset -= protocol.ByteCount(len(f.payload))
+			c.broadcastSendLocked()
+			return buf
+		}
+		flags := wire.Flags(0).WithClass(s.class)
+		if f.fin {
+			flags |= wire.FlagFIN
+		}
+		buf = wire.AppendFrame(buf, wire.FrameStream, flags, s.id, f.payload)
+		if f.fin {
+			s.finWritten = true
+			c.retireLocked(s)
+		}
+	case kindReset:
+		buf = appendVarintFrame(buf, wire.FrameResetStream, wire.Flags(0).WithClass(s.class), s.id, wireCode(f.code))
+		s.resetWritten = true
+		c.retireLocked(s)
+	case kindStopSending:
+		if s.finRecv || s.resetRecv {
+			return buf // the peer has finished sending already
+		}
+		buf = appendVarintFrame(buf, wire.FrameStopSending, wire.Flags(0).WithClass(s.class), s.id, wireCode(f.code))
+	case kindWindowUpdate:
+		if s == nil {
+			inc := c.connWUPending
+			c.connWUPending, c.connWUQueued = 0, false
+			if inc > 0 {
+				buf = appendVarintFrame(buf, wire.FrameWindowUpdate, 0, 0, uint64(inc))
+			}
+			return buf
+		}
+		inc := s.wuPending
+		s.wuPending, s.wuQueued = 0, false
+		if inc > 0 && !s.finRecv && !s.resetRecv && !s.readCancelled {
+			buf = appendVarintFrame(buf, wire.FrameWindowUpdate, wire.Flags(0).WithClass(s.class), s.id, uint64(inc))
+		}
+	case kindDatagram:
+		c.dgQueued--
+		c.stats.DatagramsSent++
+		buf = wire.AppendFrame(buf, wire.FrameLinkDatagram, wire.Flags(0).WithClass(f.class), 0, f.payload)
+	}
+	return buf
+}
+
+// writeTimed writes b, closing the byte stream if the write takes longer
+// than d. Closing is the one way to interrupt a Write that works for every
+// io.ReadWriteCloser; the timer's callback records SLOW_CONSUMER first so
+// that it, not the write error, becomes the close reason.
+func (c *Conn) writeTimed(b []byte, d time.Duration) error {
+	c.writeTimer.Reset(d)
+	_, err := c.rw.Write(b)
+	c.writeTimer.Stop()
+	return err
+}
+
+func (c *Conn) writeTimedOut() {
+	c.mu.Lock()
+	c.closeLocked(errorf(jsperr.SlowConsumer, "peer read nothing for %v", c.cfg.WriteTimeout), false)
+	c.mu.Unlock()
+	c.closeRW()
+}
+
+// shutdown runs on the writer goroutine once the link is closing: it sends
+// LINK_CLOSE if the close calls for it, lingers for the peer's end, closes
+// the byte stream and waits for the reader.
+func (c *Conn) shutdown() {
+	c.mu.Lock()
+	err, send := c.closeErr, c.sendLinkClose
+	c.mu.Unlock()
+	if send {
+		frame := appendLinkClose(nil, err.Code, err.Reason)
+		if c.writeTimed(frame, c.cfg.CloseTimeout) == nil {
+			c.mu.Lock()
+			c.stats.Writes++
+			c.stats.FramesWritten++
+			c.stats.BytesWritten += uint64(len(frame))
+			c.mu.Unlock()
+			// Lingering close: half-close, then wait for the peer to close
+			// its side. Closing at once with unread input in our socket
+			// buffer would reset the connection, and the peer could lose
+			// the LINK_CLOSE still waiting in its own buffer.
+			if cw, ok := c.rw.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			}
+			t := time.NewTimer(c.cfg.CloseTimeout)
+			select {
+			case <-c.readerDone:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	c.closeRW()
+	<-c.readerDone
+}
