@@ -5,10 +5,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/jetstreamproto/jsp/session"
+	"github.com/jetstreamproto/jsp/transport/mux"
+	"github.com/jetstreamproto/jsp/transport/quic"
 	"github.com/jetstreamproto/jsp/transport/tlsconf"
 )
 
@@ -51,9 +52,13 @@ type Options struct {
 	// mode (jsp://): TCP starts after it, or at once if QUIC fails first.
 	// Default: 250 ms.
 	HappyEyeballsDelay time.Duration
-	// PacketConn, when set, carries QUIC instead of a socket of the
-	// client's own. The caller keeps ownership and closes it after Close.
-	PacketConn net.PacketConn
+	// QUIC configures the QUIC transport; see quic.Config for defaults.
+	// Its PacketConn, when set, carries QUIC instead of a socket of the
+	// client's own; the caller keeps ownership and closes it after Close.
+	QUIC quic.Config
+	// Link configures the link layer of the TCP and WebSocket transports;
+	// see mux.Config for defaults.
+	Link mux.Config
 
 	// CommandTimeout is the deadline Command applies when the caller's
 	// context has none. Default: 30 s.
