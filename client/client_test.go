@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +14,10 @@ import (
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
+	"github.com/jetstreamproto/jsp/transport/mux"
+	"github.com/jetstreamproto/jsp/transport/tcptls"
 	"github.com/jetstreamproto/jsp/transport/tlsconf"
 	"github.com/jetstreamproto/jsp/wire"
 )
@@ -588,5 +592,87 @@ func TestDialErrors(t *testing.T) {
 	_, err := client.Dial(ctxT(t), "jsp://127.0.0.1:"+port, o)
 	if err == nil || !strings.Contains(err.Error(), "quic") || !strings.Contains(err.Error(), "tcp") {
 		t.Fatalf("Dial to nothing: %v, want the failures of quic and tcp", err)
+	}
+}
+
+// TestAcceptStream: the gateway never opens streams toward clients, so a
+// bare session server over TLS/TCP does it here.
+func TestAcceptStream(t *testing.T) {
+	cert, err := tlsconf.LoadOrCreateDevCert(t.TempDir(), nil, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tcptls.Listen("127.0.0.1:0", tlsconf.Server(cert), mux.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan error, 1)
+	go func() {
+		served <- func() error {
+			conn, err := ln.Accept(ctxT(t))
+			if err != nil {
+				return err
+			}
+			s, err := session.Accept(ctxT(t), conn, session.Config{Logger: quietLogger()}, session.ServerOptions{})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			st, err := s.OpenStream(ctxT(t), protocol.ClassChat, "push", map[string]string{"k": "v"})
+			if err != nil {
+				return err
+			}
+			if _, err := io.WriteString(st, "from the server"); err != nil {
+				return err
+			}
+			if err := st.Close(); err != nil {
+				return err
+			}
+			// Wait for the client to answer and leave.
+			back, err := io.ReadAll(st)
+			if err != nil {
+				return err
+			}
+			if string(back) != "ack" {
+				return errors.New("client answered " + string(back))
+			}
+			<-s.Context().Done()
+			return nil
+		}()
+	}()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	c, err := client.Dial(ctxT(t), "jsp+tcp://127.0.0.1:"+port, client.Options{
+		Pins: []tlsconf.Fingerprint{tlsconf.SPKIFingerprint(cert.Leaf)}, Logger: quietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.AcceptStream(ctxT(t))
+	if err != nil {
+		t.Fatalf("AcceptStream: %v", err)
+	}
+	if st.Label() != "push" || st.Metadata()["k"] != "v" || st.Class() != protocol.ClassChat {
+		t.Fatalf("stream label %q, metadata %v, class %s", st.Label(), st.Metadata(), st.Class())
+	}
+	got, err := io.ReadAll(st)
+	if err != nil || string(got) != "from the server" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	if _, err := io.WriteString(st, "ack"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	// No second stream comes: AcceptStream honours its context.
+	ctx, cancel := context.WithTimeout(ctxT(t), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.AcceptStream(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("AcceptStream with nothing coming: %v, want DeadlineExceeded", err)
+	}
+	c.Close()
+	if err := <-served; err != nil {
+		t.Fatalf("server: %v", err)
 	}
 }
