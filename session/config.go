@@ -56,6 +56,10 @@ type Config struct {
 	// WriteTimeout bounds one write on the control stream. A peer that reads
 	// nothing for this long is closed with SLOW_CONSUMER. Default: 10 s.
 	WriteTimeout time.Duration
+	// MaxFlows caps the media flows (datagram flows >= FirstMediaFlow) a
+	// peer may use at once; datagrams of further flows are dropped.
+	// Default: 64.
+	MaxFlows int
 	// MediaDeadline is how long a media-class frame may wait in the send
 	// queue before it is dropped instead of sent (JSP §11.3). Default: 150 ms.
 	MediaDeadline time.Duration
@@ -134,6 +138,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.MaxFlows == 0 {
+		c.MaxFlows = 64
 	}
 	if c.MediaDeadline == 0 {
 		c.MediaDeadline = defaultMediaDeadline

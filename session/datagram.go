@@ -12,11 +12,19 @@ import (
 )
 
 // Datagram flows: the stream-id field of a DATAGRAM frame names the flow
-// (JSP §5.13).
+// (JSP §5.13). Flows from FirstMediaFlow up are media flows.
 const (
-	flowDatagramAPI = 0 // Datagram API payloads
-	flowMixed       = 1 // Mixed API unreliable messages (a MESSAGE frame)
+	flowDatagramAPI = wire.FlowDatagramAPI
+	flowMixed       = wire.FlowMixedUnreliable
+	// FirstMediaFlow is the lowest flow id for media (JSP §13).
+	FirstMediaFlow wire.FlowID = 2
 )
+
+// FlowDatagram is one whole datagram of a media flow.
+type FlowDatagram struct {
+	Flow wire.FlowID
+	Data []byte
+}
 
 // SendDatagram sends one unreliable datagram (JSP §5.13). Payloads larger
 // than one transport datagram are fragmented; the peer delivers the whole
@@ -26,7 +34,30 @@ func (s *Session) SendDatagram(b []byte, class protocol.Class) error {
 	return s.sendDatagramData(flowDatagramAPI, b, class)
 }
 
-func (s *Session) sendDatagramData(flow uint64, data []byte, class protocol.Class) error {
+// SendFlow sends one datagram on a media flow (flow >= FirstMediaFlow),
+// fragmented like SendDatagram's payloads.
+func (s *Session) SendFlow(flow wire.FlowID, b []byte, class protocol.Class) error {
+	if flow < FirstMediaFlow {
+		return jsperr.Newf(jsperr.BadRequest, "flow %d is reserved; media flows start at %d", flow, FirstMediaFlow)
+	}
+	return s.sendDatagramData(flow, b, class)
+}
+
+// ReceiveFlow returns the next whole datagram of any media flow. Media
+// datagrams that nobody reads are dropped, oldest first, beyond
+// Config.AcceptQueueLength.
+func (s *Session) ReceiveFlow(ctx context.Context) (FlowDatagram, error) {
+	select {
+	case d := <-s.flows:
+		return d, nil
+	case <-ctx.Done():
+		return FlowDatagram{}, ctx.Err()
+	case <-s.ctx.Done():
+		return FlowDatagram{}, fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
+	}
+}
+
+func (s *Session) sendDatagramData(flow wire.FlowID, data []byte, class protocol.Class) error {
 	if err := s.ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
 	}
@@ -76,20 +107,34 @@ func (s *Session) receiveDatagrams(ctx context.Context) error {
 			return nil
 		}
 		h, payload, _, err := wire.ParseFrame(b, uint64(s.cfg.MaxFrameSize))
-		if err != nil || h.Type != wire.FrameDatagram {
+		if err != nil {
+			continue
+		}
+		if h.Type == wire.FrameNack {
+			// Media feedback travels as datagrams too (JSP §13), so that a
+			// loss on the control stream never delays a retransmission.
+			if m, err := wire.DecodeMessage(h.Type, payload); err == nil {
+				s.lastRecv.Store(s.cfg.Now().UnixNano())
+				s.queueNack(m.(*wire.Nack))
+			}
+			continue
+		}
+		if h.Type != wire.FrameDatagram {
 			// JSP §8.3: unknown frame types in datagrams are skipped.
 			continue
 		}
 		s.lastRecv.Store(s.cfg.Now().UnixNano())
-		if h.StreamID > flowMixed {
-			continue // media flows are not handled here yet
+		flow := wire.FlowID(h.StreamID)
+		r := s.reassembler(flow)
+		if r == nil {
+			continue // over the flow limit: dropped like any excess datagram
 		}
-		msg, done, err := s.reasm[h.StreamID].Add(payload, s.cfg.Now())
+		msg, done, err := r.Add(payload, s.cfg.Now())
 		if err != nil || !done {
 			continue
 		}
 		whole := msg.Data
-		switch h.StreamID {
+		switch flow {
 		case flowDatagramAPI:
 			select {
 			case s.dgrams <- whole:
@@ -103,6 +148,85 @@ func (s *Session) receiveDatagrams(ctx context.Context) error {
 			if err := s.handleFrame(mh, mp, DeliveryUnreliable); err != nil && !errors.Is(err, wire.ErrUnknownFrame) {
 				continue
 			}
+		default:
+			d := FlowDatagram{Flow: flow, Data: whole}
+			select {
+			case s.flows <- d:
+			default:
+				// Media: drop the oldest queued datagram for the newest.
+				select {
+				case <-s.flows:
+				default:
+				}
+				select {
+				case s.flows <- d:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// reassembler returns the reassembler of flow, creating it within the
+// Config.MaxFlows bound; nil when the bound is reached. Only the datagram
+// receiver goroutine calls it.
+func (s *Session) reassembler(flow wire.FlowID) *fragment.Reassembler {
+	if r, ok := s.reasm[flow]; ok {
+		return r
+	}
+	if flow >= FirstMediaFlow {
+		if s.mediaFlows >= s.cfg.MaxFlows {
+			return nil
+		}
+		s.mediaFlows++
+	}
+	// The config is valid by construction: every field is a default or a
+	// validated limit.
+	r, _ := fragment.NewReassembler(fragment.Config{MaxMessageSize: s.cfg.MaxDatagramMessage})
+	s.reasm[flow] = r
+	return r
+}
+
+// SendNack sends media feedback for a flow (JSP §5.6, §13). It goes as a
+// datagram when it fits, so that it is never queued behind reliable data,
+// and on the control stream otherwise.
+func (s *Session) SendNack(n *wire.Nack) error {
+	if err := s.ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
+	}
+	frame := wire.AppendFrame(nil, wire.FrameNack, wire.Flags(0).WithClass(protocol.ClassMedia), 0, n.Append(nil))
+	if len(frame) <= s.conn.MaxDatagramSize() {
+		if err := s.conn.SendDatagram(frame, protocol.ClassMedia); err == nil {
+			return nil
+		}
+	}
+	return s.sendFrame(n, protocol.ClassMedia)
+}
+
+// ReceiveNack returns the next NACK from the peer, whichever way it came.
+func (s *Session) ReceiveNack(ctx context.Context) (*wire.Nack, error) {
+	select {
+	case n := <-s.nacks:
+		return n, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
+	}
+}
+
+// queueNack hands a NACK to ReceiveNack; when nobody keeps up the oldest is
+// dropped, as a newer NACK supersedes it.
+func (s *Session) queueNack(n *wire.Nack) {
+	for {
+		select {
+		case s.nacks <- n:
+			return
+		default:
+		}
+		select {
+		case <-s.nacks:
+		default:
 		}
 	}
 }

@@ -188,6 +188,12 @@ func Accept(ctx context.Context, conn transport.Conn, cfg Config, opts ServerOpt
 		welcome.Caps = append(welcome.Caps, CapZstd)
 		s.zstd = true
 	}
+	// Capabilities in effect are those both sides offered (JSP §8.2).
+	for _, c := range cfg.Capabilities {
+		if c != CapZstd && hasCap(hello.Caps, c) && !hasCap(welcome.Caps, c) {
+			welcome.Caps = append(welcome.Caps, c)
+		}
+	}
 	s.version, s.hello, s.welcome = chosen, hello, welcome
 	welcome.IdleTimeoutMS = uint64(s.idleTimeout().Milliseconds())
 	s.heartbeat.Store(int64(hb))

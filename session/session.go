@@ -95,8 +95,13 @@ type Session struct {
 	streams chan *Stream
 	dgrams  chan []byte
 
-	reasm   [2]*fragment.Reassembler // per flow; owned by the datagram receiver
-	dgramID atomic.Uint64
+	reasm map[wire.FlowID]*fragment.Reassembler // owned by the datagram receiver
+	flows chan FlowDatagram
+	nacks chan *wire.Nack
+	// mediaFlows counts reassemblers of media flows; owned by the datagram
+	// receiver.
+	mediaFlows int
+	dgramID    atomic.Uint64
 
 	pendingMu sync.Mutex
 	pending   map[string]chan *wire.Envelope // guarded by pendingMu; COMMAND id -> reply
@@ -123,6 +128,12 @@ func (s *Session) Hello() *wire.Hello { return s.hello }
 
 // Welcome returns the server's WELCOME.
 func (s *Session) Welcome() *wire.Welcome { return s.welcome }
+
+// HasCapability reports whether capability c is in effect: offered by the
+// client and accepted in WELCOME (JSP §8.2).
+func (s *Session) HasCapability(c string) bool {
+	return s.welcome != nil && hasCap(s.welcome.Caps, c)
+}
 
 // Conn returns the underlying transport connection.
 func (s *Session) Conn() transport.Conn { return s.conn }
@@ -158,11 +169,9 @@ func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config
 		pending:  map[string]chan *wire.Envelope{},
 		pings:    map[uint64]chan time.Duration{},
 		goawayCh: make(chan struct{}),
-	}
-	for i := range s.reasm {
-		// The config is valid by construction: every field is a default
-		// or a validated limit.
-		s.reasm[i], _ = fragment.NewReassembler(fragment.Config{MaxMessageSize: cfg.MaxDatagramMessage})
+		reasm:    map[wire.FlowID]*fragment.Reassembler{},
+		flows:    make(chan FlowDatagram, cfg.AcceptQueueLength),
+		nacks:    make(chan *wire.Nack, cfg.AcceptQueueLength),
 	}
 	s.lastRecv.Store(cfg.Now().UnixNano())
 	return s
@@ -277,6 +286,16 @@ func (s *Session) encodeFrame(t wire.FrameType, f wire.Flags, sid protocol.Strea
 	return wire.AppendFrame(make([]byte, 0, len(payload)+wire.MaxHeaderLen), t, f, sid, payload)
 }
 
+// envelopeFlags are the frame flags for an envelope: its class, and SIGNED
+// when it carries a signature (JSP §3.2).
+func envelopeFlags(env *wire.Envelope) wire.Flags {
+	f := wire.Flags(0).WithClass(env.Class)
+	if len(env.Signature) > 0 {
+		f |= wire.FlagSigned
+	}
+	return f
+}
+
 // compressible: only application messages are compressed; the handshake
 // must be readable before capabilities are known, and PING/PONG are tiny.
 func compressible(t wire.FrameType) bool {
@@ -293,7 +312,11 @@ func (s *Session) sendFrame(m wire.Message, class protocol.Class) error {
 		return fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
 	}
 	t := m.FrameType()
-	frame := s.encodeFrame(t, wire.Flags(0).WithClass(class), 0, m.Append(nil))
+	f := wire.Flags(0).WithClass(class)
+	if ef, ok := m.(*wire.EnvelopeFrame); ok {
+		f = envelopeFlags(&ef.Envelope)
+	}
+	frame := s.encodeFrame(t, f, 0, m.Append(nil))
 	var deadline time.Time
 	if class == protocol.ClassMedia {
 		deadline = s.cfg.Now().Add(s.cfg.MediaDeadline)
@@ -448,9 +471,17 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 		s.goawayMu.Unlock()
 		s.log.Info("peer is going away", "code", m.Code.String(), "reason", m.Reason, "alternatives", m.Alternatives)
 		return nil
+	case *wire.Nack:
+		s.queueNack(m)
+		return nil
 	case *wire.Hello, *wire.Welcome:
 		return jsperr.Newf(jsperr.ProtocolViolation, "%s after the handshake", h.Type)
 	case *wire.EnvelopeFrame:
+		// JSP §3.2: the SIGNED flag says whether the envelope carries a
+		// signature; a mismatch means a broken or tampering peer.
+		if h.Flags.Has(wire.FlagSigned) != (len(m.Envelope.Signature) > 0) {
+			return jsperr.Newf(jsperr.ProtocolViolation, "%s: SIGNED flag does not match the envelope's signature", h.Type)
+		}
 		if h.Type == wire.FrameReply && s.completeRequest(&m.Envelope) {
 			return nil
 		}

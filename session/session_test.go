@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/jetstreamproto/jsp/internal/testutil"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
@@ -20,7 +20,7 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -28,7 +28,13 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // registers cleanup.
 func establish(t *testing.T, ccfg, scfg Config, info ClientInfo) (cli, srv *Session) {
 	t.Helper()
-	cc, sc := newPair(t)
+	return establishOn(t, newPair, ccfg, scfg, info)
+}
+
+// establishOn is establish over the transport pairs that factory makes.
+func establishOn(t *testing.T, factory func(*testing.T) (transport.Conn, transport.Conn), ccfg, scfg Config, info ClientInfo) (cli, srv *Session) {
+	t.Helper()
+	cc, sc := factory(t)
 	ccfg.Logger, scfg.Logger = quietLogger(), quietLogger()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -422,5 +428,96 @@ func TestMalformedControlFrame(t *testing.T) {
 				t.Fatalf("unrelated session broken: %v", err)
 			}
 		})
+	}
+}
+
+func TestMediaFlows(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{MaxFlows: 2}, ClientInfo{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cli.SendFlow(wire.FlowMixedUnreliable, []byte("x"), protocol.ClassMedia); jsperr.CodeOf(err) != jsperr.BadRequest {
+		t.Fatalf("reserved flow: %v, want BAD_REQUEST", err)
+	}
+	// Flows 2 and 3 fit the server's limit of two media flows; flow 4 is
+	// dropped, so only the marker on flow 2 follows it.
+	for _, f := range []wire.FlowID{2, 3, 4, 2} {
+		if err := cli.SendFlow(f, []byte{byte(f)}, protocol.ClassMedia); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []wire.FlowID
+	for len(got) < 3 {
+		d, err := srv.ReceiveFlow(ctx)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		if len(d.Data) != 1 || wire.FlowID(d.Data[0]) != d.Flow {
+			t.Fatalf("flow %d carried %v", d.Flow, d.Data)
+		}
+		got = append(got, d.Flow)
+	}
+	if got[0] != 2 || got[1] != 3 || got[2] != 2 {
+		t.Fatalf("flows received %v, want [2 3 2]", got)
+	}
+}
+
+func TestNackPaths(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	small := &wire.Nack{Flow: 3, Seqs: []uint64{7, 8, 9}}
+	big := &wire.Nack{Flow: 4}
+	for i := uint64(0); i < 1000; i++ { // too large for one datagram: control stream
+		big.Seqs = append(big.Seqs, i*1000)
+	}
+	for _, n := range []*wire.Nack{small, big} {
+		if err := cli.SendNack(n); err != nil {
+			t.Fatal(err)
+		}
+		got, err := srv.ReceiveNack(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Flow != n.Flow || len(got.Seqs) != len(n.Seqs) || got.Seqs[len(got.Seqs)-1] != n.Seqs[len(n.Seqs)-1] {
+			t.Fatalf("got NACK flow %d with %d seqs, want flow %d with %d", got.Flow, len(got.Seqs), n.Flow, len(n.Seqs))
+		}
+	}
+}
+
+func TestCapabilityNegotiation(t *testing.T) {
+	cli, srv := establish(t, Config{Capabilities: []string{"fec", "x-client-only"}},
+		Config{Capabilities: []string{"fec", "x-server-only"}}, ClientInfo{})
+	for _, s := range []*Session{cli, srv} {
+		if !s.HasCapability("fec") || !s.HasCapability(CapZstd) {
+			t.Fatalf("common capabilities missing: %v", s.Welcome().Caps)
+		}
+		if s.HasCapability("x-client-only") || s.HasCapability("x-server-only") {
+			t.Fatalf("one-sided capability in effect: %v", s.Welcome().Caps)
+		}
+	}
+}
+
+// TestSignedFlag: an envelope with a signature travels with the SIGNED flag;
+// a frame whose flag disagrees with its envelope is a protocol violation.
+func TestSignedFlag(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	out := make(chan Incoming, 1)
+	go serveEcho(srv, out)
+	sig := bytes.Repeat([]byte{7}, 64)
+	if err := cli.SendEnvelope(wire.FramePublish, &wire.Envelope{ID: []byte("s1"), Route: wire.Route{Name: "c"}, Signature: sig, Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	in := <-out
+	if !in.Flags.Has(wire.FlagSigned) || !bytes.Equal(in.Envelope.Signature, sig) {
+		t.Fatalf("flags %x, signature %x", in.Flags, in.Envelope.Signature)
+	}
+	// Now a hand-made frame: SIGNED set, no signature.
+	env := &wire.Envelope{ID: []byte("s2"), Route: wire.Route{Name: "c"}, Body: []byte("x")}
+	frame := wire.AppendFrame(nil, wire.FramePublish, wire.FlagSigned, 0, (&wire.EnvelopeFrame{Type: wire.FramePublish, Envelope: *env}).Append(nil))
+	if _, err := cli.ctl.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Wait(); jsperr.CodeOf(err) != jsperr.ProtocolViolation {
+		t.Fatalf("server ended with %v, want PROTOCOL_VIOLATION", err)
 	}
 }

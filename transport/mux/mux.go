@@ -404,6 +404,10 @@ func (c *Conn) closeLocked(err *jsperr.Error, send bool) {
 	c.cancel(err)
 	close(c.closing)
 	c.broadcastSendLocked()
+	// A write in flight may be stuck behind a peer that stopped reading:
+	// bound the wait for it by CloseTimeout instead of WriteTimeout. When
+	// no write is in flight the writer re-arms or stops the timer itself.
+	c.writeTimer.Reset(c.cfg.CloseTimeout)
 }
 
 // fail closes the link after a protocol violation: LINK_CLOSE carries the

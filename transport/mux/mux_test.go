@@ -1,6 +1,7 @@
 package mux_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/jetstreamproto/jsp/transport"
@@ -17,4 +18,15 @@ func TestConformance(t *testing.T) {
 		c, s := memtransport.NewPair(mux.Config{})
 		return c, s
 	})
+}
+
+func BenchmarkThroughput(b *testing.B) {
+	for _, streams := range []int{1, 4} {
+		b.Run(fmt.Sprintf("mem/streams=%d", streams), func(b *testing.B) {
+			transporttest.BenchmarkThroughput(b, func(b *testing.B) (transport.Conn, transport.Conn) {
+				c, s := memtransport.NewPair(mux.Config{})
+				return c, s
+			}, streams, 64<<10)
+		})
+	}
 }

@@ -150,7 +150,14 @@ func (c *Conn) onStreamLocked(h wire.Header, p []byte) error {
 		s.readOffset += n
 		c.consumeConnLocked(n)
 	} else if n > 0 {
-		s.rbuf = append(s.rbuf, append([]byte(nil), p...))
+		// Small payloads fill the last buffer before a new one is taken, so
+		// a peer sending tiny frames cannot make us hold a pooled buffer
+		// per byte of credit.
+		if k := len(s.rbuf); k > 0 && cap(s.rbuf[k-1].b)-len(s.rbuf[k-1].b) >= len(p) {
+			s.rbuf[k-1].b = append(s.rbuf[k-1].b, p...)
+		} else {
+			s.rbuf = append(s.rbuf, recvChunk{b: getChunk(p)})
+		}
 		s.rbufLen += len(p)
 	}
 	if h.Flags.Has(wire.FlagFIN) {
