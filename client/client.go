@@ -226,9 +226,9 @@ func retireRunnerLocked[T any](c *Client, r *runner[T]) {
 		return
 	}
 	r.stop()
-	// The runner stays in c.runners: stop is idempotent and the map is
-	// only used by Close, so keeping it costs one entry and keeps the join
-	// accounting in one place (c.wg).
+	// Close no longer needs to stop it; it still joins its goroutine
+	// through c.wg.
+	delete(c.runners, r)
 }
 
 // dispatch reads the session's incoming messages and routes them to their

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -65,8 +66,8 @@ func Since(seq uint64) SubscribeOption {
 // Subscribe subscribes to channel and calls handler for each of its events,
 // one at a time, in order (see the package comment for how a slow handler
 // is bounded). It returns once the server has confirmed the subscription.
-// Several local subscriptions to one channel share one server-side
-// subscription; each gets every event.
+// Several local subscriptions to one channel each get every event; the
+// server-side subscription ends with the last of them.
 func (c *Client) Subscribe(ctx context.Context, channel string, handler func(Event), opts ...SubscribeOption) (*Subscription, error) {
 	if handler == nil {
 		return nil, fmt.Errorf("client: subscribe %q: nil handler", channel)
@@ -85,16 +86,16 @@ func (c *Client) Subscribe(ctx context.Context, channel string, handler func(Eve
 		return nil, err
 	}
 	sub := &Subscription{c: c, channel: channel, r: r}
-	first := len(c.subs[channel]) == 0
-	// The subscription is registered before SUBSCRIBE leaves, so that no
-	// event the server sends right after its ACK finds no handler.
+	// Registered before SUBSCRIBE leaves, so that no event the server
+	// sends right after its ACK finds no handler. SUBSCRIBE is idempotent
+	// on the server (JSP §5.7), so every local subscription sends one.
 	c.subs[channel] = append(c.subs[channel], sub)
+	id, ch, err := c.sendRequestLocked(m, func(id []byte) { m.ReqID = id })
 	c.mu.Unlock()
-
-	if !first && !m.HasSince {
-		return sub, nil
+	if err == nil {
+		err = c.awaitRequest(ctx, id, ch)
 	}
-	if err := c.request(ctx, func(id []byte) wire.Message { m.ReqID = id; return m }); err != nil {
+	if err != nil {
 		c.mu.Lock()
 		c.removeSubLocked(sub)
 		c.mu.Unlock()
@@ -110,18 +111,21 @@ func (c *Client) Subscribe(ctx context.Context, channel string, handler func(Eve
 func (s *Subscription) Unsubscribe(ctx context.Context) error {
 	c := s.c
 	c.mu.Lock()
-	if !c.removeSubLocked(s) {
+	if !c.removeSubLocked(s) || len(c.subs[s.channel]) > 0 || c.closed {
 		c.mu.Unlock()
 		return nil
 	}
-	last := len(c.subs[s.channel]) == 0
-	closed := c.closed
-	c.mu.Unlock()
-	if !last || closed {
-		return nil
-	}
+	// UNSUBSCRIBE is queued under c.mu, like SUBSCRIBE, so that the
+	// server sees them in the order the local decisions were made: a
+	// concurrent Subscribe to the same channel cannot be undone by this
+	// UNSUBSCRIBE overtaking it.
 	m := &wire.Unsubscribe{Channel: s.channel}
-	if err := c.request(ctx, func(id []byte) wire.Message { m.ReqID = id; return m }); err != nil {
+	id, ch, err := c.sendRequestLocked(m, func(id []byte) { m.ReqID = id })
+	c.mu.Unlock()
+	if err == nil {
+		err = c.awaitRequest(ctx, id, ch)
+	}
+	if err != nil {
 		return fmt.Errorf("client: unsubscribe %q: %w", s.channel, err)
 	}
 	return nil
@@ -180,36 +184,36 @@ func (c *Client) Publish(ctx context.Context, channel string, body []byte) error
 	return nil
 }
 
-// request sends a control message carrying a fresh request id and waits for
-// the server's ACK naming that id, or an ERROR referring to it (JSP §5.6,
-// §5.7).
-func (c *Client) request(ctx context.Context, build func(id []byte) wire.Message) error {
-	c.mu.Lock()
+// sendRequestLocked queues a control message carrying a fresh request id
+// (set by setID) and registers the wait for its answer. c.mu must be held.
+func (c *Client) sendRequestLocked(m wire.Message, setID func(id []byte)) (string, chan error, error) {
 	if c.closed {
-		c.mu.Unlock()
-		return c.closedErr()
+		return "", nil, c.closedErr()
 	}
 	c.reqID++
 	id := binary.BigEndian.AppendUint64(nil, c.reqID)
+	setID(id)
+	if err := c.sess.Send(m); err != nil {
+		return "", nil, err
+	}
 	ch := make(chan error, 1)
 	c.pending[string(id)] = ch
-	c.mu.Unlock()
+	return string(id), ch, nil
+}
+
+// awaitRequest waits for the server's ACK naming the request id, or an
+// ERROR referring to it (JSP §5.6, §5.7).
+func (c *Client) awaitRequest(ctx context.Context, id string, ch chan error) error {
 	defer func() {
 		c.mu.Lock()
-		delete(c.pending, string(id))
+		delete(c.pending, id)
 		c.mu.Unlock()
 	}()
-	if err := c.sess.Send(build(id)); err != nil {
-		return err
-	}
 	select {
-	case err, ok := <-ch:
-		if !ok {
-			return c.closedErr()
-		}
+	case err := <-ch:
 		return err
 	case <-ctx.Done():
-		if ctx.Err() == context.DeadlineExceeded {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return jsperr.New(jsperr.Timeout, "no acknowledgement before the deadline")
 		}
 		return jsperr.Wrap(jsperr.Cancelled, ctx.Err())

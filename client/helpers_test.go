@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/jetstreamproto/jsp/client"
+	"github.com/jetstreamproto/jsp/internal/testutil"
 	"github.com/jetstreamproto/jsp/server/gateway"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/server/services/echo"
@@ -23,7 +22,9 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain fails the package when goroutines outlive the tests, allowing
+// for quic-go's asynchronous connection teardown.
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 // testTimeout bounds every wait in these tests; nothing comes close to it
 // unless something is broken.

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/goleak"
 
+	"github.com/jetstreamproto/jsp/internal/testutil"
 	"github.com/jetstreamproto/jsp/server/gateway"
 	"github.com/jetstreamproto/jsp/transport/tlsconf"
 )
@@ -88,11 +89,25 @@ func (s *cliServer) url(scheme string) string {
 
 // checkLeaks fails t if goroutines started during the test outlive it. It
 // is registered first so that it runs after every other cleanup (they run
-// last-in, first-out), when the test's servers have stopped.
+// last-in, first-out), when the test's servers have stopped, and it waits
+// up to testutil.LeakGrace for quic-go's asynchronous teardown.
 func checkLeaks(t *testing.T) {
 	t.Helper()
 	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	t.Cleanup(func() {
+		deadline := time.Now().Add(testutil.LeakGrace)
+		for {
+			err := goleak.Find(ignore)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("goroutines outlived the test: %v", err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
 }
 
 // runCLI runs a fresh command with args and returns its stdout and stderr.

@@ -285,10 +285,17 @@ func TestRecvRejectsBadDownloads(t *testing.T) {
 			}
 		})
 	}
-	// A stat reply that is not what the files service sends.
-	srv := startFakeFileServer(t, `{"size":1,"sha256":"zz"}`, func(st *session.Stream) { _ = st.Close() })
-	if _, _, err := runCLI(t, newRecvCmd(), "f", srv.url, "--pin", srv.pin, "-o", filepath.Join(t.TempDir(), "o")); err == nil || !strings.Contains(err.Error(), "bad reply") {
-		t.Fatalf("recv with a bad stat reply: %v", err)
+	// Stat replies that are not what the files service sends.
+	for stat, want := range map[string]string{
+		`{"size":1,"sha256":"zz"}`:                                "bad reply",
+		`{"size":-1,"sha256":"` + strings.Repeat("00", 32) + `"}`: "bad reply",
+		`not json`: "invalid character",
+		`{"size":1,"sha256":"` + strings.Repeat(" ", maxStatReply) + `"}`: "reply of",
+	} {
+		srv := startFakeFileServer(t, stat, func(st *session.Stream) { _ = st.Close() })
+		if _, _, err := runCLI(t, newRecvCmd(), "f", srv.url, "--pin", srv.pin, "-o", filepath.Join(t.TempDir(), "o")); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("recv with stat reply %.40q: %v, want containing %q", stat, err, want)
+		}
 	}
 }
 
