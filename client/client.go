@@ -59,6 +59,7 @@ type Client struct {
 	opts      Options
 	log       *slog.Logger
 
+	stopDispatch context.CancelFunc
 	dispatchDone chan struct{}
 	wg           sync.WaitGroup // dispatcher and handler runners
 	closeOnce    sync.Once
@@ -92,7 +93,9 @@ type ConnInfo struct {
 }
 
 func newClient(sess *session.Session, kind transport.Kind, handshake time.Duration, o Options) *Client {
+	dctx, stop := context.WithCancel(context.Background())
 	c := &Client{
+		stopDispatch: stop,
 		sess:         sess,
 		kind:         kind,
 		handshake:    handshake,
@@ -107,7 +110,7 @@ func newClient(sess *session.Session, kind transport.Kind, handshake time.Durati
 	go func() {
 		defer c.wg.Done()
 		defer close(c.dispatchDone)
-		c.dispatch()
+		c.dispatch(dctx)
 	}()
 	return c
 }
@@ -188,6 +191,7 @@ func (c *Client) Close() error {
 		c.closed = true
 		c.mu.Unlock()
 		_ = c.sess.Close()
+		c.stopDispatch()
 		<-c.dispatchDone
 		c.mu.Lock()
 		for r := range c.runners {
@@ -232,9 +236,9 @@ func retireRunnerLocked[T any](c *Client, r *runner[T]) {
 }
 
 // dispatch reads the session's incoming messages and routes them to their
-// handlers until the session ends.
-func (c *Client) dispatch() {
-	ctx := c.sess.Context()
+// handlers until the session ends and what arrived before its end has been
+// routed, or until Close.
+func (c *Client) dispatch(ctx context.Context) {
 	for {
 		in, err := c.sess.Recv(ctx)
 		if err != nil {

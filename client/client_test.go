@@ -43,6 +43,7 @@ func TestAPIs(t *testing.T) {
 			t.Run("ping", func(t *testing.T) { testPing(t, c) })
 			t.Run("command", func(t *testing.T) { testCommand(t, c) })
 			t.Run("stream", func(t *testing.T) { testStream(t, c) })
+			t.Run("stream reset", func(t *testing.T) { testStreamReset(t, c) })
 			t.Run("datagram", func(t *testing.T) { testDatagram(t, c) })
 			t.Run("events", func(t *testing.T) { testEvents(t, c) })
 			t.Run("notify", func(t *testing.T) { testNotify(t, c) })
@@ -116,6 +117,32 @@ func testStream(t *testing.T, c *client.Client) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("echo stream returned %d bytes, want the %d sent", len(got), len(want))
 	}
+}
+
+func testStreamReset(t *testing.T, c *client.Client) {
+	st, err := c.OpenStream(ctxT(t), protocol.ClassChat, "echo")
+	if err != nil {
+		t.Fatalf("OpenStream: %v", err)
+	}
+	if _, err := st.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 3)
+	if _, err := io.ReadFull(st, buf); err != nil || string(buf) != "abc" {
+		t.Fatalf("echo %q, %v", buf, err)
+	}
+	st.Reset(jsperr.Cancelled)
+	if _, err := st.Write([]byte("x")); err == nil {
+		t.Fatal("Write after Reset succeeded")
+	}
+	if _, err := st.Read(buf); err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("Read after Reset: %v, want an error other than EOF", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("Close after Reset: %v", err)
+	}
+	// The session carries on.
+	testPing(t, c)
 }
 
 // testDatagram sends a 20 KB datagram, far above one transport datagram,

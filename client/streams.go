@@ -18,22 +18,30 @@ import (
 // sending everything.
 type Stream struct {
 	*session.Stream
-	readOnce sync.Once
+	writeOnce sync.Once
+	writeErr  error // set by writeOnce
+	readOnce  sync.Once
+}
+
+// closeWrite sends FIN once; later calls return the first result.
+func (s *Stream) closeWrite() error {
+	s.writeOnce.Do(func() { s.writeErr = s.Stream.Close() })
+	return s.writeErr
 }
 
 // CloseWrite closes the sending side: the peer reads io.EOF after the data
 // written so far. Reading stays possible.
 func (s *Stream) CloseWrite() error {
-	if err := s.Stream.Close(); err != nil {
+	if err := s.closeWrite(); err != nil {
 		return fmt.Errorf("client: close stream %q for writing: %w", s.Label(), err)
 	}
 	return nil
 }
 
-// Close closes the sending side and abandons the receiving side: data the
-// peer still sends is discarded.
+// Close closes the sending side, if CloseWrite has not, and abandons the
+// receiving side: data the peer still sends is discarded.
 func (s *Stream) Close() error {
-	err := s.Stream.Close()
+	err := s.closeWrite()
 	s.readOnce.Do(func() { s.Stream.CancelRead(jsperr.NoError) })
 	if err != nil {
 		return fmt.Errorf("client: close stream %q: %w", s.Label(), err)
@@ -44,7 +52,7 @@ func (s *Stream) Close() error {
 // Reset abandons both directions with code; the peer's reads and writes
 // fail with it.
 func (s *Stream) Reset(code jsperr.Code) {
-	s.Stream.CancelWrite(code)
+	s.writeOnce.Do(func() { s.Stream.CancelWrite(code) })
 	s.readOnce.Do(func() { s.Stream.CancelRead(code) })
 }
 
