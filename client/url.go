@@ -3,6 +3,7 @@ package client
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -63,6 +64,13 @@ func parseTarget(raw string) (target, error) {
 	host := u.Hostname()
 	if host == "" {
 		return target{}, fmt.Errorf("client: URL %q has an empty host", raw)
+	}
+	// A colon in the host is only valid in a bracketed IPv6 literal;
+	// url.Parse lets "jsp://::" through with host ":".
+	if strings.Contains(host, ":") {
+		if _, err := netip.ParseAddr(host); err != nil || !strings.HasPrefix(u.Host, "[") {
+			return target{}, fmt.Errorf("client: URL %q: bad host %q (IPv6 addresses go in brackets)", raw, host)
+		}
 	}
 	var t target
 	t.host = host

@@ -343,3 +343,25 @@ func TestSendRejectsWrongDigest(t *testing.T) {
 		t.Fatalf("send to an honest server: %v", err)
 	}
 }
+
+// FuzzParseFileStatus: any line either fails or yields a status whose
+// canonical form parses back to it.
+func FuzzParseFileStatus(f *testing.F) {
+	sum := strings.Repeat("ab", 32)
+	for _, s := range []string{"OK 12 " + sum + "\n", "ERR NOT_FOUND x\n", "OK -1 " + sum, "OK 1 abc", "", "OK  1  " + sum} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		st, err := parseFileStatus(line)
+		if err != nil {
+			return
+		}
+		if st.size < 0 || len(st.sha256) != 64 {
+			t.Fatalf("parseFileStatus(%q) = %+v", line, st)
+		}
+		again, err := parseFileStatus(fmt.Sprintf("OK %d %s\n", st.size, st.sha256))
+		if err != nil || again != st {
+			t.Fatalf("canonical form of %+v parses to %+v, %v", st, again, err)
+		}
+	})
+}
