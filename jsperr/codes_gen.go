@@ -66,6 +66,8 @@ const (
 	Cancelled Code = 0x203
 	// CONFLICT: The request conflicts with the current state.
 	Conflict Code = 0x204
+	// LIMIT_EXCEEDED: A configured resource limit (subscriptions, channels, file size) was reached.
+	LimitExceeded Code = 0x205
 	// UNAUTHENTICATED: No valid credentials were presented.
 	Unauthenticated Code = 0x300
 	// FORBIDDEN: The authenticated identity may not do this.
@@ -108,6 +110,7 @@ var registry = map[Code]info{
 	Timeout:            {name: "TIMEOUT", scope: "message", retry: true},
 	Cancelled:          {name: "CANCELLED", scope: "message", retry: false},
 	Conflict:           {name: "CONFLICT", scope: "message", retry: false},
+	LimitExceeded:      {name: "LIMIT_EXCEEDED", scope: "message", retry: false},
 	Unauthenticated:    {name: "UNAUTHENTICATED", scope: "connection", retry: false},
 	Forbidden:          {name: "FORBIDDEN", scope: "message", retry: false},
 	RateLimited:        {name: "RATE_LIMITED", scope: "message", retry: true},

@@ -240,6 +240,8 @@ func (s *Session) fail(err error) {
 			s.log.Warn("session closing on error", "code", code.String(), "err", err)
 		}
 		s.cancel(err)
+		// Recv drains what already arrived, then reports the end.
+		s.recv.Close()
 		_ = s.conn.CloseWithError(code, truncate(reason, 256))
 	})
 }
@@ -255,7 +257,6 @@ func truncate(s string, n int) string {
 func (s *Session) Close() error {
 	s.fail(jsperr.New(jsperr.NoError, "closed by "+roleName(s.role)))
 	s.wg.Wait()
-	s.recv.Close()
 	return nil
 }
 
@@ -264,7 +265,6 @@ func (s *Session) Close() error {
 func (s *Session) CloseWithError(code jsperr.Code, reason string) error {
 	s.fail(jsperr.New(code, reason))
 	s.wg.Wait()
-	s.recv.Close()
 	return nil
 }
 
@@ -461,7 +461,17 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 		}
 		return nil
 	case *wire.ErrorMessage:
-		return m.Err()
+		if len(m.Ref) == 0 {
+			// JSP §5.3: an ERROR without a reference ends the session.
+			return m.Err()
+		}
+		// An ERROR that names a message fails only that message: a
+		// pending command, or whatever the application waits for.
+		if s.failRequest(m) {
+			return nil
+		}
+		s.deliver(Incoming{Type: h.Type, Flags: h.Flags, Message: m, Delivery: d})
+		return nil
 	case *wire.Goaway:
 		s.goawayMu.Lock()
 		if s.goaway == nil {
@@ -600,6 +610,16 @@ func (s *Session) completeRequest(rep *wire.Envelope) bool {
 	default: // a duplicate reply; the first one won
 	}
 	return true
+}
+
+// failRequest completes a pending Request with an ERROR that references
+// it; false when no Request waits for that id.
+func (s *Session) failRequest(m *wire.ErrorMessage) bool {
+	rep := &wire.Envelope{Kind: wire.KindReply, ReplyTo: m.Ref, ErrCode: m.Code, ErrReason: m.Reason}
+	if rep.ErrCode == jsperr.NoError {
+		rep.ErrCode = jsperr.Internal
+	}
+	return s.completeRequest(rep)
 }
 
 // Reply answers a COMMAND with body, or with an error when code is not

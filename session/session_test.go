@@ -521,3 +521,69 @@ func TestSignedFlag(t *testing.T) {
 		t.Fatalf("server ended with %v, want PROTOCOL_VIOLATION", err)
 	}
 }
+
+// TestRecvAfterPeerClose: messages that arrived before the peer closed are
+// still returned by Recv, then Recv reports the end with its cause.
+func TestRecvAfterPeerClose(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	for i := 0; i < 3; i++ {
+		if err := cli.SendEnvelope(wire.FramePublish, &wire.Envelope{ID: []byte{byte(i)}, Route: wire.Route{Name: "c"}, Class: protocol.ClassChat, Body: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx); err != nil { // the publishes are ahead of the PONG
+		t.Fatal(err)
+	}
+	cli.Close()
+	if err := srv.Wait(); jsperr.CodeOf(err) != jsperr.NoError {
+		t.Fatalf("server ended with %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		in, err := srv.Recv(ctx)
+		if err != nil || in.Envelope.Body[0] != byte(i) {
+			t.Fatalf("message %d: %v %v", i, in, err)
+		}
+	}
+	if _, err := srv.Recv(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Recv after the end = %v, want ErrClosed", err)
+	}
+}
+
+// TestErrorWithRef: an ERROR naming a message fails only that message (a
+// pending command gets it as its error; others go to Recv); an ERROR
+// without a reference ends the session.
+func TestErrorWithRef(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() {
+		in, err := srv.Recv(ctx)
+		if err != nil {
+			return
+		}
+		srv.Send(&wire.ErrorMessage{Code: jsperr.Forbidden, Reason: "no", Ref: in.Envelope.ID})
+		srv.Send(&wire.ErrorMessage{Code: jsperr.LimitExceeded, Reason: "too many", Ref: []byte("sub-1")})
+	}()
+	_, err := cli.Request(ctx, &wire.Envelope{ID: []byte("cmd-1"), Route: wire.Route{Kind: wire.RouteService, Name: "x"}})
+	var je *jsperr.Error
+	if !errors.As(err, &je) || je.Code != jsperr.Forbidden || !je.Remote {
+		t.Fatalf("request error = %v, want remote FORBIDDEN", err)
+	}
+	in, err := cli.Recv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	em, ok := in.Message.(*wire.ErrorMessage)
+	if !ok || em.Code != jsperr.LimitExceeded || string(em.Ref) != "sub-1" {
+		t.Fatalf("Recv = %+v, want the referenced ERROR", in)
+	}
+	if err := cli.Err(); err != nil {
+		t.Fatalf("session ended: %v", err)
+	}
+	srv.Send(&wire.ErrorMessage{Code: jsperr.Internal, Reason: "boom"})
+	if err := cli.Wait(); jsperr.CodeOf(err) != jsperr.Internal {
+		t.Fatalf("client ended with %v, want INTERNAL", err)
+	}
+}

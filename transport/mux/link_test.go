@@ -122,8 +122,9 @@ func TestRemoteCloseAndEOF(t *testing.T) {
 	t.Run("invalid UTF-8 reason", func(t *testing.T) {
 		r := newRaw(t, mux.Config{}, true, 0, true)
 		r.send(linkClose(jsperr.Code(0x9999), "bad \xff byte"))
+		// JSP §3.4: the code is kept and the reason dropped.
 		je := waitClosed(t, r.conn)
-		if je.Code != 0x9999 || !strings.HasPrefix(je.Reason, "bad ") || !je.Remote {
+		if je.Code != 0x9999 || je.Reason != "" || !je.Remote {
 			t.Fatalf("cause %+v", je)
 		}
 	})
@@ -516,4 +517,35 @@ func TestConnIdentity(t *testing.T) {
 func qosConfigWithNegativeQuantum() (c qos.Config) {
 	c.Quantum = -1
 	return c
+}
+
+func TestControlFramesDoNotAnnounceStreams(t *testing.T) {
+	// STOP_SENDING on a new peer stream opens it (and is answered with
+	// RESET_STREAM) but only its first STREAM frame hands it to
+	// AcceptStream, with that frame's class.
+	r := newRaw(t, mux.Config{}, false, 0, true)
+	r.send(varintFrame(wire.FrameStopSending, 1, uint64(jsperr.Cancelled)))
+	f := r.waitFrame(func(f rawFrame) bool { return f.h.Type == wire.FrameResetStream })
+	if f.h.StreamID != 1 || f.h.Flags != 0 {
+		t.Fatalf("reset %v, want stream 1 with flags 0", f.h)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if s, err := r.conn.AcceptStream(short); err == nil {
+		t.Fatalf("stream %d announced by STOP_SENDING", s.ID())
+	}
+	flags := wire.Flags(0).WithClass(protocol.ClassMedia) | wire.FlagFIN
+	r.send(frame(wire.FrameStream, flags, 1, []byte("late data")))
+	ctx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	s, err := r.conn.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ID() != 1 || s.Class() != protocol.ClassMedia {
+		t.Fatalf("accepted stream %d class %s", s.ID(), s.Class())
+	}
+	if got := readAll(t, s); got != "late data" {
+		t.Fatalf("read %q", got)
+	}
 }

@@ -21,12 +21,17 @@ func TestConformance(t *testing.T) {
 }
 
 func BenchmarkThroughput(b *testing.B) {
-	for _, streams := range []int{1, 4} {
-		b.Run(fmt.Sprintf("mem/streams=%d", streams), func(b *testing.B) {
+	cases := []struct{ streams, size int }{{1, 64 << 10}, {4, 64 << 10}, {4, 256}}
+	for _, tc := range cases {
+		b.Run(fmt.Sprintf("mem/streams=%d/write=%d", tc.streams, tc.size), func(b *testing.B) {
+			var client *mux.Conn
 			transporttest.BenchmarkThroughput(b, func(b *testing.B) (transport.Conn, transport.Conn) {
 				c, s := memtransport.NewPair(mux.Config{})
+				client = c
 				return c, s
-			}, streams, 64<<10)
+			}, tc.streams, tc.size)
+			st := client.Stats()
+			b.ReportMetric(float64(st.FramesWritten)/float64(st.Writes), "frames/write")
 		})
 	}
 }

@@ -112,8 +112,11 @@ func (c *Conn) streamLocked(h wire.Header) (*stream, error) {
 		}
 	}
 	s := c.streams[id]
-	if s != nil && !s.announced {
-		// The first frame of a peer stream names its class.
+	if s != nil && !s.announced && (h.Type == wire.FrameStream || h.Type == wire.FrameResetStream) {
+		// A peer stream reaches AcceptStream with its first STREAM frame,
+		// which names its class, or with a RESET_STREAM. WINDOW_UPDATE and
+		// STOP_SENDING carry flags 0 (JSP §3.4) and count it as open
+		// without announcing it.
 		s.announced = true
 		s.class = h.Flags.Class()
 		c.acceptQ = append(c.acceptQ, s)

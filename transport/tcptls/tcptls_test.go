@@ -283,11 +283,17 @@ func TestListenerClose(t *testing.T) {
 
 func BenchmarkThroughput(b *testing.B) {
 	l, clientTLS := listen(b, tcptls.ListenConfig{})
-	for _, streams := range []int{1, 4} {
-		b.Run(fmt.Sprintf("tcptls/streams=%d", streams), func(b *testing.B) {
+	cases := []struct{ streams, size int }{{1, 64 << 10}, {4, 64 << 10}, {4, 256}}
+	for _, tc := range cases {
+		b.Run(fmt.Sprintf("tcptls/streams=%d/write=%d", tc.streams, tc.size), func(b *testing.B) {
+			var client transport.Conn
 			transporttest.BenchmarkThroughput(b, func(b *testing.B) (transport.Conn, transport.Conn) {
-				return dialAccept(b, l, clientTLS)
-			}, streams, 64<<10)
+				c, s := dialAccept(b, l, clientTLS)
+				client = c
+				return c, s
+			}, tc.streams, tc.size)
+			st := client.(*mux.Conn).Stats()
+			b.ReportMetric(float64(st.FramesWritten)/float64(st.Writes), "frames/write")
 		})
 	}
 }

@@ -244,7 +244,7 @@ func (lc ListenConfig) Listen(address string, tlsConf *tls.Config) (*Listener, e
 	if err != nil {
 		return nil, err
 	}
-	conf := serverTLS(tlsConf)
+	conf := jspTLS(tlsConf)
 	ln, err := net.Listen("tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("websocket: listen on %s: %w", address, err)
@@ -272,9 +272,9 @@ func (lc ListenConfig) Listen(address string, tlsConf *tls.Config) (*Listener, e
 	return l, nil
 }
 
-// serverTLS restricts tlsConf to TLS 1.3 and HTTP/1.1, the only HTTP
+// jspTLS restricts tlsConf to TLS 1.3 and HTTP/1.1, the only HTTP
 // version the WebSocket upgrade uses here.
-func serverTLS(base *tls.Config) *tls.Config {
+func jspTLS(base *tls.Config) *tls.Config {
 	c := &tls.Config{}
 	if base != nil {
 		c = base.Clone()
@@ -333,7 +333,7 @@ func (d Dialer) Dial(ctx context.Context, rawURL string, tlsConf *tls.Config) (*
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	conf := serverTLS(tlsConf) // same restrictions on the client side
+	conf := jspTLS(tlsConf)
 	var local, remote net.Addr
 	var nd net.Dialer
 	tr := &http.Transport{
