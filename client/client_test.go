@@ -14,6 +14,7 @@ import (
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/transport/mux"
@@ -472,6 +473,29 @@ func TestSharedSubscriptions(t *testing.T) {
 		t.Fatalf("unsubscribed handler got %q", e.Body)
 	default:
 	}
+}
+
+// TestSubscribeRefused: a subscription the server refuses fails alone; the
+// session and other subscriptions carry on.
+func TestSubscribeRefused(t *testing.T) {
+	srv := startServer(t, serverOpts{noWS: true, hub: pubsub.Config{MaxSubscriptions: 1}})
+	c := srv.dial(t, client.SchemeQUIC)
+	got := make(chan client.Event, 1)
+	if _, err := c.Subscribe(ctxT(t), "first", func(e client.Event) { got <- e }); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Subscribe(ctxT(t), "second", func(client.Event) {})
+	var je *jsperr.Error
+	if !errors.As(err, &je) || je.Code != jsperr.LimitExceeded || !je.Remote {
+		t.Fatalf("Subscribe beyond the server's limit: %v, want a remote LIMIT_EXCEEDED", err)
+	}
+	if err := c.Publish(ctxT(t), "first", []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if e := recvEvent(t, got); string(e.Body) != "still here" {
+		t.Fatalf("event %q", e.Body)
+	}
+	testCommand(t, c)
 }
 
 // TestStuckHandlerIsBounded: a handler that never returns loses its own

@@ -14,6 +14,7 @@ import (
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/internal/testutil"
 	"github.com/jetstreamproto/jsp/server/gateway"
+	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/server/services/echo"
 	"github.com/jetstreamproto/jsp/server/services/files"
@@ -64,6 +65,7 @@ type server struct {
 type serverOpts struct {
 	noQUIC bool // UDP port left free for a packet swallower
 	noWS   bool
+	hub    pubsub.Config
 }
 
 // freePort returns a port number free for both UDP and TCP on 127.0.0.1
@@ -122,6 +124,7 @@ func startServer(tb testing.TB, o serverOpts) *server {
 			WSAddr:   "127.0.0.1:0",
 			DataDir:  dir,
 			Services: reg,
+			Hub:      o.hub,
 			Logger:   quietLogger(),
 		}
 		if o.noQUIC {
