@@ -275,6 +275,11 @@ func (c *Client) route(in session.Incoming) {
 		if c.completeRequest(in) {
 			return
 		}
+		if m, ok := in.Message.(*wire.ErrorMessage); ok {
+			// A refused PUBLISH or MESSAGE: the server acknowledges
+			// neither on success, so nobody waits for this answer.
+			c.log.Warn("server refused a message", "ref", fmt.Sprintf("%x", m.Ref), "code", m.Code.String(), "reason", m.Reason)
+		}
 	}
 	c.unrouted.Add(1)
 	c.log.Debug("incoming message not routed", "type", in.Type.String())
