@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/transport/tlsconf"
@@ -32,8 +32,9 @@ type dialFlags struct {
 	logLevel string
 }
 
-// register adds the flags to fs.
-func (f *dialFlags) register(fs *pflag.FlagSet) {
+// register adds the flags to cmd.
+func (f *dialFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
 	fs.StringVar(&f.ca, "ca", "", "PEM file of CA certificates to trust instead of the system roots")
 	fs.StringArrayVar(&f.pins, "pin", nil, "trust the server's key by its SPKI SHA-256 fingerprint: 64 hex digits or sha256/BASE64 (repeatable)")
 	fs.BoolVar(&f.insecure, "insecure", false, "accept any server certificate (development only; pins are still checked)")
@@ -75,6 +76,9 @@ func (f *dialFlags) dial(ctx context.Context, url string, logOut io.Writer) (*cl
 	o, err := f.options(logOut)
 	if err != nil {
 		return nil, err
+	}
+	if f.insecure && len(o.Pins) == 0 {
+		fmt.Fprintln(logOut, "warning: --insecure: the server's identity is not verified; anyone on the path can impersonate it")
 	}
 	c, err := client.Dial(ctx, url, o)
 	if err != nil {

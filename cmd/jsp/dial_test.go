@@ -21,10 +21,11 @@ import (
 // cliServer is an in-process gateway for the client command tests, with
 // QUIC and TCP on one port number so that jsp:// can race them.
 type cliServer struct {
-	g    *gateway.Gateway
-	port string
-	pin  string
-	dir  string
+	g        *gateway.Gateway
+	port     string
+	pin      string
+	dir      string
+	certFile string
 }
 
 func startCLIServer(t *testing.T) *cliServer {
@@ -57,7 +58,7 @@ func startCLIServer(t *testing.T) *cliServer {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &cliServer{g: g, port: port, pin: g.Cert().Pin.String(), dir: dir}
+	return &cliServer{g: g, port: port, pin: g.Cert().Pin.String(), dir: dir, certFile: g.Cert().File}
 }
 
 func cliFreePort(t *testing.T) string {

@@ -34,7 +34,7 @@ transport in use, the handshake time and the round-trip time percentiles.
 			return runPing(cmd.Context(), &f, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	f.register(cmd.Flags())
+	f.register(cmd)
 	cmd.Flags().IntVarP(&f.count, "count", "n", 20, "number of pings")
 	cmd.Flags().DurationVarP(&f.interval, "interval", "i", 0, "pause between pings")
 	return cmd

@@ -80,8 +80,22 @@ func TestPingCommand(t *testing.T) {
 			}
 		})
 	}
+	// --insecure connects without a pin, and says what it costs.
+	_, errOut, err := runCLI(t, newPingCmd(), srv.url("jsp+tcp"), "--insecure", "-n", "1")
+	if err != nil || !strings.Contains(errOut, "not verified") {
+		t.Fatalf("ping --insecure: %v, stderr %q", err, errOut)
+	}
+	// Without pin, CA or --insecure, the self-signed certificate is refused.
+	if _, _, err := runCLI(t, newPingCmd(), srv.url("jsp+tcp"), "-n", "1"); err == nil {
+		t.Fatal("ping trusted a self-signed certificate without --pin")
+	}
+	// --ca trusts the development certificate as its own CA.
+	out, _, err := runCLI(t, newPingCmd(), srv.url("jsp+tcp"), "--ca", srv.certFile, "-n", "1")
+	if err != nil || !strings.Contains(out, "transport: tcp") {
+		t.Fatalf("ping --ca: %v\n%s", err, out)
+	}
 	// Automatic mode reports the transport that won.
-	out, _, err := runCLI(t, newPingCmd(), srv.url("jsp"), "--pin", srv.pin, "-n", "2")
+	out, _, err = runCLI(t, newPingCmd(), srv.url("jsp"), "--pin", srv.pin, "-n", "2")
 	if err != nil {
 		t.Fatalf("ping jsp://: %v", err)
 	}

@@ -47,7 +47,7 @@ them; a file that does not match is not kept.
 			return runRecv(cmd.Context(), &f, args[0], args[1], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	f.register(cmd.Flags())
+	f.register(cmd)
 	cmd.Flags().StringVarP(&f.output, "output", "o", "", `where to write the file, "-" for stdout (default: NAME in the current directory)`)
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "no progress bar")
 	return cmd

@@ -59,7 +59,7 @@ its own digest, which must match.
 			return runSend(cmd.Context(), &f, args[0], args[1], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	f.register(cmd.Flags())
+	f.register(cmd)
 	cmd.Flags().StringVar(&f.name, "name", "", "name to store the file under (default: FILE's base name)")
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "no progress bar")
 	return cmd
