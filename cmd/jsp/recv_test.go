@@ -78,4 +78,3 @@ func TestRecvRejectsBadDownloads(t *testing.T) {
 		}
 	}
 }
-
