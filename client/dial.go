@@ -80,7 +80,18 @@ func (d *dialer) dial(ctx context.Context, kind transport.Kind) (*session.Sessio
 		}
 		return nil, err
 	}
-	sess, err := session.Dial(ctx, conn, d.opts.Info, d.opts.Session)
+	info := d.opts.Info
+	if d.opts.Credentials != nil {
+		// Credentials may bind to this very connection (a device proof over
+		// the TLS exporter), so they are made per connection.
+		auth, err := d.opts.Credentials(ctx, conn.TLS())
+		if err != nil {
+			_ = conn.CloseWithError(jsperr.Unauthenticated, "no credentials")
+			return nil, fmt.Errorf("client: credentials for %s: %w", kind, err)
+		}
+		info.Auth = auth
+	}
+	sess, err := session.Dial(ctx, conn, info, d.opts.Session)
 	if err != nil {
 		// session.Dial closes the connection on a refused handshake but
 		// not on every local failure; a second close is harmless.

@@ -19,6 +19,7 @@ import (
 	"github.com/jetstreamproto/jsp/server/services/echo"
 	"github.com/jetstreamproto/jsp/server/services/files"
 	"github.com/jetstreamproto/jsp/server/services/notify"
+	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport/tlsconf"
 	"github.com/jetstreamproto/jsp/wire"
 )
@@ -66,6 +67,7 @@ type serverOpts struct {
 	noQUIC bool // UDP port left free for a packet swallower
 	noWS   bool
 	hub    pubsub.Config
+	auth   session.Authenticator
 }
 
 // freePort returns a port number free for both UDP and TCP on 127.0.0.1
@@ -119,13 +121,14 @@ func startServer(tb testing.TB, o serverOpts) *server {
 	for range 5 {
 		port = freePort(tb)
 		cfg := gateway.Config{
-			QUICAddr: "127.0.0.1:" + port,
-			TCPAddr:  "127.0.0.1:" + port,
-			WSAddr:   "127.0.0.1:0",
-			DataDir:  dir,
-			Services: reg,
-			Hub:      o.hub,
-			Logger:   quietLogger(),
+			QUICAddr:     "127.0.0.1:" + port,
+			TCPAddr:      "127.0.0.1:" + port,
+			WSAddr:       "127.0.0.1:0",
+			DataDir:      dir,
+			Services:     reg,
+			Hub:          o.hub,
+			Logger:       quietLogger(),
+			Authenticate: o.auth,
 		}
 		if o.noQUIC {
 			cfg.QUICAddr = gateway.Off

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -73,6 +74,12 @@ type Options struct {
 	// waiting until its queue drains. Drops are counted in Stats.
 	// Default: 1 s.
 	HandlerPatience time.Duration
+
+	// Credentials, when set, returns the HELLO auth bytes for each new
+	// connection from its TLS state, replacing Info.Auth: a token, a device
+	// proof bound to the connection's TLS exporter (JSP §7.4), or both, in
+	// the format the server's authenticator defines. Default: Info.Auth.
+	Credentials func(ctx context.Context, tls tls.ConnectionState) ([]byte, error)
 }
 
 // Defaults for zero Options fields.
