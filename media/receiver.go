@@ -30,6 +30,11 @@ const (
 	DefaultFrameQueue = 64
 	// DefaultBufferPackets caps the packets the jitter buffer holds.
 	DefaultBufferPackets = reorder.DefaultMaxPackets
+	// DefaultMinReportPackets is the fewest sequence numbers a receiver
+	// report covers: a loss fraction over fewer packets is mostly noise
+	// (one lost packet of one is "100% loss"), and the sender's policy
+	// would swing on it.
+	DefaultMinReportPackets = 10
 )
 
 // trackWindow is how many sequence numbers back the receiver remembers
@@ -63,6 +68,10 @@ type ReceiverConfig struct {
 	// ReportInterval is the receiver-report period (JSP §13.7); reports
 	// are sent only with FEC negotiated. Default DefaultReportInterval.
 	ReportInterval time.Duration
+	// MinReportPackets is the fewest sequence numbers one report covers;
+	// an interval with fewer is extended until it has them. Default
+	// DefaultMinReportPackets.
+	MinReportPackets int
 	// BufferPackets caps the jitter buffer. Default DefaultBufferPackets.
 	BufferPackets int
 	// MaxFrameSize caps a reassembled frame; a longer one is dropped.
@@ -105,6 +114,9 @@ func (c *ReceiverConfig) setDefaults() {
 	if c.ReportInterval == 0 {
 		c.ReportInterval = DefaultReportInterval
 	}
+	if c.MinReportPackets == 0 {
+		c.MinReportPackets = DefaultMinReportPackets
+	}
 	if c.BufferPackets == 0 {
 		c.BufferPackets = DefaultBufferPackets
 	}
@@ -124,8 +136,8 @@ func (c *ReceiverConfig) validate() error {
 		return fmt.Errorf("media: delays must satisfy 0 <= MinDelay (%v) <= MaxDelay (%v)", c.MinDelay, c.MaxDelay)
 	case c.Deadline < 0 || c.ReorderTolerance < 0 || c.InitialRTT < 0 || c.ReportInterval < 0:
 		return fmt.Errorf("media: negative duration in receiver config")
-	case c.MaxFrameSize < 1 || c.FrameQueue < 1 || c.BufferPackets < 1:
-		return fmt.Errorf("media: MaxFrameSize, FrameQueue and BufferPackets must be positive")
+	case c.MaxFrameSize < 1 || c.FrameQueue < 1 || c.BufferPackets < 1 || c.MinReportPackets < 1:
+		return fmt.Errorf("media: MaxFrameSize, FrameQueue, BufferPackets and MinReportPackets must be positive")
 	}
 	return nil
 }
@@ -195,21 +207,21 @@ type Receiver struct {
 	fecOn bool
 
 	mu         sync.Mutex
-	unwrap     mediapkt.Unwrapper           // guarded by mu
-	tsRef      uint64                       // guarded by mu; newest extended timestamp
-	nacks      *nack.Receiver               // guarded by mu
-	dec        *fec.Decoder                 // guarded by mu; nil without FEC
-	buf        *reorder.Buffer[rxPacket]    // guarded by mu
-	original   seqSet                       // guarded by mu; originals that arrived
-	declared   seqSet                       // guarded by mu; declared lost, not yet arrived
-	originals  uint64                       // guarded by mu; originals this report interval
-	lastHi     protocol.MediaSeq            // guarded by mu
-	haveLastHi bool                         // guarded by mu
-	nextReport time.Time                    // guarded by mu
-	asm        assembler                    // guarded by mu
-	stats      ReceiverStats                // guarded by mu
-	out        []ReceivedFrame              // guarded by mu; frames to deliver
-	released   []reorder.Item[rxPacket]     // guarded by mu; scratch
+	unwrap     mediapkt.Unwrapper        // guarded by mu
+	tsRef      uint64                    // guarded by mu; newest extended timestamp
+	nacks      *nack.Receiver            // guarded by mu
+	dec        *fec.Decoder              // guarded by mu; nil without FEC
+	buf        *reorder.Buffer[rxPacket] // guarded by mu
+	original   seqSet                    // guarded by mu; originals that arrived
+	declared   seqSet                    // guarded by mu; declared lost, not yet arrived
+	originals  uint64                    // guarded by mu; originals this report interval
+	lastHi     protocol.MediaSeq         // guarded by mu
+	haveLastHi bool                      // guarded by mu
+	nextReport time.Time                 // guarded by mu
+	asm        assembler                 // guarded by mu
+	stats      ReceiverStats             // guarded by mu
+	out        []ReceivedFrame           // guarded by mu; frames to deliver
+	released   []reorder.Item[rxPacket]  // guarded by mu; scratch
 
 	deliverMu sync.Mutex // serialises delivery with Close; taken without mu
 	closed    bool       // guarded by deliverMu
@@ -444,11 +456,12 @@ func (r *Receiver) reportLocked(now time.Time) {
 	}
 	r.nextReport = now.Add(r.cfg.ReportInterval)
 	total := uint64(hi - r.lastHi)
-	rep := Report{Total: total, Lost: total - min(total, r.originals), Jitter: r.buf.Jitter()}
-	r.lastHi, r.originals = hi, 0
-	if total == 0 || total > MaxReportTotal {
+	if total < uint64(r.cfg.MinReportPackets) {
+		// Too few to measure: the interval goes on.
 		return
 	}
+	rep := Report{Total: min(total, MaxReportTotal), Lost: min(total-min(total, r.originals), MaxReportTotal), Jitter: min(r.buf.Jitter(), MaxReportJitter)}
+	r.lastHi, r.originals = hi, 0
 	b, err := rep.Append(nil)
 	if err != nil {
 		return
