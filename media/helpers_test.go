@@ -30,7 +30,9 @@ func establishOn(t *testing.T, cc, sc transport.Conn, caps []string) (cli, srv *
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cfg := session.Config{Logger: quietLogger(), Capabilities: caps}
+	// A deep flow queue: the tests count every packet, so the session
+	// must not drop datagrams while a loaded machine stalls the Mux.
+	cfg := session.Config{Logger: quietLogger(), Capabilities: caps, AcceptQueueLength: 4096}
 	type res struct {
 		s   *session.Session
 		err error
@@ -58,7 +60,9 @@ func establishOn(t *testing.T, cc, sc transport.Conn, caps []string) (cli, srv *
 // memSessions returns a client and server session over memtransport.
 func memSessions(t *testing.T, caps ...string) (cli, srv *session.Session) {
 	t.Helper()
-	cc, sc := memtransport.NewPair(mux.Config{})
+	// Likewise the link keeps queued datagrams however long the machine
+	// stalls its writer: loss in these tests is only what they make.
+	cc, sc := memtransport.NewPair(mux.Config{DatagramMaxAge: time.Minute, DatagramQueueLength: 4096, DatagramRecvQueueLength: 4096})
 	t.Cleanup(func() {
 		cc.CloseWithError(0, "")
 		sc.CloseWithError(0, "")

@@ -11,10 +11,12 @@ import (
 )
 
 // Test streams: frames every interval; the receiver's playout delay gives
-// an in-memory link (sub-millisecond RTT) several NACK rounds.
+// an in-memory link (sub-millisecond RTT) many NACK rounds, and leaves room
+// for a loaded machine (the race detector, two shared cores) to stall a
+// goroutine for tens of milliseconds without a repair coming late.
 const (
 	interval = 2 * time.Millisecond
-	playout  = 60 * time.Millisecond
+	playout  = 400 * time.Millisecond
 	quiet    = time.Second
 )
 
@@ -42,6 +44,7 @@ func TestCleanStream(t *testing.T) {
 			}
 			sent := stream(t, p.tx, 150, interval, multi, 1)
 			got := collect(t, p.rx, len(sent), quiet)
+			t.Logf("sender %+v\nreceiver %+v\nsessions %+v %+v", p.tx.Stats(), p.rx.Stats(), p.cli.Stats(), p.srv.Stats())
 			byIndex := checkFrames(t, sent, got, nil)
 			if byIndex[0].Discontinuity || byIndex[149].Repaired {
 				t.Fatalf("clean stream flagged a discontinuity or repair")
