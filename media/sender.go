@@ -30,6 +30,13 @@ const (
 	// DefaultInitialRTT is the RTT assumed until the session has measured
 	// one.
 	DefaultInitialRTT = 100 * time.Millisecond
+	// DefaultMaxParityOverhead caps parity at half the source packets.
+	// Media datagrams share the connection's congestion window with
+	// everything else (QUIC, RFC 9221 §5.4): on a path lossy enough to
+	// want more parity, the window is small and extra parity displaces
+	// source packets in the transport's queue, which the receiver then
+	// reports as more loss. NACK repairs what a capped group cannot.
+	DefaultMaxParityOverhead = 0.5
 )
 
 // MinPacketSize is the smallest SenderConfig.MaxPacketSize: room for the
@@ -74,6 +81,11 @@ type SenderConfig struct {
 	// InitialRTT is used for the resend deadline check until the session
 	// has an RTT sample. Default DefaultInitialRTT.
 	InitialRTT time.Duration
+	// MaxParityOverhead caps M/K of the shapes the policy picks: a
+	// group over it keeps its K and gets M = floor(K * cap), at least 1.
+	// Default DefaultMaxParityOverhead; at most 1 (the largest overhead
+	// fec.DefaultTable uses).
+	MaxParityOverhead float64
 }
 
 func (c *SenderConfig) setDefaults(room int) {
@@ -92,6 +104,9 @@ func (c *SenderConfig) setDefaults(room int) {
 	if c.InitialRTT == 0 {
 		c.InitialRTT = DefaultInitialRTT
 	}
+	if c.MaxParityOverhead == 0 {
+		c.MaxParityOverhead = DefaultMaxParityOverhead
+	}
 }
 
 func (c *SenderConfig) validate() error {
@@ -102,6 +117,8 @@ func (c *SenderConfig) validate() error {
 		return fmt.Errorf("media: MaxFrameSize %d below 1", c.MaxFrameSize)
 	case c.Deadline < 0 || c.MaxGroupDelay < 0 || c.InitialRTT < 0:
 		return fmt.Errorf("media: negative duration in sender config")
+	case !(c.MaxParityOverhead > 0 && c.MaxParityOverhead <= 1):
+		return fmt.Errorf("media: MaxParityOverhead %v outside (0, 1]", c.MaxParityOverhead)
 	}
 	return nil
 }
@@ -177,7 +194,7 @@ func newSender(m *Mux, flow wire.FlowID, cfg SenderConfig) (*Sender, error) {
 	s.srcMax = cfg.MaxPacketSize
 	if s.fecOn {
 		s.srcMax -= ParityReserve
-		if s.enc, err = fec.NewEncoder(fec.EncoderConfig{Params: s.policy.Params(), MaxPacketSize: s.srcMax}); err != nil {
+		if s.enc, err = fec.NewEncoder(fec.EncoderConfig{Params: s.shape(), MaxPacketSize: s.srcMax}); err != nil {
 			return nil, fmt.Errorf("media: flow %d: %w", flow, err)
 		}
 	}
@@ -380,9 +397,20 @@ func (s *Sender) onReport(r Report) {
 	s.stats.Reports++
 	s.policy.Observe(r.Lost, r.Total)
 	if s.enc != nil {
-		// The policy's shapes are validated when it is built.
-		_ = s.enc.SetParams(s.policy.Params())
+		// The policy's shapes are validated when it is built, and
+		// capping M keeps one valid.
+		_ = s.enc.SetParams(s.shape())
 	}
+}
+
+// shape returns the policy's group shape with M capped by
+// MaxParityOverhead.
+func (s *Sender) shape() fec.Params {
+	p := s.policy.Params()
+	if p.Enabled() && p.Overhead() > s.cfg.MaxParityOverhead {
+		p.M = max(1, int(float64(p.K)*s.cfg.MaxParityOverhead))
+	}
+	return p
 }
 
 // tick closes an FEC group that has waited MaxGroupDelay and returns when
