@@ -78,11 +78,13 @@ type filterSession struct {
 	dropFlow  func(b []byte) bool // guarded by mu
 	dropNacks bool                // guarded by mu
 	dropped   int                 // guarded by mu
+	maxLen    int                 // guarded by mu; longest media datagram sent
 }
 
 func (f *filterSession) SendFlow(flow wire.FlowID, b []byte, class protocol.Class) error {
 	f.mu.Lock()
 	drop := f.dropFlow != nil && f.dropFlow(b)
+	f.maxLen = max(f.maxLen, len(b))
 	if drop {
 		f.dropped++
 	}

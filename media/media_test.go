@@ -243,6 +243,11 @@ func TestReportsDrivePolicy(t *testing.T) {
 	if rs.Reports == 0 || ts.Reports == 0 {
 		t.Fatalf("reports sent %d, received %d", rs.Reports, ts.Reports)
 	}
+	// Full-size source packets and their parity both fit one datagram,
+	// so the session never fragments them (JSP §13.3).
+	if room := MediaPacketRoom(p.cli.Conn().MaxDatagramSize(), testFlow); p.cli.maxLen > room || p.cli.maxLen < room-ParityReserve {
+		t.Errorf("longest datagram %d bytes; want the largest parity packet, at most the %d-byte room", p.cli.maxLen, room)
+	}
 	if ts.LossEstimate < 0.12 || ts.LossEstimate > 0.28 || !ts.FEC.Enabled() || ts.Parity == 0 {
 		t.Fatalf("loss estimate %.3f, FEC %v, parity %d; want about 0.2 and FEC on", ts.LossEstimate, ts.FEC, ts.Parity)
 	}
@@ -350,5 +355,29 @@ func TestOnFrame(t *testing.T) {
 			t.Fatal("the server side never measured an RTT")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestParityCap checks that MaxParityOverhead lowers M of the policy's
+// shapes and is validated.
+func TestParityCap(t *testing.T) {
+	heavy := fec.PolicyConfig{Table: []fec.Step{{MinLoss: 0, Params: fec.Params{K: 5, M: 4}}}}
+	tests := []struct {
+		cap  float64
+		want fec.Params
+	}{
+		{0, fec.Params{K: 5, M: 2}}, // default 0.5
+		{0.8, fec.Params{K: 5, M: 4}},
+		{0.1, fec.Params{K: 5, M: 1}}, // at least one parity packet
+	}
+	for _, tt := range tests {
+		p := newFlowPair(t, []string{CapFEC}, SenderConfig{Policy: heavy, MaxParityOverhead: tt.cap}, rxConfig())
+		if got := p.tx.Stats().FEC; got != tt.want {
+			t.Errorf("cap %v: shape %v, want %v", tt.cap, got, tt.want)
+		}
+	}
+	p := newFlowPair(t, []string{CapFEC}, SenderConfig{}, rxConfig())
+	if _, err := p.cmux.NewSender(9, SenderConfig{MaxParityOverhead: 1.5}); err == nil {
+		t.Fatal("MaxParityOverhead 1.5 accepted")
 	}
 }

@@ -45,9 +45,9 @@ const MinPacketSize = 64
 
 // ParityReserve is how much shorter than the packet room a source packet
 // is kept when FEC is on, so that its parity packet still fits: a parity
-// packet carries the 12-byte parity header and a shard of 2 + the longest
-// source packet (JSP §13.4), against a source header of at least 7 bytes.
-const ParityReserve = mediapkt.FixedHeaderLen + mediapkt.FECInfoLen + 2 - mediapkt.FixedHeaderLen
+// packet is the 12-byte parity header plus a shard of 2 + the longest
+// source packet of its group, header included (JSP §13.3, §13.4).
+const ParityReserve = mediapkt.FixedHeaderLen + mediapkt.FECInfoLen + 2
 
 // SenderConfig configures a [Sender]. Zero fields take their defaults.
 type SenderConfig struct {
