@@ -88,7 +88,8 @@ type ReceiverConfig struct {
 	FrameQueue int
 	// OnFrame, when set, receives frames instead of the Frames channel.
 	// It is called from the Mux's clock goroutine, in order, and must
-	// not block.
+	// not block nor call the Receiver's Close (which waits for delivery
+	// to finish).
 	OnFrame func(ReceivedFrame)
 }
 
