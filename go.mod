@@ -3,6 +3,7 @@ module github.com/jetstreamproto/jsp
 go 1.26.0
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/klauspost/compress v1.20.4
 	github.com/klauspost/reedsolomon v1.14.2
 	github.com/quic-go/quic-go v0.65.0

@@ -83,6 +83,13 @@ type Session struct {
 	hello   *wire.Hello   // the client's HELLO
 	welcome *wire.Welcome // the server's WELCOME
 	zstd    bool          // both sides offered zstd
+	// compressMisses counts payloads in a row that zstd did not shrink;
+	// compressSkips counts attempts skipped since (see worthCompressing).
+	compressMisses atomic.Int32
+	compressSkips  atomic.Int32
+	// identity is set by the server's Authenticator before the session
+	// starts and never changes.
+	identity Identity
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -128,6 +135,10 @@ func (s *Session) Hello() *wire.Hello { return s.hello }
 
 // Welcome returns the server's WELCOME.
 func (s *Session) Welcome() *wire.Welcome { return s.welcome }
+
+// Identity returns who the client is, as the server's Authenticator said
+// (server side only; zero on the client).
+func (s *Session) Identity() Identity { return s.identity }
 
 // HasCapability reports whether capability c is in effect: offered by the
 // client and accepted in WELCOME (JSP §8.2).
@@ -189,6 +200,7 @@ func roleName(r Role) string {
 // during the handshake are not lost.
 func (s *Session) start(fr *wire.FrameReader) {
 	s.send = newSender(s.ctl, s.cfg)
+	s.send.onError = func(err error) { s.fail(fmt.Errorf("session write: %w", err)) }
 	s.run("sender", s.send.run)
 	s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
 	s.run("heartbeat", s.heartbeatLoop)
@@ -240,6 +252,8 @@ func (s *Session) fail(err error) {
 			s.log.Warn("session closing on error", "code", code.String(), "err", err)
 		}
 		s.cancel(err)
+		// Recv drains what already arrived, then reports the end.
+		s.recv.Close()
 		_ = s.conn.CloseWithError(code, truncate(reason, 256))
 	})
 }
@@ -255,7 +269,6 @@ func truncate(s string, n int) string {
 func (s *Session) Close() error {
 	s.fail(jsperr.New(jsperr.NoError, "closed by "+roleName(s.role)))
 	s.wg.Wait()
-	s.recv.Close()
 	return nil
 }
 
@@ -264,7 +277,6 @@ func (s *Session) Close() error {
 func (s *Session) CloseWithError(code jsperr.Code, reason string) error {
 	s.fail(jsperr.New(code, reason))
 	s.wg.Wait()
-	s.recv.Close()
 	return nil
 }
 
@@ -278,12 +290,50 @@ func (s *Session) Wait() error {
 // encodeFrame builds a whole frame for m with class c, compressing the
 // payload when negotiated and worthwhile (JSP §11.4).
 func (s *Session) encodeFrame(t wire.FrameType, f wire.Flags, sid protocol.StreamID, payload []byte) []byte {
-	if s.zstd && len(payload) >= s.cfg.CompressThreshold && compressible(t) {
-		if c, ok := compress(nil, payload); ok {
+	if s.zstd && len(payload) >= s.cfg.CompressThreshold && compressible(t) && s.worthCompressing() {
+		c, ok := compress(nil, payload)
+		s.compressResult(ok)
+		if ok {
 			return wire.AppendFrame(make([]byte, 0, len(c)+wire.MaxHeaderLen), t, f|wire.FlagCompressed, sid, c)
 		}
 	}
 	return wire.AppendFrame(make([]byte, 0, len(payload)+wire.MaxHeaderLen), t, f, sid, payload)
+}
+
+// envelopeFlags are the frame flags for an envelope: its class, and SIGNED
+// when it carries a signature (JSP §3.2).
+func envelopeFlags(env *wire.Envelope) wire.Flags {
+	f := wire.Flags(0).WithClass(env.Class)
+	if len(env.Signature) > 0 {
+		f |= wire.FlagSigned
+	}
+	return f
+}
+
+// Compression back-off: after compressMissLimit payloads in a row that did
+// not shrink (media, encrypted or already compressed bodies), only every
+// compressProbeEvery-th payload is tried, until one shrinks again. Trying
+// zstd on incompressible data costs CPU and latency for nothing
+// (docs/benchmarks.md).
+const (
+	compressMissLimit  = 8
+	compressProbeEvery = 32
+)
+
+func (s *Session) worthCompressing() bool {
+	m := s.compressMisses.Load()
+	if m < compressMissLimit {
+		return true
+	}
+	return s.compressSkips.Add(1)%compressProbeEvery == 0
+}
+
+func (s *Session) compressResult(shrank bool) {
+	if shrank {
+		s.compressMisses.Store(0)
+		return
+	}
+	s.compressMisses.Add(1)
 }
 
 // compressible: only application messages are compressed; the handshake
@@ -296,18 +346,29 @@ func compressible(t wire.FrameType) bool {
 	return false
 }
 
-// sendFrame queues a session message on the control stream.
+// sendFrame queues a session message on the control stream, or writes it at
+// once when the stream is idle (write-through, see sender).
 func (s *Session) sendFrame(m wire.Message, class protocol.Class) error {
+	return s.sendFrameVia(m, class, true)
+}
+
+// sendFrameVia is sendFrame; direct=false forces the queue, for frames sent
+// from the session's own reader goroutine.
+func (s *Session) sendFrameVia(m wire.Message, class protocol.Class, direct bool) error {
 	if err := s.ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
 	}
 	t := m.FrameType()
-	frame := s.encodeFrame(t, wire.Flags(0).WithClass(class), 0, m.Append(nil))
+	f := wire.Flags(0).WithClass(class)
+	if ef, ok := m.(*wire.EnvelopeFrame); ok {
+		f = envelopeFlags(&ef.Envelope)
+	}
+	frame := s.encodeFrame(t, f, 0, m.Append(nil))
 	var deadline time.Time
 	if class == protocol.ClassMedia {
 		deadline = s.cfg.Now().Add(s.cfg.MediaDeadline)
 	}
-	if err := s.send.enqueue(class, frame, deadline); err != nil {
+	if err := s.send.enqueue(class, frame, deadline, direct); err != nil {
 		return fmt.Errorf("session: queue %s: %w", t, err)
 	}
 	return nil
@@ -432,7 +493,7 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 	switch m := m.(type) {
 	case *wire.Ping:
 		if h.Type == wire.FramePing {
-			return s.Send(&wire.Pong{ID: m.ID, Timestamp: m.Timestamp})
+			return s.sendFrameVia(&wire.Pong{ID: m.ID, Timestamp: m.Timestamp}, protocol.ClassSystem, false)
 		}
 		return nil
 	case *wire.Pong:
@@ -447,7 +508,17 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 		}
 		return nil
 	case *wire.ErrorMessage:
-		return m.Err()
+		if len(m.Ref) == 0 {
+			// JSP §5.3: an ERROR without a reference ends the session.
+			return m.Err()
+		}
+		// An ERROR that names a message fails only that message: a
+		// pending command, or whatever the application waits for.
+		if s.failRequest(m) {
+			return nil
+		}
+		s.deliver(Incoming{Type: h.Type, Flags: h.Flags, Message: m, Delivery: d})
+		return nil
 	case *wire.Goaway:
 		s.goawayMu.Lock()
 		if s.goaway == nil {
@@ -463,6 +534,11 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 	case *wire.Hello, *wire.Welcome:
 		return jsperr.Newf(jsperr.ProtocolViolation, "%s after the handshake", h.Type)
 	case *wire.EnvelopeFrame:
+		// JSP §3.2: the SIGNED flag says whether the envelope carries a
+		// signature; a mismatch means a broken or tampering peer.
+		if h.Flags.Has(wire.FlagSigned) != (len(m.Envelope.Signature) > 0) {
+			return jsperr.Newf(jsperr.ProtocolViolation, "%s: SIGNED flag does not match the envelope's signature", h.Type)
+		}
 		if h.Type == wire.FrameReply && s.completeRequest(&m.Envelope) {
 			return nil
 		}
@@ -581,6 +657,16 @@ func (s *Session) completeRequest(rep *wire.Envelope) bool {
 	default: // a duplicate reply; the first one won
 	}
 	return true
+}
+
+// failRequest completes a pending Request with an ERROR that references
+// it; false when no Request waits for that id.
+func (s *Session) failRequest(m *wire.ErrorMessage) bool {
+	rep := &wire.Envelope{Kind: wire.KindReply, ReplyTo: m.Ref, ErrCode: m.Code, ErrReason: m.Reason}
+	if rep.ErrCode == jsperr.NoError {
+		rep.ErrCode = jsperr.Internal
+	}
+	return s.completeRequest(rep)
 }
 
 // Reply answers a COMMAND with body, or with an error when code is not

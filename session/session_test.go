@@ -138,11 +138,11 @@ func TestAuthenticatorRefuses(t *testing.T) {
 	defer cancel()
 	go func() {
 		_, _ = Accept(ctx, sc, Config{Logger: quietLogger()}, ServerOptions{
-			Authenticate: func(ctx context.Context, h *wire.Hello, c transport.Conn) error {
+			Authenticate: func(ctx context.Context, h *wire.Hello, c transport.Conn) (Identity, error) {
 				if string(h.Auth) != "secret" {
-					return jsperr.New(jsperr.Unauthenticated, "bad token")
+					return Identity{}, jsperr.New(jsperr.Unauthenticated, "bad token")
 				}
-				return nil
+				return Identity{User: "alice"}, nil
 			},
 		})
 	}()
@@ -494,5 +494,128 @@ func TestCapabilityNegotiation(t *testing.T) {
 		if s.HasCapability("x-client-only") || s.HasCapability("x-server-only") {
 			t.Fatalf("one-sided capability in effect: %v", s.Welcome().Caps)
 		}
+	}
+}
+
+// TestSignedFlag: an envelope with a signature travels with the SIGNED flag;
+// a frame whose flag disagrees with its envelope is a protocol violation.
+func TestSignedFlag(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	out := make(chan Incoming, 1)
+	go serveEcho(srv, out)
+	sig := bytes.Repeat([]byte{7}, 64)
+	if err := cli.SendEnvelope(wire.FramePublish, &wire.Envelope{ID: []byte("s1"), Route: wire.Route{Name: "c"}, Signature: sig, Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	in := <-out
+	if !in.Flags.Has(wire.FlagSigned) || !bytes.Equal(in.Envelope.Signature, sig) {
+		t.Fatalf("flags %x, signature %x", in.Flags, in.Envelope.Signature)
+	}
+	// Now a hand-made frame: SIGNED set, no signature.
+	env := &wire.Envelope{ID: []byte("s2"), Route: wire.Route{Name: "c"}, Body: []byte("x")}
+	frame := wire.AppendFrame(nil, wire.FramePublish, wire.FlagSigned, 0, (&wire.EnvelopeFrame{Type: wire.FramePublish, Envelope: *env}).Append(nil))
+	if _, err := cli.ctl.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Wait(); jsperr.CodeOf(err) != jsperr.ProtocolViolation {
+		t.Fatalf("server ended with %v, want PROTOCOL_VIOLATION", err)
+	}
+}
+
+// TestRecvAfterPeerClose: messages that arrived before the peer closed are
+// still returned by Recv, then Recv reports the end with its cause.
+func TestRecvAfterPeerClose(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	for i := 0; i < 3; i++ {
+		if err := cli.SendEnvelope(wire.FramePublish, &wire.Envelope{ID: []byte{byte(i)}, Route: wire.Route{Name: "c"}, Class: protocol.ClassChat, Body: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx); err != nil { // the publishes are ahead of the PONG
+		t.Fatal(err)
+	}
+	cli.Close()
+	if err := srv.Wait(); jsperr.CodeOf(err) != jsperr.NoError {
+		t.Fatalf("server ended with %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		in, err := srv.Recv(ctx)
+		if err != nil || in.Envelope.Body[0] != byte(i) {
+			t.Fatalf("message %d: %v %v", i, in, err)
+		}
+	}
+	if _, err := srv.Recv(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Recv after the end = %v, want ErrClosed", err)
+	}
+}
+
+// TestErrorWithRef: an ERROR naming a message fails only that message (a
+// pending command gets it as its error; others go to Recv); an ERROR
+// without a reference ends the session.
+func TestErrorWithRef(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() {
+		in, err := srv.Recv(ctx)
+		if err != nil {
+			return
+		}
+		srv.Send(&wire.ErrorMessage{Code: jsperr.Forbidden, Reason: "no", Ref: in.Envelope.ID})
+		srv.Send(&wire.ErrorMessage{Code: jsperr.LimitExceeded, Reason: "too many", Ref: []byte("sub-1")})
+	}()
+	_, err := cli.Request(ctx, &wire.Envelope{ID: []byte("cmd-1"), Route: wire.Route{Kind: wire.RouteService, Name: "x"}})
+	var je *jsperr.Error
+	if !errors.As(err, &je) || je.Code != jsperr.Forbidden || !je.Remote {
+		t.Fatalf("request error = %v, want remote FORBIDDEN", err)
+	}
+	in, err := cli.Recv(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	em, ok := in.Message.(*wire.ErrorMessage)
+	if !ok || em.Code != jsperr.LimitExceeded || string(em.Ref) != "sub-1" {
+		t.Fatalf("Recv = %+v, want the referenced ERROR", in)
+	}
+	if err := cli.Err(); err != nil {
+		t.Fatalf("session ended: %v", err)
+	}
+	srv.Send(&wire.ErrorMessage{Code: jsperr.Internal, Reason: "boom"})
+	if err := cli.Wait(); jsperr.CodeOf(err) != jsperr.Internal {
+		t.Fatalf("client ended with %v, want INTERNAL", err)
+	}
+}
+
+func TestAuthenticatorIdentity(t *testing.T) {
+	cc, sc := newPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type res struct {
+		s   *Session
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := Accept(ctx, sc, Config{Logger: quietLogger()}, ServerOptions{
+			Authenticate: func(ctx context.Context, h *wire.Hello, c transport.Conn) (Identity, error) {
+				return Identity{User: "alice", Device: "d1", Scopes: []string{"chat"}}, nil
+			},
+		})
+		ch <- res{s, err}
+	}()
+	cli, err := Dial(ctx, cc, ClientInfo{Auth: []byte("token")}, Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.s.Close()
+	if id := r.s.Identity(); id.User != "alice" || id.Device != "d1" || len(id.Scopes) != 1 {
+		t.Fatalf("identity = %+v", id)
 	}
 }

@@ -188,7 +188,7 @@ func (s *Session) SendMessage(ctx context.Context, env *wire.Envelope, mode Deli
 	case DeliveryOrdered:
 		return s.SendEnvelope(wire.FrameMessage, env)
 	case DeliveryUnreliable:
-		frame := s.encodeFrame(wire.FrameMessage, wire.Flags(0).WithClass(env.Class), 0,
+		frame := s.encodeFrame(wire.FrameMessage, envelopeFlags(env), 0,
 			(&wire.EnvelopeFrame{Type: wire.FrameMessage, Envelope: *env}).Append(nil))
 		return s.sendDatagramData(flowMixed, frame, env.Class)
 	case DeliveryUnordered, DeliveryPartial:
@@ -202,7 +202,7 @@ func (s *Session) SendMessage(ctx context.Context, env *wire.Envelope, mode Deli
 		if err != nil {
 			return fmt.Errorf("session: open message stream: %w", err)
 		}
-		frame := s.encodeFrame(wire.FrameMessage, wire.Flags(0).WithClass(env.Class)|wire.FlagFIN, 0,
+		frame := s.encodeFrame(wire.FrameMessage, envelopeFlags(env)|wire.FlagFIN, 0,
 			(&wire.EnvelopeFrame{Type: wire.FrameMessage, Envelope: *env}).Append(nil))
 		if mode == DeliveryPartial {
 			_ = ts.SetWriteDeadline(s.cfg.Now().Add(time.Duration(env.TTL) * time.Millisecond))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"io"
 	"testing"
 	"time"
@@ -11,16 +12,21 @@ import (
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/transport"
+	"github.com/jetstreamproto/jsp/transport/mux"
 	"github.com/jetstreamproto/jsp/transport/quic"
+	"github.com/jetstreamproto/jsp/transport/tcptls"
 	"github.com/jetstreamproto/jsp/transport/transporttest"
+	"github.com/jetstreamproto/jsp/transport/websocket"
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// quicPair connects a client and a server over real QUIC on loopback.
-func quicPair(t *testing.T) (transport.Conn, transport.Conn) {
+// listenerPair connects a client and a server through a real listener on
+// loopback.
+func listenerPair(t *testing.T, listen func(*tls.Config) (transport.Listener, error),
+	dial func(ctx context.Context, addr string, tc *tls.Config) (transport.Conn, error)) (transport.Conn, transport.Conn) {
 	t.Helper()
 	stls, ctls := transporttest.TLSConfigs(t)
-	ln, err := quic.Listen("127.0.0.1:0", stls, quic.Config{})
+	ln, err := listen(stls)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +41,7 @@ func quicPair(t *testing.T) (transport.Conn, transport.Conn) {
 		}
 		accepted <- c
 	}()
-	cc, err := quic.Dial(ctx, ln.Addr().String(), ctls, quic.Config{})
+	cc, err := dial(ctx, ln.Addr().String(), ctls)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +57,41 @@ func quicPair(t *testing.T) (transport.Conn, transport.Conn) {
 	return cc, sc
 }
 
+func quicPair(t *testing.T) (transport.Conn, transport.Conn) {
+	return listenerPair(t,
+		func(tc *tls.Config) (transport.Listener, error) { return quic.Listen("127.0.0.1:0", tc, quic.Config{}) },
+		func(ctx context.Context, addr string, tc *tls.Config) (transport.Conn, error) {
+			return quic.Dial(ctx, addr, tc, quic.Config{})
+		})
+}
+
+func tcpPair(t *testing.T) (transport.Conn, transport.Conn) {
+	return listenerPair(t,
+		func(tc *tls.Config) (transport.Listener, error) {
+			return tcptls.Listen("127.0.0.1:0", tc, mux.Config{})
+		},
+		func(ctx context.Context, addr string, tc *tls.Config) (transport.Conn, error) {
+			return tcptls.Dial(ctx, addr, tc, mux.Config{})
+		})
+}
+
+func wsPair(t *testing.T) (transport.Conn, transport.Conn) {
+	return listenerPair(t,
+		func(tc *tls.Config) (transport.Listener, error) {
+			return websocket.Listen("127.0.0.1:0", tc, mux.Config{})
+		},
+		func(ctx context.Context, addr string, tc *tls.Config) (transport.Conn, error) {
+			return websocket.Dial(ctx, "wss://"+addr+"/jsp", tc, mux.Config{})
+		})
+}
+
 // transportFactories are the transports every session feature is checked
 // on; the in-memory one runs the full suite in the other files.
 var transportFactories = map[string]func(*testing.T) (transport.Conn, transport.Conn){
 	"mem":  newPair,
 	"quic": quicPair,
+	"tcp":  tcpPair,
+	"ws":   wsPair,
 }
 
 // TestSessionOverTransports runs the session's main paths over each real

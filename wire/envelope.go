@@ -73,7 +73,7 @@ type Route struct {
 //	 4 class      uint 0..3         QoS class, system if absent
 //	 5 ts         uint              sender's unix time, ms
 //	 6 ttl        uint              ms; absent = no expiry
-//	 7 sender     text ..256        set by the server on delivery
+//	 7 sender     text 1..256       set by the server on delivery
 //	 8 reply_to   bytes 1..64       id of the command a reply answers
 //	 9 seq        uint              per-channel sequence, server-assigned
 //	10 nonce      bytes 1..32       replay protection for signed envelopes
@@ -130,18 +130,21 @@ const (
 const SigningContext = "JSP/1 envelope signature\x00"
 
 // Append appends the deterministic encoding of m to b (JSP §4).
-func (m *Envelope) Append(b []byte) []byte { return m.appendBody(b, true) }
+func (m *Envelope) Append(b []byte) []byte { return m.appendBody(b, false) }
 
 // SigningBytes appends to b the bytes an envelope signature covers (JSP
-// §4.3): SigningContext followed by the encoding of m without key 11 (sig).
-// Signer and verifier both compute it from the decoded envelope, which
-// re-encodes to the bytes that were sent because decoding accepts only the
-// deterministic form.
+// §4.3): SigningContext followed by the encoding of m without key 11 (sig)
+// and without keys 7 (sender) and 9 (seq), which the server sets on
+// delivery after the originator signed. Signer and verifier both compute it
+// from the decoded envelope, which re-encodes to the bytes that were sent
+// because decoding accepts only the deterministic form.
 func (m *Envelope) SigningBytes(b []byte) []byte {
-	return m.appendBody(append(b, SigningContext...), false)
+	return m.appendBody(append(b, SigningContext...), true)
 }
 
-func (m *Envelope) appendBody(b []byte, withSig bool) []byte {
+// appendBody encodes m; forSigning leaves out the fields a signature does
+// not cover.
+func (m *Envelope) appendBody(b []byte, forSigning bool) []byte {
 	b, at := beginBody(b)
 	n := 2
 	b = appendBytesField(b, envID, m.ID)
@@ -161,19 +164,19 @@ func (m *Envelope) appendBody(b []byte, withSig bool) []byte {
 	if m.TTL != 0 {
 		b, n = appendUintField(b, envTTL, m.TTL), n+1
 	}
-	if m.Sender != "" {
+	if m.Sender != "" && !forSigning {
 		b, n = appendTextField(b, envSender, m.Sender), n+1
 	}
 	if len(m.ReplyTo) != 0 {
 		b, n = appendBytesField(b, envReplyTo, m.ReplyTo), n+1
 	}
-	if m.Seq != 0 {
+	if m.Seq != 0 && !forSigning {
 		b, n = appendUintField(b, envSeq, m.Seq), n+1
 	}
 	if len(m.Nonce) != 0 {
 		b, n = appendBytesField(b, envNonce, m.Nonce), n+1
 	}
-	if withSig && len(m.Signature) != 0 {
+	if len(m.Signature) != 0 && !forSigning {
 		b, n = appendBytesField(b, envSig, m.Signature), n+1
 	}
 	if len(m.Headers) != 0 {

@@ -44,9 +44,6 @@ var (
 	// ErrBadFragment: a fragment header has a count of 0 or above
 	// MaxFragments, or an index not below the count (JSP §5.13).
 	ErrBadFragment = jsperr.New(jsperr.MalformedFrame, "wire: invalid fragment header")
-	// ErrBadCloseReason: a LINK_CLOSE reason is longer than MaxCloseReasonLen
-	// or not valid UTF-8 (JSP §3.4).
-	ErrBadCloseReason = jsperr.New(jsperr.MalformedFrame, "wire: invalid LINK_CLOSE reason")
 	// ErrKindMismatch: an envelope's kind does not match the frame that
 	// carries it, e.g. a COMMAND frame holding a reply (JSP §5.8-§5.10).
 	ErrKindMismatch = jsperr.New(jsperr.ProtocolViolation, "wire: envelope kind does not match frame type")

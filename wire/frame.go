@@ -15,9 +15,24 @@
 // after that both sides exchange session frames on the control stream and on
 // application streams, and DATAGRAM frames in transport datagrams.
 //
-// Encoders append to a caller-supplied []byte and return it; decoders return
-// the value, the bytes consumed and an error, check bounds before every read,
-// and never allocate from a length they have not checked against a limit.
+// Frame payloads of the session frames are deterministic CBOR (JSP §6),
+// encoded and decoded by this package's own minimal CBOR codec
+// (AppendCBOR*, CBORDecoder). Every message type has the same codec shape:
+//
+//	func (m *X) Append(b []byte) []byte   // appends the encoding to b
+//	func (m *X) Len() int                 // length Append adds
+//	func ParseX(b []byte) (X, int, error) // decodes from the front of b
+//
+// ParseX uses DefaultLimits, checks bounds before every read, never
+// allocates from a length it has not checked against a limit, returns
+// sentinel *jsperr.Error values (no allocation on the error path), and
+// returns values that never alias b. DecodeMessage dispatches a frame
+// payload by frame type; Limits.DecodeMessage does the same with negotiated
+// limits. The message types are Envelope (carried as EnvelopeFrame), Hello,
+// Welcome, ErrorMessage, Ping, Pong, Goaway, Ack, Nack, Subscribe,
+// Unsubscribe, StreamOpen and Datagram; link frame payloads have
+// AppendVarintPayload/ParseVarintPayload and AppendLinkClose/ParseLinkClose.
+//
 // This package imports only the standard library and the project's leaf
 // packages jsperr and internal/protocol.
 package wire
@@ -56,27 +71,61 @@ const (
 	FrameLinkClose FrameType = 0x06
 )
 
-// Session frame types (JSP §5). Unless noted, the payload is a CBOR map with
-// small integer keys defined in spec/jsp.cddl.
+// Session frame types (JSP §5). Unless noted, the payload is one CBOR map
+// with small unsigned keys (spec/jsp.cddl) and the stream id is the stream
+// the frame travels on (0 on QUIC, where the transport has its own ids).
 const (
-	FrameHello       FrameType = 0x10 // client -> server, first frame on the control stream
-	FrameWelcome     FrameType = 0x11 // server -> client, reply to HELLO
-	FrameError       FrameType = 0x12 // either way; fatal when on the control stream
-	FramePing        FrameType = 0x13 // either way; payload: opaque (vi) + send time
-	FramePong        FrameType = 0x14 // echo of PING
-	FrameGoaway      FrameType = 0x15 // server -> client, graceful shutdown
-	FrameAck         FrameType = 0x16 // acknowledges messages
-	FrameNack        FrameType = 0x17 // negative acknowledgement (media)
-	FrameSubscribe   FrameType = 0x18 // client -> server
-	FrameUnsubscribe FrameType = 0x19 // client -> server
-	FramePublish     FrameType = 0x1a // client -> server, envelope of kind event
-	FrameEvent       FrameType = 0x1b // server -> client, envelope on a subscription
-	FrameCommand     FrameType = 0x1c // request, envelope of kind command
-	FrameReply       FrameType = 0x1d // response, envelope of kind reply
-	FrameNotify      FrameType = 0x1e // server -> client push, envelope of kind notification
-	FrameMessage     FrameType = 0x1f // Mixed API message (envelope), either way
-	FrameStreamOpen  FrameType = 0x20 // first frame on an application stream
-	FrameDatagram    FrameType = 0x21 // application datagram with fragment header
+	// FrameHello opens a session: client -> server, first frame on the
+	// control stream. payload = Hello {1 versions, 2 client_name, ...}.
+	FrameHello FrameType = 0x10
+	// FrameWelcome accepts a HELLO: server -> client.
+	// payload = Welcome {1 version, 2 session_id, ...}.
+	FrameWelcome FrameType = 0x11
+	// FrameError reports an error, either way; on the control stream it
+	// ends the session. payload = ErrorMessage {1 code, 2 reason, ...}.
+	FrameError FrameType = 0x12
+	// FramePing asks for a PONG, either way. payload = Ping {1 id, 2 ts}.
+	FramePing FrameType = 0x13
+	// FramePong answers a PING with its id and ts. payload = Pong {1 id, 2 ts}.
+	FramePong FrameType = 0x14
+	// FrameGoaway announces a graceful shutdown: server -> client.
+	// payload = Goaway {1 code, 2 reason, 3 alternatives, 4 grace_ms}.
+	FrameGoaway FrameType = 0x15
+	// FrameAck acknowledges message ids or channel positions.
+	// payload = Ack {1 ids, 2 cursors}.
+	FrameAck FrameType = 0x16
+	// FrameNack lists missing media sequence numbers.
+	// payload = Nack {1 flow, 2 seqs}.
+	FrameNack FrameType = 0x17
+	// FrameSubscribe subscribes to a channel: client -> server.
+	// payload = Subscribe {1 channel, 2 since, 3 req}.
+	FrameSubscribe FrameType = 0x18
+	// FrameUnsubscribe ends a subscription: client -> server.
+	// payload = Unsubscribe {1 channel, 3 req}.
+	FrameUnsubscribe FrameType = 0x19
+	// FramePublish publishes an event: client -> server.
+	// payload = Envelope of kind event.
+	FramePublish FrameType = 0x1a
+	// FrameEvent delivers an event on a subscription: server -> client.
+	// payload = Envelope of kind event.
+	FrameEvent FrameType = 0x1b
+	// FrameCommand sends a request, either way. payload = Envelope of kind command.
+	FrameCommand FrameType = 0x1c
+	// FrameReply answers a COMMAND. payload = Envelope of kind reply.
+	FrameReply FrameType = 0x1d
+	// FrameNotify pushes a notification: server -> client.
+	// payload = Envelope of kind notification.
+	FrameNotify FrameType = 0x1e
+	// FrameMessage carries a Mixed API message, either way (JSP §12).
+	// payload = Envelope of any kind.
+	FrameMessage FrameType = 0x1f
+	// FrameStreamOpen is the first frame on a Stream API stream.
+	// payload = StreamOpen {1 class, 2 label, 3 metadata}.
+	FrameStreamOpen FrameType = 0x20
+	// FrameDatagram carries an application datagram or one fragment of it.
+	//   stream id = flow id (0 Datagram API, 1 Mixed API unreliable)
+	//   payload   = msg id (vi) | index (vi) | count (vi) | data (rest)
+	FrameDatagram FrameType = 0x21
 )
 
 // Flags is the flags byte of a frame header (JSP §3.2).

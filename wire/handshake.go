@@ -3,7 +3,9 @@ package wire
 import (
 	"errors"
 	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
@@ -631,7 +633,12 @@ func ParseErrorMessage(b []byte) (ErrorMessage, int, error) {
 }
 
 // truncateUTF8 cuts s to at most max bytes without splitting a character.
+// Invalid UTF-8 (a local error string may hold any bytes) is first replaced
+// with U+FFFD, since the peer rejects invalid text.
 func truncateUTF8(s string, max int) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
 	if len(s) <= max {
 		return s
 	}

@@ -6,9 +6,9 @@ import (
 	"github.com/jetstreamproto/jsp/jsperr"
 )
 
-// Payload codecs of the link frames (JSP §3.4). Each payload is exact: bytes
-// after the fields are MALFORMED_FRAME, since a link frame's length is the
-// length of its fields.
+// Payload codecs of the link frames (JSP §3.4). A varint payload is exact:
+// bytes after the varint are MALFORMED_FRAME, since a link frame's length is
+// the length of its fields.
 
 // AppendVarintPayload appends the one-varint payload of WINDOW_UPDATE (the
 // credit increment), RESET_STREAM and STOP_SENDING (the error code).
@@ -36,8 +36,11 @@ func AppendLinkClose(b []byte, code jsperr.Code, reason string) []byte {
 	return append(b, truncateUTF8(reason, MaxCloseReasonLen)...)
 }
 
-// ParseLinkClose decodes a LINK_CLOSE payload (JSP §3.4). A reason over
-// MaxCloseReasonLen bytes or not valid UTF-8 is MALFORMED_FRAME.
+// ParseLinkClose decodes a LINK_CLOSE payload (JSP §3.4). The reason is
+// informative and the link is closing anyway, so a reason that is not valid
+// UTF-8 or is longer than MaxCloseReasonLen does not fail the frame: it is
+// returned as "" and the peer's code is kept. Only a bad code varint is an
+// error.
 func ParseLinkClose(p []byte) (jsperr.Code, string, error) {
 	v, n, err := ParseVarint(p)
 	if err != nil {
@@ -45,7 +48,7 @@ func ParseLinkClose(p []byte) (jsperr.Code, string, error) {
 	}
 	r := p[n:]
 	if len(r) > MaxCloseReasonLen || !utf8.Valid(r) {
-		return 0, "", ErrBadCloseReason
+		return jsperr.Code(v), "", nil
 	}
 	return jsperr.Code(v), string(r), nil
 }

@@ -50,6 +50,11 @@ func (fr *FrameReader) ReadFrame() (Header, []byte, error) {
 		if _, err := io.ReadFull(fr.r, fr.hdr[n:n+l-1]); err != nil {
 			return Header{}, nil, fr.truncated(err)
 		}
+		// Check each varint as soon as it is complete, so a stream reports
+		// the same first error as ParseFrame on the same bytes.
+		if _, _, err := ParseVarint(fr.hdr[n-1 : n+l-1]); err != nil {
+			return Header{}, nil, err
+		}
 		n += l - 1
 	}
 	h, _, err := ParseHeader(fr.hdr[:n], fr.maxPayload)

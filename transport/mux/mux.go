@@ -10,6 +10,9 @@
 //	WINDOW_UPDATE stream id (0 = connection), payload = increment (vi)
 //	RESET_STREAM  stream id, payload = code (vi): sender abandons the stream
 //	STOP_SENDING  stream id, payload = code (vi): receiver wants no more data
+//
+// (control frames carry flags 0)
+//
 //	LINK_DATAGRAM stream id 0, flags = class, payload = datagram
 //	LINK_CLOSE    stream id 0, payload = code (vi) | reason (UTF-8)
 //
@@ -18,7 +21,8 @@
 // peer from the first frame that carries its id, and opening a higher id
 // implicitly opens the lower unused ids of the same side, so that streams
 // whose first frames arrive out of order are not mistaken for closed ones.
-// A stream ends when both directions are done: FIN or RESET_STREAM sent,
+// A peer stream reaches AcceptStream with its first STREAM or RESET_STREAM
+// frame. A stream ends when both directions are done: FIN or RESET_STREAM sent,
 // and FIN or RESET_STREAM received. Each end counts the streams the other
 // opened and closes the link with STREAM_LIMIT when the count passes
 // Config.MaxStreams; the opener waits in OpenStream instead, and frees a
@@ -404,6 +408,10 @@ func (c *Conn) closeLocked(err *jsperr.Error, send bool) {
 	c.cancel(err)
 	close(c.closing)
 	c.broadcastSendLocked()
+	// A write in flight may be stuck behind a peer that stopped reading:
+	// bound the wait for it by CloseTimeout instead of WriteTimeout. When
+	// no write is in flight the writer re-arms or stops the timer itself.
+	c.writeTimer.Reset(c.cfg.CloseTimeout)
 }
 
 // fail closes the link after a protocol violation: LINK_CLOSE carries the

@@ -1,6 +1,7 @@
 package mux_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/jetstreamproto/jsp/transport"
@@ -17,4 +18,20 @@ func TestConformance(t *testing.T) {
 		c, s := memtransport.NewPair(mux.Config{})
 		return c, s
 	})
+}
+
+func BenchmarkThroughput(b *testing.B) {
+	cases := []struct{ streams, size int }{{1, 64 << 10}, {4, 64 << 10}, {4, 256}}
+	for _, tc := range cases {
+		b.Run(fmt.Sprintf("mem/streams=%d/write=%d", tc.streams, tc.size), func(b *testing.B) {
+			var client *mux.Conn
+			transporttest.BenchmarkThroughput(b, func(b *testing.B) (transport.Conn, transport.Conn) {
+				c, s := memtransport.NewPair(mux.Config{})
+				client = c
+				return c, s
+			}, tc.streams, tc.size)
+			st := client.Stats()
+			b.ReportMetric(float64(st.FramesWritten)/float64(st.Writes), "frames/write")
+		})
+	}
 }

@@ -112,8 +112,11 @@ func (c *Conn) streamLocked(h wire.Header) (*stream, error) {
 		}
 	}
 	s := c.streams[id]
-	if s != nil && !s.announced {
-		// The first frame of a peer stream names its class.
+	if s != nil && !s.announced && (h.Type == wire.FrameStream || h.Type == wire.FrameResetStream) {
+		// A peer stream reaches AcceptStream with its first STREAM frame,
+		// which names its class, or with a RESET_STREAM. WINDOW_UPDATE and
+		// STOP_SENDING carry flags 0 (JSP §3.4) and count it as open
+		// without announcing it.
 		s.announced = true
 		s.class = h.Flags.Class()
 		c.acceptQ = append(c.acceptQ, s)
@@ -150,7 +153,14 @@ func (c *Conn) onStreamLocked(h wire.Header, p []byte) error {
 		s.readOffset += n
 		c.consumeConnLocked(n)
 	} else if n > 0 {
-		s.rbuf = append(s.rbuf, append([]byte(nil), p...))
+		// Small payloads fill the last buffer before a new one is taken, so
+		// a peer sending tiny frames cannot make us hold a pooled buffer
+		// per byte of credit.
+		if k := len(s.rbuf); k > 0 && cap(s.rbuf[k-1].b)-len(s.rbuf[k-1].b) >= len(p) {
+			s.rbuf[k-1].b = append(s.rbuf[k-1].b, p...)
+		} else {
+			s.rbuf = append(s.rbuf, recvChunk{b: getChunk(p)})
+		}
 		s.rbufLen += len(p)
 	}
 	if h.Flags.Has(wire.FlagFIN) {

@@ -29,7 +29,7 @@ type stream struct {
 	inMap     bool // counted in c.streams and against the stream limit
 
 	// Receive side.
-	rbuf          [][]byte
+	rbuf          []recvChunk
 	rbufLen       int
 	recvOffset    protocol.ByteCount // bytes received
 	readOffset    protocol.ByteCount // bytes consumed (read or discarded)
@@ -119,17 +119,25 @@ func (s *stream) Read(p []byte) (int, error) {
 	}
 }
 
+// recvChunk is one received STREAM payload, read from off on. Its buffer
+// comes from chunkPool and goes back once read.
+type recvChunk struct {
+	b   []byte
+	off int
+}
+
 // copyOutLocked moves buffered bytes into p.
 func (s *stream) copyOutLocked(p []byte) int {
 	n := 0
 	for n < len(p) && len(s.rbuf) > 0 {
-		k := copy(p[n:], s.rbuf[0])
+		ch := &s.rbuf[0]
+		k := copy(p[n:], ch.b[ch.off:])
 		n += k
-		if k == len(s.rbuf[0]) {
-			s.rbuf[0] = nil
+		ch.off += k
+		if ch.off == len(ch.b) {
+			putChunk(ch.b)
+			s.rbuf[0] = recvChunk{}
 			s.rbuf = s.rbuf[1:]
-		} else {
-			s.rbuf[0] = s.rbuf[0][k:]
 		}
 	}
 	s.rbufLen -= n
@@ -275,6 +283,9 @@ func (s *stream) CancelRead(code jsperr.Code) {
 // discardLocked drops buffered data, returning its connection credit.
 func (s *stream) discardLocked() {
 	n := s.rbufLen
+	for _, ch := range s.rbuf {
+		putChunk(ch.b)
+	}
 	s.rbuf, s.rbufLen = nil, 0
 	s.readOffset += protocol.ByteCount(n)
 	s.c.consumeConnLocked(protocol.ByteCount(n))

@@ -177,27 +177,27 @@ func (c *Conn) encodeLocked(buf []byte, f *outFrame) []byte {
 			c.retireLocked(s)
 		}
 	case kindReset:
-		buf = appendVarintFrame(buf, wire.FrameResetStream, wire.Flags(0).WithClass(s.class), s.id, wireCode(f.code))
+		buf = appendVarintFrame(buf, wire.FrameResetStream, s.id, wireCode(f.code))
 		s.resetWritten = true
 		c.retireLocked(s)
 	case kindStopSending:
 		if s.finRecv || s.resetRecv {
 			return buf // the peer has finished sending already
 		}
-		buf = appendVarintFrame(buf, wire.FrameStopSending, wire.Flags(0).WithClass(s.class), s.id, wireCode(f.code))
+		buf = appendVarintFrame(buf, wire.FrameStopSending, s.id, wireCode(f.code))
 	case kindWindowUpdate:
 		if s == nil {
 			inc := c.connWUPending
 			c.connWUPending, c.connWUQueued = 0, false
 			if inc > 0 {
-				buf = appendVarintFrame(buf, wire.FrameWindowUpdate, 0, 0, uint64(inc))
+				buf = appendVarintFrame(buf, wire.FrameWindowUpdate, 0, uint64(inc))
 			}
 			return buf
 		}
 		inc := s.wuPending
 		s.wuPending, s.wuQueued = 0, false
 		if inc > 0 && !s.finRecv && !s.resetRecv && !s.readCancelled {
-			buf = appendVarintFrame(buf, wire.FrameWindowUpdate, wire.Flags(0).WithClass(s.class), s.id, uint64(inc))
+			buf = appendVarintFrame(buf, wire.FrameWindowUpdate, s.id, uint64(inc))
 		}
 	case kindDatagram:
 		c.dgQueued--

@@ -1,0 +1,217 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jetstreamproto/jsp/server/pubsub"
+	"github.com/jetstreamproto/jsp/server/services"
+	"github.com/jetstreamproto/jsp/server/services/files"
+	"github.com/jetstreamproto/jsp/session"
+	"github.com/jetstreamproto/jsp/transport"
+	"github.com/jetstreamproto/jsp/transport/mux"
+	jspquic "github.com/jetstreamproto/jsp/transport/quic"
+)
+
+// Default listen addresses (docs/decisions.md D6): QUIC on UDP 7400, TLS
+// over TCP on TCP 7400, WebSocket over HTTPS on TCP 7401.
+const (
+	DefaultQUICAddr = ":7400"
+	DefaultTCPAddr  = ":7400"
+	DefaultWSAddr   = ":7401"
+	DefaultWSPath   = "/jsp"
+	DefaultDataDir  = ".jsp-data"
+)
+
+// Off disables a listener when given as its address.
+const Off = "off"
+
+// Default limits; each is what a zero Config field means.
+const (
+	// DefaultDrainGrace is how long Shutdown lets clients move after GOAWAY
+	// before their sessions are closed (JSP §11.6).
+	DefaultDrainGrace = 10 * time.Second
+	// DefaultMaxSessions caps connections, handshaking or established.
+	DefaultMaxSessions = 10000
+	// DefaultMaxConnsPerIP caps connections from one IP address.
+	DefaultMaxConnsPerIP = 128
+	// DefaultMaxHandshakes caps handshakes in progress at once.
+	DefaultMaxHandshakes = 256
+	// DefaultMaxInflight caps the commands and Mixed API echoes one session
+	// has in progress; a command beyond it is answered with QUEUE_FULL.
+	DefaultMaxInflight = 32
+	// DefaultMaxStreamHandlers caps application streams one session has
+	// being served; a stream beyond it is reset with STREAM_LIMIT.
+	DefaultMaxStreamHandlers = 64
+)
+
+// Config configures a Gateway. The zero value is valid: every zero field
+// means the documented default.
+type Config struct {
+	// QUICAddr is the UDP address of the QUIC listener (JSP §7.1).
+	// Default: DefaultQUICAddr. Off disables it.
+	QUICAddr string
+	// TCPAddr is the TCP address of the TLS-over-TCP listener (JSP §7.2).
+	// Default: DefaultTCPAddr. Off disables it.
+	TCPAddr string
+	// WSAddr is the TCP address of the HTTPS server that carries WebSocket
+	// (JSP §7.3), /healthz and /metrics. Default: DefaultWSAddr. Off
+	// disables it.
+	WSAddr string
+	// WSPath is the WebSocket endpoint's path. Default: DefaultWSPath.
+	WSPath string
+	// WSOriginPatterns are the host patterns (path.Match syntax) allowed in
+	// a browser's Origin header besides the server's own host. Default:
+	// none, so pages from other origins cannot connect.
+	WSOriginPatterns []string
+
+	// DataDir holds the development certificate and the files service's
+	// store. Default: DefaultDataDir.
+	DataDir string
+	// Certificate is the server certificate. Default: CertFile/KeyFile when
+	// set, else a development certificate created in DataDir on first run
+	// (tlsconf.LoadOrCreateDevCert), which clients trust by its SPKI pin.
+	Certificate *tls.Certificate
+	// CertFile and KeyFile name a PEM certificate chain and key to load
+	// when Certificate is nil. Both or neither.
+	CertFile, KeyFile string
+	// DevCertHosts are extra names and addresses for the development
+	// certificate (it always names localhost, 127.0.0.1 and ::1).
+	DevCertHosts []string
+
+	// Session configures every session.
+	Session session.Config
+	// QUIC configures the QUIC listener.
+	QUIC jspquic.Config
+	// Link configures the TCP and WebSocket link layer.
+	Link mux.Config
+	// Hub configures the pub/sub hub.
+	Hub pubsub.Config
+	// ExtraListeners are served besides the built-in ones, e.g. an
+	// in-memory listener in tests or a listener an embedding program
+	// built. Once New succeeds the gateway owns them and closes them on
+	// Shutdown or Close.
+	ExtraListeners []transport.Listener
+	// Authenticate checks each HELLO. Default: everyone is accepted.
+	Authenticate session.Authenticator
+	// Services answers commands and streams. Default: echo, notify and
+	// files (storing under DataDir/files, capped at MaxFileSize).
+	Services *services.Registry
+	// MaxFileSize caps one file of the default files service.
+	// Default: files.DefaultMaxFileSize (1 GiB).
+	MaxFileSize int64
+
+	// Alternatives are addresses of other gateways, announced in WELCOME
+	// and in GOAWAY when draining. Default: none.
+	Alternatives []string
+	// DrainGrace is how long Shutdown waits after GOAWAY before closing the
+	// sessions that have not left. Default: DefaultDrainGrace.
+	DrainGrace time.Duration
+	// MaxSessions caps connections, handshaking or established.
+	// Default: DefaultMaxSessions.
+	MaxSessions int
+	// MaxConnsPerIP caps connections from one IP address.
+	// Default: DefaultMaxConnsPerIP.
+	MaxConnsPerIP int
+	// MaxHandshakes caps handshakes in progress. Default: DefaultMaxHandshakes.
+	MaxHandshakes int
+	// MaxInflight caps the commands and message echoes one session has in
+	// progress. Default: DefaultMaxInflight.
+	MaxInflight int
+	// MaxStreamHandlers caps the application streams one session has being
+	// served. Default: DefaultMaxStreamHandlers.
+	MaxStreamHandlers int
+
+	// Logger receives structured logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+	// Rand is the randomness for notification ids. Default: crypto/rand.
+	Rand io.Reader
+}
+
+func (c *Config) setDefaults() {
+	if c.QUICAddr == "" {
+		c.QUICAddr = DefaultQUICAddr
+	}
+	if c.TCPAddr == "" {
+		c.TCPAddr = DefaultTCPAddr
+	}
+	if c.WSAddr == "" {
+		c.WSAddr = DefaultWSAddr
+	}
+	if c.WSPath == "" {
+		c.WSPath = DefaultWSPath
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.MaxFileSize == 0 {
+		c.MaxFileSize = files.DefaultMaxFileSize
+	}
+	if c.DrainGrace == 0 {
+		c.DrainGrace = DefaultDrainGrace
+	}
+	if c.MaxSessions == 0 {
+		c.MaxSessions = DefaultMaxSessions
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
+	}
+	if c.MaxHandshakes == 0 {
+		c.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultMaxInflight
+	}
+	if c.MaxStreamHandlers == 0 {
+		c.MaxStreamHandlers = DefaultMaxStreamHandlers
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	// Sessions log and time through the gateway's logger and clock unless
+	// configured otherwise.
+	if c.Session.Logger == nil {
+		c.Session.Logger = c.Logger
+	}
+	if c.Session.Now == nil {
+		c.Session.Now = c.Now
+	}
+	if c.Hub.Logger == nil {
+		c.Hub.Logger = c.Logger
+	}
+}
+
+func (c *Config) validate() error {
+	if c.QUICAddr == Off && c.TCPAddr == Off && c.WSAddr == Off && len(c.ExtraListeners) == 0 {
+		return errors.New("gateway: every listener is off")
+	}
+	if c.WSPath != "" && !strings.HasPrefix(c.WSPath, "/") || c.WSPath == "/healthz" || c.WSPath == "/metrics" {
+		return fmt.Errorf("gateway: WSPath %q must start with / and differ from /healthz and /metrics", c.WSPath)
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return errors.New("gateway: CertFile and KeyFile go together")
+	}
+	switch {
+	case c.DrainGrace < 0:
+		return fmt.Errorf("gateway: negative DrainGrace %v", c.DrainGrace)
+	case c.MaxSessions < 0, c.MaxConnsPerIP < 0, c.MaxHandshakes < 0, c.MaxInflight < 0, c.MaxStreamHandlers < 0:
+		return errors.New("gateway: negative limit in config")
+	case c.MaxFileSize < 0:
+		return fmt.Errorf("gateway: negative MaxFileSize %d", c.MaxFileSize)
+	}
+	return nil
+}

@@ -1,0 +1,591 @@
+// Package gateway is the JSP edge server: it accepts connections on QUIC,
+// TLS-over-TCP and WebSocket listeners (JSP §7), runs the session
+// handshake on each (JSP §11.1), and hosts every session: pub/sub through
+// the local fan-out hub, commands and streams through services, Mixed API
+// messages and datagrams echoed back.
+//
+// The flow of one connection:
+//
+//	listener.Accept ─► admit (caps: draining, sessions, per IP, handshakes)
+//	                ─► session.Accept (HELLO/WELCOME) in a gateway goroutine
+//	                ─► host: recv loop    SUBSCRIBE/UNSUBSCRIBE ─► hub, ACK
+//	                                      PUBLISH ─► hub ─► EVENT to subscribers
+//	                                      COMMAND ─► service ─► REPLY (+NOTIFY)
+//	                                      MESSAGE ─► echoed, same delivery mode
+//	                         event loop   hub queue ─► EVENT
+//	                         stream loop  stream ─► service by label
+//	                         datagrams    echoed back
+//
+// Goroutines and their owners: Serve starts one accept loop per listener
+// and the HTTPS server; each admitted connection gets one goroutine (the
+// handshake, then the session host), which owns the host's loops and the
+// command and stream workers it starts. Shutdown stops the listeners, sends
+// GOAWAY to every session, waits for them to leave or for the drain grace,
+// then closes; Close does the same without the grace. Both wait for every
+// goroutine.
+//
+// Lock order: Gateway.mu is never held while calling into a session or the
+// hub.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/pubsub"
+	"github.com/jetstreamproto/jsp/server/services"
+	"github.com/jetstreamproto/jsp/server/services/echo"
+	"github.com/jetstreamproto/jsp/server/services/files"
+	"github.com/jetstreamproto/jsp/server/services/notify"
+	"github.com/jetstreamproto/jsp/session"
+	"github.com/jetstreamproto/jsp/transport"
+	"github.com/jetstreamproto/jsp/transport/tlsconf"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close, and by
+// Serve and Shutdown when called on a closed gateway.
+var ErrServerClosed = errors.New("gateway: server closed")
+
+// Gateway serves JSP sessions on QUIC, TCP and WebSocket.
+type Gateway struct {
+	cfg      Config
+	log      *slog.Logger
+	cert     tls.Certificate
+	certFile string // "" when the certificate was given in memory
+	pin      tlsconf.Fingerprint
+	hub      *pubsub.Hub[*wire.Envelope]
+	services *services.Registry
+	metrics  *metrics
+
+	listeners []*listener // fixed after New
+	http      *httpServer // nil when WebSocket is off
+
+	// ctx ends when the gateway closes; sessions and handshakes watch it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// acceptCtx ends when the gateway stops accepting (Shutdown or Close).
+	acceptCtx    context.Context
+	stopAccept   context.CancelFunc
+	handshakeSem chan struct{}
+
+	wg sync.WaitGroup // accept loops and connection goroutines
+
+	mu       sync.Mutex
+	perIP    map[string]int         // guarded by mu: connections per IP
+	conns    int                    // guarded by mu: connections admitted and not yet gone
+	hosts    map[*host]struct{}     // guarded by mu: established sessions
+	byKind   map[transport.Kind]int // guarded by mu: established sessions by transport
+	state    state                  // guarded by mu
+	served   bool                   // guarded by mu: Serve was called
+	shutdown chan struct{}          // closed when Shutdown or Close starts
+	closed   chan struct{}          // closed when the gateway is fully closed
+	closeErr error                  // guarded by mu
+}
+
+type state uint8
+
+const (
+	stateNew state = iota
+	stateServing
+	stateDraining
+	stateClosed
+)
+
+// listener is one transport listener with its kind.
+type listener struct {
+	kind transport.Kind
+	l    transport.Listener
+}
+
+// New loads or creates the certificate, binds every enabled listener and
+// returns a gateway ready to Serve. Addrs reports the bound addresses.
+func New(cfg Config) (*Gateway, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	g := &Gateway{
+		cfg:          cfg,
+		log:          cfg.Logger,
+		metrics:      newMetrics(),
+		handshakeSem: make(chan struct{}, cfg.MaxHandshakes),
+		perIP:        map[string]int{},
+		hosts:        map[*host]struct{}{},
+		byKind:       map[transport.Kind]int{},
+		shutdown:     make(chan struct{}),
+		closed:       make(chan struct{}),
+	}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.acceptCtx, g.stopAccept = context.WithCancel(g.ctx)
+	if err := g.loadCert(); err != nil {
+		return nil, err
+	}
+	hub, err := pubsub.New[*wire.Envelope](cfg.Hub)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	g.hub = hub
+	g.services = cfg.Services
+	if g.services == nil {
+		if g.services, err = defaultServices(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := g.listen(); err != nil {
+		g.closeListeners()
+		g.cancel()
+		return nil, err
+	}
+	return g, nil
+}
+
+// defaultServices registers echo, notify and files.
+func defaultServices(cfg Config) (*services.Registry, error) {
+	r := services.NewRegistry()
+	fs, err := files.New(files.Config{Dir: filepath.Join(cfg.DataDir, "files"), MaxFileSize: cfg.MaxFileSize, Now: cfg.Now})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: files service: %w", err)
+	}
+	for _, reg := range []func(*services.Registry) error{echo.Register, notify.Register, fs.Register} {
+		if err := reg(r); err != nil {
+			return nil, fmt.Errorf("gateway: register services: %w", err)
+		}
+	}
+	return r, nil
+}
+
+func (g *Gateway) loadCert() error {
+	switch {
+	case g.cfg.Certificate != nil:
+		g.cert = *g.cfg.Certificate
+	case g.cfg.CertFile != "":
+		cert, err := tlsconf.LoadKeyPair(g.cfg.CertFile, g.cfg.KeyFile)
+		if err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		g.cert, g.certFile = cert, g.cfg.CertFile
+	default:
+		cert, err := tlsconf.LoadOrCreateDevCert(g.cfg.DataDir, g.cfg.DevCertHosts, g.cfg.Now)
+		if err != nil {
+			return fmt.Errorf("gateway: development certificate: %w", err)
+		}
+		g.cert, g.certFile = cert, devCertPath(g.cfg.DataDir)
+	}
+	if g.cert.Leaf == nil {
+		return errors.New("gateway: certificate has no parsed leaf")
+	}
+	g.pin = tlsconf.SPKIFingerprint(g.cert.Leaf)
+	return nil
+}
+
+// CertInfo describes the certificate clients must trust.
+type CertInfo struct {
+	// Pin is the SPKI SHA-256 fingerprint of the leaf's public key.
+	Pin tlsconf.Fingerprint
+	// File is the certificate's path; empty when it was given in memory.
+	File string
+	// Dev is true for a generated development certificate.
+	Dev bool
+	// NotAfter is the certificate's expiry.
+	NotAfter time.Time
+}
+
+// Cert returns what clients need to trust the gateway's certificate.
+func (g *Gateway) Cert() CertInfo {
+	return CertInfo{
+		Pin:      g.pin,
+		File:     g.certFile,
+		Dev:      g.cfg.Certificate == nil && g.cfg.CertFile == "",
+		NotAfter: g.cert.Leaf.NotAfter,
+	}
+}
+
+// Addrs are the gateway's bound addresses; nil for a listener that is off.
+type Addrs struct {
+	QUIC      net.Addr
+	TCP       net.Addr
+	WebSocket net.Addr
+	// WSPath is the WebSocket endpoint's path.
+	WSPath string
+}
+
+// URLs returns the client URLs for every bound address (jsp+quic://,
+// jsp+tcp://, wss://), with an unspecified host ("[::]", "0.0.0.0")
+// replaced by localhost.
+func (a Addrs) URLs() []string {
+	var out []string
+	if a.QUIC != nil {
+		out = append(out, "jsp+quic://"+dialable(a.QUIC))
+	}
+	if a.TCP != nil {
+		out = append(out, "jsp+tcp://"+dialable(a.TCP))
+	}
+	if a.WebSocket != nil {
+		out = append(out, "wss://"+dialable(a.WebSocket)+a.WSPath)
+	}
+	return out
+}
+
+// dialable returns host:port with an unspecified host replaced by
+// localhost.
+func dialable(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Addrs returns the bound addresses, useful when listening on port 0.
+func (g *Gateway) Addrs() Addrs {
+	a := Addrs{WSPath: g.cfg.WSPath}
+	for _, l := range g.listeners {
+		switch l.kind {
+		case transport.KindQUIC:
+			a.QUIC = l.l.Addr()
+		case transport.KindTCP:
+			a.TCP = l.l.Addr()
+		}
+	}
+	if g.http != nil {
+		a.WebSocket = g.http.ln.Addr()
+	}
+	return a
+}
+
+// Serve accepts connections on every listener until Shutdown or Close, or
+// until ctx ends, which closes the gateway as Close does. It returns
+// ErrServerClosed after Shutdown or Close and ctx's error after ctx ended.
+func (g *Gateway) Serve(ctx context.Context) error {
+	g.mu.Lock()
+	if g.state != stateNew || g.served {
+		g.mu.Unlock()
+		return ErrServerClosed
+	}
+	g.served = true
+	g.state = stateServing
+	for _, l := range g.listeners {
+		g.wg.Add(1)
+		go g.acceptLoop(l)
+	}
+	if g.http != nil {
+		// The HTTPS server is joined by finish, not by wg: it keeps
+		// answering /healthz ("draining") while Shutdown waits on wg.
+		g.http.start()
+	}
+	g.mu.Unlock()
+	g.log.Info("gateway serving", "urls", g.Addrs().URLs(), "pin", g.pin.String())
+	select {
+	case <-ctx.Done():
+		_ = g.Close()
+		return ctx.Err()
+	case <-g.shutdown:
+		return ErrServerClosed
+	}
+}
+
+// acceptLoop accepts connections from one listener until the gateway stops
+// accepting.
+func (g *Gateway) acceptLoop(l *listener) {
+	defer g.wg.Done()
+	var backoff time.Duration
+	for {
+		conn, err := l.l.Accept(g.acceptCtx)
+		if err != nil {
+			if g.acceptCtx.Err() != nil {
+				return
+			}
+			if errors.Is(err, transport.ErrClosed) {
+				g.log.Error("gateway: listener closed unexpectedly", "transport", string(l.kind), "err", err)
+				return
+			}
+			// A failed accept is usually a refused handshake or a
+			// temporary resource shortage; back off as net/http does so a
+			// persistent failure does not spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			g.log.Debug("gateway: accept failed", "transport", string(l.kind), "err", err, "retry_in", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-g.acceptCtx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		backoff = 0
+		g.admit(conn)
+	}
+}
+
+// ipOf returns the IP part of a remote address, the key of the per-IP cap.
+func ipOf(a net.Addr) string {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.IP.String()
+	case *net.TCPAddr:
+		return a.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// admit applies the connection caps (ARCHITECTURE §5: per-IP connection
+// and handshake caps) and starts the connection's goroutine.
+func (g *Gateway) admit(conn transport.Conn) {
+	ip := ipOf(conn.RemoteAddr())
+	refuse := func(reason string, code jsperr.Code, msg string) {
+		g.metrics.refused.add(reason, 1)
+		g.log.Debug("gateway: connection refused", "remote", conn.RemoteAddr().String(), "reason", reason)
+		// A link connection's close waits for its close frame to be
+		// written (bounded by the link's close timeout); that wait must
+		// not hold up the accept loop while it is being flooded.
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			_ = conn.CloseWithError(code, msg)
+		}()
+	}
+	g.mu.Lock()
+	switch {
+	case g.state >= stateDraining:
+		g.mu.Unlock()
+		refuse("draining", jsperr.GoingAway, "server is shutting down")
+		return
+	case g.conns >= g.cfg.MaxSessions:
+		g.mu.Unlock()
+		refuse("max_sessions", jsperr.RateLimited, fmt.Sprintf("server at its limit of %d sessions", g.cfg.MaxSessions))
+		return
+	case g.perIP[ip] >= g.cfg.MaxConnsPerIP:
+		g.mu.Unlock()
+		refuse("per_ip", jsperr.RateLimited, fmt.Sprintf("more than %d connections from one address", g.cfg.MaxConnsPerIP))
+		return
+	}
+	select {
+	case g.handshakeSem <- struct{}{}:
+	default:
+		g.mu.Unlock()
+		refuse("handshakes", jsperr.RateLimited, "too many handshakes in progress")
+		return
+	}
+	g.conns++
+	g.perIP[ip]++
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go g.serveConn(conn, ip)
+}
+
+// serveConn runs the handshake and then hosts the session until it ends.
+func (g *Gateway) serveConn(conn transport.Conn, ip string) {
+	defer g.wg.Done()
+	defer func() {
+		g.mu.Lock()
+		g.conns--
+		if g.perIP[ip]--; g.perIP[ip] <= 0 {
+			delete(g.perIP, ip)
+		}
+		g.mu.Unlock()
+	}()
+	sess, err := session.Accept(g.ctx, conn, g.cfg.Session, session.ServerOptions{
+		Authenticate: g.cfg.Authenticate,
+		Gateways:     g.cfg.Alternatives,
+	})
+	<-g.handshakeSem
+	if err != nil {
+		code := jsperr.CodeOf(err)
+		g.metrics.errors.add(code.String(), 1)
+		g.log.Debug("gateway: handshake failed", "remote", conn.RemoteAddr().String(), "transport", string(conn.Kind()), "err", err)
+		// Accept closes the connection when it refuses a client; make sure
+		// it is closed on every other failure too.
+		_ = conn.CloseWithError(code, "handshake failed")
+		return
+	}
+	h := newHost(g, sess)
+	g.mu.Lock()
+	draining := g.state >= stateDraining
+	g.hosts[h] = struct{}{}
+	g.byKind[h.kind]++
+	g.mu.Unlock()
+	g.metrics.sessions.add(string(h.kind), 1)
+	g.metrics.accepted.add(string(h.kind), 1)
+	if draining {
+		// Shutdown took its snapshot of sessions before this one existed;
+		// it must hear GOAWAY too.
+		h.goAway()
+	}
+	h.run()
+	g.mu.Lock()
+	delete(g.hosts, h)
+	g.byKind[h.kind]--
+	g.mu.Unlock()
+	g.metrics.sessions.add(string(h.kind), -1)
+}
+
+// Shutdown drains the gateway gracefully (JSP §11.6): it stops accepting,
+// sends GOAWAY with the configured alternatives to every session, waits
+// until they have left or DrainGrace has passed, and closes. When ctx ends
+// first, the remaining sessions are closed at once and ctx's error is
+// returned.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.mu.Lock()
+	if g.state >= stateDraining {
+		g.mu.Unlock()
+		return g.waitClosed(ctx)
+	}
+	g.state = stateDraining
+	close(g.shutdown)
+	hosts := make([]*host, 0, len(g.hosts))
+	for h := range g.hosts {
+		hosts = append(hosts, h)
+	}
+	g.mu.Unlock()
+	g.stopAccept()
+	g.closeListeners()
+	g.log.Info("gateway draining", "sessions", len(hosts), "grace", g.cfg.DrainGrace)
+	for _, h := range hosts {
+		h.goAway()
+	}
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		g.cancel() // closes every remaining session and handshake
+		<-done
+	}
+	g.finish()
+	return err
+}
+
+// waitClosed waits for a shutdown started elsewhere.
+func (g *Gateway) waitClosed(ctx context.Context) error {
+	select {
+	case <-g.closed:
+		return ErrServerClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close closes the gateway at once: listeners, the HTTPS server and every
+// session (with GOING_AWAY, through each host's closeWatch), and waits for
+// every goroutine.
+func (g *Gateway) Close() error {
+	g.mu.Lock()
+	if g.state == stateClosed || g.state == stateDraining {
+		wasDraining := g.state == stateDraining
+		g.mu.Unlock()
+		if wasDraining {
+			g.cancel() // cut the drain short
+		}
+		<-g.closed
+		return nil
+	}
+	g.state = stateDraining
+	close(g.shutdown)
+	g.mu.Unlock()
+	g.stopAccept()
+	g.closeListeners()
+	g.cancel()
+	g.wg.Wait()
+	g.finish()
+	return nil
+}
+
+// closeListeners closes the transport listeners (the WebSocket one refuses
+// further upgrades); established connections stay up.
+func (g *Gateway) closeListeners() {
+	for _, l := range g.listeners {
+		if err := l.l.Close(); err != nil {
+			g.log.Debug("gateway: close listener", "transport", string(l.kind), "err", err)
+		}
+	}
+}
+
+// finish runs once every connection goroutine has ended.
+func (g *Gateway) finish() {
+	if g.http != nil {
+		g.http.close()
+	}
+	g.cancel()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != stateClosed {
+		g.state = stateClosed
+		close(g.closed)
+		g.log.Info("gateway closed")
+	}
+}
+
+// Health is the body of /healthz.
+type Health struct {
+	Status      string         `json:"status"` // "ok" or "draining"
+	Sessions    int            `json:"sessions"`
+	Transports  map[string]int `json:"transports"`
+	Channels    int            `json:"channels"`
+	Subscribers int            `json:"subscribers"`
+}
+
+// Health returns the current session counts.
+func (g *Gateway) Health() Health {
+	g.mu.Lock()
+	h := Health{Status: "ok", Sessions: len(g.hosts), Transports: map[string]int{}}
+	if g.state >= stateDraining {
+		h.Status = "draining"
+	}
+	for _, k := range []transport.Kind{transport.KindQUIC, transport.KindTCP, transport.KindWebSocket} {
+		h.Transports[string(k)] = g.byKind[k]
+	}
+	for k, n := range g.byKind {
+		h.Transports[string(k)] = n
+	}
+	g.mu.Unlock()
+	st := g.hub.Stats()
+	h.Channels, h.Subscribers = st.Channels, st.Subscribers
+	return h
+}
+
+func (g *Gateway) serveHealth(w http.ResponseWriter, r *http.Request) {
+	h := g.Health()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if h.Status != "ok" {
+		// Load balancers stop sending new clients to a draining gateway.
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(h)
+}
+
+func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	st := g.hub.Stats()
+	_ = g.metrics.write(w, []gauge{
+		{"jsp_pubsub_channels", "gauge", "Channels with local subscribers.", int64(st.Channels)},
+		{"jsp_pubsub_subscribers", "gauge", "Local subscribers (one per session).", int64(st.Subscribers)},
+		{"jsp_pubsub_published_total", "counter", "Messages published to the hub.", int64(st.Published)},
+		{"jsp_pubsub_delivered_total", "counter", "Deliveries queued to local subscribers.", int64(st.Delivered)},
+		{"jsp_pubsub_slow_consumers_total", "counter", "Subscribers dropped because their queue overflowed.", int64(st.Dropped)},
+	})
+}

@@ -1,0 +1,466 @@
+package gateway
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/pubsub"
+	"github.com/jetstreamproto/jsp/server/services"
+	"github.com/jetstreamproto/jsp/session"
+	"github.com/jetstreamproto/jsp/transport"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+// host serves one established session. It owns five loops (messages,
+// events, streams, datagrams, and a watch that closes the session when the
+// gateway closes) and the command, message and stream workers they start;
+// all of them end when the session does, and run joins them. The state the
+// loops share is the subscriber, which is safe for concurrent use, and the
+// semaphores; the session serializes what it sends.
+type host struct {
+	g     *Gateway
+	sess  *session.Session
+	id    string // session id, hex
+	kind  transport.Kind
+	log   *slog.Logger
+	ident services.Identity
+	sub   *pubsub.Subscriber[*wire.Envelope]
+
+	inflight chan struct{} // semaphore: commands and message echoes
+	streams  chan struct{} // semaphore: stream handlers
+	wg       sync.WaitGroup
+
+	mu        sync.Mutex
+	goingAway bool // guarded by mu: goAway has started
+	finished  bool // guarded by mu: run is joining wg; no more goroutines
+}
+
+func newHost(g *Gateway, sess *session.Session) *host {
+	id := hex.EncodeToString(sess.ID())
+	conn := sess.Conn()
+	h := &host{
+		g:    g,
+		sess: sess,
+		id:   id,
+		kind: conn.Kind(),
+		log:  g.log.With("session", id, "transport", string(conn.Kind()), "remote", conn.RemoteAddr().String()),
+		ident: services.Identity{
+			SessionID:  id,
+			Transport:  conn.Kind(),
+			RemoteAddr: conn.RemoteAddr().String(),
+		},
+		inflight: make(chan struct{}, g.cfg.MaxInflight),
+		streams:  make(chan struct{}, g.cfg.MaxStreamHandlers),
+	}
+	h.sub = g.hub.NewSubscriber(id)
+	return h
+}
+
+// run serves the session until it ends and then joins every goroutine the
+// host started.
+func (h *host) run() {
+	ctx := h.sess.Context()
+	h.log.Debug("session established")
+	for _, loop := range []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch} {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			loop(ctx)
+		}()
+	}
+	err := h.sess.Wait()
+	h.mu.Lock()
+	h.finished = true
+	h.mu.Unlock()
+	h.wg.Wait()
+	h.sub.Close()
+	if code := jsperr.CodeOf(err); code != jsperr.NoError {
+		h.g.metrics.errors.add(code.String(), 1)
+	}
+	h.log.Debug("session ended", "cause", err)
+}
+
+// closeWatch closes the session when the gateway closes.
+func (h *host) closeWatch(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-h.g.ctx.Done():
+		_ = h.sess.CloseWithError(jsperr.GoingAway, "server closed")
+	}
+}
+
+// goAway starts the session's drain: GOAWAY now, close after the grace.
+// The wait runs on a host goroutine so that Shutdown can signal every
+// session at once; a session that has already ended is left alone.
+func (h *host) goAway() {
+	h.mu.Lock()
+	if h.goingAway || h.finished {
+		h.mu.Unlock()
+		return
+	}
+	h.goingAway = true
+	// Added under mu so that it cannot race with run's final wg.Wait.
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		h.g.metrics.messagesOut.add(wire.FrameGoaway.String(), 1)
+		// g.ctx ends when a Shutdown's deadline passes or Close is called;
+		// the session then closes before the grace is over.
+		if err := h.sess.GoAway(h.g.ctx, "server shutting down", h.g.cfg.Alternatives, h.g.cfg.DrainGrace); err != nil {
+			h.log.Debug("goaway", "err", err)
+			_ = h.sess.CloseWithError(jsperr.GoingAway, "server shutting down")
+		}
+	}()
+}
+
+// closeOnError ends the session with err's code. CloseWithError waits for
+// the session's own goroutines, never for the host's, so any host goroutine
+// may call it.
+func (h *host) closeOnError(err error) {
+	code := jsperr.CodeOf(err)
+	h.log.Info("closing session", "code", code.String(), "err", err)
+	_ = h.sess.CloseWithError(code, err.Error())
+}
+
+// recvLoop dispatches the messages the client sends on the control stream
+// and on message streams.
+func (h *host) recvLoop(ctx context.Context) {
+	for {
+		in, err := h.sess.Recv(ctx)
+		if err != nil {
+			return
+		}
+		h.g.metrics.messagesIn.add(in.Type.String(), 1)
+		switch in.Type {
+		case wire.FrameSubscribe:
+			if m, ok := in.Message.(*wire.Subscribe); ok {
+				h.subscribe(m)
+			}
+		case wire.FrameUnsubscribe:
+			if m, ok := in.Message.(*wire.Unsubscribe); ok {
+				h.unsubscribe(m)
+			}
+		case wire.FramePublish:
+			h.publish(in.Envelope)
+		case wire.FrameCommand:
+			h.command(ctx, in.Envelope)
+		case wire.FrameMessage:
+			h.echoMessage(ctx, in)
+		case wire.FrameEvent, wire.FrameNotify, wire.FrameReply:
+			// JSP §5.8-§5.10: EVENT and NOTIFY go from server to client
+			// only, and this server never sends COMMANDs a client could
+			// reply to.
+			h.closeOnError(jsperr.Newf(jsperr.ProtocolViolation, "%s from a client", in.Type))
+			return
+		default:
+			// ACK cursors and other client messages carry state this
+			// gateway does not keep yet (resume comes with storage).
+			h.log.Debug("ignoring message", "type", in.Type.String())
+		}
+	}
+}
+
+// ack confirms a request id (JSP §5.6); requests without an id get none.
+func (h *host) ack(id []byte) {
+	if len(id) == 0 {
+		return
+	}
+	if err := h.sess.Send(&wire.Ack{IDs: [][]byte{id}}); err == nil {
+		h.g.metrics.messagesOut.add(wire.FrameAck.String(), 1)
+	}
+}
+
+// refuse reports the failure of the message or request named by ref with an
+// ERROR carrying ref (JSP §5.3), which fails that request only. Errors
+// without a registry code are reported as INTERNAL without details.
+func (h *host) refuse(ref []byte, err error) {
+	code := jsperr.CodeOf(err)
+	h.g.metrics.errors.add(code.String(), 1)
+	if len(ref) == 0 {
+		h.log.Debug("request without id failed", "err", err)
+		return
+	}
+	m := wire.ErrorMessageFrom(err)
+	m.Ref = ref
+	if err := h.sess.Send(&m); err == nil {
+		h.g.metrics.messagesOut.add(wire.FrameError.String(), 1)
+	}
+}
+
+// subscribe joins the session to a channel in the hub (JSP §5.7). The hub
+// keeps no history, so a Since cursor replays nothing: the retained set is
+// empty, not unknown.
+func (h *host) subscribe(m *wire.Subscribe) {
+	if err := h.sub.Subscribe(m.Channel); err != nil {
+		h.refuse(m.ReqID, err)
+		return
+	}
+	h.ack(m.ReqID)
+}
+
+func (h *host) unsubscribe(m *wire.Unsubscribe) {
+	if err := h.sub.Unsubscribe(m.Channel); err != nil {
+		h.refuse(m.ReqID, err)
+		return
+	}
+	h.ack(m.ReqID)
+}
+
+// publish fans a PUBLISH out as EVENTs through the hub (JSP §5.8). The hub
+// receives a copy stamped with the sender's identity; the per-channel
+// sequence number is set per delivery.
+func (h *host) publish(env *wire.Envelope) {
+	if env.Route.Kind != wire.RouteChannel {
+		h.refuse(env.ID, jsperr.Newf(jsperr.BadRequest, "PUBLISH to a %s route; want a channel", env.Route.Kind))
+		return
+	}
+	ev := *env
+	ev.Kind = wire.KindEvent
+	ev.Sender = h.id
+	ev.Seq = 0
+	if _, err := h.g.hub.Publish(env.Route.Name, &ev); err != nil {
+		h.refuse(env.ID, err)
+	}
+}
+
+// eventLoop sends the session's hub deliveries as EVENTs.
+func (h *host) eventLoop(ctx context.Context) {
+	for {
+		d, err := h.sub.Next(ctx)
+		if err != nil {
+			if ctx.Err() == nil && jsperr.CodeOf(err) == jsperr.SlowConsumer {
+				h.closeOnError(err)
+			}
+			return
+		}
+		// A shallow copy: the delivery's envelope is shared with every
+		// other subscriber and must stay unmodified.
+		ev := *d.Msg
+		ev.Seq = d.Seq
+		if err := h.sess.SendEnvelope(wire.FrameEvent, &ev); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if jsperr.CodeOf(err) == jsperr.QueueFull {
+				// JSP §11.3: chat is never dropped, so a client whose
+				// send queue stays full is a slow consumer.
+				h.closeOnError(jsperr.Newf(jsperr.SlowConsumer, "send queue full delivering %s seq %d", d.Channel, d.Seq))
+				return
+			}
+			h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
+			h.log.Debug("event not sent", "channel", d.Channel, "seq", d.Seq, "err", err)
+			continue
+		}
+		h.g.metrics.messagesOut.add(wire.FrameEvent.String(), 1)
+	}
+}
+
+// errorReply maps a handler error to a reply code and reason; errors
+// without a registry code become INTERNAL without their details.
+func errorReply(err error) (jsperr.Code, string) {
+	var je *jsperr.Error
+	if errors.As(err, &je) {
+		return je.Code, je.Reason
+	}
+	return jsperr.Internal, "internal error"
+}
+
+// command runs a COMMAND on the service named by its route (JSP §5.9) in a
+// worker and replies; notifications the service pushes meanwhile follow the
+// reply.
+func (h *host) command(ctx context.Context, env *wire.Envelope) {
+	reply := func(body []byte, code jsperr.Code, reason string) {
+		if code != jsperr.NoError {
+			h.g.metrics.errors.add(code.String(), 1)
+		}
+		if err := h.sess.Reply(env, body, code, reason); err != nil {
+			h.log.Debug("reply not sent", "err", err)
+			return
+		}
+		h.g.metrics.messagesOut.add(wire.FrameReply.String(), 1)
+	}
+	var svc services.Service
+	if env.Route.Kind == wire.RouteService {
+		svc, _ = h.g.services.Command(env.Route.Name)
+	}
+	if svc == nil {
+		reply(nil, jsperr.NotFound, "no service "+env.Route.Kind.String()+" "+env.Route.Name)
+		return
+	}
+	select {
+	case h.inflight <- struct{}{}:
+	default:
+		reply(nil, jsperr.QueueFull, "too many commands in progress")
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer func() { <-h.inflight }()
+		cctx := ctx
+		if env.TTL > 0 {
+			// The sender stops waiting after the TTL (JSP §4); so does the
+			// service.
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithTimeout(ctx, time.Duration(env.TTL)*time.Millisecond)
+			defer cancel()
+		}
+		var (
+			mu      sync.Mutex
+			replied bool
+			queued  []*wire.Envelope
+		)
+		caller := services.NewCaller(h.ident, func(n *wire.Envelope) error {
+			mu.Lock()
+			if !replied {
+				queued = append(queued, n)
+				mu.Unlock()
+				return nil
+			}
+			mu.Unlock()
+			return h.notify(n)
+		})
+		body, err := svc.HandleCommand(cctx, caller, env)
+		if err != nil {
+			if cctx.Err() != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				err = jsperr.Newf(jsperr.Timeout, "command %s: TTL of %d ms passed", env.Route.Name, env.TTL)
+			}
+			code, reason := errorReply(err)
+			if code == jsperr.Internal {
+				h.log.Warn("command failed", "service", env.Route.Name, "err", err)
+			}
+			reply(nil, code, reason)
+		} else {
+			reply(body, jsperr.NoError, "")
+		}
+		mu.Lock()
+		replied = true
+		pending := queued
+		queued = nil
+		mu.Unlock()
+		for _, n := range pending {
+			if err := h.notify(n); err != nil {
+				h.log.Debug("notification not sent", "err", err)
+			}
+		}
+	}()
+}
+
+// notify sends a NOTIFY to the session (JSP §5.10), filling in what the
+// service left empty.
+func (h *host) notify(n *wire.Envelope) error {
+	if len(n.ID) == 0 {
+		n.ID = make([]byte, 16)
+		if _, err := io.ReadFull(h.g.cfg.Rand, n.ID); err != nil {
+			return jsperr.Wrap(jsperr.Internal, err)
+		}
+	}
+	n.Kind = wire.KindNotification
+	if n.Route.Name == "" {
+		n.Route = wire.Route{Kind: wire.RouteUser, Name: h.id}
+	}
+	if err := h.sess.SendEnvelope(wire.FrameNotify, n); err != nil {
+		return err
+	}
+	h.g.metrics.messagesOut.add(wire.FrameNotify.String(), 1)
+	return nil
+}
+
+// echoMessage sends a Mixed API MESSAGE back to its sender with the same
+// delivery mode (JSP §12). Reliable modes wait for a worker slot
+// (backpressure); an unreliable message is dropped when none is free, as
+// the network might have dropped it.
+func (h *host) echoMessage(ctx context.Context, in session.Incoming) {
+	if in.Delivery == session.DeliveryUnreliable {
+		select {
+		case h.inflight <- struct{}{}:
+		default:
+			return
+		}
+	} else {
+		select {
+		case h.inflight <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+	}
+	echo := *in.Envelope
+	echo.Sender = h.id
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer func() { <-h.inflight }()
+		if err := h.sess.SendMessage(ctx, &echo, in.Delivery); err != nil {
+			if ctx.Err() == nil {
+				h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
+				h.log.Debug("message echo failed", "delivery", in.Delivery.String(), "err", err)
+			}
+			return
+		}
+		h.g.metrics.messagesOut.add(wire.FrameMessage.String(), 1)
+	}()
+}
+
+// streamLoop hands application streams to the service registered for their
+// label (JSP §5.12).
+func (h *host) streamLoop(ctx context.Context) {
+	for {
+		st, err := h.sess.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		h.g.metrics.messagesIn.add(wire.FrameStreamOpen.String(), 1)
+		svc, ok := h.g.services.Stream(st.Label())
+		if !ok {
+			h.g.metrics.errors.add(jsperr.NotFound.String(), 1)
+			st.CancelRead(jsperr.NotFound)
+			st.CancelWrite(jsperr.NotFound)
+			continue
+		}
+		select {
+		case h.streams <- struct{}{}:
+		default:
+			h.g.metrics.errors.add(jsperr.StreamLimit.String(), 1)
+			st.CancelRead(jsperr.StreamLimit)
+			st.CancelWrite(jsperr.StreamLimit)
+			continue
+		}
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			defer func() { <-h.streams }()
+			caller := services.NewCaller(h.ident, h.notify)
+			if err := svc.HandleStream(ctx, caller, st); err != nil {
+				h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
+				h.log.Debug("stream handler failed", "label", st.Label(), "err", err)
+			}
+		}()
+	}
+}
+
+// datagramLoop echoes every datagram back (JSP §5.13).
+func (h *host) datagramLoop(ctx context.Context) {
+	for {
+		b, err := h.sess.ReceiveDatagram(ctx)
+		if err != nil {
+			return
+		}
+		h.g.metrics.messagesIn.add(wire.FrameDatagram.String(), 1)
+		if err := h.sess.SendDatagram(b, protocol.ClassMedia); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
+			continue
+		}
+		h.g.metrics.messagesOut.add(wire.FrameDatagram.String(), 1)
+	}
+}
