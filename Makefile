@@ -17,8 +17,11 @@ build:
 run: build
 	./$(BIN) server --data-dir $(DATA_DIR)
 
+# Go modules, and the PostgreSQL server binaries the storage tests start
+# (from the distribution's packages when missing; needs root to install).
 deps:
 	$(GO) mod download
+	bash .ci/postgres.sh || echo "make: PostgreSQL is not available; its storage tests will skip"
 
 generate:
 	$(GO) generate ./...
