@@ -76,43 +76,100 @@ const (
 	RateLimited Code = 0x302
 	// BLOCKED: The peer's address or identity is blocked.
 	Blocked Code = 0x303
+	// TOKEN_MALFORMED: An auth token could not be decoded (bad encoding, unknown version, oversize or duplicate field).
+	TokenMalformed Code = 0x304
+	// TOKEN_EXPIRED: The auth token's expiry has passed; obtain a fresh token before reconnecting.
+	TokenExpired Code = 0x305
+	// TOKEN_NOT_YET_VALID: The auth token's not-before time is in the future (clock skew); retry later.
+	TokenNotYetValid Code = 0x306
+	// TOKEN_WRONG_AUDIENCE: The auth token was issued for another audience.
+	TokenWrongAudience Code = 0x307
+	// TOKEN_UNKNOWN_KEY: The auth token names a signing key id the verifier does not know.
+	TokenUnknownKey Code = 0x308
+	// TOKEN_BAD_SIGNATURE: The auth token's signature does not verify.
+	TokenBadSignature Code = 0x309
+	// TOKEN_KEY_REVOKED: The auth token was signed by a revoked key.
+	TokenKeyRevoked Code = 0x30a
+	// CERT_UNTRUSTED: The peer certificate does not chain to a trusted cluster CA.
+	CertUntrusted Code = 0x30b
+	// CERT_EXPIRED: The peer certificate (or its CA) has expired.
+	CertExpired Code = 0x30c
+	// CERT_NOT_YET_VALID: The peer certificate is not valid yet (clock skew); retry later.
+	CertNotYetValid Code = 0x30d
+	// CERT_WRONG_ROLE: The peer certificate's role or name is not allowed here.
+	CertWrongRole Code = 0x30e
+	// CERT_BAD_IDENTITY: The peer certificate carries no valid JSP identity URI for this cluster.
+	CertBadIdentity Code = 0x30f
+	// PIN_MISMATCH: No certificate in the peer's chain matches a pinned public key.
+	PinMismatch Code = 0x310
+	// DEVICE_UNKNOWN: The device key is not registered.
+	DeviceUnknown Code = 0x311
+	// DEVICE_REVOKED: The device key has been revoked.
+	DeviceRevoked Code = 0x312
+	// CHANNEL_BINDING_FAILED: The device proof does not verify for this TLS connection (wrong key, or captured on another connection).
+	ChannelBindingFailed Code = 0x313
+	// CIRCUIT_OPEN: A circuit breaker is open for a dependency; retry after the given delay.
+	CircuitOpen Code = 0x314
+	// TOO_MANY_CONNECTIONS: The peer's address has too many open connections.
+	TooManyConnections Code = 0x315
+	// TOO_MANY_HANDSHAKES: Too many handshakes are in flight from the peer's address or in total.
+	TooManyHandshakes Code = 0x316
 )
 
 var registry = map[Code]info{
-	NoError:            {name: "NO_ERROR", scope: "connection", retry: false},
-	Internal:           {name: "INTERNAL", scope: "connection", retry: true},
-	ProtocolViolation:  {name: "PROTOCOL_VIOLATION", scope: "connection", retry: false},
-	MalformedFrame:     {name: "MALFORMED_FRAME", scope: "connection", retry: false},
-	FrameTooLarge:      {name: "FRAME_TOO_LARGE", scope: "connection", retry: false},
-	Truncated:          {name: "TRUNCATED", scope: "connection", retry: false},
-	NonMinimalVarint:   {name: "NON_MINIMAL_VARINT", scope: "connection", retry: false},
-	InvalidCbor:        {name: "INVALID_CBOR", scope: "connection", retry: false},
-	DuplicateField:     {name: "DUPLICATE_FIELD", scope: "connection", retry: false},
-	MissingField:       {name: "MISSING_FIELD", scope: "connection", retry: false},
-	FlowControlError:   {name: "FLOW_CONTROL_ERROR", scope: "connection", retry: false},
-	StreamLimit:        {name: "STREAM_LIMIT", scope: "connection", retry: true},
-	DatagramTooLarge:   {name: "DATAGRAM_TOO_LARGE", scope: "message", retry: false},
-	MessageTooLarge:    {name: "MESSAGE_TOO_LARGE", scope: "message", retry: false},
-	CompressionError:   {name: "COMPRESSION_ERROR", scope: "connection", retry: false},
-	StreamReset:        {name: "STREAM_RESET", scope: "stream", retry: true},
-	TlsRequired:        {name: "TLS_REQUIRED", scope: "connection", retry: false},
-	TransportClosed:    {name: "TRANSPORT_CLOSED", scope: "connection", retry: true},
-	UnsupportedVersion: {name: "UNSUPPORTED_VERSION", scope: "connection", retry: false},
-	HandshakeTimeout:   {name: "HANDSHAKE_TIMEOUT", scope: "connection", retry: true},
-	IdleTimeout:        {name: "IDLE_TIMEOUT", scope: "connection", retry: true},
-	GoingAway:          {name: "GOING_AWAY", scope: "connection", retry: true},
-	SlowConsumer:       {name: "SLOW_CONSUMER", scope: "connection", retry: true},
-	QueueFull:          {name: "QUEUE_FULL", scope: "message", retry: true},
-	Expired:            {name: "EXPIRED", scope: "message", retry: false},
-	SessionNotFound:    {name: "SESSION_NOT_FOUND", scope: "connection", retry: false},
-	BadRequest:         {name: "BAD_REQUEST", scope: "message", retry: false},
-	NotFound:           {name: "NOT_FOUND", scope: "message", retry: false},
-	Timeout:            {name: "TIMEOUT", scope: "message", retry: true},
-	Cancelled:          {name: "CANCELLED", scope: "message", retry: false},
-	Conflict:           {name: "CONFLICT", scope: "message", retry: false},
-	LimitExceeded:      {name: "LIMIT_EXCEEDED", scope: "message", retry: false},
-	Unauthenticated:    {name: "UNAUTHENTICATED", scope: "connection", retry: false},
-	Forbidden:          {name: "FORBIDDEN", scope: "message", retry: false},
-	RateLimited:        {name: "RATE_LIMITED", scope: "message", retry: true},
-	Blocked:            {name: "BLOCKED", scope: "connection", retry: false},
+	NoError:              {name: "NO_ERROR", scope: "connection", retry: false},
+	Internal:             {name: "INTERNAL", scope: "connection", retry: true},
+	ProtocolViolation:    {name: "PROTOCOL_VIOLATION", scope: "connection", retry: false},
+	MalformedFrame:       {name: "MALFORMED_FRAME", scope: "connection", retry: false},
+	FrameTooLarge:        {name: "FRAME_TOO_LARGE", scope: "connection", retry: false},
+	Truncated:            {name: "TRUNCATED", scope: "connection", retry: false},
+	NonMinimalVarint:     {name: "NON_MINIMAL_VARINT", scope: "connection", retry: false},
+	InvalidCbor:          {name: "INVALID_CBOR", scope: "connection", retry: false},
+	DuplicateField:       {name: "DUPLICATE_FIELD", scope: "connection", retry: false},
+	MissingField:         {name: "MISSING_FIELD", scope: "connection", retry: false},
+	FlowControlError:     {name: "FLOW_CONTROL_ERROR", scope: "connection", retry: false},
+	StreamLimit:          {name: "STREAM_LIMIT", scope: "connection", retry: true},
+	DatagramTooLarge:     {name: "DATAGRAM_TOO_LARGE", scope: "message", retry: false},
+	MessageTooLarge:      {name: "MESSAGE_TOO_LARGE", scope: "message", retry: false},
+	CompressionError:     {name: "COMPRESSION_ERROR", scope: "connection", retry: false},
+	StreamReset:          {name: "STREAM_RESET", scope: "stream", retry: true},
+	TlsRequired:          {name: "TLS_REQUIRED", scope: "connection", retry: false},
+	TransportClosed:      {name: "TRANSPORT_CLOSED", scope: "connection", retry: true},
+	UnsupportedVersion:   {name: "UNSUPPORTED_VERSION", scope: "connection", retry: false},
+	HandshakeTimeout:     {name: "HANDSHAKE_TIMEOUT", scope: "connection", retry: true},
+	IdleTimeout:          {name: "IDLE_TIMEOUT", scope: "connection", retry: true},
+	GoingAway:            {name: "GOING_AWAY", scope: "connection", retry: true},
+	SlowConsumer:         {name: "SLOW_CONSUMER", scope: "connection", retry: true},
+	QueueFull:            {name: "QUEUE_FULL", scope: "message", retry: true},
+	Expired:              {name: "EXPIRED", scope: "message", retry: false},
+	SessionNotFound:      {name: "SESSION_NOT_FOUND", scope: "connection", retry: false},
+	BadRequest:           {name: "BAD_REQUEST", scope: "message", retry: false},
+	NotFound:             {name: "NOT_FOUND", scope: "message", retry: false},
+	Timeout:              {name: "TIMEOUT", scope: "message", retry: true},
+	Cancelled:            {name: "CANCELLED", scope: "message", retry: false},
+	Conflict:             {name: "CONFLICT", scope: "message", retry: false},
+	LimitExceeded:        {name: "LIMIT_EXCEEDED", scope: "message", retry: false},
+	Unauthenticated:      {name: "UNAUTHENTICATED", scope: "connection", retry: false},
+	Forbidden:            {name: "FORBIDDEN", scope: "message", retry: false},
+	RateLimited:          {name: "RATE_LIMITED", scope: "message", retry: true},
+	Blocked:              {name: "BLOCKED", scope: "connection", retry: false},
+	TokenMalformed:       {name: "TOKEN_MALFORMED", scope: "connection", retry: false},
+	TokenExpired:         {name: "TOKEN_EXPIRED", scope: "connection", retry: false},
+	TokenNotYetValid:     {name: "TOKEN_NOT_YET_VALID", scope: "connection", retry: true},
+	TokenWrongAudience:   {name: "TOKEN_WRONG_AUDIENCE", scope: "connection", retry: false},
+	TokenUnknownKey:      {name: "TOKEN_UNKNOWN_KEY", scope: "connection", retry: false},
+	TokenBadSignature:    {name: "TOKEN_BAD_SIGNATURE", scope: "connection", retry: false},
+	TokenKeyRevoked:      {name: "TOKEN_KEY_REVOKED", scope: "connection", retry: false},
+	CertUntrusted:        {name: "CERT_UNTRUSTED", scope: "connection", retry: false},
+	CertExpired:          {name: "CERT_EXPIRED", scope: "connection", retry: false},
+	CertNotYetValid:      {name: "CERT_NOT_YET_VALID", scope: "connection", retry: true},
+	CertWrongRole:        {name: "CERT_WRONG_ROLE", scope: "connection", retry: false},
+	CertBadIdentity:      {name: "CERT_BAD_IDENTITY", scope: "connection", retry: false},
+	PinMismatch:          {name: "PIN_MISMATCH", scope: "connection", retry: false},
+	DeviceUnknown:        {name: "DEVICE_UNKNOWN", scope: "connection", retry: false},
+	DeviceRevoked:        {name: "DEVICE_REVOKED", scope: "connection", retry: false},
+	ChannelBindingFailed: {name: "CHANNEL_BINDING_FAILED", scope: "connection", retry: false},
+	CircuitOpen:          {name: "CIRCUIT_OPEN", scope: "message", retry: true},
+	TooManyConnections:   {name: "TOO_MANY_CONNECTIONS", scope: "connection", retry: true},
+	TooManyHandshakes:    {name: "TOO_MANY_HANDSHAKES", scope: "connection", retry: true},
 }

@@ -10,7 +10,7 @@
 // or, more simply, with [CodeOf].
 package jsperr
 
-//go:generate go run ../internal/errgen -in ../spec/errors.json -out codes_gen.go
+//go:generate go run ../internal/errgen -in ../spec/errors.json -out codes_gen.go -spec ../spec/JSP.md
 
 import (
 	"errors"

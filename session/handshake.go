@@ -93,9 +93,23 @@ func Dial(ctx context.Context, conn transport.Conn, info ClientInfo, cfg Config)
 	}
 }
 
-// Authenticator decides whether a HELLO is accepted. It returns an error
-// (ideally a *jsperr.Error such as UNAUTHENTICATED) to refuse the client.
-type Authenticator func(ctx context.Context, hello *wire.Hello, conn transport.Conn) error
+// Identity is who a session belongs to, as the server authenticated it
+// (zero trust: every message that reaches the core carries it).
+type Identity struct {
+	// User is the authenticated user id; empty for anonymous sessions.
+	User string
+	// Device is the device id (a device key's id) when one was proven.
+	Device string
+	// Scopes are the permissions the credential grants.
+	Scopes []string
+	// Expires is when the credential stops being valid; zero = never.
+	Expires time.Time
+}
+
+// Authenticator decides whether a HELLO is accepted and who the client is.
+// It returns an error (ideally a *jsperr.Error such as UNAUTHENTICATED or a
+// TOKEN_* code) to refuse the client.
+type Authenticator func(ctx context.Context, hello *wire.Hello, conn transport.Conn) (Identity, error)
 
 // ServerOptions are per-server extras for Accept.
 type ServerOptions struct {
@@ -150,8 +164,11 @@ func Accept(ctx context.Context, conn transport.Conn, cfg Config, opts ServerOpt
 			Supported: protocol.SupportedVersions}
 		return nil, refuseWith(conn, ctl, e, cfg)
 	}
+	var ident Identity
 	if opts.Authenticate != nil {
-		if err := opts.Authenticate(hctx, hello, conn); err != nil {
+		id, err := opts.Authenticate(hctx, hello, conn)
+		ident = id
+		if err != nil {
 			code := jsperr.CodeOf(err)
 			if code == jsperr.Internal {
 				code = jsperr.Unauthenticated
@@ -161,6 +178,7 @@ func Accept(ctx context.Context, conn transport.Conn, cfg Config, opts ServerOpt
 		}
 	}
 	s := newSession(conn, ctl, RoleServer, cfg)
+	s.identity = ident
 	if opts.SessionID != nil {
 		s.id = opts.SessionID()
 	} else {

@@ -138,11 +138,11 @@ func TestAuthenticatorRefuses(t *testing.T) {
 	defer cancel()
 	go func() {
 		_, _ = Accept(ctx, sc, Config{Logger: quietLogger()}, ServerOptions{
-			Authenticate: func(ctx context.Context, h *wire.Hello, c transport.Conn) error {
+			Authenticate: func(ctx context.Context, h *wire.Hello, c transport.Conn) (Identity, error) {
 				if string(h.Auth) != "secret" {
-					return jsperr.New(jsperr.Unauthenticated, "bad token")
+					return Identity{}, jsperr.New(jsperr.Unauthenticated, "bad token")
 				}
-				return nil
+				return Identity{User: "alice"}, nil
 			},
 		})
 	}()
@@ -585,5 +585,37 @@ func TestErrorWithRef(t *testing.T) {
 	srv.Send(&wire.ErrorMessage{Code: jsperr.Internal, Reason: "boom"})
 	if err := cli.Wait(); jsperr.CodeOf(err) != jsperr.Internal {
 		t.Fatalf("client ended with %v, want INTERNAL", err)
+	}
+}
+
+func TestAuthenticatorIdentity(t *testing.T) {
+	cc, sc := newPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type res struct {
+		s   *Session
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := Accept(ctx, sc, Config{Logger: quietLogger()}, ServerOptions{
+			Authenticate: func(ctx context.Context, h *wire.Hello, c transport.Conn) (Identity, error) {
+				return Identity{User: "alice", Device: "d1", Scopes: []string{"chat"}}, nil
+			},
+		})
+		ch <- res{s, err}
+	}()
+	cli, err := Dial(ctx, cc, ClientInfo{Auth: []byte("token")}, Config{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.s.Close()
+	if id := r.s.Identity(); id.User != "alice" || id.Device != "d1" || len(id.Scopes) != 1 {
+		t.Fatalf("identity = %+v", id)
 	}
 }

@@ -62,7 +62,8 @@ func under(p, prefix string) bool {
 // TestImportRules checks the dependency direction: wire, qos and
 // reliability/* use only the standard library (plus the leaf packages and,
 // for reliability/fec, a Reed-Solomon library); transport never imports
-// session, server, client or services; only the bus package imports NATS;
+// session, server, client or services; security/* imports none of those nor
+// transport; only the bus package imports NATS;
 // only storage backends import database drivers.
 func TestImportRules(t *testing.T) {
 	for _, p := range listPackages(t) {
@@ -80,6 +81,9 @@ func TestImportRules(t *testing.T) {
 			case under(p.ImportPath, "transport") && (under(dep, "session") || under(dep, "server") ||
 				under(dep, "client") || under(dep, "services")):
 				problem = "transport imports a higher layer"
+			case under(p.ImportPath, "security") && (under(dep, "session") || under(dep, "server") ||
+				under(dep, "client") || under(dep, "services") || under(dep, "transport")):
+				problem = "security imports a higher layer"
 			case strings.HasPrefix(dep, "github.com/nats-io/") && !under(p.ImportPath, "server/bus") &&
 				!strings.HasPrefix(rel(p.ImportPath), "cmd/") && !under(p.ImportPath, "integrationtests"):
 				problem = "only server/bus may import NATS"
