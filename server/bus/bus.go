@@ -474,6 +474,7 @@ const (
 	KVDelete             // the key was deleted (or expired)
 )
 
+// String names the operation.
 func (op KVOp) String() string {
 	switch op {
 	case KVPut:
