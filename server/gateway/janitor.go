@@ -48,13 +48,14 @@ func (g *Gateway) janitor() {
 }
 
 // sessionsByDevice returns the live sessions that proved a device key,
-// grouped by device id.
+// grouped by device id. Sessions that have ended but whose host is still
+// winding down are left out.
 func (g *Gateway) sessionsByDevice() map[string][]*host {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	out := map[string][]*host{}
 	for h := range g.hosts {
-		if d := h.auth.Device; d != "" {
+		if d := h.auth.Device; d != "" && h.sess.Err() == nil {
 			out[d] = append(out[d], h)
 		}
 	}
