@@ -41,6 +41,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/security/devicekey"
@@ -104,6 +105,11 @@ type Config struct {
 	// Audience is the audience tokens must name: this cluster. Required
 	// with Tokens.
 	Audience string
+	// Leeway is added to a token's expiry for Identity.Expires, so that a
+	// live session ends when the verifier would start refusing its token;
+	// set it to the KeySet's leeway. Default: token.DefaultLeeway, the
+	// KeySet's default; negative: none.
+	Leeway time.Duration
 	// Devices is the device registry. Required for ModeDevice and
 	// ModeBoth; when nil, a presented device proof is refused with
 	// UNAUTHENTICATED.
@@ -139,6 +145,11 @@ func (c *Config) validate() error {
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Leeway == 0 {
+		c.Leeway = token.DefaultLeeway
+	} else if c.Leeway < 0 {
+		c.Leeway = 0
 	}
 }
 
@@ -243,7 +254,7 @@ func (a *Authenticator) authenticate(ctx context.Context, hello *wire.Hello, con
 		}
 		id.User = tok.Subject
 		id.Scopes = tok.Scopes
-		id.Expires = tok.Expiry
+		id.Expires = tok.Expiry.Add(a.cfg.Leeway)
 	}
 	if creds.Proof != nil {
 		if a.cfg.Devices == nil {

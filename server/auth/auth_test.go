@@ -323,7 +323,7 @@ func TestAuthenticateOverTCP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := Config{Mode: tt.mode, Tokens: f.tokens, Audience: audience, Devices: f.devices}
+			cfg := Config{Mode: tt.mode, Tokens: f.tokens, Audience: audience, Devices: f.devices, Leeway: -1}
 			if tt.noDev {
 				cfg.Devices = nil
 			}
@@ -455,6 +455,27 @@ func TestDeviceProofOtherTransports(t *testing.T) {
 				t.Fatalf("server: %+v", r)
 			}
 		})
+	}
+}
+
+// TestExpiresWithLeeway: a session may live as long as the verifier would
+// accept its token, expiry plus the leeway.
+func TestExpiresWithLeeway(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(t, f.signer, token.Claims{Subject: "alice"})
+	for _, tt := range []struct {
+		leeway, want time.Duration
+	}{{0, token.DefaultLeeway}, {5 * time.Second, 5 * time.Second}, {-1, 0}} {
+		a, log := newAuthenticator(t, Config{Mode: ModeToken, Tokens: f.tokens, Audience: audience, Leeway: tt.leeway})
+		srv, dialConn := tcpServer(t, a, log)
+		s, _, err := dial(t, dialConn, creds(t, tok, devicekey.PrivateKey{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = s.Close()
+		if r := srv.next(t); !r.id.Expires.Equal(now.Add(10*time.Minute + tt.want)) {
+			t.Fatalf("leeway %v: expires %v", tt.leeway, r.id.Expires)
+		}
 	}
 }
 

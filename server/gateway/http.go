@@ -19,6 +19,11 @@ import (
 // client that opens a connection and sends nothing cannot hold it.
 const httpReadHeaderTimeout = 10 * time.Second
 
+// httpIdleTimeout closes a keep-alive HTTPS connection (a /healthz or
+// /metrics client) after this long without a request, so that idle
+// connections do not hold the per-address connection slots for ever.
+const httpIdleTimeout = 2 * time.Minute
+
 // httpServer is the HTTPS server that carries the WebSocket endpoint,
 // /healthz and /metrics (docs/decisions.md D6).
 type httpServer struct {
@@ -58,6 +63,7 @@ func (g *Gateway) listenHTTPS(jspTLS *tls.Config) error {
 		srv: &http.Server{
 			Handler:           g.refuseHTTP(mux),
 			ReadHeaderTimeout: httpReadHeaderTimeout,
+			IdleTimeout:       httpIdleTimeout,
 			ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 			TLSConfig:         httpsTLS,
 			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
