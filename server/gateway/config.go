@@ -112,7 +112,9 @@ type Config struct {
 	// ExtraListeners are served besides the built-in ones, e.g. an
 	// in-memory listener in tests or a listener an embedding program
 	// built. Once New succeeds the gateway owns them and closes them on
-	// Shutdown or Close.
+	// Shutdown or Close. Their connections go through the connection
+	// filter (DDoS, RateLimits.ConnAttemptsPerIP) after Accept, when their
+	// remote address has an IP.
 	ExtraListeners []transport.Listener
 	// Authenticate checks each HELLO (server/auth builds one from tokens
 	// and device keys). Default: everyone is accepted.
