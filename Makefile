@@ -17,8 +17,11 @@ build:
 run: build
 	./$(BIN) server --data-dir $(DATA_DIR)
 
+# Go modules, and the PostgreSQL server binaries the storage tests start
+# (from the distribution's packages when missing; needs root to install).
 deps:
 	$(GO) mod download
+	bash .ci/postgres.sh || echo "make: PostgreSQL is not available; its storage tests will skip"
 
 generate:
 	$(GO) generate ./...
@@ -33,9 +36,11 @@ test: deps vet
 test-short: deps
 	$(GO) test -short -count=1 ./...
 
-# Side-by-side benchmarks (JSP vs the raw transport); results go to docs/benchmarks.md by hand.
-bench: build
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./bench/... ./wire/...
+# Side-by-side benchmarks (JSP vs the raw transport in one run): medians and
+# same-run ratios as a markdown table; see docs/benchmarks.md.
+bench:
+	$(GO) run ./bench/cmd/benchreport -runs 7 -benchtime 2s
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./wire ./session ./qos
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:

@@ -117,3 +117,28 @@ func BenchmarkCompress(b *testing.B) {
 		})
 	}
 }
+
+// TestCompressionBackOff: after a run of incompressible payloads the
+// session stops trying zstd on most of them, and resumes as soon as a probe
+// shrinks.
+func TestCompressionBackOff(t *testing.T) {
+	s := &Session{}
+	tries := 0
+	for i := 0; i < 200; i++ {
+		if s.worthCompressing() {
+			tries++
+			s.compressResult(false)
+		}
+	}
+	if tries >= 20 {
+		t.Fatalf("%d attempts on 200 incompressible payloads, want fewer than 20", tries)
+	}
+	for !s.worthCompressing() {
+	}
+	s.compressResult(true)
+	for i := 0; i < 5; i++ {
+		if !s.worthCompressing() {
+			t.Fatal("compression still skipped after a payload shrank")
+		}
+	}
+}

@@ -17,6 +17,13 @@ import (
 // sender owns the write side of the control stream (JSP §11.3, §11.5). Any
 // goroutine enqueues encoded frames; one goroutine (run) pops them in QoS
 // order and coalesces them into as few writes as the batching policy allows.
+//
+// Write-through: when nothing is queued and no write is in progress, an
+// application goroutine writes its frame itself instead of handing it to
+// run. A request then costs no goroutine hand-off on the sending side, which
+// on loopback is most of JSP's round-trip overhead (docs/benchmarks.md).
+// Order is kept because a frame only bypasses an empty queue, and at most
+// one write is in progress at any time (the writing flag).
 type sender struct {
 	w        transport.Stream
 	batching bool
@@ -27,6 +34,10 @@ type sender struct {
 
 	mu      sync.Mutex
 	sched   *qos.Scheduler[[]byte] // guarded by mu
+	writing bool                   // guarded by mu: a write is in progress
+	// onError ends the session after a failed write-through; run reports
+	// its own errors by returning them.
+	onError func(error)
 	battery atomic.Bool
 	signal  chan struct{} // capacity 1: "the scheduler may be non-empty"
 
@@ -58,25 +69,79 @@ func newSender(w transport.Stream, cfg Config) *sender {
 // enqueue queues one encoded frame. Media frames carry a deadline after
 // which they are dropped rather than sent; chat and bulk frames fail with
 // QUEUE_FULL when their queue is full, which callers turn into backpressure.
-func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time) error {
+// With direct set, the caller may write the frame itself (see sender); the
+// session's own reader never passes direct, so that it cannot block on a
+// peer that is itself blocked writing to us.
+func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time, direct bool) error {
 	s.mu.Lock()
+	if direct && !s.writing && s.sched.Len() == 0 && s.immediate(class) {
+		s.writing = true
+		s.mu.Unlock()
+		err := s.write(frame)
+		s.mu.Lock()
+		s.writing = false
+		pending := s.sched.Len() > 0
+		s.mu.Unlock()
+		if err != nil {
+			s.onError(err)
+			return err
+		}
+		s.framesSent.Add(1)
+		if pending {
+			s.wake()
+		}
+		return nil
+	}
 	dropped, err := s.sched.Push(qos.Item[[]byte]{Class: class, Size: len(frame), Deadline: deadline, Value: frame})
 	s.mu.Unlock()
 	s.mediaDropped.Add(uint64(len(dropped)))
 	if err != nil {
 		return err
 	}
+	s.wake()
+	return nil
+}
+
+func (s *sender) wake() {
 	select {
 	case s.signal <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
-func (s *sender) pop() (qos.Item[[]byte], bool) {
+// immediate reports whether a frame of class c may go out without waiting
+// for company: always without batching, otherwise when its flush delay in
+// the current mode is zero.
+func (s *sender) immediate(c protocol.Class) bool {
+	if !s.batching {
+		return true
+	}
+	mode := 0
+	if s.battery.Load() {
+		mode = 1
+	}
+	return s.delays[mode][c] == 0
+}
+
+// pop returns the next queued frame. With claim set it also takes the
+// writing flag, and finds nothing while a write-through is in progress.
+func (s *sender) pop(claim bool) (qos.Item[[]byte], bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sched.Pop(s.now())
+	if claim && s.writing {
+		return qos.Item[[]byte]{}, false
+	}
+	it, ok := s.sched.Pop(s.now())
+	if ok && claim {
+		s.writing = true
+	}
+	return it, ok
+}
+
+func (s *sender) release() {
+	s.mu.Lock()
+	s.writing = false
+	s.mu.Unlock()
 }
 
 func (s *sender) queued() int {
@@ -97,7 +162,7 @@ func (s *sender) run(ctx context.Context) error {
 		if carry != nil {
 			first, carry = *carry, nil
 		} else {
-			it, ok := s.pop()
+			it, ok := s.pop(true)
 			if !ok {
 				select {
 				case <-ctx.Done():
@@ -108,6 +173,7 @@ func (s *sender) run(ctx context.Context) error {
 			}
 			first = it
 		}
+		// From here until release, this goroutine holds the writing flag.
 		buf = append(buf[:0], first.Value...)
 		n := 1
 		if s.batching {
@@ -121,7 +187,7 @@ func (s *sender) run(ctx context.Context) error {
 			}
 		collect:
 			for len(buf) < s.maxBatch {
-				it, ok := s.pop()
+				it, ok := s.pop(false)
 				if ok {
 					if len(buf)+len(it.Value) > s.maxBatch {
 						carry = &it
@@ -142,6 +208,7 @@ func (s *sender) run(ctx context.Context) error {
 				select {
 				case <-ctx.Done():
 					timer.Stop()
+					s.release()
 					return nil
 				case <-s.signal:
 					timer.Stop()
@@ -150,7 +217,13 @@ func (s *sender) run(ctx context.Context) error {
 				}
 			}
 		}
-		if err := s.write(buf); err != nil {
+		err := s.write(buf)
+		if carry == nil {
+			// With a carried frame the writing flag stays taken, so no
+			// write-through can overtake it.
+			s.release()
+		}
+		if err != nil {
 			return err
 		}
 		s.framesSent.Add(uint64(n))

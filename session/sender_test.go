@@ -87,19 +87,19 @@ func TestSenderDropsStaleMedia(t *testing.T) {
 	go func() { done <- s.run(ctx) }()
 
 	// The first frame occupies the writer.
-	if err := s.enqueue(protocol.ClassChat, frameOf(wire.FrameMessage, protocol.ClassChat, 10), time.Time{}); err != nil {
+	if err := s.enqueue(protocol.ClassChat, frameOf(wire.FrameMessage, protocol.ClassChat, 10), time.Time{}, false); err != nil {
 		t.Fatal(err)
 	}
 	<-gs.entered
 	for i := 0; i < 5; i++ {
-		if err := s.enqueue(protocol.ClassMedia, frameOf(wire.FrameMessage, protocol.ClassMedia, 100), clk.Now().Add(cfg.MediaDeadline)); err != nil {
+		if err := s.enqueue(protocol.ClassMedia, frameOf(wire.FrameMessage, protocol.ClassMedia, 100), clk.Now().Add(cfg.MediaDeadline), false); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.enqueue(protocol.ClassBulk, frameOf(wire.FrameMessage, protocol.ClassBulk, 10), time.Time{}); err != nil {
+	if err := s.enqueue(protocol.ClassBulk, frameOf(wire.FrameMessage, protocol.ClassBulk, 10), time.Time{}, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.enqueue(protocol.ClassSystem, frameOf(wire.FramePing, protocol.ClassSystem, 3), time.Time{}); err != nil {
+	if err := s.enqueue(protocol.ClassSystem, frameOf(wire.FramePing, protocol.ClassSystem, 3), time.Time{}, false); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Second) // every media frame is now stale
@@ -137,18 +137,19 @@ func TestSenderDropsStaleMedia(t *testing.T) {
 // write per frame without batching; a handful in battery mode, where chat
 // waits up to its flush delay for company (JSP §11.5).
 func TestSenderBatching(t *testing.T) {
-	run := func(t *testing.T, cfg Config, battery bool) (writes, frames uint64) {
+	run := func(t *testing.T, cfg Config, battery, direct bool) (writes, frames uint64) {
 		gs := newGateStream()
 		close(gs.gate)
 		cfg = cfg.withDefaults()
 		s := newSender(gs, cfg)
+		s.onError = func(err error) { t.Errorf("write: %v", err) }
 		s.battery.Store(battery)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- s.run(ctx) }()
 		for i := 0; i < 1000; i++ {
 			for {
-				err := s.enqueue(protocol.ClassChat, frameOf(wire.FrameMessage, protocol.ClassChat, 40), time.Time{})
+				err := s.enqueue(protocol.ClassChat, frameOf(wire.FrameMessage, protocol.ClassChat, 40), time.Time{}, direct)
 				if err == nil {
 					break
 				}
@@ -168,10 +169,16 @@ func TestSenderBatching(t *testing.T) {
 		}
 		return s.writes.Load(), s.framesSent.Load()
 	}
-	unbatched, _ := run(t, Config{DisableBatching: true}, false)
-	natural, _ := run(t, Config{}, false)
-	battery, _ := run(t, Config{}, true)
-	t.Logf("writes for 1000 chat frames: unbatched %d, batched %d, battery mode %d", unbatched, natural, battery)
+	unbatched, _ := run(t, Config{DisableBatching: true}, false, false)
+	natural, _ := run(t, Config{}, false, false)
+	battery, _ := run(t, Config{}, true, false)
+	// The application path (write-through allowed): in battery mode chat
+	// waits for company, so write-through never applies to it.
+	batteryApp, _ := run(t, Config{}, true, true)
+	t.Logf("writes for 1000 chat frames: unbatched %d, batched %d, battery mode %d (application path %d)", unbatched, natural, battery, batteryApp)
+	if batteryApp > 50 {
+		t.Fatalf("battery-mode writes on the application path = %d, want <= 50", batteryApp)
+	}
 	if unbatched != 1000 {
 		t.Fatalf("unbatched writes = %d, want 1000", unbatched)
 	}
@@ -183,4 +190,76 @@ func TestSenderBatching(t *testing.T) {
 	if battery > 50 {
 		t.Fatalf("battery-mode writes = %d, want <= 50", battery)
 	}
+}
+
+// TestSenderWriteThroughKeepsOrder: with write-through, frames from each
+// producer still leave in the order they were enqueued, and nothing is lost
+// or written twice, whether a frame went directly or through the queue.
+func TestSenderWriteThroughKeepsOrder(t *testing.T) {
+	gs := newGateStream()
+	close(gs.gate)
+	cfg := Config{}.withDefaults()
+	s := newSender(gs, cfg)
+	s.onError = func(err error) { t.Errorf("write: %v", err) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx) }()
+
+	// A write-through on an idle sender is done when enqueue returns.
+	if err := s.enqueue(protocol.ClassChat, frameOf(wire.FrameMessage, protocol.ClassChat, 4), time.Time{}, true); err != nil {
+		t.Fatal(err)
+	}
+	if w := s.writes.Load(); w != 1 {
+		t.Fatalf("writes after an idle write-through = %d, want 1", w)
+	}
+
+	const producers, each = 4, 500
+	var wg sync.WaitGroup
+	for p := 0; p < producers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				payload := []byte{byte(p), byte(i >> 8), byte(i)}
+				f := wire.AppendFrame(nil, wire.FrameMessage, wire.Flags(0).WithClass(protocol.ClassChat), 0, payload)
+				for s.enqueue(protocol.ClassChat, f, time.Time{}, true) != nil {
+					time.Sleep(time.Millisecond) // queue full: back off
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(20 * time.Second)
+	for s.framesSent.Load() < producers*each+1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	gs.mu.Lock()
+	b := gs.written
+	gs.mu.Unlock()
+	next := make([]int, producers)
+	for len(b) > 0 {
+		_, p, n, err := wire.ParseFrame(b, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = b[n:]
+		if len(p) != 3 {
+			continue // the first, 4-byte frame
+		}
+		prod, i := int(p[0]), int(p[1])<<8|int(p[2])
+		if i != next[prod] {
+			t.Fatalf("producer %d: frame %d after %d", prod, i, next[prod]-1)
+		}
+		next[prod]++
+	}
+	for p, n := range next {
+		if n != each {
+			t.Fatalf("producer %d: %d frames written, want %d", p, n, each)
+		}
+	}
+	t.Logf("%d frames in %d writes", producers*each+1, s.writes.Load())
 }

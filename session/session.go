@@ -83,6 +83,10 @@ type Session struct {
 	hello   *wire.Hello   // the client's HELLO
 	welcome *wire.Welcome // the server's WELCOME
 	zstd    bool          // both sides offered zstd
+	// compressMisses counts payloads in a row that zstd did not shrink;
+	// compressSkips counts attempts skipped since (see worthCompressing).
+	compressMisses atomic.Int32
+	compressSkips  atomic.Int32
 	// identity is set by the server's Authenticator before the session
 	// starts and never changes.
 	identity Identity
@@ -196,6 +200,7 @@ func roleName(r Role) string {
 // during the handshake are not lost.
 func (s *Session) start(fr *wire.FrameReader) {
 	s.send = newSender(s.ctl, s.cfg)
+	s.send.onError = func(err error) { s.fail(fmt.Errorf("session write: %w", err)) }
 	s.run("sender", s.send.run)
 	s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
 	s.run("heartbeat", s.heartbeatLoop)
@@ -285,8 +290,10 @@ func (s *Session) Wait() error {
 // encodeFrame builds a whole frame for m with class c, compressing the
 // payload when negotiated and worthwhile (JSP §11.4).
 func (s *Session) encodeFrame(t wire.FrameType, f wire.Flags, sid protocol.StreamID, payload []byte) []byte {
-	if s.zstd && len(payload) >= s.cfg.CompressThreshold && compressible(t) {
-		if c, ok := compress(nil, payload); ok {
+	if s.zstd && len(payload) >= s.cfg.CompressThreshold && compressible(t) && s.worthCompressing() {
+		c, ok := compress(nil, payload)
+		s.compressResult(ok)
+		if ok {
 			return wire.AppendFrame(make([]byte, 0, len(c)+wire.MaxHeaderLen), t, f|wire.FlagCompressed, sid, c)
 		}
 	}
@@ -303,6 +310,32 @@ func envelopeFlags(env *wire.Envelope) wire.Flags {
 	return f
 }
 
+// Compression back-off: after compressMissLimit payloads in a row that did
+// not shrink (media, encrypted or already compressed bodies), only every
+// compressProbeEvery-th payload is tried, until one shrinks again. Trying
+// zstd on incompressible data costs CPU and latency for nothing
+// (docs/benchmarks.md).
+const (
+	compressMissLimit  = 8
+	compressProbeEvery = 32
+)
+
+func (s *Session) worthCompressing() bool {
+	m := s.compressMisses.Load()
+	if m < compressMissLimit {
+		return true
+	}
+	return s.compressSkips.Add(1)%compressProbeEvery == 0
+}
+
+func (s *Session) compressResult(shrank bool) {
+	if shrank {
+		s.compressMisses.Store(0)
+		return
+	}
+	s.compressMisses.Add(1)
+}
+
 // compressible: only application messages are compressed; the handshake
 // must be readable before capabilities are known, and PING/PONG are tiny.
 func compressible(t wire.FrameType) bool {
@@ -313,8 +346,15 @@ func compressible(t wire.FrameType) bool {
 	return false
 }
 
-// sendFrame queues a session message on the control stream.
+// sendFrame queues a session message on the control stream, or writes it at
+// once when the stream is idle (write-through, see sender).
 func (s *Session) sendFrame(m wire.Message, class protocol.Class) error {
+	return s.sendFrameVia(m, class, true)
+}
+
+// sendFrameVia is sendFrame; direct=false forces the queue, for frames sent
+// from the session's own reader goroutine.
+func (s *Session) sendFrameVia(m wire.Message, class protocol.Class, direct bool) error {
 	if err := s.ctx.Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
 	}
@@ -328,7 +368,7 @@ func (s *Session) sendFrame(m wire.Message, class protocol.Class) error {
 	if class == protocol.ClassMedia {
 		deadline = s.cfg.Now().Add(s.cfg.MediaDeadline)
 	}
-	if err := s.send.enqueue(class, frame, deadline); err != nil {
+	if err := s.send.enqueue(class, frame, deadline, direct); err != nil {
 		return fmt.Errorf("session: queue %s: %w", t, err)
 	}
 	return nil
@@ -453,7 +493,7 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 	switch m := m.(type) {
 	case *wire.Ping:
 		if h.Type == wire.FramePing {
-			return s.Send(&wire.Pong{ID: m.ID, Timestamp: m.Timestamp})
+			return s.sendFrameVia(&wire.Pong{ID: m.ID, Timestamp: m.Timestamp}, protocol.ClassSystem, false)
 		}
 		return nil
 	case *wire.Pong:

@@ -1,0 +1,257 @@
+package client
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/session"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+// Event is one message published to a channel (JSP §5.8).
+type Event struct {
+	// Channel is the channel's name.
+	Channel string
+	// Seq is the channel's sequence number for the event, assigned by the
+	// server; a subscriber that sees a gap knows it missed events.
+	Seq uint64
+	// Sender is the publisher's identity as the server reports it.
+	Sender string
+	// Time is when the publisher sent the event, by its clock.
+	Time time.Time
+	// Body is the payload.
+	Body []byte
+	// Envelope is the whole envelope, for headers and signatures.
+	Envelope *wire.Envelope
+}
+
+func eventOf(env *wire.Envelope) Event {
+	return Event{
+		Channel:  env.Route.Name,
+		Seq:      env.Seq,
+		Sender:   env.Sender,
+		Time:     time.UnixMilli(int64(env.Timestamp)),
+		Body:     env.Body,
+		Envelope: env,
+	}
+}
+
+// Subscription is an active subscription to a channel. Its handler receives
+// the channel's events in order on a goroutine of its own.
+type Subscription struct {
+	c       *Client
+	channel string
+	r       *runner[Event]
+}
+
+// Channel returns the subscribed channel's name.
+func (s *Subscription) Channel() string { return s.channel }
+
+// SubscribeOption is a per-call extra for Subscribe.
+type SubscribeOption func(*wire.Subscribe)
+
+// Since asks the server to replay retained events with a sequence number
+// above seq before live ones (JSP §5.7); Since(0) replays everything
+// retained.
+func Since(seq uint64) SubscribeOption {
+	return func(m *wire.Subscribe) { m.Since, m.HasSince = seq, true }
+}
+
+// Subscribe subscribes to channel and calls handler for each of its events,
+// one at a time, in order (see the package comment for how a slow handler
+// is bounded). It returns once the server has confirmed the subscription.
+// Several local subscriptions to one channel each get every event; the
+// server-side subscription ends with the last of them.
+func (c *Client) Subscribe(ctx context.Context, channel string, handler func(Event), opts ...SubscribeOption) (*Subscription, error) {
+	if handler == nil {
+		return nil, fmt.Errorf("client: subscribe %q: nil handler", channel)
+	}
+	if channel == "" || len(channel) > wire.MaxRouteNameLen {
+		return nil, jsperr.Newf(jsperr.BadRequest, "channel name of %d bytes (want 1..%d)", len(channel), wire.MaxRouteNameLen)
+	}
+	m := &wire.Subscribe{Channel: channel}
+	for _, o := range opts {
+		o(m)
+	}
+	c.mu.Lock()
+	r, err := startRunnerLocked(c, handler)
+	if err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	sub := &Subscription{c: c, channel: channel, r: r}
+	// Registered before SUBSCRIBE leaves, so that no event the server
+	// sends right after its ACK finds no handler. SUBSCRIBE is idempotent
+	// on the server (JSP §5.7), so every local subscription sends one.
+	c.subs[channel] = append(c.subs[channel], sub)
+	id, ch, err := c.sendRequestLocked(m, func(id []byte) { m.ReqID = id })
+	c.mu.Unlock()
+	if err == nil {
+		err = c.awaitRequest(ctx, id, ch)
+	}
+	if err != nil {
+		c.mu.Lock()
+		c.removeSubLocked(sub)
+		c.mu.Unlock()
+		return nil, fmt.Errorf("client: subscribe %q: %w", channel, err)
+	}
+	return sub, nil
+}
+
+// Unsubscribe ends the subscription: its handler gets no further events
+// (one already running completes). The server-side subscription ends with
+// the channel's last local subscription. It is safe to call from the
+// subscription's own handler, and more than once.
+func (s *Subscription) Unsubscribe(ctx context.Context) error {
+	c := s.c
+	c.mu.Lock()
+	if !c.removeSubLocked(s) || len(c.subs[s.channel]) > 0 || c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	// UNSUBSCRIBE is queued under c.mu, like SUBSCRIBE, so that the
+	// server sees them in the order the local decisions were made: a
+	// concurrent Subscribe to the same channel cannot be undone by this
+	// UNSUBSCRIBE overtaking it.
+	m := &wire.Unsubscribe{Channel: s.channel}
+	id, ch, err := c.sendRequestLocked(m, func(id []byte) { m.ReqID = id })
+	c.mu.Unlock()
+	if err == nil {
+		err = c.awaitRequest(ctx, id, ch)
+	}
+	if err != nil {
+		return fmt.Errorf("client: unsubscribe %q: %w", s.channel, err)
+	}
+	return nil
+}
+
+// removeSubLocked unregisters sub and retires its runner; false when it was
+// not registered. c.mu must be held.
+func (c *Client) removeSubLocked(sub *Subscription) bool {
+	list := c.subs[sub.channel]
+	i := slices.Index(list, sub)
+	if i < 0 {
+		return false
+	}
+	list = slices.Delete(list, i, i+1)
+	if len(list) == 0 {
+		delete(c.subs, sub.channel)
+	} else {
+		c.subs[sub.channel] = list
+	}
+	retireRunnerLocked(c, sub.r)
+	return true
+}
+
+// routeEvent offers an EVENT to the channel's subscriptions; false when the
+// channel has none.
+func (c *Client) routeEvent(env *wire.Envelope) bool {
+	c.mu.Lock()
+	subs := slices.Clone(c.subs[env.Route.Name])
+	c.mu.Unlock()
+	if len(subs) == 0 {
+		return false
+	}
+	ev := eventOf(env)
+	for _, s := range subs {
+		s.r.offer(ev)
+	}
+	return true
+}
+
+// Publish sends body to channel as an event (JSP §5.8) with QoS class chat.
+// It returns when the event is queued for sending.
+func (c *Client) Publish(ctx context.Context, channel string, body []byte) error {
+	env := &wire.Envelope{
+		ID:    c.newID(),
+		Route: wire.Route{Kind: wire.RouteChannel, Name: channel},
+		Kind:  wire.KindEvent,
+		Class: protocol.ClassChat,
+		Body:  body,
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("client: publish to %q: %w", channel, err)
+	}
+	if err := c.sess.SendEnvelope(wire.FramePublish, env); err != nil {
+		return fmt.Errorf("client: publish to %q: %w", channel, err)
+	}
+	return nil
+}
+
+// sendRequestLocked queues a control message carrying a fresh request id
+// (set by setID) and registers the wait for its answer. c.mu must be held.
+func (c *Client) sendRequestLocked(m wire.Message, setID func(id []byte)) (string, chan error, error) {
+	if c.closed {
+		return "", nil, c.closedErr()
+	}
+	c.reqID++
+	id := binary.BigEndian.AppendUint64(nil, c.reqID)
+	setID(id)
+	if err := c.sess.Send(m); err != nil {
+		return "", nil, err
+	}
+	ch := make(chan error, 1)
+	c.pending[string(id)] = ch
+	return string(id), ch, nil
+}
+
+// awaitRequest waits for the server's ACK naming the request id, or an
+// ERROR referring to it (JSP §5.6, §5.7).
+func (c *Client) awaitRequest(ctx context.Context, id string, ch chan error) error {
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return jsperr.New(jsperr.Timeout, "no acknowledgement before the deadline")
+		}
+		return jsperr.Wrap(jsperr.Cancelled, ctx.Err())
+	case <-c.sess.Context().Done():
+		return c.closedErr()
+	}
+}
+
+// completeRequest resolves pending requests named by an ACK or an ERROR;
+// false when in is neither or names none.
+func (c *Client) completeRequest(in session.Incoming) bool {
+	var ids [][]byte
+	var result error
+	switch m := in.Message.(type) {
+	case *wire.Ack:
+		ids = m.IDs
+	case *wire.ErrorMessage:
+		if len(m.Ref) == 0 {
+			return false
+		}
+		ids, result = [][]byte{m.Ref}, m.Err()
+	default:
+		return false
+	}
+	found := false
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range ids {
+		if ch, ok := c.pending[string(id)]; ok {
+			found = true
+			delete(c.pending, string(id))
+			ch <- result // buffered, one value per request
+		}
+	}
+	return found
+}
+
+// newID returns a fresh random envelope id.
+func (c *Client) newID() []byte {
+	return newRandomID(c.opts.Session.Rand)
+}

@@ -1,0 +1,161 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jetstreamproto/jsp/server/storage"
+)
+
+// Group commit. With synchronous=FULL every commit waits for an fsync,
+// which costs milliseconds, and SQLite commits one transaction at a time.
+// So appends go through one goroutine, the append loop, which takes every
+// append waiting when it becomes free (up to maxAppendBatch) and commits
+// them in one transaction: one fsync for the group. Each message runs under
+// its own savepoint, so a failed or duplicate message rolls back alone
+// (returning its sequence number) and the others commit. Callers get their
+// answers only after the commit, so acknowledgement still follows
+// durability.
+
+// maxAppendBatch caps the messages of one group commit, bounding the time
+// the writer holds the write lock.
+const maxAppendBatch = 128
+
+// appendReq is one AppendMessage waiting for the append loop.
+type appendReq struct {
+	ctx             context.Context
+	channel         string
+	m               storage.Message
+	headers, digest []byte
+	done            chan appendResp // buffered: the loop never blocks on reply
+}
+
+type appendResp struct {
+	res storage.AppendResult
+	err error
+}
+
+// submitAppend hands r to the append loop and waits for its commit. The
+// channel to the loop is unbuffered: once the loop has taken r it always
+// answers, and after Close nothing takes it, so no request is stranded.
+func (s *Store) submitAppend(ctx context.Context, r *appendReq) (storage.AppendResult, error) {
+	if err := s.check(); err != nil {
+		return storage.AppendResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return storage.AppendResult{}, err
+	}
+	r.done = make(chan appendResp, 1)
+	if s.loop.onSubmit != nil {
+		s.loop.onSubmit()
+	}
+	select {
+	case s.appends <- r:
+	case <-ctx.Done():
+		return storage.AppendResult{}, ctx.Err()
+	case <-s.stop:
+		return storage.AppendResult{}, storage.ErrClosed
+	}
+	select {
+	case resp := <-r.done:
+		return resp.res, resp.err
+	case <-ctx.Done():
+		// The message may still commit; a resend with the same client id
+		// then returns its number.
+		return storage.AppendResult{}, ctx.Err()
+	}
+}
+
+// runAppends is the append loop, started by open and stopped by Close.
+func (s *Store) runAppends() {
+	defer close(s.appendsDone)
+	batch := make([]*appendReq, 0, s.loop.maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-s.appends:
+			batch = append(batch, r)
+		case <-s.stop:
+			return
+		}
+	drain:
+		for len(batch) < s.loop.maxBatch {
+			select {
+			case r := <-s.appends:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		if s.loop.onBatch != nil {
+			s.loop.onBatch(len(batch))
+		}
+		s.commitBatch(batch)
+		clear(batch) // drop references to answered requests
+	}
+}
+
+// commitBatch appends a group of messages in one transaction and answers
+// each request.
+func (s *Store) commitBatch(batch []*appendReq) {
+	// Statements run under the loop's own context, not the callers': a
+	// caller's cancellation interrupts the connection asynchronously and
+	// could abort a neighbour's statement. A caller cancelled before its
+	// turn is skipped instead.
+	ctx := context.Background()
+	resps := make([]appendResp, len(batch))
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		for i := range batch {
+			batch[i].done <- appendResp{err: fmt.Errorf("begin: %w", err)}
+		}
+		return
+	}
+	now := s.cfg.Now()
+	committed := 0
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			resps[i].err = err
+			continue
+		}
+		resps[i].err = s.appendSavepoint(ctx, tx, r, now, &resps[i].res)
+		if resps[i].err == nil && !resps[i].res.Duplicate {
+			committed++
+		}
+	}
+	if committed == 0 {
+		tx.Rollback()
+	} else if err := tx.Commit(); err != nil {
+		err = fmt.Errorf("commit: %w", err)
+		for i := range resps {
+			if resps[i].err == nil {
+				resps[i] = appendResp{err: err}
+			}
+		}
+	}
+	for i, r := range batch {
+		r.done <- resps[i]
+	}
+}
+
+// appendSavepoint runs one append under a savepoint and rolls it back when
+// the append fails or is a duplicate.
+func (s *Store) appendSavepoint(ctx context.Context, tx *sql.Tx, r *appendReq, now time.Time, res *storage.AppendResult) error {
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT append_one`); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	out, dup, err := s.appendInTx(ctx, tx, r, now)
+	if err != nil || dup {
+		if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO append_one`); rbErr != nil {
+			return errors.Join(err, fmt.Errorf("roll back to savepoint: %w", rbErr))
+		}
+	}
+	if _, relErr := tx.ExecContext(ctx, `RELEASE append_one`); relErr != nil && err == nil {
+		return fmt.Errorf("release savepoint: %w", relErr)
+	}
+	*res = out
+	return err
+}

@@ -1,0 +1,301 @@
+// Package sqlite is the embedded storage backend: a [storage.Store] in one
+// SQLite file, through the pure-Go modernc.org/sqlite driver (no cgo, so
+// the jsp binary stays statically linked and cross-compiles).
+//
+// It registers the DSN scheme "sqlite": "sqlite:PATH" opens (creating) the
+// file at PATH, "sqlite::memory:" a private in-memory database.
+//
+// Connections. The file runs in WAL mode with synchronous=FULL (a commit is
+// on disk before AppendMessage returns, as the server acknowledges only
+// durable messages), foreign keys on and a busy timeout for locks held by
+// other processes. The store keeps two pools:
+//
+//   - one writer connection. SQLite admits one writer at a time whatever
+//     the number of connections; with several, writers would contend on the
+//     file lock and sleep in the busy handler, and two deferred
+//     transactions that both upgrade to writing can fail with SQLITE_BUSY
+//     at once. A single connection turns contention into an orderly queue
+//     in database/sql, and every write transaction starts with BEGIN
+//     IMMEDIATE so it holds the write lock from its first statement. The
+//     per-channel sequence counter is then serialised for free.
+//   - a read pool of Config.MaxConns connections, opened query-only. In WAL
+//     mode readers see the last committed snapshot and neither block the
+//     writer nor wait for it, so history and recovery reads scale with the
+//     pool.
+//
+// Appends are group-committed (appends.go): one goroutine owned by the
+// store takes every AppendMessage waiting and commits them in one
+// transaction, so concurrent appenders share an fsync; each still returns
+// only after its commit.
+//
+// An in-memory database exists per connection, so "sqlite::memory:" uses
+// the writer connection for reads too.
+//
+// The schema is versioned: migrations/NNNN_*.sql are embedded and applied
+// at open, all pending ones in one transaction, recorded in
+// schema_migrations.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	// The driver registers itself with database/sql as "sqlite".
+	_ "modernc.org/sqlite"
+
+	"github.com/jetstreamproto/jsp/server/storage"
+	"github.com/jetstreamproto/jsp/server/storage/internal/sqlcommon"
+)
+
+// Scheme is the DSN scheme this backend registers.
+const Scheme = "sqlite"
+
+// MemoryPath is the path of a private in-memory database.
+const MemoryPath = ":memory:"
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+func init() {
+	storage.Register(Scheme, func(ctx context.Context, dsn string, cfg storage.Config) (storage.Store, error) {
+		// storage.Open matched the scheme case-insensitively; the path is
+		// everything after "sqlite:".
+		return Open(ctx, dsn[len(Scheme)+1:], cfg)
+	})
+}
+
+// Migrations returns the embedded schema migrations, in order.
+func Migrations() ([]sqlcommon.Migration, error) {
+	return sqlcommon.LoadMigrations(migrationFS, "migrations")
+}
+
+// Store is the SQLite implementation of storage.Store.
+type Store struct {
+	cfg  storage.Config
+	path string
+
+	w *sql.DB // the one writer connection
+	r *sql.DB // the read pool; == w for an in-memory database
+
+	st stmts // prepared statements (stmts.go)
+
+	// The append loop (appends.go): appends carries requests to it, stop
+	// ends it, appendsDone closes when it has returned.
+	appends     chan *appendReq
+	stop        chan struct{}
+	appendsDone chan struct{}
+	loop        loopOptions
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open opens (creating) the database at path, or an in-memory database for
+// MemoryPath, and applies pending migrations. The config's zero fields take
+// their defaults.
+func Open(ctx context.Context, path string, cfg storage.Config) (*Store, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, path, cfg, ms, loopOptions{})
+}
+
+// loopOptions are test knobs of the append loop.
+type loopOptions struct {
+	maxBatch int       // zero: maxAppendBatch
+	onBatch  func(int) // called with each group's size
+	onSubmit func()    // called before a request is handed to the loop
+}
+
+// open is Open with an explicit migration list, so that tests can open a
+// database at an older schema version, and append loop knobs.
+func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.Migration, lo loopOptions) (*Store, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if path == "" || strings.ContainsRune(path, '?') {
+		return nil, fmt.Errorf("%w: sqlite path %q is empty or contains '?'", storage.ErrInvalid, path)
+	}
+	memory := path == MemoryPath
+	if !memory {
+		if dir := filepath.Dir(path); dir != "." {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("storage/sqlite: create directory for %s: %w", path, err)
+			}
+		}
+	}
+	busy := fmt.Sprintf("busy_timeout(%d)", cfg.BusyTimeout.Milliseconds())
+
+	wq := url.Values{}
+	wq.Set("_txlock", "immediate")
+	wq.Add("_pragma", busy)
+	wq.Add("_pragma", "foreign_keys(1)")
+	if !memory {
+		wq.Add("_pragma", "journal_mode(WAL)")
+		wq.Add("_pragma", "synchronous(FULL)")
+	}
+	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: open writer %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	// Never close the idle writer: for an in-memory database that would
+	// drop the data, and for a file it saves reopening per write.
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+	s := &Store{cfg: cfg, path: path, w: w, r: w}
+	// Touch the writer first: it switches the file to WAL before a reader
+	// opens it.
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("storage/sqlite: open %s: %w", path, err)
+	}
+	if !memory {
+		rq := url.Values{}
+		rq.Add("_pragma", busy)
+		rq.Add("_pragma", "foreign_keys(1)")
+		rq.Add("_pragma", "query_only(1)")
+		r, err := sql.Open("sqlite", path+"?"+rq.Encode())
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("storage/sqlite: open readers %s: %w", path, err)
+		}
+		r.SetMaxOpenConns(cfg.MaxConns)
+		r.SetMaxIdleConns(cfg.MaxConns)
+		s.r = r
+	}
+	if err := s.migrate(ctx, ms); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	if err := s.prepare(ctx); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	s.appends = make(chan *appendReq)
+	s.stop = make(chan struct{})
+	s.appendsDone = make(chan struct{})
+	s.loop = lo
+	if s.loop.maxBatch == 0 {
+		s.loop.maxBatch = maxAppendBatch
+	}
+	go s.runAppends()
+	return s, nil
+}
+
+// Close stops the append loop, after it has committed and answered the
+// group in progress, then closes both pools. Appends not yet taken by the
+// loop fail with ErrClosed. Close is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.stop)
+		<-s.appendsDone
+		s.closeErr = s.closeDBs()
+	})
+	return s.closeErr
+}
+
+// closeDBs closes both pools.
+func (s *Store) closeDBs() error {
+	errs := []error{s.closeStmts()}
+	if s.r != s.w {
+		errs = append(errs, s.r.Close())
+	}
+	errs = append(errs, s.w.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("storage/sqlite: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Ping checks both pools.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if err := s.w.PingContext(ctx); err != nil {
+		return fmt.Errorf("storage/sqlite: ping writer: %w", err)
+	}
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("storage/sqlite: ping readers: %w", err)
+	}
+	return nil
+}
+
+// check fails with ErrClosed after Close.
+func (s *Store) check() error {
+	if s.closed.Load() {
+		return storage.ErrClosed
+	}
+	return nil
+}
+
+// write runs fn in a write transaction (BEGIN IMMEDIATE on the writer) and
+// commits when fn returns nil.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// reader returns the read pool after checking that the store is open.
+func (s *Store) reader() (*sql.DB, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	return s.r, nil
+}
+
+// now is the store's clock, normalised to stored precision.
+func (s *Store) now() int64 { return sqlcommon.Micros(s.cfg.Now()) }
+
+// Purge deletes expired de-duplication and key/value rows.
+func (s *Store) Purge(ctx context.Context) (storage.PurgeStats, error) {
+	var st storage.PurgeStats
+	now := s.cfg.Now()
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM message_dedup WHERE at_us < ?`, sqlcommon.Micros(now.Add(-s.cfg.DedupWindow)))
+		if err != nil {
+			return err
+		}
+		st.Dedup, _ = res.RowsAffected()
+		res, err = tx.ExecContext(ctx, `DELETE FROM kv WHERE expires_us IS NOT NULL AND expires_us <= ?`, sqlcommon.Micros(now))
+		if err != nil {
+			return err
+		}
+		st.KV, _ = res.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return storage.PurgeStats{}, fmt.Errorf("storage/sqlite: purge: %w", err)
+	}
+	return st, nil
+}

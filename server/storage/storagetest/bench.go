@@ -1,0 +1,95 @@
+package storagetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jetstreamproto/jsp/server/storage"
+)
+
+// Bench runs the shared benchmarks against fresh databases from newDSN:
+// append throughput with one writer and with eight concurrent writers on
+// one channel, and reading a 50-message history page.
+func Bench(b *testing.B, newDSN NewDSN) {
+	// open opens a store on a fresh database that lives as long as owner;
+	// failures stop tb, the benchmark running the call.
+	open := func(tb, owner testing.TB) storage.Store {
+		s, err := storage.Open(context.Background(), newDSN(owner), storage.Config{Logger: Quiet})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		owner.Cleanup(func() { s.Close() })
+		return s
+	}
+	body := make([]byte, 200)
+	b.Run("AppendSequential", func(b *testing.B) {
+		s := open(b, b)
+		b.ResetTimer()
+		for i := range b.N {
+			if _, err := s.AppendMessage(ctx, "bench", storage.Message{Sender: "u", ClientID: fmt.Sprint(i), Body: body}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	b.Run("AppendConcurrent8", func(b *testing.B) {
+		s := open(b, b)
+		const writers = 8
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		b.ResetTimer()
+		for range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1)
+					if i > int64(b.N) {
+						return
+					}
+					if _, err := s.AppendMessage(ctx, "bench", storage.Message{Sender: "u", ClientID: fmt.Sprint(i), Body: body}); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.StopTimer()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	// The history store is filled once and shared by every round of the
+	// benchmark: filling it is a thousand durable commits.
+	var (
+		history     storage.Store
+		historyOnce sync.Once
+	)
+	const held = 1000
+	b.Run("HistoryPage50", func(hb *testing.B) {
+		historyOnce.Do(func() {
+			history = open(hb, b)
+			for range held {
+				if _, err := history.AppendMessage(ctx, "bench", storage.Message{Sender: "u", Body: body}); err != nil {
+					hb.Fatal(err)
+				}
+			}
+		})
+		hb.ResetTimer()
+		for i := range hb.N {
+			before := storage.Seq(held + 1 - (i*97)%(held-50))
+			msgs, err := history.MessagesBefore(ctx, "bench", before, 50)
+			if err != nil || len(msgs) != 50 {
+				hb.Fatalf("page before %d: %d messages, %v", before, len(msgs), err)
+			}
+		}
+		hb.ReportMetric(float64(hb.N)/hb.Elapsed().Seconds(), "pages/s")
+	})
+}
