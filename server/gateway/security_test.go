@@ -224,6 +224,11 @@ func TestDeviceRevokedNotification(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A reply comes from the session's host, so the gateway knows the
+	// session by now.
+	if _, err := command(t, s, wire.Route{Kind: wire.RouteService, Name: "echo"}, "x"); err != nil {
+		t.Fatal(err)
+	}
 	if n := g.DeviceRevoked(k.Public().ID()); n != 1 {
 		t.Fatalf("DeviceRevoked closed %d sessions, want 1", n)
 	}
