@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,6 +15,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/jetstreamproto/jsp/security/ddos"
+	"github.com/jetstreamproto/jsp/security/devicekey"
+	"github.com/jetstreamproto/jsp/security/token"
+	"github.com/jetstreamproto/jsp/server/auth"
 	"github.com/jetstreamproto/jsp/server/gateway"
 )
 
@@ -34,6 +39,21 @@ type serverFlags struct {
 	maxSessions   int
 	maxConnsPerIP int
 	logLevel      string
+
+	// Security.
+	authMode           string
+	tokenKeys          []string
+	audience           string
+	devices            string
+	block, allow       []string
+	maxHandshakesPerIP int
+	rates              rateFlags
+}
+
+// rateFlags are the rate limits in tokens per second; 0 means the
+// gateway's default, negative means unlimited. Bursts are twice the rate.
+type rateFlags struct {
+	connAttempts, conn, user, channel, command float64
 }
 
 func newServerCmd() *cobra.Command {
@@ -49,13 +69,29 @@ a listener. Without --cert/--key it creates a self-signed development
 certificate in --data-dir on first run and prints its SPKI pin, which
 clients use to trust it. SIGINT or SIGTERM drains the server gracefully:
 every client is told to go away and given --drain-grace to leave; a second
-signal stops at once.`,
+signal stops at once.
+
+Clients authenticate in HELLO with a token (jsp token issue), a device key
+proof bound to the TLS connection, or both; --auth says what is required.
+The default, anonymous, is for development: it admits clients without
+credentials (credentials that are sent are still checked). In production
+use --auth token, device, any or both, with --token-keys (public keys from
+jsp token keygen; repeat the flag, or put several keys in one file, during
+a rotation) and --devices (a list of registered device keys, one per line:
+"<public key> <owner> [name]", "revoked <public key> <owner>" for revoked
+ones). Every refused client is told the reason's code.
+
+--block and --allow take CIDR prefixes (repeatable): blocked addresses are
+refused with BLOCKED on every listener; allowed ones skip the per-address
+caps and rate limits. The --rate-* flags set token-bucket rates per second
+(burst: twice the rate; negative: unlimited).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.config(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
+			fmt.Fprintf(cmd.OutOrStdout(), "auth: %s\n", f.authSummary())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return runServer(ctx, cfg, cmd.OutOrStdout(), stop)
@@ -75,8 +111,24 @@ signal stops at once.`,
 	fl.IntVar(&f.maxSessions, "max-sessions", gateway.DefaultMaxSessions, "maximum concurrent connections")
 	fl.IntVar(&f.maxConnsPerIP, "max-conns-per-ip", gateway.DefaultMaxConnsPerIP, "maximum concurrent connections from one IP address")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.StringVar(&f.authMode, "auth", auth.ModeAnonymous.String(), "credentials clients must present: anonymous, token, device, any or both")
+	fl.StringSliceVar(&f.tokenKeys, "token-keys", nil, "PEM file of token verification (public) keys (repeatable)")
+	fl.StringVar(&f.audience, "audience", defaultAudience, "audience tokens must name: this cluster")
+	fl.StringVar(&f.devices, "devices", "", "file listing registered device keys")
+	fl.StringSliceVar(&f.block, "block", nil, "CIDR prefix to refuse connections from (repeatable)")
+	fl.StringSliceVar(&f.allow, "allow", nil, "CIDR prefix exempt from per-address caps and rate limits (repeatable)")
+	fl.IntVar(&f.maxHandshakesPerIP, "max-handshakes-per-ip", ddos.DefaultMaxHandshakesPerIP, "maximum handshakes in flight from one IP address")
+	fl.Float64Var(&f.rates.connAttempts, "rate-conn-attempts", gateway.DefaultConnAttemptsPerSecond, "new connections per second from one IP address")
+	fl.Float64Var(&f.rates.conn, "rate-conn", gateway.DefaultConnMessagesPerSecond, "messages (PUBLISH, COMMAND, MESSAGE) per second on one connection")
+	fl.Float64Var(&f.rates.user, "rate-user", gateway.DefaultUserMessagesPerSecond, "messages per second of one user across sessions")
+	fl.Float64Var(&f.rates.channel, "rate-channel", gateway.DefaultChannelPublishesPerSecond, "publishes per second to one channel")
+	fl.Float64Var(&f.rates.command, "rate-command", gateway.DefaultCommandsPerSecond, "commands per second to one service from one user")
 	return cmd
 }
+
+// defaultAudience is the token audience of a server started without
+// --audience.
+const defaultAudience = "jsp"
 
 func init() { rootCmd.AddCommand(newServerCmd()) }
 
@@ -89,10 +141,11 @@ func (f *serverFlags) config(logOut io.Writer) (gateway.Config, error) {
 	if (f.cert == "") != (f.key == "") {
 		return gateway.Config{}, errors.New("--cert and --key go together")
 	}
-	if f.drainGrace <= 0 || f.maxSessions <= 0 || f.maxConnsPerIP <= 0 {
-		return gateway.Config{}, errors.New("--drain-grace, --max-sessions and --max-conns-per-ip must be positive")
+	if f.drainGrace <= 0 || f.maxSessions <= 0 || f.maxConnsPerIP <= 0 || f.maxHandshakesPerIP <= 0 {
+		return gateway.Config{}, errors.New("--drain-grace, --max-sessions, --max-conns-per-ip and --max-handshakes-per-ip must be positive")
 	}
-	return gateway.Config{
+	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+	cfg := gateway.Config{
 		QUICAddr:      f.quic,
 		TCPAddr:       f.tcp,
 		WSAddr:        f.ws,
@@ -105,8 +158,127 @@ func (f *serverFlags) config(logOut io.Writer) (gateway.Config, error) {
 		DrainGrace:    f.drainGrace,
 		MaxSessions:   f.maxSessions,
 		MaxConnsPerIP: f.maxConnsPerIP,
-		Logger:        slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level})),
-	}, nil
+		Logger:        logger,
+		RateLimits: gateway.RateLimits{
+			ConnAttemptsPerIP: gateway.Rate{PerSecond: f.rates.connAttempts},
+			Conn:              gateway.Rate{PerSecond: f.rates.conn},
+			User:              gateway.Rate{PerSecond: f.rates.user},
+			Channel:           gateway.Rate{PerSecond: f.rates.channel},
+			Command:           gateway.Rate{PerSecond: f.rates.command},
+		},
+	}
+	cfg.DDoS.MaxHandshakesPerIP = f.maxHandshakesPerIP
+	var err error
+	if cfg.DDoS.Block, err = parsePrefixes("--block", f.block); err != nil {
+		return gateway.Config{}, err
+	}
+	if cfg.DDoS.Allow, err = parsePrefixes("--allow", f.allow); err != nil {
+		return gateway.Config{}, err
+	}
+	a, reg, err := f.authenticator(logger)
+	if err != nil {
+		return gateway.Config{}, err
+	}
+	cfg.Authenticate = a.Authenticate
+	if reg != nil {
+		cfg.Devices = reg
+	}
+	return cfg, nil
+}
+
+// parsePrefixes parses CIDR prefixes; a bare address is its own /32 or
+// /128.
+func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("%s %q: not a CIDR prefix or address", flag, s)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: %w", flag, s, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// authenticator builds the HELLO authenticator from the --auth,
+// --token-keys, --audience and --devices flags. It returns the device
+// registry too when --devices was given.
+func (f *serverFlags) authenticator(log *slog.Logger) (*auth.Authenticator, devicekey.Registry, error) {
+	mode, err := auth.ParseMode(f.authMode)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--auth: %w", err)
+	}
+	cfg := auth.Config{Mode: mode, Audience: f.audience, Logger: log}
+	if len(f.tokenKeys) > 0 {
+		if f.audience == "" {
+			return nil, nil, errors.New("--token-keys needs --audience")
+		}
+		ks, err := token.NewKeySet(token.KeySetConfig{})
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, file := range f.tokenKeys {
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--token-keys: %w", err)
+			}
+			keys, err := auth.ParseTokenKeys(raw)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--token-keys %s: %w", file, err)
+			}
+			for _, k := range keys {
+				if err := ks.AddVerifyKey(k, time.Time{}); err != nil {
+					return nil, nil, fmt.Errorf("--token-keys %s: %w", file, err)
+				}
+			}
+		}
+		cfg.Tokens = ks
+	}
+	var reg devicekey.Registry
+	if f.devices != "" {
+		mem, err := devicekey.NewMemoryRegistry(devicekey.MemoryConfig{})
+		if err != nil {
+			return nil, nil, err
+		}
+		file, err := os.Open(f.devices)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--devices: %w", err)
+		}
+		_, err = auth.LoadDevices(context.Background(), file, mem)
+		file.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("--devices %s: %w", f.devices, err)
+		}
+		cfg.Devices, reg = mem, mem
+	}
+	a, err := auth.New(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--auth %s: %w (see --token-keys and --devices)", mode, err)
+	}
+	return a, reg, nil
+}
+
+// authSummary describes the authentication settings for the banner.
+func (f *serverFlags) authSummary() string {
+	s := f.authMode
+	if len(f.tokenKeys) > 0 {
+		s += fmt.Sprintf(", tokens for audience %q from %s", f.audience, strings.Join(f.tokenKeys, ", "))
+	}
+	if f.devices != "" {
+		s += ", devices from " + f.devices
+	}
+	if f.authMode == auth.ModeAnonymous.String() {
+		s += " (development: clients without credentials are admitted)"
+	}
+	return s
 }
 
 // runServer serves until ctx ends, then drains. stopSignals is called once

@@ -18,8 +18,13 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/security/devicekey"
+	"github.com/jetstreamproto/jsp/security/token"
 	"github.com/jetstreamproto/jsp/session"
+	"github.com/jetstreamproto/jsp/transport/mux"
 	jspquic "github.com/jetstreamproto/jsp/transport/quic"
+	"github.com/jetstreamproto/jsp/transport/tcptls"
 	"github.com/jetstreamproto/jsp/transport/tlsconf"
 	"github.com/jetstreamproto/jsp/wire"
 )
@@ -61,6 +66,8 @@ func TestServerCommandRegistered(t *testing.T) {
 	}
 	for flag, def := range map[string]string{
 		"data-dir": ".jsp-data", "quic": ":7400", "tcp": ":7400", "ws": ":7401", "cert": "", "key": "", "drain-grace": "10s",
+		"auth": "anonymous", "token-keys": "[]", "audience": "jsp", "devices": "", "block": "[]", "allow": "[]",
+		"rate-conn-attempts": "20", "rate-conn": "1000", "max-handshakes-per-ip": "8",
 	} {
 		f := cmd.Flags().Lookup(flag)
 		if f == nil || f.DefValue != def {
@@ -70,8 +77,18 @@ func TestServerCommandRegistered(t *testing.T) {
 }
 
 func TestServerFlags(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, _ := writeTokenKey(t, dir)
+	devFile := filepath.Join(dir, "devices")
+	dk, err := devicekey.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(devFile, []byte("# devices\n"+dk.Public().String()+" alice phone\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	base := serverFlags{dataDir: "d", quic: ":1", tcp: ":2", ws: ":3", wsPath: "/jsp", drainGrace: time.Second,
-		maxSessions: 1, maxConnsPerIP: 1, logLevel: "info"}
+		maxSessions: 1, maxConnsPerIP: 1, logLevel: "info", authMode: "anonymous", audience: "jsp", maxHandshakesPerIP: 8}
 	tests := []struct {
 		name string
 		edit func(*serverFlags)
@@ -83,6 +100,21 @@ func TestServerFlags(t *testing.T) {
 		{"cert without key", func(f *serverFlags) { f.cert = "c.pem" }, false},
 		{"zero grace", func(f *serverFlags) { f.drainGrace = 0 }, false},
 		{"zero sessions", func(f *serverFlags) { f.maxSessions = 0 }, false},
+		{"zero handshakes per ip", func(f *serverFlags) { f.maxHandshakesPerIP = 0 }, false},
+		{"unknown auth mode", func(f *serverFlags) { f.authMode = "open" }, false},
+		{"token mode without keys", func(f *serverFlags) { f.authMode = "token" }, false},
+		{"token mode", func(f *serverFlags) { f.authMode = "token"; f.tokenKeys = []string{keyFile} }, true},
+		{"token keys without audience", func(f *serverFlags) { f.tokenKeys = []string{keyFile}; f.audience = "" }, false},
+		{"missing key file", func(f *serverFlags) { f.authMode = "token"; f.tokenKeys = []string{filepath.Join(dir, "none")} }, false},
+		{"key file without keys", func(f *serverFlags) { f.authMode = "token"; f.tokenKeys = []string{devFile} }, false},
+		{"device mode without devices", func(f *serverFlags) { f.authMode = "device" }, false},
+		{"device mode", func(f *serverFlags) { f.authMode = "device"; f.devices = devFile }, true},
+		{"bad device list", func(f *serverFlags) { f.authMode = "device"; f.devices = keyFile }, false},
+		{"any with both", func(f *serverFlags) { f.authMode = "any"; f.devices = devFile; f.tokenKeys = []string{keyFile} }, true},
+		{"block and allow", func(f *serverFlags) { f.block = []string{"10.0.0.0/8", "192.0.2.1"}; f.allow = []string{"10.1.0.0/16"} }, true},
+		{"bad block", func(f *serverFlags) { f.block = []string{"10.0.0.0/33"} }, false},
+		{"bad allow", func(f *serverFlags) { f.allow = []string{"nope"} }, false},
+		{"rates", func(f *serverFlags) { f.rates = rateFlags{connAttempts: 1, conn: -1, user: 5, channel: 6, command: 7} }, true},
 	}
 	for _, tt := range tests {
 		f := base
@@ -91,9 +123,98 @@ func TestServerFlags(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("%s: %v", tt.name, err)
 		}
-		if err == nil && (cfg.QUICAddr != ":1" || cfg.TCPAddr != ":2" || cfg.WSAddr != ":3" || cfg.DataDir != "d" || cfg.Logger == nil) {
+		if err == nil && (cfg.QUICAddr != ":1" || cfg.TCPAddr != ":2" || cfg.WSAddr != ":3" || cfg.DataDir != "d" || cfg.Logger == nil ||
+			cfg.Authenticate == nil || len(cfg.DDoS.Block) != len(f.block) || len(cfg.DDoS.Allow) != len(f.allow) ||
+			cfg.RateLimits.Conn.PerSecond != f.rates.conn || (f.devices != "") != (cfg.Devices != nil)) {
 			t.Errorf("%s: config %+v", tt.name, cfg)
 		}
+	}
+}
+
+// writeTokenKey creates a token signing key and writes its public half to
+// dir; it returns the public key's file and the private key.
+func writeTokenKey(t *testing.T, dir string) (string, token.PrivateKey) {
+	t.Helper()
+	k, err := token.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := token.MarshalPublicKeyPEM(k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "token.pub")
+	if err := os.WriteFile(file, pub, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file, k
+}
+
+// TestServerTokenAuth runs the server with --auth token: a client without
+// a token is refused with UNAUTHENTICATED, and one with a token issued for
+// the audience is served.
+func TestServerTokenAuth(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	keyFile, key := writeTokenKey(t, dir)
+	f := serverFlags{dataDir: dir, quic: "off", tcp: "127.0.0.1:0", ws: "off", wsPath: "/jsp",
+		drainGrace: 100 * time.Millisecond, maxSessions: 10, maxConnsPerIP: 10, logLevel: "error",
+		authMode: "token", tokenKeys: []string{keyFile}, audience: "cluster-x", maxHandshakesPerIP: 8}
+	cfg, err := f.config(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runServer(ctx, cfg, out, nil) }()
+	banner := waitOutput(t, out, "SPKI pin")
+	addr := regexp.MustCompile(`jsp\+tcp://(127\.0\.0\.1:\d+)`).FindStringSubmatch(banner)
+	pin := regexp.MustCompile(`SPKI pin +(\S+)`).FindStringSubmatch(banner)
+	if addr == nil || pin == nil {
+		t.Fatalf("banner:\n%s", banner)
+	}
+	fp, err := tlsconf.ParseFingerprint(pin[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsConf, err := tlsconf.Client(tlsconf.ClientConfig{Pins: []tlsconf.Fingerprint{fp}, TrustPinsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer dcancel()
+	hello := func(authBytes []byte) (*session.Session, error) {
+		conn, err := tcptls.Dial(dctx, addr[1], tlsConf, mux.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := session.Dial(dctx, conn, session.ClientInfo{Name: "cmd-test", Auth: authBytes}, session.Config{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			_ = conn.CloseWithError(0, "")
+		}
+		return s, err
+	}
+	if _, err := hello(nil); jsperr.CodeOf(err) != jsperr.Unauthenticated {
+		t.Fatalf("client without a token: %v, want UNAUTHENTICATED", err)
+	}
+	tok, err := token.Sign(key, token.Claims{Audience: "cluster-x", Subject: "alice", NotBefore: time.Now(), Expiry: time.Now().Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := hello([]byte(tok))
+	if err != nil {
+		t.Fatalf("client with a token: %v", err)
+	}
+	rep, err := s.Request(dctx, &wire.Envelope{Route: wire.Route{Kind: wire.RouteService, Name: "echo"}, Class: protocol.ClassChat, Body: []byte("hi")})
+	if err != nil || string(rep.Body) != "hi" {
+		t.Fatalf("echo: %v", err)
+	}
+	_ = s.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("runServer = %v", err)
 	}
 }
 
@@ -104,7 +225,8 @@ func TestRunServer(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	dir := t.TempDir()
 	f := serverFlags{dataDir: dir, quic: "127.0.0.1:0", tcp: "127.0.0.1:0", ws: "127.0.0.1:0", wsPath: "/jsp",
-		drainGrace: 200 * time.Millisecond, maxSessions: 10, maxConnsPerIP: 10, logLevel: "error"}
+		drainGrace: 200 * time.Millisecond, maxSessions: 10, maxConnsPerIP: 10, logLevel: "error",
+		authMode: "anonymous", maxHandshakesPerIP: 8}
 	cfg, err := f.config(io.Discard)
 	if err != nil {
 		t.Fatal(err)

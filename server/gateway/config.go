@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetstreamproto/jsp/security/ddos"
+	"github.com/jetstreamproto/jsp/security/devicekey"
 	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/server/services/files"
@@ -49,6 +51,20 @@ const (
 	// DefaultMaxStreamHandlers caps application streams one session has
 	// being served; a stream beyond it is reset with STREAM_LIMIT.
 	DefaultMaxStreamHandlers = 64
+	// DefaultMaxRefusalHandshakes caps the refused connections the gateway
+	// completes a handshake with at once, only to tell them why they are
+	// refused (BLOCKED, TOO_MANY_CONNECTIONS, ...). Beyond it a refused
+	// connection is dropped before its handshake, without a code.
+	DefaultMaxRefusalHandshakes = 16
+	// DefaultRefusalLogRate caps the log lines per second about refused
+	// connections and rate-limited messages; the lines left out are counted
+	// in the next line's "suppressed" attribute, so that a flood cannot
+	// flood the log.
+	DefaultRefusalLogRate = 20
+	// DefaultDeviceCheckInterval is how often live sessions' device keys
+	// are checked against the registry when Session.HeartbeatInterval is
+	// not set: the session layer's default heartbeat.
+	DefaultDeviceCheckInterval = 15 * time.Second
 )
 
 // Config configures a Gateway. The zero value is valid: every zero field
@@ -96,10 +112,43 @@ type Config struct {
 	// ExtraListeners are served besides the built-in ones, e.g. an
 	// in-memory listener in tests or a listener an embedding program
 	// built. Once New succeeds the gateway owns them and closes them on
-	// Shutdown or Close.
+	// Shutdown or Close. Their connections go through the connection
+	// filter (DDoS, RateLimits.ConnAttemptsPerIP) after Accept, when their
+	// remote address has an IP.
 	ExtraListeners []transport.Listener
-	// Authenticate checks each HELLO. Default: everyone is accepted.
+	// Authenticate checks each HELLO (server/auth builds one from tokens
+	// and device keys). Default: everyone is accepted.
 	Authenticate session.Authenticator
+	// Devices is the device-key registry. When set, the gateway checks the
+	// device of every live session that proved one every
+	// DeviceCheckInterval, and closes the sessions of a revoked (or
+	// removed) device with DEVICE_REVOKED; DeviceRevoked does it at once.
+	// Default: none.
+	Devices devicekey.Registry
+	// DeviceCheckInterval is how often live sessions' devices are checked.
+	// Default: Session.HeartbeatInterval, or DefaultDeviceCheckInterval
+	// when that is not set, so that a revoked device is gone within one
+	// heartbeat interval.
+	DeviceCheckInterval time.Duration
+
+	// DDoS configures the connection filter in front of every listener
+	// (ARCHITECTURE §5): CIDR block and allow lists, per-address caps on
+	// connections and handshakes, global caps, and QUIC Retry under load.
+	// Zero fields take package ddos's defaults, except MaxConnsPerIP
+	// (default: Config.MaxConnsPerIP), MaxConns (default:
+	// Config.MaxSessions) and Now (default: Config.Now).
+	DDoS ddos.Config
+	// MaxRefusalHandshakes caps refused connections that are still given
+	// a handshake so that they can be told their refusal code. Default:
+	// DefaultMaxRefusalHandshakes; negative: none, every refused connection
+	// is dropped before its handshake.
+	MaxRefusalHandshakes int
+	// RateLimits are the token-bucket limits on connection attempts and
+	// messages.
+	RateLimits RateLimits
+	// RefusalLogRate caps log lines about refusals per second. Default:
+	// DefaultRefusalLogRate; negative: every refusal is logged.
+	RefusalLogRate float64
 	// Services answers commands and streams. Default: echo, notify and
 	// files (storing under DataDir/files, capped at MaxFileSize).
 	Services *services.Registry
@@ -116,8 +165,10 @@ type Config struct {
 	// MaxSessions caps connections, handshaking or established.
 	// Default: DefaultMaxSessions.
 	MaxSessions int
-	// MaxConnsPerIP caps connections from one IP address.
-	// Default: DefaultMaxConnsPerIP.
+	// MaxConnsPerIP caps connections, handshaking or established, from
+	// one IP address (one IPv6 /64 by default, see DDoS.IPv6Prefix); one
+	// more is refused with TOO_MANY_CONNECTIONS. Default:
+	// DefaultMaxConnsPerIP.
 	MaxConnsPerIP int
 	// MaxHandshakes caps handshakes in progress. Default: DefaultMaxHandshakes.
 	MaxHandshakes int
@@ -193,6 +244,28 @@ func (c *Config) setDefaults() {
 	if c.Hub.Logger == nil {
 		c.Hub.Logger = c.Logger
 	}
+	if c.DeviceCheckInterval == 0 {
+		c.DeviceCheckInterval = c.Session.HeartbeatInterval
+		if c.DeviceCheckInterval == 0 {
+			c.DeviceCheckInterval = DefaultDeviceCheckInterval
+		}
+	}
+	if c.DDoS.MaxConnsPerIP == 0 {
+		c.DDoS.MaxConnsPerIP = c.MaxConnsPerIP
+	}
+	if c.DDoS.MaxConns == 0 {
+		c.DDoS.MaxConns = c.MaxSessions
+	}
+	if c.DDoS.Now == nil {
+		c.DDoS.Now = c.Now
+	}
+	if c.MaxRefusalHandshakes == 0 {
+		c.MaxRefusalHandshakes = DefaultMaxRefusalHandshakes
+	}
+	if c.RefusalLogRate == 0 {
+		c.RefusalLogRate = DefaultRefusalLogRate
+	}
+	c.RateLimits.setDefaults()
 }
 
 func (c *Config) validate() error {
@@ -212,6 +285,10 @@ func (c *Config) validate() error {
 		return errors.New("gateway: negative limit in config")
 	case c.MaxFileSize < 0:
 		return fmt.Errorf("gateway: negative MaxFileSize %d", c.MaxFileSize)
+	case c.DeviceCheckInterval < 0:
+		return fmt.Errorf("gateway: negative DeviceCheckInterval %v", c.DeviceCheckInterval)
+	case c.QUIC.VerifySourceAddress != nil || c.QUIC.ConnContext != nil:
+		return errors.New("gateway: QUIC.VerifySourceAddress and QUIC.ConnContext belong to the gateway's filter")
 	}
-	return nil
+	return c.RateLimits.validate()
 }

@@ -6,23 +6,41 @@
 //
 // The flow of one connection:
 //
-//	listener.Accept ─► admit (caps: draining, sessions, per IP, handshakes)
-//	                ─► session.Accept (HELLO/WELCOME) in a gateway goroutine
-//	                ─► host: recv loop    SUBSCRIBE/UNSUBSCRIBE ─► hub, ACK
+//	TCP accept / QUIC Initial ─► filter (before TLS): block list, attempt
+//	                rate, per-IP and global connection and handshake caps,
+//	                QUIC Retry under load (admission.go)
+//	listener.Accept ─► admit (filter verdict, caps: draining, sessions,
+//	                handshakes)
+//	                ─► session.Accept (HELLO/WELCOME, Authenticate) in a
+//	                   gateway goroutine
+//	                ─► host: recv loop    rate limits (conn, user, channel,
+//	                                      command) ─► ERROR RATE_LIMITED
+//	                                      SUBSCRIBE/UNSUBSCRIBE ─► hub, ACK
 //	                                      PUBLISH ─► hub ─► EVENT to subscribers
 //	                                      COMMAND ─► service ─► REPLY (+NOTIFY)
 //	                                      MESSAGE ─► echoed, same delivery mode
 //	                         event loop   hub queue ─► EVENT
 //	                         stream loop  stream ─► service by label
 //	                         datagrams    echoed back
+//	                         expiry       closes with TOKEN_EXPIRED when the
+//	                                      identity expires
+//	janitor ─► every DeviceCheckInterval: live sessions' devices against the
+//	           registry, DEVICE_REVOKED; every reapInterval: filter Reap and
+//	           rate-limit Sweep
 //
-// Goroutines and their owners: Serve starts one accept loop per listener
-// and the HTTPS server; each admitted connection gets one goroutine (the
-// handshake, then the session host), which owns the host's loops and the
-// command and stream workers it starts. Shutdown stops the listeners, sends
-// GOAWAY to every session, waits for them to leave or for the drain grace,
-// then closes; Close does the same without the grace. Both wait for every
-// goroutine.
+// Every refusal carries its registry code to the client (in ERROR, or as
+// the close code when no session exists yet) and is logged with its reason
+// and the client's address; refusal lines are rate-limited
+// (RefusalLogRate) and count what they left out.
+//
+// Goroutines and their owners: Serve starts one accept loop per listener,
+// the janitor and the HTTPS server; each admitted connection gets one
+// goroutine (the handshake, then the session host), which owns the host's
+// loops and the command and stream workers it starts. Shutdown stops the
+// listeners, sends GOAWAY to every session, waits for them to leave or for
+// the drain grace, then closes; Close does the same without the grace. Both
+// wait for every goroutine; the janitor, which keeps checking devices while
+// sessions drain, is joined last.
 //
 // Lock order: Gateway.mu is never held while calling into a session or the
 // hub.
@@ -42,6 +60,7 @@ import (
 	"time"
 
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/security/ratelimit"
 	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/server/services/echo"
@@ -67,6 +86,11 @@ type Gateway struct {
 	hub      *pubsub.Hub[*wire.Envelope]
 	services *services.Registry
 	metrics  *metrics
+	adm      *admission
+	// msgLimits limits messages per connection, user, channel and command;
+	// nil when nothing is limited.
+	msgLimits  *ratelimit.Set
+	refusalLog *sampledLog
 
 	listeners []*listener // fixed after New
 	http      *httpServer // nil when WebSocket is off
@@ -80,9 +104,9 @@ type Gateway struct {
 	handshakeSem chan struct{}
 
 	wg sync.WaitGroup // accept loops and connection goroutines
+	bg sync.WaitGroup // the janitor; joined by finish after g.ctx ends
 
 	mu       sync.Mutex
-	perIP    map[string]int         // guarded by mu: connections per IP
 	conns    int                    // guarded by mu: connections admitted and not yet gone
 	hosts    map[*host]struct{}     // guarded by mu: established sessions
 	byKind   map[transport.Kind]int // guarded by mu: established sessions by transport
@@ -106,6 +130,10 @@ const (
 type listener struct {
 	kind transport.Kind
 	l    transport.Listener
+	// filtered holds the tickets of a TCP-based listener's connections;
+	// nil for QUIC (tickets ride in the connection's context) and for
+	// extra listeners (admitted after Accept).
+	filtered *filteredListener
 }
 
 // New loads or creates the certificate, binds every enabled listener and
@@ -120,7 +148,6 @@ func New(cfg Config) (*Gateway, error) {
 		log:          cfg.Logger,
 		metrics:      newMetrics(),
 		handshakeSem: make(chan struct{}, cfg.MaxHandshakes),
-		perIP:        map[string]int{},
 		hosts:        map[*host]struct{}{},
 		byKind:       map[transport.Kind]int{},
 		shutdown:     make(chan struct{}),
@@ -129,6 +156,16 @@ func New(cfg Config) (*Gateway, error) {
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.acceptCtx, g.stopAccept = context.WithCancel(g.ctx)
 	if err := g.loadCert(); err != nil {
+		return nil, err
+	}
+	var err error
+	if g.refusalLog, err = newSampledLog(cfg.Logger, cfg.RefusalLogRate, cfg.Now); err != nil {
+		return nil, err
+	}
+	if g.adm, err = newAdmission(&g.cfg, g.metrics, g.refusalLog); err != nil {
+		return nil, err
+	}
+	if g.msgLimits, err = g.cfg.RateLimits.messageLimits(g.adm.v6Prefix, cfg.Now); err != nil {
 		return nil, err
 	}
 	hub, err := pubsub.New[*wire.Envelope](cfg.Hub)
@@ -282,6 +319,7 @@ func (g *Gateway) Serve(ctx context.Context) error {
 		g.wg.Add(1)
 		go g.acceptLoop(l)
 	}
+	g.bg.Go(g.janitor)
 	if g.http != nil {
 		// The HTTPS server is joined by finish, not by wg: it keeps
 		// answering /healthz ("draining") while Shutdown waits on wg.
@@ -328,79 +366,108 @@ func (g *Gateway) acceptLoop(l *listener) {
 			continue
 		}
 		backoff = 0
-		g.admit(conn)
+		g.admit(l, conn)
 	}
 }
 
-// ipOf returns the IP part of a remote address, the key of the per-IP cap.
-func ipOf(a net.Addr) string {
-	switch a := a.(type) {
-	case *net.UDPAddr:
-		return a.IP.String()
-	case *net.TCPAddr:
-		return a.IP.String()
+// ticketOf returns the filter's verdict on conn, taken before its
+// handshake: from the QUIC connection's context or the TCP-based
+// listener's table. Connections of extra listeners have none.
+func (l *listener) ticketOf(conn transport.Conn) *ticket {
+	if l.filtered != nil {
+		return l.filtered.ticket(conn.RemoteAddr().String())
 	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return a.String()
-	}
-	return host
+	t, _ := conn.Context().Value(ticketKey{}).(*ticket)
+	return t
 }
 
-// admit applies the connection caps (ARCHITECTURE §5: per-IP connection
-// and handshake caps) and starts the connection's goroutine.
-func (g *Gateway) admit(conn transport.Conn) {
-	ip := ipOf(conn.RemoteAddr())
+// admit applies the filter's verdict and the gateway's caps (draining,
+// sessions, handshakes in progress) and starts the connection's goroutine.
+// Connections of extra listeners whose address has an IP go through the
+// filter here, after their handshake.
+func (g *Gateway) admit(l *listener, conn transport.Conn) {
 	refuse := func(reason string, code jsperr.Code, msg string) {
 		g.metrics.refused.add(reason, 1)
-		g.log.Debug("gateway: connection refused", "remote", conn.RemoteAddr().String(), "reason", reason)
-		// A link connection's close waits for its close frame to be
-		// written (bounded by the link's close timeout); that wait must
-		// not hold up the accept loop while it is being flooded.
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			_ = conn.CloseWithError(code, msg)
-		}()
+		g.refusalLog.log("gateway: connection refused", "code", code.String(), "reason", msg,
+			"remote", conn.RemoteAddr().String(), "transport", string(conn.Kind()))
+		g.closeRefused(conn, code, msg)
+	}
+	t := l.ticketOf(conn)
+	own := false // the ticket was taken here and is released by serveConn
+	if t == nil && l.filtered == nil && l.kind != transport.KindQUIC {
+		if nt, err := g.adm.begin(conn.RemoteAddr(), string(conn.Kind()), false); err == nil {
+			t, own = nt, true
+		}
+	}
+	release := func() {
+		if own {
+			t.release()
+		}
+	}
+	if t != nil && t.refusal != nil {
+		// Counted and logged when the filter refused it.
+		release()
+		g.closeRefused(conn, t.refusal.Code, truncate(t.refusal.Reason, 256))
+		return
+	}
+	if t != nil {
+		if err := t.slot.Established(); err != nil {
+			release()
+			refuse("reaped", jsperr.CodeOf(err), "handshake took too long")
+			return
+		}
 	}
 	g.mu.Lock()
 	switch {
 	case g.state >= stateDraining:
 		g.mu.Unlock()
+		release()
 		refuse("draining", jsperr.GoingAway, "server is shutting down")
 		return
 	case g.conns >= g.cfg.MaxSessions:
 		g.mu.Unlock()
-		refuse("max_sessions", jsperr.RateLimited, fmt.Sprintf("server at its limit of %d sessions", g.cfg.MaxSessions))
-		return
-	case g.perIP[ip] >= g.cfg.MaxConnsPerIP:
-		g.mu.Unlock()
-		refuse("per_ip", jsperr.RateLimited, fmt.Sprintf("more than %d connections from one address", g.cfg.MaxConnsPerIP))
+		release()
+		refuse("max_sessions", jsperr.TooManyConnections, fmt.Sprintf("server at its limit of %d sessions", g.cfg.MaxSessions))
 		return
 	}
 	select {
 	case g.handshakeSem <- struct{}{}:
 	default:
 		g.mu.Unlock()
-		refuse("handshakes", jsperr.RateLimited, "too many handshakes in progress")
+		release()
+		refuse("handshakes", jsperr.TooManyHandshakes, "too many handshakes in progress")
 		return
 	}
 	g.conns++
-	g.perIP[ip]++
 	g.wg.Add(1)
 	g.mu.Unlock()
-	go g.serveConn(conn, ip)
+	go g.serveConn(conn, release)
 }
 
-// serveConn runs the handshake and then hosts the session until it ends.
-func (g *Gateway) serveConn(conn transport.Conn, ip string) {
+// closeRefused closes a refused connection with its code. A link
+// connection's close waits for its close frame to be written (bounded by
+// the link's close timeout); that wait must not hold up the accept loop
+// while it is being flooded.
+func (g *Gateway) closeRefused(conn transport.Conn, code jsperr.Code, msg string) {
+	g.wg.Go(func() { _ = conn.CloseWithError(code, msg) })
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// serveConn runs the handshake and then hosts the session until it ends;
+// release gives back the connection's filter ticket when the gateway holds
+// it.
+func (g *Gateway) serveConn(conn transport.Conn, release func()) {
 	defer g.wg.Done()
 	defer func() {
+		release()
 		g.mu.Lock()
 		g.conns--
-		if g.perIP[ip]--; g.perIP[ip] <= 0 {
-			delete(g.perIP, ip)
-		}
 		g.mu.Unlock()
 	}()
 	sess, err := session.Accept(g.ctx, conn, g.cfg.Session, session.ServerOptions{
@@ -530,6 +597,7 @@ func (g *Gateway) finish() {
 		g.http.close()
 	}
 	g.cancel()
+	g.bg.Wait()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.state != stateClosed {
@@ -581,7 +649,11 @@ func (g *Gateway) serveHealth(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	st := g.hub.Stats()
+	fs := g.adm.filter.Stats()
 	_ = g.metrics.write(w, []gauge{
+		{"jsp_filter_handshakes", "gauge", "Handshakes in flight counted by the connection filter.", int64(fs.Handshakes)},
+		{"jsp_filter_connections", "gauge", "Open connections counted by the connection filter.", int64(fs.Conns)},
+		{"jsp_filter_reaped_total", "counter", "Handshakes released by the filter for overstaying their time.", int64(fs.Reaped)},
 		{"jsp_pubsub_channels", "gauge", "Channels with local subscribers.", int64(st.Channels)},
 		{"jsp_pubsub_subscribers", "gauge", "Local subscribers (one per session).", int64(st.Subscribers)},
 		{"jsp_pubsub_published_total", "counter", "Messages published to the hub.", int64(st.Published)},

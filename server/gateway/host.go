@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -18,9 +19,10 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// host serves one established session. It owns five loops (messages,
-// events, streams, datagrams, and a watch that closes the session when the
-// gateway closes) and the command, message and stream workers they start;
+// host serves one established session. It owns six loops (messages,
+// events, streams, datagrams, a watch that closes the session when the
+// gateway closes, and one that closes it when its identity expires) and
+// the command, message and stream workers they start;
 // all of them end when the session does, and run joins them. The state the
 // loops share is the subscriber, which is safe for concurrent use, and the
 // semaphores; the session serializes what it sends.
@@ -31,7 +33,11 @@ type host struct {
 	kind  transport.Kind
 	log   *slog.Logger
 	ident services.Identity
-	sub   *pubsub.Subscriber[*wire.Envelope]
+	// auth is who the client authenticated as; user is auth.User, the key
+	// of the per-user rate limit ("" for anonymous sessions).
+	auth session.Identity
+	user string
+	sub  *pubsub.Subscriber[*wire.Envelope]
 
 	inflight chan struct{} // semaphore: commands and message echoes
 	streams  chan struct{} // semaphore: stream handlers
@@ -56,8 +62,13 @@ func newHost(g *Gateway, sess *session.Session) *host {
 			Transport:  conn.Kind(),
 			RemoteAddr: conn.RemoteAddr().String(),
 		},
+		auth:     sess.Identity(),
+		user:     sess.Identity().User,
 		inflight: make(chan struct{}, g.cfg.MaxInflight),
 		streams:  make(chan struct{}, g.cfg.MaxStreamHandlers),
+	}
+	if h.user != "" || h.auth.Device != "" {
+		h.log = h.log.With("user", h.user, "device", h.auth.Device)
 	}
 	h.sub = g.hub.NewSubscriber(id)
 	return h
@@ -68,7 +79,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 func (h *host) run() {
 	ctx := h.sess.Context()
 	h.log.Debug("session established")
-	for _, loop := range []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch} {
+	for _, loop := range []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch} {
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
@@ -94,6 +105,31 @@ func (h *host) closeWatch(ctx context.Context) {
 	case <-h.g.ctx.Done():
 		_ = h.sess.CloseWithError(jsperr.GoingAway, "server closed")
 	}
+}
+
+// expiryWatch closes the session with TOKEN_EXPIRED when its identity
+// expires: a credential is only good until its expiry, also on a
+// connection opened before it (the client reconnects with a fresh one).
+func (h *host) expiryWatch(ctx context.Context) {
+	exp := h.auth.Expires
+	if exp.IsZero() {
+		return
+	}
+	t := time.NewTimer(max(exp.Sub(h.g.cfg.Now()), 0))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+		h.closeWith(jsperr.TokenExpired, fmt.Sprintf("credential of %q expired at %s", h.user, exp.UTC().Format(time.RFC3339)))
+	}
+}
+
+// closeWith ends the session with code and reason, logged with the
+// client's address (host.log carries it).
+func (h *host) closeWith(code jsperr.Code, reason string) {
+	h.g.metrics.errors.add(code.String(), 1)
+	h.log.Info("closing session", "code", code.String(), "reason", reason)
+	_ = h.sess.CloseWithError(code, reason)
 }
 
 // goAway starts the session's drain: GOAWAY now, close after the grace.
@@ -148,12 +184,19 @@ func (h *host) recvLoop(ctx context.Context) {
 			if m, ok := in.Message.(*wire.Unsubscribe); ok {
 				h.unsubscribe(m)
 			}
-		case wire.FramePublish:
-			h.publish(in.Envelope)
-		case wire.FrameCommand:
-			h.command(ctx, in.Envelope)
-		case wire.FrameMessage:
-			h.echoMessage(ctx, in)
+		case wire.FramePublish, wire.FrameCommand, wire.FrameMessage:
+			if err := h.limitMessage(in.Type, in.Envelope); err != nil {
+				h.rateLimited(in, err)
+				continue
+			}
+			switch in.Type {
+			case wire.FramePublish:
+				h.publish(in.Envelope)
+			case wire.FrameCommand:
+				h.command(ctx, in.Envelope)
+			default:
+				h.echoMessage(ctx, in)
+			}
 		case wire.FrameEvent, wire.FrameNotify, wire.FrameReply:
 			// JSP §5.8-§5.10: EVENT and NOTIFY go from server to client
 			// only, and this server never sends COMMANDs a client could
@@ -166,6 +209,20 @@ func (h *host) recvLoop(ctx context.Context) {
 			h.log.Debug("ignoring message", "type", in.Type.String())
 		}
 	}
+}
+
+// rateLimited answers a message over a rate limit with ERROR
+// {RATE_LIMITED, retry_after_ms, ref = its id} (JSP §5.3); the session goes
+// on. A message without an id cannot be answered and is dropped.
+func (h *host) rateLimited(in session.Incoming, err error) {
+	var je *jsperr.Error
+	retry := time.Duration(0)
+	if errors.As(err, &je) {
+		retry = je.RetryAfter
+	}
+	h.g.refusalLog.log("gateway: message rate limited", "type", in.Type.String(), "reason", err.Error(),
+		"retry_after", retry, "session", h.id, "user", h.user, "remote", h.ident.RemoteAddr)
+	h.refuse(in.Envelope.ID, err)
 }
 
 // ack confirms a request id (JSP §5.6); requests without an id get none.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -10,12 +11,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/transport"
 )
 
 // httpReadHeaderTimeout bounds reading a request's headers, so that a
 // client that opens a connection and sends nothing cannot hold it.
 const httpReadHeaderTimeout = 10 * time.Second
+
+// httpIdleTimeout closes a keep-alive HTTPS connection (a /healthz or
+// /metrics client) after this long without a request, so that idle
+// connections do not hold the per-address connection slots for ever.
+const httpIdleTimeout = 2 * time.Minute
 
 // httpServer is the HTTPS server that carries the WebSocket endpoint,
 // /healthz and /metrics (docs/decisions.md D6).
@@ -49,19 +56,66 @@ func (g *Gateway) listenHTTPS(jspTLS *tls.Config) error {
 	mux.Handle(g.cfg.WSPath, wsl.handler)
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	mux.HandleFunc("GET /metrics", g.serveMetrics)
+	// The filter sees each TCP connection before its TLS handshake; the
+	// ticket follows the connection into its requests.
+	fl := newFilteredListener(ln, g.adm, string(transport.KindWebSocket))
 	g.http = &httpServer{
 		srv: &http.Server{
-			Handler:           mux,
+			Handler:           g.refuseHTTP(mux),
 			ReadHeaderTimeout: httpReadHeaderTimeout,
+			IdleTimeout:       httpIdleTimeout,
 			ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 			TLSConfig:         httpsTLS,
+			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+				if t := httpTicket(c); t != nil {
+					return context.WithValue(ctx, ticketKey{}, t)
+				}
+				return ctx
+			},
+			ConnState: func(c net.Conn, st http.ConnState) {
+				// The TLS handshake is done once a request arrives: from
+				// then on the connection counts as open, not handshaking.
+				if t := httpTicket(c); st == http.StateActive && t != nil && t.slot != nil {
+					_ = t.slot.Established()
+				}
+			},
 		},
 		ln:  ln,
-		tln: tls.NewListener(ln, httpsTLS),
+		tln: tls.NewListener(fl, httpsTLS),
 		log: g.log,
 	}
-	g.listeners = append(g.listeners, &listener{kind: transport.KindWebSocket, l: wsl.listener})
+	g.listeners = append(g.listeners, &listener{kind: transport.KindWebSocket, l: wsl.listener, filtered: fl})
 	return nil
+}
+
+// httpTicket returns the filter ticket of an HTTPS server connection.
+func httpTicket(c net.Conn) *ticket {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if ac, ok := c.(*admittedConn); ok {
+		return ac.t
+	}
+	return nil
+}
+
+// refuseHTTP answers every request on a refused connection with its code,
+// except the WebSocket upgrade: that one goes through, so that the gateway
+// can close the JSP link with the refusal code, which a JSP client reads.
+func (g *Gateway) refuseHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t, _ := r.Context().Value(ticketKey{}).(*ticket)
+		if t == nil || t.refusal == nil || r.URL.Path == g.cfg.WSPath {
+			next.ServeHTTP(w, r)
+			return
+		}
+		status := http.StatusTooManyRequests
+		if t.refusal.Code == jsperr.Blocked {
+			status = http.StatusForbidden
+		}
+		w.Header().Set("Connection", "close")
+		http.Error(w, t.refusal.Code.String()+": "+t.refusal.Reason, status)
+	})
 }
 
 // start serves HTTPS on a goroutine joined by close.

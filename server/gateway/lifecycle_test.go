@@ -182,8 +182,11 @@ func TestConnectionCaps(t *testing.T) {
 		cfg    Config
 		reason string
 	}{
-		{"per ip", Config{MaxConnsPerIP: 1}, "per_ip"},
-		{"max sessions", Config{MaxSessions: 1}, "max_sessions"},
+		// The filter refuses the second connection before its handshake,
+		// and gives it one to deliver the code.
+		{"per ip", Config{MaxConnsPerIP: 1}, "too_many_connections"},
+		// The filter's global cap is MaxSessions too.
+		{"max sessions", Config{MaxSessions: 1}, "too_many_connections"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,8 +199,8 @@ func TestConnectionCaps(t *testing.T) {
 			case <-ctxT(t).Done():
 				t.Fatal("second connection not refused")
 			}
-			if code := closeCode(context.Cause(conn.Context())); code != jsperr.RateLimited {
-				t.Fatalf("refused with %v, want RATE_LIMITED", context.Cause(conn.Context()))
+			if code := closeCode(context.Cause(conn.Context())); code != jsperr.TooManyConnections {
+				t.Fatalf("refused with %v, want TOO_MANY_CONNECTIONS", context.Cause(conn.Context()))
 			}
 			if g.metrics.refused.value(tt.reason) != 1 {
 				t.Fatalf("refusals counted: %d", g.metrics.refused.value(tt.reason))
@@ -211,7 +214,8 @@ func TestConnectionCaps(t *testing.T) {
 			waitFor(t, "slot released", func() bool {
 				g.mu.Lock()
 				defer g.mu.Unlock()
-				return g.conns == 0 && len(g.perIP) == 0
+				st := g.adm.filter.Stats()
+				return g.conns == 0 && st.Conns == 0 && st.Handshakes == 0
 			})
 			g.dial(t, transport.KindQUIC)
 		})

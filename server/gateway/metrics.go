@@ -84,6 +84,7 @@ type metrics struct {
 	messagesIn  *family // by frame type
 	messagesOut *family // by frame type
 	errors      *family // by registry code name
+	quicRetries *family // QUIC address validation: "required" (Retry sent), "validated"
 }
 
 func newMetrics() *metrics {
@@ -94,6 +95,7 @@ func newMetrics() *metrics {
 		messagesIn:  newFamily("jsp_messages_in_total", "counter", "type", "Messages received from clients, by frame type."),
 		messagesOut: newFamily("jsp_messages_out_total", "counter", "type", "Messages sent to clients, by frame type."),
 		errors:      newFamily("jsp_errors_total", "counter", "code", "Errors by JSP error code: failed handshakes, sessions closed on error, error replies."),
+		quicRetries: newFamily("jsp_quic_address_validation_total", "counter", "event", "QUIC address validation: Retry required of an attempt, attempts that arrived validated."),
 	}
 	// The session gauge always lists the built-in transports, so that a
 	// dashboard shows 0 rather than no data.
@@ -113,7 +115,7 @@ type gauge struct {
 // exposition format (version 0.0.4).
 func (m *metrics) write(w io.Writer, extra []gauge) error {
 	bw := bufio.NewWriter(w)
-	for _, f := range []*family{m.sessions, m.accepted, m.refused, m.messagesIn, m.messagesOut, m.errors} {
+	for _, f := range []*family{m.sessions, m.accepted, m.refused, m.messagesIn, m.messagesOut, m.errors, m.quicRetries} {
 		f.write(bw)
 	}
 	for _, g := range extra {

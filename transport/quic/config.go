@@ -1,6 +1,7 @@
 package quic
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -100,7 +101,38 @@ type Config struct {
 	// Only a *net.UDPConn (or another conn with ReadMsgUDP/WriteMsgUDP)
 	// gets ECN, batched reads and GSO.
 	PacketConn net.PacketConn
+
+	// VerifySourceAddress, on a listener, is asked about each connection
+	// attempt whose source address is not validated yet; true makes the
+	// server answer with a stateless Retry, so the client must prove it
+	// owns its address before the server keeps any state for it (RFC 9000
+	// §8.1.2). It costs the client one round trip. The address is
+	// unvalidated and may be spoofed. Nil never asks for Retry. Ignored by
+	// Dial.
+	VerifySourceAddress func(net.Addr) bool
+	// ConnContext, on a listener, is called for each new connection attempt
+	// before its handshake. A non-nil error refuses the attempt (the client
+	// sees a CONNECTION_REFUSED transport error). The returned context,
+	// which must derive from ctx, is the parent of the accepted Conn's
+	// Context, so values stored in it reach Accept's caller; ctx ends when
+	// the connection closes or its handshake fails. Nil admits everyone.
+	// Ignored by Dial.
+	ConnContext func(ctx context.Context, info ClientInfo) (context.Context, error)
 }
+
+// ClientInfo describes a connection attempt to ConnContext.
+type ClientInfo struct {
+	// RemoteAddr is the client's address. Unless AddrVerified, it is not
+	// validated and may be spoofed.
+	RemoteAddr net.Addr
+	// AddrVerified reports whether the client proved its address with a
+	// token from a Retry (or an earlier connection's NEW_TOKEN).
+	AddrVerified bool
+}
+
+// hooked reports whether the listener needs its own quic-go Transport for
+// the hooks.
+func (c *Config) hooked() bool { return c.VerifySourceAddress != nil || c.ConnContext != nil }
 
 // validate rejects values that have no meaning. It runs on the caller's
 // values, before defaults are filled in, so that a negative value is never

@@ -25,6 +25,10 @@
 //     resetting side's code (errors.Is(err, jsperr.New(code, "")) holds).
 //   - TLS: every tls.Config passes through tlsconf.Enforce (TLS 1.3, ALPN
 //     "jsp/1" only) and every handshake through tlsconf.CheckState.
+//   - Admission hooks: Config.VerifySourceAddress (Retry, RFC 9000 §8.1.2)
+//     and Config.ConnContext (refuse or tag an attempt before its
+//     handshake) let a server filter connections before they cost a
+//     handshake; a listener with hooks runs its own quic-go Transport.
 //
 // GSO: on Linux quic-go sends with UDP generic segmentation offload when the
 // kernel and socket allow it (Conn.GSO reports it); QUIC_GO_DISABLE_GSO=true
@@ -39,6 +43,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 
 	quicgo "github.com/quic-go/quic-go"
 
@@ -51,6 +56,9 @@ import (
 type Listener struct {
 	ln  *quicgo.Listener
 	cfg Config
+	// own is set when the listener runs its own quic-go Transport, which
+	// the hooks (Config.VerifySourceAddress, Config.ConnContext) need.
+	own *ownedTransport
 }
 
 var _ transport.Listener = (*Listener)(nil)
@@ -70,6 +78,9 @@ func Listen(addr string, tlsConf *tls.Config, cfg Config) (transport.Listener, e
 	if len(tc.Certificates) == 0 && tc.GetCertificate == nil && tc.GetConfigForClient == nil {
 		return nil, fmt.Errorf("quic: listen %s: tls.Config has no certificate", addr)
 	}
+	if c.hooked() {
+		return listenHooked(addr, tc, c)
+	}
 	var ln *quicgo.Listener
 	if c.PacketConn != nil {
 		addr = c.PacketConn.LocalAddr().String()
@@ -81,6 +92,110 @@ func Listen(addr string, tlsConf *tls.Config, cfg Config) (transport.Listener, e
 		return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
 	}
 	return &Listener{ln: ln, cfg: c}, nil
+}
+
+// listenHooked listens on a quic-go Transport of its own, the only place
+// quic-go takes VerifySourceAddress and ConnContext.
+func listenHooked(addr string, tc *tls.Config, c Config) (*Listener, error) {
+	pc := c.PacketConn
+	var created net.PacketConn
+	if pc == nil {
+		udpAddr, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
+		}
+		udp, err := net.ListenUDP("udp", udpAddr)
+		if err != nil {
+			return nil, fmt.Errorf("quic: listen %s: %w", addr, err)
+		}
+		pc, created = udp, udp
+	}
+	tr := &quicgo.Transport{Conn: pc, VerifySourceAddress: c.VerifySourceAddress}
+	if hook := c.ConnContext; hook != nil {
+		tr.ConnContext = func(ctx context.Context, info *quicgo.ClientInfo) (context.Context, error) {
+			return hook(ctx, ClientInfo{RemoteAddr: info.RemoteAddr, AddrVerified: info.AddrVerified})
+		}
+	}
+	ln, err := tr.Listen(tc, c.quicConfig())
+	if err != nil {
+		_ = tr.Close()
+		if created != nil {
+			_ = created.Close()
+		}
+		return nil, fmt.Errorf("quic: listen %s: %w", pc.LocalAddr(), err)
+	}
+	return &Listener{ln: ln, cfg: c, own: &ownedTransport{tr: tr, created: created}}, nil
+}
+
+// ownedTransport closes a listener's own quic-go Transport once the
+// listener is closed and the last connection it accepted has ended.
+// Closing it earlier would cut those connections (Transport.Close ends
+// every connection on it), while Listener.Close must leave them open, as a
+// quic-go listener on its own socket does.
+type ownedTransport struct {
+	tr      *quicgo.Transport
+	created net.PacketConn // the socket Listen opened; nil when the caller owns it
+
+	mu     sync.Mutex
+	live   int  // guarded by mu: accepted connections not yet ended
+	closed bool // guarded by mu: the listener is closed
+	done   bool // guarded by mu: the transport is closed or closing
+}
+
+// add counts an accepted connection until its context ends. It returns
+// false when the listener is closed already.
+func (o *ownedTransport) add(qc *quicgo.Conn) bool {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return false
+	}
+	o.live++
+	o.mu.Unlock()
+	// Runs once, when the connection ends; never stopped.
+	context.AfterFunc(qc.Context(), func() {
+		o.mu.Lock()
+		o.live--
+		last := o.finishLocked()
+		o.mu.Unlock()
+		if last {
+			o.close()
+		}
+	})
+	return true
+}
+
+// closeListener marks the listener closed and closes the transport when no
+// connection is left.
+func (o *ownedTransport) closeListener() error {
+	o.mu.Lock()
+	o.closed = true
+	last := o.finishLocked()
+	o.mu.Unlock()
+	if last {
+		return o.close()
+	}
+	return nil
+}
+
+// finishLocked reports whether the transport should close now, and marks
+// it so that only one caller closes it.
+func (o *ownedTransport) finishLocked() bool {
+	if o.done || !o.closed || o.live > 0 {
+		return false
+	}
+	o.done = true
+	return true
+}
+
+func (o *ownedTransport) close() error {
+	err := o.tr.Close()
+	if o.created != nil {
+		if cerr := o.created.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
 }
 
 // Accept waits for the next connection whose handshake completed.
@@ -103,6 +218,10 @@ func (l *Listener) Accept(ctx context.Context) (transport.Conn, error) {
 			_ = qc.CloseWithError(quicgo.ApplicationErrorCode(jsperr.TlsRequired), err.Error())
 			continue
 		}
+		if l.own != nil && !l.own.add(qc) {
+			_ = qc.CloseWithError(quicgo.ApplicationErrorCode(jsperr.GoingAway), "listener closed")
+			return nil, fmt.Errorf("quic: accept: %w", transport.ErrClosed)
+		}
 		return newConn(qc, &l.cfg), nil
 	}
 }
@@ -114,7 +233,13 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 // connections stay open, and the socket Listen opened closes after the last
 // of them.
 func (l *Listener) Close() error {
-	if err := l.ln.Close(); err != nil {
+	err := l.ln.Close()
+	if l.own != nil {
+		if oerr := l.own.closeListener(); err == nil {
+			err = oerr
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("quic: close listener: %w", err)
 	}
 	return nil

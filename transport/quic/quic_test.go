@@ -728,3 +728,97 @@ func TestListenRejects(t *testing.T) {
 		})
 	}
 }
+
+type hookKey struct{}
+
+// TestListenHooks checks the admission hooks on a real listener: Retry
+// requested by VerifySourceAddress shows as a verified address in
+// ConnContext, a value ConnContext stores reaches the accepted Conn's
+// Context, a ConnContext error refuses the attempt, and the listener's own
+// transport keeps established connections after Close and stops after the
+// last of them.
+func TestListenHooks(t *testing.T) {
+	var retry atomic.Bool
+	infos := make(chan ClientInfo, 4)
+	var refuse atomic.Bool
+	ln := listen(t, Config{
+		VerifySourceAddress: func(net.Addr) bool { return retry.Load() },
+		ConnContext: func(ctx context.Context, info ClientInfo) (context.Context, error) {
+			infos <- info
+			if refuse.Load() {
+				return ctx, errors.New("refused by hook")
+			}
+			return context.WithValue(ctx, hookKey{}, info.RemoteAddr.String()), nil
+		},
+	})
+	if ln.own == nil {
+		t.Fatal("listener with hooks has no transport of its own")
+	}
+	next := func() ClientInfo {
+		t.Helper()
+		select {
+		case info := <-infos:
+			return info
+		case <-time.After(10 * time.Second):
+			t.Fatal("ConnContext not called")
+			return ClientInfo{}
+		}
+	}
+
+	client, server := dialAccept(t, ln, Config{})
+	if info := next(); info.AddrVerified || info.RemoteAddr.String() != server.RemoteAddr().String() {
+		t.Fatalf("first attempt: %+v (client %v), want unverified", info, server.RemoteAddr())
+	}
+	if v, _ := server.Context().Value(hookKey{}).(string); v != server.RemoteAddr().String() {
+		t.Fatalf("accepted Conn's context holds %q, want the ConnContext value", v)
+	}
+
+	retry.Store(true)
+	_, server2 := dialAccept(t, ln, Config{})
+	if info := next(); !info.AddrVerified {
+		t.Fatal("attempt after Retry not verified")
+	}
+	server2.CloseWithError(jsperr.NoError, "")
+
+	retry.Store(false)
+	refuse.Store(true)
+	if _, err := Dial(testCtx(t, 10*time.Second), ln.Addr().String(), clientTLS, Config{}); err == nil {
+		t.Fatal("Dial succeeded although ConnContext refused")
+	}
+	next()
+
+	// Close keeps the first connection; the transport stops once the
+	// connections are gone.
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, 5*time.Second)
+	cs, err := client.OpenStream(ctx, protocol.ClassChat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.Write([]byte("x"))
+	if _, err := server.AcceptStream(ctx); err != nil {
+		t.Fatalf("connection died with the listener: %v", err)
+	}
+	ln.own.mu.Lock()
+	done := ln.own.done
+	ln.own.mu.Unlock()
+	if done {
+		t.Fatal("transport closed while connections were open")
+	}
+	server.CloseWithError(jsperr.NoError, "")
+	waitFor := time.Now().Add(10 * time.Second)
+	for {
+		ln.own.mu.Lock()
+		done = ln.own.done && ln.own.live == 0
+		ln.own.mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(waitFor) {
+			t.Fatal("transport not closed after the last connection")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func TestConfigDefaults(t *testing.T) {
 		InitialConnectionReceiveWindow: DefaultInitialConnectionReceiveWindow,
 		MaxConnectionReceiveWindow:     DefaultMaxConnectionReceiveWindow,
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("defaults\n got %+v\nwant %+v", c, want)
 	}
 	q := c.quicConfig()
