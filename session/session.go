@@ -111,7 +111,7 @@ type Session struct {
 	dgramID    atomic.Uint64
 
 	pendingMu sync.Mutex
-	pending   map[string]chan *wire.Envelope // guarded by pendingMu; COMMAND id -> reply
+	pending   map[string]chan reply // guarded by pendingMu; COMMAND id -> reply
 	pings     map[uint64]chan time.Duration  // guarded by pendingMu; PING id -> RTT
 	pingID    uint64                         // guarded by pendingMu
 
@@ -177,7 +177,7 @@ func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config
 		recv:     qos.NewRecvQueues[Incoming](rq),
 		streams:  make(chan *Stream, cfg.AcceptQueueLength),
 		dgrams:   make(chan []byte, cfg.AcceptQueueLength),
-		pending:  map[string]chan *wire.Envelope{},
+		pending:  map[string]chan reply{},
 		pings:    map[uint64]chan time.Duration{},
 		goawayCh: make(chan struct{}),
 		reasm:    map[wire.FlowID]*fragment.Reassembler{},
@@ -611,7 +611,7 @@ func (s *Session) Request(ctx context.Context, env *wire.Envelope) (*wire.Envelo
 		}
 	}
 	key := string(env.ID)
-	ch := make(chan *wire.Envelope, 1)
+	ch := make(chan reply, 1)
 	s.pendingMu.Lock()
 	if _, dup := s.pending[key]; dup {
 		s.pendingMu.Unlock()
@@ -628,11 +628,14 @@ func (s *Session) Request(ctx context.Context, env *wire.Envelope) (*wire.Envelo
 		return nil, err
 	}
 	select {
-	case rep := <-ch:
-		if rep.ErrCode != jsperr.NoError {
-			return rep, &jsperr.Error{Code: rep.ErrCode, Reason: rep.ErrReason, Remote: true}
+	case r := <-ch:
+		if r.err != nil {
+			return r.env, r.err
 		}
-		return rep, nil
+		if r.env.ErrCode != jsperr.NoError {
+			return r.env, &jsperr.Error{Code: r.env.ErrCode, Reason: r.env.ErrReason, Remote: true}
+		}
+		return r.env, nil
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, jsperr.Newf(jsperr.Timeout, "command %s on %s: no reply before the deadline", hex.EncodeToString(env.ID), env.Route.Name)
@@ -646,14 +649,25 @@ func (s *Session) Request(ctx context.Context, env *wire.Envelope) (*wire.Envelo
 // completeRequest hands a REPLY to its waiting Request; false when nobody
 // waits (the reply is then delivered through Recv).
 func (s *Session) completeRequest(rep *wire.Envelope) bool {
+	return s.complete(rep.ReplyTo, reply{env: rep})
+}
+
+// reply is what a waiting Request receives: a REPLY, or the error of an
+// ERROR that referenced the command.
+type reply struct {
+	env *wire.Envelope
+	err error
+}
+
+func (s *Session) complete(id []byte, r reply) bool {
 	s.pendingMu.Lock()
-	ch, ok := s.pending[string(rep.ReplyTo)]
+	ch, ok := s.pending[string(id)]
 	s.pendingMu.Unlock()
 	if !ok {
 		return false
 	}
 	select {
-	case ch <- rep:
+	case ch <- r:
 	default: // a duplicate reply; the first one won
 	}
 	return true
@@ -661,12 +675,14 @@ func (s *Session) completeRequest(rep *wire.Envelope) bool {
 
 // failRequest completes a pending Request with an ERROR that references
 // it; false when no Request waits for that id.
+// The error keeps the ERROR's retry_after_ms, so a RATE_LIMITED caller
+// knows when to try again.
 func (s *Session) failRequest(m *wire.ErrorMessage) bool {
-	rep := &wire.Envelope{Kind: wire.KindReply, ReplyTo: m.Ref, ErrCode: m.Code, ErrReason: m.Reason}
-	if rep.ErrCode == jsperr.NoError {
-		rep.ErrCode = jsperr.Internal
+	err := m.Err()
+	if err.Code == jsperr.NoError {
+		err.Code = jsperr.Internal
 	}
-	return s.completeRequest(rep)
+	return s.complete(m.Ref, reply{err: err})
 }
 
 // Reply answers a COMMAND with body, or with an error when code is not

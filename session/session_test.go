@@ -563,13 +563,13 @@ func TestErrorWithRef(t *testing.T) {
 		if err != nil {
 			return
 		}
-		srv.Send(&wire.ErrorMessage{Code: jsperr.Forbidden, Reason: "no", Ref: in.Envelope.ID})
+		srv.Send(&wire.ErrorMessage{Code: jsperr.RateLimited, Reason: "slow down", RetryAfterMS: 1500, Ref: in.Envelope.ID})
 		srv.Send(&wire.ErrorMessage{Code: jsperr.LimitExceeded, Reason: "too many", Ref: []byte("sub-1")})
 	}()
 	_, err := cli.Request(ctx, &wire.Envelope{ID: []byte("cmd-1"), Route: wire.Route{Kind: wire.RouteService, Name: "x"}})
 	var je *jsperr.Error
-	if !errors.As(err, &je) || je.Code != jsperr.Forbidden || !je.Remote {
-		t.Fatalf("request error = %v, want remote FORBIDDEN", err)
+	if !errors.As(err, &je) || je.Code != jsperr.RateLimited || !je.Remote || je.RetryAfter != 1500*time.Millisecond {
+		t.Fatalf("request error = %#v, want remote RATE_LIMITED retrying after 1.5 s", err)
 	}
 	in, err := cli.Recv(ctx)
 	if err != nil {
