@@ -111,9 +111,9 @@ type Session struct {
 	dgramID    atomic.Uint64
 
 	pendingMu sync.Mutex
-	pending   map[string]chan reply // guarded by pendingMu; COMMAND id -> reply
-	pings     map[uint64]chan time.Duration  // guarded by pendingMu; PING id -> RTT
-	pingID    uint64                         // guarded by pendingMu
+	pending   map[string]chan reply         // guarded by pendingMu; COMMAND id -> reply
+	pings     map[uint64]chan time.Duration // guarded by pendingMu; PING id -> RTT
+	pingID    uint64                        // guarded by pendingMu
 
 	goawayMu sync.Mutex
 	goaway   *wire.Goaway // guarded by goawayMu
