@@ -78,7 +78,14 @@ type Options struct {
 	// Credentials, when set, returns the HELLO auth bytes for each new
 	// connection from its TLS state, replacing Info.Auth: a token, a device
 	// proof bound to the connection's TLS exporter (JSP §7.4), or both, in
-	// the format the server's authenticator defines. Default: Info.Auth.
+	// the format the server's authenticator defines; with the gateway's
+	// authenticator (server/auth) that is
+	//
+	//	func(ctx context.Context, cs tls.ConnectionState) ([]byte, error) {
+	//		return credential.ForConnection(tokenText, deviceKey, cs)
+	//	}
+	//
+	// (package security/credential). Default: Info.Auth.
 	Credentials func(ctx context.Context, tls tls.ConnectionState) ([]byte, error)
 }
 

@@ -16,12 +16,12 @@
 // connection's TLS 1.3 keying material exporter with label
 // "EXPORTER-JSP-device-binding", empty context, 32 bytes; a client
 // computes it on its side of the same connection before sending HELLO
-// ([ForConnection]). A proof made on one connection is refused on any
+// ([credential.ForConnection]). A proof made on one connection is refused on any
 // other with CHANNEL_BINDING_FAILED.
 //
 // The flow of one HELLO through [Authenticator.Authenticate]:
 //
-//	HELLO.auth ─► ParseCredentials ─► mode check (anonymous, token, device,
+//	HELLO.auth ─► credential.Parse ─► mode check (anonymous, token, device,
 //	              any, both) ─► token: KeySet.Verify(audience)
 //	                          ─► device: registry lookup, proof over the
 //	                             connection's exporter
@@ -38,6 +38,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jetstreamproto/jsp/security/credential"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -228,7 +229,7 @@ func reasonOf(err error) string {
 }
 
 func (a *Authenticator) authenticate(ctx context.Context, hello *wire.Hello, conn transport.Conn) (session.Identity, error) {
-	creds, err := ParseCredentials(hello.Auth)
+	creds, err := credential.Parse(hello.Auth)
 	if err != nil {
 		return session.Identity{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/jetstreamproto/jsp/security/credential"
 	"io"
 	"log/slog"
 	"slices"
@@ -253,7 +254,7 @@ func (s *server) next(t *testing.T) result {
 // creds builds an mkAuth function from a token and a device key.
 func creds(t *testing.T, tok string, dev devicekey.PrivateKey) func(tls.ConnectionState) []byte {
 	return func(cs tls.ConnectionState) []byte {
-		b, err := ForConnection(tok, dev, cs)
+		b, err := credential.ForConnection(tok, dev, cs)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +278,7 @@ func TestAuthenticateOverTCP(t *testing.T) {
 		// A proof by a registered key over a value that is not this
 		// connection's exporter.
 		p := devicekey.ProveBinding(f.alice, bytes.Repeat([]byte{7}, devicekey.ExporterLength))
-		return Credentials{Proof: &p}.Append(nil)
+		return credential.Credentials{Proof: &p}.Append(nil)
 	}
 	tests := []struct {
 		name   string
@@ -386,7 +387,7 @@ func TestProofBoundToConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer first.CloseWithError(jsperr.NoError, "")
-	stolen, err := ForConnection("", f.alice, first.TLS())
+	stolen, err := credential.ForConnection("", f.alice, first.TLS())
 	if err != nil {
 		t.Fatal(err)
 	}

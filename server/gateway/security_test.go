@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/jetstreamproto/jsp/security/credential"
 	"io"
 	"log/slog"
 	"net"
@@ -173,7 +174,7 @@ func newDevice(t *testing.T, reg devicekey.Registry, owner string) devicekey.Pri
 
 func proveWith(t *testing.T, k devicekey.PrivateKey) func(tls.ConnectionState) []byte {
 	return func(cs tls.ConnectionState) []byte {
-		b, err := auth.ForConnection("", k, cs)
+		b, err := credential.ForConnection("", k, cs)
 		if err != nil {
 			t.Fatal(err)
 		}

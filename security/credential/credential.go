@@ -1,4 +1,8 @@
-package auth
+// Package credential encodes and parses the credentials a client presents in
+// HELLO auth (JSP §5.1): a token, a device proof bound to the connection's
+// TLS exporter, or both. Clients build them with ForConnection; the server's
+// authenticator (server/auth) parses and verifies them.
+package credential
 
 import (
 	"bytes"
@@ -89,13 +93,13 @@ func ForConnection(tokenText string, device devicekey.PrivateKey, cs tls.Connect
 	return c.Append(nil), nil
 }
 
-// ParseCredentials decodes HELLO auth. Errors carry the code of the
+// Parse decodes HELLO auth. Errors carry the code of the
 // credential at fault: TOKEN_MALFORMED for a token that does not decode,
 // CHANNEL_BINDING_FAILED for a device proof that does not decode, and
 // UNAUTHENTICATED for an unknown kind, a repeated kind or more than
 // MaxCredentials credentials. Empty input is no credentials. A token is
 // only decoded here, not verified.
-func ParseCredentials(b []byte) (Credentials, error) {
+func Parse(b []byte) (Credentials, error) {
 	var c Credentials
 	if len(b) == 0 {
 		return c, nil
