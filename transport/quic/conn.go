@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -30,6 +31,13 @@ type Conn struct {
 	maxDatagram int             // 0 when datagrams are off on either side
 	dgrams      *datagramQueue  // nil when datagrams are off
 	senderDone  <-chan struct{} // closed when the datagram goroutine returned
+
+	// migrateMu serialises Migrate and guards the socket state below.
+	migrateMu  sync.Mutex
+	migratable bool      // Config.Migratable on a dialed Conn
+	closed     bool      // guarded by migrateMu; set by CloseWithError
+	current    *socket   // guarded by migrateMu; the socket in use, nil for quic-go's own
+	sockets    []*socket // guarded by migrateMu; every socket the Conn owns
 }
 
 var _ transport.Conn = (*Conn)(nil)
@@ -136,12 +144,14 @@ func (c *Conn) MaxDatagramSize() int { return c.maxDatagram }
 
 // CloseWithError closes the connection with a JSP code and reason, sent to
 // the peer as a QUIC application close, and waits until the connection's
-// goroutines have stopped. Closing again has no effect.
+// goroutines have stopped; then it closes the sockets the Conn owns. Closing
+// again has no effect.
 func (c *Conn) CloseWithError(code jsperr.Code, reason string) error {
 	if err := c.qc.CloseWithError(quicgo.ApplicationErrorCode(code), reason); err != nil {
 		return fmt.Errorf("quic: close: %w", err)
 	}
 	<-c.senderDone
+	c.closeSockets()
 	// The AfterFunc has fired or is about to (qc's context is done once
 	// CloseWithError returns); wait for the mapped cause to be set so the
 	// caller observes a consistent Context.

@@ -143,13 +143,37 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tr
 		tc.ServerName = host
 	}
 	var qc *quicgo.Conn
-	if c.PacketConn != nil {
+	var own *socket
+	switch {
+	case c.Migratable:
+		// A transport of our own (see Config.Migratable); on a socket of
+		// our own, wrapped so that Migrate can retire it.
+		udpAddr, rerr := net.ResolveUDPAddr("udp", addr)
+		if rerr != nil {
+			return nil, fmt.Errorf("quic: dial %s: %w", addr, rerr)
+		}
+		own = &socket{}
+		if c.PacketConn != nil {
+			own.pc = newRetirableConn(c.PacketConn)
+		} else {
+			uc, lerr := net.ListenUDP("udp", nil)
+			if lerr != nil {
+				return nil, fmt.Errorf("quic: dial %s: open UDP socket: %w", addr, lerr)
+			}
+			own.pc, own.owned = newRetirableConn(uc), true
+		}
+		own.tr = &quicgo.Transport{Conn: own.pc}
+		qc, err = own.tr.Dial(ctx, udpAddr, tc, c.quicConfig())
+		if err != nil {
+			own.close()
+		}
+	case c.PacketConn != nil:
 		udpAddr, rerr := net.ResolveUDPAddr("udp", addr)
 		if rerr != nil {
 			return nil, fmt.Errorf("quic: dial %s: %w", addr, rerr)
 		}
 		qc, err = quicgo.Dial(ctx, c.PacketConn, udpAddr, tc, c.quicConfig())
-	} else {
+	default:
 		qc, err = quicgo.DialAddr(ctx, addr, tc, c.quicConfig())
 	}
 	if err != nil {
@@ -160,9 +184,18 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tr
 	}
 	if err := tlsconf.CheckState(qc.ConnectionState().TLS); err != nil {
 		_ = qc.CloseWithError(quicgo.ApplicationErrorCode(jsperr.TlsRequired), err.Error())
+		if own != nil {
+			own.close()
+		}
 		return nil, fmt.Errorf("quic: dial %s: %w", addr, jsperr.Wrap(jsperr.TlsRequired, err))
 	}
-	return newConn(qc, &c), nil
+	conn := newConn(qc, &c)
+	conn.migratable = c.Migratable
+	if own != nil {
+		conn.current = own
+		conn.sockets = []*socket{own}
+	}
+	return conn, nil
 }
 
 // dialError maps a failed handshake. quic-go reports a silent server as an
