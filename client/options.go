@@ -80,6 +80,10 @@ type Options struct {
 	// proof bound to the connection's TLS exporter (JSP §7.4), or both, in
 	// the format the server's authenticator defines. Default: Info.Auth.
 	Credentials func(ctx context.Context, tls tls.ConnectionState) ([]byte, error)
+
+	// Reconnect configures automatic reconnection; off by default. See
+	// ReconnectOptions.
+	Reconnect ReconnectOptions
 }
 
 // Defaults for zero Options fields.
@@ -121,6 +125,7 @@ func (o *Options) setDefaults() {
 	if o.HandlerPatience == 0 {
 		o.HandlerPatience = DefaultHandlerPatience
 	}
+	o.Reconnect.setDefaults()
 }
 
 // validate reports option values that cannot work.
@@ -133,5 +138,5 @@ func (o *Options) validate() error {
 	case o.RootCAsFile != "" && o.RootCAs != nil:
 		return errors.New("client: set RootCAsFile or RootCAs, not both")
 	}
-	return nil
+	return o.Reconnect.validate()
 }
