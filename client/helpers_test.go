@@ -68,6 +68,13 @@ type serverOpts struct {
 	noWS   bool
 	hub    pubsub.Config
 	auth   session.Authenticator
+	// port, when set, is the port number for QUIC and TCP (a restart on
+	// the ports of a closed server).
+	port string
+	// alternatives are announced in WELCOME and GOAWAY.
+	alternatives []string
+	// drainGrace is the gateway's DrainGrace.
+	drainGrace time.Duration
 }
 
 // freePort returns a port number free for both UDP and TCP on 127.0.0.1
@@ -119,8 +126,13 @@ func startServer(tb testing.TB, o serverOpts) *server {
 	var g *gateway.Gateway
 	var port string
 	for range 5 {
-		port = freePort(tb)
+		port = o.port
+		if port == "" {
+			port = freePort(tb)
+		}
 		cfg := gateway.Config{
+			Alternatives: o.alternatives,
+			DrainGrace:   o.drainGrace,
 			QUICAddr:     "127.0.0.1:" + port,
 			TCPAddr:      "127.0.0.1:" + port,
 			WSAddr:       "127.0.0.1:0",
@@ -136,9 +148,13 @@ func startServer(tb testing.TB, o serverOpts) *server {
 		if o.noWS {
 			cfg.WSAddr = gateway.Off
 		}
-		// Another process may take the port between freePort and New.
+		// Another process may take the port between freePort and New; a
+		// fixed port may take a moment to be released.
 		if g, err = gateway.New(cfg); err == nil {
 			break
+		}
+		if o.port != "" {
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	if err != nil {
