@@ -148,7 +148,6 @@ func closedTimeChan() <-chan time.Time {
 	return ch
 }
 
-
 var errStop = errors.New("stop")
 
 func contextWithCancelCause(t *testing.T) (context.Context, context.CancelCauseFunc) {
