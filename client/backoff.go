@@ -24,7 +24,8 @@ const (
 // What reconnection does:
 //   - A lost session is dialled again: the Dial URL (in automatic mode the
 //     QUIC/TCP race again), then each of Fallback in order, as one round;
-//     rounds are separated by the backoff.
+//     rounds are separated by the backoff. A server key that fails the
+//     pins or the certificate check ends reconnection, and the Client.
 //   - Subscriptions are sent again, each with Since set to the last
 //     sequence number seen on its channel, so a server that keeps history
 //     replays what was missed (JSP §5.7).

@@ -75,6 +75,9 @@ type serverOpts struct {
 	alternatives []string
 	// drainGrace is the gateway's DrainGrace.
 	drainGrace time.Duration
+	// dir, when set, is the data directory (a restart that keeps the
+	// server's key).
+	dir string
 }
 
 // freePort returns a port number free for both UDP and TCP on 127.0.0.1
@@ -118,7 +121,10 @@ func newRegistry(dir string) (*services.Registry, error) {
 // WebSocket on another, and stops it at cleanup.
 func startServer(tb testing.TB, o serverOpts) *server {
 	tb.Helper()
-	dir := tb.TempDir()
+	dir := o.dir
+	if dir == "" {
+		dir = tb.TempDir()
+	}
 	reg, err := newRegistry(dir)
 	if err != nil {
 		tb.Fatal(err)

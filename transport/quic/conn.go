@@ -165,8 +165,17 @@ func (c *Conn) CloseWithError(code jsperr.Code, reason string) error {
 // peer went silent.
 func (c *Conn) Context() context.Context { return c.ctx }
 
-// LocalAddr returns the local UDP address.
-func (c *Conn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
+// LocalAddr returns the local UDP address; after Migrate, the new socket's.
+func (c *Conn) LocalAddr() net.Addr {
+	// quic-go updates its own copy on its run loop without a lock when
+	// the path switches, so a migratable Conn answers from its sockets.
+	c.migrateMu.Lock()
+	defer c.migrateMu.Unlock()
+	if c.current != nil {
+		return c.current.pc.LocalAddr()
+	}
+	return c.qc.LocalAddr()
+}
 
 // RemoteAddr returns the peer's UDP address.
 func (c *Conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
