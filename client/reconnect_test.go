@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/transport/tlsconf"
 )
 
@@ -347,5 +349,93 @@ func TestMigrateNeedsQUIC(t *testing.T) {
 	c := srv.dial(t, client.SchemeTCP)
 	if err := c.Migrate(ctxT(t)); err != client.ErrNotQUIC {
 		t.Fatalf("Migrate on TCP = %v, want ErrNotQUIC", err)
+	}
+}
+
+// TestReconnectFallback restarts the server without QUIC: the client,
+// dialled over QUIC, comes back over TCP from its fallback list.
+func TestReconnectFallback(t *testing.T) {
+	srv := startServer(t, serverOpts{noWS: true})
+	rec := newRecorder()
+	o := srv.options()
+	rec.install(&o)
+	o.Reconnect.Fallback = []string{srv.url(client.SchemeTCP)}
+	// A QUIC handshake to a port nobody serves ends only by timeout.
+	o.DialTimeout = 500 * time.Millisecond
+	c, err := client.Dial(ctxT(t), srv.url(client.SchemeQUIC), o)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	if c.Transport() != "quic" {
+		t.Fatalf("Transport() = %s", c.Transport())
+	}
+	_ = srv.g.Close()
+	rec.wait(t, "disconnected")
+	startServer(t, serverOpts{noWS: true, noQUIC: true, port: srv.port, dir: srv.dir})
+	rec.wait(t, "resumed")
+	if c.Transport() != "tcp" {
+		t.Fatalf("Transport() = %s after the fallback, want tcp", c.Transport())
+	}
+	if _, err := c.Command(ctxT(t), "echo", []byte("x")); err != nil {
+		t.Fatalf("Command: %v", err)
+	}
+}
+
+// TestCloseWhileReconnecting returns promptly and fails waiting calls.
+func TestCloseWhileReconnecting(t *testing.T) {
+	srv := startServer(t, serverOpts{noWS: true})
+	rec := newRecorder()
+	o := srv.options()
+	rec.install(&o)
+	c, err := client.Dial(ctxT(t), srv.url(client.SchemeTCP), o)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	_ = srv.g.Close()
+	rec.wait(t, "connecting")
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := c.Command(ctxT(t), "echo", nil)
+		waiting <- err
+	}()
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-waiting; !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("waiting Command = %v, want ErrClosed", err)
+	}
+	if err := c.Publish(ctxT(t), "x", nil); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("Publish after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestCommandInFlightFailsRetryable loses the session under a command that
+// the server never answers: it fails with TRANSPORT_CLOSED, retryable.
+func TestCommandInFlightFailsRetryable(t *testing.T) {
+	srv := startServer(t, serverOpts{noWS: true})
+	rec := newRecorder()
+	o := srv.options()
+	rec.install(&o)
+	c, err := client.Dial(ctxT(t), srv.url(client.SchemeTCP), o)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Command(ctxT(t), "stall", nil)
+		done <- err
+	}()
+	// The command is in flight once the server has it; a ping after it
+	// on the same ordered stream makes sure.
+	time.Sleep(50 * time.Millisecond)
+	if _, err := c.Ping(ctxT(t)); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	_ = c.Session().Close()
+	err = <-done
+	if jsperr.CodeOf(err) != jsperr.TransportClosed || !jsperr.CodeOf(err).Retryable() {
+		t.Fatalf("in-flight Command = %v, want retryable TRANSPORT_CLOSED", err)
 	}
 }
