@@ -22,8 +22,16 @@
 //   - commands (Command, JSP §5.9), channel events (Subscribe, Publish,
 //     JSP §5.7, §5.8) and notifications (OnNotify, JSP §5.10).
 //
-// Goroutines: a Client owns its session's goroutines, one dispatcher that
-// reads incoming messages and routes them to handlers, and one goroutine per
+// Reconnection (Options.Reconnect, off by default) re-dials a lost session
+// with exponential backoff and full jitter, restores subscriptions, sends
+// what was published meanwhile, and moves to another server on GOAWAY
+// before leaving the old one; see ReconnectOptions. Migrate moves a QUIC
+// session to a new local socket without a new handshake (Options.QUIC
+// Migratable).
+//
+// Goroutines: a Client owns its sessions' goroutines, one supervisor that
+// watches the session and reconnects, one dispatcher per session that reads
+// incoming messages and routes them to handlers, and one goroutine per
 // registered handler. Each handler receives its messages one at a time, in
 // order, from a bounded queue; a handler that falls behind loses messages
 // (counted in Stats) instead of stalling the dispatcher and every other
