@@ -30,7 +30,9 @@ const (
 //     sequence number seen on its channel, so a server that keeps history
 //     replays what was missed (JSP §5.7).
 //   - On GOAWAY (JSP §11.6), the Client dials an alternative from the
-//     GOAWAY, or the same URLs, while the old session still runs, moves
+//     GOAWAY (a URL, or host:port with the scheme in use; verified with the
+//     same roots and pins as the Dial URL), then the Dial URL and the
+//     fallbacks, while the old session still runs, moves
 //     subscriptions, sends what it queued, and only then lets the old
 //     session go (make before break).
 //   - Commands in flight when a session is lost fail with a retryable

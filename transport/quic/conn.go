@@ -32,7 +32,10 @@ type Conn struct {
 	dgrams      *datagramQueue  // nil when datagrams are off
 	senderDone  <-chan struct{} // closed when the datagram goroutine returned
 
-	// migrateMu serialises Migrate and guards the socket state below.
+	// migrateSerial serialises Migrate calls; it is taken before
+	// migrateMu and held while probing.
+	migrateSerial sync.Mutex
+	// migrateMu guards the socket state below, briefly.
 	migrateMu  sync.Mutex
 	migratable bool      // Config.Migratable on a dialed Conn
 	closed     bool      // guarded by migrateMu; set by CloseWithError

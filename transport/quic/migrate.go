@@ -54,8 +54,8 @@ func (s *socket) close() {
 // (ErrNotMigratable otherwise), and only to a server that allows it. On
 // failure the connection stays on its current path and pc is closed.
 func (c *Conn) Migrate(ctx context.Context, pc net.PacketConn) error {
-	c.migrateMu.Lock()
-	defer c.migrateMu.Unlock()
+	c.migrateSerial.Lock()
+	defer c.migrateSerial.Unlock()
 	// Wrapped so that it can be retired later without ending the
 	// connection, see Config.Migratable.
 	s := &socket{pc: newRetirableConn(pc), owned: true}
@@ -67,23 +67,36 @@ func (c *Conn) Migrate(ctx context.Context, pc net.PacketConn) error {
 	if !c.migratable {
 		return fail(ErrNotMigratable)
 	}
-	if c.closed {
+	c.migrateMu.Lock()
+	closed := c.closed
+	c.migrateMu.Unlock()
+	if closed {
 		return fail(ErrMigrationClosed)
 	}
 	path, err := c.qc.AddPath(s.tr)
 	if err != nil {
 		return fail(err)
 	}
-	if err := path.Probe(ctx); err != nil {
+	// quic-go's Probe does not watch the connection: end it when the
+	// connection ends, so that Migrate never outlives it.
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(c.qc.Context(), func() { cancel(ErrMigrationClosed) })
+	defer stop()
+	if err := path.Probe(pctx); err != nil {
 		_ = path.Close()
-		if c.qc.Context().Err() != nil {
-			return fail(connError(context.Cause(c.qc.Context())))
-		}
 		return fail(err)
 	}
 	if err := path.Switch(); err != nil {
 		_ = path.Close()
 		return fail(err)
+	}
+	c.migrateMu.Lock()
+	defer c.migrateMu.Unlock()
+	if c.closed {
+		// Closed while probing; closeSockets has run without s.
+		s.close()
+		return fmt.Errorf("quic: migrate to %s: %w", pc.LocalAddr(), ErrMigrationClosed)
 	}
 	old := c.current
 	c.current = s
