@@ -17,6 +17,7 @@ import (
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/transport/tlsconf"
+	"github.com/jetstreamproto/jsp/wire"
 )
 
 // recorder collects reconnect callbacks in order.
@@ -437,5 +438,34 @@ func TestCommandInFlightFailsRetryable(t *testing.T) {
 	err = <-done
 	if jsperr.CodeOf(err) != jsperr.TransportClosed || !jsperr.CodeOf(err).Retryable() {
 		t.Fatalf("in-flight Command = %v, want retryable TRANSPORT_CLOSED", err)
+	}
+}
+
+// TestOutboxBounded queues at most QueueLength messages while down.
+func TestOutboxBounded(t *testing.T) {
+	srv := startServer(t, serverOpts{noWS: true})
+	rec := newRecorder()
+	o := srv.options()
+	rec.install(&o)
+	o.Reconnect.QueueLength = 2
+	o.Reconnect.InitialBackoff = time.Hour // stay down
+	o.Reconnect.MaxBackoff = time.Hour
+	c, err := client.Dial(ctxT(t), srv.url(client.SchemeTCP), o)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	_ = srv.g.Close()
+	rec.wait(t, "disconnected")
+	for i := range 2 {
+		if err := c.Publish(ctxT(t), "x", nil); err != nil {
+			t.Fatalf("Publish %d: %v", i, err)
+		}
+	}
+	if err := c.Send(ctxT(t), wire.Route{Kind: wire.RouteUser, Name: "u"}, nil, client.Ordered); jsperr.CodeOf(err) != jsperr.QueueFull {
+		t.Fatalf("third queued message: %v, want QUEUE_FULL", err)
+	}
+	if n := c.Stats().Queued; n != 2 {
+		t.Fatalf("Stats().Queued = %d, want 2", n)
 	}
 }
