@@ -116,8 +116,8 @@ type ConnInfo struct {
 	// Transport is the transport in use; in automatic mode, the one that
 	// won the race.
 	Transport transport.Kind
-	// Handshake is the time Dial took from its start to the server's
-	// WELCOME, including the transport's own handshake.
+	// Handshake is the time dialling this connection took, from its start
+	// to the server's WELCOME, including the transport's own handshake.
 	Handshake time.Duration
 	// SessionID is the id the server assigned.
 	SessionID []byte

@@ -315,12 +315,30 @@ func TestMigrateMidTransfer(t *testing.T) {
 	if _, err := io.CopyN(h, st, 1<<20); err != nil {
 		t.Fatalf("read first MiB: %v", err)
 	}
+	// Addresses are read while the path switches: they must not race.
+	stopRead := make(chan struct{})
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		for {
+			select {
+			case <-stopRead:
+				return
+			default:
+				_ = c.Info().Remote
+				_ = c.Session().Conn().LocalAddr()
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
 	if err := c.Migrate(ctxT(t)); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	if _, err := io.Copy(h, st); err != nil {
 		t.Fatalf("read after migration: %v", err)
 	}
+	close(stopRead)
+	<-readDone
 	if err := <-werr; err != nil {
 		t.Fatalf("write: %v", err)
 	}

@@ -37,10 +37,14 @@ type Conn struct {
 	migrateSerial sync.Mutex
 	// migrateMu guards the socket state below, briefly.
 	migrateMu  sync.Mutex
-	migratable bool      // Config.Migratable on a dialed Conn
-	closed     bool      // guarded by migrateMu; set by CloseWithError
-	current    *socket   // guarded by migrateMu; the socket in use, nil for quic-go's own
-	sockets    []*socket // guarded by migrateMu; every socket the Conn owns
+	migratable bool // Config.Migratable on a dialed Conn
+	// remote is the server's address on a migratable Conn: quic-go
+	// replaces the object it reads it from, without a lock, when the path
+	// switches, and a migrating client never changes the server's address.
+	remote  net.Addr
+	closed  bool      // guarded by migrateMu; set by CloseWithError
+	current *socket   // guarded by migrateMu; the socket in use, nil for quic-go's own
+	sockets []*socket // guarded by migrateMu; every socket the Conn owns
 }
 
 var _ transport.Conn = (*Conn)(nil)
@@ -181,7 +185,12 @@ func (c *Conn) LocalAddr() net.Addr {
 }
 
 // RemoteAddr returns the peer's UDP address.
-func (c *Conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.qc.RemoteAddr()
+}
 
 // TLS returns the negotiated TLS 1.3 state.
 func (c *Conn) TLS() tls.ConnectionState { return c.qc.ConnectionState().TLS }

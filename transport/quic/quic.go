@@ -192,6 +192,7 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tr
 	conn := newConn(qc, &c)
 	conn.migratable = c.Migratable
 	if own != nil {
+		conn.remote = qc.RemoteAddr()
 		conn.current = own
 		conn.sockets = []*socket{own}
 	}
