@@ -25,6 +25,11 @@
 //     resetting side's code (errors.Is(err, jsperr.New(code, "")) holds).
 //   - TLS: every tls.Config passes through tlsconf.Enforce (TLS 1.3, ALPN
 //     "jsp/1" only) and every handshake through tlsconf.CheckState.
+//   - Connection migration (RFC 9000 §9): a connection dialed with
+//     Config.Migratable moves to a new UDP socket with Conn.Migrate, which
+//     probes the new path (PATH_CHALLENGE) and switches to it without a new
+//     handshake; streams and datagrams carry on, and the socket left
+//     behind is closed.
 //
 // GSO: on Linux quic-go sends with UDP generic segmentation offload when the
 // kernel and socket allow it (Conn.GSO reports it); QUIC_GO_DISABLE_GSO=true
