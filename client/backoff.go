@@ -76,8 +76,9 @@ type ReconnectOptions struct {
 	// OnConnecting is called before each round of dial attempts, with the
 	// round's number from 1.
 	OnConnecting func(attempt int)
-	// OnConnected is called when a new session is up, before
-	// subscriptions are restored.
+	// OnConnected is called when a new session is up and the
+	// subscriptions and queued messages have been handed to it, before
+	// the server has confirmed the subscriptions.
 	OnConnected func(ConnInfo)
 	// OnResumed is called when subscriptions are restored and queued
 	// messages sent on the new session.
