@@ -116,6 +116,11 @@ func TestMigrateMidTransfer(t *testing.T) {
 					}
 				}
 			}
+			if tc.callerPC {
+				if _, err := cfg.PacketConn.WriteTo([]byte{0}, cfg.PacketConn.LocalAddr()); err != nil {
+					t.Fatalf("the caller's socket was closed: %v", err)
+				}
+			}
 			if sc.RemoteAddr().String() == firstLocal {
 				t.Fatalf("server still sees the first address %s", firstLocal)
 			}
