@@ -22,8 +22,16 @@
 //   - commands (Command, JSP §5.9), channel events (Subscribe, Publish,
 //     JSP §5.7, §5.8) and notifications (OnNotify, JSP §5.10).
 //
-// Goroutines: a Client owns its session's goroutines, one dispatcher that
-// reads incoming messages and routes them to handlers, and one goroutine per
+// Reconnection (Options.Reconnect, off by default) re-dials a lost session
+// with exponential backoff and full jitter, restores subscriptions, sends
+// what was published meanwhile, and moves to another server on GOAWAY
+// before leaving the old one; see ReconnectOptions. Migrate moves a QUIC
+// session to a new local socket without a new handshake (Options.QUIC
+// Migratable).
+//
+// Goroutines: a Client owns its sessions' goroutines, one supervisor that
+// watches the session and reconnects, one dispatcher per session that reads
+// incoming messages and routes them to handlers, and one goroutine per
 // registered handler. Each handler receives its messages one at a time, in
 // order, from a bounded queue; a handler that falls behind loses messages
 // (counted in Stats) instead of stalling the dispatcher and every other
@@ -39,6 +47,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/wire"
@@ -50,27 +59,40 @@ var ErrClosed = errors.New("client: closed")
 // stopper is a runner of any message type.
 type stopper interface{ stop() }
 
-// Client is a connection to a JSP server with one session on it. Its methods
-// are safe for concurrent use.
+// Client is a connection to a JSP server with one session on it at a time
+// (several briefly while moving after GOAWAY, see ReconnectOptions). Its
+// methods are safe for concurrent use.
 type Client struct {
-	sess      *session.Session
-	kind      transport.Kind
-	handshake time.Duration
-	opts      Options
-	log       *slog.Logger
+	opts Options
+	log  *slog.Logger
+	plan *dialPlan
 
-	stopDispatch context.CancelFunc
-	dispatchDone chan struct{}
-	wg           sync.WaitGroup // dispatcher and handler runners
-	closeOnce    sync.Once
-	handlerDrops atomic.Uint64
-	unrouted     atomic.Uint64
+	stopSupervise  context.CancelFunc
+	superviseDone  chan struct{}
+	stopDispatch   context.CancelFunc
+	dispatchCtx    context.Context
+	dispatchWG     sync.WaitGroup // one dispatcher per session
+	wg             sync.WaitGroup // handler runners
+	closeOnce      sync.Once
+	finishOnce     sync.Once
+	done           chan struct{} // closed by finish
+	handlerDrops   atomic.Uint64
+	unrouted       atomic.Uint64
+	reconnects     atomic.Uint64
+	queuedMessages atomic.Uint64
 
-	// mu guards the routing tables below. The dispatcher holds it only to
-	// look a handler up, never while a handler runs.
+	// mu guards the state below. The dispatcher holds it only to look a
+	// handler up, never while a handler runs; nothing holds it while
+	// dialling.
 	mu       sync.Mutex
 	closed   bool                       // guarded by mu
+	endErr   error                      // guarded by mu; set by finish
+	cur      *link                      // guarded by mu; the session in use, never nil
+	next     chan struct{}              // guarded by mu; closed when cur is replaced
+	outbox   []queued                   // guarded by mu; sent after reconnecting
 	subs     map[string][]*Subscription // guarded by mu; by channel name
+	lastSeq  map[string]uint64          // guarded by mu; last event Seq seen per channel
+	since    map[string]uint64          // guarded by mu; Since of a channel's first Subscribe
 	pending  map[string]chan error      // guarded by mu; SUBSCRIBE/UNSUBSCRIBE by request id
 	reqID    uint64                     // guarded by mu
 	notify   *runner[Notification]      // guarded by mu
@@ -78,89 +100,184 @@ type Client struct {
 	runners  map[stopper]struct{}       // guarded by mu; every started runner
 }
 
+// link is one established session.
+type link struct {
+	sess      *session.Session
+	kind      transport.Kind
+	handshake time.Duration
+	url       string
+}
+
+// alive reports whether the session still runs.
+func (l *link) alive() bool { return l.sess.Context().Err() == nil }
+
 // ConnInfo describes an established connection.
 type ConnInfo struct {
 	// Transport is the transport in use; in automatic mode, the one that
 	// won the race.
 	Transport transport.Kind
-	// Handshake is the time Dial took from its start to the server's
-	// WELCOME, including the transport's own handshake.
+	// Handshake is the time dialling this connection took, from its start
+	// to the server's WELCOME, including the transport's own handshake.
 	Handshake time.Duration
 	// SessionID is the id the server assigned.
 	SessionID []byte
 	// Remote is the server's address.
 	Remote string
+	// URL is the URL dialled.
+	URL string
 }
 
-func newClient(sess *session.Session, kind transport.Kind, handshake time.Duration, o Options) *Client {
-	dctx, stop := context.WithCancel(context.Background())
-	c := &Client{
-		stopDispatch: stop,
-		sess:         sess,
-		kind:         kind,
-		handshake:    handshake,
-		opts:         o,
-		log:          o.Logger.With("transport", string(kind)),
-		dispatchDone: make(chan struct{}),
-		subs:         map[string][]*Subscription{},
-		pending:      map[string]chan error{},
-		runners:      map[stopper]struct{}{},
+func (l *link) info() ConnInfo {
+	return ConnInfo{
+		Transport: l.kind,
+		Handshake: l.handshake,
+		SessionID: l.sess.ID(),
+		Remote:    l.sess.Conn().RemoteAddr().String(),
+		URL:       l.url,
 	}
-	c.wg.Add(1)
+}
+
+func newClient(l *link, plan *dialPlan, o Options) *Client {
+	dctx, stopDispatch := context.WithCancel(context.Background())
+	sctx, stopSupervise := context.WithCancel(context.Background())
+	c := &Client{
+		opts:          o,
+		log:           o.Logger,
+		plan:          plan,
+		stopDispatch:  stopDispatch,
+		dispatchCtx:   dctx,
+		stopSupervise: stopSupervise,
+		superviseDone: make(chan struct{}),
+		done:          make(chan struct{}),
+		cur:           l,
+		next:          make(chan struct{}),
+		subs:          map[string][]*Subscription{},
+		lastSeq:       map[string]uint64{},
+		since:         map[string]uint64{},
+		pending:       map[string]chan error{},
+		runners:       map[stopper]struct{}{},
+	}
+	c.startDispatcher(l)
 	go func() {
-		defer c.wg.Done()
-		defer close(c.dispatchDone)
-		c.dispatch(dctx)
+		defer close(c.superviseDone)
+		c.supervise(sctx)
 	}()
 	return c
 }
 
-// Transport returns the transport in use; in automatic mode, the one that
-// won the race.
-func (c *Client) Transport() transport.Kind { return c.kind }
+// startDispatcher starts the dispatcher of l's session; it returns when
+// that session has ended and what arrived before its end has been routed,
+// or at Close.
+func (c *Client) startDispatcher(l *link) {
+	c.dispatchWG.Add(1)
+	go func() {
+		defer c.dispatchWG.Done()
+		c.dispatch(c.dispatchCtx, l.sess)
+	}()
+}
 
-// Info describes the connection.
-func (c *Client) Info() ConnInfo {
-	return ConnInfo{
-		Transport: c.kind,
-		Handshake: c.handshake,
-		SessionID: c.sess.ID(),
-		Remote:    c.sess.Conn().RemoteAddr().String(),
+// link returns the session in use, up or not.
+func (c *Client) link() *link {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur
+}
+
+// waitLink returns a running session. While reconnecting, it waits for the
+// next one until ctx ends; without reconnection, or after the Client ended,
+// it returns the last one, whose operations fail with its end.
+func (c *Client) waitLink(ctx context.Context) (*link, error) {
+	for {
+		c.mu.Lock()
+		l, next, closed := c.cur, c.next, c.closed
+		c.mu.Unlock()
+		if closed {
+			return nil, c.closedErr()
+		}
+		if l.alive() || !c.opts.Reconnect.Enabled {
+			return l, nil
+		}
+		select {
+		case <-next:
+		case <-c.done:
+			return nil, c.closedErr()
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for a reconnect: %w", jsperr.Wrap(jsperr.TransportClosed, context.Cause(ctx)))
+		}
 	}
 }
 
-// Session returns the underlying session, for what the Client does not wrap.
-func (c *Client) Session() *session.Session { return c.sess }
+// Transport returns the transport in use; in automatic mode, the one that
+// won the race.
+func (c *Client) Transport() transport.Kind { return c.link().kind }
 
-// Done is closed when the connection has ended, by Close or by the server.
-func (c *Client) Done() <-chan struct{} { return c.sess.Context().Done() }
+// Info describes the connection in use.
+func (c *Client) Info() ConnInfo { return c.link().info() }
 
-// Err returns why the connection ended, or nil while it is up.
-func (c *Client) Err() error { return c.sess.Err() }
+// Session returns the session in use, for what the Client does not wrap.
+// After a reconnect it is another one.
+func (c *Client) Session() *session.Session { return c.link().sess }
 
-// GoingAway is closed when the server announced a shutdown (GOAWAY,
-// JSP §11.6); GoAwayInfo then says where to reconnect.
-func (c *Client) GoingAway() <-chan struct{} { return c.sess.GoingAway() }
+// Done is closed when the Client has ended: by Close, by the server without
+// reconnection, or when reconnection gave up.
+func (c *Client) Done() <-chan struct{} { return c.done }
 
-// GoAwayInfo returns the server's GOAWAY, or nil.
-func (c *Client) GoAwayInfo() *wire.Goaway { return c.sess.GoAwayInfo() }
+// Err returns why the Client ended, or nil while it is up (or
+// reconnecting).
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.endErr != nil {
+		return c.endErr
+	}
+	if !c.opts.Reconnect.Enabled {
+		return c.cur.sess.Err()
+	}
+	return nil
+}
+
+// finish ends the Client with err: Done closes, waiting calls fail.
+func (c *Client) finish(err error) {
+	c.finishOnce.Do(func() {
+		c.mu.Lock()
+		if err == nil {
+			err = ErrClosed
+		}
+		c.endErr = err
+		c.mu.Unlock()
+		close(c.done)
+	})
+}
+
+// GoingAway is closed when the server of the session in use announced a
+// shutdown (GOAWAY, JSP §11.6); GoAwayInfo then says where to reconnect.
+// With reconnection on, the Client moves by itself.
+func (c *Client) GoingAway() <-chan struct{} { return c.link().sess.GoingAway() }
+
+// GoAwayInfo returns the GOAWAY of the session in use, or nil.
+func (c *Client) GoAwayInfo() *wire.Goaway { return c.link().sess.GoAwayInfo() }
 
 // Ping sends a PING and returns the round-trip time (JSP §5.4).
 func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
-	rtt, err := c.sess.Ping(ctx)
+	l, err := c.waitLink(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("client: ping: %w", err)
+	}
+	rtt, err := l.sess.Ping(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("client: ping: %w", err)
 	}
 	return rtt, nil
 }
 
-// SetBatteryMode switches battery mode (JSP §11.5): a longer heartbeat and
-// wider batching, at the cost of latency for chat and bulk traffic.
-func (c *Client) SetBatteryMode(on bool) { c.sess.SetBatteryMode(on) }
+// SetBatteryMode switches battery mode (JSP §11.5) on the session in use: a
+// longer heartbeat and wider batching, at the cost of latency for chat and
+// bulk traffic.
+func (c *Client) SetBatteryMode(on bool) { c.link().sess.SetBatteryMode(on) }
 
 // Stats are counters of one Client.
 type Stats struct {
-	// Session are the session's counters.
+	// Session are the counters of the session in use.
 	Session session.Stats
 	// HandlerDrops counts messages dropped because a handler's queue stayed
 	// full (Options.HandlerPatience).
@@ -169,31 +286,43 @@ type Stats struct {
 	// channel without subscription, a NOTIFY without OnNotify, a MESSAGE
 	// without OnMessage, a REPLY that came after its command gave up.
 	Unrouted uint64
+	// Reconnects counts sessions established after the first, by
+	// reconnection or a move after GOAWAY.
+	Reconnects uint64
+	// Queued counts messages queued while disconnected (and sent later).
+	Queued uint64
 }
 
 // Stats returns a snapshot of the counters.
 func (c *Client) Stats() Stats {
 	return Stats{
-		Session:      c.sess.Stats(),
+		Session:      c.link().sess.Stats(),
 		HandlerDrops: c.handlerDrops.Load(),
 		Unrouted:     c.unrouted.Load(),
+		Reconnects:   c.reconnects.Load(),
+		Queued:       c.queuedMessages.Load(),
 	}
 }
 
-// Close ends the session and waits for the Client's goroutines, in this
-// order: the session (so nothing new arrives), the dispatcher, then every
-// handler runner, each after the handler call in progress returns. Messages
-// still queued for handlers are discarded. A handler that never returns
+// Close ends the Client and waits for its goroutines, in this order: the
+// reconnect goroutine (a dial in progress is abandoned), the session (so
+// nothing new arrives), the dispatchers, then every handler runner, each
+// after the handler call in progress returns. Messages still queued for
+// handlers or for sending are discarded. A handler that never returns
 // makes Close wait for it; handlers must not call Close themselves.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
-		_ = c.sess.Close()
+		c.stopSupervise()
+		<-c.superviseDone
+		_ = c.link().sess.Close()
+		c.finish(ErrClosed)
 		c.stopDispatch()
-		<-c.dispatchDone
+		c.dispatchWG.Wait()
 		c.mu.Lock()
+		c.outbox = nil
 		for r := range c.runners {
 			r.stop()
 		}
@@ -203,19 +332,52 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// closedErr wraps the session's end cause for operations after the end.
+// closedErr wraps the Client's end cause for operations after the end.
 func (c *Client) closedErr() error {
-	if err := c.sess.Err(); err != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closedErrLocked()
+}
+
+// closedErrLocked is closedErr with c.mu held.
+func (c *Client) closedErrLocked() error {
+	err := c.endErr
+	if err == nil || errors.Is(err, ErrClosed) {
+		err = c.cur.sess.Err()
+	}
+	if err != nil && !errors.Is(err, ErrClosed) {
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	return ErrClosed
+}
+
+// lostErr is the error of an operation whose session ended under it: with
+// reconnection on, a retryable TRANSPORT_CLOSED; else the Client's end.
+func (c *Client) lostErr(l *link) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lostErrLocked(l)
+}
+
+// lostErrLocked is lostErr with c.mu held.
+func (c *Client) lostErrLocked(l *link) error {
+	if c.opts.Reconnect.Enabled && !c.closed && c.endErr == nil {
+		return jsperr.Wrap(jsperr.TransportClosed, fmt.Errorf("session lost: %w", l.sess.Err()))
+	}
+	return c.closedErrLocked()
+}
+
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // startRunnerLocked registers and starts a handler runner. c.mu must be
 // held.
 func startRunnerLocked[T any](c *Client, fn func(T)) (*runner[T], error) {
 	if c.closed {
-		return nil, c.closedErr()
+		return nil, c.closedErrLocked()
 	}
 	r := newRunner(fn, c.opts.HandlerQueueLength, c.opts.HandlerPatience, &c.handlerDrops)
 	c.runners[r] = struct{}{}
@@ -235,12 +397,12 @@ func retireRunnerLocked[T any](c *Client, r *runner[T]) {
 	delete(c.runners, r)
 }
 
-// dispatch reads the session's incoming messages and routes them to their
+// dispatch reads a session's incoming messages and routes them to their
 // handlers until the session ends and what arrived before its end has been
 // routed, or until Close.
-func (c *Client) dispatch(ctx context.Context) {
+func (c *Client) dispatch(ctx context.Context, sess *session.Session) {
 	for {
-		in, err := c.sess.Recv(ctx)
+		in, err := sess.Recv(ctx)
 		if err != nil {
 			return
 		}

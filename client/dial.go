@@ -24,11 +24,50 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	plan, err := newDialPlan(&o, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	l, err := plan.dial(ctx, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	c := newClient(l, plan, o)
+	c.log.Debug("connected", "url", rawURL, "transport", string(l.kind), "handshake", l.handshake)
+	return c, nil
+}
+
+// dialPlan knows how to dial each URL a Client may use: the Dial URL, the
+// fallbacks and, after GOAWAY, the server's alternatives.
+type dialPlan struct {
+	opts *Options
+	// urls are the Dial URL and then ReconnectOptions.Fallback, all
+	// validated by newDialPlan.
+	urls []string
+}
+
+func newDialPlan(o *Options, rawURL string) (*dialPlan, error) {
+	p := &dialPlan{opts: o, urls: append([]string{rawURL}, o.Reconnect.Fallback...)}
+	for _, u := range p.urls {
+		if _, err := parseTarget(u); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// dial connects to one URL and completes the JSP handshake, within
+// Options.DialTimeout. In automatic mode (jsp://) QUIC starts first and
+// TLS over TCP follows after Options.HappyEyeballsDelay, or at once if QUIC
+// fails; the first to complete the JSP handshake is kept and the other is
+// closed.
+func (p *dialPlan) dial(ctx context.Context, rawURL string) (*link, error) {
+	o := p.opts
 	t, err := parseTarget(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	tlsConf, err := buildTLS(&o, t.host)
+	tlsConf, err := buildTLS(o, t.host)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +75,7 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	defer cancel()
 
 	start := o.Now()
-	d := &dialer{opts: &o, target: t, tls: tlsConf}
+	d := &dialer{opts: o, target: t, tls: tlsConf}
 	var sess *session.Session
 	var kind transport.Kind
 	if t.auto {
@@ -52,9 +91,7 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", rawURL, err)
 	}
-	c := newClient(sess, kind, o.Now().Sub(start), o)
-	c.log.Debug("connected", "url", rawURL, "handshake", c.handshake)
-	return c, nil
+	return &link{sess: sess, kind: kind, handshake: o.Now().Sub(start), url: rawURL}, nil
 }
 
 // dialer connects one transport and runs the session handshake on it.

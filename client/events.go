@@ -79,6 +79,9 @@ func (c *Client) Subscribe(ctx context.Context, channel string, handler func(Eve
 	for _, o := range opts {
 		o(m)
 	}
+	if _, err := c.waitLink(ctx); err != nil {
+		return nil, fmt.Errorf("client: subscribe %q: %w", channel, err)
+	}
 	c.mu.Lock()
 	r, err := startRunnerLocked(c, handler)
 	if err != nil {
@@ -86,14 +89,22 @@ func (c *Client) Subscribe(ctx context.Context, channel string, handler func(Eve
 		return nil, err
 	}
 	sub := &Subscription{c: c, channel: channel, r: r}
+	if len(c.subs[channel]) == 0 {
+		// A reconnect without any event seen resubscribes with the
+		// channel's first Since.
+		delete(c.since, channel)
+		if m.HasSince {
+			c.since[channel] = m.Since
+		}
+	}
 	// Registered before SUBSCRIBE leaves, so that no event the server
 	// sends right after its ACK finds no handler. SUBSCRIBE is idempotent
 	// on the server (JSP §5.7), so every local subscription sends one.
 	c.subs[channel] = append(c.subs[channel], sub)
-	id, ch, err := c.sendRequestLocked(m, func(id []byte) { m.ReqID = id })
+	req, err := c.sendRequestLocked(m, func(id []byte) { m.ReqID = id })
 	c.mu.Unlock()
 	if err == nil {
-		err = c.awaitRequest(ctx, id, ch)
+		err = c.awaitRequest(ctx, req)
 	}
 	if err != nil {
 		c.mu.Lock()
@@ -120,10 +131,15 @@ func (s *Subscription) Unsubscribe(ctx context.Context) error {
 	// concurrent Subscribe to the same channel cannot be undone by this
 	// UNSUBSCRIBE overtaking it.
 	m := &wire.Unsubscribe{Channel: s.channel}
-	id, ch, err := c.sendRequestLocked(m, func(id []byte) { m.ReqID = id })
+	req, err := c.sendRequestLocked(m, func(id []byte) { m.ReqID = id })
 	c.mu.Unlock()
 	if err == nil {
-		err = c.awaitRequest(ctx, id, ch)
+		err = c.awaitRequest(ctx, req)
+	}
+	if err != nil && c.opts.Reconnect.Enabled && jsperr.CodeOf(err) == jsperr.TransportClosed {
+		// The session that had the subscription is gone, and the
+		// next one will not get it: the local decision stands.
+		err = nil
 	}
 	if err != nil {
 		return fmt.Errorf("client: unsubscribe %q: %w", s.channel, err)
@@ -142,6 +158,8 @@ func (c *Client) removeSubLocked(sub *Subscription) bool {
 	list = slices.Delete(list, i, i+1)
 	if len(list) == 0 {
 		delete(c.subs, sub.channel)
+		delete(c.lastSeq, sub.channel)
+		delete(c.since, sub.channel)
 	} else {
 		c.subs[sub.channel] = list
 	}
@@ -154,6 +172,9 @@ func (c *Client) removeSubLocked(sub *Subscription) bool {
 func (c *Client) routeEvent(env *wire.Envelope) bool {
 	c.mu.Lock()
 	subs := slices.Clone(c.subs[env.Route.Name])
+	if len(subs) > 0 && env.Seq > c.lastSeq[env.Route.Name] {
+		c.lastSeq[env.Route.Name] = env.Seq
+	}
 	c.mu.Unlock()
 	if len(subs) == 0 {
 		return false
@@ -166,7 +187,9 @@ func (c *Client) routeEvent(env *wire.Envelope) bool {
 }
 
 // Publish sends body to channel as an event (JSP §5.8) with QoS class chat.
-// It returns when the event is queued for sending.
+// It returns when the event is queued for sending. While reconnecting, the
+// event waits in the Client's outbox (ReconnectOptions.QueueLength) and is
+// sent with the same envelope id once the next session is up.
 func (c *Client) Publish(ctx context.Context, channel string, body []byte) error {
 	env := &wire.Envelope{
 		ID:    c.newID(),
@@ -178,47 +201,103 @@ func (c *Client) Publish(ctx context.Context, channel string, body []byte) error
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("client: publish to %q: %w", channel, err)
 	}
-	if err := c.sess.SendEnvelope(wire.FramePublish, env); err != nil {
+	if err := c.sendOrQueue(queued{frame: wire.FramePublish, env: env}); err != nil {
 		return fmt.Errorf("client: publish to %q: %w", channel, err)
 	}
 	return nil
 }
 
-// sendRequestLocked queues a control message carrying a fresh request id
-// (set by setID) and registers the wait for its answer. c.mu must be held.
-func (c *Client) sendRequestLocked(m wire.Message, setID func(id []byte)) (string, chan error, error) {
-	if c.closed {
-		return "", nil, c.closedErr()
+// queued is an envelope waiting in the outbox for the next session.
+type queued struct {
+	frame wire.FrameType // FramePublish, or FrameMessage for Send
+	env   *wire.Envelope
+}
+
+func (q queued) sendOn(s *session.Session) error {
+	if q.frame == wire.FrameMessage {
+		// Ordered delivery only enqueues; the context is not used for
+		// waiting.
+		return s.SendMessage(context.Background(), q.env, Ordered)
 	}
+	return s.SendEnvelope(q.frame, q.env)
+}
+
+// sendOrQueue hands q to the running session or, while reconnecting, puts
+// it in the outbox. It runs under c.mu so that the outbox is flushed to a
+// new session before anything newer is sent on it.
+func (c *Client) sendOrQueue(q queued) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.endErr != nil {
+		return c.closedErrLocked()
+	}
+	l := c.cur
+	if l.alive() || !c.opts.Reconnect.Enabled {
+		err := q.sendOn(l.sess)
+		if err == nil || l.alive() || !c.opts.Reconnect.Enabled {
+			return err
+		}
+		// The session ended between the check and the send.
+	}
+	if len(c.outbox) >= c.opts.Reconnect.QueueLength {
+		return jsperr.Newf(jsperr.QueueFull, "%d messages already wait for a reconnect", len(c.outbox))
+	}
+	c.outbox = append(c.outbox, q)
+	c.queuedMessages.Add(1)
+	return nil
+}
+
+// request is a SUBSCRIBE or UNSUBSCRIBE waiting for its answer.
+type request struct {
+	id   string
+	ch   chan error
+	link *link // the session it was sent on
+}
+
+// sendRequestLocked queues a control message carrying a fresh request id
+// (set by setID) on the session in use and registers the wait for its
+// answer. c.mu must be held.
+func (c *Client) sendRequestLocked(m wire.Message, setID func(id []byte)) (request, error) {
+	if c.closed {
+		return request{}, c.closedErrLocked()
+	}
+	return c.sendRequestOnLocked(c.cur, m, setID)
+}
+
+// sendRequestOnLocked is sendRequestLocked on session l. c.mu must be held.
+func (c *Client) sendRequestOnLocked(l *link, m wire.Message, setID func(id []byte)) (request, error) {
 	c.reqID++
 	id := binary.BigEndian.AppendUint64(nil, c.reqID)
 	setID(id)
-	if err := c.sess.Send(m); err != nil {
-		return "", nil, err
+	if err := l.sess.Send(m); err != nil {
+		if !l.alive() {
+			return request{}, c.lostErrLocked(l)
+		}
+		return request{}, err
 	}
 	ch := make(chan error, 1)
 	c.pending[string(id)] = ch
-	return string(id), ch, nil
+	return request{id: string(id), ch: ch, link: l}, nil
 }
 
 // awaitRequest waits for the server's ACK naming the request id, or an
 // ERROR referring to it (JSP §5.6, §5.7).
-func (c *Client) awaitRequest(ctx context.Context, id string, ch chan error) error {
+func (c *Client) awaitRequest(ctx context.Context, r request) error {
 	defer func() {
 		c.mu.Lock()
-		delete(c.pending, id)
+		delete(c.pending, r.id)
 		c.mu.Unlock()
 	}()
 	select {
-	case err := <-ch:
+	case err := <-r.ch:
 		return err
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return jsperr.New(jsperr.Timeout, "no acknowledgement before the deadline")
 		}
 		return jsperr.Wrap(jsperr.Cancelled, ctx.Err())
-	case <-c.sess.Context().Done():
-		return c.closedErr()
+	case <-r.link.sess.Context().Done():
+		return c.lostErr(r.link)
 	}
 }
 

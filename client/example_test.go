@@ -242,3 +242,41 @@ func ExampleClient_Send() {
 	fmt.Printf("%s (%s)\n", m.Body, m.Delivery)
 	// Output: cursor moved (reliable-unordered)
 }
+
+func ExampleReconnectOptions() {
+	srv := startExampleServer()
+	defer srv.Close()
+	ctx := context.Background()
+
+	resumed := make(chan struct{}, 1)
+	o := srv.options()
+	o.Reconnect = client.ReconnectOptions{
+		Enabled: true,
+		// Same server over TLS/TCP when QUIC does not come back.
+		Fallback:       []string{srv.url(client.SchemeTCP)},
+		OnDisconnected: func(reason error) { fmt.Println("disconnected") },
+		OnResumed: func(info client.ConnInfo) {
+			fmt.Println("resumed")
+			resumed <- struct{}{}
+		},
+	}
+	c, err := client.Dial(ctx, srv.url(client.SchemeQUIC), o)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	// The session is lost (closed here for the example); the client
+	// comes back by itself.
+	_ = c.Session().Close()
+	<-resumed
+	reply, err := c.Command(ctx, "echo", []byte("back"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%s\n", reply)
+	// Output:
+	// disconnected
+	// resumed
+	// back
+}

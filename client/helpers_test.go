@@ -68,6 +68,16 @@ type serverOpts struct {
 	noWS   bool
 	hub    pubsub.Config
 	auth   session.Authenticator
+	// port, when set, is the port number for QUIC and TCP (a restart on
+	// the ports of a closed server).
+	port string
+	// alternatives are announced in WELCOME and GOAWAY.
+	alternatives []string
+	// drainGrace is the gateway's DrainGrace.
+	drainGrace time.Duration
+	// dir, when set, is the data directory (a restart that keeps the
+	// server's key).
+	dir string
 }
 
 // freePort returns a port number free for both UDP and TCP on 127.0.0.1
@@ -111,7 +121,10 @@ func newRegistry(dir string) (*services.Registry, error) {
 // WebSocket on another, and stops it at cleanup.
 func startServer(tb testing.TB, o serverOpts) *server {
 	tb.Helper()
-	dir := tb.TempDir()
+	dir := o.dir
+	if dir == "" {
+		dir = tb.TempDir()
+	}
 	reg, err := newRegistry(dir)
 	if err != nil {
 		tb.Fatal(err)
@@ -119,8 +132,13 @@ func startServer(tb testing.TB, o serverOpts) *server {
 	var g *gateway.Gateway
 	var port string
 	for range 5 {
-		port = freePort(tb)
+		port = o.port
+		if port == "" {
+			port = freePort(tb)
+		}
 		cfg := gateway.Config{
+			Alternatives: o.alternatives,
+			DrainGrace:   o.drainGrace,
 			QUICAddr:     "127.0.0.1:" + port,
 			TCPAddr:      "127.0.0.1:" + port,
 			WSAddr:       "127.0.0.1:0",
@@ -136,9 +154,13 @@ func startServer(tb testing.TB, o serverOpts) *server {
 		if o.noWS {
 			cfg.WSAddr = gateway.Off
 		}
-		// Another process may take the port between freePort and New.
+		// Another process may take the port between freePort and New; a
+		// fixed port may take a moment to be released.
 		if g, err = gateway.New(cfg); err == nil {
 			break
+		}
+		if o.port != "" {
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	if err != nil {

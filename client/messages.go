@@ -87,7 +87,9 @@ func WithHeaders(h map[string]string) SendOption {
 // Send sends body to route with a delivery mode (JSP §12). It returns when
 // the message is queued (Ordered), written to its stream (Unordered,
 // Partial) or handed to the transport (Unreliable). Partial needs a TTL:
-// WithTTL or a deadline on ctx.
+// WithTTL or a deadline on ctx. While reconnecting, Ordered messages wait in
+// the outbox like Publish; the other modes wait for the next session,
+// bounded by ctx.
 func (c *Client) Send(ctx context.Context, route wire.Route, body []byte, mode Delivery, opts ...SendOption) error {
 	env := &wire.Envelope{
 		ID:    c.newID(),
@@ -110,7 +112,21 @@ func (c *Client) Send(ctx context.Context, route wire.Route, body []byte, mode D
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("client: send to %s %q: %w", route.Kind, route.Name, err)
 	}
-	if err := c.sess.SendMessage(ctx, env, mode); err != nil {
+	if mode == Ordered {
+		// Queued while reconnecting, like Publish.
+		if err := c.sendOrQueue(queued{frame: wire.FrameMessage, env: env}); err != nil {
+			return fmt.Errorf("client: send %s to %s %q: %w", mode, route.Kind, route.Name, err)
+		}
+		return nil
+	}
+	l, err := c.waitLink(ctx)
+	if err == nil {
+		err = l.sess.SendMessage(ctx, env, mode)
+		if err != nil && !l.alive() {
+			err = c.lostErr(l)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("client: send %s to %s %q: %w", mode, route.Kind, route.Name, err)
 	}
 	return nil
@@ -158,7 +174,9 @@ func (c *Client) OnNotify(handler func(Notification)) error {
 // (JSP §5.9). The deadline comes from ctx, or Options.CommandTimeout when
 // ctx has none; when it passes first, the error has code TIMEOUT
 // (jsperr.CodeOf). A reply carrying an error code is returned as a remote
-// *jsperr.Error.
+// *jsperr.Error. With reconnection on, a command whose session is lost
+// fails with TRANSPORT_CLOSED, which is retryable; one issued while
+// reconnecting waits for the next session.
 func (c *Client) Command(ctx context.Context, service string, body []byte) ([]byte, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -170,10 +188,14 @@ func (c *Client) Command(ctx context.Context, service string, body []byte) ([]by
 		Class: protocol.ClassChat,
 		Body:  body,
 	}
-	rep, err := c.sess.Request(ctx, env)
+	l, err := c.waitLink(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("client: command %q: %w", service, err)
+	}
+	rep, err := l.sess.Request(ctx, env)
 	if err != nil {
 		if errors.Is(err, session.ErrClosed) {
-			return nil, fmt.Errorf("client: command %q: %w", service, c.closedErr())
+			return nil, fmt.Errorf("client: command %q: %w", service, c.lostErr(l))
 		}
 		return nil, fmt.Errorf("client: command %q: %w", service, err)
 	}

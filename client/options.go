@@ -87,6 +87,10 @@ type Options struct {
 	//
 	// (package security/credential). Default: Info.Auth.
 	Credentials func(ctx context.Context, tls tls.ConnectionState) ([]byte, error)
+
+	// Reconnect configures automatic reconnection; off by default. See
+	// ReconnectOptions.
+	Reconnect ReconnectOptions
 }
 
 // Defaults for zero Options fields.
@@ -128,6 +132,7 @@ func (o *Options) setDefaults() {
 	if o.HandlerPatience == 0 {
 		o.HandlerPatience = DefaultHandlerPatience
 	}
+	o.Reconnect.setDefaults()
 }
 
 // validate reports option values that cannot work.
@@ -140,5 +145,5 @@ func (o *Options) validate() error {
 	case o.RootCAsFile != "" && o.RootCAs != nil:
 		return errors.New("client: set RootCAsFile or RootCAs, not both")
 	}
-	return nil
+	return o.Reconnect.validate()
 }

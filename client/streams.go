@@ -80,10 +80,14 @@ func (c *Client) OpenStream(ctx context.Context, class protocol.Class, label str
 	if class >= protocol.NumClasses {
 		return nil, jsperr.Newf(jsperr.BadRequest, "unknown QoS class %d", class)
 	}
-	st, err := c.sess.OpenStream(ctx, class, label, o.meta)
+	l, err := c.waitLink(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("client: open stream %q: %w", label, err)
+	}
+	st, err := l.sess.OpenStream(ctx, class, label, o.meta)
 	if err != nil {
 		if errors.Is(err, session.ErrClosed) {
-			return nil, fmt.Errorf("client: open stream %q: %w", label, c.closedErr())
+			return nil, fmt.Errorf("client: open stream %q: %w", label, c.lostErr(l))
 		}
 		return nil, fmt.Errorf("client: open stream %q: %w", label, err)
 	}
@@ -92,10 +96,14 @@ func (c *Client) OpenStream(ctx context.Context, class protocol.Class, label str
 
 // AcceptStream waits for the next stream the server opens.
 func (c *Client) AcceptStream(ctx context.Context) (*Stream, error) {
-	st, err := c.sess.AcceptStream(ctx)
+	l, err := c.waitLink(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("client: accept stream: %w", err)
+	}
+	st, err := l.sess.AcceptStream(ctx)
 	if err != nil {
 		if errors.Is(err, session.ErrClosed) {
-			return nil, fmt.Errorf("client: accept stream: %w", c.closedErr())
+			return nil, fmt.Errorf("client: accept stream: %w", c.lostErr(l))
 		}
 		return nil, fmt.Errorf("client: accept stream: %w", err)
 	}
@@ -110,7 +118,7 @@ func (c *Client) MaxDatagramSize() int {
 	if n == 0 {
 		n = int(protocol.DefaultMaxDatagramMessage)
 	}
-	if w := c.sess.Welcome(); w != nil && w.Limits.MaxDatagramMessage > 0 && int(w.Limits.MaxDatagramMessage) < n {
+	if w := c.link().sess.Welcome(); w != nil && w.Limits.MaxDatagramMessage > 0 && int(w.Limits.MaxDatagramMessage) < n {
 		n = int(w.Limits.MaxDatagramMessage)
 	}
 	return n
@@ -124,9 +132,12 @@ func (c *Client) SendDatagram(b []byte) error {
 	if limit := c.MaxDatagramSize(); len(b) > limit {
 		return jsperr.Newf(jsperr.DatagramTooLarge, "datagram of %d bytes over limit %d", len(b), limit)
 	}
-	if err := c.sess.SendDatagram(b, protocol.ClassMedia); err != nil {
+	l := c.link()
+	if err := l.sess.SendDatagram(b, protocol.ClassMedia); err != nil {
 		if errors.Is(err, session.ErrClosed) {
-			return fmt.Errorf("client: send datagram: %w", c.closedErr())
+			// Datagrams are unreliable: one sent while reconnecting is
+			// lost, not queued.
+			return fmt.Errorf("client: send datagram: %w", c.lostErr(l))
 		}
 		return fmt.Errorf("client: send datagram: %w", err)
 	}
@@ -135,10 +146,14 @@ func (c *Client) SendDatagram(b []byte) error {
 
 // ReceiveDatagram waits for the next whole datagram from the server.
 func (c *Client) ReceiveDatagram(ctx context.Context) ([]byte, error) {
-	b, err := c.sess.ReceiveDatagram(ctx)
+	l, err := c.waitLink(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("client: receive datagram: %w", err)
+	}
+	b, err := l.sess.ReceiveDatagram(ctx)
 	if err != nil {
 		if errors.Is(err, session.ErrClosed) {
-			return nil, fmt.Errorf("client: receive datagram: %w", c.closedErr())
+			return nil, fmt.Errorf("client: receive datagram: %w", c.lostErr(l))
 		}
 		return nil, fmt.Errorf("client: receive datagram: %w", err)
 	}

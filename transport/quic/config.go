@@ -118,6 +118,19 @@ type Config struct {
 	// the connection closes or its handshake fails. Nil admits everyone.
 	// Ignored by Dial.
 	ConnContext func(ctx context.Context, info ClientInfo) (context.Context, error)
+	// Migratable makes a dialed connection able to move to a new socket
+	// with Conn.Migrate. Dial then runs the connection on a quic-go
+	// transport of its own with non-empty connection IDs (quic-go's
+	// one-shot dialing uses empty ones, with which a path cannot change),
+	// over its own UDP socket or PacketConn. Sockets the Conn owns (its
+	// own and every one handed to Migrate) are closed as soon as the
+	// connection has moved off them. The price is the plain socket path
+	// on every socket of the connection, PacketConn included: no GSO, ECN
+	// or batched reads, because quic-go would otherwise read a retired
+	// socket's descriptor directly and end the connection when it closes,
+	// and cannot switch between a socket with ECN and one without. Default false: Migrate fails with
+	// ErrNotMigratable. Listen ignores it.
+	Migratable bool
 }
 
 // ClientInfo describes a connection attempt to ConnContext.

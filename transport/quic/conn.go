@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -30,6 +31,20 @@ type Conn struct {
 	maxDatagram int             // 0 when datagrams are off on either side
 	dgrams      *datagramQueue  // nil when datagrams are off
 	senderDone  <-chan struct{} // closed when the datagram goroutine returned
+
+	// migrateSerial serialises Migrate calls; it is taken before
+	// migrateMu and held while probing.
+	migrateSerial sync.Mutex
+	// migrateMu guards the socket state below, briefly.
+	migrateMu  sync.Mutex
+	migratable bool // Config.Migratable on a dialed Conn
+	// remote is the server's address on a migratable Conn: quic-go
+	// replaces the object it reads it from, without a lock, when the path
+	// switches, and a migrating client never changes the server's address.
+	remote  net.Addr
+	closed  bool      // guarded by migrateMu; set by CloseWithError
+	current *socket   // guarded by migrateMu; the socket in use, nil for quic-go's own
+	sockets []*socket // guarded by migrateMu; every socket the Conn owns
 }
 
 var _ transport.Conn = (*Conn)(nil)
@@ -136,12 +151,14 @@ func (c *Conn) MaxDatagramSize() int { return c.maxDatagram }
 
 // CloseWithError closes the connection with a JSP code and reason, sent to
 // the peer as a QUIC application close, and waits until the connection's
-// goroutines have stopped. Closing again has no effect.
+// goroutines have stopped; then it closes the sockets the Conn owns. Closing
+// again has no effect.
 func (c *Conn) CloseWithError(code jsperr.Code, reason string) error {
 	if err := c.qc.CloseWithError(quicgo.ApplicationErrorCode(code), reason); err != nil {
 		return fmt.Errorf("quic: close: %w", err)
 	}
 	<-c.senderDone
+	c.closeSockets()
 	// The AfterFunc has fired or is about to (qc's context is done once
 	// CloseWithError returns); wait for the mapped cause to be set so the
 	// caller observes a consistent Context.
@@ -155,11 +172,25 @@ func (c *Conn) CloseWithError(code jsperr.Code, reason string) error {
 // peer went silent.
 func (c *Conn) Context() context.Context { return c.ctx }
 
-// LocalAddr returns the local UDP address.
-func (c *Conn) LocalAddr() net.Addr { return c.qc.LocalAddr() }
+// LocalAddr returns the local UDP address; after Migrate, the new socket's.
+func (c *Conn) LocalAddr() net.Addr {
+	// quic-go updates its own copy on its run loop without a lock when
+	// the path switches, so a migratable Conn answers from its sockets.
+	c.migrateMu.Lock()
+	defer c.migrateMu.Unlock()
+	if c.current != nil {
+		return c.current.pc.LocalAddr()
+	}
+	return c.qc.LocalAddr()
+}
 
 // RemoteAddr returns the peer's UDP address.
-func (c *Conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
+func (c *Conn) RemoteAddr() net.Addr {
+	if c.remote != nil {
+		return c.remote
+	}
+	return c.qc.RemoteAddr()
+}
 
 // TLS returns the negotiated TLS 1.3 state.
 func (c *Conn) TLS() tls.ConnectionState { return c.qc.ConnectionState().TLS }

@@ -29,6 +29,11 @@
 //     and Config.ConnContext (refuse or tag an attempt before its
 //     handshake) let a server filter connections before they cost a
 //     handshake; a listener with hooks runs its own quic-go Transport.
+//   - Connection migration (RFC 9000 §9): a connection dialed with
+//     Config.Migratable moves to a new UDP socket with Conn.Migrate, which
+//     probes the new path (PATH_CHALLENGE) and switches to it without a new
+//     handshake; streams and datagrams carry on, and the socket left
+//     behind is closed.
 //
 // GSO: on Linux quic-go sends with UDP generic segmentation offload when the
 // kernel and socket allow it (Conn.GSO reports it); QUIC_GO_DISABLE_GSO=true
@@ -268,13 +273,37 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tr
 		tc.ServerName = host
 	}
 	var qc *quicgo.Conn
-	if c.PacketConn != nil {
+	var own *socket
+	switch {
+	case c.Migratable:
+		// A transport of our own (see Config.Migratable); on a socket of
+		// our own, wrapped so that Migrate can retire it.
+		udpAddr, rerr := net.ResolveUDPAddr("udp", addr)
+		if rerr != nil {
+			return nil, fmt.Errorf("quic: dial %s: %w", addr, rerr)
+		}
+		own = &socket{}
+		if c.PacketConn != nil {
+			own.pc = newRetirableConn(c.PacketConn)
+		} else {
+			uc, lerr := net.ListenUDP("udp", nil)
+			if lerr != nil {
+				return nil, fmt.Errorf("quic: dial %s: open UDP socket: %w", addr, lerr)
+			}
+			own.pc, own.owned = newRetirableConn(uc), true
+		}
+		own.tr = &quicgo.Transport{Conn: own.pc}
+		qc, err = own.tr.Dial(ctx, udpAddr, tc, c.quicConfig())
+		if err != nil {
+			own.close()
+		}
+	case c.PacketConn != nil:
 		udpAddr, rerr := net.ResolveUDPAddr("udp", addr)
 		if rerr != nil {
 			return nil, fmt.Errorf("quic: dial %s: %w", addr, rerr)
 		}
 		qc, err = quicgo.Dial(ctx, c.PacketConn, udpAddr, tc, c.quicConfig())
-	} else {
+	default:
 		qc, err = quicgo.DialAddr(ctx, addr, tc, c.quicConfig())
 	}
 	if err != nil {
@@ -285,9 +314,19 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tr
 	}
 	if err := tlsconf.CheckState(qc.ConnectionState().TLS); err != nil {
 		_ = qc.CloseWithError(quicgo.ApplicationErrorCode(jsperr.TlsRequired), err.Error())
+		if own != nil {
+			own.close()
+		}
 		return nil, fmt.Errorf("quic: dial %s: %w", addr, jsperr.Wrap(jsperr.TlsRequired, err))
 	}
-	return newConn(qc, &c), nil
+	conn := newConn(qc, &c)
+	conn.migratable = c.Migratable
+	if own != nil {
+		conn.remote = qc.RemoteAddr()
+		conn.current = own
+		conn.sockets = []*socket{own}
+	}
+	return conn, nil
 }
 
 // dialError maps a failed handshake. quic-go reports a silent server as an
