@@ -36,7 +36,7 @@ type fixture struct {
 
 func newStore(t testing.TB) storage.Store {
 	t.Helper()
-	st, err := storage.Open(context.Background(), "sqlite::memory:", storage.Config{})
+	st, err := storage.Open(context.Background(), "sqlite::memory:", storage.Config{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
