@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -284,14 +285,33 @@ func failure(err error) Reply {
 	code := codeOf(err)
 	reason := err.Error()
 	var je *jsperr.Error
-	if errors.As(err, &je) && je.Reason != "" {
+	switch {
+	case errors.As(err, &je) && je.Reason != "":
 		reason = je.Reason
+	case errors.Is(err, storage.ErrInvalid):
+		reason = afterSentinel(reason, storage.ErrInvalid)
+	case errors.Is(err, storage.ErrTooLarge):
+		reason = afterSentinel(reason, storage.ErrTooLarge)
+	case errors.Is(err, storage.ErrConflict):
+		reason = afterSentinel(reason, storage.ErrConflict)
 	}
 	if code == jsperr.Internal {
 		// Storage internals (paths, SQL) stay in the core's log.
 		reason = "internal error"
 	}
 	return Reply{Code: code, Reason: reason}
+}
+
+// afterSentinel returns what a storage error says after its sentinel
+// ("...: storage: conflict: client id ... was used for a different
+// message" gives "client id ... was used for a different message"): the
+// client learns what was wrong, not which backend or table said so.
+func afterSentinel(msg string, sentinel error) string {
+	prefix := sentinel.Error() + ": "
+	if i := strings.LastIndex(msg, prefix); i >= 0 {
+		return msg[i+len(prefix):]
+	}
+	return sentinel.Error()
 }
 
 func (c *Core) serve(ctx context.Context, req *Request) Reply {

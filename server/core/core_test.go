@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,9 +35,11 @@ type fixture struct {
 	subj   bus.Subjects
 }
 
-func newStore(t testing.TB) storage.Store {
+func newStore(t testing.TB) storage.Store { return openStore(t, "sqlite::memory:") }
+
+func openStore(t testing.TB, dsn string) storage.Store {
 	t.Helper()
-	st, err := storage.Open(context.Background(), "sqlite::memory:", storage.Config{Logger: quiet})
+	st, err := storage.Open(context.Background(), dsn, storage.Config{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,13 +57,15 @@ func newMemBus(t testing.TB) bus.Bus {
 	return b
 }
 
-func newFixture(t testing.TB, b bus.Bus) *fixture {
+func newFixture(t testing.TB, b bus.Bus) *fixture { return newFixtureDSN(t, b, "sqlite::memory:") }
+
+func newFixtureDSN(t testing.TB, b bus.Bus, dsn string) *fixture {
 	t.Helper()
 	subj, err := bus.NewSubjects("test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := newStore(t)
+	st := openStore(t, dsn)
 	c, err := core.New(core.Config{Bus: b, Store: st, Subjects: &subj, Shards: testShards, Logger: quiet, PageSize: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -203,6 +208,10 @@ func TestErrors(t *testing.T) {
 			_, err := f.client.Do(ctx(t), &tt.req)
 			if got := jsperr.CodeOf(err); got != tt.want {
 				t.Fatalf("code %v (%v), want %v", got, err, tt.want)
+			}
+			// The reason names the problem, not the backend.
+			if strings.Contains(err.Error(), "sqlite") || strings.Contains(err.Error(), "storage:") {
+				t.Fatalf("reason leaks storage details: %v", err)
 			}
 		})
 	}

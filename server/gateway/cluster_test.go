@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,6 +185,16 @@ func testTwoGateways(t *testing.T, b bus.Bus) {
 	all := gb.dial(t, transport.KindMem)
 	subscribeSince(t, all, ch, 0)
 	wantEvents(t, all, ch, 1, "m0", "m1", "m2", "m3")
+
+	// Gateway B holds one bus subscription for its two subscribers and
+	// took in each of the four events once.
+	rec := httptest.NewRecorder()
+	gb.serveMetrics(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{"\njsp_bus_channels 1\n", "\njsp_bus_channel_subscribes_total 1\n", "\njsp_bus_events_delivered_total 4\n"} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics of B lack %q", want)
+		}
+	}
 
 	// Session records: four sessions open on the two gateways.
 	for _, node := range []string{"gw-a", "gw-b"} {

@@ -686,7 +686,7 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	st := g.hub.Stats()
 	fs := g.adm.filter.Stats()
-	_ = g.metrics.write(w, []gauge{
+	gauges := []gauge{
 		{"jsp_filter_handshakes", "gauge", "Handshakes in flight counted by the connection filter.", int64(fs.Handshakes)},
 		{"jsp_filter_connections", "gauge", "Open connections counted by the connection filter.", int64(fs.Conns)},
 		{"jsp_filter_reaped_total", "counter", "Handshakes released by the filter for overstaying their time.", int64(fs.Reaped)},
@@ -695,5 +695,14 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		{"jsp_pubsub_published_total", "counter", "Messages published to the hub.", int64(st.Published)},
 		{"jsp_pubsub_delivered_total", "counter", "Deliveries queued to local subscribers.", int64(st.Delivered)},
 		{"jsp_pubsub_slow_consumers_total", "counter", "Subscribers dropped because their queue overflowed.", int64(st.Dropped)},
-	})
+	}
+	if g.cluster != nil {
+		fo := g.cluster.fanout.Stats()
+		gauges = append(gauges,
+			gauge{"jsp_bus_channels", "gauge", "Channels this gateway holds a bus subscription for.", int64(fo.Channels)},
+			gauge{"jsp_bus_channel_subscribes_total", "counter", "Bus subscriptions made for channels.", int64(fo.Subscribes)},
+			gauge{"jsp_bus_events_delivered_total", "counter", "Channel events handed to the local hub.", int64(fo.Delivered)},
+		)
+	}
+	_ = g.metrics.write(w, gauges)
 }
