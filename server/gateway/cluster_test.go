@@ -240,3 +240,63 @@ func TestClusterNoCore(t *testing.T) {
 	// The session goes on.
 	subscribe(t, s, "room")
 }
+
+// wantReplay receives the replayed EVENTs and the SUBSCRIBE's ACK. The ACK
+// is a system frame and the events chat frames, so the receiver may see
+// the ACK first (JSP §11.3 priority), although it was sent last.
+func wantReplay(t *testing.T, s *session.Session, channel string, first uint64, bodies ...string) {
+	t.Helper()
+	acked, got := false, 0
+	for !acked || got < len(bodies) {
+		in, err := s.Recv(ctxT(t))
+		if err != nil {
+			t.Fatalf("replay of %s: %v (acked %v, %d events)", channel, err, acked, got)
+		}
+		switch in.Type {
+		case wire.FrameAck:
+			acked = true
+		case wire.FrameEvent:
+			ev := in.Envelope
+			if got >= len(bodies) || ev.Seq != first+uint64(got) || string(ev.Body) != bodies[got] {
+				t.Fatalf("replayed event %d: seq %d body %q", got, ev.Seq, ev.Body)
+			}
+			got++
+		default:
+			t.Fatalf("received %s during replay", in.Type)
+		}
+	}
+}
+
+// A replay stops at MaxReplay, and after a trim it starts at the oldest
+// retained message, so the client sees the gap.
+func TestClusterReplayLimits(t *testing.T) {
+	b, err := membus.New(membus.Config{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	f := newClusterFixture(t, b)
+	g := startGateway(t, Config{Bus: b, MaxReplay: 2})
+	const ch = "replay"
+	pub := g.dial(t, transport.KindMem)
+	for i := range 5 {
+		if err := publishAcked(t, pub, ch, fmt.Sprint("id", i), fmt.Sprint("m", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	capped := g.dial(t, transport.KindMem)
+	subscribeSince(t, capped, ch, 0)
+	wantReplay(t, capped, ch, 1, "m0", "m1")
+	if err := publishAcked(t, pub, ch, "id5", "m5"); err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(t, capped, ch, 6, "m5")
+
+	if _, err := f.store.TrimMessages(ctxT(t), ch, 2); err != nil {
+		t.Fatal(err)
+	}
+	late := g.dial(t, transport.KindMem)
+	subscribeSince(t, late, ch, 1)
+	wantReplay(t, late, ch, 5, "m4", "m5")
+	noMoreEvents(t, late)
+}
