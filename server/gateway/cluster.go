@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetstreamproto/jsp/jsperr"
@@ -35,6 +36,8 @@ type cluster struct {
 
 	mu   sync.Mutex
 	refs map[string]*channelRef // guarded by mu: channels with local subscribers
+
+	gaps atomic.Uint64 // gaps in a channel's live events, replayed from storage
 }
 
 type channelRef struct {
@@ -295,17 +298,30 @@ func (h *host) subscribeCluster(ctx context.Context, m *wire.Subscribe) {
 		return
 	}
 	h.wg.Go(func() {
-		if err := h.replay(ctx, name, storage.Seq(m.Since)); err != nil {
-			h.endCatchup(name)
-			if ctx.Err() == nil {
-				h.refuse(m.ReqID, err)
-			}
+		err := h.replay(ctx, name, storage.Seq(m.Since))
+		// Live events buffered meanwhile go out even when the replay
+		// failed: the client then sees the gap, not a stalled channel.
+		if ferr := h.flushCatchup(ctx, name); ferr != nil || ctx.Err() != nil {
 			return
 		}
-		if err := h.flushCatchup(ctx, name); err != nil {
+		if err != nil {
+			h.refuse(m.ReqID, err)
 			return
 		}
 		h.ack(m.ReqID)
+	})
+}
+
+// fillGap replays what the bus lost between the last event sent on a
+// channel and a later one that arrived (core messages are at most once),
+// then resumes live delivery; routeDelivery has started buffering.
+func (h *host) fillGap(ctx context.Context, name string, after uint64) {
+	h.g.cluster.gaps.Add(1)
+	h.wg.Go(func() {
+		if err := h.replay(ctx, name, storage.Seq(after)); err != nil && ctx.Err() == nil {
+			h.log.Warn("gateway: gap in channel events not filled", "channel", name, "after", after, "err", err)
+		}
+		_ = h.flushCatchup(ctx, name)
 	})
 }
 
@@ -318,6 +334,7 @@ func (h *host) leaveCluster(name string) {
 	h.g.cluster.leave(name)
 	h.cmu.Lock()
 	delete(h.last, name)
+	delete(h.capped, name)
 	h.cmu.Unlock()
 }
 
@@ -346,6 +363,7 @@ func (h *host) replay(ctx context.Context, name string, since storage.Seq) error
 	for sent := 0; ; {
 		for i := range msgs {
 			if sent >= h.g.cfg.MaxReplay {
+				h.markCapped(name)
 				return nil
 			}
 			env, err := storedEnvelope(&msgs[i])
@@ -359,7 +377,11 @@ func (h *host) replay(ctx context.Context, name string, since storage.Seq) error
 			after = msgs[i].Seq
 			sent++
 		}
-		if !more || sent >= h.g.cfg.MaxReplay {
+		if !more {
+			return nil
+		}
+		if sent >= h.g.cfg.MaxReplay {
+			h.markCapped(name)
 			return nil
 		}
 		rctx, cancel := context.WithTimeout(ctx, h.g.cfg.CoreTimeout)
@@ -370,6 +392,15 @@ func (h *host) replay(ctx context.Context, name string, since storage.Seq) error
 		}
 		msgs, more = rep.Messages, rep.More
 	}
+}
+
+// markCapped records that a replay of name stopped at MaxReplay: the next
+// live event is sent despite the gap before it, which the client fills
+// from history itself, instead of starting another replay.
+func (h *host) markCapped(name string) {
+	h.cmu.Lock()
+	h.capped[name] = struct{}{}
+	h.cmu.Unlock()
 }
 
 // replayQueueWait is how long a replay waits for room in the session's send
@@ -427,6 +458,7 @@ func (h *host) flushCatchup(ctx context.Context, name string) error {
 		if d.Seq <= h.last[name] {
 			continue
 		}
+		delete(h.capped, name)
 		h.last[name] = d.Seq
 		if err := h.sendEvent(ctx, d); err != nil {
 			return err
@@ -437,19 +469,32 @@ func (h *host) flushCatchup(ctx context.Context, name string) error {
 
 // routeDelivery decides what the event loop does with a delivery in bus
 // mode: buffer it during a replay, drop a number already sent, or send it.
-func (h *host) routeDelivery(d pubsub.Delivery[*wire.Envelope]) (send bool, err error) {
+// A number past the next one expected starts a replay of the gap: gap is
+// then the last number sent, and the delivery waits in the buffer.
+func (h *host) routeDelivery(d pubsub.Delivery[*wire.Envelope]) (send bool, gap uint64, err error) {
 	h.cmu.Lock()
 	defer h.cmu.Unlock()
 	if c := h.catching[d.Channel]; c != nil {
 		if len(c.buf) >= h.g.cfg.Hub.QueueLength {
-			return false, jsperr.Newf(jsperr.SlowConsumer, "more than %d live events of %s while replaying", h.g.cfg.Hub.QueueLength, d.Channel)
+			return false, 0, jsperr.Newf(jsperr.SlowConsumer, "more than %d live events of %s while replaying", h.g.cfg.Hub.QueueLength, d.Channel)
 		}
 		c.buf = append(c.buf, d)
-		return false, nil
+		return false, 0, nil
 	}
-	if d.Seq <= h.last[d.Channel] {
-		return false, nil
+	last := h.last[d.Channel]
+	switch {
+	case d.Seq <= last:
+		return false, 0, nil
+	case last > 0 && d.Seq > last+1 && !h.isCappedLocked(d.Channel):
+		h.catching[d.Channel] = &catchup{buf: []pubsub.Delivery[*wire.Envelope]{d}}
+		return false, last, nil
 	}
+	delete(h.capped, d.Channel)
 	h.last[d.Channel] = d.Seq
-	return true, nil
+	return true, 0, nil
+}
+
+func (h *host) isCappedLocked(name string) bool {
+	_, ok := h.capped[name]
+	return ok
 }

@@ -702,6 +702,7 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 			gauge{"jsp_bus_channels", "gauge", "Channels this gateway holds a bus subscription for.", int64(fo.Channels)},
 			gauge{"jsp_bus_channel_subscribes_total", "counter", "Bus subscriptions made for channels.", int64(fo.Subscribes)},
 			gauge{"jsp_bus_events_delivered_total", "counter", "Channel events handed to the local hub.", int64(fo.Delivered)},
+			gauge{"jsp_bus_gaps_total", "counter", "Gaps in a channel's live events that sessions filled from storage.", int64(g.cluster.gaps.Load())},
 		)
 	}
 	_ = g.metrics.write(w, gauges)

@@ -54,6 +54,7 @@ type host struct {
 	cmu      sync.Mutex
 	catching map[string]*catchup // guarded by cmu: channels being replayed
 	last     map[string]uint64   // guarded by cmu: last seq sent per channel
+	capped   map[string]struct{} // guarded by cmu: replay stopped at MaxReplay
 
 	mu        sync.Mutex
 	goingAway bool // guarded by mu: goAway has started
@@ -88,6 +89,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		h.joined = map[string]struct{}{}
 		h.catching = map[string]*catchup{}
 		h.last = map[string]uint64{}
+		h.capped = map[string]struct{}{}
 	}
 	return h
 }
@@ -350,10 +352,13 @@ func (h *host) eventLoop(ctx context.Context) {
 			return
 		}
 		if h.g.cluster != nil {
-			send, err := h.routeDelivery(d)
+			send, gap, err := h.routeDelivery(d)
 			if err != nil {
 				h.closeOnError(err)
 				return
+			}
+			if gap > 0 {
+				h.fillGap(ctx, d.Channel, gap)
 			}
 			if !send {
 				continue
