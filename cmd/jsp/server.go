@@ -19,6 +19,7 @@ import (
 	"github.com/jetstreamproto/jsp/security/devicekey"
 	"github.com/jetstreamproto/jsp/security/token"
 	"github.com/jetstreamproto/jsp/server/auth"
+	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/gateway"
 )
 
@@ -48,6 +49,9 @@ type serverFlags struct {
 	block, allow       []string
 	maxHandshakesPerIP int
 	rates              rateFlags
+
+	// Cluster.
+	node nodeFlags
 }
 
 // rateFlags are the rate limits in tokens per second; 0 means the
@@ -84,17 +88,32 @@ ones). Every refused client is told the reason's code.
 --block and --allow take CIDR prefixes (repeatable): blocked addresses are
 refused with BLOCKED on every listener; allowed ones skip the per-address
 caps and rate limits. The --rate-* flags set token-bucket rates per second
-(burst: twice the rate; negative: unlimited).`,
+(burst: twice the rate; negative: unlimited).
+
+By default one process runs every role: an embedded NATS server (JetStream
+under <data-dir>/nats), a SQLite database (<data-dir>/jsp.db), one core and
+the gateway. PUBLISH is committed to the database before it is ACKed and
+delivered. --role gateway or core runs one role, meeting the others on the
+NATS servers given with --nats; --db names the database (sqlite:PATH or
+postgres://...). --nats-listen opens the embedded NATS server to other
+processes. See docs/operations.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.config(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
+			f.node.dbSet = cmd.Flags().Changed("db")
+			if !f.node.dbSet {
+				f.node.db = defaultDSN(f.dataDir)
+			}
+			if err := f.node.validate(); err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "auth: %s\n", f.authSummary())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runServer(ctx, cfg, cmd.OutOrStdout(), stop)
+			return runNode(ctx, f.node, cfg, cmd.OutOrStdout(), stop)
 		},
 	}
 	fl := cmd.Flags()
@@ -118,6 +137,11 @@ caps and rate limits. The --rate-* flags set token-bucket rates per second
 	fl.StringSliceVar(&f.block, "block", nil, "CIDR prefix to refuse connections from (repeatable)")
 	fl.StringSliceVar(&f.allow, "allow", nil, "CIDR prefix exempt from per-address caps and rate limits (repeatable)")
 	fl.IntVar(&f.maxHandshakesPerIP, "max-handshakes-per-ip", ddos.DefaultMaxHandshakesPerIP, "maximum handshakes in flight from one IP address")
+	fl.StringVar(&f.node.role, "role", roleAll, "what this process runs: all, gateway or core")
+	fl.StringSliceVar(&f.node.nats, "nats", nil, "NATS server URLs (comma-separated) of an external bus; default: an embedded server")
+	fl.StringVar(&f.node.natsListen, "nats-listen", "", "host:port where the embedded NATS server accepts other processes (default: in-process only)")
+	fl.StringVar(&f.node.db, "db", "", "database DSN: sqlite:PATH or postgres://... (default: sqlite:<data-dir>/jsp.db)")
+	fl.StringVar(&f.node.cluster, "cluster", core.DefaultCluster, "cluster name on the bus")
 	fl.Float64Var(&f.rates.connAttempts, "rate-conn-attempts", gateway.DefaultConnAttemptsPerSecond, "new connections per second from one IP address")
 	fl.Float64Var(&f.rates.conn, "rate-conn", gateway.DefaultConnMessagesPerSecond, "messages (PUBLISH, COMMAND, MESSAGE) per second on one connection")
 	fl.Float64Var(&f.rates.user, "rate-user", gateway.DefaultUserMessagesPerSecond, "messages per second of one user across sessions")

@@ -7,14 +7,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/jetstreamproto/jsp/security/ddos"
 	"github.com/jetstreamproto/jsp/security/devicekey"
+	"github.com/jetstreamproto/jsp/server/bus"
+	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/server/services/files"
+	"github.com/jetstreamproto/jsp/server/storage"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/transport/mux"
@@ -61,6 +65,15 @@ const (
 	// in the next line's "suppressed" attribute, so that a flood cannot
 	// flood the log.
 	DefaultRefusalLogRate = 20
+	// DefaultCoreTimeout bounds one request to a core (a PUBLISH commit, a
+	// history page) and one session-record write.
+	DefaultCoreTimeout = 10 * time.Second
+	// DefaultMaxReplay caps the messages one SUBSCRIBE with Since replays;
+	// a client that missed more sees the gap and pages history itself.
+	DefaultMaxReplay = 10000
+	// DefaultSessionTouchInterval is how often the records of live
+	// sessions are touched in Sessions.
+	DefaultSessionTouchInterval = time.Minute
 	// DefaultDeviceCheckInterval is how often live sessions' device keys
 	// are checked against the registry when Session.HeartbeatInterval is
 	// not set: the session layer's default heartbeat.
@@ -155,6 +168,38 @@ type Config struct {
 	// MaxFileSize caps one file of the default files service.
 	// Default: files.DefaultMaxFileSize (1 GiB).
 	MaxFileSize int64
+
+	// Bus connects the gateway to the cluster's cores (ARCHITECTURE §1).
+	// When set, a PUBLISH is committed by the core of its channel's shard
+	// and ACKed after the commit, subscribers receive the committed events
+	// with their storage sequence numbers through one bus subscription per
+	// channel, and SUBSCRIBE with Since replays the missed messages.
+	// Default: nil, the in-memory hub numbers and delivers messages inside
+	// this gateway only.
+	Bus bus.Bus
+	// Cluster names the cluster on the bus (bus.NewSubjects). Default:
+	// core.DefaultCluster.
+	Cluster string
+	// CoreShards is the number of core command subjects; it must match the
+	// cores'. Default: core.DefaultShards.
+	CoreShards int
+	// CoreTimeout bounds one core request and one session-record write.
+	// Default: DefaultCoreTimeout.
+	CoreTimeout time.Duration
+	// MaxReplay caps the messages replayed for one SUBSCRIBE with Since.
+	// Default: DefaultMaxReplay.
+	MaxReplay int
+	// Sessions, when set, keeps a storage record of every session: upserted
+	// on connect, touched every SessionTouchInterval, closed on disconnect;
+	// New closes the records an earlier run of NodeID left open.
+	// Default: none.
+	Sessions storage.SessionStore
+	// SessionTouchInterval is how often live session records are touched.
+	// Default: DefaultSessionTouchInterval.
+	SessionTouchInterval time.Duration
+	// NodeID names this gateway in session records and logs. Default: the
+	// host name.
+	NodeID string
 
 	// Alternatives are addresses of other gateways, announced in WELCOME
 	// and in GOAWAY when draining. Default: none.
@@ -262,6 +307,31 @@ func (c *Config) setDefaults() {
 	if c.MaxRefusalHandshakes == 0 {
 		c.MaxRefusalHandshakes = DefaultMaxRefusalHandshakes
 	}
+	if c.Cluster == "" {
+		c.Cluster = core.DefaultCluster
+	}
+	if c.CoreShards == 0 {
+		c.CoreShards = core.DefaultShards
+	}
+	if c.CoreTimeout == 0 {
+		c.CoreTimeout = DefaultCoreTimeout
+	}
+	if c.MaxReplay == 0 {
+		c.MaxReplay = DefaultMaxReplay
+	}
+	if c.SessionTouchInterval == 0 {
+		c.SessionTouchInterval = DefaultSessionTouchInterval
+	}
+	if c.NodeID == "" {
+		c.NodeID, _ = os.Hostname()
+		if c.NodeID == "" {
+			c.NodeID = "gateway"
+		}
+	}
+	if c.Hub.QueueLength == 0 {
+		// The replay buffer of a channel is bounded by the same length.
+		c.Hub.QueueLength = pubsub.DefaultQueueLength
+	}
 	if c.RefusalLogRate == 0 {
 		c.RefusalLogRate = DefaultRefusalLogRate
 	}
@@ -285,6 +355,8 @@ func (c *Config) validate() error {
 		return errors.New("gateway: negative limit in config")
 	case c.MaxFileSize < 0:
 		return fmt.Errorf("gateway: negative MaxFileSize %d", c.MaxFileSize)
+	case c.CoreShards < 0, c.CoreTimeout < 0, c.MaxReplay < 0, c.SessionTouchInterval < 0:
+		return errors.New("gateway: negative CoreShards, CoreTimeout, MaxReplay or SessionTouchInterval")
 	case c.DeviceCheckInterval < 0:
 		return fmt.Errorf("gateway: negative DeviceCheckInterval %v", c.DeviceCheckInterval)
 	case c.QUIC.VerifySourceAddress != nil || c.QUIC.ConnContext != nil:

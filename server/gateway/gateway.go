@@ -28,6 +28,19 @@
 //	           registry, DEVICE_REVOKED; every reapInterval: filter Reap and
 //	           rate-limit Sweep
 //
+// With Config.Bus set the gateway is one of a cluster's edges
+// (ARCHITECTURE §1, cluster.go): a PUBLISH is queued for the session's
+// publish loop, which sends it to the core of its channel's shard
+// (server/core); the core commits it to storage, which assigns the
+// channel's sequence number, and publishes the committed event on the
+// channel subject; the client gets an ACK with its envelope id only after
+// the commit, or an ERROR with that id as ref. The gateway holds one bus
+// subscription per channel with local subscribers and hands each event to
+// the hub with the core's number; SUBSCRIBE with Since first replays the
+// committed messages after Since from the core, buffering live events
+// meanwhile, then continues live. Session records go to Config.Sessions
+// directly (docs/operations.md says why).
+//
 // Every refusal carries its registry code to the client (in ERROR, or as
 // the close code when no session exists yet) and is logged with its reason
 // and the client's address; refusal lines are rate-limited
@@ -84,6 +97,8 @@ type Gateway struct {
 	certFile string // "" when the certificate was given in memory
 	pin      tlsconf.Fingerprint
 	hub      *pubsub.Hub[*wire.Envelope]
+	// cluster is the bus side (Config.Bus); nil without a bus.
+	cluster  *cluster
 	services *services.Registry
 	metrics  *metrics
 	adm      *admission
@@ -173,6 +188,23 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.hub = hub
+	if cfg.Bus != nil {
+		if g.cluster, err = newCluster(&g.cfg, hub); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Sessions != nil {
+		ctx, cancel := context.WithTimeout(g.ctx, cfg.CoreTimeout)
+		n, err := cfg.Sessions.CloseGatewaySessions(ctx, cfg.NodeID)
+		cancel()
+		if err != nil {
+			g.cancel()
+			return nil, fmt.Errorf("gateway: close the session records of an earlier run of %q: %w", cfg.NodeID, err)
+		}
+		if n > 0 {
+			g.log.Info("gateway: closed session records of an earlier run", "node", cfg.NodeID, "count", n)
+		}
+	}
 	g.services = cfg.Services
 	if g.services == nil {
 		if g.services, err = defaultServices(cfg); err != nil {
@@ -598,6 +630,10 @@ func (g *Gateway) finish() {
 	}
 	g.cancel()
 	g.bg.Wait()
+	if g.cluster != nil {
+		// Every host has left its channels; this ends what remains.
+		g.cluster.close()
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.state != stateClosed {
@@ -650,7 +686,7 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	st := g.hub.Stats()
 	fs := g.adm.filter.Stats()
-	_ = g.metrics.write(w, []gauge{
+	gauges := []gauge{
 		{"jsp_filter_handshakes", "gauge", "Handshakes in flight counted by the connection filter.", int64(fs.Handshakes)},
 		{"jsp_filter_connections", "gauge", "Open connections counted by the connection filter.", int64(fs.Conns)},
 		{"jsp_filter_reaped_total", "counter", "Handshakes released by the filter for overstaying their time.", int64(fs.Reaped)},
@@ -659,5 +695,15 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		{"jsp_pubsub_published_total", "counter", "Messages published to the hub.", int64(st.Published)},
 		{"jsp_pubsub_delivered_total", "counter", "Deliveries queued to local subscribers.", int64(st.Delivered)},
 		{"jsp_pubsub_slow_consumers_total", "counter", "Subscribers dropped because their queue overflowed.", int64(st.Dropped)},
-	})
+	}
+	if g.cluster != nil {
+		fo := g.cluster.fanout.Stats()
+		gauges = append(gauges,
+			gauge{"jsp_bus_channels", "gauge", "Channels this gateway holds a bus subscription for.", int64(fo.Channels)},
+			gauge{"jsp_bus_channel_subscribes_total", "counter", "Bus subscriptions made for channels.", int64(fo.Subscribes)},
+			gauge{"jsp_bus_events_delivered_total", "counter", "Channel events handed to the local hub.", int64(fo.Delivered)},
+			gauge{"jsp_bus_gaps_total", "counter", "Gaps in a channel's live events that sessions filled from storage.", int64(g.cluster.gaps.Load())},
+		)
+	}
+	_ = g.metrics.write(w, gauges)
 }

@@ -43,6 +43,19 @@ type host struct {
 	streams  chan struct{} // semaphore: stream handlers
 	wg       sync.WaitGroup
 
+	// Bus mode only (Gateway.cluster set).
+	//
+	// pubs queues PUBLISHes for publishLoop, which commits them in order.
+	pubs chan *wire.Envelope
+	// joined are the channels this session holds a cluster join for; only
+	// recvLoop touches it while the session runs, run after it ends.
+	joined map[string]struct{}
+	// cmu guards the replay state the event loop and replays share.
+	cmu      sync.Mutex
+	catching map[string]*catchup // guarded by cmu: channels being replayed
+	last     map[string]uint64   // guarded by cmu: last seq sent per channel
+	capped   map[string]struct{} // guarded by cmu: replay stopped at MaxReplay
+
 	mu        sync.Mutex
 	goingAway bool // guarded by mu: goAway has started
 	finished  bool // guarded by mu: run is joining wg; no more goroutines
@@ -71,6 +84,13 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		h.log = h.log.With("user", h.user, "device", h.auth.Device)
 	}
 	h.sub = g.hub.NewSubscriber(id)
+	if g.cluster != nil {
+		h.pubs = make(chan *wire.Envelope, g.cfg.MaxInflight)
+		h.joined = map[string]struct{}{}
+		h.catching = map[string]*catchup{}
+		h.last = map[string]uint64{}
+		h.capped = map[string]struct{}{}
+	}
 	return h
 }
 
@@ -79,7 +99,12 @@ func newHost(g *Gateway, sess *session.Session) *host {
 func (h *host) run() {
 	ctx := h.sess.Context()
 	h.log.Debug("session established")
-	for _, loop := range []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch} {
+	h.recordOpen()
+	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch}
+	if h.g.cluster != nil {
+		loops = append(loops, h.publishLoop)
+	}
+	for _, loop := range loops {
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
@@ -92,6 +117,10 @@ func (h *host) run() {
 	h.mu.Unlock()
 	h.wg.Wait()
 	h.sub.Close()
+	for name := range h.joined {
+		h.g.cluster.leave(name)
+	}
+	h.recordClose()
 	if code := jsperr.CodeOf(err); code != jsperr.NoError {
 		h.g.metrics.errors.add(code.String(), 1)
 	}
@@ -178,7 +207,7 @@ func (h *host) recvLoop(ctx context.Context) {
 		switch in.Type {
 		case wire.FrameSubscribe:
 			if m, ok := in.Message.(*wire.Subscribe); ok {
-				h.subscribe(m)
+				h.subscribe(ctx, m)
 			}
 		case wire.FrameUnsubscribe:
 			if m, ok := in.Message.(*wire.Unsubscribe); ok {
@@ -191,7 +220,7 @@ func (h *host) recvLoop(ctx context.Context) {
 			}
 			switch in.Type {
 			case wire.FramePublish:
-				h.publish(in.Envelope)
+				h.publish(ctx, in.Envelope)
 			case wire.FrameCommand:
 				h.command(ctx, in.Envelope)
 			default:
@@ -252,10 +281,15 @@ func (h *host) refuse(ref []byte, err error) {
 	}
 }
 
-// subscribe joins the session to a channel in the hub (JSP §5.7). The hub
-// keeps no history, so a Since cursor replays nothing: the retained set is
-// empty, not unknown.
-func (h *host) subscribe(m *wire.Subscribe) {
+// subscribe joins the session to a channel (JSP §5.7). Without a bus the
+// hub keeps no history, so a Since cursor replays nothing: the retained set
+// is empty, not unknown. With a bus, Since replays the committed messages
+// (subscribeCluster).
+func (h *host) subscribe(ctx context.Context, m *wire.Subscribe) {
+	if h.g.cluster != nil {
+		h.subscribeCluster(ctx, m)
+		return
+	}
 	if err := h.sub.Subscribe(m.Channel); err != nil {
 		h.refuse(m.ReqID, err)
 		return
@@ -268,15 +302,34 @@ func (h *host) unsubscribe(m *wire.Unsubscribe) {
 		h.refuse(m.ReqID, err)
 		return
 	}
+	if h.g.cluster != nil {
+		h.endCatchup(m.Channel)
+		h.leaveCluster(m.Channel)
+	}
 	h.ack(m.ReqID)
 }
 
-// publish fans a PUBLISH out as EVENTs through the hub (JSP §5.8). The hub
-// receives a copy stamped with the sender's identity; the per-channel
-// sequence number is set per delivery.
-func (h *host) publish(env *wire.Envelope) {
+// publish fans a PUBLISH out as EVENTs (JSP §5.8). Without a bus the hub
+// receives a copy stamped with the sender's identity and the per-channel
+// sequence number is set per delivery. With a bus the PUBLISH is queued
+// for publishLoop, which commits it through the core and ACKs it after
+// the commit; a full queue holds the reader back (chat applies
+// backpressure, JSP §11.3).
+func (h *host) publish(ctx context.Context, env *wire.Envelope) {
 	if env.Route.Kind != wire.RouteChannel {
 		h.refuse(env.ID, jsperr.Newf(jsperr.BadRequest, "PUBLISH to a %s route; want a channel", env.Route.Kind))
+		return
+	}
+	if h.g.cluster != nil {
+		if len(env.ID) == 0 {
+			// The id is the idempotency key and the ACK's reference.
+			h.refuse(env.ID, jsperr.New(jsperr.BadRequest, "PUBLISH without an id"))
+			return
+		}
+		select {
+		case h.pubs <- env:
+		case <-ctx.Done():
+		}
 		return
 	}
 	ev := *env
@@ -298,26 +351,49 @@ func (h *host) eventLoop(ctx context.Context) {
 			}
 			return
 		}
-		// A shallow copy: the delivery's envelope is shared with every
-		// other subscriber and must stay unmodified.
-		ev := *d.Msg
-		ev.Seq = d.Seq
-		if err := h.sess.SendEnvelope(wire.FrameEvent, &ev); err != nil {
-			if ctx.Err() != nil {
+		if h.g.cluster != nil {
+			send, gap, err := h.routeDelivery(d)
+			if err != nil {
+				h.closeOnError(err)
 				return
 			}
-			if jsperr.CodeOf(err) == jsperr.QueueFull {
-				// JSP §11.3: chat is never dropped, so a client whose
-				// send queue stays full is a slow consumer.
-				h.closeOnError(jsperr.Newf(jsperr.SlowConsumer, "send queue full delivering %s seq %d", d.Channel, d.Seq))
-				return
+			if gap > 0 {
+				h.fillGap(ctx, d.Channel, gap)
 			}
-			h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
-			h.log.Debug("event not sent", "channel", d.Channel, "seq", d.Seq, "err", err)
-			continue
+			if !send {
+				continue
+			}
 		}
-		h.g.metrics.messagesOut.add(wire.FrameEvent.String(), 1)
+		if err := h.sendEvent(ctx, d); err != nil {
+			return
+		}
 	}
+}
+
+// sendEvent sends one delivery as an EVENT. It fails only when the session
+// is over: closed, or closed here as a slow consumer.
+func (h *host) sendEvent(ctx context.Context, d pubsub.Delivery[*wire.Envelope]) error {
+	// A shallow copy: the delivery's envelope is shared with every other
+	// subscriber and must stay unmodified.
+	ev := *d.Msg
+	ev.Seq = d.Seq
+	if err := h.sess.SendEnvelope(wire.FrameEvent, &ev); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if jsperr.CodeOf(err) == jsperr.QueueFull {
+			// JSP §11.3: chat is never dropped, so a client whose send
+			// queue stays full is a slow consumer.
+			err := jsperr.Newf(jsperr.SlowConsumer, "send queue full delivering %s seq %d", d.Channel, d.Seq)
+			h.closeOnError(err)
+			return err
+		}
+		h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
+		h.log.Debug("event not sent", "channel", d.Channel, "seq", d.Seq, "err", err)
+		return nil
+	}
+	h.g.metrics.messagesOut.add(wire.FrameEvent.String(), 1)
+	return nil
 }
 
 // errorReply maps a handler error to a reply code and reason; errors

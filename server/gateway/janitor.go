@@ -27,10 +27,18 @@ func (g *Gateway) janitor() {
 		defer t.Stop()
 		devices = t.C
 	}
+	var touch <-chan time.Time
+	if g.cfg.Sessions != nil {
+		t := time.NewTicker(g.cfg.SessionTouchInterval)
+		defer t.Stop()
+		touch = t.C
+	}
 	for {
 		select {
 		case <-g.ctx.Done():
 			return
+		case <-touch:
+			g.touchSessions(g.ctx)
 		case <-devices:
 			g.checkDevices(g.ctx)
 		case <-reap.C:

@@ -241,7 +241,35 @@ func (h *Hub[T]) Publish(name string, msg T) (seq uint64, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("pubsub: sequence for %q: %w", name, err)
 	}
-	d := Delivery[T]{Channel: name, Seq: seq, Msg: msg}
+	h.deliverLocked(ch, Delivery[T]{Channel: name, Seq: seq, Msg: msg})
+	return seq, nil
+}
+
+// PublishSeq queues msg with a sequence number assigned elsewhere (by
+// storage at commit, ARCHITECTURE §1) to every subscriber of the channel,
+// without blocking and without touching the Sequencer. The caller keeps
+// each channel's numbers in order: a message bus delivers one channel's
+// events in commit order. A channel without subscribers is a no-op.
+func (h *Hub[T]) PublishSeq(name string, seq uint64, msg T) error {
+	if err := h.checkName(name); err != nil {
+		return err
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	ch := h.channels[name]
+	if ch == nil {
+		return nil
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	h.deliverLocked(ch, Delivery[T]{Channel: name, Seq: seq, Msg: msg})
+	return nil
+}
+
+// deliverLocked queues d to every subscriber of ch; h.mu must be held for
+// reading and ch.mu held.
+func (h *Hub[T]) deliverLocked(ch *channel[T], d Delivery[T]) {
+	name := d.Channel
 	for s := range ch.subs {
 		if s.dropped.Load() {
 			// Dropped by a publish on another channel; prune it here. Its
@@ -260,7 +288,6 @@ func (h *Hub[T]) Publish(name string, msg T) (seq uint64, err error) {
 		}
 	}
 	h.published.Add(1)
-	return seq, nil
 }
 
 // NewSubscriber registers a subscriber with its own bounded delivery queue.

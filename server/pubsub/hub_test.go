@@ -408,3 +408,38 @@ func TestConcurrent(t *testing.T) {
 		t.Fatalf("final stats = %+v", st)
 	}
 }
+
+// PublishSeq delivers the caller's numbers, leaves the sequencer alone and
+// is a no-op for a channel without subscribers.
+func TestPublishSeq(t *testing.T) {
+	seqr := NewMemorySequencer(0)
+	h := newHub(t, Config{Sequencer: seqr})
+	a := h.NewSubscriber("a")
+	defer a.Close()
+	if err := a.Subscribe("room"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.PublishSeq("nobody", 9, "x"); err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{7, 8} {
+		if err := h.PublishSeq("room", seq, fmt.Sprint("m", seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []uint64{7, 8} {
+		d := next(t, a)
+		if d.Seq != want || d.Msg != fmt.Sprint("m", want) || d.Channel != "room" {
+			t.Fatalf("delivery %+v, want seq %d", d, want)
+		}
+	}
+	if seqr.Last("room") != 0 || seqr.Last("nobody") != 0 {
+		t.Fatal("PublishSeq consumed sequencer numbers")
+	}
+	if err := h.PublishSeq("", 1, "x"); jsperr.CodeOf(err) != jsperr.BadRequest {
+		t.Fatalf("empty name: %v", err)
+	}
+	if st := h.Stats(); st.Published != 2 || st.Delivered != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+
+	"github.com/jetstreamproto/jsp/server/bus"
+	"github.com/jetstreamproto/jsp/server/bus/natsbus"
+	"github.com/jetstreamproto/jsp/server/core"
+	"github.com/jetstreamproto/jsp/server/gateway"
+	"github.com/jetstreamproto/jsp/server/storage"
+	_ "github.com/jetstreamproto/jsp/server/storage/all" // sqlite: and postgres:// DSNs
+)
+
+// Roles of `jsp server --role`.
+const (
+	roleAll     = "all"
+	roleGateway = "gateway"
+	roleCore    = "core"
+)
+
+// nodeFlags are the cluster flags of `jsp server`.
+type nodeFlags struct {
+	role       string
+	nats       []string
+	natsListen string
+	db         string
+	dbSet      bool // --db was given explicitly
+	cluster    string
+}
+
+// defaultDSN is the SQLite database under the data directory.
+func defaultDSN(dataDir string) string { return "sqlite:" + filepath.Join(dataDir, "jsp.db") }
+
+func (n *nodeFlags) validate() error {
+	switch n.role {
+	case roleAll, roleGateway, roleCore:
+	default:
+		return fmt.Errorf("--role %q: want all, gateway or core", n.role)
+	}
+	if n.role != roleAll && len(n.nats) == 0 {
+		return fmt.Errorf("--role %s needs --nats: the roles of a split deployment meet on an external bus", n.role)
+	}
+	if n.natsListen != "" && len(n.nats) > 0 {
+		return errors.New("--nats-listen starts the embedded NATS server; it does not go with --nats")
+	}
+	if _, err := bus.NewSubjects(n.cluster); err != nil {
+		return fmt.Errorf("--cluster: %w", err)
+	}
+	return nil
+}
+
+// node is what one `jsp server` process runs besides the gateway: the bus
+// connection (or embedded NATS server), the store and the core, per role.
+type node struct {
+	bus   bus.Bus
+	store storage.Store
+	core  *core.Core
+}
+
+// openNode opens the bus, the store and the core the role needs.
+func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger) (_ *node, err error) {
+	nd := &node{}
+	defer func() {
+		if err != nil {
+			nd.close()
+		}
+	}()
+	if len(n.nats) > 0 {
+		if nd.bus, err = natsbus.Connect(n.nats, natsbus.ClientConfig{Name: "jsp-" + n.role, Logger: log}); err != nil {
+			return nil, fmt.Errorf("--nats %s: %w", strings.Join(n.nats, ","), err)
+		}
+	} else {
+		if nd.bus, err = natsbus.Embedded(natsbus.EmbeddedConfig{
+			Server: natsbus.ServerConfig{DataDir: dataDir, Listen: n.natsListen, Logger: log},
+			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log},
+		}); err != nil {
+			return nil, fmt.Errorf("embedded NATS under %s: %w", filepath.Join(dataDir, natsbus.StoreSubdir), err)
+		}
+	}
+	// A split gateway keeps session records only when told where: its
+	// own default SQLite file would be a database nobody else reads.
+	if n.role != roleGateway || n.dbSet {
+		if nd.store, err = storage.Open(ctx, n.db, storage.Config{Logger: log}); err != nil {
+			return nil, fmt.Errorf("--db: %w", err)
+		}
+	}
+	if n.role != roleGateway {
+		subj, err := bus.NewSubjects(n.cluster)
+		if err != nil {
+			return nil, fmt.Errorf("--cluster: %w", err)
+		}
+		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log}); err != nil {
+			return nil, err
+		}
+		if err := nd.core.Start(); err != nil {
+			return nil, err
+		}
+	}
+	return nd, nil
+}
+
+// close stops the core, then the store, then the bus (which stops an
+// embedded NATS server): the core finishes its commits before the store
+// and the bus go.
+func (nd *node) close() {
+	if nd.core != nil {
+		_ = nd.core.Close()
+	}
+	if nd.store != nil {
+		_ = nd.store.Close()
+	}
+	if nd.bus != nil {
+		_ = nd.bus.Close()
+	}
+}
+
+// runNode runs the process's role until ctx ends: the gateway with the bus
+// and the session store (roles all and gateway), the core (roles all and
+// core).
+func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer, stopSignals func()) error {
+	nd, err := openNode(ctx, n, cfg.DataDir, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer nd.close()
+	fmt.Fprintf(out, "role %s, cluster %q, bus %s, storage %s\n", n.role, n.cluster, busSummary(n), storeSummary(n, nd))
+	if n.role == roleCore {
+		<-ctx.Done()
+		if stopSignals != nil {
+			stopSignals()
+		}
+		fmt.Fprintln(out, "stopped")
+		return nil
+	}
+	cfg.Bus = nd.bus
+	cfg.Cluster = n.cluster
+	if nd.store != nil {
+		cfg.Sessions = nd.store
+	}
+	return runServer(ctx, cfg, out, stopSignals)
+}
+
+func busSummary(n nodeFlags) string {
+	if len(n.nats) > 0 {
+		return strings.Join(n.nats, ",")
+	}
+	if n.natsListen != "" {
+		return "embedded NATS, listening on " + n.natsListen
+	}
+	return "embedded NATS (in-process)"
+}
+
+func storeSummary(n nodeFlags, nd *node) string {
+	if nd.store == nil {
+		return "none (no session records)"
+	}
+	return storage.Redact(n.db)
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/server/storage"
+	"github.com/jetstreamproto/jsp/session"
+	jspquic "github.com/jetstreamproto/jsp/transport/quic"
+	"github.com/jetstreamproto/jsp/transport/tlsconf"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+func TestNodeFlagsValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		n    nodeFlags
+		want string // "" = valid
+	}{
+		{"all embedded", nodeFlags{role: roleAll, cluster: "jsp"}, ""},
+		{"gateway with nats", nodeFlags{role: roleGateway, nats: []string{"nats://h:4222"}, cluster: "jsp"}, ""},
+		{"core with nats", nodeFlags{role: roleCore, nats: []string{"nats://h:4222"}, cluster: "prod-1"}, ""},
+		{"unknown role", nodeFlags{role: "edge", cluster: "jsp"}, "--role"},
+		{"gateway without nats", nodeFlags{role: roleGateway, cluster: "jsp"}, "needs --nats"},
+		{"core without nats", nodeFlags{role: roleCore, cluster: "jsp"}, "needs --nats"},
+		{"listen with nats", nodeFlags{role: roleAll, nats: []string{"nats://h:4222"}, natsListen: ":4222", cluster: "jsp"}, "--nats-listen"},
+		{"bad cluster", nodeFlags{role: roleAll, cluster: "a.b"}, "--cluster"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.n.validate()
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("validate = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestRunNodeAll runs the default deployment (embedded NATS, SQLite, one
+// core, the gateway) and checks that a PUBLISH is committed, ACKed and
+// delivered with its storage sequence number, and that the data lands
+// under the data directory.
+func TestRunNodeAll(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	f := serverFlags{dataDir: dir, quic: "127.0.0.1:0", tcp: "off", ws: "off", wsPath: "/jsp",
+		drainGrace: 100 * time.Millisecond, maxSessions: 10, maxConnsPerIP: 10, logLevel: "error",
+		authMode: "anonymous", maxHandshakesPerIP: 8,
+		node: nodeFlags{role: roleAll, cluster: "jsp", db: defaultDSN(dir)}}
+	cfg, err := f.config(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runNode(ctx, f.node, cfg, out, nil) }()
+	banner := waitOutput(t, out, "SPKI pin")
+	if !strings.Contains(banner, "role all, cluster \"jsp\", bus embedded NATS (in-process), storage sqlite:"+filepath.Join(dir, "jsp.db")) {
+		t.Fatalf("banner:\n%s", banner)
+	}
+	addr := regexp.MustCompile(`jsp\+quic://(127\.0\.0\.1:\d+)`).FindStringSubmatch(banner)
+	pin := regexp.MustCompile(`SPKI pin +(\S+)`).FindStringSubmatch(banner)
+	if addr == nil || pin == nil {
+		t.Fatalf("banner:\n%s", banner)
+	}
+	fp, err := tlsconf.ParseFingerprint(pin[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsConf, err := tlsconf.Client(tlsconf.ClientConfig{Pins: []tlsconf.Fingerprint{fp}, TrustPinsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer dcancel()
+	conn, err := jspquic.Dial(dctx, addr[1], tlsConf, jspquic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := session.Dial(dctx, conn, session.ClientInfo{Name: "node-test"}, session.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Send(&wire.Subscribe{Channel: "lobby", ReqID: []byte("s")}); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := s.Recv(dctx); err != nil || in.Type != wire.FrameAck {
+		t.Fatalf("subscribe: %v %v", in.Type, err)
+	}
+	env := &wire.Envelope{ID: []byte("p1"), Route: wire.Route{Kind: wire.RouteChannel, Name: "lobby"}, Class: protocol.ClassChat, Body: []byte("hello")}
+	if err := s.SendEnvelope(wire.FramePublish, env); err != nil {
+		t.Fatal(err)
+	}
+	var acked, evented bool
+	for !acked || !evented {
+		in, err := s.Recv(dctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch in.Type {
+		case wire.FrameAck:
+			acked = true
+		case wire.FrameEvent:
+			if in.Envelope.Seq != 1 || string(in.Envelope.Body) != "hello" {
+				t.Fatalf("event seq %d body %q", in.Envelope.Seq, in.Envelope.Body)
+			}
+			evented = true
+		default:
+			t.Fatalf("unexpected %s", in.Type)
+		}
+	}
+	_ = s.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("runNode = %v", err)
+	}
+	// The message outlives the process in the SQLite file.
+	st, err := storage.Open(context.Background(), defaultDSN(dir), storage.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	msgs, err := st.MessagesAfter(context.Background(), "lobby", 0, 10)
+	if err != nil || len(msgs) != 1 || msgs[0].Seq != 1 {
+		t.Fatalf("stored messages %+v %v", msgs, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nats")); err != nil {
+		t.Fatalf("JetStream directory: %v", err)
+	}
+}

@@ -1,0 +1,88 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/bus"
+	"github.com/jetstreamproto/jsp/server/storage"
+)
+
+// Client sends requests to the cores of a cluster; gateways use it. It is
+// safe for concurrent use and owns no goroutines.
+type Client struct {
+	bus    bus.Bus
+	subj   bus.Subjects
+	shards int
+}
+
+// NewClient returns a client over b for the cluster subj names, with the
+// cluster's shard count (DefaultShards when shards is 0).
+func NewClient(b bus.Bus, subj bus.Subjects, shards int) (*Client, error) {
+	if b == nil {
+		return nil, errors.New("core: client without a bus")
+	}
+	if shards < 0 {
+		return nil, fmt.Errorf("core: negative shard count %d", shards)
+	}
+	if shards == 0 {
+		shards = DefaultShards
+	}
+	return &Client{bus: b, subj: subj, shards: shards}, nil
+}
+
+// Subjects returns the cluster's subject builder.
+func (c *Client) Subjects() bus.Subjects { return c.subj }
+
+// Do sends req to the core serving its channel's shard and returns the
+// reply. A reply with an error code is returned as a *jsperr.Error; a bus
+// failure as TIMEOUT (ctx ended) or CIRCUIT_OPEN (no core answers).
+func (c *Client) Do(ctx context.Context, req *Request) (*Reply, error) {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("core: encode %s request: %w", req.Op, err)
+	}
+	subj := c.subj.CoreCmd(bus.ShardOf(req.Channel, c.shards))
+	m, err := c.bus.Request(ctx, subj, bus.Msg{Data: data})
+	switch {
+	case errors.Is(err, bus.ErrNoResponders):
+		return nil, jsperr.Wrap(jsperr.CircuitOpen, fmt.Errorf("core %s %q: %w", req.Op, req.Channel, err))
+	case err != nil && ctx.Err() != nil:
+		return nil, jsperr.Wrap(jsperr.Timeout, fmt.Errorf("core %s %q: %w", req.Op, req.Channel, err))
+	case err != nil:
+		return nil, jsperr.Wrap(jsperr.Internal, fmt.Errorf("core %s %q: %w", req.Op, req.Channel, err))
+	}
+	var rep Reply
+	if err := decode(m.Data, DefaultMaxRequestBytes, &rep); err != nil {
+		return nil, fmt.Errorf("core %s %q: reply: %w", req.Op, req.Channel, err)
+	}
+	if err := rep.Err(); err != nil {
+		return &rep, err
+	}
+	return &rep, nil
+}
+
+// Publish commits msg to channel and returns the reply with its Seq.
+func (c *Client) Publish(ctx context.Context, channel string, msg storage.Message) (*Reply, error) {
+	return c.Do(ctx, &Request{Op: OpPublish, Channel: channel, Message: &msg})
+}
+
+// After returns up to limit messages of channel with Seq > after.
+func (c *Client) After(ctx context.Context, channel string, after storage.Seq, limit int) (*Reply, error) {
+	return c.Do(ctx, &Request{Op: OpHistory, Channel: channel, After: after, Limit: limit})
+}
+
+// Before returns the up to limit newest messages with Seq < before;
+// before 0 reads the newest.
+func (c *Client) Before(ctx context.Context, channel string, before storage.Seq, limit int) (*Reply, error) {
+	return c.Do(ctx, &Request{Op: OpHistory, Channel: channel, Before: before, Latest: before == 0, Limit: limit})
+}
+
+// Recover asks whether the messages after after can be recovered and
+// returns the first page of them.
+func (c *Client) Recover(ctx context.Context, channel string, after storage.Seq, limit int) (*Reply, error) {
+	return c.Do(ctx, &Request{Op: OpRecover, Channel: channel, After: after, Limit: limit})
+}

@@ -1,0 +1,140 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/storage"
+)
+
+// Op names a core request. It travels in the request's "op" field.
+type Op string
+
+// Core operations.
+const (
+	// OpPublish commits a message and publishes it on the channel subject.
+	OpPublish Op = "publish"
+	// OpHistory reads a page of a channel's log (MessagesAfter/Before).
+	OpHistory Op = "history"
+	// OpRecover tells whether a client can resume after a sequence number
+	// and, when it can, returns the first page of what it missed.
+	OpRecover Op = "recover"
+)
+
+// DefaultMaxRequestBytes caps a request or reply the core decodes; it
+// leaves room above the largest message for JSON and base64 overhead.
+const DefaultMaxRequestBytes = 4 << 20
+
+// Request is a gateway's request to a core, JSON on CoreCmd(shard).
+type Request struct {
+	// Op is the operation.
+	Op Op `json:"op"`
+	// Channel is the channel the request is about. Required.
+	Channel string `json:"channel"`
+	// Message is the message to commit (OpPublish). Its ClientID and
+	// Sender form the idempotency key.
+	Message *storage.Message `json:"message,omitempty"`
+	// After selects messages with Seq > After (OpHistory when Before is 0,
+	// and OpRecover).
+	After storage.Seq `json:"after,omitempty"`
+	// Before selects the newest messages with Seq < Before (OpHistory);
+	// it takes precedence over After when set.
+	Before storage.Seq `json:"before,omitempty"`
+	// Latest reads the newest page (OpHistory with Before 0 and After 0
+	// means "from the start"; Latest means "the end").
+	Latest bool `json:"latest,omitempty"`
+	// Limit caps the page (OpHistory, OpRecover); 0 means the core's
+	// default, larger values are clamped to its maximum.
+	Limit int `json:"limit,omitempty"`
+}
+
+// Reply is a core's answer.
+type Reply struct {
+	// Code is the registry code of a failure; NoError on success.
+	Code jsperr.Code `json:"code,omitempty"`
+	// Reason explains a failure.
+	Reason string `json:"reason,omitempty"`
+	// Seq is the committed message's sequence number (OpPublish).
+	Seq storage.Seq `json:"seq,omitempty"`
+	// Time is the commit time (OpPublish).
+	Time time.Time `json:"time,omitzero"`
+	// Duplicate reports a resend of an already committed message
+	// (OpPublish); nothing new was stored or published.
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Messages is the page read (OpHistory, OpRecover), ascending by Seq.
+	Messages []storage.Message `json:"messages,omitempty"`
+	// More reports that the page was full, so more messages may follow.
+	More bool `json:"more,omitempty"`
+	// Info is the channel's retained range (OpRecover).
+	Info *storage.ChannelInfo `json:"info,omitempty"`
+	// Recoverable reports whether every message after Request.After is
+	// still stored (OpRecover). When false the client must refetch
+	// history (ARCHITECTURE §4).
+	Recoverable bool `json:"recoverable,omitempty"`
+}
+
+// Err returns the reply's failure as a *jsperr.Error, or nil.
+func (r *Reply) Err() error {
+	if r.Code == jsperr.NoError {
+		return nil
+	}
+	return jsperr.New(r.Code, r.Reason)
+}
+
+// Event is what a core publishes on a channel subject after a commit:
+// the committed message with its sequence number and commit time.
+type Event struct {
+	// Channel is the channel's name.
+	Channel string `json:"channel"`
+	// Message is the committed message; Seq and Time are set.
+	Message storage.Message `json:"message"`
+}
+
+// decode unmarshals a bus payload of at most max bytes into v.
+func decode(data []byte, max int, v any) error {
+	if len(data) > max {
+		return jsperr.Newf(jsperr.MessageTooLarge, "core payload of %d bytes over limit %d", len(data), max)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return jsperr.Wrap(jsperr.BadRequest, fmt.Errorf("decode core payload: %w", err))
+	}
+	return nil
+}
+
+// DecodeEvent decodes a channel subject's payload.
+func DecodeEvent(data []byte) (Event, error) {
+	var ev Event
+	if err := decode(data, DefaultMaxRequestBytes, &ev); err != nil {
+		return Event{}, err
+	}
+	if ev.Channel == "" || ev.Message.Seq == 0 {
+		return Event{}, jsperr.New(jsperr.BadRequest, "core event without channel or seq")
+	}
+	return ev, nil
+}
+
+// codeOf maps a storage or context error to a registry code, so that the
+// gateway can tell the client why a message was refused.
+func codeOf(err error) jsperr.Code {
+	switch {
+	case errors.Is(err, storage.ErrInvalid):
+		return jsperr.BadRequest
+	case errors.Is(err, storage.ErrTooLarge):
+		return jsperr.MessageTooLarge
+	case errors.Is(err, storage.ErrConflict):
+		return jsperr.Conflict
+	case errors.Is(err, storage.ErrNotFound):
+		return jsperr.NotFound
+	case errors.Is(err, storage.ErrClosed):
+		return jsperr.GoingAway
+	case errors.Is(err, context.DeadlineExceeded):
+		return jsperr.Timeout
+	case errors.Is(err, context.Canceled):
+		return jsperr.Cancelled
+	}
+	return jsperr.CodeOf(err)
+}
