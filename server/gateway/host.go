@@ -437,7 +437,10 @@ func (h *host) command(ctx context.Context, env *wire.Envelope) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		defer func() { <-h.inflight }()
+		// The slot is freed before the reply goes out: a client that sends
+		// its next command as soon as it has the reply must find room.
+		release := sync.OnceFunc(func() { <-h.inflight })
+		defer release()
 		cctx := ctx
 		if env.TTL > 0 {
 			// The sender stops waiting after the TTL (JSP §4); so does the
@@ -470,8 +473,10 @@ func (h *host) command(ctx context.Context, env *wire.Envelope) {
 			if code == jsperr.Internal {
 				h.log.Warn("command failed", "service", env.Route.Name, "err", err)
 			}
+			release()
 			reply(nil, code, reason)
 		} else {
+			release()
 			reply(body, jsperr.NoError, "")
 		}
 		mu.Lock()
