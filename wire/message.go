@@ -77,6 +77,20 @@ func (l *Limits) DecodeMessage(t FrameType, payload []byte) (Message, error) {
 	return decodeMessage(t, payload, &c)
 }
 
+// decodeAs runs a ParseX function and returns the decoded value as a
+// Message (a pointer to X), so decodeMessage dispatches with one line per
+// frame type.
+func decodeAs[T any, PT interface {
+	*T
+	Message
+}](parse func([]byte) (T, int, error), p []byte) (Message, int, error) {
+	v, n, err := parse(p)
+	if err != nil {
+		return nil, n, err
+	}
+	return PT(&v), n, nil
+}
+
 func decodeMessage(t FrameType, p []byte, l *Limits) (Message, error) {
 	var (
 		m   Message
@@ -85,45 +99,25 @@ func decodeMessage(t FrameType, p []byte, l *Limits) (Message, error) {
 	)
 	switch t {
 	case FrameHello:
-		var v Hello
-		v, n, err = ParseHello(p)
-		m = &v
+		m, n, err = decodeAs(ParseHello, p)
 	case FrameWelcome:
-		var v Welcome
-		v, n, err = ParseWelcome(p)
-		m = &v
+		m, n, err = decodeAs(ParseWelcome, p)
 	case FrameError:
-		var v ErrorMessage
-		v, n, err = ParseErrorMessage(p)
-		m = &v
+		m, n, err = decodeAs(ParseErrorMessage, p)
 	case FramePing:
-		var v Ping
-		v, n, err = ParsePing(p)
-		m = &v
+		m, n, err = decodeAs(ParsePing, p)
 	case FramePong:
-		var v Pong
-		v, n, err = ParsePong(p)
-		m = &v
+		m, n, err = decodeAs(ParsePong, p)
 	case FrameGoaway:
-		var v Goaway
-		v, n, err = ParseGoaway(p)
-		m = &v
+		m, n, err = decodeAs(ParseGoaway, p)
 	case FrameAck:
-		var v Ack
-		v, n, err = ParseAck(p)
-		m = &v
+		m, n, err = decodeAs(ParseAck, p)
 	case FrameNack:
-		var v Nack
-		v, n, err = ParseNack(p)
-		m = &v
+		m, n, err = decodeAs(ParseNack, p)
 	case FrameSubscribe:
-		var v Subscribe
-		v, n, err = ParseSubscribe(p)
-		m = &v
+		m, n, err = decodeAs(ParseSubscribe, p)
 	case FrameUnsubscribe:
-		var v Unsubscribe
-		v, n, err = ParseUnsubscribe(p)
-		m = &v
+		m, n, err = decodeAs(ParseUnsubscribe, p)
 	case FramePublish, FrameEvent, FrameCommand, FrameReply, FrameNotify, FrameMessage:
 		v := &EnvelopeFrame{Type: t}
 		v.Envelope, n, err = parseEnvelope(p, l)
@@ -134,16 +128,12 @@ func decodeMessage(t FrameType, p []byte, l *Limits) (Message, error) {
 		}
 		m = v
 	case FrameStreamOpen:
-		var v StreamOpen
-		v, n, err = ParseStreamOpen(p)
-		m = &v
+		m, n, err = decodeAs(ParseStreamOpen, p)
 	case FrameDatagram:
 		if len(p) > int(l.MaxDatagram) {
 			return nil, ErrDatagramTooLarge
 		}
-		var v Datagram
-		v, n, err = ParseDatagram(p)
-		m = &v
+		m, n, err = decodeAs(ParseDatagram, p)
 	case FrameStream, FrameWindowUpdate, FrameResetStream, FrameStopSending, FrameLinkDatagram, FrameLinkClose:
 		return nil, ErrNotSessionFrame
 	default:
