@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/jetstreamproto/jsp/server/storage"
 	"github.com/jetstreamproto/jsp/session"
 	jspquic "github.com/jetstreamproto/jsp/transport/quic"
-	"github.com/jetstreamproto/jsp/transport/tlsconf"
 	"github.com/jetstreamproto/jsp/wire"
 )
 
@@ -70,22 +68,10 @@ func TestRunNodeAll(t *testing.T) {
 	if !strings.Contains(banner, "role all, cluster \"jsp\", bus embedded NATS (in-process), storage sqlite:"+filepath.Join(dir, "jsp.db")) {
 		t.Fatalf("banner:\n%s", banner)
 	}
-	addr := regexp.MustCompile(`jsp\+quic://(127\.0\.0\.1:\d+)`).FindStringSubmatch(banner)
-	pin := regexp.MustCompile(`SPKI pin +(\S+)`).FindStringSubmatch(banner)
-	if addr == nil || pin == nil {
-		t.Fatalf("banner:\n%s", banner)
-	}
-	fp, err := tlsconf.ParseFingerprint(pin[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsConf, err := tlsconf.Client(tlsconf.ClientConfig{Pins: []tlsconf.Fingerprint{fp}, TrustPinsOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr, tlsConf := bannerTarget(t, banner, "jsp+quic")
 	dctx, dcancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer dcancel()
-	conn, err := jspquic.Dial(dctx, addr[1], tlsConf, jspquic.Config{})
+	conn, err := jspquic.Dial(dctx, addr, tlsConf, jspquic.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
@@ -45,6 +46,27 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// bannerTarget reads the address of a transport (scheme "jsp+quic" or
+// "jsp+tcp") and the SPKI pin from a server banner, and returns the address
+// with a client TLS configuration that trusts only that pin.
+func bannerTarget(t *testing.T, banner, scheme string) (string, *tls.Config) {
+	t.Helper()
+	addr := regexp.MustCompile(regexp.QuoteMeta(scheme) + `://(127\.0\.0\.1:\d+)`).FindStringSubmatch(banner)
+	pin := regexp.MustCompile(`SPKI pin +(\S+)`).FindStringSubmatch(banner)
+	if addr == nil || pin == nil {
+		t.Fatalf("banner:\n%s", banner)
+	}
+	fp, err := tlsconf.ParseFingerprint(pin[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsConf, err := tlsconf.Client(tlsconf.ClientConfig{Pins: []tlsconf.Fingerprint{fp}, TrustPinsOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr[1], tlsConf
 }
 
 func waitOutput(t *testing.T, out *syncBuffer, substr string) string {
@@ -170,23 +192,11 @@ func TestServerTokenAuth(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- runServer(ctx, cfg, out, nil) }()
 	banner := waitOutput(t, out, "SPKI pin")
-	addr := regexp.MustCompile(`jsp\+tcp://(127\.0\.0\.1:\d+)`).FindStringSubmatch(banner)
-	pin := regexp.MustCompile(`SPKI pin +(\S+)`).FindStringSubmatch(banner)
-	if addr == nil || pin == nil {
-		t.Fatalf("banner:\n%s", banner)
-	}
-	fp, err := tlsconf.ParseFingerprint(pin[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsConf, err := tlsconf.Client(tlsconf.ClientConfig{Pins: []tlsconf.Fingerprint{fp}, TrustPinsOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr, tlsConf := bannerTarget(t, banner, "jsp+tcp")
 	dctx, dcancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer dcancel()
 	hello := func(authBytes []byte) (*session.Session, error) {
-		conn, err := tcptls.Dial(dctx, addr[1], tlsConf, mux.Config{})
+		conn, err := tcptls.Dial(dctx, addr, tlsConf, mux.Config{})
 		if err != nil {
 			t.Fatal(err)
 		}
