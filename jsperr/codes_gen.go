@@ -68,6 +68,16 @@ const (
 	Conflict Code = 0x204
 	// LIMIT_EXCEEDED: A configured resource limit (subscriptions, channels, file size) was reached.
 	LimitExceeded Code = 0x205
+	// TRACK_NOT_FOUND: A media track id is not published in the forwarder (SFU).
+	TrackNotFound Code = 0x26c
+	// TRACK_EXISTS: A media track with this id is already published.
+	TrackExists Code = 0x26d
+	// TOO_MANY_TRACKS: The forwarder's limit on published tracks was reached.
+	TooManyTracks Code = 0x26e
+	// TOO_MANY_SUBSCRIBERS: A track's limit on subscribers was reached.
+	TooManySubscribers Code = 0x26f
+	// BAD_LAYER: A simulcast layer index is outside the track's layers.
+	BadLayer Code = 0x270
 	// UNAUTHENTICATED: No valid credentials were presented.
 	Unauthenticated Code = 0x300
 	// FORBIDDEN: The authenticated identity may not do this.
@@ -149,6 +159,11 @@ var registry = map[Code]info{
 	Cancelled:            {name: "CANCELLED", scope: "message", retry: false},
 	Conflict:             {name: "CONFLICT", scope: "message", retry: false},
 	LimitExceeded:        {name: "LIMIT_EXCEEDED", scope: "message", retry: false},
+	TrackNotFound:        {name: "TRACK_NOT_FOUND", scope: "message", retry: false},
+	TrackExists:          {name: "TRACK_EXISTS", scope: "message", retry: false},
+	TooManyTracks:        {name: "TOO_MANY_TRACKS", scope: "message", retry: true},
+	TooManySubscribers:   {name: "TOO_MANY_SUBSCRIBERS", scope: "message", retry: true},
+	BadLayer:             {name: "BAD_LAYER", scope: "message", retry: false},
 	Unauthenticated:      {name: "UNAUTHENTICATED", scope: "connection", retry: false},
 	Forbidden:            {name: "FORBIDDEN", scope: "message", retry: false},
 	RateLimited:          {name: "RATE_LIMITED", scope: "message", retry: true},

@@ -177,6 +177,9 @@ func (d *Detector) Observe(id string, level uint8, voice bool, dur time.Duration
 		p = &participant{windowStart: now}
 		d.parts[id] = p
 	}
+	// Close the windows that ended before this observation, so that it
+	// counts in its own.
+	d.closeWindow(p, now)
 	if p.count >= d.cfg.MaxObservationsPerWindow || dur <= 0 {
 		return nil
 	}

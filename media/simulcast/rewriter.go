@@ -40,6 +40,7 @@ type Source struct {
 
 type histEntry struct {
 	out   mediapkt.Seq
+	ts    uint32 // outgoing timestamp
 	src   Source
 	valid bool
 }
@@ -116,18 +117,19 @@ func (r *Rewriter) Rewrite(now time.Time, layer int, seq mediapkt.Seq, ts uint32
 	if !now.Before(r.lastAt) {
 		r.lastAt = now
 	}
-	r.hist[int(out)%len(r.hist)] = histEntry{out: out, src: Source{Layer: layer, Seq: seq}, valid: true}
+	r.hist[int(out)%len(r.hist)] = histEntry{out: out, ts: ots, src: Source{Layer: layer, Seq: seq}, valid: true}
 	return out, ots, true
 }
 
 // Lookup maps an outgoing sequence number (from a subscriber's NACK) back
-// to the packet it was made from, while it is within the history.
-func (r *Rewriter) Lookup(out mediapkt.Seq) (Source, bool) {
+// to the packet it was made from and the outgoing timestamp it was given,
+// while it is within the history.
+func (r *Rewriter) Lookup(out mediapkt.Seq) (Source, uint32, bool) {
 	e := r.hist[int(out)%len(r.hist)]
 	if !e.valid || e.out != out {
-		return Source{}, false
+		return Source{}, 0, false
 	}
-	return e.src, true
+	return e.src, e.ts, true
 }
 
 // Layer returns the layer of the last packet rewritten.

@@ -300,7 +300,7 @@ func TestRewriterSeamless(t *testing.T) {
 			t.Fatalf("packet %d refused", i)
 		}
 		outs, tss = append(outs, o), append(tss, ts)
-		if src, ok := r.Lookup(o); !ok || src != (Source{p.layer, p.seq}) {
+		if src, lts, ok := r.Lookup(o); !ok || src != (Source{p.layer, p.seq}) || lts != ts {
 			t.Fatalf("lookup %d: %+v %v", o, src, ok)
 		}
 	}
@@ -327,7 +327,7 @@ func TestRewriterSeamless(t *testing.T) {
 	if _, _, ok := r.Rewrite(now, 1, base[1].seq+5, 0); ok || r.Dropped() != 1 {
 		t.Fatal("packet from before the switch forwarded")
 	}
-	if _, ok := r.Lookup(outs[len(outs)-1] + 1); ok {
+	if _, _, ok := r.Lookup(outs[len(outs)-1] + 1); ok {
 		t.Fatal("lookup of an unsent number")
 	}
 }
@@ -338,10 +338,10 @@ func TestRewriterHistory(t *testing.T) {
 	for i := range 10 {
 		r.Rewrite(now, 0, mediapkt.Seq(i), uint32(i))
 	}
-	if _, ok := r.Lookup(5); ok {
+	if _, _, ok := r.Lookup(5); ok {
 		t.Fatal("lookup beyond the history")
 	}
-	if src, ok := r.Lookup(9); !ok || src.Seq != 9 {
+	if src, ts, ok := r.Lookup(9); !ok || src.Seq != 9 || ts != 9 {
 		t.Fatal("lookup within the history")
 	}
 	for _, c := range []RewriterConfig{{History: -1}, {History: MaxHistory + 1}, {ClockRate: -1}} {
@@ -365,7 +365,7 @@ func FuzzRewriter(f *testing.F) {
 			if !ok {
 				continue
 			}
-			if src, ok := r.Lookup(o); !ok || src.Layer != layer {
+			if src, _, ok := r.Lookup(o); !ok || src.Layer != layer {
 				t.Fatal("fresh packet not found by lookup")
 			}
 			if started && layer != r.Layer() {
