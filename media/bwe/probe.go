@@ -77,22 +77,24 @@ var (
 
 // TrainShape describes a train.
 type TrainShape struct {
-	Count int     // packets, 1..65535
-	Size  int     // bytes per packet, ProbeHeaderLen..MaxProbePacketSize
-	Rate  Bitrate // pacing rate
+	Count int     `json:"count"`    // packets, 1..65535
+	Size  int     `json:"size"`     // bytes per packet, ProbeHeaderLen..MaxProbePacketSize
+	Rate  Bitrate `json:"rate_bps"` // pacing rate
 }
 
 // Probe is one decoded PROBE packet.
 type Probe struct {
-	Train, Index, Count uint16
+	Train uint16 `json:"train"`
+	Index uint16 `json:"index"`
+	Count uint16 `json:"count"`
 	// Sent is the send time on the prober's clock, in microseconds since
 	// its start.
-	Sent uint64
+	Sent uint64 `json:"sent_us"`
 	// Down asks for a down train (Count 0: none). Rate is carried in
 	// kbit/s.
-	Down TrainShape
+	Down TrainShape `json:"down"`
 	// Size is the whole packet's length, padding included.
-	Size int
+	Size int `json:"size"`
 }
 
 // AppendProbe encodes p, padded to p.Size bytes, and appends it to b.
@@ -138,15 +140,15 @@ func ParseProbe(b []byte) (Probe, error) {
 
 // ProbeReport is one decoded PROBE_REPORT.
 type ProbeReport struct {
-	Train    uint16
-	Received uint16
-	Bytes    uint32
+	Train    uint16 `json:"train"`
+	Received uint16 `json:"received"`
+	Bytes    uint32 `json:"bytes"`
 	// Spread is the time from the first to the last arrival, µs.
-	Spread uint32
+	Spread uint32 `json:"spread_us"`
 	// Echo is the Sent field of the first packet received; Hold is how
 	// long after its arrival the report left, µs.
-	Echo uint64
-	Hold uint32
+	Echo uint64 `json:"echo_us"`
+	Hold uint32 `json:"hold_us"`
 }
 
 // Append encodes r and appends it to b.
