@@ -101,3 +101,16 @@ func FuzzParseSignature(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkVerify(b *testing.B) {
+	secret := []byte("0123456789abcdef-secret")
+	body := make([]byte, 1024)
+	now := time.Unix(1_800_000_000, 0)
+	h := Sign(secret, now, body)
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if err := Verify(secret, h, body, now, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -196,3 +196,15 @@ func FuzzDecrypt(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkEncrypt(b *testing.B) {
+	ua, auth := newUA(b)
+	plain := make([]byte, 256)
+	pub := ua.PublicKey().Bytes()
+	b.SetBytes(int64(len(plain)))
+	for b.Loop() {
+		if _, err := Encrypt(rand.Reader, plain, pub, auth); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
