@@ -100,6 +100,9 @@ const (
 	DefaultRetryMin = 100 * time.Millisecond
 	// DefaultRetryMax caps the delay between retries.
 	DefaultRetryMax = 30 * time.Second
+	// DefaultSaveEvery is how often the cursor is written while events
+	// flow; a crash repeats at most this much (plus the event in flight).
+	DefaultSaveEvery = time.Second
 )
 
 // ConsumerConfig configures a durable consumer.
@@ -121,6 +124,15 @@ type ConsumerConfig struct {
 	// that many times (reported to OnSkip). Default 0: retry until the
 	// handler succeeds, so no event is passed over.
 	MaxAttempts int
+	// SaveEvery is the least time between two cursor writes: the cursor
+	// is written after an event when SaveEvery has passed since the last
+	// write, and on Stop. A negative value writes after every event.
+	// Writing per event costs one storage write per event; after a crash
+	// the events since the last write are handled again (at least once).
+	// Default: DefaultSaveEvery.
+	SaveEvery time.Duration
+	// Now is the clock for SaveEvery. Default: time.Now.
+	Now func() time.Time
 	// OnSkip, when set, is called for every event passed over: malformed
 	// envelopes and events that ran out of attempts.
 	OnSkip func(seq uint64, err error)
@@ -134,6 +146,12 @@ func (c *ConsumerConfig) setDefaults() {
 	}
 	if c.RetryMax == 0 {
 		c.RetryMax = DefaultRetryMax
+	}
+	if c.SaveEvery == 0 {
+		c.SaveEvery = DefaultSaveEvery
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -168,6 +186,8 @@ type Consumer struct {
 	done   chan struct{}
 
 	pos     atomic.Uint64 // last finished sequence number
+	saved   uint64        // last position written; owned by run
+	savedAt time.Time     // when; owned by run
 	handled atomic.Uint64
 	skipped atomic.Uint64
 }
@@ -187,7 +207,7 @@ func Consume(ctx context.Context, log bus.EventLog, cfg ConsumerConfig) (*Consum
 		return nil, err
 	}
 	rctx, cancel := context.WithCancelCause(context.Background())
-	c := &Consumer{cfg: cfg, log: log, cancel: cancel, done: make(chan struct{})}
+	c := &Consumer{cfg: cfg, log: log, cancel: cancel, done: make(chan struct{}), saved: pos, savedAt: cfg.Now()}
 	c.pos.Store(pos)
 	go c.run(rctx)
 	return c, nil
@@ -201,9 +221,9 @@ func (c *Consumer) Position() uint64 { return c.pos.Load() }
 // skipped.
 func (c *Consumer) Stats() (handled, skipped uint64) { return c.handled.Load(), c.skipped.Load() }
 
-// Stop ends the consumer and waits for its goroutine; an event whose
-// handler was running is handled again by the next consumer of the name.
-// Safe to call more than once.
+// Stop ends the consumer, writes its cursor and waits for its goroutine;
+// an event whose handler was running is handled again by the next
+// consumer of the name. Safe to call more than once.
 func (c *Consumer) Stop() {
 	c.cancel(ErrStopped)
 	<-c.done
@@ -222,6 +242,7 @@ func exactTypes(filters []string) []string {
 
 func (c *Consumer) run(ctx context.Context) {
 	defer close(c.done)
+	defer c.flush()
 	kinds := exactTypes(c.cfg.Filters)
 	failures := 0
 	for ctx.Err() == nil {
@@ -273,11 +294,35 @@ func (c *Consumer) handle(ctx context.Context, ev bus.Event) error {
 			}
 		}
 	}
-	if err := c.cfg.Cursors.Save(ctx, c.cfg.Name, ev.Seq); err != nil {
+	c.pos.Store(ev.Seq)
+	if c.cfg.SaveEvery < 0 || c.cfg.Now().Sub(c.savedAt) >= c.cfg.SaveEvery {
+		if err := c.save(ctx, ev.Seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) save(ctx context.Context, seq uint64) error {
+	if err := c.cfg.Cursors.Save(ctx, c.cfg.Name, seq); err != nil {
 		return err
 	}
-	c.pos.Store(ev.Seq)
+	c.saved, c.savedAt = seq, c.cfg.Now()
 	return nil
+}
+
+// flush writes the position on the way out; the consumer's context is
+// already cancelled, so it gets its own short deadline.
+func (c *Consumer) flush() {
+	pos := c.pos.Load()
+	if pos == c.saved {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.save(ctx, pos); err != nil {
+		c.cfg.Logger.Warn("events: cursor not saved on stop", "consumer", c.cfg.Name, "pos", pos, "err", err)
+	}
 }
 
 func (c *Consumer) skip(seq uint64, err error) {

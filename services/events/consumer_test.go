@@ -241,3 +241,41 @@ func TestConsumerConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestCursorWritesAreBatched: with a clock that stands still the cursor is
+// written only on Stop; with SaveEvery < 0 after every event.
+func TestCursorWritesAreBatched(t *testing.T) {
+	log, _ := newLog(t)
+	ctx := context.Background()
+	publishN(t, NewPublisher(log, PublisherConfig{}), "message.created", 0, 5)
+	for _, tc := range []struct {
+		name      string
+		saveEvery time.Duration
+		before    uint64
+	}{
+		{"batched", time.Hour, 0},
+		{"every event", -1, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cursors := &MemCursors{}
+			rec := newRecorder()
+			c, err := Consume(ctx, log, ConsumerConfig{Name: "x", Handler: rec.handle, Cursors: cursors, Logger: quiet,
+				SaveEvery: tc.saveEvery, Now: func() time.Time { return t0 }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec.wait(t, 5)
+			deadline := time.Now().Add(5 * time.Second)
+			for c.Position() < 5 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if pos, _ := cursors.Load(ctx, "x"); pos != tc.before {
+				t.Errorf("cursor before Stop = %d, want %d", pos, tc.before)
+			}
+			c.Stop()
+			if pos, _ := cursors.Load(ctx, "x"); pos != 5 {
+				t.Errorf("cursor after Stop = %d, want 5", pos)
+			}
+		})
+	}
+}
