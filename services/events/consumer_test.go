@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/jetstreamproto/jsp/internal/testutil"
 
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/bus/membus"
@@ -17,7 +17,7 @@ import (
 	_ "github.com/jetstreamproto/jsp/server/storage/sqlite"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 var quiet = slog.New(slog.DiscardHandler)
 

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/jetstreamproto/jsp/internal/testutil"
 
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/server/bus"
@@ -24,7 +24,7 @@ import (
 	"github.com/jetstreamproto/jsp/services/events"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { testutil.VerifyTestMain(m) }
 
 var quiet = slog.New(slog.DiscardHandler)
 
