@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/storage"
 	"github.com/jetstreamproto/jsp/services/events"
 )
@@ -68,6 +69,11 @@ type NotifierConfig struct {
 	// MaxPreview caps the text preview in bytes. Default:
 	// DefaultMaxPreview.
 	MaxPreview int
+	// Queue, when set, makes Notify enqueue one job per subscription on
+	// this work queue (OpenQueue: JSP_WORK_PUSH) instead of sending
+	// directly; StartWorkers sends them, with the queue's retries. Without
+	// it sends are made at once and not retried.
+	Queue bus.WorkQueue
 	// Logger receives send failures. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -200,6 +206,8 @@ type Result struct {
 	Recipients []string
 	// Sent counts subscriptions a push service accepted.
 	Sent int
+	// Queued counts sends put on the work queue (with Queue set).
+	Queued int
 	// Removed counts subscriptions deleted because the push service said
 	// they are gone.
 	Removed int
@@ -236,10 +244,11 @@ type Payload struct {
 	Mentioned    bool   `json:"mentioned,omitempty"`
 }
 
-// Notify sends n to every recipient's subscriptions. Send failures are
-// counted, and subscriptions that are gone are removed; an error means
-// the recipients could not be decided (members, settings or presence
-// failed).
+// Notify sends n to every recipient's subscriptions, or enqueues the
+// sends when the notifier has a Queue. Send failures are counted, and
+// subscriptions that are gone are removed; an error means the recipients
+// could not be decided (members, settings or presence failed) or a send
+// could not be enqueued.
 func (nt *Notifier) Notify(ctx context.Context, n Notice) (Result, error) {
 	members, err := nt.cfg.Members.Members(ctx, n.Conversation)
 	if err != nil {
@@ -273,6 +282,15 @@ func (nt *Notifier) Notify(ctx context.Context, n Notice) (Result, error) {
 		for _, s := range subs {
 			jobs = append(jobs, job{Subscription{UserID: u, Endpoint: s.Endpoint, P256dh: s.P256dh, Auth: s.Auth, Provider: s.Provider}, msg})
 		}
+	}
+	if nt.cfg.Queue != nil {
+		for _, j := range jobs {
+			if err := nt.enqueue(ctx, n.EventID, j.sub, j.msg); err != nil {
+				return res, err
+			}
+			res.Queued++
+		}
+		return res, nil
 	}
 	var (
 		mu  sync.Mutex

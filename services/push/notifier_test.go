@@ -47,16 +47,22 @@ type browsers struct {
 	mu      sync.Mutex
 	devices map[string]*device // path -> device
 	gone    map[string]bool    // path -> answer 410
+	fail    map[string]int     // path -> 503 answers still to give
 }
 
 func newBrowsers(t *testing.T) *browsers {
-	b := &browsers{devices: map[string]*device{}, gone: map[string]bool{}}
+	b := &browsers{devices: map[string]*device{}, gone: map[string]bool{}, fail: map[string]int{}}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		if b.gone[r.URL.Path] {
 			w.WriteHeader(http.StatusGone)
+			return
+		}
+		if b.fail[r.URL.Path] > 0 {
+			b.fail[r.URL.Path]--
+			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
 		d := b.devices[r.URL.Path]
@@ -150,7 +156,9 @@ type fixture struct {
 //	frank  online, all + WhenOnline
 //	gina   offline, subscription gone (410)
 //	ivan   offline, phone subscription (fcm)
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureQueue(t, nil) }
+
+func newFixtureQueue(t *testing.T, q bus.WorkQueue) *fixture {
 	ctx := context.Background()
 	st, err := storage.Open(ctx, "sqlite::memory:", storage.Config{Logger: quiet})
 	if err != nil {
@@ -187,7 +195,7 @@ func newFixture(t *testing.T) *fixture {
 	f.n, err = push.NewNotifier(push.NotifierConfig{
 		Store: st, Presence: presence{"carol": true, "frank": true},
 		Members:   members{"alice", "bob", "carol", "dave", "erin", "frank", "gina", "ivan"},
-		Providers: map[string]push.Provider{push.ProviderWebPush: wp, "fcm": f.phone}, Logger: quiet,
+		Providers: map[string]push.Provider{push.ProviderWebPush: wp, "fcm": f.phone}, Logger: quiet, Queue: q,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -330,5 +338,69 @@ func TestNewNotifierValidates(t *testing.T) {
 	}
 	if !errors.Is(push.Gone("https://x", 410), push.ErrGone) {
 		t.Error("Gone does not wrap ErrGone")
+	}
+}
+
+// TestQueuedDelivery sends through the push work queue: a push service
+// that answers 503 twice is retried, a gone subscription is removed, and a
+// repeated notice (the event consumer is at least once) is sent once.
+func TestQueuedDelivery(t *testing.T) {
+	ctx := context.Background()
+	b, err := membus.New(membus.Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	subj, _ := bus.NewSubjects("c1")
+	q, err := push.OpenQueue(ctx, b, subj, func(c *bus.WorkQueueConfig) { c.Backoff = []time.Duration{10 * time.Millisecond} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixtureQueue(t, q)
+	f.browsers.mu.Lock()
+	f.browsers.fail["/sub/bob"] = 2
+	f.browsers.mu.Unlock()
+	workers, err := f.n.StartWorkers(ctx, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer workers.Stop()
+	notice := push.Notice{Type: "message.created", EventID: "q1", Conversation: "general", Actor: "alice", Text: "queued"}
+	for i := range 2 {
+		res, err := f.n.Notify(ctx, notice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// bob, frank, gina, ivan; the repeat may find gina's gone
+		// subscription already removed.
+		if i == 0 && res.Queued != 4 || res.Queued < 3 || res.Sent != 0 {
+			t.Fatalf("notice %d: result %+v", i, res)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		bob, _ := f.browsers.received(f.devices["bob"])
+		frank, _ := f.browsers.received(f.devices["frank"])
+		subs, _ := f.st.ListPushSubscriptions(ctx, "gina")
+		f.phone.mu.Lock()
+		phone := len(f.phone.got)
+		f.phone.mu.Unlock()
+		if len(bob) == 1 && len(frank) == 1 && len(subs) == 0 && phone == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob %d, frank %d notifications, gina %d subscriptions", len(bob), len(frank), len(subs))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// A duplicate job would be taken at once by an idle worker; give it
+	// the time to show.
+	time.Sleep(200 * time.Millisecond)
+	workers.Stop()
+	if got, _ := f.browsers.received(f.devices["bob"]); len(got) != 1 || got[0].Text != "queued" {
+		t.Fatalf("bob got %+v", got)
+	}
+	if got, _ := f.browsers.received(f.devices["frank"]); len(got) != 1 {
+		t.Fatalf("frank got %d notifications for one notice sent twice", len(got))
 	}
 }

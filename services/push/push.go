@@ -10,7 +10,9 @@
 //	    minus members whose setting is "none" (muted)
 //	    minus members with "mentions" who are not mentioned (@name or @channel)
 //	    minus members who are online (presence), unless WhenOnline is set
-//	    -> each subscription of each recipient: Provider.Send
+//	    -> each subscription of each recipient: Provider.Send, or with a
+//	       Queue one job on JSP_WORK_PUSH (de-duplicated per event and
+//	       subscription) that StartWorkers sends with the queue's retries
 //	       404/410 from the push service -> subscription removed
 package push
 
