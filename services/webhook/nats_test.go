@@ -84,4 +84,3 @@ func TestOverJetStream(t *testing.T) {
 		t.Fatalf("%d dead letters", n)
 	}
 }
-
