@@ -218,6 +218,9 @@ func (h *host) recvLoop(ctx context.Context) {
 				h.rateLimited(in, err)
 				continue
 			}
+			if !h.checkSigned(ctx, in) {
+				continue
+			}
 			switch in.Type {
 			case wire.FramePublish:
 				h.publish(ctx, in.Envelope)
