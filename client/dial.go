@@ -28,11 +28,17 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	sigs, err := newSignatures(&o)
+	if err != nil {
+		return nil, err
+	}
 	l, err := plan.dial(ctx, rawURL)
 	if err != nil {
 		return nil, err
 	}
 	c := newClient(l, plan, o)
+	c.sigs = sigs
+	sigs.attach(c)
 	c.log.Debug("connected", "url", rawURL, "transport", string(l.kind), "handshake", l.handshake)
 	return c, nil
 }
