@@ -126,7 +126,12 @@ func (d *dialer) dial(ctx context.Context, kind transport.Kind) (*session.Sessio
 	info := d.opts.Info
 	if d.opts.Credentials != nil {
 		// Credentials may bind to this very connection (a device proof over
-		// the TLS exporter), so they are made per connection.
+		// the TLS exporter), so they are made per connection, once its
+		// handshake is complete (early.go).
+		if err := awaitHandshake(ctx, conn); err != nil {
+			_ = conn.CloseWithError(jsperr.Unauthenticated, "no credentials")
+			return nil, err
+		}
 		auth, err := d.opts.Credentials(ctx, conn.TLS())
 		if err != nil {
 			_ = conn.CloseWithError(jsperr.Unauthenticated, "no credentials")

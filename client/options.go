@@ -144,6 +144,7 @@ func (o *Options) setDefaults() {
 	}
 	o.Reconnect.setDefaults()
 	o.Verify.setDefaults()
+	o.setEarlyDefaults()
 }
 
 // validate reports option values that cannot work.
