@@ -9,6 +9,8 @@ import (
 	quicgo "github.com/quic-go/quic-go"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/transport/tlsconf"
 )
 
 // 0-RTT (RFC 9001 §4.6, JSP §7.1). With Config.Allow0RTT:
@@ -80,4 +82,27 @@ func checkEarlyState(cs tls.ConnectionState) error {
 		return fmt.Errorf("quic: negotiated ALPN %q, need %q (JSP §8.1)", cs.NegotiatedProtocol, protocol.ALPN)
 	}
 	return nil
+}
+
+// checkLater returns the TLS check for a dialed 0-RTT connection: the
+// full check when the handshake has completed already, else none now and
+// a goroutine that runs it when the handshake completes and closes the
+// connection with TLS_REQUIRED if it fails. The goroutine ends with the
+// handshake or the connection.
+func checkLater(qc *quicgo.Conn) func(tls.ConnectionState) error {
+	select {
+	case <-qc.HandshakeComplete():
+		return tlsconf.CheckState
+	default:
+	}
+	go func() {
+		select {
+		case <-qc.HandshakeComplete():
+			if err := tlsconf.CheckState(qc.ConnectionState().TLS); err != nil {
+				_ = qc.CloseWithError(quicgo.ApplicationErrorCode(jsperr.TlsRequired), err.Error())
+			}
+		case <-qc.Context().Done():
+		}
+	}()
+	return func(tls.ConnectionState) error { return nil }
 }

@@ -340,7 +340,9 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tr
 	}
 	check := tlsconf.CheckState
 	if c.Allow0RTT {
-		check = checkEarlyState
+		// A client sending 0-RTT data knows nothing of the handshake's
+		// outcome yet; the check runs when it completes (early.go).
+		check = checkLater(qc)
 	}
 	if err := check(qc.ConnectionState().TLS); err != nil {
 		_ = qc.CloseWithError(quicgo.ApplicationErrorCode(jsperr.TlsRequired), err.Error())
