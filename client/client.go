@@ -66,6 +66,7 @@ type Client struct {
 	opts Options
 	log  *slog.Logger
 	plan *dialPlan
+	sigs *signatures // signing key and verification (signatures.go); set before use
 
 	stopSupervise  context.CancelFunc
 	superviseDone  chan struct{}
@@ -291,6 +292,9 @@ type Stats struct {
 	Reconnects uint64
 	// Queued counts messages queued while disconnected (and sent later).
 	Queued uint64
+	// Unverified counts events that failed verification or were unsigned
+	// while Options.Verify was enabled (dropped with DropUnverified).
+	Unverified uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -301,6 +305,7 @@ func (c *Client) Stats() Stats {
 		Unrouted:     c.unrouted.Load(),
 		Reconnects:   c.reconnects.Load(),
 		Queued:       c.queuedMessages.Load(),
+		Unverified:   c.sigs.unverifiedCount(),
 	}
 }
 

@@ -28,11 +28,17 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	sigs, err := newSignatures(&o)
+	if err != nil {
+		return nil, err
+	}
 	l, err := plan.dial(ctx, rawURL)
 	if err != nil {
 		return nil, err
 	}
 	c := newClient(l, plan, o)
+	c.sigs = sigs
+	sigs.attach(c)
 	c.log.Debug("connected", "url", rawURL, "transport", string(l.kind), "handshake", l.handshake)
 	return c, nil
 }
@@ -120,7 +126,12 @@ func (d *dialer) dial(ctx context.Context, kind transport.Kind) (*session.Sessio
 	info := d.opts.Info
 	if d.opts.Credentials != nil {
 		// Credentials may bind to this very connection (a device proof over
-		// the TLS exporter), so they are made per connection.
+		// the TLS exporter), so they are made per connection, once its
+		// handshake is complete (early.go).
+		if err := awaitHandshake(ctx, conn); err != nil {
+			_ = conn.CloseWithError(jsperr.Unauthenticated, "no credentials")
+			return nil, err
+		}
 		auth, err := d.opts.Credentials(ctx, conn.TLS())
 		if err != nil {
 			_ = conn.CloseWithError(jsperr.Unauthenticated, "no credentials")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jetstreamproto/jsp/security/devicekey"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport/mux"
 	"github.com/jetstreamproto/jsp/transport/quic"
@@ -91,6 +92,15 @@ type Options struct {
 	// Reconnect configures automatic reconnection; off by default. See
 	// ReconnectOptions.
 	Reconnect ReconnectOptions
+
+	// SigningKey, when set, signs every Publish with this device key
+	// (JSP §4.3; see signatures.go). It should be the key the session
+	// authenticates with: the server refuses an envelope signed by another
+	// device with SIGNER_MISMATCH. Default: publishes are not signed.
+	SigningKey devicekey.PrivateKey
+	// Verify configures the verification of incoming signed events; off
+	// by default. See VerifyOptions.
+	Verify VerifyOptions
 }
 
 // Defaults for zero Options fields.
@@ -133,6 +143,8 @@ func (o *Options) setDefaults() {
 		o.HandlerPatience = DefaultHandlerPatience
 	}
 	o.Reconnect.setDefaults()
+	o.Verify.setDefaults()
+	o.setEarlyDefaults()
 }
 
 // validate reports option values that cannot work.
@@ -144,6 +156,9 @@ func (o *Options) validate() error {
 		return errors.New("client: negative HandlerQueueLength")
 	case o.RootCAsFile != "" && o.RootCAs != nil:
 		return errors.New("client: set RootCAsFile or RootCAs, not both")
+	}
+	if err := o.Verify.validate(); err != nil {
+		return err
 	}
 	return o.Reconnect.validate()
 }

@@ -136,6 +136,22 @@ const (
 	TooManyConnections Code = 0x315
 	// TOO_MANY_HANDSHAKES: Too many handshakes are in flight from the peer's address or in total.
 	TooManyHandshakes Code = 0x316
+	// SIGNATURE_INVALID: An envelope signature does not verify with the signer's device key (tampered envelope or wrong key, JSP §4.3).
+	SignatureInvalid Code = 0x320
+	// SIGNATURE_STALE: A signed envelope's timestamp is outside the verifier's clock-skew window (JSP §4.3); sign it again with the current time.
+	SignatureStale Code = 0x321
+	// SIGNATURE_REPLAYED: A signed envelope's nonce was already seen from the same device within the replay window (JSP §4.3).
+	SignatureReplayed Code = 0x322
+	// SIGNER_UNKNOWN: The device key named by a signed envelope is not registered, or the verifier has no key registry (JSP §4.3).
+	SignerUnknown Code = 0x323
+	// SIGNER_REVOKED: The device key named by a signed envelope was revoked before the envelope's timestamp (JSP §4.3).
+	SignerRevoked Code = 0x324
+	// SIGNATURE_MALFORMED: A signed envelope lacks its timestamp, nonce or jsp-signer header, or one of them is out of range (JSP §4.3).
+	SignatureMalformed Code = 0x325
+	// SIGNER_MISMATCH: A signed envelope names a device other than the one the session authenticated (JSP §4.3).
+	SignerMismatch Code = 0x326
+	// SIGNATURE_MEMORY_FULL: The verifier's bounded replay memory is full; retry after the given delay, when old entries have expired (JSP §4.3).
+	SignatureMemoryFull Code = 0x327
 )
 
 var registry = map[Code]info{
@@ -205,4 +221,12 @@ var registry = map[Code]info{
 	CircuitOpen:             {name: "CIRCUIT_OPEN", scope: "message", retry: true},
 	TooManyConnections:      {name: "TOO_MANY_CONNECTIONS", scope: "connection", retry: true},
 	TooManyHandshakes:       {name: "TOO_MANY_HANDSHAKES", scope: "connection", retry: true},
+	SignatureInvalid:        {name: "SIGNATURE_INVALID", scope: "message", retry: false},
+	SignatureStale:          {name: "SIGNATURE_STALE", scope: "message", retry: false},
+	SignatureReplayed:       {name: "SIGNATURE_REPLAYED", scope: "message", retry: false},
+	SignerUnknown:           {name: "SIGNER_UNKNOWN", scope: "message", retry: false},
+	SignerRevoked:           {name: "SIGNER_REVOKED", scope: "message", retry: false},
+	SignatureMalformed:      {name: "SIGNATURE_MALFORMED", scope: "message", retry: false},
+	SignerMismatch:          {name: "SIGNER_MISMATCH", scope: "message", retry: false},
+	SignatureMemoryFull:     {name: "SIGNATURE_MEMORY_FULL", scope: "message", retry: true},
 }

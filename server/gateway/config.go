@@ -13,6 +13,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/security/ddos"
 	"github.com/jetstreamproto/jsp/security/devicekey"
+	"github.com/jetstreamproto/jsp/security/msgsig"
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/pubsub"
@@ -138,6 +139,12 @@ type Config struct {
 	// removed) device with DEVICE_REVOKED; DeviceRevoked does it at once.
 	// Default: none.
 	Devices devicekey.Registry
+	// Signatures configures the check of signed envelopes on ingress
+	// (JSP §4.3, signatures.go): the clock-skew window and the bounds of
+	// the replay memory. Zero fields take package msgsig's defaults; Now
+	// defaults to Config.Now. Signed envelopes are verified against
+	// Devices; without Devices they are refused with SIGNER_UNKNOWN.
+	Signatures msgsig.GuardConfig
 	// DeviceCheckInterval is how often live sessions' devices are checked.
 	// Default: Session.HeartbeatInterval, or DefaultDeviceCheckInterval
 	// when that is not set, so that a revoked device is gone within one

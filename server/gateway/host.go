@@ -38,6 +38,9 @@ type host struct {
 	auth session.Identity
 	user string
 	sub  *pubsub.Subscriber[*wire.Envelope]
+	// early is closed when the TLS handshake completes; nil when it had
+	// before the session started (early.go).
+	early <-chan struct{}
 
 	inflight chan struct{} // semaphore: commands and message echoes
 	streams  chan struct{} // semaphore: stream handlers
@@ -76,6 +79,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 			RemoteAddr: conn.RemoteAddr().String(),
 		},
 		auth:     sess.Identity(),
+		early:    handshakeDone(sess),
 		user:     sess.Identity().User,
 		inflight: make(chan struct{}, g.cfg.MaxInflight),
 		streams:  make(chan struct{}, g.cfg.MaxStreamHandlers),
@@ -204,6 +208,9 @@ func (h *host) recvLoop(ctx context.Context) {
 			return
 		}
 		h.g.metrics.messagesIn.add(in.Type.String(), 1)
+		if !h.awaitEarly(ctx, in) {
+			return
+		}
 		switch in.Type {
 		case wire.FrameSubscribe:
 			if m, ok := in.Message.(*wire.Subscribe); ok {
@@ -216,6 +223,9 @@ func (h *host) recvLoop(ctx context.Context) {
 		case wire.FramePublish, wire.FrameCommand, wire.FrameMessage:
 			if err := h.limitMessage(in.Type, in.Envelope); err != nil {
 				h.rateLimited(in, err)
+				continue
+			}
+			if !h.checkSigned(ctx, in) {
 				continue
 			}
 			switch in.Type {
