@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/jetstreamproto/jsp/security/ca"
 	"github.com/jetstreamproto/jsp/security/ddos"
 	"github.com/jetstreamproto/jsp/security/devicekey"
 	"github.com/jetstreamproto/jsp/security/token"
@@ -96,7 +97,12 @@ the gateway. PUBLISH is committed to the database before it is ACKed and
 delivered. --role gateway or core runs one role, meeting the others on the
 NATS servers given with --nats; --db names the database (sqlite:PATH or
 postgres://...). --nats-listen opens the embedded NATS server to other
-processes. See docs/operations.md.`,
+processes. With --ca-dir (a directory made by jsp ca init) each process
+is issued a short-lived service certificate jsp://<cluster>/<role>/<name>,
+renewed at two thirds of --cert-lifetime, and the bus runs mTLS: the
+embedded NATS server admits only gateway and core certificates of that CA
+and gives each the bus permissions of its role. See docs/operations.md
+and docs/security.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.config(cmd.ErrOrStderr())
@@ -142,6 +148,9 @@ processes. See docs/operations.md.`,
 	fl.StringVar(&f.node.natsListen, "nats-listen", "", "host:port where the embedded NATS server accepts other processes (default: in-process only)")
 	fl.StringVar(&f.node.db, "db", "", "database DSN: sqlite:PATH or postgres://... (default: sqlite:<data-dir>/jsp.db)")
 	fl.StringVar(&f.node.cluster, "cluster", core.DefaultCluster, "cluster name on the bus")
+	fl.StringVar(&f.node.mtls.caDir, "ca-dir", "", "CA directory (jsp ca init): issue this process a renewing service certificate and use mTLS on the bus")
+	fl.StringVar(&f.node.mtls.name, "node-name", "", "name in this process's service identity jsp://<cluster>/<role>/<name> (default: the host name)")
+	fl.DurationVar(&f.node.mtls.lifetime, "cert-lifetime", ca.DefaultLifetime, "lifetime of the service certificate; renewed at two thirds")
 	fl.Float64Var(&f.rates.connAttempts, "rate-conn-attempts", gateway.DefaultConnAttemptsPerSecond, "new connections per second from one IP address")
 	fl.Float64Var(&f.rates.conn, "rate-conn", gateway.DefaultConnMessagesPerSecond, "messages (PUBLISH, COMMAND, MESSAGE) per second on one connection")
 	fl.Float64Var(&f.rates.user, "rate-user", gateway.DefaultUserMessagesPerSecond, "messages per second of one user across sessions")
