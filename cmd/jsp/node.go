@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jetstreamproto/jsp/security/breaker"
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/bus/natsbus"
 	"github.com/jetstreamproto/jsp/server/core"
@@ -69,6 +70,8 @@ type node struct {
 	store storage.Store
 	core  *core.Core
 	tls   *serviceTLS // --ca-dir: renewing service certificates
+	// breakers guard bus and store (their Close passes through).
+	breakers []*breaker.Breaker
 }
 
 // openNode opens the bus, the store and the core the role needs.
@@ -119,12 +122,24 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		}
 		nd.bus = b
 	}
+	gb, err := core.GuardBus(nd.bus, breaker.Config{})
+	if err != nil {
+		return nil, err
+	}
+	nd.bus, nd.breakers = gb, append(nd.breakers, gb.Breaker())
 	// A split gateway keeps session records only when told where: its
 	// own default SQLite file would be a database nobody else reads.
 	if n.role != roleGateway || n.dbSet {
-		if nd.store, err = storage.Open(ctx, n.db, storage.Config{Logger: log}); err != nil {
+		st, err := storage.Open(ctx, n.db, storage.Config{Logger: log})
+		if err != nil {
 			return nil, fmt.Errorf("--db: %w", err)
 		}
+		gs, err := core.GuardStore(st, breaker.Config{})
+		if err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+		nd.store, nd.breakers = gs, append(nd.breakers, gs.Breaker())
 	}
 	if n.role != roleGateway {
 		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log}); err != nil {
@@ -175,6 +190,7 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 	}
 	cfg.Bus = nd.bus
 	cfg.Cluster = n.cluster
+	cfg.Breakers = nd.breakers
 	if nd.tls != nil && cfg.NodeID == "" {
 		cfg.NodeID = nd.tls.name // one name per process, as in its identity
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetstreamproto/jsp/security/breaker"
 	"github.com/jetstreamproto/jsp/security/ddos"
 	"github.com/jetstreamproto/jsp/security/devicekey"
 	"github.com/jetstreamproto/jsp/server/bus"
@@ -194,6 +195,10 @@ type Config struct {
 	// New closes the records an earlier run of NodeID left open.
 	// Default: none.
 	Sessions storage.SessionStore
+	// Breakers are the circuit breakers guarding this process's storage
+	// and bus calls (core.GuardStore, core.GuardBus); /metrics reports
+	// their state and counters. Default: none.
+	Breakers []*breaker.Breaker
 	// SessionTouchInterval is how often live session records are touched.
 	// Default: DefaultSessionTouchInterval.
 	SessionTouchInterval time.Duration

@@ -74,6 +74,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/security/ratelimit"
+	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/server/services/echo"
@@ -706,4 +707,5 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		)
 	}
 	_ = g.metrics.write(w, gauges)
+	_ = core.WriteBreakerMetrics(w, g.cfg.Breakers...)
 }
