@@ -114,6 +114,12 @@ const (
 	TooManyConnections Code = 0x315
 	// TOO_MANY_HANDSHAKES: Too many handshakes are in flight from the peer's address or in total.
 	TooManyHandshakes Code = 0x316
+	// TOKEN_SUBJECT_MISMATCH: A refresh token names another subject than the session's identity.
+	TokenSubjectMismatch Code = 0x330
+	// TOKEN_SCOPE_WIDENED: A refresh token grants scopes the session's identity does not have; refresh may only narrow them.
+	TokenScopeWidened Code = 0x331
+	// REFRESH_UNSUPPORTED: This session cannot refresh its credential in place (anonymous or device-only session, or the server takes no tokens).
+	RefreshUnsupported Code = 0x332
 )
 
 var registry = map[Code]info{
@@ -172,4 +178,7 @@ var registry = map[Code]info{
 	CircuitOpen:          {name: "CIRCUIT_OPEN", scope: "message", retry: true},
 	TooManyConnections:   {name: "TOO_MANY_CONNECTIONS", scope: "connection", retry: true},
 	TooManyHandshakes:    {name: "TOO_MANY_HANDSHAKES", scope: "connection", retry: true},
+	TokenSubjectMismatch: {name: "TOKEN_SUBJECT_MISMATCH", scope: "message", retry: false},
+	TokenScopeWidened:    {name: "TOKEN_SCOPE_WIDENED", scope: "message", retry: false},
+	RefreshUnsupported:   {name: "REFRESH_UNSUPPORTED", scope: "message", retry: false},
 }
