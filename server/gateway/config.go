@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -133,6 +134,11 @@ type Config struct {
 	// Authenticate checks each HELLO (server/auth builds one from tokens
 	// and device keys). Default: everyone is accepted.
 	Authenticate session.Authenticator
+	// Refresh checks a token a live session sends to extend its
+	// credential (JSP §5.9.1) and returns the refreshed identity;
+	// auth.Authenticator.Refresh is one. Default: nil, refresh is
+	// refused with REFRESH_UNSUPPORTED.
+	Refresh func(ctx context.Context, cur session.Identity, token string) (session.Identity, error)
 	// Devices is the device-key registry. When set, the gateway checks the
 	// device of every live session that proved one every
 	// DeviceCheckInterval, and closes the sessions of a revoked (or
