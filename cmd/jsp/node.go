@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/jetstreamproto/jsp/security/breaker"
+	"github.com/jetstreamproto/jsp/security/devicekey"
+	"github.com/jetstreamproto/jsp/server/auth"
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/bus/natsbus"
 	"github.com/jetstreamproto/jsp/server/core"
@@ -34,6 +36,9 @@ type nodeFlags struct {
 	dbSet      bool // --db was given explicitly
 	cluster    string
 	mtls       mtlsFlags
+	// authWith, set for --devices store, builds the authenticator once
+	// the database's device registry is open.
+	authWith func(devicekey.Registry) (*auth.Authenticator, error)
 }
 
 // defaultDSN is the SQLite database under the data directory.
@@ -187,6 +192,11 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 		}
 		fmt.Fprintln(out, "stopped")
 		return nil
+	}
+	if n.authWith != nil {
+		if err := storeAuth(n, nd, &cfg); err != nil {
+			return err
+		}
 	}
 	cfg.Bus = nd.bus
 	cfg.Cluster = n.cluster

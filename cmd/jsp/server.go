@@ -139,7 +139,7 @@ and docs/security.md.`,
 	fl.StringVar(&f.authMode, "auth", auth.ModeAnonymous.String(), "credentials clients must present: anonymous, token, device, any or both")
 	fl.StringSliceVar(&f.tokenKeys, "token-keys", nil, "PEM file of token verification (public) keys (repeatable)")
 	fl.StringVar(&f.audience, "audience", defaultAudience, "audience tokens must name: this cluster")
-	fl.StringVar(&f.devices, "devices", "", "file listing registered device keys")
+	fl.StringVar(&f.devices, "devices", "", `file listing registered device keys, or "store": the registry in the database (--db), managed with jsp admin device`)
 	fl.StringSliceVar(&f.block, "block", nil, "CIDR prefix to refuse connections from (repeatable)")
 	fl.StringSliceVar(&f.allow, "allow", nil, "CIDR prefix exempt from per-address caps and rate limits (repeatable)")
 	fl.IntVar(&f.maxHandshakesPerIP, "max-handshakes-per-ip", ddos.DefaultMaxHandshakesPerIP, "maximum handshakes in flight from one IP address")
@@ -208,11 +208,19 @@ func (f *serverFlags) config(logOut io.Writer) (gateway.Config, error) {
 	if cfg.DDoS.Allow, err = parsePrefixes("--allow", f.allow); err != nil {
 		return gateway.Config{}, err
 	}
+	if f.devices == devicesStore {
+		// The registry lives in the database, opened with the node.
+		f.node.authWith = func(reg devicekey.Registry) (*auth.Authenticator, error) {
+			return f.newAuthenticator(logger, reg)
+		}
+		return cfg, nil
+	}
 	a, reg, err := f.authenticator(logger)
 	if err != nil {
 		return gateway.Config{}, err
 	}
 	cfg.Authenticate = a.Authenticate
+	cfg.Refresh = a.Refresh
 	if reg != nil {
 		cfg.Devices = reg
 	}
@@ -245,6 +253,12 @@ func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
 // --token-keys, --audience and --devices flags. It returns the device
 // registry too when --devices was given.
 func (f *serverFlags) authenticator(log *slog.Logger) (*auth.Authenticator, devicekey.Registry, error) {
+	return f.authenticatorWithDevices(log, nil)
+}
+
+// authenticatorWithDevices is authenticator with preset as the device
+// registry when --devices names no file.
+func (f *serverFlags) authenticatorWithDevices(log *slog.Logger, preset devicekey.Registry) (*auth.Authenticator, devicekey.Registry, error) {
 	mode, err := auth.ParseMode(f.authMode)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--auth: %w", err)
@@ -276,7 +290,10 @@ func (f *serverFlags) authenticator(log *slog.Logger) (*auth.Authenticator, devi
 		cfg.Tokens = ks
 	}
 	var reg devicekey.Registry
-	if f.devices != "" {
+	if preset != nil {
+		cfg.Devices, reg = preset, preset
+	}
+	if f.devices != "" && f.devices != devicesStore {
 		mem, err := devicekey.NewMemoryRegistry(devicekey.MemoryConfig{})
 		if err != nil {
 			return nil, nil, err
@@ -297,6 +314,13 @@ func (f *serverFlags) authenticator(log *slog.Logger) (*auth.Authenticator, devi
 		return nil, nil, fmt.Errorf("--auth %s: %w (see --token-keys and --devices)", mode, err)
 	}
 	return a, reg, nil
+}
+
+// newAuthenticator builds the HELLO authenticator with reg as the device
+// registry (--devices store: the database's).
+func (f *serverFlags) newAuthenticator(log *slog.Logger, reg devicekey.Registry) (*auth.Authenticator, error) {
+	a, _, err := f.authenticatorWithDevices(log, reg)
+	return a, err
 }
 
 // authSummary describes the authentication settings for the banner.
