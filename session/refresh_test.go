@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -66,4 +67,14 @@ func FuzzParseRefreshRequest(f *testing.F) {
 		}
 		_, _ = ParseRefreshReply(b)
 	})
+}
+
+// TestRefreshSpecExamples checks the byte examples of JSP §5.9.1.
+func TestRefreshSpecExamples(t *testing.T) {
+	if got := hex.EncodeToString(AppendRefreshRequest(nil, "jspt.abcde")); got != "a1016a6a7370742e6162636465" {
+		t.Fatalf("request %s", got)
+	}
+	if got := hex.EncodeToString(AppendRefreshReply(nil, time.UnixMilli(1900000000576))); got != "a1011b000001ba60d33a40" {
+		t.Fatalf("reply %s", got)
+	}
 }
