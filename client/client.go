@@ -70,6 +70,9 @@ type Client struct {
 
 	stopSupervise  context.CancelFunc
 	superviseDone  chan struct{}
+	tokens         *tokenState        // the session token (Options.TokenSource)
+	stopRefresh    context.CancelFunc // ends refreshLoop; nil without TokenSource
+	refreshDone    chan struct{}
 	stopDispatch   context.CancelFunc
 	dispatchCtx    context.Context
 	dispatchWG     sync.WaitGroup // one dispatcher per session
@@ -158,11 +161,20 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 		pending:       map[string]chan error{},
 		runners:       map[stopper]struct{}{},
 	}
+	c.tokens = plan.tokens
 	c.startDispatcher(l)
 	go func() {
 		defer close(c.superviseDone)
 		c.supervise(sctx)
 	}()
+	if o.TokenSource != nil {
+		rctx, stop := context.WithCancel(context.Background())
+		c.stopRefresh, c.refreshDone = stop, make(chan struct{})
+		go func() {
+			defer close(c.refreshDone)
+			c.refreshLoop(rctx)
+		}()
+	}
 	return c
 }
 
@@ -310,8 +322,8 @@ func (c *Client) Stats() Stats {
 }
 
 // Close ends the Client and waits for its goroutines, in this order: the
-// reconnect goroutine (a dial in progress is abandoned), the session (so
-// nothing new arrives), the dispatchers, then every handler runner, each
+// token refresher, the reconnect goroutine (a dial in progress is
+// abandoned), the session (so nothing new arrives), the dispatchers, then every handler runner, each
 // after the handler call in progress returns. Messages still queued for
 // handlers or for sending are discarded. A handler that never returns
 // makes Close wait for it; handlers must not call Close themselves.
@@ -320,6 +332,11 @@ func (c *Client) Close() error {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
+		if c.stopRefresh != nil {
+			// First: a refresh sends a command on the session.
+			c.stopRefresh()
+			<-c.refreshDone
+		}
 		c.stopSupervise()
 		<-c.superviseDone
 		_ = c.link().sess.Close()

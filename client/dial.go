@@ -47,13 +47,15 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 // fallbacks and, after GOAWAY, the server's alternatives.
 type dialPlan struct {
 	opts *Options
+	// tokens is the session token's state when Options.TokenSource is set.
+	tokens *tokenState
 	// urls are the Dial URL and then ReconnectOptions.Fallback, all
 	// validated by newDialPlan.
 	urls []string
 }
 
 func newDialPlan(o *Options, rawURL string) (*dialPlan, error) {
-	p := &dialPlan{opts: o, urls: append([]string{rawURL}, o.Reconnect.Fallback...)}
+	p := &dialPlan{opts: o, urls: append([]string{rawURL}, o.Reconnect.Fallback...), tokens: newTokenState()}
 	for _, u := range p.urls {
 		if _, err := parseTarget(u); err != nil {
 			return nil, err
@@ -81,7 +83,7 @@ func (p *dialPlan) dial(ctx context.Context, rawURL string) (*link, error) {
 	defer cancel()
 
 	start := o.Now()
-	d := &dialer{opts: o, target: t, tls: tlsConf}
+	d := &dialer{opts: o, target: t, tls: tlsConf, tokens: p.tokens}
 	var sess *session.Session
 	var kind transport.Kind
 	if t.auto {
@@ -105,6 +107,7 @@ type dialer struct {
 	opts   *Options
 	target target
 	tls    *tls.Config
+	tokens *tokenState
 }
 
 func (d *dialer) dialFunc(kind transport.Kind) func(ctx context.Context) (*session.Session, error) {
@@ -133,6 +136,13 @@ func (d *dialer) dial(ctx context.Context, kind transport.Kind) (*session.Sessio
 			return nil, err
 		}
 		auth, err := d.opts.Credentials(ctx, conn.TLS())
+		if err != nil {
+			_ = conn.CloseWithError(jsperr.Unauthenticated, "no credentials")
+			return nil, fmt.Errorf("client: credentials for %s: %w", kind, err)
+		}
+		info.Auth = auth
+	} else if d.opts.TokenSource != nil {
+		auth, err := helloAuth(ctx, d.opts, d.tokens, conn.TLS())
 		if err != nil {
 			_ = conn.CloseWithError(jsperr.Unauthenticated, "no credentials")
 			return nil, fmt.Errorf("client: credentials for %s: %w", kind, err)

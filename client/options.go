@@ -88,6 +88,14 @@ type Options struct {
 	//
 	// (package security/credential). Default: Info.Auth.
 	Credentials func(ctx context.Context, tls tls.ConnectionState) ([]byte, error)
+	// TokenSource, when set, supplies tokens: the Client refreshes the
+	// session's token in place (JSP §5.9.1, Client.RefreshToken) at two
+	// thirds of each token's lifetime, so the server never closes the
+	// session with TOKEN_EXPIRED. Without Credentials, HELLO also carries
+	// a token from it (on every reconnect, a fresh one). It is called from
+	// the Client's goroutines and must be safe for concurrent use.
+	// Default: nil, no refresh.
+	TokenSource func(ctx context.Context) (Token, error)
 
 	// Reconnect configures automatic reconnection; off by default. See
 	// ReconnectOptions.

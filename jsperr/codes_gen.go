@@ -152,6 +152,12 @@ const (
 	SignerMismatch Code = 0x326
 	// SIGNATURE_MEMORY_FULL: The verifier's bounded replay memory is full; retry after the given delay, when old entries have expired (JSP §4.3).
 	SignatureMemoryFull Code = 0x327
+	// TOKEN_SUBJECT_MISMATCH: A refresh token names another subject than the session's identity.
+	TokenSubjectMismatch Code = 0x330
+	// TOKEN_SCOPE_WIDENED: A refresh token grants scopes the session's identity does not have; refresh may only narrow them.
+	TokenScopeWidened Code = 0x331
+	// REFRESH_UNSUPPORTED: This session cannot refresh its credential in place (anonymous or device-only session, or the server takes no tokens).
+	RefreshUnsupported Code = 0x332
 )
 
 var registry = map[Code]info{
@@ -229,4 +235,7 @@ var registry = map[Code]info{
 	SignatureMalformed:      {name: "SIGNATURE_MALFORMED", scope: "message", retry: false},
 	SignerMismatch:          {name: "SIGNER_MISMATCH", scope: "message", retry: false},
 	SignatureMemoryFull:     {name: "SIGNATURE_MEMORY_FULL", scope: "message", retry: true},
+	TokenSubjectMismatch:    {name: "TOKEN_SUBJECT_MISMATCH", scope: "message", retry: false},
+	TokenScopeWidened:       {name: "TOKEN_SCOPE_WIDENED", scope: "message", retry: false},
+	RefreshUnsupported:      {name: "REFRESH_UNSUPPORTED", scope: "message", retry: false},
 }

@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jetstreamproto/jsp/security/breaker"
+	"github.com/jetstreamproto/jsp/security/devicekey"
+	"github.com/jetstreamproto/jsp/server/auth"
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/bus/natsbus"
 	"github.com/jetstreamproto/jsp/server/core"
@@ -32,6 +35,10 @@ type nodeFlags struct {
 	db         string
 	dbSet      bool // --db was given explicitly
 	cluster    string
+	mtls       mtlsFlags
+	// authWith, set for --devices store, builds the authenticator once
+	// the database's device registry is open.
+	authWith func(devicekey.Registry) (*auth.Authenticator, error)
 }
 
 // defaultDSN is the SQLite database under the data directory.
@@ -52,6 +59,12 @@ func (n *nodeFlags) validate() error {
 	if _, err := bus.NewSubjects(n.cluster); err != nil {
 		return fmt.Errorf("--cluster: %w", err)
 	}
+	if n.mtls.caDir != "" && n.role == roleAll && len(n.nats) > 0 {
+		return errors.New("--ca-dir with --nats needs --role gateway or core: a service identity has one role")
+	}
+	if n.mtls.caDir != "" && n.role == roleAll && n.natsListen == "" {
+		return errors.New("--ca-dir with role all needs --nats-listen: the in-process bus has no TLS to secure")
+	}
 	return nil
 }
 
@@ -61,6 +74,9 @@ type node struct {
 	bus   bus.Bus
 	store storage.Store
 	core  *core.Core
+	tls   *serviceTLS // --ca-dir: renewing service certificates
+	// breakers guard bus and store (their Close passes through).
+	breakers []*breaker.Breaker
 }
 
 // openNode opens the bus, the store and the core the role needs.
@@ -71,30 +87,66 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 			nd.close()
 		}
 	}()
-	if len(n.nats) > 0 {
-		if nd.bus, err = natsbus.Connect(n.nats, natsbus.ClientConfig{Name: "jsp-" + n.role, Logger: log}); err != nil {
-			return nil, fmt.Errorf("--nats %s: %w", strings.Join(n.nats, ","), err)
-		}
-	} else {
-		if nd.bus, err = natsbus.Embedded(natsbus.EmbeddedConfig{
-			Server: natsbus.ServerConfig{DataDir: dataDir, Listen: n.natsListen, Logger: log},
-			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log},
-		}); err != nil {
-			return nil, fmt.Errorf("embedded NATS under %s: %w", filepath.Join(dataDir, natsbus.StoreSubdir), err)
+	subj, err := bus.NewSubjects(n.cluster)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster: %w", err)
+	}
+	if n.mtls.caDir != "" {
+		if nd.tls, err = openServiceTLS(n.mtls, log); err != nil {
+			return nil, err
 		}
 	}
+	if len(n.nats) > 0 {
+		cc := natsbus.ClientConfig{Name: "jsp-" + n.role}
+		if nd.tls != nil {
+			if cc, err = nd.tls.busClient(bus.Role(n.role), subj); err != nil {
+				return nil, err
+			}
+		}
+		cc.Logger = log
+		// Through a local: a nil *natsbus.Bus in the interface field
+		// would not be a nil bus.Bus for close.
+		b, err := natsbus.Connect(n.nats, cc)
+		if err != nil {
+			return nil, fmt.Errorf("--nats %s: %w", strings.Join(n.nats, ","), err)
+		}
+		nd.bus = b
+	} else {
+		sc := natsbus.ServerConfig{DataDir: dataDir, Listen: n.natsListen, Logger: log}
+		if nd.tls != nil {
+			if err := nd.tls.busServer(&sc, subj); err != nil {
+				return nil, err
+			}
+		}
+		b, err := natsbus.Embedded(natsbus.EmbeddedConfig{
+			Server: sc,
+			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS under %s: %w", filepath.Join(dataDir, natsbus.StoreSubdir), err)
+		}
+		nd.bus = b
+	}
+	gb, err := core.GuardBus(nd.bus, breaker.Config{})
+	if err != nil {
+		return nil, err
+	}
+	nd.bus, nd.breakers = gb, append(nd.breakers, gb.Breaker())
 	// A split gateway keeps session records only when told where: its
 	// own default SQLite file would be a database nobody else reads.
 	if n.role != roleGateway || n.dbSet {
-		if nd.store, err = storage.Open(ctx, n.db, storage.Config{Logger: log}); err != nil {
+		st, err := storage.Open(ctx, n.db, storage.Config{Logger: log})
+		if err != nil {
 			return nil, fmt.Errorf("--db: %w", err)
 		}
+		gs, err := core.GuardStore(st, breaker.Config{})
+		if err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+		nd.store, nd.breakers = gs, append(nd.breakers, gs.Breaker())
 	}
 	if n.role != roleGateway {
-		subj, err := bus.NewSubjects(n.cluster)
-		if err != nil {
-			return nil, fmt.Errorf("--cluster: %w", err)
-		}
 		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log}); err != nil {
 			return nil, err
 		}
@@ -118,6 +170,9 @@ func (nd *node) close() {
 	if nd.bus != nil {
 		_ = nd.bus.Close()
 	}
+	if nd.tls != nil {
+		nd.tls.Close()
+	}
 }
 
 // runNode runs the process's role until ctx ends: the gateway with the bus
@@ -138,8 +193,17 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 		fmt.Fprintln(out, "stopped")
 		return nil
 	}
+	if n.authWith != nil {
+		if err := storeAuth(n, nd, &cfg); err != nil {
+			return err
+		}
+	}
 	cfg.Bus = nd.bus
 	cfg.Cluster = n.cluster
+	cfg.Breakers = nd.breakers
+	if nd.tls != nil && cfg.NodeID == "" {
+		cfg.NodeID = nd.tls.name // one name per process, as in its identity
+	}
 	if nd.store != nil {
 		cfg.Sessions = nd.store
 	}
@@ -147,11 +211,15 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 }
 
 func busSummary(n nodeFlags) string {
+	mtls := ""
+	if n.mtls.caDir != "" {
+		mtls = " (mTLS, CA " + n.mtls.caDir + ")"
+	}
 	if len(n.nats) > 0 {
-		return strings.Join(n.nats, ",")
+		return strings.Join(n.nats, ",") + mtls
 	}
 	if n.natsListen != "" {
-		return "embedded NATS, listening on " + n.natsListen
+		return "embedded NATS, listening on " + n.natsListen + mtls
 	}
 	return "embedded NATS (in-process)"
 }

@@ -299,7 +299,11 @@ func failure(err error) Reply {
 		// Storage internals (paths, SQL) stay in the core's log.
 		reason = "internal error"
 	}
-	return Reply{Code: code, Reason: reason}
+	rep := Reply{Code: code, Reason: reason}
+	if je != nil {
+		rep.RetryAfterMS = retryAfterMS(je.RetryAfter)
+	}
+	return rep
 }
 
 // afterSentinel returns what a storage error says after its sentinel

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetstreamproto/jsp/security/breaker"
 	"github.com/jetstreamproto/jsp/security/ddos"
 	"github.com/jetstreamproto/jsp/security/devicekey"
 	"github.com/jetstreamproto/jsp/security/msgsig"
@@ -133,6 +135,11 @@ type Config struct {
 	// Authenticate checks each HELLO (server/auth builds one from tokens
 	// and device keys). Default: everyone is accepted.
 	Authenticate session.Authenticator
+	// Refresh checks a token a live session sends to extend its
+	// credential (JSP §5.9.1) and returns the refreshed identity;
+	// auth.Authenticator.Refresh is one. Default: nil, refresh is
+	// refused with REFRESH_UNSUPPORTED.
+	Refresh func(ctx context.Context, cur session.Identity, token string) (session.Identity, error)
 	// Devices is the device-key registry. When set, the gateway checks the
 	// device of every live session that proved one every
 	// DeviceCheckInterval, and closes the sessions of a revoked (or
@@ -201,6 +208,10 @@ type Config struct {
 	// New closes the records an earlier run of NodeID left open.
 	// Default: none.
 	Sessions storage.SessionStore
+	// Breakers are the circuit breakers guarding this process's storage
+	// and bus calls (core.GuardStore, core.GuardBus); /metrics reports
+	// their state and counters. Default: none.
+	Breakers []*breaker.Breaker
 	// SessionTouchInterval is how often live session records are touched.
 	// Default: DefaultSessionTouchInterval.
 	SessionTouchInterval time.Duration

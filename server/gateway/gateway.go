@@ -75,6 +75,7 @@ import (
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/security/msgsig"
 	"github.com/jetstreamproto/jsp/security/ratelimit"
+	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/server/services/echo"
@@ -714,4 +715,5 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		)
 	}
 	_ = g.metrics.write(w, gauges)
+	_ = core.WriteBreakerMetrics(w, g.cfg.Breakers...)
 }

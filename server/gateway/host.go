@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -37,6 +36,9 @@ type host struct {
 	// of the per-user rate limit ("" for anonymous sessions).
 	auth session.Identity
 	user string
+	// cred is the credential's current expiry and scopes, which a token
+	// refresh moves (refresh.go); auth keeps what HELLO proved.
+	cred *credState
 	sub  *pubsub.Subscriber[*wire.Envelope]
 	// early is closed when the TLS handshake completes; nil when it had
 	// before the session started (early.go).
@@ -81,6 +83,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		auth:     sess.Identity(),
 		early:    handshakeDone(sess),
 		user:     sess.Identity().User,
+		cred:     newCredState(sess.Identity()),
 		inflight: make(chan struct{}, g.cfg.MaxInflight),
 		streams:  make(chan struct{}, g.cfg.MaxStreamHandlers),
 	}
@@ -137,23 +140,6 @@ func (h *host) closeWatch(ctx context.Context) {
 	case <-ctx.Done():
 	case <-h.g.ctx.Done():
 		_ = h.sess.CloseWithError(jsperr.GoingAway, "server closed")
-	}
-}
-
-// expiryWatch closes the session with TOKEN_EXPIRED when its identity
-// expires: a credential is only good until its expiry, also on a
-// connection opened before it (the client reconnects with a fresh one).
-func (h *host) expiryWatch(ctx context.Context) {
-	exp := h.auth.Expires
-	if exp.IsZero() {
-		return
-	}
-	t := time.NewTimer(max(exp.Sub(h.g.cfg.Now()), 0))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-		h.closeWith(jsperr.TokenExpired, fmt.Sprintf("credential of %q expired at %s", h.user, exp.UTC().Format(time.RFC3339)))
 	}
 }
 
@@ -429,6 +415,9 @@ func (h *host) command(ctx context.Context, env *wire.Envelope) {
 			return
 		}
 		h.g.metrics.messagesOut.add(wire.FrameReply.String(), 1)
+	}
+	if env.Route.Kind == wire.RouteService && h.gatewayCommand(ctx, env, reply) {
+		return
 	}
 	var svc services.Service
 	if env.Route.Kind == wire.RouteService {

@@ -55,6 +55,7 @@ type Store interface {
 	KVStore
 	WebhookStore
 	NotifyStore
+	DeviceStore
 
 	// Purge deletes rows whose time has passed: de-duplication entries
 	// older than the window and expired key/value entries. Expired rows

@@ -89,6 +89,7 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"Messages", messageTests},
 		{"KV", kvTests},
 		{"Notify", notifyTests},
+		{"Devices", deviceTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
