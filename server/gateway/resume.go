@@ -108,7 +108,15 @@ func (c *ResumeConfig) validate() error {
 // resumeState is what a claimed session continues with: the cursor of each
 // channel it was subscribed to.
 type resumeState struct {
-	cursors map[string]uint64
+	cursors map[string]cursor
+}
+
+// cursor is where a resumed subscription replays from: the events with
+// seq > seq. A subscription whose position was never known (no event, no
+// ACK, start not learned yet) resumes live.
+type cursor struct {
+	seq   uint64
+	known bool
 }
 
 // resumeEntry is one resumable session: live (a host serves it) or
@@ -122,7 +130,7 @@ type resumeEntry struct {
 	gone   chan struct{} // closed when the live host detaches
 	// Detached entries only.
 	at      time.Time
-	cursors map[string]uint64
+	cursors map[string]cursor
 	size    int
 	elem    *list.Element // in resumeStore.order
 }
@@ -170,7 +178,7 @@ func (s *resumeStore) attach(h *host) {
 // detach turns h's live entry into a detached one holding cursors, or
 // drops it when keep is false (the gateway is closing, or the client
 // closed the session on purpose).
-func (s *resumeStore) detach(h *host, cursors map[string]uint64, keep bool) {
+func (s *resumeStore) detach(h *host, cursors map[string]cursor, keep bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entries[h.id]
@@ -368,23 +376,21 @@ func (h *host) noteUnsubscribed(name string) {
 
 // cursors returns, per subscribed channel, where a resume replays from:
 // the client's ACK cursor, else the subscription's start, else the last
-// number sent (a channel whose start is not known yet and that had no
-// event). Channels with none of these resume live.
-func (h *host) cursors() map[string]uint64 {
+// number sent. A channel with none of these resumes live.
+func (h *host) cursors() map[string]cursor {
 	h.cmu.Lock()
 	defer h.cmu.Unlock()
-	out := make(map[string]uint64, len(h.subscribed))
+	out := make(map[string]cursor, len(h.subscribed))
 	for name := range h.subscribed {
-		switch a, okA := h.acked[name]; {
-		case okA:
-			out[name] = max(a, h.base[name])
-		default:
-			if b, ok := h.base[name]; ok {
-				out[name] = b
-			} else if l, ok := h.last[name]; ok {
-				out[name] = l
-			}
+		var c cursor
+		if a, ok := h.acked[name]; ok {
+			c = cursor{seq: max(a, h.base[name]), known: true}
+		} else if b, ok := h.base[name]; ok {
+			c = cursor{seq: b, known: true}
+		} else if l, ok := h.last[name]; ok {
+			c = cursor{seq: l, known: true}
 		}
+		out[name] = c
 	}
 	return out
 }
@@ -396,7 +402,7 @@ func (h *host) cursors() map[string]uint64 {
 // not ask, so nothing is ACKed.
 func (h *host) resumeSubscriptions(ctx context.Context, st *resumeState) {
 	for name, cur := range st.cursors {
-		h.subscribeCluster(ctx, &wire.Subscribe{Channel: name, Since: cur, HasSince: true})
+		h.subscribeCluster(ctx, &wire.Subscribe{Channel: name, Since: cur.seq, HasSince: cur.known})
 	}
 }
 
