@@ -98,7 +98,7 @@ type Gateway struct {
 	pin      tlsconf.Fingerprint
 	hub      *pubsub.Hub[*wire.Envelope]
 	// cluster is the bus side (Config.Bus); nil without a bus.
-	cluster  *cluster
+	cluster *cluster
 	// resumes holds resumable sessions (resume.go); nil without a bus or
 	// with Resume.Disabled.
 	resumes  *resumeStore

@@ -169,6 +169,7 @@ func TestResumeRefused(t *testing.T) {
 	b := rf.g.dial(t, transport.KindMem)
 	bid, btok := b.ID(), b.ResumeToken()
 	rf.cut(t, b, 1)
+	waitFor(t, "eviction", func() bool { return rf.g.resumes.evicted.Load() == 1 })
 	if _, err := rf.dialResume(t, aid, atok); jsperr.CodeOf(err) != jsperr.SessionNotFound {
 		t.Fatalf("evicted session: %v, want SESSION_NOT_FOUND", err)
 	}
