@@ -8,6 +8,7 @@ import (
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
+	"github.com/jetstreamproto/jsp/wire"
 )
 
 // Dial connects to the JSP server at rawURL and completes the JSP handshake
@@ -28,7 +29,7 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := plan.dial(ctx, rawURL)
+	l, err := plan.dial(ctx, rawURL, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -60,8 +61,9 @@ func newDialPlan(o *Options, rawURL string) (*dialPlan, error) {
 // Options.DialTimeout. In automatic mode (jsp://) QUIC starts first and
 // TLS over TCP follows after Options.HappyEyeballsDelay, or at once if QUIC
 // fails; the first to complete the JSP handshake is kept and the other is
-// closed.
-func (p *dialPlan) dial(ctx context.Context, rawURL string) (*link, error) {
+// closed. resume, when set, asks the server to resume that session (JSP
+// §11.1 item 4).
+func (p *dialPlan) dial(ctx context.Context, rawURL string, resume *wire.Resume) (*link, error) {
 	o := p.opts
 	t, err := parseTarget(rawURL)
 	if err != nil {
@@ -75,7 +77,7 @@ func (p *dialPlan) dial(ctx context.Context, rawURL string) (*link, error) {
 	defer cancel()
 
 	start := o.Now()
-	d := &dialer{opts: o, target: t, tls: tlsConf}
+	d := &dialer{opts: o, target: t, tls: tlsConf, resume: resume}
 	var sess *session.Session
 	var kind transport.Kind
 	if t.auto {
@@ -99,6 +101,7 @@ type dialer struct {
 	opts   *Options
 	target target
 	tls    *tls.Config
+	resume *wire.Resume
 }
 
 func (d *dialer) dialFunc(kind transport.Kind) func(ctx context.Context) (*session.Session, error) {
@@ -118,6 +121,7 @@ func (d *dialer) dial(ctx context.Context, kind transport.Kind) (*session.Sessio
 		return nil, err
 	}
 	info := d.opts.Info
+	info.Resume = d.resume
 	if d.opts.Credentials != nil {
 		// Credentials may bind to this very connection (a device proof over
 		// the TLS exporter), so they are made per connection.

@@ -91,6 +91,10 @@ type Options struct {
 	// Reconnect configures automatic reconnection; off by default. See
 	// ReconnectOptions.
 	Reconnect ReconnectOptions
+	// Recovery configures session resumption, ordered delivery with gap
+	// repair, ACK cursors and the resending of unacknowledged PUBLISHes.
+	// See RecoveryOptions.
+	Recovery RecoveryOptions
 }
 
 // Defaults for zero Options fields.
@@ -133,6 +137,7 @@ func (o *Options) setDefaults() {
 		o.HandlerPatience = DefaultHandlerPatience
 	}
 	o.Reconnect.setDefaults()
+	o.Recovery.setDefaults()
 }
 
 // validate reports option values that cannot work.
@@ -144,6 +149,9 @@ func (o *Options) validate() error {
 		return errors.New("client: negative HandlerQueueLength")
 	case o.RootCAsFile != "" && o.RootCAs != nil:
 		return errors.New("client: set RootCAsFile or RootCAs, not both")
+	}
+	if err := o.Recovery.validate(); err != nil {
+		return err
 	}
 	return o.Reconnect.validate()
 }
