@@ -102,6 +102,23 @@ type Client struct {
 	notify   *runner[Notification]      // guarded by mu
 	messages *runner[Message]           // guarded by mu
 	runners  map[stopper]struct{}       // guarded by mu; every started runner
+
+	// Recovery state (recovery.go), guarded by mu.
+	order         map[string]*seqTracker  // per subscribed channel
+	ackCursors    map[string]uint64       // delivered, not yet acknowledged
+	ackCount      int                     // events delivered since the last ACK
+	ackTimer      *time.Timer             // flushes ackCursors after AckDelay
+	inflight      map[string]*inflightPub // PUBLISHes waiting for their ACK, by id
+	inflightOrder []string                // their ids in send order (settled ones pruned lazily)
+	resume        *wire.Resume            // resumes the last session; nil = none
+	acking        bool                    // the last session's server ACKs PUBLISHes
+
+	duplicates       atomic.Uint64
+	gapsSkipped      atomic.Uint64
+	recoveryFailures atomic.Uint64
+	acksSent         atomic.Uint64
+	resent           atomic.Uint64
+	resumes          atomic.Uint64
 }
 
 // link is one established session.
@@ -160,8 +177,10 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 		since:         map[string]uint64{},
 		pending:       map[string]chan error{},
 		runners:       map[stopper]struct{}{},
+		order:         map[string]*seqTracker{},
 	}
 	c.tokens = plan.tokens
+	c.noteResumableLocked(l)
 	c.startDispatcher(l)
 	go func() {
 		defer close(c.superviseDone)
@@ -257,6 +276,7 @@ func (c *Client) finish(err error) {
 			err = ErrClosed
 		}
 		c.endErr = err
+		c.failInflightLocked(err)
 		c.mu.Unlock()
 		close(c.done)
 	})
@@ -307,6 +327,22 @@ type Stats struct {
 	// Unverified counts events that failed verification or were unsigned
 	// while Options.Verify was enabled (dropped with DropUnverified).
 	Unverified uint64
+	// Resumes counts reconnections that resumed the lost session (JSP
+	// §11.1 item 4) instead of starting a new one.
+	Resumes uint64
+	// Resent counts PUBLISHes sent again after a reconnect because their
+	// ACK had not arrived.
+	Resent uint64
+	// Duplicates counts events dropped because they were delivered before
+	// (replays after a resume or reconnect).
+	Duplicates uint64
+	// GapsSkipped counts gaps in a channel's events that could not be
+	// repaired from history (RecoveryOptions.OnGap).
+	GapsSkipped uint64
+	// RecoveryFailures counts RECOVERY_IMPOSSIBLE answers.
+	RecoveryFailures uint64
+	// AcksSent counts ACK messages with cursors sent.
+	AcksSent uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -318,6 +354,13 @@ func (c *Client) Stats() Stats {
 		Reconnects:   c.reconnects.Load(),
 		Queued:       c.queuedMessages.Load(),
 		Unverified:   c.sigs.unverifiedCount(),
+
+		Resumes:          c.resumes.Load(),
+		Resent:           c.resent.Load(),
+		Duplicates:       c.duplicates.Load(),
+		GapsSkipped:      c.gapsSkipped.Load(),
+		RecoveryFailures: c.recoveryFailures.Load(),
+		AcksSent:         c.acksSent.Load(),
 	}
 }
 
@@ -345,6 +388,11 @@ func (c *Client) Close() error {
 		c.dispatchWG.Wait()
 		c.mu.Lock()
 		c.outbox = nil
+		if c.ackTimer != nil {
+			c.ackTimer.Stop()
+			c.ackTimer = nil
+		}
+		c.failInflightLocked(ErrClosed)
 		for r := range c.runners {
 			r.stop()
 		}
@@ -456,7 +504,20 @@ func (c *Client) route(in session.Incoming) {
 			return
 		}
 	default:
-		if c.completeRequest(in) {
+		settled := false
+		switch m := in.Message.(type) {
+		case *wire.Ack:
+			settled = c.settle(m.IDs, nil)
+		case *wire.ErrorMessage:
+			if m.Code == jsperr.RecoveryImpossible && m.Channel != "" && len(m.Ref) == 0 {
+				c.recoveryImpossible(m.Channel)
+				return
+			}
+			if len(m.Ref) > 0 {
+				settled = c.settle([][]byte{m.Ref}, m.Err())
+			}
+		}
+		if c.completeRequest(in) || settled {
 			return
 		}
 		if m, ok := in.Message.(*wire.ErrorMessage); ok {

@@ -8,6 +8,7 @@ import (
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
+	"github.com/jetstreamproto/jsp/wire"
 )
 
 // Dial connects to the JSP server at rawURL and completes the JSP handshake
@@ -32,7 +33,7 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := plan.dial(ctx, rawURL)
+	l, err := plan.dial(ctx, rawURL, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -68,8 +69,9 @@ func newDialPlan(o *Options, rawURL string) (*dialPlan, error) {
 // Options.DialTimeout. In automatic mode (jsp://) QUIC starts first and
 // TLS over TCP follows after Options.HappyEyeballsDelay, or at once if QUIC
 // fails; the first to complete the JSP handshake is kept and the other is
-// closed.
-func (p *dialPlan) dial(ctx context.Context, rawURL string) (*link, error) {
+// closed. resume, when set, asks the server to resume that session (JSP
+// §11.1 item 4).
+func (p *dialPlan) dial(ctx context.Context, rawURL string, resume *wire.Resume) (*link, error) {
 	o := p.opts
 	t, err := parseTarget(rawURL)
 	if err != nil {
@@ -83,7 +85,7 @@ func (p *dialPlan) dial(ctx context.Context, rawURL string) (*link, error) {
 	defer cancel()
 
 	start := o.Now()
-	d := &dialer{opts: o, target: t, tls: tlsConf, tokens: p.tokens}
+	d := &dialer{opts: o, target: t, tls: tlsConf, tokens: p.tokens, resume: resume}
 	var sess *session.Session
 	var kind transport.Kind
 	if t.auto {
@@ -108,6 +110,7 @@ type dialer struct {
 	target target
 	tls    *tls.Config
 	tokens *tokenState
+	resume *wire.Resume
 }
 
 func (d *dialer) dialFunc(kind transport.Kind) func(ctx context.Context) (*session.Session, error) {
@@ -127,6 +130,7 @@ func (d *dialer) dial(ctx context.Context, kind transport.Kind) (*session.Sessio
 		return nil, err
 	}
 	info := d.opts.Info
+	info.Resume = d.resume
 	if d.opts.Credentials != nil {
 		// Credentials may bind to this very connection (a device proof over
 		// the TLS exporter), so they are made per connection, once its

@@ -109,6 +109,10 @@ type Options struct {
 	// Verify configures the verification of incoming signed events; off
 	// by default. See VerifyOptions.
 	Verify VerifyOptions
+	// Recovery configures session resumption, ordered delivery with gap
+	// repair, ACK cursors and the resending of unacknowledged PUBLISHes.
+	// See RecoveryOptions.
+	Recovery RecoveryOptions
 }
 
 // Defaults for zero Options fields.
@@ -153,6 +157,7 @@ func (o *Options) setDefaults() {
 	o.Reconnect.setDefaults()
 	o.Verify.setDefaults()
 	o.setEarlyDefaults()
+	o.Recovery.setDefaults()
 }
 
 // validate reports option values that cannot work.
@@ -166,6 +171,9 @@ func (o *Options) validate() error {
 		return errors.New("client: set RootCAsFile or RootCAs, not both")
 	}
 	if err := o.Verify.validate(); err != nil {
+		return err
+	}
+	if err := o.Recovery.validate(); err != nil {
 		return err
 	}
 	return o.Reconnect.validate()

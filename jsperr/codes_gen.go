@@ -56,6 +56,8 @@ const (
 	Expired Code = 0x106
 	// SESSION_NOT_FOUND: A resume referred to an unknown or expired session.
 	SessionNotFound Code = 0x107
+	// RECOVERY_IMPOSSIBLE: Events a resumed or repositioned subscription missed are no longer retained; refetch the channel's history.
+	RecoveryImpossible Code = 0x108
 	// BAD_REQUEST: The command or message is invalid for its route.
 	BadRequest Code = 0x200
 	// NOT_FOUND: No handler or resource for the route or command.
@@ -187,6 +189,7 @@ var registry = map[Code]info{
 	QueueFull:               {name: "QUEUE_FULL", scope: "message", retry: true},
 	Expired:                 {name: "EXPIRED", scope: "message", retry: false},
 	SessionNotFound:         {name: "SESSION_NOT_FOUND", scope: "connection", retry: false},
+	RecoveryImpossible:      {name: "RECOVERY_IMPOSSIBLE", scope: "message", retry: false},
 	BadRequest:              {name: "BAD_REQUEST", scope: "message", retry: false},
 	NotFound:                {name: "NOT_FOUND", scope: "message", retry: false},
 	Timeout:                 {name: "TIMEOUT", scope: "message", retry: true},

@@ -203,6 +203,8 @@ type Config struct {
 	// MaxReplay caps the messages replayed for one SUBSCRIBE with Since.
 	// Default: DefaultMaxReplay.
 	MaxReplay int
+	// Resume configures session resumption in bus mode (resume.go).
+	Resume ResumeConfig
 	// Sessions, when set, keeps a storage record of every session: upserted
 	// on connect, touched every SessionTouchInterval, closed on disconnect;
 	// New closes the records an earlier run of NodeID left open.
@@ -337,6 +339,7 @@ func (c *Config) setDefaults() {
 	if c.MaxReplay == 0 {
 		c.MaxReplay = DefaultMaxReplay
 	}
+	c.Resume.setDefaults()
 	if c.SessionTouchInterval == 0 {
 		c.SessionTouchInterval = DefaultSessionTouchInterval
 	}
@@ -362,6 +365,9 @@ func (c *Config) validate() error {
 	}
 	if c.WSPath != "" && !strings.HasPrefix(c.WSPath, "/") || c.WSPath == "/healthz" || c.WSPath == "/metrics" {
 		return fmt.Errorf("gateway: WSPath %q must start with / and differ from /healthz and /metrics", c.WSPath)
+	}
+	if err := c.Resume.validate(); err != nil {
+		return err
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return errors.New("gateway: CertFile and KeyFile go together")

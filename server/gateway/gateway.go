@@ -100,7 +100,10 @@ type Gateway struct {
 	pin      tlsconf.Fingerprint
 	hub      *pubsub.Hub[*wire.Envelope]
 	// cluster is the bus side (Config.Bus); nil without a bus.
-	cluster  *cluster
+	cluster *cluster
+	// resumes holds resumable sessions (resume.go); nil without a bus or
+	// with Resume.Disabled.
+	resumes  *resumeStore
 	services *services.Registry
 	metrics  *metrics
 	adm      *admission
@@ -198,6 +201,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Bus != nil {
 		if g.cluster, err = newCluster(&g.cfg, hub); err != nil {
 			return nil, err
+		}
+		if !cfg.Resume.Disabled {
+			g.resumes = newResumeStore(cfg.Resume, cfg.Now)
 		}
 	}
 	if cfg.Sessions != nil {
@@ -514,6 +520,7 @@ func (g *Gateway) serveConn(conn transport.Conn, release func()) {
 	sess, err := session.Accept(g.ctx, conn, g.cfg.Session, session.ServerOptions{
 		Authenticate: g.cfg.Authenticate,
 		Gateways:     g.cfg.Alternatives,
+		Resume:       g.resumeHook(),
 	})
 	<-g.handshakeSem
 	if err != nil {
@@ -713,6 +720,9 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 			gauge{"jsp_bus_events_delivered_total", "counter", "Channel events handed to the local hub.", int64(fo.Delivered)},
 			gauge{"jsp_bus_gaps_total", "counter", "Gaps in a channel's live events that sessions filled from storage.", int64(g.cluster.gaps.Load())},
 		)
+	}
+	if g.resumes != nil {
+		gauges = append(gauges, g.resumes.gauges()...)
 	}
 	_ = g.metrics.write(w, gauges)
 	_ = core.WriteBreakerMetrics(w, g.cfg.Breakers...)

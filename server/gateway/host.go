@@ -60,6 +60,10 @@ type host struct {
 	catching map[string]*catchup // guarded by cmu: channels being replayed
 	last     map[string]uint64   // guarded by cmu: last seq sent per channel
 	capped   map[string]struct{} // guarded by cmu: replay stopped at MaxReplay
+	// Resume cursors (resume.go), guarded by cmu.
+	subscribed map[string]struct{} // channels subscribed
+	base       map[string]uint64   // where each subscription started
+	acked      map[string]uint64   // the client's ACK cursors
 
 	mu        sync.Mutex
 	goingAway bool // guarded by mu: goAway has started
@@ -97,6 +101,9 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		h.catching = map[string]*catchup{}
 		h.last = map[string]uint64{}
 		h.capped = map[string]struct{}{}
+		h.subscribed = map[string]struct{}{}
+		h.base = map[string]uint64{}
+		h.acked = map[string]uint64{}
 	}
 	return h
 }
@@ -107,6 +114,9 @@ func (h *host) run() {
 	ctx := h.sess.Context()
 	h.log.Debug("session established")
 	h.recordOpen()
+	if h.g.resumes != nil {
+		h.g.resumes.attach(h)
+	}
 	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch}
 	if h.g.cluster != nil {
 		loops = append(loops, h.publishLoop)
@@ -123,6 +133,12 @@ func (h *host) run() {
 	h.finished = true
 	h.mu.Unlock()
 	h.wg.Wait()
+	if h.g.resumes != nil {
+		// A session the client closed on purpose (NO_ERROR) or that the
+		// gateway's closing ended is not kept for a resume.
+		keep := jsperr.CodeOf(err) != jsperr.NoError && h.g.ctx.Err() == nil
+		h.g.resumes.detach(h, h.cursors(), keep)
+	}
 	h.sub.Close()
 	for name := range h.joined {
 		h.g.cluster.leave(name)
@@ -188,6 +204,9 @@ func (h *host) closeOnError(err error) {
 // recvLoop dispatches the messages the client sends on the control stream
 // and on message streams.
 func (h *host) recvLoop(ctx context.Context) {
+	if st, ok := h.sess.ResumeState().(*resumeState); ok {
+		h.resumeSubscriptions(ctx, st)
+	}
 	for {
 		in, err := h.sess.Recv(ctx)
 		if err != nil {
@@ -228,9 +247,11 @@ func (h *host) recvLoop(ctx context.Context) {
 			// reply to.
 			h.closeOnError(jsperr.Newf(jsperr.ProtocolViolation, "%s from a client", in.Type))
 			return
+		case wire.FrameAck:
+			if m, ok := in.Message.(*wire.Ack); ok {
+				h.ackCursors(m)
+			}
 		default:
-			// ACK cursors and other client messages carry state this
-			// gateway does not keep yet (resume comes with storage).
 			h.log.Debug("ignoring message", "type", in.Type.String())
 		}
 	}
@@ -301,6 +322,7 @@ func (h *host) unsubscribe(m *wire.Unsubscribe) {
 	if h.g.cluster != nil {
 		h.endCatchup(m.Channel)
 		h.leaveCluster(m.Channel)
+		h.noteUnsubscribed(m.Channel)
 	}
 	h.ack(m.ReqID)
 }
@@ -422,6 +444,9 @@ func (h *host) command(ctx context.Context, env *wire.Envelope) {
 	var svc services.Service
 	if env.Route.Kind == wire.RouteService {
 		svc, _ = h.g.services.Command(env.Route.Name)
+		if svc == nil && env.Route.Name == HistoryService && h.g.cluster != nil {
+			svc = historyService{client: h.g.cluster.client}
+		}
 	}
 	if svc == nil {
 		reply(nil, jsperr.NotFound, "no service "+env.Route.Kind.String()+" "+env.Route.Name)

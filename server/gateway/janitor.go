@@ -51,6 +51,9 @@ func (g *Gateway) janitor() {
 			if g.msgLimits != nil {
 				g.msgLimits.Sweep()
 			}
+			if g.resumes != nil {
+				g.resumes.sweep()
+			}
 		}
 	}
 }
