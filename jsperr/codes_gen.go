@@ -68,6 +68,8 @@ const (
 	Conflict Code = 0x204
 	// LIMIT_EXCEEDED: A configured resource limit (subscriptions, channels, file size) was reached.
 	LimitExceeded Code = 0x205
+	// UNAVAILABLE: A server-side dependency (bus, storage, shared state cache) did not answer; retry later.
+	Unavailable Code = 0x208
 	// UNAUTHENTICATED: No valid credentials were presented.
 	Unauthenticated Code = 0x300
 	// FORBIDDEN: The authenticated identity may not do this.
@@ -149,6 +151,7 @@ var registry = map[Code]info{
 	Cancelled:            {name: "CANCELLED", scope: "message", retry: false},
 	Conflict:             {name: "CONFLICT", scope: "message", retry: false},
 	LimitExceeded:        {name: "LIMIT_EXCEEDED", scope: "message", retry: false},
+	Unavailable:          {name: "UNAVAILABLE", scope: "message", retry: true},
 	Unauthenticated:      {name: "UNAUTHENTICATED", scope: "connection", retry: false},
 	Forbidden:            {name: "FORBIDDEN", scope: "message", retry: false},
 	RateLimited:          {name: "RATE_LIMITED", scope: "message", retry: true},

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/bus/natsbus"
@@ -32,6 +33,7 @@ type nodeFlags struct {
 	db         string
 	dbSet      bool // --db was given explicitly
 	cluster    string
+	ops        opsFlags // configuration, operations and registry flags
 }
 
 // defaultDSN is the SQLite database under the data directory.
@@ -61,6 +63,9 @@ type node struct {
 	bus   bus.Bus
 	store storage.Store
 	core  *core.Core
+	// presence records presence changes in the event log (roles all and
+	// core); nil otherwise.
+	presence bus.Watcher
 }
 
 // openNode opens the bus, the store and the core the role needs.
@@ -101,6 +106,9 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		if err := nd.core.Start(); err != nil {
 			return nil, err
 		}
+		if nd.presence, err = recordPresence(ctx, nd.bus, subj, n.ops, log); err != nil {
+			return nil, err
+		}
 	}
 	return nd, nil
 }
@@ -109,8 +117,14 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 // embedded NATS server): the core finishes its commits before the store
 // and the bus go.
 func (nd *node) close() {
+	if nd.presence != nil {
+		nd.presence.Stop()
+	}
 	if nd.core != nil {
-		_ = nd.core.Close()
+		// Commits in progress finish before the store closes.
+		ctx, cancel := context.WithTimeout(context.Background(), core.DefaultRequestTimeout)
+		_ = nd.core.Shutdown(ctx)
+		cancel()
 	}
 	if nd.store != nil {
 		_ = nd.store.Close()
@@ -130,8 +144,18 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 	}
 	defer nd.close()
 	fmt.Fprintf(out, "role %s, cluster %q, bus %s, storage %s\n", n.role, n.cluster, busSummary(n), storeSummary(n, nd))
+	st := &nodeState{flags: n, nd: nd, started: time.Now()}
+	ops, err := startOps(n.ops.opsAddr, st, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	if ops != nil {
+		defer ops.close()
+		fmt.Fprintf(out, "operations on http://%s (/healthz /readyz /metrics /status)\n", ops.addr())
+	}
 	if n.role == roleCore {
 		<-ctx.Done()
+		st.stopping.Store(true)
 		if stopSignals != nil {
 			stopSignals()
 		}
@@ -143,7 +167,8 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 	if nd.store != nil {
 		cfg.Sessions = nd.store
 	}
-	return runServer(ctx, cfg, out, stopSignals)
+	cfg.ReadyChecks = st.readyChecks()
+	return serveGateway(ctx, cfg, out, stopSignals, st.gw.Store)
 }
 
 func busSummary(n nodeFlags) string {

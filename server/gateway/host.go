@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
@@ -38,6 +39,10 @@ type host struct {
 	auth session.Identity
 	user string
 	sub  *pubsub.Subscriber[*wire.Envelope]
+	// since is when the session was established; lastActive the Unix
+	// nanoseconds of the client's last message (presence).
+	since      time.Time
+	lastActive atomic.Int64
 
 	inflight chan struct{} // semaphore: commands and message echoes
 	streams  chan struct{} // semaphore: stream handlers
@@ -84,6 +89,8 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		h.log = h.log.With("user", h.user, "device", h.auth.Device)
 	}
 	h.sub = g.hub.NewSubscriber(id)
+	h.since = g.cfg.Now()
+	h.lastActive.Store(h.since.UnixNano())
 	if g.cluster != nil {
 		h.pubs = make(chan *wire.Envelope, g.cfg.MaxInflight)
 		h.joined = map[string]struct{}{}
@@ -100,6 +107,7 @@ func (h *host) run() {
 	ctx := h.sess.Context()
 	h.log.Debug("session established")
 	h.recordOpen()
+	h.registryOpen()
 	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch}
 	if h.g.cluster != nil {
 		loops = append(loops, h.publishLoop)
@@ -121,6 +129,7 @@ func (h *host) run() {
 		h.g.cluster.leave(name)
 	}
 	h.recordClose()
+	h.registryClose()
 	if code := jsperr.CodeOf(err); code != jsperr.NoError {
 		h.g.metrics.errors.add(code.String(), 1)
 	}
@@ -179,7 +188,7 @@ func (h *host) goAway() {
 		h.g.metrics.messagesOut.add(wire.FrameGoaway.String(), 1)
 		// g.ctx ends when a Shutdown's deadline passes or Close is called;
 		// the session then closes before the grace is over.
-		if err := h.sess.GoAway(h.g.ctx, "server shutting down", h.g.cfg.Alternatives, h.g.cfg.DrainGrace); err != nil {
+		if err := h.sess.GoAway(h.g.ctx, "server shutting down", h.g.alternatives(), h.g.cfg.DrainGrace); err != nil {
 			h.log.Debug("goaway", "err", err)
 			_ = h.sess.CloseWithError(jsperr.GoingAway, "server shutting down")
 		}
@@ -204,6 +213,8 @@ func (h *host) recvLoop(ctx context.Context) {
 			return
 		}
 		h.g.metrics.messagesIn.add(in.Type.String(), 1)
+		h.lastActive.Store(h.g.cfg.Now().UnixNano())
+		h.g.ops.countIn(in)
 		switch in.Type {
 		case wire.FrameSubscribe:
 			if m, ok := in.Message.(*wire.Subscribe); ok {
@@ -393,6 +404,7 @@ func (h *host) sendEvent(ctx context.Context, d pubsub.Delivery[*wire.Envelope])
 		return nil
 	}
 	h.g.metrics.messagesOut.add(wire.FrameEvent.String(), 1)
+	h.g.ops.countOut(ev.Class)
 	return nil
 }
 
