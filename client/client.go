@@ -66,6 +66,8 @@ type Client struct {
 	opts Options
 	log  *slog.Logger
 	plan *dialPlan
+	// book ranks the gateways a reconnect tries (gateways.go).
+	book *gatewayBook
 
 	stopSupervise  context.CancelFunc
 	superviseDone  chan struct{}
@@ -144,6 +146,7 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 		opts:          o,
 		log:           o.Logger,
 		plan:          plan,
+		book:          newGatewayBook(plan.urls),
 		stopDispatch:  stopDispatch,
 		dispatchCtx:   dctx,
 		stopSupervise: stopSupervise,
@@ -157,6 +160,7 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 		pending:       map[string]chan error{},
 		runners:       map[stopper]struct{}{},
 	}
+	c.noteSession(l)
 	c.startDispatcher(l)
 	go func() {
 		defer close(c.superviseDone)
