@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -27,6 +26,7 @@ type opsFlags struct {
 	sessionRetention time.Duration
 	heartbeat        time.Duration
 	awayAfter        time.Duration
+	coreTimeout      time.Duration
 }
 
 // addOpsFlags registers the flags of opsFlags on the server command.
@@ -41,6 +41,7 @@ func addOpsFlags(cmd *cobra.Command, o *opsFlags) {
 	fl.StringSliceVar(&o.public, "public-url", d.Listen.Public, "client URL of this gateway announced to clients (repeatable; default: the bound addresses)")
 	fl.DurationVar(&o.sessionRetention, "session-retention", d.Storage.SessionRetention, "how long closed session records are kept")
 	fl.DurationVar(&o.heartbeat, "registry-heartbeat", d.Gateway.Heartbeat, "registry and presence refresh interval in NATS KV")
+	fl.DurationVar(&o.coreTimeout, "core-timeout", d.Gateway.CoreTimeout, "how long a gateway waits for a core's commit before answering TIMEOUT")
 	fl.DurationVar(&o.awayAfter, "away-after", d.Gateway.AwayAfter, "a user whose sessions sent nothing for this long is away")
 }
 
@@ -126,6 +127,7 @@ func (o *opsFlags) applyGateway(cfg *gateway.Config) {
 	cfg.RegistryHeartbeat = o.heartbeat
 	cfg.AwayAfter = o.awayAfter
 	cfg.SessionRetention = o.sessionRetention
+	cfg.CoreTimeout = o.coreTimeout
 }
 
 // printConfig writes the effective configuration.
@@ -133,5 +135,3 @@ func printConfig(out io.Writer, l *config.Loaded) error {
 	_, err := io.WriteString(out, l.Format())
 	return err
 }
-
-var _ = os.Environ

@@ -110,9 +110,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		if err := nd.core.Start(); err != nil {
 			return nil, err
 		}
-		if nd.presence, err = recordPresence(ctx, nd.bus, subj, n.ops, log); err != nil {
-			return nil, err
-		}
+		nd.presence = startPresenceRecorder(nd.bus, subj, n.ops, log)
 	}
 	return nd, nil
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -204,6 +205,60 @@ func (o *opsServer) addr() string { return o.ln.Addr().String() }
 func (o *opsServer) close() {
 	_ = o.srv.Close()
 	<-o.done
+}
+
+// presenceRetry is the pause between attempts to open presence while the
+// bus's JetStream does not answer (a cluster still electing leaders).
+const presenceRetry = 2 * time.Second
+
+// presenceRecorder records presence changes in the event log once the
+// buckets open; it retries in the background, because presence events
+// are a record, not something a core must have to serve. Its goroutine
+// ends at Stop.
+type presenceRecorder struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	w      bus.Watcher // guarded by mu
+}
+
+func startPresenceRecorder(b bus.Bus, subj bus.Subjects, o opsFlags, log *slog.Logger) *presenceRecorder {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &presenceRecorder{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		for {
+			w, err := recordPresence(ctx, b, subj, o, log)
+			if err == nil {
+				r.mu.Lock()
+				r.w = w
+				r.mu.Unlock()
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("presence changes not recorded yet; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(presenceRetry):
+			}
+		}
+	}()
+	return r
+}
+
+// Stop ends the attempts and the watch.
+func (r *presenceRecorder) Stop() {
+	r.cancel()
+	<-r.done
+	r.mu.Lock()
+	w := r.w
+	r.mu.Unlock()
+	if w != nil {
+		w.Stop()
+	}
 }
 
 // recordPresence opens presence on the bus and records its changes in the

@@ -105,6 +105,8 @@ type Gateway struct {
 	MaxHandshakesPerIP int           `key:"max_handshakes_per_ip" flag:"max-handshakes-per-ip" doc:"maximum handshakes in flight from one IP address"`
 	// Heartbeat is the registry and presence refresh interval.
 	Heartbeat time.Duration `key:"registry_heartbeat" flag:"registry-heartbeat" doc:"how often a gateway refreshes its registry and presence entries in NATS KV; entries expire after 3 heartbeats"`
+	// CoreTimeout bounds one request to a core.
+	CoreTimeout time.Duration `key:"core_timeout" flag:"core-timeout" doc:"how long a gateway waits for a core to commit a PUBLISH before it answers TIMEOUT (the client resends)"`
 	// AwayAfter marks a user away when none of their sessions was active
 	// for this long.
 	AwayAfter time.Duration `key:"away_after" flag:"away-after" doc:"a user whose sessions all sent nothing for this long is away"`

@@ -30,6 +30,7 @@ func Default() Config {
 			MaxConnsPerIP:      gateway.DefaultMaxConnsPerIP,
 			MaxHandshakesPerIP: ddos.DefaultMaxHandshakesPerIP,
 			Heartbeat:          gateway.DefaultRegistryHeartbeat,
+			CoreTimeout:        gateway.DefaultCoreTimeout,
 			AwayAfter:          gateway.DefaultAwayAfter,
 		},
 		Auth: Auth{Mode: "anonymous", Audience: "jsp"},

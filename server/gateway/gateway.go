@@ -226,13 +226,9 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	if cfg.Bus != nil {
-		if g.reg, err = newRegistry(g); err != nil {
-			g.closeListeners()
-			g.cancel()
-			return nil, err
-		}
+		g.reg = newRegistry(g)
 		if cfg.Services == nil {
-			if err := g.services.Register(presenceService{g.reg.presence}, PresenceCommand); err != nil {
+			if err := g.services.Register(presenceService{g.reg}, PresenceCommand); err != nil {
 				g.reg.close()
 				g.closeListeners()
 				g.cancel()

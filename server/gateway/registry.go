@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,9 +43,12 @@ func (c *Config) setRegistryDefaults() {
 // ended by g.ctx; the gateway watch's goroutine, owned by the bus and
 // stopped by close.
 type registry struct {
-	g        *Gateway
-	presence *core.Presence
-	watcher  bus.Watcher
+	g *Gateway
+	// presence is set once the buckets are open: run opens them, and
+	// retries every heartbeat while the bus's JetStream does not answer,
+	// so that a gateway starts (and serves) while the shared state cache
+	// is still electing its leaders.
+	presence atomic.Pointer[core.Presence]
 
 	// peers are the URLs of the other live gateways, least loaded first.
 	peers atomic.Pointer[[]string]
@@ -57,31 +59,51 @@ type registry struct {
 	errors atomic.Uint64
 
 	mu       sync.Mutex
-	draining bool // guarded by mu
+	draining bool        // guarded by mu
+	watcher  bus.Watcher // guarded by mu; nil until the buckets are open
+	closed   bool        // guarded by mu
 }
 
-// newRegistry opens the buckets and starts following the gateway
-// registry. It needs Config.Bus.
-func newRegistry(g *Gateway) (*registry, error) {
-	ctx, cancel := context.WithTimeout(g.ctx, g.cfg.CoreTimeout)
+// newRegistry returns the registry of a gateway with Config.Bus; run
+// opens the buckets.
+func newRegistry(g *Gateway) *registry {
+	r := &registry{g: g}
+	empty := []string{}
+	r.peers.Store(&empty)
+	return r
+}
+
+// open opens the buckets and starts following the gateway registry; false
+// when the bus did not answer (run retries at the next heartbeat).
+func (r *registry) open(ctx context.Context) bool {
+	g := r.g
+	octx, cancel := context.WithTimeout(ctx, g.cfg.CoreTimeout)
 	defer cancel()
-	p, err := core.OpenPresence(ctx, core.PresenceConfig{
+	p, err := core.OpenPresence(octx, core.PresenceConfig{
 		Bus:       g.cfg.Bus,
 		TTL:       RegistryTTLBeats * g.cfg.RegistryHeartbeat,
 		AwayAfter: g.cfg.AwayAfter,
 		Now:       g.cfg.Now,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("gateway: registry: %w", err)
+		r.failed("open the buckets", err)
+		return false
 	}
-	r := &registry{g: g, presence: p}
-	empty := []string{}
-	r.peers.Store(&empty)
-	r.watcher, err = p.WatchGateways(g.ctx, r.setPeers)
+	w, err := p.WatchGateways(ctx, r.setPeers)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: watch the gateway registry: %w", err)
+		r.failed("watch the gateway registry", err)
+		return false
 	}
-	return r, nil
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		w.Stop()
+		return false
+	}
+	r.watcher = w
+	r.mu.Unlock()
+	r.presence.Store(p)
+	return true
 }
 
 // setPeers keeps the URLs of the other live gateways that are not
@@ -152,17 +174,27 @@ func (g *Gateway) publicURLs() []string {
 func (r *registry) run() {
 	t := time.NewTicker(r.g.cfg.RegistryHeartbeat)
 	defer t.Stop()
-	r.refresh(r.g.ctx)
+	opened := r.open(r.g.ctx)
+	if opened {
+		r.refresh(r.g.ctx)
+	}
 	for {
 		select {
 		case <-r.g.ctx.Done():
-			ctx, cancel := context.WithTimeout(context.Background(), registryOpTimeout)
-			defer cancel()
-			if err := r.presence.RemoveGateway(ctx, r.g.cfg.NodeID); err != nil {
-				r.failed("remove gateway entry", err)
+			if p := r.presence.Load(); p != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), registryOpTimeout)
+				defer cancel()
+				if err := p.RemoveGateway(ctx, r.g.cfg.NodeID); err != nil {
+					r.failed("remove gateway entry", err)
+				}
 			}
 			return
 		case <-t.C:
+			if !opened {
+				if opened = r.open(r.g.ctx); !opened {
+					continue
+				}
+			}
 			r.refresh(r.g.ctx)
 		}
 	}
@@ -190,9 +222,13 @@ func (r *registry) putGateway(ctx context.Context, sessions int) {
 	r.mu.Lock()
 	draining := r.draining
 	r.mu.Unlock()
+	p := r.presence.Load()
+	if p == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, registryOpTimeout)
 	defer cancel()
-	err := r.presence.PutGateway(ctx, core.GatewayEntry{
+	err := p.PutGateway(ctx, core.GatewayEntry{
 		Node:        r.g.cfg.NodeID,
 		URLs:        r.g.publicURLs(),
 		Sessions:    sessions,
@@ -215,18 +251,26 @@ func (r *registry) drain() {
 }
 
 func (r *registry) putSession(ctx context.Context, h *host) {
+	p := r.presence.Load()
+	if p == nil {
+		return // the next refresh after the buckets open writes it
+	}
 	ctx, cancel := context.WithTimeout(ctx, registryOpTimeout)
 	defer cancel()
-	if err := r.presence.Put(ctx, h.registryEntry()); err != nil {
+	if err := p.Put(ctx, h.registryEntry()); err != nil {
 		r.failed("put session entry", err)
 	}
 }
 
 func (r *registry) removeSession(h *host) {
+	p := r.presence.Load()
+	if p == nil {
+		return
+	}
 	// The gateway's context may be over (Close); the entry still goes.
 	ctx, cancel := context.WithTimeout(context.Background(), registryOpTimeout)
 	defer cancel()
-	if err := r.presence.Remove(ctx, h.presenceUser(), h.id); err != nil {
+	if err := p.Remove(ctx, h.presenceUser(), h.id); err != nil {
 		r.failed("remove session entry", err)
 	}
 }
@@ -238,8 +282,13 @@ func (r *registry) failed(what string, err error) {
 
 // close stops following the gateway registry.
 func (r *registry) close() {
-	if r.watcher != nil {
-		r.watcher.Stop()
+	r.mu.Lock()
+	r.closed = true
+	w := r.watcher
+	r.watcher = nil
+	r.mu.Unlock()
+	if w != nil {
+		w.Stop()
 	}
 }
 
@@ -282,7 +331,7 @@ func (h *host) registryClose() {
 }
 
 // presenceService answers PresenceCommand from the shared state cache.
-type presenceService struct{ p *core.Presence }
+type presenceService struct{ r *registry }
 
 // HandleCommand returns the JSON of the presence of the user named by the
 // command's body.
@@ -291,7 +340,11 @@ func (s presenceService) HandleCommand(ctx context.Context, _ *services.Caller, 
 	if user == "" {
 		return nil, jsperr.New(jsperr.BadRequest, "presence: the body names the user")
 	}
-	up, err := s.p.Query(ctx, user)
+	p := s.r.presence.Load()
+	if p == nil {
+		return nil, jsperr.New(jsperr.Unavailable, "presence: the shared state cache is not reachable yet")
+	}
+	up, err := p.Query(ctx, user)
 	if err != nil {
 		return nil, jsperr.Wrap(jsperr.Unavailable, err)
 	}

@@ -25,6 +25,7 @@ func TestRegistryAndPresence(t *testing.T) {
 	a := startGateway(t, Config{Bus: f.bus, Sessions: f.store, NodeID: "gw-a", PublicURLs: []string{"jsp+tcp://a.example:7400"}})
 	b := startGateway(t, Config{Bus: f.bus, Sessions: f.store, NodeID: "gw-b", PublicURLs: []string{"jsp+tcp://b.example:7400"},
 		DrainGrace: 50 * time.Millisecond})
+	waitFor(t, "registry open", func() bool { return a.reg.presence.Load() != nil && b.reg.presence.Load() != nil })
 	waitFor(t, "gw-a lists gw-b", func() bool { return slices.Contains(a.alternatives(), "jsp+tcp://b.example:7400") })
 	waitFor(t, "gw-b lists gw-a", func() bool { return slices.Contains(b.alternatives(), "jsp+tcp://a.example:7400") })
 
@@ -36,7 +37,7 @@ func TestRegistryAndPresence(t *testing.T) {
 	var up core.UserPresence
 	waitFor(t, "presence online", func() bool {
 		var err error
-		up, err = a.reg.presence.Query(ctxT(t), "anonymous")
+		up, err = a.reg.presence.Load().Query(ctxT(t), "anonymous")
 		return err == nil && up.Status == core.StatusOnline && len(up.Sessions) == 1
 	})
 	if e := up.Sessions[0]; e.Session != id || e.Gateway != "gw-a" || e.Transport != string(transport.KindMem) || e.RemoteAddr == "" || e.Since.IsZero() {
@@ -66,7 +67,7 @@ func TestRegistryAndPresence(t *testing.T) {
 
 	_ = s.Close()
 	waitFor(t, "session gone from the registry", func() bool {
-		up, err := a.reg.presence.Query(ctxT(t), "anonymous")
+		up, err := a.reg.presence.Load().Query(ctxT(t), "anonymous")
 		return err == nil && !slices.ContainsFunc(up.Sessions, func(e core.SessionEntry) bool { return e.Session == id })
 	})
 
