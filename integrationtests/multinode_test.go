@@ -459,8 +459,30 @@ func TestMultiNode(t *testing.T) {
 	d.startServers()
 	subC := d.subscribe(t, 0, client.Since(0))
 	waitAll("after restart", subC)
-	checkStore(t, d.dsn, total, bodies)
 	t.Logf("restarted: %d messages intact at %v", total, time.Since(started).Round(time.Millisecond))
+
+	// 6. Graceful shutdown of a gateway under traffic loses nothing: it
+	// drains (GOAWAY with the other gateway, then close after the grace),
+	// its subscriber moves, its publisher resends what was not ACKed.
+	pubA = &publisher{name: "pub-a2", addrs: []string{d.gwAddr[0], d.gwAddr[1]}, tls: d.tlsConfig()}
+	defer pubA.drop()
+	stopped := make(chan struct{})
+	for i := range 30 {
+		if i == 5 {
+			go func() {
+				defer close(stopped)
+				d.gws[0].stop(t, 20*time.Second)
+			}()
+		}
+		publish(pubA, fmt.Sprintf("drain-%d", i))
+	}
+	<-stopped
+	eventually(t, 20*time.Second, "subscriber of the drained gateway moved", func() bool {
+		return strings.HasSuffix(subC.c.Info().URL, d.gwAddr[1])
+	})
+	waitAll("gateway drained", subC)
+	checkStore(t, d.dsn, total, bodies)
+	t.Logf("gateway drained: %d messages intact at %v", total, time.Since(started).Round(time.Millisecond))
 }
 
 // checkStore reads the channel's log from PostgreSQL: n messages, numbered
