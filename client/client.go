@@ -67,6 +67,8 @@ type Client struct {
 	log  *slog.Logger
 	plan *dialPlan
 	sigs *signatures // signing key and verification (signatures.go); set before use
+	// book ranks the gateways a reconnect tries (gateways.go).
+	book *gatewayBook
 
 	stopSupervise  context.CancelFunc
 	superviseDone  chan struct{}
@@ -165,6 +167,7 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 		opts:          o,
 		log:           o.Logger,
 		plan:          plan,
+		book:          newGatewayBook(plan.urls),
 		stopDispatch:  stopDispatch,
 		dispatchCtx:   dctx,
 		stopSupervise: stopSupervise,
@@ -181,6 +184,7 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 	}
 	c.tokens = plan.tokens
 	c.noteResumableLocked(l)
+	c.noteSession(l)
 	c.startDispatcher(l)
 	go func() {
 		defer close(c.superviseDone)

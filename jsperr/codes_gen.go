@@ -70,6 +70,8 @@ const (
 	Conflict Code = 0x204
 	// LIMIT_EXCEEDED: A configured resource limit (subscriptions, channels, file size) was reached.
 	LimitExceeded Code = 0x205
+	// UNAVAILABLE: A server-side dependency (bus, storage, shared state cache) did not answer; retry later.
+	Unavailable Code = 0x208
 	// EVENT_INVALID: An internal event envelope is malformed, oversize, or misses a required field.
 	EventInvalid Code = 0x258
 	// WEBHOOK_INVALID: A webhook configuration was refused (URL, secret or event filter invalid).
@@ -196,6 +198,7 @@ var registry = map[Code]info{
 	Cancelled:               {name: "CANCELLED", scope: "message", retry: false},
 	Conflict:                {name: "CONFLICT", scope: "message", retry: false},
 	LimitExceeded:           {name: "LIMIT_EXCEEDED", scope: "message", retry: false},
+	Unavailable:             {name: "UNAVAILABLE", scope: "message", retry: true},
 	EventInvalid:            {name: "EVENT_INVALID", scope: "message", retry: false},
 	WebhookInvalid:          {name: "WEBHOOK_INVALID", scope: "message", retry: false},
 	WebhookSignatureInvalid: {name: "WEBHOOK_SIGNATURE_INVALID", scope: "message", retry: false},

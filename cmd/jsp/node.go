@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/jetstreamproto/jsp/security/breaker"
 	"github.com/jetstreamproto/jsp/security/devicekey"
@@ -39,6 +40,7 @@ type nodeFlags struct {
 	// authWith, set for --devices store, builds the authenticator once
 	// the database's device registry is open.
 	authWith func(devicekey.Registry) (*auth.Authenticator, error)
+	ops      opsFlags // configuration, operations and registry flags
 }
 
 // defaultDSN is the SQLite database under the data directory.
@@ -77,6 +79,9 @@ type node struct {
 	tls   *serviceTLS // --ca-dir: renewing service certificates
 	// breakers guard bus and store (their Close passes through).
 	breakers []*breaker.Breaker
+	// presence records presence changes in the event log (roles all and
+	// core); nil otherwise.
+	presence bus.Watcher
 }
 
 // openNode opens the bus, the store and the core the role needs.
@@ -132,6 +137,22 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		return nil, err
 	}
 	nd.bus, nd.breakers = gb, append(nd.breakers, gb.Breaker())
+	// nb keeps a failed connect's nil *natsbus.Bus out of nd.bus: a typed
+	// nil in the interface would look like a bus to close.
+	var nb *natsbus.Bus
+	if len(n.nats) > 0 {
+		if nb, err = natsbus.Connect(n.nats, natsbus.ClientConfig{Name: "jsp-" + n.role, Logger: log}); err != nil {
+			return nil, fmt.Errorf("--nats %s: %w", strings.Join(n.nats, ","), err)
+		}
+	} else {
+		if nb, err = natsbus.Embedded(natsbus.EmbeddedConfig{
+			Server: natsbus.ServerConfig{DataDir: dataDir, Listen: n.natsListen, Logger: log},
+			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log},
+		}); err != nil {
+			return nil, fmt.Errorf("embedded NATS under %s: %w", filepath.Join(dataDir, natsbus.StoreSubdir), err)
+		}
+	}
+	nd.bus = nb
 	// A split gateway keeps session records only when told where: its
 	// own default SQLite file would be a database nobody else reads.
 	if n.role != roleGateway || n.dbSet {
@@ -153,6 +174,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		if err := nd.core.Start(); err != nil {
 			return nil, err
 		}
+		nd.presence = startPresenceRecorder(nd.bus, subj, n.ops, log)
 	}
 	return nd, nil
 }
@@ -161,8 +183,14 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 // embedded NATS server): the core finishes its commits before the store
 // and the bus go.
 func (nd *node) close() {
+	if nd.presence != nil {
+		nd.presence.Stop()
+	}
 	if nd.core != nil {
-		_ = nd.core.Close()
+		// Commits in progress finish before the store closes.
+		ctx, cancel := context.WithTimeout(context.Background(), core.DefaultRequestTimeout)
+		_ = nd.core.Shutdown(ctx)
+		cancel()
 	}
 	if nd.store != nil {
 		_ = nd.store.Close()
@@ -185,8 +213,18 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 	}
 	defer nd.close()
 	fmt.Fprintf(out, "role %s, cluster %q, bus %s, storage %s\n", n.role, n.cluster, busSummary(n), storeSummary(n, nd))
+	st := &nodeState{flags: n, nd: nd, started: time.Now()}
+	ops, err := startOps(n.ops.opsAddr, st, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	if ops != nil {
+		defer ops.close()
+		fmt.Fprintf(out, "operations on http://%s (/healthz /readyz /metrics /status)\n", ops.addr())
+	}
 	if n.role == roleCore {
 		<-ctx.Done()
+		st.stopping.Store(true)
 		if stopSignals != nil {
 			stopSignals()
 		}
@@ -207,7 +245,8 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 	if nd.store != nil {
 		cfg.Sessions = nd.store
 	}
-	return runServer(ctx, cfg, out, stopSignals)
+	cfg.ReadyChecks = st.readyChecks()
+	return serveGateway(ctx, cfg, out, stopSignals, st.gw.Store)
 }
 
 func busSummary(n nodeFlags) string {

@@ -53,6 +53,9 @@ type serverFlags struct {
 
 	// Cluster.
 	node nodeFlags
+
+	// Configuration, logging and operations (config.go).
+	ops opsFlags
 }
 
 // rateFlags are the rate limits in tokens per second; 0 means the
@@ -105,6 +108,13 @@ and gives each the bus permissions of its role. See docs/operations.md
 and docs/security.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			loaded, err := applyConfig(cmd, os.Environ())
+			if err != nil {
+				return err
+			}
+			if f.ops.printConfig {
+				return printConfig(cmd.OutOrStdout(), loaded)
+			}
 			cfg, err := f.config(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -113,6 +123,7 @@ and docs/security.md.`,
 			if !f.node.dbSet {
 				f.node.db = defaultDSN(f.dataDir)
 			}
+			f.node.ops = f.ops
 			if err := f.node.validate(); err != nil {
 				return err
 			}
@@ -156,6 +167,7 @@ and docs/security.md.`,
 	fl.Float64Var(&f.rates.user, "rate-user", gateway.DefaultUserMessagesPerSecond, "messages per second of one user across sessions")
 	fl.Float64Var(&f.rates.channel, "rate-channel", gateway.DefaultChannelPublishesPerSecond, "publishes per second to one channel")
 	fl.Float64Var(&f.rates.command, "rate-command", gateway.DefaultCommandsPerSecond, "commands per second to one service from one user")
+	addOpsFlags(cmd, &f.ops)
 	return cmd
 }
 
@@ -177,7 +189,10 @@ func (f *serverFlags) config(logOut io.Writer) (gateway.Config, error) {
 	if f.drainGrace <= 0 || f.maxSessions <= 0 || f.maxConnsPerIP <= 0 || f.maxHandshakesPerIP <= 0 {
 		return gateway.Config{}, errors.New("--drain-grace, --max-sessions, --max-conns-per-ip and --max-handshakes-per-ip must be positive")
 	}
-	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
+	logger, err := newLogger(logOut, level, f.ops.logFormat)
+	if err != nil {
+		return gateway.Config{}, err
+	}
 	cfg := gateway.Config{
 		QUICAddr:      f.quic,
 		TCPAddr:       f.tcp,
@@ -201,7 +216,7 @@ func (f *serverFlags) config(logOut io.Writer) (gateway.Config, error) {
 		},
 	}
 	cfg.DDoS.MaxHandshakesPerIP = f.maxHandshakesPerIP
-	var err error
+	f.ops.applyGateway(&cfg)
 	if cfg.DDoS.Block, err = parsePrefixes("--block", f.block); err != nil {
 		return gateway.Config{}, err
 	}
@@ -342,9 +357,18 @@ func (f *serverFlags) authSummary() string {
 // the drain starts, restoring the default signal handling so that a second
 // SIGINT ends the process at once.
 func runServer(ctx context.Context, cfg gateway.Config, out io.Writer, stopSignals func()) error {
+	return serveGateway(ctx, cfg, out, stopSignals, nil)
+}
+
+// serveGateway is runServer with a hook that sees the gateway once it is
+// bound (the operations listener reports its state).
+func serveGateway(ctx context.Context, cfg gateway.Config, out io.Writer, stopSignals func(), started func(*gateway.Gateway)) error {
 	gw, err := gateway.New(cfg)
 	if err != nil {
 		return err
+	}
+	if started != nil {
+		started(gw)
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gw.Serve(context.Background()) }()

@@ -157,6 +157,9 @@ type Stats struct {
 	Published  uint64 // messages committed and published
 	Duplicates uint64 // resends answered with the original Seq
 	Failed     uint64 // requests answered with an error code
+	// StoreErrors counts requests that failed in storage with an
+	// internal error (not the client's fault).
+	StoreErrors uint64
 }
 
 // Core serves gateway requests. Create it with New, then Start.
@@ -172,7 +175,11 @@ type Core struct {
 	subs    []bus.Subscription // guarded by mu
 	started bool               // guarded by mu
 	closed  bool               // guarded by mu
-	stats   Stats              // guarded by mu
+	// draining: Shutdown has unsubscribed; requests still arriving from
+	// the bus's buffer are left unanswered (the gateway times out and the
+	// client resends, which de-duplication makes safe).
+	draining bool  // guarded by mu
+	stats    Stats // guarded by mu
 }
 
 // New returns a core for cfg; it serves nothing until Start.
@@ -250,7 +257,7 @@ func (c *Core) Stats() Stats {
 // handle serves one request and replies on its reply subject.
 func (c *Core) handle(m *bus.Msg) {
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || c.draining {
 		c.mu.Unlock()
 		return
 	}
@@ -273,6 +280,9 @@ func (c *Core) handle(m *bus.Msg) {
 	switch {
 	case rep.Code != jsperr.NoError:
 		c.stats.Failed++
+		if rep.Code == jsperr.Internal {
+			c.stats.StoreErrors++
+		}
 	case req.Op == OpPublish && rep.Duplicate:
 		c.stats.Duplicates++
 	case req.Op == OpPublish:

@@ -222,8 +222,24 @@ type Config struct {
 	NodeID string
 
 	// Alternatives are addresses of other gateways, announced in WELCOME
-	// and in GOAWAY when draining. Default: none.
+	// and in GOAWAY when draining, before the live ones from the gateway
+	// registry (registry.go). Default: none.
 	Alternatives []string
+	// PublicURLs are this gateway's client URLs as other gateways announce
+	// them (registry.go). Default: the bound addresses (Addrs.URLs).
+	PublicURLs []string
+	// RegistryHeartbeat is how often, with a Bus, the gateway refreshes its
+	// registry entry and its sessions' registry and presence entries in
+	// NATS KV; they expire after RegistryTTLBeats heartbeats. Default:
+	// DefaultRegistryHeartbeat.
+	RegistryHeartbeat time.Duration
+	// AwayAfter is the idle time after which a session's user counts as
+	// away in presence queries. Default: DefaultAwayAfter.
+	AwayAfter time.Duration
+	// SessionRetention is how long closed session records stay in
+	// Sessions before the janitor deletes them. Default:
+	// DefaultSessionRetention.
+	SessionRetention time.Duration
 	// DrainGrace is how long Shutdown waits after GOAWAY before closing the
 	// sessions that have not left. Default: DefaultDrainGrace.
 	DrainGrace time.Duration
@@ -243,6 +259,11 @@ type Config struct {
 	// MaxStreamHandlers caps the application streams one session has being
 	// served. Default: DefaultMaxStreamHandlers.
 	MaxStreamHandlers int
+
+	// ReadyChecks are checked by /readyz, by name (the bus, the
+	// database): the gateway is ready only while every check passes.
+	// Default: none.
+	ReadyChecks map[string]ReadyCheck
 
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
@@ -343,6 +364,7 @@ func (c *Config) setDefaults() {
 	if c.SessionTouchInterval == 0 {
 		c.SessionTouchInterval = DefaultSessionTouchInterval
 	}
+	c.setRegistryDefaults()
 	if c.NodeID == "" {
 		c.NodeID, _ = os.Hostname()
 		if c.NodeID == "" {
@@ -381,6 +403,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("gateway: negative MaxFileSize %d", c.MaxFileSize)
 	case c.CoreShards < 0, c.CoreTimeout < 0, c.MaxReplay < 0, c.SessionTouchInterval < 0:
 		return errors.New("gateway: negative CoreShards, CoreTimeout, MaxReplay or SessionTouchInterval")
+	case c.RegistryHeartbeat < 0, c.AwayAfter < 0, c.SessionRetention < 0:
+		return errors.New("gateway: negative RegistryHeartbeat, AwayAfter or SessionRetention")
 	case c.DeviceCheckInterval < 0:
 		return fmt.Errorf("gateway: negative DeviceCheckInterval %v", c.DeviceCheckInterval)
 	case c.QUIC.VerifySourceAddress != nil || c.QUIC.ConnContext != nil:

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
@@ -43,6 +44,10 @@ type host struct {
 	// early is closed when the TLS handshake completes; nil when it had
 	// before the session started (early.go).
 	early <-chan struct{}
+	// since is when the session was established; lastActive the Unix
+	// nanoseconds of the client's last message (presence).
+	since      time.Time
+	lastActive atomic.Int64
 
 	inflight chan struct{} // semaphore: commands and message echoes
 	streams  chan struct{} // semaphore: stream handlers
@@ -95,6 +100,8 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		h.log = h.log.With("user", h.user, "device", h.auth.Device)
 	}
 	h.sub = g.hub.NewSubscriber(id)
+	h.since = g.cfg.Now()
+	h.lastActive.Store(h.since.UnixNano())
 	if g.cluster != nil {
 		h.pubs = make(chan *wire.Envelope, g.cfg.MaxInflight)
 		h.joined = map[string]struct{}{}
@@ -117,6 +124,7 @@ func (h *host) run() {
 	if h.g.resumes != nil {
 		h.g.resumes.attach(h)
 	}
+	h.registryOpen()
 	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch}
 	if h.g.cluster != nil {
 		loops = append(loops, h.publishLoop)
@@ -144,6 +152,7 @@ func (h *host) run() {
 		h.g.cluster.leave(name)
 	}
 	h.recordClose()
+	h.registryClose()
 	if code := jsperr.CodeOf(err); code != jsperr.NoError {
 		h.g.metrics.errors.add(code.String(), 1)
 	}
@@ -185,7 +194,7 @@ func (h *host) goAway() {
 		h.g.metrics.messagesOut.add(wire.FrameGoaway.String(), 1)
 		// g.ctx ends when a Shutdown's deadline passes or Close is called;
 		// the session then closes before the grace is over.
-		if err := h.sess.GoAway(h.g.ctx, "server shutting down", h.g.cfg.Alternatives, h.g.cfg.DrainGrace); err != nil {
+		if err := h.sess.GoAway(h.g.ctx, "server shutting down", h.g.alternatives(), h.g.cfg.DrainGrace); err != nil {
 			h.log.Debug("goaway", "err", err)
 			_ = h.sess.CloseWithError(jsperr.GoingAway, "server shutting down")
 		}
@@ -216,6 +225,8 @@ func (h *host) recvLoop(ctx context.Context) {
 		if !h.awaitEarly(ctx, in) {
 			return
 		}
+		h.lastActive.Store(h.g.cfg.Now().UnixNano())
+		h.g.ops.countIn(in)
 		switch in.Type {
 		case wire.FrameSubscribe:
 			if m, ok := in.Message.(*wire.Subscribe); ok {
@@ -411,6 +422,7 @@ func (h *host) sendEvent(ctx context.Context, d pubsub.Delivery[*wire.Envelope])
 		return nil
 	}
 	h.g.metrics.messagesOut.add(wire.FrameEvent.String(), 1)
+	h.g.ops.countOut(ev.Class)
 	return nil
 }
 
