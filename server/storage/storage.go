@@ -53,6 +53,7 @@ type Store interface {
 	AuditLog
 	MessageLog
 	KVStore
+	ChatStore
 
 	// Purge deletes rows whose time has passed: de-duplication entries
 	// older than the window and expired key/value entries. Expired rows

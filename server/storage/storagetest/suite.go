@@ -88,6 +88,7 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"Audit", auditTests},
 		{"Messages", messageTests},
 		{"KV", kvTests},
+		{"Chat", chatTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
