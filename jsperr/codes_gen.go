@@ -68,6 +68,28 @@ const (
 	Conflict Code = 0x204
 	// LIMIT_EXCEEDED: A configured resource limit (subscriptions, channels, file size) was reached.
 	LimitExceeded Code = 0x205
+	// NOT_A_MEMBER: The user is not a member of the conversation, or no longer is.
+	NotAMember Code = 0x21c
+	// CONVERSATION_NOT_FOUND: No conversation has this id.
+	ConversationNotFound Code = 0x21d
+	// CHAT_MESSAGE_NOT_FOUND: No message of the conversation has this id.
+	ChatMessageNotFound Code = 0x21e
+	// MESSAGE_DELETED: The message was deleted; it can no longer be edited, deleted or reacted to.
+	MessageDeleted Code = 0x21f
+	// TEXT_TOO_LONG: A chat text, name or topic exceeds its documented limit.
+	TextTooLong Code = 0x220
+	// INVALID_EMOJI: A reaction is empty, longer than the emoji limit, or contains whitespace or control characters.
+	InvalidEmoji Code = 0x221
+	// INVALID_CURSOR: A history cursor is malformed, forged, or belongs to another conversation.
+	InvalidCursor Code = 0x222
+	// CONVERSATION_ARCHIVED: The conversation is archived and read-only.
+	ConversationArchived Code = 0x223
+	// ATTACHMENT_INVALID: An attachment is missing, too large, or its content hash does not match.
+	AttachmentInvalid Code = 0x224
+	// USER_DISABLED: The user account is disabled.
+	UserDisabled Code = 0x225
+	// USER_NOT_FOUND: No user has this id.
+	UserNotFound Code = 0x226
 	// UNAUTHENTICATED: No valid credentials were presented.
 	Unauthenticated Code = 0x300
 	// FORBIDDEN: The authenticated identity may not do this.
@@ -149,6 +171,17 @@ var registry = map[Code]info{
 	Cancelled:            {name: "CANCELLED", scope: "message", retry: false},
 	Conflict:             {name: "CONFLICT", scope: "message", retry: false},
 	LimitExceeded:        {name: "LIMIT_EXCEEDED", scope: "message", retry: false},
+	NotAMember:           {name: "NOT_A_MEMBER", scope: "message", retry: false},
+	ConversationNotFound: {name: "CONVERSATION_NOT_FOUND", scope: "message", retry: false},
+	ChatMessageNotFound:  {name: "CHAT_MESSAGE_NOT_FOUND", scope: "message", retry: false},
+	MessageDeleted:       {name: "MESSAGE_DELETED", scope: "message", retry: false},
+	TextTooLong:          {name: "TEXT_TOO_LONG", scope: "message", retry: false},
+	InvalidEmoji:         {name: "INVALID_EMOJI", scope: "message", retry: false},
+	InvalidCursor:        {name: "INVALID_CURSOR", scope: "message", retry: false},
+	ConversationArchived: {name: "CONVERSATION_ARCHIVED", scope: "message", retry: false},
+	AttachmentInvalid:    {name: "ATTACHMENT_INVALID", scope: "message", retry: false},
+	UserDisabled:         {name: "USER_DISABLED", scope: "message", retry: false},
+	UserNotFound:         {name: "USER_NOT_FOUND", scope: "message", retry: false},
 	Unauthenticated:      {name: "UNAUTHENTICATED", scope: "connection", retry: false},
 	Forbidden:            {name: "FORBIDDEN", scope: "message", retry: false},
 	RateLimited:          {name: "RATE_LIMITED", scope: "message", retry: true},
