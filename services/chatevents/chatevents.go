@@ -64,8 +64,9 @@ const (
 	ConversationUpdated Type = "conversation.updated"
 	// ReadUpdated: a member's read marker moved. Read.
 	ReadUpdated Type = "read.updated"
-	// Typing: ephemeral, never stored nor put in the event log; delivered
-	// live only.
+	// Typing: the actor is typing; with Member set (to the actor), the
+	// actor stopped. Ephemeral: never stored nor put in the event log,
+	// delivered live only, with sequence number 0.
 	Typing Type = "typing"
 )
 
