@@ -50,7 +50,9 @@ type Authorizer interface {
 type AuthorizerFunc func(ctx context.Context, id Identity, a Action) error
 
 // Authorize calls f.
-func (f AuthorizerFunc) Authorize(ctx context.Context, id Identity, a Action) error { return f(ctx, id, a) }
+func (f AuthorizerFunc) Authorize(ctx context.Context, id Identity, a Action) error {
+	return f(ctx, id, a)
+}
 
 // AllowAll is the default hook: it allows every action.
 var AllowAll Authorizer = AuthorizerFunc(func(context.Context, Identity, Action) error { return nil })
