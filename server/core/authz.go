@@ -91,3 +91,19 @@ func (c *Core) authorize(ctx context.Context, req *Request) error {
 	}
 	return jsperr.Wrap(jsperr.Forbidden, err)
 }
+
+type identityKey struct{}
+
+// WithIdentity returns ctx carrying id: a Client request made with it
+// carries id unless the request sets its own. Gateways attach their
+// session's identity to the session's context once, so every core request
+// of the session carries it (zero trust).
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// IdentityFrom returns the identity WithIdentity attached to ctx.
+func IdentityFrom(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(Identity)
+	return id, ok
+}

@@ -192,6 +192,7 @@ func New(cfg Config) (*Gateway, error) {
 		if g.cluster, err = newCluster(&g.cfg, hub); err != nil {
 			return nil, err
 		}
+		g.cluster.onDrop = g.dropUsers
 	}
 	if cfg.Sessions != nil {
 		ctx, cancel := context.WithTimeout(g.ctx, cfg.CoreTimeout)
