@@ -23,6 +23,7 @@ import (
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/storage"
+	"github.com/jetstreamproto/jsp/services/chat/chatproto"
 	"github.com/jetstreamproto/jsp/services/chatevents"
 )
 
@@ -137,12 +138,11 @@ func roleName(r Role) string {
 	return string(r)
 }
 
-// ChannelPrefix starts the channel name of every conversation: the
-// conversation id follows it.
-const ChannelPrefix = "chat."
+// ChannelPrefix starts the channel name of every conversation.
+const ChannelPrefix = chatproto.ChannelPrefix
 
 // Channel returns the channel of conversation id.
-func Channel(id string) string { return ChannelPrefix + id }
+func Channel(id string) string { return chatproto.Channel(id) }
 
 // ConversationOf returns the conversation id of a channel name, ok false
 // for a channel that is not a conversation's.

@@ -492,3 +492,11 @@ func DecodeResponse(data []byte) (Response, error) {
 	}
 	return r, nil
 }
+
+// ChannelPrefix starts the channel name of every conversation; the
+// conversation id follows it. Members subscribe to Channel(id) for its
+// events.
+const ChannelPrefix = "chat."
+
+// Channel returns the channel of conversation id.
+func Channel(id string) string { return ChannelPrefix + id }
