@@ -14,6 +14,7 @@ import (
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/gateway"
 	"github.com/jetstreamproto/jsp/server/storage"
+	"github.com/jetstreamproto/jsp/services/acl"
 	_ "github.com/jetstreamproto/jsp/server/storage/all" // sqlite: and postgres:// DSNs
 )
 
@@ -95,7 +96,12 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		if err != nil {
 			return nil, fmt.Errorf("--cluster: %w", err)
 		}
-		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log}); err != nil {
+		reg := core.NewRegistry()
+		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log,
+			Services: reg, Authorizer: &acl.Authorizer{Store: nd.store}}); err != nil {
+			return nil, err
+		}
+		if err := setupChat(ctx, nd.core, reg, n, dataDir, log); err != nil {
 			return nil, err
 		}
 		if err := nd.core.Start(); err != nil {

@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
@@ -266,6 +267,10 @@ func (s *Service) cursorKey(ctx context.Context) ([]byte, error) {
 // Register adds the service to a core registry under chatproto.Service.
 func (s *Service) Register(r *core.Registry) error { return r.Register(chatproto.Service, s) }
 
+// AdminScope is the credential scope that makes a user a chat
+// administrator (the admin commands user.add, user.list, user.disable).
+const AdminScope = "chat:admin"
+
 // caller is the authenticated user a command runs for.
 type caller struct {
 	id   core.Identity
@@ -373,7 +378,7 @@ func (s *Service) caller(ctx context.Context, id core.Identity) (*caller, error)
 	case u.Disabled:
 		return nil, jsperr.Newf(jsperr.UserDisabled, "user %s is disabled", id.User)
 	}
-	if s.admins[u.ID] {
+	if s.admins[u.ID] || slices.Contains(id.Scopes, AdminScope) {
 		u.Admin = true
 	}
 	return &caller{id: id, user: u}, nil
