@@ -292,7 +292,7 @@ func (s *Service) delete(ctx context.Context, c *caller, r *chatproto.Request) (
 	// Content removal: the log entries that carried the text (the post and
 	// every edit) are replaced by the tombstone, so neither history nor
 	// recovery can return it; then the files go.
-	s.redact(ctx, v.ID, tomb, append([]storage.Seq{m.Seq}, editSeqs...))
+	s.redact(ctx, v.ID, tomb, m.Seq, editSeqs)
 	if s.cfg.Files != nil {
 		for _, a := range old.Attachments {
 			if err := s.cfg.Files.Remove(a.ID); err != nil {
@@ -304,21 +304,27 @@ func (s *Service) delete(ctx context.Context, c *caller, r *chatproto.Request) (
 	return &chatproto.Response{Event: ev, Seq: ev.Seq, Message: m.ID}, nil
 }
 
-// redact replaces the log entries at seqs with tombstone events.
-func (s *Service) redact(ctx context.Context, conv string, tomb chatevents.Message, seqs []storage.Seq) {
-	for _, seq := range seqs {
+// redact replaces the log entries of a deleted message that carried its
+// text, the post at postSeq and the edits at editSeqs, with the same kind
+// of event carrying the tombstone: history and recovery keep every seq in
+// place, and none of them returns the content.
+func (s *Service) redact(ctx context.Context, conv string, tomb chatevents.Message, postSeq storage.Seq, editSeqs []storage.Seq) {
+	kinds := map[storage.Seq]chatevents.Type{postSeq: chatevents.MessageCreated}
+	for _, seq := range editSeqs {
+		kinds[seq] = chatevents.MessageEdited
+	}
+	for seq, kind := range kinds {
 		if seq == 0 {
 			continue
 		}
-		ev := chatevents.Event{Type: chatevents.MessageDeleted, ID: tomb.ID, Time: s.now(), Conversation: conv, Actor: tomb.Author, Message: &tomb}
-		// The original event ids are gone with the bodies; the redacted
+		// The original event ids went with the bodies; each redacted
 		// entry gets a fresh one.
 		id, err := s.newID()
 		if err != nil {
 			s.log.Warn("chat: redaction id", "err", err)
 			return
 		}
-		ev.ID = id
+		ev := chatevents.Event{Type: kind, ID: id, Time: s.now(), Conversation: conv, Actor: tomb.Author, Message: &tomb}
 		env, err := s.envelope(&ev)
 		if err != nil {
 			s.log.Warn("chat: redaction envelope", "err", err)
