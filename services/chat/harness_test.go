@@ -55,6 +55,8 @@ func TestMain(m *testing.M) {
 
 const testTimeout = 20 * time.Second
 
+var unlimited = gateway.Rate{PerSecond: -1}
+
 func quiet() *slog.Logger {
 	if os.Getenv("JSP_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -117,6 +119,9 @@ func newEnv(t testing.TB, dsn string) *env {
 	g, err := gateway.New(gateway.Config{
 		QUICAddr: gateway.Off, WSAddr: gateway.Off, TCPAddr: "127.0.0.1:0",
 		DataDir: t.TempDir(), Bus: b, Logger: quiet(),
+		// Many clients from one address, many commands: the tests and the
+		// benchmark measure chat, not the rate limits.
+		RateLimits: gateway.RateLimits{ConnAttemptsPerIP: unlimited, Conn: unlimited, User: unlimited, Command: unlimited},
 		Authenticate: func(_ context.Context, h *wire.Hello, _ transport.Conn) (session.Identity, error) {
 			return session.Identity{User: string(h.Auth)}, nil
 		},
@@ -160,6 +165,9 @@ func (e *env) connect(name string) *user {
 	}
 	return u
 }
+
+// clientPins trusts the server's certificate.
+func (e *env) clientPins() []tlsconf.Fingerprint { return []tlsconf.Fingerprint{e.pin} }
 
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
