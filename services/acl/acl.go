@@ -148,7 +148,10 @@ func Channel(id string) string { return chatproto.Channel(id) }
 // for a channel that is not a conversation's.
 func ConversationOf(channel string) (string, bool) {
 	id, ok := strings.CutPrefix(channel, ChannelPrefix)
-	return id, ok && id != ""
+	if !ok || id == "" {
+		return "", false
+	}
+	return id, true
 }
 
 // Authorizer is the core authorization hook for conversation channels. It
