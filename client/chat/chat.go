@@ -49,6 +49,8 @@ type (
 	Message = chatevents.Message
 	// HistoryItem is one message of a history page with its reactions.
 	HistoryItem = chatproto.HistoryItem
+	// Reaction is one emoji's aggregate on a message.
+	Reaction = chatproto.Reaction
 	// Member is a member and its role.
 	Member = chatproto.Member
 	// User is an account.

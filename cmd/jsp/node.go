@@ -14,8 +14,8 @@ import (
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/gateway"
 	"github.com/jetstreamproto/jsp/server/storage"
-	"github.com/jetstreamproto/jsp/services/acl"
 	_ "github.com/jetstreamproto/jsp/server/storage/all" // sqlite: and postgres:// DSNs
+	"github.com/jetstreamproto/jsp/services/acl"
 )
 
 // Roles of `jsp server --role`.
