@@ -72,6 +72,28 @@ const (
 	LimitExceeded Code = 0x205
 	// UNAVAILABLE: A server-side dependency (bus, storage, shared state cache) did not answer; retry later.
 	Unavailable Code = 0x208
+	// NOT_A_MEMBER: The user is not a member of the conversation, or no longer is.
+	NotAMember Code = 0x21c
+	// CONVERSATION_NOT_FOUND: No conversation has this id.
+	ConversationNotFound Code = 0x21d
+	// CHAT_MESSAGE_NOT_FOUND: No message of the conversation has this id.
+	ChatMessageNotFound Code = 0x21e
+	// MESSAGE_DELETED: The message was deleted; it can no longer be edited, deleted or reacted to.
+	MessageDeleted Code = 0x21f
+	// TEXT_TOO_LONG: A chat text, name or topic exceeds its documented limit.
+	TextTooLong Code = 0x220
+	// INVALID_EMOJI: A reaction is empty, longer than the emoji limit, or contains whitespace or control characters.
+	InvalidEmoji Code = 0x221
+	// INVALID_CURSOR: A history cursor is malformed, forged, or belongs to another conversation.
+	InvalidCursor Code = 0x222
+	// CONVERSATION_ARCHIVED: The conversation is archived and read-only.
+	ConversationArchived Code = 0x223
+	// ATTACHMENT_INVALID: An attachment is missing, too large, or its content hash does not match.
+	AttachmentInvalid Code = 0x224
+	// USER_DISABLED: The user account is disabled.
+	UserDisabled Code = 0x225
+	// USER_NOT_FOUND: No user has this id.
+	UserNotFound Code = 0x226
 	// EVENT_INVALID: An internal event envelope is malformed, oversize, or misses a required field.
 	EventInvalid Code = 0x258
 	// WEBHOOK_INVALID: A webhook configuration was refused (URL, secret or event filter invalid).
@@ -199,6 +221,17 @@ var registry = map[Code]info{
 	Conflict:                {name: "CONFLICT", scope: "message", retry: false},
 	LimitExceeded:           {name: "LIMIT_EXCEEDED", scope: "message", retry: false},
 	Unavailable:             {name: "UNAVAILABLE", scope: "message", retry: true},
+	NotAMember:              {name: "NOT_A_MEMBER", scope: "message", retry: false},
+	ConversationNotFound:    {name: "CONVERSATION_NOT_FOUND", scope: "message", retry: false},
+	ChatMessageNotFound:     {name: "CHAT_MESSAGE_NOT_FOUND", scope: "message", retry: false},
+	MessageDeleted:          {name: "MESSAGE_DELETED", scope: "message", retry: false},
+	TextTooLong:             {name: "TEXT_TOO_LONG", scope: "message", retry: false},
+	InvalidEmoji:            {name: "INVALID_EMOJI", scope: "message", retry: false},
+	InvalidCursor:           {name: "INVALID_CURSOR", scope: "message", retry: false},
+	ConversationArchived:    {name: "CONVERSATION_ARCHIVED", scope: "message", retry: false},
+	AttachmentInvalid:       {name: "ATTACHMENT_INVALID", scope: "message", retry: false},
+	UserDisabled:            {name: "USER_DISABLED", scope: "message", retry: false},
+	UserNotFound:            {name: "USER_NOT_FOUND", scope: "message", retry: false},
 	EventInvalid:            {name: "EVENT_INVALID", scope: "message", retry: false},
 	WebhookInvalid:          {name: "WEBHOOK_INVALID", scope: "message", retry: false},
 	WebhookSignatureInvalid: {name: "WEBHOOK_SIGNATURE_INVALID", scope: "message", retry: false},

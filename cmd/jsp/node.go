@@ -19,6 +19,7 @@ import (
 	"github.com/jetstreamproto/jsp/server/gateway"
 	"github.com/jetstreamproto/jsp/server/storage"
 	_ "github.com/jetstreamproto/jsp/server/storage/all" // sqlite: and postgres:// DSNs
+	"github.com/jetstreamproto/jsp/services/acl"
 )
 
 // Roles of `jsp server --role`.
@@ -168,7 +169,12 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		nd.store, nd.breakers = gs, append(nd.breakers, gs.Breaker())
 	}
 	if n.role != roleGateway {
-		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log}); err != nil {
+		reg := core.NewRegistry()
+		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log,
+			Services: reg, Authorizer: &acl.Authorizer{Store: nd.store}}); err != nil {
+			return nil, err
+		}
+		if err := setupChat(ctx, nd.core, reg, n, dataDir, log); err != nil {
 			return nil, err
 		}
 		if err := nd.core.Start(); err != nil {

@@ -97,6 +97,12 @@ type Config struct {
 	DisablePurge bool
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Services are the services commands are forwarded to (services.go).
+	// Default: none; every OpCommand is answered NOT_FOUND.
+	Services *Registry
+	// Authorizer is the authorization hook, called for every request
+	// (authz.go). Default: AllowAll.
+	Authorizer Authorizer
 }
 
 // DefaultCluster is the cluster name when none is configured.
@@ -133,6 +139,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Authorizer == nil {
+		c.Authorizer = AllowAll
 	}
 	return nil
 }
@@ -344,7 +353,14 @@ func (c *Core) serve(ctx context.Context, req *Request) Reply {
 	if req.Channel == "" {
 		return Reply{Code: jsperr.BadRequest, Reason: "request without channel"}
 	}
+	if err := c.authorize(ctx, req); err != nil {
+		return failure(err)
+	}
 	switch req.Op {
+	case OpSubscribe:
+		return Reply{}
+	case OpCommand:
+		return c.command(ctx, req)
 	case OpPublish:
 		return c.publish(ctx, req)
 	case OpHistory:

@@ -40,6 +40,10 @@ type cluster struct {
 	refs map[string]*channelRef // guarded by mu: channels with local subscribers
 
 	gaps atomic.Uint64 // gaps in a channel's live events, replayed from storage
+
+	// onDrop ends local subscriptions on a control event; set once by New
+	// before any subscription exists.
+	onDrop func(channel string, users []string)
 }
 
 type channelRef struct {
@@ -114,6 +118,14 @@ func (c *cluster) close() {
 // deliver hands one committed event to the hub. The envelope is decoded
 // once here and shared, read-only, by every local subscriber.
 func (c *cluster) deliver(channel string, m *bus.Msg) {
+	ev, err := core.DecodeEvent(m.Data)
+	if err == nil && len(ev.Drop) > 0 {
+		// A control event (forward.go): no message to deliver.
+		if c.onDrop != nil {
+			c.onDrop(channel, ev.Drop)
+		}
+		return
+	}
 	env, seq, committed, err := eventEnvelope(m.Data)
 	if err != nil {
 		c.log.Warn("gateway: bad channel event", "channel", channel, "err", err)
@@ -288,6 +300,10 @@ func (h *host) publishCommit(ctx context.Context, env *wire.Envelope) {
 // committed messages the client missed, followed by the live ones.
 func (h *host) subscribeCluster(ctx context.Context, m *wire.Subscribe) {
 	name := m.Channel
+	if err := h.authorizeSubscribe(ctx, name); err != nil {
+		h.refuse(m.ReqID, err)
+		return
+	}
 	if _, ok := h.joined[name]; !ok {
 		if err := h.g.cluster.join(name); err != nil {
 			h.refuse(m.ReqID, err)
@@ -491,6 +507,11 @@ func (h *host) flushCatchup(ctx context.Context, name string) error {
 // A number past the next one expected starts a replay of the gap: gap is
 // then the last number sent, and the delivery waits in the buffer.
 func (h *host) routeDelivery(d pubsub.Delivery[*wire.Envelope]) (send bool, gap uint64, err error) {
+	if d.Seq == 0 {
+		// An ephemeral event (typing): never stored, so it takes no
+		// place in the channel's order and is never replayed.
+		return true, 0, nil
+	}
 	h.cmu.Lock()
 	defer h.cmu.Unlock()
 	if c := h.catching[d.Channel]; c != nil {

@@ -213,6 +213,7 @@ func New(cfg Config) (*Gateway, error) {
 		if !cfg.Resume.Disabled {
 			g.resumes = newResumeStore(cfg.Resume, cfg.Now)
 		}
+		g.cluster.onDrop = g.dropUsers
 	}
 	if cfg.Sessions != nil {
 		ctx, cancel := context.WithTimeout(g.ctx, cfg.CoreTimeout)

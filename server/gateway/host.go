@@ -12,6 +12,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/session"
@@ -118,7 +119,8 @@ func newHost(g *Gateway, sess *session.Session) *host {
 // run serves the session until it ends and then joins every goroutine the
 // host started.
 func (h *host) run() {
-	ctx := h.sess.Context()
+	// Every core request of the session carries its identity (forward.go).
+	ctx := core.WithIdentity(h.sess.Context(), h.coreIdentity())
 	h.log.Debug("session established")
 	h.recordOpen()
 	if h.g.resumes != nil {
@@ -459,6 +461,10 @@ func (h *host) command(ctx context.Context, env *wire.Envelope) {
 		if svc == nil && env.Route.Name == HistoryService && h.g.cluster != nil {
 			svc = historyService{client: h.g.cluster.client}
 		}
+	}
+	if svc == nil && env.Route.Kind == wire.RouteService && h.g.cluster != nil {
+		h.forwardCommand(ctx, env, reply)
+		return
 	}
 	if svc == nil {
 		reply(nil, jsperr.NotFound, "no service "+env.Route.Kind.String()+" "+env.Route.Name)

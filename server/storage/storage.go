@@ -56,6 +56,7 @@ type Store interface {
 	WebhookStore
 	NotifyStore
 	DeviceStore
+	ChatStore
 
 	// Purge deletes rows whose time has passed: de-duplication entries
 	// older than the window and expired key/value entries. Expired rows

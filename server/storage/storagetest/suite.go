@@ -90,6 +90,7 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"KV", kvTests},
 		{"Notify", notifyTests},
 		{"Devices", deviceTests},
+		{"Chat", chatTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
