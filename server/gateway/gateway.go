@@ -713,5 +713,6 @@ func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 			gauge{"jsp_bus_gaps_total", "counter", "Gaps in a channel's live events that sessions filled from storage.", int64(g.cluster.gaps.Load())},
 		)
 	}
+	gauges = append(gauges, g.signatureGauges()...)
 	_ = g.metrics.write(w, gauges)
 }

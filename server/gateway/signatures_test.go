@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,6 +157,16 @@ func TestSignedPublish(t *testing.T) {
 	}
 	if st := g.sigGuard.Stats(); st.Accepted != 2 || st.Replayed != 1 || st.Stale != 1 || st.Invalid != 2 {
 		t.Fatalf("guard stats %+v", st)
+	}
+	var m strings.Builder
+	if err := g.metrics.write(&m, g.signatureGauges()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"jsp_signatures_verified_total 2", "jsp_signatures_replayed_total 1", "jsp_signature_nonces 2",
+		`jsp_errors_total{code="SIGNATURE_INVALID"} 2`, `jsp_errors_total{code="SIGNER_MISMATCH"} 1`} {
+		if !strings.Contains(m.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 
 	// History: a late subscriber gets both from storage, still verifiable
