@@ -322,3 +322,20 @@ func (s *signatures) unverifiedCount() uint64 {
 	}
 	return s.unverified.Load()
 }
+
+// DeviceKey returns a device's registered key, owner and revocation time
+// from the server's keys service (msgsig.KeyCommand), checked against the
+// device id. With Options.Verify enabled it goes through the verification
+// key cache. An unknown device fails with an error matching
+// devicekey.ErrNotFound.
+func (c *Client) DeviceKey(ctx context.Context, id devicekey.ID) (devicekey.Device, error) {
+	var src msgsig.KeySource = &serviceKeys{c: c}
+	if c.sigs != nil && c.sigs.keys != nil {
+		src = c.sigs.keys
+	}
+	d, err := src.Lookup(ctx, id)
+	if err != nil {
+		return devicekey.Device{}, fmt.Errorf("client: device key %s: %w", id, err)
+	}
+	return d, nil
+}

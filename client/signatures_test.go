@@ -124,6 +124,15 @@ func TestSignedEventsVerified(t *testing.T) {
 	if n := dropper.Stats().Unverified; n != 1 {
 		t.Fatalf("dropper counted %d unverified, want 1", n)
 	}
+	// The keys service answers the SDK directly too.
+	d, err := plain.DeviceKey(ctxT(t), alice.Public().ID())
+	if err != nil || d.Key != alice.Public() || d.Owner != "alice" {
+		t.Fatalf("DeviceKey: %+v, %v", d, err)
+	}
+	stranger, _ := devicekey.GenerateKey(nil)
+	if _, err := sub.DeviceKey(ctxT(t), stranger.Public().ID()); !errors.Is(err, devicekey.ErrNotFound) {
+		t.Fatalf("DeviceKey of an unknown device: %v", err)
+	}
 }
 
 // TestSigningKeyMismatch: a client that signs with a device key other than

@@ -32,7 +32,7 @@ type KeyRequest struct {
 // KeyReply is a registered device key. CBOR map:
 //
 //	1 device      bstr, 16 bytes  the device id
-//	2 owner       tstr, 0..256    the user the device acts for
+//	2 owner       tstr, 1..256    the user the device acts for (absent when none)
 //	3 key         bstr, 32 bytes  the Ed25519 public key; hashes to device
 //	4 registered  uint            Unix ms, when registered (absent when unknown)
 //	5 revoked     uint            Unix ms, when revoked (absent while active)
@@ -158,6 +158,10 @@ func ParseKeyReply(b []byte) (KeyReply, error) {
 			err = readID(&d, &r.Device)
 		case 2:
 			r.Owner, err = d.Text(maxOwnerLen)
+			if err == nil && r.Owner == "" {
+				// A default value is omitted, never sent (JSP §6.2).
+				err = errors.New("empty owner")
+			}
 		case 3:
 			var raw []byte
 			raw, err = d.Bytes(ed25519.PublicKeySize)

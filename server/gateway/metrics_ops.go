@@ -174,6 +174,7 @@ func (g *Gateway) WriteMetrics(w io.Writer) error {
 	if g.resumes != nil {
 		gauges = append(gauges, g.resumes.gauges()...)
 	}
+	gauges = append(gauges, g.signatureGauges()...)
 	bw := bufio.NewWriter(w)
 	if err := g.metrics.write(bw, gauges); err != nil {
 		return err

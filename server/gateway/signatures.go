@@ -100,3 +100,15 @@ func registerKeys(cfg *Config, r *services.Registry) error {
 	}
 	return svc.Register(r)
 }
+
+// signatureGauges are the replay memory's figures for /metrics; refusals
+// are counted by code in jsp_errors_total.
+func (g *Gateway) signatureGauges() []gauge {
+	st := g.sigGuard.Stats()
+	return []gauge{
+		{"jsp_signatures_verified_total", "counter", "Signed envelopes accepted on ingress.", int64(st.Accepted)},
+		{"jsp_signatures_replayed_total", "counter", "Signed envelopes refused because their nonce was seen before.", int64(st.Replayed)},
+		{"jsp_signature_nonces", "gauge", "Nonces held by the replay memory.", int64(st.Nonces)},
+		{"jsp_signature_devices", "gauge", "Devices with nonces in the replay memory.", int64(st.Devices)},
+	}
+}
