@@ -1,0 +1,3 @@
+package main
+
+func idleCentrifugo(args []string) error { return nil }
