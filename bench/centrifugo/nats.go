@@ -41,7 +41,7 @@ func (s natsSystem) Subscribe(ctx context.Context, _ int, channel string, rec *l
 		err = sub.SetPendingLimits(1<<20, 1<<28)
 	}
 	if err == nil {
-		err = nc.FlushWithContext(ctx)
+		err = nc.FlushTimeout(10 * time.Second)
 	}
 	if err != nil {
 		nc.Close()

@@ -8,10 +8,10 @@ import (
 )
 
 func driverMain(system string, args []string) error {
-	if system != "jsp" {
+	if system != "jsp" && system != "jsp-shm" {
 		return fmt.Errorf("driver %q: this binary drives jsp; benchpeer drives centrifugo and nats", system)
 	}
-	return loadgen.DriverMain("jsp", args, os.Stdout, func(f *loadgen.DriverFlags) (loadgen.System, error) {
+	return loadgen.DriverMain(system, args, os.Stdout, func(f *loadgen.DriverFlags) (loadgen.System, error) {
 		return jspSystem{url: f.Addr}, nil
 	})
 }

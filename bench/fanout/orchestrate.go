@@ -17,7 +17,7 @@ import (
 // fanoutTable is the report: medians per system and same-run ratios.
 var fanoutTable = loadgen.Table{
 	Row:     []string{"case", "deliveries"},
-	Systems: []string{"jsp", "centrifugo", "nats"},
+	Systems: []string{"jsp", "jsp-shm", "centrifugo", "nats"},
 	Ratios:  [][2]string{{"jsp", "centrifugo"}, {"jsp", "nats"}},
 	Metrics: []string{"delivered/s", "p50-us", "p99-us", "p999-us", "lost", "server-cpu-us/delivery"},
 }
@@ -127,15 +127,22 @@ func (o *orchestrator) measure(sys, c string, level float64, run int) (loadgen.L
 	var drvBin string
 	var drvArgs []string
 	switch sys {
-	case "jsp":
+	case "jsp", "jsp-shm":
+		// jsp-shm keeps the data directory on tmpfs: the same server
+		// without the disk's fsync latency, to show what the durable
+		// commit of every PUBLISH costs.
 		dir := filepath.Join(o.work, fmt.Sprintf("jsp-%d", port))
+		if sys == "jsp-shm" {
+			dir = filepath.Join("/dev/shm", fmt.Sprintf("jsp-bench-%d", port))
+			defer os.RemoveAll(dir)
+		}
 		srv, err = procs.Start("jsp", filepath.Join(o.bin, "jsp"), []string{"server",
 			"--data-dir", dir, "--quic", "off", "--tcp", "off", "--ws", addr,
 			"--cert", o.cert, "--key", o.key, "--log-level", "warn",
 			"--max-sessions", "20000", "--allow", "127.0.0.0/8", "--max-handshakes-per-ip", "4096",
 			"--rate-conn", "-1", "--rate-user", "-1", "--rate-channel", "-1", "--rate-conn-attempts", "-1",
 		}, procs.Printed("JSP server listening"), 30*time.Second)
-		drvBin, drvArgs = o.self, []string{"driver", "jsp", "-addr", "wss://" + addr + "/jsp"}
+		drvBin, drvArgs = o.self, []string{"driver", sys, "-addr", "wss://" + addr + "/jsp"}
 	case "centrifugo":
 		cfg, cerr := procs.CentrifugoConfig(addr, o.cert, o.key)
 		if cerr != nil {
@@ -178,7 +185,7 @@ func (o *orchestrator) measure(sys, c string, level float64, run int) (loadgen.L
 	l := lines[0]
 	// The server's CPU covers connecting the subscribers too, so per
 	// delivery it is an upper bound; it is the same for every system.
-	l = l.Add("server-cpu-s", (cpu1 - cpu0).Seconds()).Add("server-rss-mb", float64(rss)/(1<<20))
+	l = l.Add("server-cpu-s", (cpu1-cpu0).Seconds()).Add("server-rss-mb", float64(rss)/(1<<20))
 	if exp, ok := l.Float("expected"); ok && exp > 0 {
 		l = l.Add("server-cpu-us/delivery", (cpu1-cpu0).Seconds()*1e6/exp)
 	}

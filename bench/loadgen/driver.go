@@ -63,6 +63,7 @@ type DriverFlags struct {
 	Drain       time.Duration
 	Payload     int
 	Workers     int
+	Publishers  int
 	Concurrency int
 	Labels      string
 }
@@ -77,6 +78,7 @@ func (f *DriverFlags) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.Drain, "drain", DefaultDrain, "wait for late messages after the load")
 	fs.IntVar(&f.Payload, "payload", DefaultPayloadSize, "message body size in bytes")
 	fs.IntVar(&f.Workers, "workers", DefaultWorkers, "publishing goroutines")
+	fs.IntVar(&f.Publishers, "publishers", 4, "publishing connections; messages go to them in turn")
 	fs.IntVar(&f.Concurrency, "connect-concurrency", 32, "subscriber connections opened at once")
 	fs.StringVar(&f.Labels, "labels", "", "extra key=value,... fields for the result line")
 }
@@ -111,11 +113,16 @@ func DriverMain(name string, args []string, out io.Writer, open func(f *DriverFl
 		return fmt.Errorf("%s: subscribers: %w", name, err)
 	}
 	connectTime := time.Since(t0)
-	target, pc, err := sys.Publisher(ctx)
-	if err != nil {
-		return fmt.Errorf("%s: publisher: %w", name, err)
+	var targets []Target
+	for range max(f.Publishers, 1) {
+		t, pc, err := sys.Publisher(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: publisher: %w", name, err)
+		}
+		defer pc.Close()
+		targets = append(targets, t)
 	}
-	defer pc.Close()
+	target := RoundRobin(targets)
 	cfg := RunConfig{
 		Rate: f.Deliveries / float64(c.Subscribers), Channels: c.Channels, Subscribers: c.Subscribers,
 		Warmup: f.Warmup, Duration: f.Duration, Drain: f.Drain, PayloadSize: f.Payload, Workers: f.Workers,
@@ -138,6 +145,15 @@ func DriverMain(name string, args []string, out io.Writer, open func(f *DriverFl
 		Add("gomaxprocs", runtime.GOMAXPROCS(0))
 	_, err = fmt.Fprintln(out, l.String())
 	return err
+}
+
+// RoundRobin returns a Target that hands each publish to the next of ts.
+func RoundRobin(ts []Target) Target {
+	var next atomic.Uint64
+	return TargetFunc(func(ctx context.Context, ch int, p []byte) error {
+		i := next.Add(1) - 1
+		return ts[i%uint64(len(ts))].Publish(ctx, ch, p)
+	})
 }
 
 // ConnectAll opens n connections with connect, at most concurrency at a

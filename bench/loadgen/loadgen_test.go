@@ -322,7 +322,7 @@ func TestTableMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"| case | metric | runs | jsp | centrifugo | nats | jsp/centrifugo (same-run median) |",
 		"| 1x100 | delivered/s | 3 | 300.0 | 200.0 | — | 3.00 |", // ratios 3, 1, 3
-		"| 1x100 | p99-us | 3 | 10 | 10 | — | 1.00 |",        // ratios 0.5, 1, 3
+		"| 1x100 | p99-us | 3 | 10 | 10 | — | 1.00 |",            // ratios 0.5, 1, 3
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("table lacks %q:\n%s", want, md)
