@@ -115,7 +115,20 @@ func StatsLine(l Line, st Stats) Line {
 		Add("lost", st.Lost).
 		Add("expected", st.Expected).
 		Add("unsent", st.Unsent).
-		Add("errors", st.PublishErrors)
+		Add("errors", st.PublishErrors).
+		Add("first-error", firstWords(st.FirstError, 12))
+}
+
+// firstWords shortens an error message for a result line.
+func firstWords(s string, n int) string {
+	if s == "" {
+		return "-"
+	}
+	f := strings.Fields(s)
+	if len(f) > n {
+		f = f[:n]
+	}
+	return strings.Join(f, "_")
 }
 
 // Median returns the median of xs (the mean of the middle two for an even

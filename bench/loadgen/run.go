@@ -149,6 +149,8 @@ type Stats struct {
 	// Unsent counts due messages dropped because every worker was busy
 	// and the backlog was full; PublishErrors counts failed publishes.
 	Unsent, PublishErrors int64
+	// FirstError is the first failed publish's error, if any.
+	FirstError string
 }
 
 // Run publishes to t on the schedule cfg describes, while subscribers
@@ -209,6 +211,9 @@ func Run(ctx context.Context, cfg RunConfig, t Target, rec *Recorder) (Stats, er
 	}
 	if err := ctx.Err(); err != nil {
 		return st, fmt.Errorf("loadgen: run interrupted: %w", err)
+	}
+	if err, ok := firstErr.Load().(error); ok {
+		st.FirstError = err.Error()
 	}
 	if st.PublishErrors > 0 && st.PublishErrors >= inWindow {
 		err, _ := firstErr.Load().(error)

@@ -1,3 +1,6 @@
+// Pins Centrifugo v6.9.1 (memory broker, WebSocket) so that `make bench`
+// builds its server from the module for the side-by-side benchmarks
+// (bench/fanout, bench/idle). Kept apart from the project's go.mod.
 module github.com/jetstreamproto/jsp/bench/centrifugo/server
 
 go 1.26
