@@ -172,7 +172,15 @@ func (o *orchestrator) measure(sys, c string, level float64, run int) (loadgen.L
 	drvArgs = append(drvArgs, o.driver...)
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
-	out, err := procs.RunDriver(ctx, drvBin, drvArgs)
+	var loadCPU0, loadCPU1 time.Duration
+	out, err := procs.RunDriverPhases(ctx, drvBin, drvArgs, func(line string) {
+		switch line {
+		case loadgen.PhaseLoadStart:
+			loadCPU0, _ = loadgen.PIDCPU(srv.PID())
+		case loadgen.PhaseLoadEnd:
+			loadCPU1, _ = loadgen.PIDCPU(srv.PID())
+		}
+	})
 	cpu1, _ := loadgen.PIDCPU(srv.PID())
 	rss, _ := loadgen.PIDRSS(srv.PID())
 	if err != nil {
@@ -186,8 +194,11 @@ func (o *orchestrator) measure(sys, c string, level float64, run int) (loadgen.L
 	// The server's CPU covers connecting the subscribers too, so per
 	// delivery it is an upper bound; it is the same for every system.
 	l = l.Add("server-cpu-s", (cpu1-cpu0).Seconds()).Add("server-rss-mb", float64(rss)/(1<<20))
-	if exp, ok := l.Float("expected"); ok && exp > 0 {
-		l = l.Add("server-cpu-us/delivery", (cpu1-cpu0).Seconds()*1e6/exp)
+	// The load's CPU (warm-up, window and drain) per delivery that
+	// arrived in that time: the steadiest figure on a shared machine.
+	l = l.Add("server-load-cpu-s", (loadCPU1 - loadCPU0).Seconds())
+	if n, ok := l.Float("received"); ok && n > 0 {
+		l = l.Add("server-cpu-us/delivery", (loadCPU1-loadCPU0).Seconds()*1e6/n)
 	}
 	fmt.Println(l.String())
 	if o.out != nil {

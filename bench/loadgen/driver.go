@@ -83,6 +83,12 @@ func (f *DriverFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.Labels, "labels", "", "extra key=value,... fields for the result line")
 }
 
+// Phase lines a driver prints around the load (schedule and drain).
+const (
+	PhaseLoadStart = "phase load-start"
+	PhaseLoadEnd   = "phase load-end"
+)
+
 // DriverMain runs one fan-out measurement of sys with the flags in args
 // and prints one result line to out. name is the system's name in the
 // line.
@@ -127,9 +133,13 @@ func DriverMain(name string, args []string, out io.Writer, open func(f *DriverFl
 		Rate: f.Deliveries / float64(c.Subscribers), Channels: c.Channels, Subscribers: c.Subscribers,
 		Warmup: f.Warmup, Duration: f.Duration, Drain: f.Drain, PayloadSize: f.Payload, Workers: f.Workers,
 	}
+	// The phase lines let the orchestrator read the server's CPU time
+	// for the load alone, without the connection set-up.
+	fmt.Fprintln(out, PhaseLoadStart)
 	var cpu0 = ProcessCPU()
 	st, err := Run(ctx, cfg, target, rec)
 	cpu := ProcessCPU() - cpu0
+	fmt.Fprintln(out, PhaseLoadEnd)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}

@@ -114,6 +114,7 @@ func StatsLine(l Line, st Stats) Line {
 		Add("max-us", st.Max).
 		Add("lost", st.Lost).
 		Add("expected", st.Expected).
+		Add("received", st.Received).
 		Add("unsent", st.Unsent).
 		Add("errors", st.PublishErrors).
 		Add("first-error", firstWords(st.FirstError, 12))

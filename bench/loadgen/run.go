@@ -26,6 +26,7 @@ type Recorder struct {
 	// message due inside the window, measured from its due time.
 	Latency Histogram
 	arrived atomic.Uint64 // deliveries that arrived inside the window
+	all     atomic.Uint64 // every delivery since the window was set
 	foreign atomic.Uint64 // payloads without a stamp
 }
 
@@ -43,6 +44,7 @@ func (r *Recorder) DeliverAt(now time.Time, payload []byte) {
 	if we == 0 {
 		return
 	}
+	r.all.Add(1)
 	if d := due.UnixNano(); d >= ws && d < we {
 		r.Latency.Record(now.Sub(due))
 	}
@@ -149,6 +151,9 @@ type Stats struct {
 	// Unsent counts due messages dropped because every worker was busy
 	// and the backlog was full; PublishErrors counts failed publishes.
 	Unsent, PublishErrors int64
+	// Received counts every delivery during the run: warm-up, window
+	// and drain.
+	Received uint64
 	// FirstError is the first failed publish's error, if any.
 	FirstError string
 }
@@ -206,6 +211,7 @@ func Run(ctx context.Context, cfg RunConfig, t Target, rec *Recorder) (Stats, er
 	st.P99 = rec.Latency.Quantile(0.99)
 	st.P999 = rec.Latency.Quantile(0.999)
 	st.Max = rec.Latency.Max()
+	st.Received = rec.all.Load()
 	if got := rec.Latency.Count(); got < st.Expected {
 		st.Lost = st.Expected - got
 	}

@@ -226,6 +226,33 @@ func RunDriver(ctx context.Context, bin string, args []string) (string, error) {
 	return string(out), nil
 }
 
+// RunDriverPhases runs a driver process to completion like RunDriver and
+// calls onLine for each line of its output as it arrives, so that the
+// caller can sample the server at phase lines.
+func RunDriverPhases(ctx context.Context, bin string, args []string, onLine func(string)) (string, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	ScanLines(stdout, func(l string) bool {
+		out.WriteString(l)
+		out.WriteByte('\n')
+		onLine(l)
+		return true
+	})
+	if err := cmd.Wait(); err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w: %s", filepath.Base(bin), strings.Join(args, " "), err, tail(stderr.String()))
+	}
+	return out.String(), nil
+}
+
 // ScanLines calls fn for each line r produces until it returns false.
 func ScanLines(r io.Reader, fn func(string) bool) {
 	s := bufio.NewScanner(r)

@@ -1,6 +1,7 @@
 package procs
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"os"
@@ -95,5 +96,19 @@ func TestFreePort(t *testing.T) {
 	p, err := FreePort()
 	if err != nil || p <= 0 || p > 65535 {
 		t.Fatalf("FreePort = %d, %v", p, err)
+	}
+}
+
+func TestRunDriverPhases(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("no /bin/sh")
+	}
+	var seen []string
+	out, err := RunDriverPhases(context.Background(), "/bin/sh", []string{"-c", "echo one; echo two"}, func(l string) { seen = append(seen, l) })
+	if err != nil || out != "one\ntwo\n" || len(seen) != 2 || seen[1] != "two" {
+		t.Fatalf("out %q seen %v err %v", out, seen, err)
+	}
+	if _, err := RunDriverPhases(context.Background(), "/bin/sh", []string{"-c", "echo oops >&2; exit 3"}, func(string) {}); err == nil || !strings.Contains(err.Error(), "oops") {
+		t.Fatalf("failure not reported with stderr: %v", err)
 	}
 }
