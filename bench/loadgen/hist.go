@@ -15,6 +15,7 @@
 package loadgen
 
 import (
+	"math"
 	"math/bits"
 	"sync/atomic"
 	"time"
@@ -85,10 +86,22 @@ func (h *Histogram) Count() uint64 { return h.total.Load() }
 // Max returns the largest recorded duration.
 func (h *Histogram) Max() time.Duration { return time.Duration(h.max.Load()) }
 
+// Never stands for a latency beyond anything recorded: the message did
+// not arrive at all.
+const Never = time.Duration(math.MaxInt64)
+
 // Quantile returns the q-quantile (0 < q <= 1) as the upper bound of the
 // bucket that holds it, so that it never understates; zero when empty.
 func (h *Histogram) Quantile(q float64) time.Duration {
-	total := h.Count()
+	return h.QuantileOf(q, h.Count())
+}
+
+// QuantileOf returns the q-quantile among total values of which the
+// histogram holds the smallest: the total-Count() missing ones count as
+// infinitely late, so that lost messages raise the percentiles instead of
+// vanishing from them. It returns Never when the quantile falls among the
+// missing ones.
+func (h *Histogram) QuantileOf(q float64, total uint64) time.Duration {
 	if total == 0 {
 		return 0
 	}
@@ -99,6 +112,9 @@ func (h *Histogram) Quantile(q float64) time.Duration {
 	}
 	if rank > total {
 		rank = total
+	}
+	if rank > h.Count() {
+		return Never
 	}
 	var seen uint64
 	for i := range h.counts {

@@ -36,6 +36,9 @@ func (l Line) Add(key string, v any) Line {
 	case time.Duration:
 		// Microseconds with one decimal: the histogram's precision.
 		s = strconv.FormatFloat(float64(x)/1e3, 'f', 1, 64)
+		if x == Never {
+			s = "inf"
+		}
 	default:
 		s = fmt.Sprint(x)
 	}

@@ -329,3 +329,29 @@ func TestTableMarkdown(t *testing.T) {
 		}
 	}
 }
+
+func TestQuantileOfCountsLostAsLate(t *testing.T) {
+	var h Histogram
+	for i := 1; i <= 90; i++ {
+		h.Record(time.Duration(i) * time.Millisecond)
+	}
+	// 100 expected, 90 arrived: the median is the 50th smallest, p99 is
+	// among the ten lost.
+	if got := h.QuantileOf(0.5, 100); got < 50*time.Millisecond || got > 51*time.Millisecond {
+		t.Fatalf("p50 = %v, want 50ms", got)
+	}
+	if got := h.QuantileOf(0.99, 100); got != Never {
+		t.Fatalf("p99 = %v, want Never", got)
+	}
+	if l := (Line{}).Add("p99-us", Never); l.Get("p99-us") != "inf" {
+		t.Fatalf("Never formats as %q", l.Get("p99-us"))
+	}
+	md := Table{Row: []string{"case"}, Systems: []string{"a", "b"}, Ratios: [][2]string{{"a", "b"}}, Metrics: []string{"p99-us"}}.
+		Markdown([]Line{
+			Line{}.Add("case", "x").Add("system", "a").Add("run", 1).Add("p99-us", Never),
+			Line{}.Add("case", "x").Add("system", "b").Add("run", 1).Add("p99-us", time.Millisecond),
+		})
+	if !strings.Contains(md, "| x | p99-us | 1 | lost | 1000 | — |") {
+		t.Fatalf("table:\n%s", md)
+	}
+}

@@ -92,7 +92,11 @@ func (t Table) Markdown(lines []Line) string {
 					b.WriteString(" — |")
 					continue
 				}
-				b.WriteString(fmt.Sprintf(" %.2f |", Median(ratios)))
+				if m := Median(ratios); math.IsInf(m, 0) || math.IsNaN(m) {
+					b.WriteString(" — |")
+				} else {
+					b.WriteString(fmt.Sprintf(" %.2f |", m))
+				}
 			}
 			b.WriteString("\n")
 		}
@@ -104,6 +108,8 @@ func (t Table) Markdown(lines []Line) string {
 // integer when it is large.
 func formatNum(v float64) string {
 	switch a := math.Abs(v); {
+	case math.IsInf(v, 0) || math.IsNaN(v):
+		return "lost"
 	case a >= 1000:
 		return fmt.Sprintf("%.0f", v)
 	case a >= 100:

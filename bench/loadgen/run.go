@@ -142,7 +142,8 @@ type Stats struct {
 	// window.
 	Delivered float64
 	// P50, P99, P999 and Max are publish-to-deliver latencies of the
-	// window's messages, from their due time.
+	// window's messages, from their due time; Never when the percentile
+	// falls among the lost ones.
 	P50, P99, P999, Max time.Duration
 	// Expected is the number of deliveries of the window's messages.
 	Expected uint64
@@ -207,9 +208,11 @@ func Run(ctx context.Context, cfg RunConfig, t Target, rec *Recorder) (Stats, er
 	secs := cfg.Duration.Seconds()
 	st.Offered = float64(st.Expected) / secs
 	st.Delivered = float64(rec.arrived.Load()) / secs
-	st.P50 = rec.Latency.Quantile(0.50)
-	st.P99 = rec.Latency.Quantile(0.99)
-	st.P999 = rec.Latency.Quantile(0.999)
+	// Percentiles over every expected delivery: a lost one is later than
+	// any that arrived.
+	st.P50 = rec.Latency.QuantileOf(0.50, max(st.Expected, rec.Latency.Count()))
+	st.P99 = rec.Latency.QuantileOf(0.99, max(st.Expected, rec.Latency.Count()))
+	st.P999 = rec.Latency.QuantileOf(0.999, max(st.Expected, rec.Latency.Count()))
 	st.Max = rec.Latency.Max()
 	st.Received = rec.all.Load()
 	if got := rec.Latency.Count(); got < st.Expected {
