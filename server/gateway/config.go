@@ -98,6 +98,14 @@ type Config struct {
 	WSAddr string
 	// WSPath is the WebSocket endpoint's path. Default: DefaultWSPath.
 	WSPath string
+	// WSBehindTLSProxy serves WSAddr (WebSocket, /healthz, /metrics) over
+	// plain HTTP, for a gateway behind a proxy or load balancer that
+	// terminates TLS 1.3 for it (JSP §7.4 then holds between the client
+	// and the proxy). Sessions on it have no TLS state of their own, so
+	// device-key proofs bound to the TLS exporter cannot be checked.
+	// Default false: HTTPS with the gateway's certificate. Never expose a
+	// plaintext listener directly.
+	WSBehindTLSProxy bool
 	// WSOriginPatterns are the host patterns (path.Match syntax) allowed in
 	// a browser's Origin header besides the server's own host. Default:
 	// none, so pages from other origins cannot connect.

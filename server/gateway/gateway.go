@@ -322,6 +322,9 @@ type Addrs struct {
 	WebSocket net.Addr
 	// WSPath is the WebSocket endpoint's path.
 	WSPath string
+	// WSBehindTLSProxy is set when the WebSocket listener speaks plain
+	// HTTP for a TLS-terminating proxy (Config.WSBehindTLSProxy).
+	WSBehindTLSProxy bool
 }
 
 // URLs returns the client URLs for every bound address (jsp+quic://,
@@ -336,7 +339,13 @@ func (a Addrs) URLs() []string {
 		out = append(out, "jsp+tcp://"+dialable(a.TCP))
 	}
 	if a.WebSocket != nil {
-		out = append(out, "wss://"+dialable(a.WebSocket)+a.WSPath)
+		scheme := "wss://"
+		if a.WSBehindTLSProxy {
+			// The address of the plaintext listener behind the proxy;
+			// clients connect to the proxy with wss://.
+			scheme = "ws://"
+		}
+		out = append(out, scheme+dialable(a.WebSocket)+a.WSPath)
 	}
 	return out
 }
@@ -356,7 +365,7 @@ func dialable(a net.Addr) string {
 
 // Addrs returns the bound addresses, useful when listening on port 0.
 func (g *Gateway) Addrs() Addrs {
-	a := Addrs{WSPath: g.cfg.WSPath}
+	a := Addrs{WSPath: g.cfg.WSPath, WSBehindTLSProxy: g.cfg.WSBehindTLSProxy}
 	for _, l := range g.listeners {
 		switch l.kind {
 		case transport.KindQUIC:
