@@ -309,8 +309,9 @@ func (t *Track) subscribe(sc SubscriberConfig) (*DownTrack, error) {
 	return d, nil
 }
 
-// unsubscribe removes d.
-func (t *Track) unsubscribe(d *DownTrack) {
+// unsubscribe removes d and reports whether it was subscribed (a second
+// Close, or one after the track's unpublishing, finds it gone).
+func (t *Track) unsubscribe(d *DownTrack) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := *t.subs.Load()
@@ -321,6 +322,7 @@ func (t *Track) unsubscribe(d *DownTrack) {
 		}
 	}
 	t.subs.Store(&next)
+	return len(next) != len(old)
 }
 
 func (t *Track) close() {
@@ -331,5 +333,6 @@ func (t *Track) close() {
 	t.mu.Unlock()
 	for _, d := range old {
 		d.closeQueue()
+		t.f.retireDown(d.Stats())
 	}
 }
