@@ -158,7 +158,9 @@ func (t *Track) Stats() TrackStats {
 }
 
 // WritePacket forwards one media packet of layer from the publisher. It
-// never waits on a subscriber. Errors name the refused packet; the
+// never waits on a subscriber. Calls for one track are meant to come from
+// one goroutine (the publisher's receive loop): concurrent calls are safe
+// but forward in whatever order they interleave. Errors name the refused packet; the
 // publisher's session goes on (a datagram is not worth the connection,
 // JSP §13.1).
 func (t *Track) WritePacket(layer int, pkt []byte) error {
