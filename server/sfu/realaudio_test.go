@@ -41,6 +41,9 @@ func writeWAV(t *testing.T, path string, pcm []int16) {
 // length. The speaker detector lists the publisher during the tone and
 // drops it within a second of the silence.
 func TestRealOpusThroughSFU(t *testing.T) {
+	if testing.Short() {
+		t.Skip("external tools are not run in -short mode")
+	}
 	enc, err1 := exec.LookPath("opusenc")
 	dec, err2 := exec.LookPath("opusdec")
 	if err1 != nil || err2 != nil {
