@@ -56,6 +56,8 @@ func (g *Gateway) listenHTTPS(jspTLS *tls.Config) error {
 	mux.Handle(g.cfg.WSPath, wsl.handler)
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	mux.HandleFunc("GET /metrics", g.serveMetrics)
+	mux.HandleFunc("GET /readyz", g.serveReady)
+	mux.HandleFunc("GET /status", g.serveStatus)
 	// The filter sees each TCP connection before its TLS handshake; the
 	// ticket follows the connection into its requests.
 	fl := newFilteredListener(ln, g.adm, string(transport.KindWebSocket))
