@@ -107,7 +107,7 @@ func TestRefreshWithoutConfig(t *testing.T) {
 // TestRefreshMovesExpiry: a refreshed session outlives its first expiry;
 // a malformed refresh is BAD_REQUEST.
 func TestRefreshMovesExpiry(t *testing.T) {
-	first := time.Now().Add(500 * time.Millisecond)
+	first := time.Now().Add(2 * time.Second)
 	refresh := func(_ context.Context, cur session.Identity, tok string) (session.Identity, error) {
 		if tok != "good" {
 			return session.Identity{}, jsperr.New(jsperr.TokenBadSignature, "bad token")
