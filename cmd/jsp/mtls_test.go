@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -10,7 +11,11 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/security/ca"
+	"github.com/jetstreamproto/jsp/session"
+	jspquic "github.com/jetstreamproto/jsp/transport/quic"
+	"github.com/jetstreamproto/jsp/wire"
 )
 
 func freeTCPPort(t *testing.T) string {
@@ -48,6 +53,34 @@ func TestSplitRolesMTLS(t *testing.T) {
 	defer hn.close()
 	if s := busSummary(host); !strings.Contains(s, "mTLS") {
 		t.Fatalf("bus summary %q", s)
+	}
+
+	// A split gateway on the bus with its gateway identity: a PUBLISH is
+	// committed by the host's core and comes back as an EVENT, all within
+	// the gateway role's bus permissions.
+	gwDir := t.TempDir()
+	gf := serverFlags{dataDir: gwDir, quic: "127.0.0.1:0", tcp: "off", ws: "off", wsPath: "/jsp",
+		drainGrace: 100 * time.Millisecond, maxSessions: 10, maxConnsPerIP: 10, logLevel: "error",
+		authMode: "anonymous", maxHandshakesPerIP: 8,
+		node: nodeFlags{role: roleGateway, nats: []string{"tls://" + listen}, cluster: "jsp", db: defaultDSN(hostDir), dbSet: true,
+			mtls: mtlsFlags{caDir: caDir, name: "gw-1", lifetime: time.Hour}}}
+	gcfg, err := gf.config(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	gctx, gcancel := context.WithCancel(ctx)
+	defer gcancel()
+	gdone := make(chan error, 1)
+	go func() { gdone <- runNode(gctx, gf.node, gcfg, out, nil) }()
+	banner := waitOutput(t, out, "SPKI pin")
+	if !strings.Contains(banner, "mTLS") {
+		t.Fatalf("banner:\n%s", banner)
+	}
+	publishThrough(t, banner)
+	gcancel()
+	if err := <-gdone; err != nil {
+		t.Fatalf("split gateway: %v", err)
 	}
 
 	coreDir := t.TempDir()
@@ -92,5 +125,48 @@ func TestMTLSFlagsValidate(t *testing.T) {
 				t.Fatalf("validate = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// publishThrough subscribes and publishes through the gateway in banner
+// and waits for the ACK and the EVENT with sequence number 1.
+func publishThrough(t *testing.T, banner string) {
+	t.Helper()
+	addr, tlsConf := bannerTarget(t, banner, "jsp+quic")
+	dctx, dcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer dcancel()
+	conn, err := jspquic.Dial(dctx, addr, tlsConf, jspquic.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := session.Dial(dctx, conn, session.ClientInfo{Name: "mtls-test"}, session.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Send(&wire.Subscribe{Channel: "lobby", ReqID: []byte("s")}); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := s.Recv(dctx); err != nil || in.Type != wire.FrameAck {
+		t.Fatalf("subscribe: %v %v", in.Type, err)
+	}
+	env := &wire.Envelope{ID: []byte("p1"), Route: wire.Route{Kind: wire.RouteChannel, Name: "lobby"}, Class: protocol.ClassChat, Body: []byte("hi")}
+	if err := s.SendEnvelope(wire.FramePublish, env); err != nil {
+		t.Fatal(err)
+	}
+	var acked, evented bool
+	for !acked || !evented {
+		in, err := s.Recv(dctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch in.Type {
+		case wire.FrameAck:
+			acked = true
+		case wire.FrameEvent:
+			evented = in.Envelope.Seq == 1
+		case wire.FrameError:
+			t.Fatalf("publish through the split gateway: %v", in.Message)
+		}
 	}
 }
