@@ -142,3 +142,32 @@ func TestTokenRefreshRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTokenSourceWithCredentials: when HELLO auth comes from Credentials,
+// the Client does not know that token's expiry and refreshes at once from
+// its TokenSource.
+func TestTokenSourceWithCredentials(t *testing.T) {
+	e := newTokenEnv(t)
+	hello := e.issue(t, "alice", time.Minute)
+	refreshed := make(chan struct{}, 1)
+	c := e.srv.dial(t, client.SchemeTCP, func(o *client.Options) {
+		o.Credentials = func(_ context.Context, cs tls.ConnectionState) ([]byte, error) {
+			return credential.ForConnection(hello.Text, devicekey.PrivateKey{}, cs)
+		}
+		o.TokenSource = func(context.Context) (client.Token, error) {
+			select {
+			case refreshed <- struct{}{}:
+			default:
+			}
+			return e.issue(t, "alice", time.Hour), nil
+		}
+	})
+	select {
+	case <-refreshed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no refresh after a HELLO token of unknown expiry")
+	}
+	if _, err := c.Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
