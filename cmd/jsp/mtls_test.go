@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +93,43 @@ func TestSplitRolesMTLS(t *testing.T) {
 	}
 	cn.close()
 
+	// A core whose certificate was issued elsewhere (jsp ca issue) and
+	// handed over as files, with the CA's trust anchors only.
+	authority, err := ca.Open(caDir, ca.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	filesDir := t.TempDir()
+	issueFiles := func(role, name string) (string, string) {
+		c, err := authority.Issue(ca.Identity{Cluster: "prod", Role: role, Name: name}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, key := filepath.Join(filesDir, name+".crt"), filepath.Join(filesDir, name+".key")
+		if err := ca.WriteFiles(cert, key, c); err != nil {
+			t.Fatal(err)
+		}
+		return cert, key
+	}
+	cert, key := issueFiles("core", "core-2")
+	fileCore := nodeFlags{role: roleCore, nats: []string{"tls://" + listen}, cluster: "jsp", db: defaultDSN(t.TempDir()),
+		mtls: mtlsFlags{certFile: cert, keyFile: key, trustDir: caDir}}
+	if err := fileCore.validate(); err != nil {
+		t.Fatal(err)
+	}
+	cn, err = openNode(ctx, fileCore, t.TempDir(), log)
+	if err != nil {
+		t.Fatalf("core with --service-cert: %v", err)
+	}
+	cn.close()
+	fileCore.mtls.certFile, fileCore.mtls.keyFile = issueFiles("gateway", "gw-9")
+	if cn, err := openNode(ctx, fileCore, t.TempDir(), log); err == nil || !strings.Contains(err.Error(), "needs a core certificate") {
+		if cn != nil {
+			cn.close()
+		}
+		t.Fatalf("core with a gateway certificate: %v", err)
+	}
+
 	otherDir := t.TempDir()
 	if _, err := ca.Init(otherDir, ca.Config{Cluster: "prod"}); err != nil {
 		t.Fatal(err)
@@ -117,6 +155,10 @@ func TestMTLSFlagsValidate(t *testing.T) {
 		{"all with nats", nodeFlags{role: roleAll, nats: []string{"nats://h:1"}, cluster: "jsp", mtls: mtlsFlags{caDir: "x"}}, "--role gateway or core"},
 		{"all in-process", nodeFlags{role: roleAll, cluster: "jsp", mtls: mtlsFlags{caDir: "x"}}, "--nats-listen"},
 		{"gateway", nodeFlags{role: roleGateway, nats: []string{"nats://h:1"}, cluster: "jsp", mtls: mtlsFlags{caDir: "x"}}, ""},
+		{"ca and files", nodeFlags{role: roleGateway, nats: []string{"nats://h:1"}, cluster: "jsp", mtls: mtlsFlags{caDir: "x", certFile: "c", keyFile: "k"}}, "does not go with"},
+		{"cert without key", nodeFlags{role: roleGateway, nats: []string{"nats://h:1"}, cluster: "jsp", mtls: mtlsFlags{certFile: "c", trustDir: "t"}}, "go together"},
+		{"cert without trust", nodeFlags{role: roleGateway, nats: []string{"nats://h:1"}, cluster: "jsp", mtls: mtlsFlags{certFile: "c", keyFile: "k"}}, "--trust-dir"},
+		{"files", nodeFlags{role: roleCore, nats: []string{"nats://h:1"}, cluster: "jsp", mtls: mtlsFlags{certFile: "c", keyFile: "k", trustDir: "t"}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
