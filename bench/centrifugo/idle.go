@@ -36,7 +36,7 @@ func idleCentrifugo(args []string) error {
 	}
 	dial := func(ctx context.Context, i int) (io.Closer, error) {
 		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceAddr(i, *sources)}}
-		c := centrifuge.NewProtobufClient(*addr, centrifuge.Config{NetDialContext: nd.DialContext})
+		c := centrifuge.NewProtobufClient(*addr, centrifuge.Config{NetDialContext: nd.DialContext, HandshakeTimeout: 15 * time.Second})
 		if err := connect(ctx, c); err != nil {
 			c.Close()
 			return nil, err
