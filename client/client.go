@@ -70,9 +70,15 @@ type Client struct {
 	opts Options
 	log  *slog.Logger
 	plan *dialPlan
+	sigs *signatures // signing key and verification (signatures.go); set before use
+	// book ranks the gateways a reconnect tries (gateways.go).
+	book *gatewayBook
 
 	stopSupervise  context.CancelFunc
 	superviseDone  chan struct{}
+	tokens         *tokenState        // the session token (Options.TokenSource)
+	stopRefresh    context.CancelFunc // ends refreshLoop; nil without TokenSource
+	refreshDone    chan struct{}
 	stopDispatch   context.CancelFunc
 	dispatchCtx    context.Context
 	dispatchWG     sync.WaitGroup // one dispatcher per session
@@ -165,6 +171,7 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 		opts:          o,
 		log:           o.Logger,
 		plan:          plan,
+		book:          newGatewayBook(plan.urls),
 		stopDispatch:  stopDispatch,
 		dispatchCtx:   dctx,
 		stopSupervise: stopSupervise,
@@ -179,12 +186,22 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 		runners:       map[stopper]struct{}{},
 		order:         map[string]*seqTracker{},
 	}
+	c.tokens = plan.tokens
 	c.noteResumableLocked(l)
+	c.noteSession(l)
 	c.startDispatcher(l)
 	go func() {
 		defer close(c.superviseDone)
 		c.supervise(sctx)
 	}()
+	if o.TokenSource != nil {
+		rctx, stop := context.WithCancel(context.Background())
+		c.stopRefresh, c.refreshDone = stop, make(chan struct{})
+		go func() {
+			defer close(c.refreshDone)
+			c.refreshLoop(rctx)
+		}()
+	}
 	return c
 }
 
@@ -315,6 +332,9 @@ type Stats struct {
 	Reconnects uint64
 	// Queued counts messages queued while disconnected (and sent later).
 	Queued uint64
+	// Unverified counts events that failed verification or were unsigned
+	// while Options.Verify was enabled (dropped with DropUnverified).
+	Unverified uint64
 	// Resumes counts reconnections that resumed the lost session (JSP
 	// §11.1 item 4) instead of starting a new one.
 	Resumes uint64
@@ -341,6 +361,7 @@ func (c *Client) Stats() Stats {
 		Unrouted:     c.unrouted.Load(),
 		Reconnects:   c.reconnects.Load(),
 		Queued:       c.queuedMessages.Load(),
+		Unverified:   c.sigs.unverifiedCount(),
 
 		Resumes:          c.resumes.Load(),
 		Resent:           c.resent.Load(),
@@ -352,8 +373,8 @@ func (c *Client) Stats() Stats {
 }
 
 // Close ends the Client and waits for its goroutines, in this order: the
-// reconnect goroutine (a dial in progress is abandoned), the session (so
-// nothing new arrives), the dispatchers, then every handler runner, each
+// token refresher, the reconnect goroutine (a dial in progress is
+// abandoned), the session (so nothing new arrives), the dispatchers, then every handler runner, each
 // after the handler call in progress returns. Messages still queued for
 // handlers or for sending are discarded. A handler that never returns
 // makes Close wait for it; handlers must not call Close themselves.
@@ -362,6 +383,11 @@ func (c *Client) Close() error {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
+		if c.stopRefresh != nil {
+			// First: a refresh sends a command on the session.
+			c.stopRefresh()
+			<-c.refreshDone
+		}
 		c.stopSupervise()
 		<-c.superviseDone
 		_ = c.link().sess.Close()

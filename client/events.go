@@ -29,6 +29,16 @@ type Event struct {
 	Body []byte
 	// Envelope is the whole envelope, for headers and signatures.
 	Envelope *wire.Envelope
+	// Verified reports that Options.Verify checked the event's signature
+	// against its device's published key (JSP §4.3); Signer then names
+	// the device and its owner. Always false with verification off.
+	Verified bool
+	// Signer is the verified signing device; nil unless Verified.
+	Signer *Signer
+	// VerifyErr says why an event is not Verified when verification is
+	// on: ErrUnsigned, or an error with the registry code of the failed
+	// check (SIGNATURE_INVALID, SIGNER_UNKNOWN, SIGNER_REVOKED, ...).
+	VerifyErr error
 }
 
 func eventOf(env *wire.Envelope) Event {
@@ -82,6 +92,7 @@ func (c *Client) Subscribe(ctx context.Context, channel string, handler func(Eve
 	if _, err := c.waitLink(ctx); err != nil {
 		return nil, fmt.Errorf("client: subscribe %q: %w", channel, err)
 	}
+	handler = c.sigs.wrap(handler, c.opts.Verify.KeyFetchTimeout)
 	c.mu.Lock()
 	r, err := startRunnerLocked(c, handler)
 	if err != nil {
@@ -217,6 +228,9 @@ func (c *Client) publish(ctx context.Context, channel string, body []byte) (*inf
 		Body:  body,
 	}
 	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("client: publish to %q: %w", channel, err)
+	}
+	if err := c.sigs.sign(env); err != nil {
 		return nil, fmt.Errorf("client: publish to %q: %w", channel, err)
 	}
 	p, err := c.sendOrQueue(queued{frame: wire.FramePublish, env: env})

@@ -50,6 +50,9 @@ func (c *Client) supervise(ctx context.Context) {
 				return
 			}
 			c.log.Info("session lost, reconnecting", "reason", reason)
+			// The gateway just lost goes to the back of the list.
+			c.noteRTT(l)
+			c.noteFailure(l.url)
 			c.callback(func(r *ReconnectOptions) {
 				if r.OnDisconnected != nil {
 					r.OnDisconnected(reason)
@@ -94,9 +97,10 @@ func (c *Client) callback(fn func(r *ReconnectOptions)) { fn(&c.opts.Reconnect) 
 // before every round but the first after GOAWAY) it waits the backoff.
 func (c *Client) redial(ctx context.Context, first []string, lost bool) (*link, error) {
 	r := &c.opts.Reconnect
-	urls := append(append([]string(nil), first...), c.plan.urls...)
 	var errs []error
 	for round := 0; r.MaxAttempts == 0 || round < r.MaxAttempts; round++ {
+		// Ranked again each round: the last round's failures count.
+		urls := c.candidates(first)
 		if lost || round > 0 {
 			n := round
 			if !lost {
@@ -135,6 +139,7 @@ func (c *Client) redial(ctx context.Context, first []string, lost bool) (*link, 
 				return nil, context.Cause(ctx)
 			}
 			errs = append(errs, err)
+			c.noteFailure(u)
 			if isFatal(err) {
 				// A pin or certificate failure does not heal with time.
 				return nil, err
@@ -182,6 +187,7 @@ func (c *Client) install(ctx context.Context, nl, old *link) {
 		_ = nl.sess.Close()
 		return
 	}
+	c.noteSession(nl)
 	c.startDispatcher(nl)
 	c.cur = nl
 	close(c.next)

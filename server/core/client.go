@@ -41,6 +41,11 @@ func (c *Client) Subjects() bus.Subjects { return c.subj }
 // reply. A reply with an error code is returned as a *jsperr.Error; a bus
 // failure as TIMEOUT (ctx ended) or CIRCUIT_OPEN (no core answers).
 func (c *Client) Do(ctx context.Context, req *Request) (*Reply, error) {
+	if req.Identity == nil {
+		if id, ok := IdentityFrom(ctx); ok {
+			req.Identity = &id
+		}
+	}
 	data, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("core: encode %s request: %w", req.Op, err)
@@ -48,6 +53,9 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Reply, error) {
 	subj := c.subj.CoreCmd(bus.ShardOf(req.Channel, c.shards))
 	m, err := c.bus.Request(ctx, subj, bus.Msg{Data: data})
 	switch {
+	case jsperr.CodeOf(err) == jsperr.CircuitOpen:
+		// The bus breaker is open; its retry-after goes to the client.
+		return nil, fmt.Errorf("core %s %q: %w", req.Op, req.Channel, err)
 	case errors.Is(err, bus.ErrNoResponders):
 		return nil, jsperr.Wrap(jsperr.CircuitOpen, fmt.Errorf("core %s %q: %w", req.Op, req.Channel, err))
 	case err != nil && ctx.Err() != nil:
@@ -79,6 +87,23 @@ func (c *Client) After(ctx context.Context, channel string, after storage.Seq, l
 // before 0 reads the newest.
 func (c *Client) Before(ctx context.Context, channel string, before storage.Seq, limit int) (*Reply, error) {
 	return c.Do(ctx, &Request{Op: OpHistory, Channel: channel, Before: before, Latest: before == 0, Limit: limit})
+}
+
+// Command forwards a command for service with body to the core serving
+// key's shard and returns the reply body.
+func (c *Client) Command(ctx context.Context, key, service string, body []byte) ([]byte, error) {
+	rep, err := c.Do(ctx, &Request{Op: OpCommand, Channel: key, Command: &Command{Service: service, Body: body}})
+	if err != nil {
+		return nil, err
+	}
+	return rep.Body, nil
+}
+
+// Authorize asks the core whether the identity in ctx may subscribe to
+// channel.
+func (c *Client) Authorize(ctx context.Context, channel string) error {
+	_, err := c.Do(ctx, &Request{Op: OpSubscribe, Channel: channel})
+	return err
 }
 
 // Recover asks whether the messages after after can be recovered and

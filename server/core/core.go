@@ -97,6 +97,12 @@ type Config struct {
 	DisablePurge bool
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Services are the services commands are forwarded to (services.go).
+	// Default: none; every OpCommand is answered NOT_FOUND.
+	Services *Registry
+	// Authorizer is the authorization hook, called for every request
+	// (authz.go). Default: AllowAll.
+	Authorizer Authorizer
 }
 
 // DefaultCluster is the cluster name when none is configured.
@@ -134,6 +140,9 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Authorizer == nil {
+		c.Authorizer = AllowAll
+	}
 	return nil
 }
 
@@ -157,6 +166,9 @@ type Stats struct {
 	Published  uint64 // messages committed and published
 	Duplicates uint64 // resends answered with the original Seq
 	Failed     uint64 // requests answered with an error code
+	// StoreErrors counts requests that failed in storage with an
+	// internal error (not the client's fault).
+	StoreErrors uint64
 }
 
 // Core serves gateway requests. Create it with New, then Start.
@@ -172,7 +184,11 @@ type Core struct {
 	subs    []bus.Subscription // guarded by mu
 	started bool               // guarded by mu
 	closed  bool               // guarded by mu
-	stats   Stats              // guarded by mu
+	// draining: Shutdown has unsubscribed; requests still arriving from
+	// the bus's buffer are left unanswered (the gateway times out and the
+	// client resends, which de-duplication makes safe).
+	draining bool  // guarded by mu
+	stats    Stats // guarded by mu
 }
 
 // New returns a core for cfg; it serves nothing until Start.
@@ -250,7 +266,7 @@ func (c *Core) Stats() Stats {
 // handle serves one request and replies on its reply subject.
 func (c *Core) handle(m *bus.Msg) {
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || c.draining {
 		c.mu.Unlock()
 		return
 	}
@@ -273,6 +289,9 @@ func (c *Core) handle(m *bus.Msg) {
 	switch {
 	case rep.Code != jsperr.NoError:
 		c.stats.Failed++
+		if rep.Code == jsperr.Internal {
+			c.stats.StoreErrors++
+		}
 	case req.Op == OpPublish && rep.Duplicate:
 		c.stats.Duplicates++
 	case req.Op == OpPublish:
@@ -311,7 +330,11 @@ func failure(err error) Reply {
 		// Storage internals (paths, SQL) stay in the core's log.
 		reason = "internal error"
 	}
-	return Reply{Code: code, Reason: reason}
+	rep := Reply{Code: code, Reason: reason}
+	if je != nil {
+		rep.RetryAfterMS = retryAfterMS(je.RetryAfter)
+	}
+	return rep
 }
 
 // afterSentinel returns what a storage error says after its sentinel
@@ -330,7 +353,14 @@ func (c *Core) serve(ctx context.Context, req *Request) Reply {
 	if req.Channel == "" {
 		return Reply{Code: jsperr.BadRequest, Reason: "request without channel"}
 	}
+	if err := c.authorize(ctx, req); err != nil {
+		return failure(err)
+	}
 	switch req.Op {
+	case OpSubscribe:
+		return Reply{}
+	case OpCommand:
+		return c.command(ctx, req)
 	case OpPublish:
 		return c.publish(ctx, req)
 	case OpHistory:

@@ -23,6 +23,12 @@ const (
 	// OpRecover tells whether a client can resume after a sequence number
 	// and, when it can, returns the first page of what it missed.
 	OpRecover Op = "recover"
+	// OpSubscribe asks whether the identity may subscribe to the channel;
+	// the gateway joins the channel only when the core allows it.
+	OpSubscribe Op = "subscribe"
+	// OpCommand runs a COMMAND on a service registered in the core
+	// (services.go).
+	OpCommand Op = "command"
 )
 
 // DefaultMaxRequestBytes caps a request or reply the core decodes; it
@@ -50,6 +56,11 @@ type Request struct {
 	// Limit caps the page (OpHistory, OpRecover); 0 means the core's
 	// default, larger values are clamped to its maximum.
 	Limit int `json:"limit,omitempty"`
+	// Identity is who the request is made for (authz.go); nil means an
+	// anonymous caller.
+	Identity *Identity `json:"identity,omitempty"`
+	// Command is the forwarded command (OpCommand).
+	Command *Command `json:"command,omitempty"`
 }
 
 // Reply is a core's answer.
@@ -58,6 +69,9 @@ type Reply struct {
 	Code jsperr.Code `json:"code,omitempty"`
 	// Reason explains a failure.
 	Reason string `json:"reason,omitempty"`
+	// RetryAfterMS is when to retry a failure that passes (CIRCUIT_OPEN
+	// from a breaker), in milliseconds; 0 when unknown.
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 	// Seq is the committed message's sequence number (OpPublish).
 	Seq storage.Seq `json:"seq,omitempty"`
 	// Time is the commit time (OpPublish).
@@ -75,6 +89,8 @@ type Reply struct {
 	// still stored (OpRecover). When false the client must refetch
 	// history (ARCHITECTURE §4).
 	Recoverable bool `json:"recoverable,omitempty"`
+	// Body is a command's reply body (OpCommand).
+	Body []byte `json:"body,omitempty"`
 }
 
 // Err returns the reply's failure as a *jsperr.Error, or nil.
@@ -82,7 +98,9 @@ func (r *Reply) Err() error {
 	if r.Code == jsperr.NoError {
 		return nil
 	}
-	return jsperr.New(r.Code, r.Reason)
+	e := jsperr.New(r.Code, r.Reason)
+	e.RetryAfter = time.Duration(r.RetryAfterMS) * time.Millisecond
+	return e
 }
 
 // Event is what a core publishes on a channel subject after a commit:
@@ -90,8 +108,14 @@ func (r *Reply) Err() error {
 type Event struct {
 	// Channel is the channel's name.
 	Channel string `json:"channel"`
-	// Message is the committed message; Seq and Time are set.
+	// Message is the committed message; Seq and Time are set. For an
+	// Ephemeral event Seq is 0.
 	Message storage.Message `json:"message"`
+	// Ephemeral marks an event that was not stored (Core.Ephemeral).
+	Ephemeral bool `json:"ephemeral,omitempty"`
+	// Drop, when set, is a control event without a message: gateways end
+	// the local subscriptions of these users on Channel (Core.Drop).
+	Drop []string `json:"drop,omitempty"`
 }
 
 // decode unmarshals a bus payload of at most max bytes into v.
@@ -111,7 +135,7 @@ func DecodeEvent(data []byte) (Event, error) {
 	if err := decode(data, DefaultMaxRequestBytes, &ev); err != nil {
 		return Event{}, err
 	}
-	if ev.Channel == "" || ev.Message.Seq == 0 {
+	if ev.Channel == "" || (ev.Message.Seq == 0 && !ev.Ephemeral && len(ev.Drop) == 0) {
 		return Event{}, jsperr.New(jsperr.BadRequest, "core event without channel or seq")
 	}
 	return ev, nil

@@ -33,11 +33,17 @@ type cluster struct {
 	fanout *bus.ChannelFanout
 	hub    *pubsub.Hub[*wire.Envelope]
 	log    *slog.Logger
+	ops    *opsMetrics
+	now    func() time.Time
 
 	mu   sync.Mutex
 	refs map[string]*channelRef // guarded by mu: channels with local subscribers
 
 	gaps atomic.Uint64 // gaps in a channel's live events, replayed from storage
+
+	// onDrop ends local subscriptions on a control event; set once by New
+	// before any subscription exists.
+	onDrop func(channel string, users []string)
 }
 
 type channelRef struct {
@@ -45,7 +51,7 @@ type channelRef struct {
 	sink *bus.FanoutSink
 }
 
-func newCluster(cfg *Config, hub *pubsub.Hub[*wire.Envelope]) (*cluster, error) {
+func newCluster(cfg *Config, hub *pubsub.Hub[*wire.Envelope], ops *opsMetrics) (*cluster, error) {
 	subj, err := bus.NewSubjects(cfg.Cluster)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: cluster: %w", err)
@@ -59,6 +65,8 @@ func newCluster(cfg *Config, hub *pubsub.Hub[*wire.Envelope]) (*cluster, error) 
 		fanout: bus.NewChannelFanout(cfg.Bus, subj.Channel),
 		hub:    hub,
 		log:    cfg.Logger,
+		ops:    ops,
+		now:    cfg.Now,
 		refs:   map[string]*channelRef{},
 	}, nil
 }
@@ -110,10 +118,21 @@ func (c *cluster) close() {
 // deliver hands one committed event to the hub. The envelope is decoded
 // once here and shared, read-only, by every local subscriber.
 func (c *cluster) deliver(channel string, m *bus.Msg) {
-	env, seq, err := eventEnvelope(m.Data)
+	ev, err := core.DecodeEvent(m.Data)
+	if err == nil && len(ev.Drop) > 0 {
+		// A control event (forward.go): no message to deliver.
+		if c.onDrop != nil {
+			c.onDrop(channel, ev.Drop)
+		}
+		return
+	}
+	env, seq, committed, err := eventEnvelope(m.Data)
 	if err != nil {
 		c.log.Warn("gateway: bad channel event", "channel", channel, "err", err)
 		return
+	}
+	if !committed.IsZero() {
+		c.ops.delivery.observe(c.now().Sub(committed))
 	}
 	if err := c.hub.PublishSeq(channel, uint64(seq), env); err != nil {
 		c.log.Debug("gateway: event not delivered", "channel", channel, "seq", seq, "err", err)
@@ -121,13 +140,14 @@ func (c *cluster) deliver(channel string, m *bus.Msg) {
 }
 
 // eventEnvelope decodes a core event into the EVENT envelope it carries.
-func eventEnvelope(data []byte) (*wire.Envelope, storage.Seq, error) {
+// It returns the commit time too, for the delivery latency.
+func eventEnvelope(data []byte) (*wire.Envelope, storage.Seq, time.Time, error) {
 	ev, err := core.DecodeEvent(data)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, time.Time{}, err
 	}
 	env, err := storedEnvelope(&ev.Message)
-	return env, ev.Message.Seq, err
+	return env, ev.Message.Seq, ev.Message.Time, err
 }
 
 // storedEnvelope returns the EVENT envelope of a stored message: the body
@@ -186,6 +206,7 @@ func (h *host) recordOpen() {
 	ctx, cancel := context.WithTimeout(h.g.ctx, h.g.cfg.CoreTimeout)
 	defer cancel()
 	if _, err := st.UpsertSession(ctx, h.sessionRecord()); err != nil {
+		h.g.storeErrors.Add(1)
 		h.log.Warn("gateway: session record not stored", "err", err)
 	}
 }
@@ -199,6 +220,7 @@ func (h *host) recordClose() {
 	ctx, cancel := context.WithTimeout(context.Background(), h.g.cfg.CoreTimeout)
 	defer cancel()
 	if err := st.CloseSession(ctx, h.id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		h.g.storeErrors.Add(1)
 		h.log.Warn("gateway: session record not closed", "err", err)
 	}
 }
@@ -220,6 +242,7 @@ func (g *Gateway) touchSessions(ctx context.Context) {
 	defer cancel()
 	for _, id := range ids {
 		if err := st.TouchSession(ctx, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			g.storeErrors.Add(1)
 			g.log.Debug("gateway: touch session", "session", id, "err", err)
 			if ctx.Err() != nil {
 				return
@@ -259,13 +282,16 @@ func (h *host) publishCommit(ctx context.Context, env *wire.Envelope) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, h.g.cfg.CoreTimeout)
 	defer cancel()
+	start := time.Now()
 	if _, err := h.g.cluster.client.Publish(rctx, env.Route.Name, storedMessage(env, sender)); err != nil {
 		if ctx.Err() != nil {
 			return
 		}
+		h.g.ops.busErrors.Add(1)
 		h.refuse(env.ID, err)
 		return
 	}
+	h.g.ops.commit.observe(time.Since(start))
 	h.ack(env.ID)
 }
 
@@ -274,6 +300,10 @@ func (h *host) publishCommit(ctx context.Context, env *wire.Envelope) {
 // committed messages the client missed, followed by the live ones.
 func (h *host) subscribeCluster(ctx context.Context, m *wire.Subscribe) {
 	name := m.Channel
+	if err := h.authorizeSubscribe(ctx, name); err != nil {
+		h.refuse(m.ReqID, err)
+		return
+	}
 	if _, ok := h.joined[name]; !ok {
 		if err := h.g.cluster.join(name); err != nil {
 			h.refuse(m.ReqID, err)
@@ -477,6 +507,11 @@ func (h *host) flushCatchup(ctx context.Context, name string) error {
 // A number past the next one expected starts a replay of the gap: gap is
 // then the last number sent, and the delivery waits in the buffer.
 func (h *host) routeDelivery(d pubsub.Delivery[*wire.Envelope]) (send bool, gap uint64, err error) {
+	if d.Seq == 0 {
+		// An ephemeral event (typing): never stored, so it takes no
+		// place in the channel's order and is never replayed.
+		return true, 0, nil
+	}
 	h.cmu.Lock()
 	defer h.cmu.Unlock()
 	if c := h.catching[d.Channel]; c != nil {

@@ -237,8 +237,15 @@ func TestClusterNoCore(t *testing.T) {
 	if err := publishAcked(t, s, "room", "x", "y"); jsperr.CodeOf(err) != jsperr.CircuitOpen {
 		t.Fatalf("publish without core: %v, want CIRCUIT_OPEN", err)
 	}
-	// The session goes on.
-	subscribe(t, s, "room")
+	// The session goes on; a subscription needs the core's authorization
+	// (zero trust), so without a core it is refused, not granted.
+	if err := s.Send(&wire.Subscribe{Channel: "room", ReqID: []byte("sub")}); err != nil {
+		t.Fatal(err)
+	}
+	in := recvType(t, s, wire.FrameError)
+	if e, ok := in.Message.(*wire.ErrorMessage); !ok || e.Code != jsperr.CircuitOpen {
+		t.Fatalf("subscribe without core: %+v, want CIRCUIT_OPEN", e)
+	}
 }
 
 // wantReplay receives the replayed EVENTs and the SUBSCRIBE's ACK. The ACK

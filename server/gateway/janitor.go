@@ -39,6 +39,7 @@ func (g *Gateway) janitor() {
 			return
 		case <-touch:
 			g.touchSessions(g.ctx)
+			g.sweepSessions(g.ctx)
 		case <-devices:
 			g.checkDevices(g.ctx)
 		case <-reap.C:

@@ -68,6 +68,9 @@ type Store struct {
 	cfg  storage.Config
 	pool *pgxpool.Pool
 
+	// Chat implements storage.ChatStore (chat.go).
+	*sqlcommon.Chat
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 }
@@ -103,6 +106,7 @@ func open(ctx context.Context, dsn string, cfg storage.Config, ms []sqlcommon.Mi
 		return nil, fmt.Errorf("storage/postgres: connect: %w", err)
 	}
 	s := &Store{cfg: cfg, pool: pool}
+	s.Chat = sqlcommon.NewChat(chatDB{s}, cfg.Now, "storage/postgres")
 	if err := s.migrate(ctx, ms); err != nil {
 		pool.Close()
 		return nil, err

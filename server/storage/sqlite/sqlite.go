@@ -88,6 +88,9 @@ type Store struct {
 
 	st stmts // prepared statements (stmts.go)
 
+	// Chat implements storage.ChatStore (chat.go).
+	*sqlcommon.Chat
+
 	// The append loop (appends.go): appends carries requests to it, stop
 	// ends it, appendsDone closes when it has returned.
 	appends     chan *appendReq
@@ -159,6 +162,7 @@ func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.M
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
 	s := &Store{cfg: cfg, path: path, w: w, r: w}
+	s.Chat = sqlcommon.NewChat(chatDB{s}, cfg.Now, "storage/sqlite")
 	// Touch the writer first: it switches the file to WAL before a reader
 	// opens it.
 	if err := w.PingContext(ctx); err != nil {

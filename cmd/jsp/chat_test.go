@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/jetstreamproto/jsp/security/token"
+)
+
+// TestChatTwoTerminals runs the default single-process server with token
+// keys and two `jsp chat` sessions, alice and bob, typing into each
+// other's direct chat: posts, replies, reactions, edits and deletions show
+// up live on the other side.
+func TestChatTwoTerminals(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	keyFile, key := writeTokenKey(t, dir)
+	f := serverFlags{dataDir: dir, quic: "off", tcp: "127.0.0.1:0", ws: "off", wsPath: "/jsp",
+		drainGrace: 100 * time.Millisecond, maxSessions: 10, maxConnsPerIP: 10, logLevel: "error",
+		authMode: "anonymous", tokenKeys: []string{keyFile}, audience: "chat-test", maxHandshakesPerIP: 8,
+		node: nodeFlags{role: roleAll, cluster: "jsp", db: defaultDSN(dir)}}
+	cfg, err := f.config(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runNode(ctx, f.node, cfg, out, nil) }()
+	banner := waitOutput(t, out, "SPKI pin")
+	addr, _ := bannerTarget(t, banner, "jsp+tcp")
+	pin := regexp.MustCompile(`SPKI pin +(\S+)`).FindStringSubmatch(banner)[1]
+
+	type term struct {
+		in   *io.PipeWriter
+		out  *syncBuffer
+		done chan error
+	}
+	start := func(user string) *term {
+		tok, err := token.Sign(key, token.Claims{Audience: "chat-test", Subject: user, NotBefore: time.Now().Add(-time.Minute), Expiry: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokFile := filepath.Join(dir, user+".tok")
+		if err := os.WriteFile(tokFile, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cf := &chatFlags{dialFlags: dialFlags{pins: []string{pin}, timeout: 10 * time.Second, logLevel: "error"}, token: "@" + tokFile}
+		pr, pw := io.Pipe()
+		tm := &term{in: pw, out: &syncBuffer{}, done: make(chan error, 1)}
+		go func() { tm.done <- runChat(ctx, cf, "jsp+tcp://"+addr, pr, tm.out, io.Discard) }()
+		t.Cleanup(func() { _ = pw.Close() })
+		waitOutput(t, tm.out, "signed in as "+user)
+		return tm
+	}
+	typeLine := func(tm *term, line string) {
+		t.Helper()
+		if _, err := io.WriteString(tm.in, line+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice := start("alice")
+	bob := start("bob")
+	typeLine(alice, "/dm bob hello bob")
+	waitOutput(t, alice.out, "alice: hello bob")
+	typeLine(bob, "/list")
+	list := waitOutput(t, bob.out, "(direct)")
+	dm := regexp.MustCompile(`(dm-[0-9a-f]+)`).FindString(list)
+	if dm == "" {
+		t.Fatalf("bob's list:\n%s", list)
+	}
+	typeLine(bob, "/open "+dm)
+	waitOutput(t, bob.out, "alice: hello bob")
+	seq := regexp.MustCompile(`\[#(\d+) [0-9:]+\] alice: hello bob`).FindStringSubmatch(bob.out.String())[1]
+	typeLine(bob, "/typing")
+	waitOutput(t, alice.out, "bob is typing")
+	typeLine(bob, "/reply "+seq+" hi alice")
+	waitOutput(t, alice.out, "bob (reply): hi alice")
+	typeLine(bob, "/react "+seq+" 👍")
+	waitOutput(t, alice.out, "bob reacted 👍 on a message (now 1)")
+	typeLine(alice, "/edit "+seq+" hello bob, edited")
+	waitOutput(t, bob.out, "alice edited #"+seq+": hello bob, edited")
+	typeLine(alice, "/delete "+seq)
+	waitOutput(t, bob.out, "alice deleted #"+seq)
+	typeLine(bob, "/react "+seq+" 👎")
+	waitOutput(t, bob.out, "! MESSAGE_DELETED")
+	// Attachments go over a stream and are posted with their hash.
+	file := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(file, []byte("attached notes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	typeLine(alice, "/attach "+file+" see file")
+	waitOutput(t, bob.out, "notes.txt, 14 bytes]")
+	// History shows the tombstone in place.
+	typeLine(bob, "/open "+dm)
+	waitOutput(t, bob.out, "alice: (deleted)")
+	for _, tm := range []*term{alice, bob} {
+		typeLine(tm, "/quit")
+		if err := <-tm.done; err != nil {
+			t.Fatalf("chat: %v", err)
+		}
+	}
+	if strings.Contains(alice.out.String(), "! ") {
+		t.Fatalf("alice saw an error:\n%s", alice.out.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("runNode = %v", err)
+	}
+}
