@@ -17,11 +17,13 @@ build:
 run: build
 	./$(BIN) server --data-dir $(DATA_DIR)
 
-# Go modules, and the PostgreSQL server binaries the storage tests start
-# (from the distribution's packages when missing; needs root to install).
+# Go modules, the PostgreSQL server binaries the storage tests start, and
+# the media tools of the real-media tests (from the distribution's packages
+# when missing; needs root to install).
 deps:
 	$(GO) mod download
 	bash .ci/postgres.sh || echo "make: PostgreSQL is not available; its storage tests will skip"
+	bash .ci/media-tools.sh || echo "make: media tools are not available; the real-media tests will skip"
 
 generate:
 	$(GO) generate ./...

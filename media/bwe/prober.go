@@ -372,8 +372,8 @@ var _ FlowSession = (*session.Session)(nil)
 // bandwidth test must not have a media.Mux reading its flows at the same
 // time: the test belongs before media starts, or on a session of its own.
 type FlowConn struct {
-	Session FlowSession
-	Flow    wire.FlowID
+	Session FlowSession // the session carrying the test
+	Flow    wire.FlowID // the media flow set aside for it (JSP §5.13)
 }
 
 // Send implements PacketConn.

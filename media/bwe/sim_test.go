@@ -3,6 +3,8 @@ package bwe
 import (
 	"errors"
 	"fmt"
+	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/reliability/mediapkt"
 	"testing"
 	"time"
 
@@ -29,6 +31,12 @@ type sim struct {
 	size     int
 	back     time.Duration
 	samples  []sample
+	// wire routes feedback through FEEDBACK packets: a FeedbackRecorder
+	// at the receiver, the codec, and a SendHistory at the sender.
+	wire    bool
+	rec     *FeedbackRecorder
+	hist    *SendHistory
+	fbBytes int
 }
 
 type fb struct {
@@ -79,6 +87,9 @@ func (s *sim) step() {
 		b[0], b[1], b[2], b[3] = byte(s.seq>>24), byte(s.seq>>16), byte(s.seq>>8), byte(s.seq)
 		s.links[len(s.links)-1].Send(b, s.now)
 		s.sent[s.seq] = PacketResult{SendTime: s.now, Size: s.size}
+		if s.wire {
+			s.hist.OnSent(protocol.MediaSeq(s.seq), s.now, s.size)
+		}
 		s.seq++
 		s.nextSend = s.nextSend.Add(time.Duration(float64(s.size*8) / float64(target) * float64(time.Second)))
 	}
@@ -86,12 +97,28 @@ func (s *sim) step() {
 		for _, p := range l.Deliver(s.now) {
 			q := uint64(p.Data[0])<<24 | uint64(p.Data[1])<<16 | uint64(p.Data[2])<<8 | uint64(p.Data[3])
 			s.arrived[q] = p.At
+			if s.wire {
+				s.rec.Record(mediapkt.Seq(q), p.At)
+			}
 			if !s.anyArr || q > s.highest {
 				s.highest, s.anyArr = q, true
 			}
 		}
 	}
-	if s.now.Sub(s.lastFb) >= 50*time.Millisecond && s.anyArr {
+	if s.wire && s.now.Sub(s.lastFb) >= DefaultFeedbackInterval && s.anyArr {
+		s.lastFb = s.now
+		var pkts []PacketResult
+		for _, b := range s.rec.Build() {
+			s.fbBytes += len(b)
+			f, err := ParseFeedback(b)
+			if err != nil {
+				s.t.Fatal(err)
+			}
+			pkts = append(pkts, s.hist.Results(f)...)
+		}
+		s.queue = append(s.queue, fb{at: s.now.Add(s.back), pkts: pkts})
+	}
+	if !s.wire && s.now.Sub(s.lastFb) >= 50*time.Millisecond && s.anyArr {
 		s.lastFb = s.now
 		var pkts []PacketResult
 		for q := s.fbFrom; q <= s.highest; q++ {
@@ -287,5 +314,24 @@ func TestConfigAndLimits(t *testing.T) {
 	s.run(20 * time.Second)
 	if _, _, hi := s.window(0, time.Hour); hi > 400*Kbps {
 		t.Fatalf("target %v over MaxBitrate", hi)
+	}
+}
+
+// TestConvergeOverFeedbackPackets repeats the 1 Mbit/s phase with the
+// feedback carried in FEEDBACK packets (JSP §13.14) instead of exact
+// times: arrival times then have 250 µs resolution and sequence numbers
+// wrap at 16 bits. The same bound holds.
+func TestConvergeOverFeedbackPackets(t *testing.T) {
+	s := newSim(t, simnet.Config{Seed: 1, Delay: 20 * time.Millisecond, Rate: int64(Mbps / 8), QueueDelay: 300 * time.Millisecond}, Config{})
+	s.wire = true
+	s.rec, _ = NewFeedbackRecorder(0)
+	s.hist, _ = NewSendHistory(0)
+	s.run(20 * time.Second)
+	lo, mean, hi := s.window(12*time.Second, 20*time.Second)
+	within(t, "1 Mbit/s over FEEDBACK packets, 12-20 s", lo, mean, hi, Mbps)
+	st := s.est.Stats()
+	t.Logf("feedback bytes %d over 20 s (%.1f kbit/s), %d packets reported, %d lost", s.fbBytes, float64(s.fbBytes*8)/20/1000, st.Packets, st.Lost)
+	if st.Packets < 1500 {
+		t.Fatalf("stats %+v", st)
 	}
 }

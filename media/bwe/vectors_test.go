@@ -7,7 +7,9 @@ import (
 	"errors"
 	"flag"
 	"os"
+	"reflect"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite spec/vectors/media-probe.json from the Go codec")
@@ -16,13 +18,41 @@ const vectorFile = "../../spec/vectors/media-probe.json"
 
 // probeVector is one entry of spec/vectors/media-probe.json.
 type probeVector struct {
-	Name    string       `json:"name"`
-	Type    string       `json:"type"` // probe, probe_report
-	Hex     string       `json:"hex"`
-	Probe   *Probe       `json:"probe,omitempty"`
-	Report  *ProbeReport `json:"report,omitempty"`
-	Error   string       `json:"error,omitempty"` // "malformed" or "not_probe"
-	Comment string       `json:"note,omitempty"`
+	Name   string       `json:"name"`
+	Type   string       `json:"type"` // probe, probe_report
+	Hex    string       `json:"hex"`
+	Probe  *Probe       `json:"probe,omitempty"`
+	Report *ProbeReport `json:"report,omitempty"`
+	// Feedback gives base_seq and, per number, the arrival in µs since
+	// the epoch on the receiver's clock or -1 for not received.
+	Feedback *feedbackMeaning `json:"feedback,omitempty"`
+	Error    string           `json:"error,omitempty"` // "malformed" or "not_probe"
+	Comment  string           `json:"note,omitempty"`
+}
+
+type feedbackMeaning struct {
+	Base     uint16  `json:"base_seq"`
+	Arrivals []int64 `json:"arrivals_us"`
+}
+
+func feedbackOf(f Feedback) *feedbackMeaning {
+	m := &feedbackMeaning{Base: uint16(f.Base)}
+	for _, a := range f.Arrivals {
+		if a.IsZero() {
+			m.Arrivals = append(m.Arrivals, -1)
+		} else {
+			m.Arrivals = append(m.Arrivals, a.UnixMicro())
+		}
+	}
+	return m
+}
+
+func mustFeedback(f Feedback) string {
+	b, err := AppendFeedback(nil, f)
+	if err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 type probeVectors struct {
@@ -46,8 +76,12 @@ func generateProbeVectors() probeVectors {
 	badIndex := Probe{Train: 1, Index: 0, Count: 1, Size: ProbeHeaderLen}
 	bi, _ := AppendProbe(nil, badIndex)
 	bi[7] = 0 // count 0: index 0 is out of range
+	ref := time.UnixMicro(1_700_000_000_000_000)
+	fb := Feedback{Base: 65534, Arrivals: []time.Time{ref, {}, ref.Add(5 * time.Millisecond), ref.Add(3 * time.Millisecond)}}
+	fbPad, _ := AppendFeedback(nil, Feedback{Base: 1, Arrivals: []time.Time{ref}})
+	fbPad[FeedbackHeaderLen] |= 0x01
 	return probeVectors{
-		Description: "JSP/1 bandwidth probe control packets (JSP §13.12); hex is the whole datagram payload of a media flow.",
+		Description: "JSP/1 bandwidth probe and arrival feedback control packets (JSP §13.12, §13.14); hex is the whole datagram payload of a media flow.",
 		Vectors: []probeVector{
 			{Name: "probe_up_first", Type: "probe", Hex: mustProbe(p1), Probe: &p1, Comment: "first packet of an up train asking for a 60-packet down train at 20 Mbit/s; no padding"},
 			{Name: "probe_down_last", Type: "probe", Hex: mustProbe(p2), Probe: &p2, Comment: "last packet of a down train (top bit of the train id), 8 bytes of zero padding"},
@@ -55,6 +89,9 @@ func generateProbeVectors() probeVectors {
 			{Name: "probe_truncated", Type: "probe", Hex: short, Error: "malformed"},
 			{Name: "probe_index_past_count", Type: "probe", Hex: hex.EncodeToString(bi), Error: "malformed"},
 			{Name: "probe_report_trailing", Type: "probe_report", Hex: hex.EncodeToString(append(r.Append(nil), 0)), Error: "malformed"},
+			{Name: "feedback_wrap_loss_reorder", Type: "feedback", Hex: mustFeedback(fb), Feedback: feedbackOf(fb),
+				Comment: "numbers 65534, 65535, 0, 1: the second lost, the last two reordered (negative delta)"},
+			{Name: "feedback_padding_bit", Type: "feedback", Hex: hex.EncodeToString(fbPad), Error: "malformed", Comment: "an unused bitmap bit set"},
 			{Name: "receiver_report_not_probe", Type: "probe", Hex: "ff01a0", Error: "not_probe", Comment: "control type 0x01 is the receiver report (JSP §13.7)"},
 		},
 	}
@@ -107,6 +144,17 @@ func TestProbeVectors(t *testing.T) {
 			r, perr = ParseProbeReport(b)
 			if perr == nil && (v.Report == nil || r != *v.Report || !bytes.Equal(r.Append(nil), b)) {
 				t.Errorf("%s: decoded %+v", v.Name, r)
+			}
+		case "feedback":
+			var f Feedback
+			f, perr = ParseFeedback(b)
+			if perr == nil {
+				if v.Feedback == nil || !reflect.DeepEqual(feedbackOf(f), v.Feedback) {
+					t.Errorf("%s: decoded %+v", v.Name, feedbackOf(f))
+				}
+				if again, _ := AppendFeedback(nil, f); !bytes.Equal(again, b) {
+					t.Errorf("%s: re-encoding differs", v.Name)
+				}
 			}
 		default:
 			t.Fatalf("%s: unknown type %q", v.Name, v.Type)

@@ -164,6 +164,9 @@ func FuzzReader(f *testing.F) {
 // TestFFmpegInterop reads a VP8 IVF file made by ffmpeg, writes its frames
 // again, and decodes the copy with ffmpeg.
 func TestFFmpegInterop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("external tools are not run in -short mode")
+	}
 	ff, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		t.Skip("ffmpeg not installed (Debian package ffmpeg): skipping the interoperability test")

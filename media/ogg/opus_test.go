@@ -219,6 +219,9 @@ func FuzzOpusReader(f *testing.F) {
 // install.
 func needTool(t *testing.T, tool, pkg string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("external tools are not run in -short mode")
+	}
 	p, err := exec.LookPath(tool)
 	if err != nil {
 		t.Skipf("%s not installed (Debian package %s): skipping the interoperability test", tool, pkg)

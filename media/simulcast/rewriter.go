@@ -34,8 +34,8 @@ type RewriterConfig struct {
 
 // Source is where a forwarded packet came from.
 type Source struct {
-	Layer int
-	Seq   mediapkt.Seq
+	Layer int          // the layer the packet came from
+	Seq   mediapkt.Seq // its sequence number in that layer's flow
 }
 
 type histEntry struct {

@@ -89,6 +89,9 @@ func FuzzVP8(f *testing.F) {
 
 // TestVP8KeyFramesFromFFmpeg checks key-frame detection on real VP8.
 func TestVP8KeyFramesFromFFmpeg(t *testing.T) {
+	if testing.Short() {
+		t.Skip("external tools are not run in -short mode")
+	}
 	ff, err := exec.LookPath("ffmpeg")
 	if err != nil {
 		t.Skip("ffmpeg not installed (Debian package ffmpeg): skipping the real VP8 test")

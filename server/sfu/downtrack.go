@@ -281,8 +281,10 @@ func (d *DownTrack) Stats() DownTrackStats {
 // Close unsubscribes: the track stops forwarding to d, and Receive returns
 // what is queued, then ErrClosed.
 func (d *DownTrack) Close() {
-	d.t.unsubscribe(d)
-	d.closeQueue()
+	if d.t.unsubscribe(d) {
+		d.closeQueue()
+		d.t.f.retireDown(d.Stats())
+	}
 }
 
 func (d *DownTrack) closeQueue() {

@@ -25,8 +25,8 @@
 // sender that drains the queue.
 //
 // Lock order: Track.mu, then DownTrack.mu, then the queue's lock; the
-// key-frame limiter's lock and the speaker detector's lock are taken with
-// none of the others held.
+// key-frame limiter's lock, the speaker detector's lock and the retired
+// counters' lock are taken with none of the others held.
 package sfu
 
 import (
@@ -139,6 +139,9 @@ type Forwarder struct {
 	speakers *audiolevel.Detector // guarded by spkMu
 
 	malformed atomic.Uint64
+
+	retMu   sync.Mutex
+	retired totals // guarded by retMu: counters of tracks and down tracks that left
 }
 
 // New returns a forwarder.
@@ -198,6 +201,7 @@ func (f *Forwarder) Unpublish(id TrackID) error {
 		return jsperr.Newf(jsperr.TrackNotFound, "sfu: no track %q", id)
 	}
 	t.close()
+	f.retireTrack(t.Stats())
 	if t.cfg.Participant != "" {
 		f.spkMu.Lock()
 		f.speakers.Remove(t.cfg.Participant)

@@ -3,6 +3,7 @@ package sfu
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -476,4 +477,37 @@ func FuzzWritePacket(f *testing.F) {
 		}
 		fw.Speakers()
 	})
+}
+
+// TestMetrics: counters survive unsubscribing and unpublishing, and the
+// output is Prometheus text.
+func TestMetrics(t *testing.T) {
+	f, _ := newForwarder(t, Config{QueuePackets: 2})
+	tr, _ := f.Publish(TrackConfig{ID: "a", Kind: KindAudio})
+	d1, _ := f.Subscribe("a", SubscriberConfig{})
+	d2, _ := f.Subscribe("a", SubscriberConfig{})
+	for i := range 5 {
+		_ = tr.WritePacket(0, packet(t, mediapkt.Header{Flags: mediapkt.FlagEndOfFrame, Seq: mediapkt.Seq(i)}))
+	}
+	d1.Close()
+	d1.Close() // a second Close counts nothing twice
+	var b strings.Builder
+	if err := f.WritePrometheus(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"jsp_sfu_tracks 1\n", "jsp_sfu_subscriptions 1\n", "jsp_sfu_packets_in_total 5\n",
+		"jsp_sfu_packets_forwarded_total 10\n", "jsp_sfu_packets_dropped_total 6\n", "# TYPE jsp_sfu_packets_in_total counter\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("missing %q in\n%s", want, b.String())
+		}
+	}
+	_ = d2
+	_ = f.Unpublish("a")
+	b.Reset()
+	_ = f.WritePrometheus(&b)
+	for _, want := range []string{"jsp_sfu_tracks 0\n", "jsp_sfu_packets_in_total 5\n", "jsp_sfu_packets_forwarded_total 10\n", "jsp_sfu_packets_dropped_total 6\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("after unpublish: missing %q in\n%s", want, b.String())
+		}
+	}
 }

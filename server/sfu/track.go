@@ -158,7 +158,9 @@ func (t *Track) Stats() TrackStats {
 }
 
 // WritePacket forwards one media packet of layer from the publisher. It
-// never waits on a subscriber. Errors name the refused packet; the
+// never waits on a subscriber. Calls for one track are meant to come from
+// one goroutine (the publisher's receive loop): concurrent calls are safe
+// but forward in whatever order they interleave. Errors name the refused packet; the
 // publisher's session goes on (a datagram is not worth the connection,
 // JSP §13.1).
 func (t *Track) WritePacket(layer int, pkt []byte) error {
@@ -309,8 +311,9 @@ func (t *Track) subscribe(sc SubscriberConfig) (*DownTrack, error) {
 	return d, nil
 }
 
-// unsubscribe removes d.
-func (t *Track) unsubscribe(d *DownTrack) {
+// unsubscribe removes d and reports whether it was subscribed (a second
+// Close, or one after the track's unpublishing, finds it gone).
+func (t *Track) unsubscribe(d *DownTrack) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old := *t.subs.Load()
@@ -321,6 +324,7 @@ func (t *Track) unsubscribe(d *DownTrack) {
 		}
 	}
 	t.subs.Store(&next)
+	return len(next) != len(old)
 }
 
 func (t *Track) close() {
@@ -331,5 +335,6 @@ func (t *Track) close() {
 	t.mu.Unlock()
 	for _, d := range old {
 		d.closeQueue()
+		t.f.retireDown(d.Stats())
 	}
 }
