@@ -26,9 +26,14 @@ const (
 //     QUIC/TCP race again), then each of Fallback in order, as one round;
 //     rounds are separated by the backoff. A server key that fails the
 //     pins or the certificate check ends reconnection, and the Client.
-//   - Subscriptions are sent again, each with Since set to the last
-//     sequence number seen on its channel, so a server that keeps history
-//     replays what was missed (JSP §5.7).
+//   - A server that issued a resume token is asked to resume the lost
+//     session (JSP §11.1 item 4): subscriptions continue and the server
+//     replays what they missed. Otherwise, or after SESSION_NOT_FOUND,
+//     subscriptions are sent again, each with Since set to the last
+//     sequence number delivered on its channel, so a server that keeps
+//     history replays what was missed (JSP §5.7). See RecoveryOptions.
+//   - PUBLISHes not yet acknowledged by a server with storage are sent
+//     again with their ids (Client.PublishAcked waits for the ACK).
 //   - On GOAWAY (JSP §11.6), the Client dials an alternative from the
 //     GOAWAY (a URL, or host:port with the scheme in use; verified with the
 //     same roots and pins as the Dial URL), then the Dial URL and the

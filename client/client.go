@@ -25,7 +25,11 @@
 // Reconnection (Options.Reconnect, off by default) re-dials a lost session
 // with exponential backoff and full jitter, restores subscriptions, sends
 // what was published meanwhile, and moves to another server on GOAWAY
-// before leaving the old one; see ReconnectOptions. Migrate moves a QUIC
+// before leaving the old one; see ReconnectOptions. Against a server with
+// storage it resumes the lost session, delivers each channel's events in
+// order exactly once (repairing gaps from history), and resends PUBLISHes
+// the server has not acknowledged; see RecoveryOptions and
+// docs/protocol-guide.md, "Delivery guarantees". Migrate moves a QUIC
 // session to a new local socket without a new handshake (Options.QUIC
 // Migratable).
 //

@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,6 +30,13 @@ import (
 // they start new ones, subscribe again with Since and resend the PUBLISHes
 // not yet acknowledged. Every acknowledged message must then be stored
 // once and delivered to every subscriber exactly once, in order.
+
+// Long variants: go test -run TestCrashRecovery ./client -args
+// -crash.kills=20 -crash.messages=200.
+var (
+	crashKills    = flag.Int("crash.kills", 3, "kill -9 cycles in TestCrashRecovery")
+	crashMessages = flag.Int("crash.messages", 80, "messages per publisher in TestCrashRecovery")
+)
 
 // lockedBuffer collects a child's output.
 type lockedBuffer struct {
@@ -163,10 +171,9 @@ func TestCrashRecovery(t *testing.T) {
 	const (
 		channel    = "crash"
 		publishers = 3
-		perPub     = 80
-		kills      = 3
-		total      = publishers * perPub
 	)
+	perPub, kills := *crashMessages, *crashKills
+	total := publishers * perPub
 	subs := []*client.Client{dial("sub0", client.SchemeTCP), dial("sub1", client.SchemeQUIC)}
 	got := make([]*received, len(subs))
 	for i, c := range subs {
@@ -252,7 +259,7 @@ func TestCrashRecovery(t *testing.T) {
 	// Every subscriber received exactly the stored sequence.
 	for i, g := range got {
 		g.waitCount(t, total)
-		g.checkContiguous(t, 1, total)
+		g.checkContiguous(t, 1, uint64(total))
 		g.mu.Lock()
 		same := slices.Equal(g.body, stored)
 		g.mu.Unlock()

@@ -126,6 +126,8 @@ func (r *RecoveryOptions) validate() error {
 type seqTracker struct {
 	c       *Client
 	channel string
+	// fetch reads history: Client.history, replaced in tests.
+	fetch func(ctx context.Context, q HistoryQuery) (HistoryPage, error)
 
 	mu        sync.Mutex
 	started   bool                      // guarded by mu: last is meaningful
@@ -143,7 +145,7 @@ type seqTracker struct {
 }
 
 func newSeqTracker(c *Client, channel string, since uint64, hasSince bool) *seqTracker {
-	return &seqTracker{c: c, channel: channel, started: hasSince, last: since, buf: map[uint64]*wire.Envelope{}}
+	return &seqTracker{c: c, channel: channel, fetch: c.history, started: hasSince, last: since, buf: map[uint64]*wire.Envelope{}}
 }
 
 // push offers one received event.
@@ -255,7 +257,7 @@ func (t *seqTracker) repair(ctx context.Context) {
 		if !gap {
 			break
 		}
-		page, err := t.c.history(ctx, HistoryQuery{Channel: t.channel, After: after})
+		page, err := t.fetch(ctx, HistoryQuery{Channel: t.channel, After: after})
 		if err != nil || page.Trimmed {
 			t.c.log.Debug("gap not repaired", "channel", t.channel, "after", after, "err", err, "trimmed", page.Trimmed)
 			break
@@ -296,7 +298,7 @@ func (t *seqTracker) recoveryFailed() {
 		}
 		ctx, cancel := context.WithTimeout(ctx, t.c.opts.Recovery.RepairTimeout)
 		defer cancel()
-		page, err := t.c.history(ctx, HistoryQuery{Channel: t.channel, Latest: true, Limit: t.c.opts.Recovery.RecoveryHistory})
+		page, err := t.fetch(ctx, HistoryQuery{Channel: t.channel, Latest: true, Limit: t.c.opts.Recovery.RecoveryHistory})
 		if err != nil {
 			t.c.log.Warn("latest history not fetched after RECOVERY_IMPOSSIBLE", "channel", t.channel, "err", err)
 		}

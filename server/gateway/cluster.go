@@ -323,7 +323,7 @@ func (h *host) subscribeCluster(ctx context.Context, m *wire.Subscribe) {
 		h.refuse(m.ReqID, err)
 		return
 	}
-	h.noteSubscribed(ctx, name, m.Since, m.HasSince)
+	h.noteSubscribed(name, m.Since, m.HasSince)
 	if !m.HasSince {
 		h.ack(m.ReqID)
 		return

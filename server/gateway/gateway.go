@@ -41,7 +41,11 @@
 // the hub with the core's number; SUBSCRIBE with Since first replays the
 // committed messages after Since from the core, buffering live events
 // meanwhile, then continues live. Session records go to Config.Sessions
-// directly (docs/operations.md says why).
+// directly (docs/operations.md says why). In bus mode sessions are
+// resumable (resume.go, Config.Resume): a dropped session's subscriptions
+// and cursors are kept for a window, and a HELLO with its token continues
+// it with a replay from storage; the built-in command service jsp.history
+// (history.go) pages a channel's committed events.
 //
 // Every refusal carries its registry code to the client (in ERROR, or as
 // the close code when no session exists yet) and is logged with its reason

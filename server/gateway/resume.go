@@ -335,7 +335,7 @@ func (h *host) ackCursors(m *wire.Ack) {
 // when the subscription took effect (asked from the core after the hub
 // subscription, so every later event is either delivered live or
 // replayed).
-func (h *host) noteSubscribed(ctx context.Context, name string, since uint64, hasSince bool) {
+func (h *host) noteSubscribed(name string, since uint64, hasSince bool) {
 	h.cmu.Lock()
 	h.subscribed[name] = struct{}{}
 	if hasSince {
@@ -346,13 +346,14 @@ func (h *host) noteSubscribed(ctx context.Context, name string, since uint64, ha
 	delete(h.base, name)
 	h.cmu.Unlock()
 	h.wg.Go(func() {
-		rctx, cancel := context.WithTimeout(ctx, h.g.cfg.CoreTimeout)
+		// Not the session's context: a transport that drops right after
+		// the SUBSCRIBE must not cancel the query, since run waits for it
+		// before detaching, and the detached state needs the position.
+		rctx, cancel := context.WithTimeout(h.g.ctx, h.g.cfg.CoreTimeout)
 		rep, err := h.g.cluster.client.Recover(rctx, name, storage.Seq(math.MaxInt64), 1)
 		cancel()
 		if err != nil || rep.Info == nil {
-			if ctx.Err() == nil {
-				h.log.Debug("gateway: channel position not known", "channel", name, "err", err)
-			}
+			h.log.Debug("gateway: channel position not known", "channel", name, "err", err)
 			return
 		}
 		h.cmu.Lock()

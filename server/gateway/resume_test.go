@@ -116,7 +116,13 @@ func TestResumeReplaysFromCursor(t *testing.T) {
 	}
 	got := map[string][]uint64{}
 	for len(got["r"]) < 3 || len(got["quiet"]) < 1 {
-		in := recvType(t, res, wire.FrameEvent)
+		in, err := res.Recv(ctxT(t))
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		if in.Type != wire.FrameEvent {
+			t.Fatalf("received %s after %v", in.Type, got)
+		}
 		got[in.Envelope.Route.Name] = append(got[in.Envelope.Route.Name], in.Envelope.Seq)
 	}
 	if fmt.Sprint(got["r"]) != "[2 3 4]" || fmt.Sprint(got["quiet"]) != "[1]" {
@@ -313,4 +319,49 @@ func (g *Gateway) hostsSnapshot() map[*host]struct{} {
 		out[h] = struct{}{}
 	}
 	return out
+}
+
+// A cursor beyond what was sent is clamped (JSP §5.6): a client cannot
+// make a resume skip events it never received. A SUBSCRIBE with since
+// beyond the head replays nothing and is acknowledged.
+func TestResumeCursorBeyondHead(t *testing.T) {
+	rf := newResumeFixture(t, ResumeConfig{})
+	pub := rf.g.dial(t, transport.KindMem)
+	sub := rf.g.dial(t, transport.KindMem)
+	subscribe(t, sub, "r")
+	if err := publishAcked(t, pub, "r", "a1", "m1"); err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(t, sub, "r", 1, "m1")
+	ackCursor(t, sub, "r", 1000)
+	ackCursor(t, sub, "not-subscribed", 5)
+	waitFor(t, "clamped cursor", func() bool {
+		for h := range rf.g.hostsSnapshot() {
+			h.cmu.Lock()
+			a, ok := h.acked["r"]
+			_, other := h.acked["not-subscribed"]
+			h.cmu.Unlock()
+			if ok && !other {
+				return a == 1
+			}
+		}
+		return false
+	})
+	id, tok := sub.ID(), sub.ResumeToken()
+	rf.cut(t, sub, 1)
+	for i := 2; i <= 3; i++ {
+		if err := publishAcked(t, pub, "r", fmt.Sprint("a", i), fmt.Sprint("m", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := rf.dialResume(t, id, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(t, res, "r", 2, "m2", "m3")
+
+	ahead := rf.g.dial(t, transport.KindMem)
+	subscribeSince(t, ahead, "r", 1000)
+	recvType(t, ahead, wire.FrameAck)
+	noMoreEvents(t, ahead)
 }
