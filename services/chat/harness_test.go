@@ -72,6 +72,7 @@ type backend struct {
 
 var backends = []backend{
 	{"sqlite", func(t testing.TB) string { return "sqlite:" + t.TempDir() + "/jsp.db" }},
+	{"sqlite-memory", func(t testing.TB) string { return "sqlite::memory:" }},
 	{"postgres", func(t testing.TB) string { return pgtest.DSN(t) }},
 }
 
@@ -121,7 +122,8 @@ func newEnv(t testing.TB, dsn string) *env {
 		DataDir: t.TempDir(), Bus: b, Logger: quiet(),
 		// Many clients from one address, many commands: the tests and the
 		// benchmark measure chat, not the rate limits.
-		RateLimits: gateway.RateLimits{ConnAttemptsPerIP: unlimited, Conn: unlimited, User: unlimited, Command: unlimited},
+		RateLimits:    gateway.RateLimits{ConnAttemptsPerIP: unlimited, Conn: unlimited, User: unlimited, Command: unlimited},
+		MaxConnsPerIP: 1000,
 		Authenticate: func(_ context.Context, h *wire.Hello, _ transport.Conn) (session.Identity, error) {
 			return session.Identity{User: string(h.Auth)}, nil
 		},
