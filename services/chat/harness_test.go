@@ -53,7 +53,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const testTimeout = 20 * time.Second
+// testTimeout bounds one test's whole run (ctxT) and each wait: generous,
+// because the machine running the tests may be shared and loaded.
+const testTimeout = 60 * time.Second
 
 var unlimited = gateway.Rate{PerSecond: -1}
 
