@@ -392,4 +392,3 @@ func TestInternalEvents(t *testing.T) {
 		t.Fatalf("event log %v, want %v", got, want)
 	}
 }
-
