@@ -20,6 +20,9 @@ func forEachBackend(t *testing.T, f func(t *testing.T, e *env)) {
 		if b.name == "sqlite-memory" {
 			continue // the file and the server backends are what deployments use
 		}
+		if b.name == "postgres" && testing.Short() {
+			continue // -short: SQLite only; make test runs both
+		}
 		t.Run(b.name, func(t *testing.T) { f(t, newEnv(t, b.dsn(t))) })
 	}
 }
