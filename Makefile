@@ -5,7 +5,7 @@ BIN       := bin/jsp
 # Fuzz time per target for `make fuzz`.
 FUZZTIME  ?= 60s
 
-.PHONY: all build run test test-short deps generate vet bench fuzz clean
+.PHONY: all build run test test-short deps generate vet bench bench-tools fuzz clean
 
 all: build
 
@@ -17,11 +17,13 @@ build:
 run: build
 	./$(BIN) server --data-dir $(DATA_DIR)
 
-# Go modules, and the PostgreSQL server binaries the storage tests start
-# (from the distribution's packages when missing; needs root to install).
+# Go modules, the PostgreSQL server binaries the storage tests start, and
+# the media tools of the real-media tests (from the distribution's packages
+# when missing; needs root to install).
 deps:
 	$(GO) mod download
 	bash .ci/postgres.sh || echo "make: PostgreSQL is not available; its storage tests will skip"
+	bash .ci/media-tools.sh || echo "make: media tools are not available; the real-media tests will skip"
 
 generate:
 	$(GO) generate ./...
@@ -36,11 +38,38 @@ test: deps vet
 test-short: deps
 	$(GO) test -short -count=1 ./...
 
+# Binaries of the fan-out and idle-connection benchmarks: the JSP server,
+# the two harnesses, the Centrifugo and NATS drivers (module
+# bench/centrifugo) and the Centrifugo server (module
+# bench/centrifugo/server); neither module is part of the project's go.mod.
+BENCH_BIN         ?= bin/bench
+# Sizes for `make bench` (a few minutes on 2 cores); docs/benchmarks.md
+# gives the full-size commands behind its figures.
+FANOUT_CASES      ?= 1x1,1x100,1x10000,1000x10
+FANOUT_DELIVERIES ?= 5000,50000
+FANOUT_RUNS       ?= 1
+IDLE_SESSIONS     ?= 2000,4000
+IDLE_RUNS         ?= 1
+
+bench-tools:
+	mkdir -p $(BENCH_BIN)
+	$(GO) build -o $(BENCH_BIN)/jsp ./cmd/jsp
+	$(GO) build -o $(BENCH_BIN)/fanout ./bench/fanout
+	$(GO) build -o $(BENCH_BIN)/idle ./bench/idle
+	cd bench/centrifugo && $(GO) build -o $(abspath $(BENCH_BIN))/benchpeer .
+	cd bench/centrifugo/server && $(GO) build -o $(abspath $(BENCH_BIN))/centrifugo github.com/centrifugal/centrifugo/v6
+
 # Side-by-side benchmarks (JSP vs the raw transport in one run): medians and
-# same-run ratios as a markdown table; see docs/benchmarks.md.
-bench:
+# same-run ratios as a markdown table; then fan-out (JSP vs Centrifugo vs
+# raw NATS) and idle connections (JSP vs Centrifugo and the bare TLS and
+# QUIC floors); see docs/benchmarks.md.
+bench: bench-tools
 	$(GO) run ./bench/cmd/benchreport -runs 7 -benchtime 2s
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./wire ./session ./qos
+	./$(BENCH_BIN)/fanout -bin $(BENCH_BIN) -cases $(FANOUT_CASES) -deliveries $(FANOUT_DELIVERIES) \
+	    -runs $(FANOUT_RUNS) -duration 4s -drain 3s -workers 64 -out bench/results/fanout-latest.txt
+	./$(BENCH_BIN)/idle -bin $(BENCH_BIN) -sessions $(IDLE_SESSIONS) -runs $(IDLE_RUNS) \
+	    -out bench/results/idle-latest.txt
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:

@@ -64,6 +64,10 @@ type ReconnectOptions struct {
 	// QueueLength caps the messages queued while disconnected; Publish
 	// fails with QUEUE_FULL beyond it. Default: 1024.
 	QueueLength int
+	// IgnoreServerGateways keeps reconnects to the Dial URL and Fallback:
+	// the gateways a server lists in WELCOME are not tried. Default: they
+	// are, ranked by health and measured RTT (gateways.go).
+	IgnoreServerGateways bool
 
 	// Jitter returns a uniformly random duration in [0, ceiling]: full
 	// jitter, so that clients that lost one server do not return in

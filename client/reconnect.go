@@ -14,6 +14,13 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
+// forgetResume drops the resume request after SESSION_NOT_FOUND.
+func (c *Client) forgetResume() {
+	c.mu.Lock()
+	c.resume = nil
+	c.mu.Unlock()
+}
+
 // drainPoll is how often a session being left after GOAWAY is checked for
 // frames still waiting to be sent.
 const drainPoll = 5 * time.Millisecond
@@ -43,6 +50,9 @@ func (c *Client) supervise(ctx context.Context) {
 				return
 			}
 			c.log.Info("session lost, reconnecting", "reason", reason)
+			// The gateway just lost goes to the back of the list.
+			c.noteRTT(l)
+			c.noteFailure(l.url)
 			c.callback(func(r *ReconnectOptions) {
 				if r.OnDisconnected != nil {
 					r.OnDisconnected(reason)
@@ -87,9 +97,10 @@ func (c *Client) callback(fn func(r *ReconnectOptions)) { fn(&c.opts.Reconnect) 
 // before every round but the first after GOAWAY) it waits the backoff.
 func (c *Client) redial(ctx context.Context, first []string, lost bool) (*link, error) {
 	r := &c.opts.Reconnect
-	urls := append(append([]string(nil), first...), c.plan.urls...)
 	var errs []error
 	for round := 0; r.MaxAttempts == 0 || round < r.MaxAttempts; round++ {
+		// Ranked again each round: the last round's failures count.
+		urls := c.candidates(first)
 		if lost || round > 0 {
 			n := round
 			if !lost {
@@ -106,7 +117,21 @@ func (c *Client) redial(ctx context.Context, first []string, lost bool) (*link, 
 		})
 		errs = errs[:0]
 		for _, u := range urls {
-			l, err := c.plan.dial(ctx, u)
+			var resume *wire.Resume
+			if lost {
+				// Resume the lost session (JSP §11.1 item 4); a move
+				// after GOAWAY starts a new one while the old still runs.
+				resume = c.resumeInfo()
+			}
+			l, err := c.plan.dial(ctx, u, resume)
+			if err != nil && resume != nil && jsperr.CodeOf(err) == jsperr.SessionNotFound {
+				// The server no longer holds the session (restarted, or
+				// the resume window passed): start a new one at once and
+				// subscribe again with Since.
+				c.log.Info("session not resumable, starting a new one", "url", u)
+				c.forgetResume()
+				l, err = c.plan.dial(ctx, u, nil)
+			}
 			if err == nil {
 				return l, nil
 			}
@@ -114,6 +139,7 @@ func (c *Client) redial(ctx context.Context, first []string, lost bool) (*link, 
 				return nil, context.Cause(ctx)
 			}
 			errs = append(errs, err)
+			c.noteFailure(u)
 			if isFatal(err) {
 				// A pin or certificate failure does not heal with time.
 				return nil, err
@@ -161,15 +187,30 @@ func (c *Client) install(ctx context.Context, nl, old *link) {
 		_ = nl.sess.Close()
 		return
 	}
+	c.noteSession(nl)
 	c.startDispatcher(nl)
 	c.cur = nl
 	close(c.next)
 	c.next = make(chan struct{})
+	resumed := nl.sess.Resumed()
+	c.noteResumableLocked(nl)
+	if !c.acking {
+		// A server without storage numbers events per run: the numbers
+		// seen on the lost session say nothing about the new one.
+		for _, t := range c.order {
+			t.rebase.Store(true)
+		}
+	}
 	// Subscriptions first, so that events published from the outbox and
-	// echoed back find their handlers, then the outbox, all before any
-	// newer message: sendOrQueue takes c.mu too.
+	// echoed back find their handlers, then the PUBLISHes not yet
+	// acknowledged and the outbox, all before any newer message:
+	// sendOrQueue takes c.mu too. A resumed session still has its
+	// subscriptions, and the server replays what they missed.
 	var reqs []request
 	for ch := range c.subs {
+		if resumed {
+			break
+		}
 		m := &wire.Subscribe{Channel: ch}
 		if seq, ok := c.lastSeq[ch]; ok {
 			m.Since, m.HasSince = seq, true
@@ -183,6 +224,7 @@ func (c *Client) install(ctx context.Context, nl, old *link) {
 		}
 		reqs = append(reqs, req)
 	}
+	c.resendInflightLocked(nl)
 	outbox := c.outbox
 	c.outbox = nil
 	for i, q := range outbox {
@@ -193,6 +235,9 @@ func (c *Client) install(ctx context.Context, nl, old *link) {
 	}
 	c.mu.Unlock()
 	c.reconnects.Add(1)
+	if resumed {
+		c.resumes.Add(1)
+	}
 	info := nl.info()
 	c.log.Info("connected", "url", nl.url, "transport", string(nl.kind))
 	c.callback(func(r *ReconnectOptions) {

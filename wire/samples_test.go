@@ -136,6 +136,10 @@ func samples() []sample {
 			Caps: []string{"zstd"}, Gateways: []string{"quic://gw2.example.net:4433", "tls://gw2.example.net:443"},
 			Resumed: true,
 		}},
+		// The live gateways of a cluster, as a gateway lists them from its
+		// registry (JSP §5.2): the other gateway's URL per transport.
+		{"welcome_gateways", &Welcome{Version: 1, SessionID: seqBytes(16, 1), Gateways: []string{
+			"jsp+quic://gw2.example.net:7400", "jsp+tcp://gw2.example.net:7400", "wss://gw2.example.net:7401/jsp"}}},
 		{"welcome_partial_limits", &Welcome{Version: 1, SessionID: []byte{9}, Limits: Limits{MaxMessage: 4096}}},
 		{"error_minimal", &ErrorMessage{Code: jsperr.ProtocolViolation}},
 		{"error_unsupported_version", &ErrorMessage{
@@ -143,6 +147,9 @@ func samples() []sample {
 		}},
 		{"error_rate_limited", &ErrorMessage{
 			Code: jsperr.RateLimited, Reason: "slow down", RetryAfterMS: 1500, Ref: []byte("m-0001"),
+		}},
+		{"error_recovery_impossible", &ErrorMessage{
+			Code: jsperr.RecoveryImpossible, Reason: "events after 17 trimmed", Channel: "room.42",
 		}},
 		{"ping", &Ping{ID: 7, Timestamp: 1767225600000123}},
 		{"ping_empty", &Ping{}},

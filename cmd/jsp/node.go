@@ -8,7 +8,11 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/jetstreamproto/jsp/security/breaker"
+	"github.com/jetstreamproto/jsp/security/devicekey"
+	"github.com/jetstreamproto/jsp/server/auth"
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/bus/natsbus"
 	"github.com/jetstreamproto/jsp/server/core"
@@ -33,6 +37,11 @@ type nodeFlags struct {
 	db         string
 	dbSet      bool // --db was given explicitly
 	cluster    string
+	mtls       mtlsFlags
+	// authWith, set for --devices store, builds the authenticator once
+	// the database's device registry is open.
+	authWith func(devicekey.Registry) (*auth.Authenticator, error)
+	ops      opsFlags // configuration, operations and registry flags
 }
 
 // defaultDSN is the SQLite database under the data directory.
@@ -53,6 +62,12 @@ func (n *nodeFlags) validate() error {
 	if _, err := bus.NewSubjects(n.cluster); err != nil {
 		return fmt.Errorf("--cluster: %w", err)
 	}
+	if n.mtls.caDir != "" && n.role == roleAll && len(n.nats) > 0 {
+		return errors.New("--ca-dir with --nats needs --role gateway or core: a service identity has one role")
+	}
+	if n.mtls.caDir != "" && n.role == roleAll && n.natsListen == "" {
+		return errors.New("--ca-dir with role all needs --nats-listen: the in-process bus has no TLS to secure")
+	}
 	return nil
 }
 
@@ -62,6 +77,12 @@ type node struct {
 	bus   bus.Bus
 	store storage.Store
 	core  *core.Core
+	tls   *serviceTLS // --ca-dir: renewing service certificates
+	// breakers guard bus and store (their Close passes through).
+	breakers []*breaker.Breaker
+	// presence records presence changes in the event log (roles all and
+	// core); nil otherwise.
+	presence bus.Watcher
 }
 
 // openNode opens the bus, the store and the core the role needs.
@@ -72,30 +93,82 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 			nd.close()
 		}
 	}()
+	subj, err := bus.NewSubjects(n.cluster)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster: %w", err)
+	}
+	if n.mtls.caDir != "" {
+		if nd.tls, err = openServiceTLS(n.mtls, log); err != nil {
+			return nil, err
+		}
+	}
 	if len(n.nats) > 0 {
-		if nd.bus, err = natsbus.Connect(n.nats, natsbus.ClientConfig{Name: "jsp-" + n.role, Logger: log}); err != nil {
+		cc := natsbus.ClientConfig{Name: "jsp-" + n.role}
+		if nd.tls != nil {
+			if cc, err = nd.tls.busClient(bus.Role(n.role), subj); err != nil {
+				return nil, err
+			}
+		}
+		cc.Logger = log
+		// Through a local: a nil *natsbus.Bus in the interface field
+		// would not be a nil bus.Bus for close.
+		b, err := natsbus.Connect(n.nats, cc)
+		if err != nil {
+			return nil, fmt.Errorf("--nats %s: %w", strings.Join(n.nats, ","), err)
+		}
+		nd.bus = b
+	} else {
+		sc := natsbus.ServerConfig{DataDir: dataDir, Listen: n.natsListen, Logger: log}
+		if nd.tls != nil {
+			if err := nd.tls.busServer(&sc, subj); err != nil {
+				return nil, err
+			}
+		}
+		b, err := natsbus.Embedded(natsbus.EmbeddedConfig{
+			Server: sc,
+			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS under %s: %w", filepath.Join(dataDir, natsbus.StoreSubdir), err)
+		}
+		nd.bus = b
+	}
+	gb, err := core.GuardBus(nd.bus, breaker.Config{})
+	if err != nil {
+		return nil, err
+	}
+	nd.bus, nd.breakers = gb, append(nd.breakers, gb.Breaker())
+	// nb keeps a failed connect's nil *natsbus.Bus out of nd.bus: a typed
+	// nil in the interface would look like a bus to close.
+	var nb *natsbus.Bus
+	if len(n.nats) > 0 {
+		if nb, err = natsbus.Connect(n.nats, natsbus.ClientConfig{Name: "jsp-" + n.role, Logger: log}); err != nil {
 			return nil, fmt.Errorf("--nats %s: %w", strings.Join(n.nats, ","), err)
 		}
 	} else {
-		if nd.bus, err = natsbus.Embedded(natsbus.EmbeddedConfig{
+		if nb, err = natsbus.Embedded(natsbus.EmbeddedConfig{
 			Server: natsbus.ServerConfig{DataDir: dataDir, Listen: n.natsListen, Logger: log},
 			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log},
 		}); err != nil {
 			return nil, fmt.Errorf("embedded NATS under %s: %w", filepath.Join(dataDir, natsbus.StoreSubdir), err)
 		}
 	}
+	nd.bus = nb
 	// A split gateway keeps session records only when told where: its
 	// own default SQLite file would be a database nobody else reads.
 	if n.role != roleGateway || n.dbSet {
-		if nd.store, err = storage.Open(ctx, n.db, storage.Config{Logger: log}); err != nil {
+		st, err := storage.Open(ctx, n.db, storage.Config{Logger: log})
+		if err != nil {
 			return nil, fmt.Errorf("--db: %w", err)
 		}
+		gs, err := core.GuardStore(st, breaker.Config{})
+		if err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+		nd.store, nd.breakers = gs, append(nd.breakers, gs.Breaker())
 	}
 	if n.role != roleGateway {
-		subj, err := bus.NewSubjects(n.cluster)
-		if err != nil {
-			return nil, fmt.Errorf("--cluster: %w", err)
-		}
 		reg := core.NewRegistry()
 		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log,
 			Services: reg, Authorizer: &acl.Authorizer{Store: nd.store}}); err != nil {
@@ -107,6 +180,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		if err := nd.core.Start(); err != nil {
 			return nil, err
 		}
+		nd.presence = startPresenceRecorder(nd.bus, subj, n.ops, log)
 	}
 	return nd, nil
 }
@@ -115,14 +189,23 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 // embedded NATS server): the core finishes its commits before the store
 // and the bus go.
 func (nd *node) close() {
+	if nd.presence != nil {
+		nd.presence.Stop()
+	}
 	if nd.core != nil {
-		_ = nd.core.Close()
+		// Commits in progress finish before the store closes.
+		ctx, cancel := context.WithTimeout(context.Background(), core.DefaultRequestTimeout)
+		_ = nd.core.Shutdown(ctx)
+		cancel()
 	}
 	if nd.store != nil {
 		_ = nd.store.Close()
 	}
 	if nd.bus != nil {
 		_ = nd.bus.Close()
+	}
+	if nd.tls != nil {
+		nd.tls.Close()
 	}
 }
 
@@ -136,28 +219,52 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 	}
 	defer nd.close()
 	fmt.Fprintf(out, "role %s, cluster %q, bus %s, storage %s\n", n.role, n.cluster, busSummary(n), storeSummary(n, nd))
+	st := &nodeState{flags: n, nd: nd, started: time.Now()}
+	ops, err := startOps(n.ops.opsAddr, st, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	if ops != nil {
+		defer ops.close()
+		fmt.Fprintf(out, "operations on http://%s (/healthz /readyz /metrics /status)\n", ops.addr())
+	}
 	if n.role == roleCore {
 		<-ctx.Done()
+		st.stopping.Store(true)
 		if stopSignals != nil {
 			stopSignals()
 		}
 		fmt.Fprintln(out, "stopped")
 		return nil
 	}
+	if n.authWith != nil {
+		if err := storeAuth(n, nd, &cfg); err != nil {
+			return err
+		}
+	}
 	cfg.Bus = nd.bus
 	cfg.Cluster = n.cluster
+	cfg.Breakers = nd.breakers
+	if nd.tls != nil && cfg.NodeID == "" {
+		cfg.NodeID = nd.tls.name // one name per process, as in its identity
+	}
 	if nd.store != nil {
 		cfg.Sessions = nd.store
 	}
-	return runServer(ctx, cfg, out, stopSignals)
+	cfg.ReadyChecks = st.readyChecks()
+	return serveGateway(ctx, cfg, out, stopSignals, st.gw.Store)
 }
 
 func busSummary(n nodeFlags) string {
+	mtls := ""
+	if n.mtls.caDir != "" {
+		mtls = " (mTLS, CA " + n.mtls.caDir + ")"
+	}
 	if len(n.nats) > 0 {
-		return strings.Join(n.nats, ",")
+		return strings.Join(n.nats, ",") + mtls
 	}
 	if n.natsListen != "" {
-		return "embedded NATS, listening on " + n.natsListen
+		return "embedded NATS, listening on " + n.natsListen + mtls
 	}
 	return "embedded NATS (in-process)"
 }

@@ -28,9 +28,10 @@
 // new: the core answers with the original Seq and Duplicate set and does
 // not publish again, since the first commit was already published.
 //
-// Goroutines: none of its own; handlers run on the bus's delivery
-// goroutines. Close unsubscribes, cancels running requests and waits for
-// them.
+// Goroutines: one, the purge loop (purge.go), which keeps the store's
+// de-duplication table bounded by its window; handlers run on the bus's
+// delivery goroutines. Close unsubscribes, cancels running requests and
+// the purge loop, and waits for them.
 package core
 
 import (
@@ -89,6 +90,11 @@ type Config struct {
 	// MaxRequestBytes caps a request's size. Default:
 	// DefaultMaxRequestBytes.
 	MaxRequestBytes int
+	// PurgeInterval is how often expired rows are purged from Store.
+	// Default: DefaultPurgeInterval.
+	PurgeInterval time.Duration
+	// DisablePurge leaves purging to another process.
+	DisablePurge bool
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Services are the services commands are forwarded to (services.go).
@@ -128,6 +134,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxRequestBytes == 0 {
 		c.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if c.PurgeInterval == 0 {
+		c.PurgeInterval = DefaultPurgeInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -143,7 +152,7 @@ func (c *Config) validate() error {
 		return errors.New("core: Config.Bus is required")
 	case c.Store == nil:
 		return errors.New("core: Config.Store is required")
-	case c.Shards < 0, c.RequestTimeout < 0, c.PageSize < 0, c.MaxPageSize < 0, c.MaxRequestBytes < 0:
+	case c.Shards < 0, c.RequestTimeout < 0, c.PageSize < 0, c.MaxPageSize < 0, c.MaxRequestBytes < 0, c.PurgeInterval < 0:
 		return errors.New("core: negative limit in config")
 	case c.PageSize > c.MaxPageSize && c.MaxPageSize > 0:
 		return fmt.Errorf("core: PageSize %d over MaxPageSize %d", c.PageSize, c.MaxPageSize)
@@ -157,6 +166,9 @@ type Stats struct {
 	Published  uint64 // messages committed and published
 	Duplicates uint64 // resends answered with the original Seq
 	Failed     uint64 // requests answered with an error code
+	// StoreErrors counts requests that failed in storage with an
+	// internal error (not the client's fault).
+	StoreErrors uint64
 }
 
 // Core serves gateway requests. Create it with New, then Start.
@@ -172,7 +184,11 @@ type Core struct {
 	subs    []bus.Subscription // guarded by mu
 	started bool               // guarded by mu
 	closed  bool               // guarded by mu
-	stats   Stats              // guarded by mu
+	// draining: Shutdown has unsubscribed; requests still arriving from
+	// the bus's buffer are left unanswered (the gateway times out and the
+	// client resends, which de-duplication makes safe).
+	draining bool  // guarded by mu
+	stats    Stats // guarded by mu
 }
 
 // New returns a core for cfg; it serves nothing until Start.
@@ -207,6 +223,9 @@ func (c *Core) Start() error {
 			return fmt.Errorf("core: subscribe %s: %w", subj, err)
 		}
 		c.subs = append(c.subs, sub)
+	}
+	if !c.cfg.DisablePurge {
+		c.wg.Go(c.purgeLoop)
 	}
 	c.log.Info("core serving", "shards", c.cfg.Shards, "queue", c.cfg.Queue)
 	return nil
@@ -247,7 +266,7 @@ func (c *Core) Stats() Stats {
 // handle serves one request and replies on its reply subject.
 func (c *Core) handle(m *bus.Msg) {
 	c.mu.Lock()
-	if c.closed {
+	if c.closed || c.draining {
 		c.mu.Unlock()
 		return
 	}
@@ -270,6 +289,9 @@ func (c *Core) handle(m *bus.Msg) {
 	switch {
 	case rep.Code != jsperr.NoError:
 		c.stats.Failed++
+		if rep.Code == jsperr.Internal {
+			c.stats.StoreErrors++
+		}
 	case req.Op == OpPublish && rep.Duplicate:
 		c.stats.Duplicates++
 	case req.Op == OpPublish:
@@ -308,7 +330,11 @@ func failure(err error) Reply {
 		// Storage internals (paths, SQL) stay in the core's log.
 		reason = "internal error"
 	}
-	return Reply{Code: code, Reason: reason}
+	rep := Reply{Code: code, Reason: reason}
+	if je != nil {
+		rep.RetryAfterMS = retryAfterMS(je.RetryAfter)
+	}
+	return rep
 }
 
 // afterSentinel returns what a storage error says after its sentinel

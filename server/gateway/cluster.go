@@ -33,6 +33,8 @@ type cluster struct {
 	fanout *bus.ChannelFanout
 	hub    *pubsub.Hub[*wire.Envelope]
 	log    *slog.Logger
+	ops    *opsMetrics
+	now    func() time.Time
 
 	mu   sync.Mutex
 	refs map[string]*channelRef // guarded by mu: channels with local subscribers
@@ -49,7 +51,7 @@ type channelRef struct {
 	sink *bus.FanoutSink
 }
 
-func newCluster(cfg *Config, hub *pubsub.Hub[*wire.Envelope]) (*cluster, error) {
+func newCluster(cfg *Config, hub *pubsub.Hub[*wire.Envelope], ops *opsMetrics) (*cluster, error) {
 	subj, err := bus.NewSubjects(cfg.Cluster)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: cluster: %w", err)
@@ -63,6 +65,8 @@ func newCluster(cfg *Config, hub *pubsub.Hub[*wire.Envelope]) (*cluster, error) 
 		fanout: bus.NewChannelFanout(cfg.Bus, subj.Channel),
 		hub:    hub,
 		log:    cfg.Logger,
+		ops:    ops,
+		now:    cfg.Now,
 		refs:   map[string]*channelRef{},
 	}, nil
 }
@@ -122,10 +126,13 @@ func (c *cluster) deliver(channel string, m *bus.Msg) {
 		}
 		return
 	}
-	env, seq, err := eventEnvelope(m.Data)
+	env, seq, committed, err := eventEnvelope(m.Data)
 	if err != nil {
 		c.log.Warn("gateway: bad channel event", "channel", channel, "err", err)
 		return
+	}
+	if !committed.IsZero() {
+		c.ops.delivery.observe(c.now().Sub(committed))
 	}
 	if err := c.hub.PublishSeq(channel, uint64(seq), env); err != nil {
 		c.log.Debug("gateway: event not delivered", "channel", channel, "seq", seq, "err", err)
@@ -133,13 +140,14 @@ func (c *cluster) deliver(channel string, m *bus.Msg) {
 }
 
 // eventEnvelope decodes a core event into the EVENT envelope it carries.
-func eventEnvelope(data []byte) (*wire.Envelope, storage.Seq, error) {
+// It returns the commit time too, for the delivery latency.
+func eventEnvelope(data []byte) (*wire.Envelope, storage.Seq, time.Time, error) {
 	ev, err := core.DecodeEvent(data)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, time.Time{}, err
 	}
 	env, err := storedEnvelope(&ev.Message)
-	return env, ev.Message.Seq, err
+	return env, ev.Message.Seq, ev.Message.Time, err
 }
 
 // storedEnvelope returns the EVENT envelope of a stored message: the body
@@ -198,6 +206,7 @@ func (h *host) recordOpen() {
 	ctx, cancel := context.WithTimeout(h.g.ctx, h.g.cfg.CoreTimeout)
 	defer cancel()
 	if _, err := st.UpsertSession(ctx, h.sessionRecord()); err != nil {
+		h.g.storeErrors.Add(1)
 		h.log.Warn("gateway: session record not stored", "err", err)
 	}
 }
@@ -211,6 +220,7 @@ func (h *host) recordClose() {
 	ctx, cancel := context.WithTimeout(context.Background(), h.g.cfg.CoreTimeout)
 	defer cancel()
 	if err := st.CloseSession(ctx, h.id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		h.g.storeErrors.Add(1)
 		h.log.Warn("gateway: session record not closed", "err", err)
 	}
 }
@@ -232,6 +242,7 @@ func (g *Gateway) touchSessions(ctx context.Context) {
 	defer cancel()
 	for _, id := range ids {
 		if err := st.TouchSession(ctx, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			g.storeErrors.Add(1)
 			g.log.Debug("gateway: touch session", "session", id, "err", err)
 			if ctx.Err() != nil {
 				return
@@ -271,13 +282,16 @@ func (h *host) publishCommit(ctx context.Context, env *wire.Envelope) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, h.g.cfg.CoreTimeout)
 	defer cancel()
+	start := time.Now()
 	if _, err := h.g.cluster.client.Publish(rctx, env.Route.Name, storedMessage(env, sender)); err != nil {
 		if ctx.Err() != nil {
 			return
 		}
+		h.g.ops.busErrors.Add(1)
 		h.refuse(env.ID, err)
 		return
 	}
+	h.g.ops.commit.observe(time.Since(start))
 	h.ack(env.ID)
 }
 
@@ -309,6 +323,7 @@ func (h *host) subscribeCluster(ctx context.Context, m *wire.Subscribe) {
 		h.refuse(m.ReqID, err)
 		return
 	}
+	h.noteSubscribed(ctx, name, m.Since, m.HasSince)
 	if !m.HasSince {
 		h.ack(m.ReqID)
 		return
@@ -361,9 +376,8 @@ func (h *host) endCatchup(name string) {
 }
 
 // replay sends the committed messages after since, up to MaxReplay. When
-// the oldest of them were trimmed, it starts at the oldest retained one:
-// the client sees the gap in the sequence numbers and refetches history
-// (ARCHITECTURE §4).
+// some of them were trimmed it sends ERROR RECOVERY_IMPOSSIBLE naming the
+// channel instead, and the client refetches history (ARCHITECTURE §4).
 func (h *host) replay(ctx context.Context, name string, since storage.Seq) error {
 	rctx, cancel := context.WithTimeout(ctx, h.g.cfg.CoreTimeout)
 	rep, err := h.g.cluster.client.Recover(rctx, name, since, 0)
@@ -374,7 +388,12 @@ func (h *host) replay(ctx context.Context, name string, since storage.Seq) error
 	after := since
 	msgs, more := rep.Messages, rep.More
 	if !rep.Recoverable && rep.Info != nil {
-		after, msgs, more = rep.Info.Oldest-1, nil, true
+		// Some of the missed events were trimmed: the client is told so
+		// and refetches history itself; the subscription goes on live,
+		// and its next event is sent despite the gap (JSP §5.7).
+		h.recoveryImpossible(name, since, rep.Info.Oldest)
+		h.markCapped(name)
+		return nil
 	}
 	for sent := 0; ; {
 		for i := range msgs {

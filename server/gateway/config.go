@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -11,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetstreamproto/jsp/security/breaker"
 	"github.com/jetstreamproto/jsp/security/ddos"
 	"github.com/jetstreamproto/jsp/security/devicekey"
+	"github.com/jetstreamproto/jsp/security/msgsig"
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/pubsub"
@@ -95,6 +98,14 @@ type Config struct {
 	WSAddr string
 	// WSPath is the WebSocket endpoint's path. Default: DefaultWSPath.
 	WSPath string
+	// WSBehindTLSProxy serves WSAddr (WebSocket, /healthz, /metrics) over
+	// plain HTTP, for a gateway behind a proxy or load balancer that
+	// terminates TLS 1.3 for it (JSP §7.4 then holds between the client
+	// and the proxy). Sessions on it have no TLS state of their own, so
+	// device-key proofs bound to the TLS exporter cannot be checked.
+	// Default false: HTTPS with the gateway's certificate. Never expose a
+	// plaintext listener directly.
+	WSBehindTLSProxy bool
 	// WSOriginPatterns are the host patterns (path.Match syntax) allowed in
 	// a browser's Origin header besides the server's own host. Default:
 	// none, so pages from other origins cannot connect.
@@ -132,12 +143,23 @@ type Config struct {
 	// Authenticate checks each HELLO (server/auth builds one from tokens
 	// and device keys). Default: everyone is accepted.
 	Authenticate session.Authenticator
+	// Refresh checks a token a live session sends to extend its
+	// credential (JSP §5.9.1) and returns the refreshed identity;
+	// auth.Authenticator.Refresh is one. Default: nil, refresh is
+	// refused with REFRESH_UNSUPPORTED.
+	Refresh func(ctx context.Context, cur session.Identity, token string) (session.Identity, error)
 	// Devices is the device-key registry. When set, the gateway checks the
 	// device of every live session that proved one every
 	// DeviceCheckInterval, and closes the sessions of a revoked (or
 	// removed) device with DEVICE_REVOKED; DeviceRevoked does it at once.
 	// Default: none.
 	Devices devicekey.Registry
+	// Signatures configures the check of signed envelopes on ingress
+	// (JSP §4.3, signatures.go): the clock-skew window and the bounds of
+	// the replay memory. Zero fields take package msgsig's defaults; Now
+	// defaults to Config.Now. Signed envelopes are verified against
+	// Devices; without Devices they are refused with SIGNER_UNKNOWN.
+	Signatures msgsig.GuardConfig
 	// DeviceCheckInterval is how often live sessions' devices are checked.
 	// Default: Session.HeartbeatInterval, or DefaultDeviceCheckInterval
 	// when that is not set, so that a revoked device is gone within one
@@ -189,11 +211,17 @@ type Config struct {
 	// MaxReplay caps the messages replayed for one SUBSCRIBE with Since.
 	// Default: DefaultMaxReplay.
 	MaxReplay int
+	// Resume configures session resumption in bus mode (resume.go).
+	Resume ResumeConfig
 	// Sessions, when set, keeps a storage record of every session: upserted
 	// on connect, touched every SessionTouchInterval, closed on disconnect;
 	// New closes the records an earlier run of NodeID left open.
 	// Default: none.
 	Sessions storage.SessionStore
+	// Breakers are the circuit breakers guarding this process's storage
+	// and bus calls (core.GuardStore, core.GuardBus); /metrics reports
+	// their state and counters. Default: none.
+	Breakers []*breaker.Breaker
 	// SessionTouchInterval is how often live session records are touched.
 	// Default: DefaultSessionTouchInterval.
 	SessionTouchInterval time.Duration
@@ -202,8 +230,24 @@ type Config struct {
 	NodeID string
 
 	// Alternatives are addresses of other gateways, announced in WELCOME
-	// and in GOAWAY when draining. Default: none.
+	// and in GOAWAY when draining, before the live ones from the gateway
+	// registry (registry.go). Default: none.
 	Alternatives []string
+	// PublicURLs are this gateway's client URLs as other gateways announce
+	// them (registry.go). Default: the bound addresses (Addrs.URLs).
+	PublicURLs []string
+	// RegistryHeartbeat is how often, with a Bus, the gateway refreshes its
+	// registry entry and its sessions' registry and presence entries in
+	// NATS KV; they expire after RegistryTTLBeats heartbeats. Default:
+	// DefaultRegistryHeartbeat.
+	RegistryHeartbeat time.Duration
+	// AwayAfter is the idle time after which a session's user counts as
+	// away in presence queries. Default: DefaultAwayAfter.
+	AwayAfter time.Duration
+	// SessionRetention is how long closed session records stay in
+	// Sessions before the janitor deletes them. Default:
+	// DefaultSessionRetention.
+	SessionRetention time.Duration
 	// DrainGrace is how long Shutdown waits after GOAWAY before closing the
 	// sessions that have not left. Default: DefaultDrainGrace.
 	DrainGrace time.Duration
@@ -223,6 +267,11 @@ type Config struct {
 	// MaxStreamHandlers caps the application streams one session has being
 	// served. Default: DefaultMaxStreamHandlers.
 	MaxStreamHandlers int
+
+	// ReadyChecks are checked by /readyz, by name (the bus, the
+	// database): the gateway is ready only while every check passes.
+	// Default: none.
+	ReadyChecks map[string]ReadyCheck
 
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
@@ -319,9 +368,11 @@ func (c *Config) setDefaults() {
 	if c.MaxReplay == 0 {
 		c.MaxReplay = DefaultMaxReplay
 	}
+	c.Resume.setDefaults()
 	if c.SessionTouchInterval == 0 {
 		c.SessionTouchInterval = DefaultSessionTouchInterval
 	}
+	c.setRegistryDefaults()
 	if c.NodeID == "" {
 		c.NodeID, _ = os.Hostname()
 		if c.NodeID == "" {
@@ -345,6 +396,9 @@ func (c *Config) validate() error {
 	if c.WSPath != "" && !strings.HasPrefix(c.WSPath, "/") || c.WSPath == "/healthz" || c.WSPath == "/metrics" {
 		return fmt.Errorf("gateway: WSPath %q must start with / and differ from /healthz and /metrics", c.WSPath)
 	}
+	if err := c.Resume.validate(); err != nil {
+		return err
+	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return errors.New("gateway: CertFile and KeyFile go together")
 	}
@@ -357,6 +411,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("gateway: negative MaxFileSize %d", c.MaxFileSize)
 	case c.CoreShards < 0, c.CoreTimeout < 0, c.MaxReplay < 0, c.SessionTouchInterval < 0:
 		return errors.New("gateway: negative CoreShards, CoreTimeout, MaxReplay or SessionTouchInterval")
+	case c.RegistryHeartbeat < 0, c.AwayAfter < 0, c.SessionRetention < 0:
+		return errors.New("gateway: negative RegistryHeartbeat, AwayAfter or SessionRetention")
 	case c.DeviceCheckInterval < 0:
 		return fmt.Errorf("gateway: negative DeviceCheckInterval %v", c.DeviceCheckInterval)
 	case c.QUIC.VerifySourceAddress != nil || c.QUIC.ConnContext != nil:

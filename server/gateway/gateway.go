@@ -70,9 +70,11 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/security/msgsig"
 	"github.com/jetstreamproto/jsp/security/ratelimit"
 	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
@@ -98,14 +100,26 @@ type Gateway struct {
 	pin      tlsconf.Fingerprint
 	hub      *pubsub.Hub[*wire.Envelope]
 	// cluster is the bus side (Config.Bus); nil without a bus.
-	cluster  *cluster
-	services *services.Registry
-	metrics  *metrics
-	adm      *admission
+	cluster *cluster
+	// resumes holds resumable sessions (resume.go); nil without a bus or
+	// with Resume.Disabled.
+	resumes *resumeStore
+	// reg is the registry and presence side (Config.Bus); nil without a
+	// bus.
+	reg *registry
+	// storeErrors counts failed session-record writes; ops counts the
+	// operational metrics (metrics_ops.go).
+	storeErrors atomic.Uint64
+	ops         *opsMetrics
+	services    *services.Registry
+	metrics     *metrics
+	adm         *admission
 	// msgLimits limits messages per connection, user, channel and command;
 	// nil when nothing is limited.
 	msgLimits  *ratelimit.Set
 	refusalLog *sampledLog
+	// sigGuard checks signed envelopes on ingress (signatures.go).
+	sigGuard *msgsig.Guard
 
 	listeners []*listener // fixed after New
 	http      *httpServer // nil when WebSocket is off
@@ -162,6 +176,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg:          cfg,
 		log:          cfg.Logger,
 		metrics:      newMetrics(),
+		ops:          newOpsMetrics(),
 		handshakeSem: make(chan struct{}, cfg.MaxHandshakes),
 		hosts:        map[*host]struct{}{},
 		byKind:       map[transport.Kind]int{},
@@ -183,14 +198,20 @@ func New(cfg Config) (*Gateway, error) {
 	if g.msgLimits, err = g.cfg.RateLimits.messageLimits(g.adm.v6Prefix, cfg.Now); err != nil {
 		return nil, err
 	}
+	if g.sigGuard, err = newSignatureGuard(&g.cfg); err != nil {
+		return nil, err
+	}
 	hub, err := pubsub.New[*wire.Envelope](cfg.Hub)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.hub = hub
 	if cfg.Bus != nil {
-		if g.cluster, err = newCluster(&g.cfg, hub); err != nil {
+		if g.cluster, err = newCluster(&g.cfg, hub, g.ops); err != nil {
 			return nil, err
+		}
+		if !cfg.Resume.Disabled {
+			g.resumes = newResumeStore(cfg.Resume, cfg.Now)
 		}
 		g.cluster.onDrop = g.dropUsers
 	}
@@ -217,17 +238,30 @@ func New(cfg Config) (*Gateway, error) {
 		g.cancel()
 		return nil, err
 	}
+	if cfg.Bus != nil {
+		g.reg = newRegistry(g)
+		if cfg.Services == nil {
+			if err := g.services.Register(presenceService{g.reg}, PresenceCommand); err != nil {
+				g.reg.close()
+				g.closeListeners()
+				g.cancel()
+				return nil, fmt.Errorf("gateway: register presence: %w", err)
+			}
+		}
+	}
 	return g, nil
 }
 
-// defaultServices registers echo, notify and files.
+// defaultServices registers echo, notify, files and, with a device
+// registry, keys.
 func defaultServices(cfg Config) (*services.Registry, error) {
 	r := services.NewRegistry()
 	fs, err := files.New(files.Config{Dir: filepath.Join(cfg.DataDir, "files"), MaxFileSize: cfg.MaxFileSize, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: files service: %w", err)
 	}
-	for _, reg := range []func(*services.Registry) error{echo.Register, notify.Register, fs.Register} {
+	for _, reg := range []func(*services.Registry) error{echo.Register, notify.Register, fs.Register,
+		func(r *services.Registry) error { return registerKeys(&cfg, r) }} {
 		if err := reg(r); err != nil {
 			return nil, fmt.Errorf("gateway: register services: %w", err)
 		}
@@ -288,6 +322,9 @@ type Addrs struct {
 	WebSocket net.Addr
 	// WSPath is the WebSocket endpoint's path.
 	WSPath string
+	// WSBehindTLSProxy is set when the WebSocket listener speaks plain
+	// HTTP for a TLS-terminating proxy (Config.WSBehindTLSProxy).
+	WSBehindTLSProxy bool
 }
 
 // URLs returns the client URLs for every bound address (jsp+quic://,
@@ -302,7 +339,13 @@ func (a Addrs) URLs() []string {
 		out = append(out, "jsp+tcp://"+dialable(a.TCP))
 	}
 	if a.WebSocket != nil {
-		out = append(out, "wss://"+dialable(a.WebSocket)+a.WSPath)
+		scheme := "wss://"
+		if a.WSBehindTLSProxy {
+			// The address of the plaintext listener behind the proxy;
+			// clients connect to the proxy with wss://.
+			scheme = "ws://"
+		}
+		out = append(out, scheme+dialable(a.WebSocket)+a.WSPath)
 	}
 	return out
 }
@@ -322,7 +365,7 @@ func dialable(a net.Addr) string {
 
 // Addrs returns the bound addresses, useful when listening on port 0.
 func (g *Gateway) Addrs() Addrs {
-	a := Addrs{WSPath: g.cfg.WSPath}
+	a := Addrs{WSPath: g.cfg.WSPath, WSBehindTLSProxy: g.cfg.WSBehindTLSProxy}
 	for _, l := range g.listeners {
 		switch l.kind {
 		case transport.KindQUIC:
@@ -353,6 +396,9 @@ func (g *Gateway) Serve(ctx context.Context) error {
 		go g.acceptLoop(l)
 	}
 	g.bg.Go(g.janitor)
+	if g.reg != nil {
+		g.bg.Go(g.reg.run)
+	}
 	if g.http != nil {
 		// The HTTPS server is joined by finish, not by wg: it keeps
 		// answering /healthz ("draining") while Shutdown waits on wg.
@@ -503,11 +549,14 @@ func (g *Gateway) serveConn(conn transport.Conn, release func()) {
 		g.conns--
 		g.mu.Unlock()
 	}()
+	start := time.Now()
 	sess, err := session.Accept(g.ctx, conn, g.cfg.Session, session.ServerOptions{
 		Authenticate: g.cfg.Authenticate,
-		Gateways:     g.cfg.Alternatives,
+		Gateways:     g.alternatives(),
+		Resume:       g.resumeHook(),
 	})
 	<-g.handshakeSem
+	g.ops.handshake.observe(time.Since(start))
 	if err != nil {
 		code := jsperr.CodeOf(err)
 		g.metrics.errors.add(code.String(), 1)
@@ -556,6 +605,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		hosts = append(hosts, h)
 	}
 	g.mu.Unlock()
+	if g.reg != nil {
+		g.reg.drain()
+	}
 	g.stopAccept()
 	g.closeListeners()
 	g.log.Info("gateway draining", "sessions", len(hosts), "grace", g.cfg.DrainGrace)
@@ -631,6 +683,9 @@ func (g *Gateway) finish() {
 	}
 	g.cancel()
 	g.bg.Wait()
+	if g.reg != nil {
+		g.reg.close()
+	}
 	if g.cluster != nil {
 		// Every host has left its channels; this ends what remains.
 		g.cluster.close()
@@ -685,26 +740,5 @@ func (g *Gateway) serveHealth(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	st := g.hub.Stats()
-	fs := g.adm.filter.Stats()
-	gauges := []gauge{
-		{"jsp_filter_handshakes", "gauge", "Handshakes in flight counted by the connection filter.", int64(fs.Handshakes)},
-		{"jsp_filter_connections", "gauge", "Open connections counted by the connection filter.", int64(fs.Conns)},
-		{"jsp_filter_reaped_total", "counter", "Handshakes released by the filter for overstaying their time.", int64(fs.Reaped)},
-		{"jsp_pubsub_channels", "gauge", "Channels with local subscribers.", int64(st.Channels)},
-		{"jsp_pubsub_subscribers", "gauge", "Local subscribers (one per session).", int64(st.Subscribers)},
-		{"jsp_pubsub_published_total", "counter", "Messages published to the hub.", int64(st.Published)},
-		{"jsp_pubsub_delivered_total", "counter", "Deliveries queued to local subscribers.", int64(st.Delivered)},
-		{"jsp_pubsub_slow_consumers_total", "counter", "Subscribers dropped because their queue overflowed.", int64(st.Dropped)},
-	}
-	if g.cluster != nil {
-		fo := g.cluster.fanout.Stats()
-		gauges = append(gauges,
-			gauge{"jsp_bus_channels", "gauge", "Channels this gateway holds a bus subscription for.", int64(fo.Channels)},
-			gauge{"jsp_bus_channel_subscribes_total", "counter", "Bus subscriptions made for channels.", int64(fo.Subscribes)},
-			gauge{"jsp_bus_events_delivered_total", "counter", "Channel events handed to the local hub.", int64(fo.Delivered)},
-			gauge{"jsp_bus_gaps_total", "counter", "Gaps in a channel's live events that sessions filled from storage.", int64(g.cluster.gaps.Load())},
-		)
-	}
-	_ = g.metrics.write(w, gauges)
+	_ = g.WriteMetrics(w)
 }

@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
@@ -38,7 +38,17 @@ type host struct {
 	// of the per-user rate limit ("" for anonymous sessions).
 	auth session.Identity
 	user string
+	// cred is the credential's current expiry and scopes, which a token
+	// refresh moves (refresh.go); auth keeps what HELLO proved.
+	cred *credState
 	sub  *pubsub.Subscriber[*wire.Envelope]
+	// early is closed when the TLS handshake completes; nil when it had
+	// before the session started (early.go).
+	early <-chan struct{}
+	// since is when the session was established; lastActive the Unix
+	// nanoseconds of the client's last message (presence).
+	since      time.Time
+	lastActive atomic.Int64
 
 	inflight chan struct{} // semaphore: commands and message echoes
 	streams  chan struct{} // semaphore: stream handlers
@@ -56,6 +66,10 @@ type host struct {
 	catching map[string]*catchup // guarded by cmu: channels being replayed
 	last     map[string]uint64   // guarded by cmu: last seq sent per channel
 	capped   map[string]struct{} // guarded by cmu: replay stopped at MaxReplay
+	// Resume cursors (resume.go), guarded by cmu.
+	subscribed map[string]struct{} // channels subscribed
+	base       map[string]uint64   // where each subscription started
+	acked      map[string]uint64   // the client's ACK cursors
 
 	mu        sync.Mutex
 	goingAway bool // guarded by mu: goAway has started
@@ -77,7 +91,9 @@ func newHost(g *Gateway, sess *session.Session) *host {
 			RemoteAddr: conn.RemoteAddr().String(),
 		},
 		auth:     sess.Identity(),
+		early:    handshakeDone(sess),
 		user:     sess.Identity().User,
+		cred:     newCredState(sess.Identity()),
 		inflight: make(chan struct{}, g.cfg.MaxInflight),
 		streams:  make(chan struct{}, g.cfg.MaxStreamHandlers),
 	}
@@ -85,12 +101,17 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		h.log = h.log.With("user", h.user, "device", h.auth.Device)
 	}
 	h.sub = g.hub.NewSubscriber(id)
+	h.since = g.cfg.Now()
+	h.lastActive.Store(h.since.UnixNano())
 	if g.cluster != nil {
 		h.pubs = make(chan *wire.Envelope, g.cfg.MaxInflight)
 		h.joined = map[string]struct{}{}
 		h.catching = map[string]*catchup{}
 		h.last = map[string]uint64{}
 		h.capped = map[string]struct{}{}
+		h.subscribed = map[string]struct{}{}
+		h.base = map[string]uint64{}
+		h.acked = map[string]uint64{}
 	}
 	return h
 }
@@ -102,6 +123,10 @@ func (h *host) run() {
 	ctx := core.WithIdentity(h.sess.Context(), h.coreIdentity())
 	h.log.Debug("session established")
 	h.recordOpen()
+	if h.g.resumes != nil {
+		h.g.resumes.attach(h)
+	}
+	h.registryOpen()
 	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch}
 	if h.g.cluster != nil {
 		loops = append(loops, h.publishLoop)
@@ -118,11 +143,18 @@ func (h *host) run() {
 	h.finished = true
 	h.mu.Unlock()
 	h.wg.Wait()
+	if h.g.resumes != nil {
+		// A session the client closed on purpose (NO_ERROR) or that the
+		// gateway's closing ended is not kept for a resume.
+		keep := jsperr.CodeOf(err) != jsperr.NoError && h.g.ctx.Err() == nil
+		h.g.resumes.detach(h, h.cursors(), keep)
+	}
 	h.sub.Close()
 	for name := range h.joined {
 		h.g.cluster.leave(name)
 	}
 	h.recordClose()
+	h.registryClose()
 	if code := jsperr.CodeOf(err); code != jsperr.NoError {
 		h.g.metrics.errors.add(code.String(), 1)
 	}
@@ -135,23 +167,6 @@ func (h *host) closeWatch(ctx context.Context) {
 	case <-ctx.Done():
 	case <-h.g.ctx.Done():
 		_ = h.sess.CloseWithError(jsperr.GoingAway, "server closed")
-	}
-}
-
-// expiryWatch closes the session with TOKEN_EXPIRED when its identity
-// expires: a credential is only good until its expiry, also on a
-// connection opened before it (the client reconnects with a fresh one).
-func (h *host) expiryWatch(ctx context.Context) {
-	exp := h.auth.Expires
-	if exp.IsZero() {
-		return
-	}
-	t := time.NewTimer(max(exp.Sub(h.g.cfg.Now()), 0))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-		h.closeWith(jsperr.TokenExpired, fmt.Sprintf("credential of %q expired at %s", h.user, exp.UTC().Format(time.RFC3339)))
 	}
 }
 
@@ -181,7 +196,7 @@ func (h *host) goAway() {
 		h.g.metrics.messagesOut.add(wire.FrameGoaway.String(), 1)
 		// g.ctx ends when a Shutdown's deadline passes or Close is called;
 		// the session then closes before the grace is over.
-		if err := h.sess.GoAway(h.g.ctx, "server shutting down", h.g.cfg.Alternatives, h.g.cfg.DrainGrace); err != nil {
+		if err := h.sess.GoAway(h.g.ctx, "server shutting down", h.g.alternatives(), h.g.cfg.DrainGrace); err != nil {
 			h.log.Debug("goaway", "err", err)
 			_ = h.sess.CloseWithError(jsperr.GoingAway, "server shutting down")
 		}
@@ -200,12 +215,20 @@ func (h *host) closeOnError(err error) {
 // recvLoop dispatches the messages the client sends on the control stream
 // and on message streams.
 func (h *host) recvLoop(ctx context.Context) {
+	if st, ok := h.sess.ResumeState().(*resumeState); ok {
+		h.resumeSubscriptions(ctx, st)
+	}
 	for {
 		in, err := h.sess.Recv(ctx)
 		if err != nil {
 			return
 		}
 		h.g.metrics.messagesIn.add(in.Type.String(), 1)
+		if !h.awaitEarly(ctx, in) {
+			return
+		}
+		h.lastActive.Store(h.g.cfg.Now().UnixNano())
+		h.g.ops.countIn(in)
 		switch in.Type {
 		case wire.FrameSubscribe:
 			if m, ok := in.Message.(*wire.Subscribe); ok {
@@ -218,6 +241,9 @@ func (h *host) recvLoop(ctx context.Context) {
 		case wire.FramePublish, wire.FrameCommand, wire.FrameMessage:
 			if err := h.limitMessage(in.Type, in.Envelope); err != nil {
 				h.rateLimited(in, err)
+				continue
+			}
+			if !h.checkSigned(ctx, in) {
 				continue
 			}
 			switch in.Type {
@@ -234,9 +260,11 @@ func (h *host) recvLoop(ctx context.Context) {
 			// reply to.
 			h.closeOnError(jsperr.Newf(jsperr.ProtocolViolation, "%s from a client", in.Type))
 			return
+		case wire.FrameAck:
+			if m, ok := in.Message.(*wire.Ack); ok {
+				h.ackCursors(m)
+			}
 		default:
-			// ACK cursors and other client messages carry state this
-			// gateway does not keep yet (resume comes with storage).
 			h.log.Debug("ignoring message", "type", in.Type.String())
 		}
 	}
@@ -307,6 +335,7 @@ func (h *host) unsubscribe(m *wire.Unsubscribe) {
 	if h.g.cluster != nil {
 		h.endCatchup(m.Channel)
 		h.leaveCluster(m.Channel)
+		h.noteUnsubscribed(m.Channel)
 	}
 	h.ack(m.ReqID)
 }
@@ -395,6 +424,7 @@ func (h *host) sendEvent(ctx context.Context, d pubsub.Delivery[*wire.Envelope])
 		return nil
 	}
 	h.g.metrics.messagesOut.add(wire.FrameEvent.String(), 1)
+	h.g.ops.countOut(ev.Class)
 	return nil
 }
 
@@ -422,9 +452,15 @@ func (h *host) command(ctx context.Context, env *wire.Envelope) {
 		}
 		h.g.metrics.messagesOut.add(wire.FrameReply.String(), 1)
 	}
+	if env.Route.Kind == wire.RouteService && h.gatewayCommand(ctx, env, reply) {
+		return
+	}
 	var svc services.Service
 	if env.Route.Kind == wire.RouteService {
 		svc, _ = h.g.services.Command(env.Route.Name)
+		if svc == nil && env.Route.Name == HistoryService && h.g.cluster != nil {
+			svc = historyService{client: h.g.cluster.client}
+		}
 	}
 	if svc == nil && env.Route.Kind == wire.RouteService && h.g.cluster != nil {
 		h.forwardCommand(ctx, env, reply)

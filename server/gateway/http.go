@@ -56,6 +56,8 @@ func (g *Gateway) listenHTTPS(jspTLS *tls.Config) error {
 	mux.Handle(g.cfg.WSPath, wsl.handler)
 	mux.HandleFunc("GET /healthz", g.serveHealth)
 	mux.HandleFunc("GET /metrics", g.serveMetrics)
+	mux.HandleFunc("GET /readyz", g.serveReady)
+	mux.HandleFunc("GET /status", g.serveStatus)
 	// The filter sees each TCP connection before its TLS handshake; the
 	// ticket follows the connection into its requests.
 	fl := newFilteredListener(ln, g.adm, string(transport.KindWebSocket))
@@ -81,11 +83,20 @@ func (g *Gateway) listenHTTPS(jspTLS *tls.Config) error {
 			},
 		},
 		ln:  ln,
-		tln: tls.NewListener(fl, httpsTLS),
+		tln: httpListener(fl, httpsTLS, g.cfg.WSBehindTLSProxy),
 		log: g.log,
 	}
 	g.listeners = append(g.listeners, &listener{kind: transport.KindWebSocket, l: wsl.listener, filtered: fl})
 	return nil
+}
+
+// httpListener wraps the filtered listener in TLS, or not when a proxy
+// in front terminates TLS (Config.WSBehindTLSProxy).
+func httpListener(fl net.Listener, conf *tls.Config, behindProxy bool) net.Listener {
+	if behindProxy {
+		return fl
+	}
+	return tls.NewListener(fl, conf)
 }
 
 // httpTicket returns the filter ticket of an HTTPS server connection.

@@ -39,6 +39,7 @@ func (g *Gateway) janitor() {
 			return
 		case <-touch:
 			g.touchSessions(g.ctx)
+			g.sweepSessions(g.ctx)
 		case <-devices:
 			g.checkDevices(g.ctx)
 		case <-reap.C:
@@ -50,6 +51,9 @@ func (g *Gateway) janitor() {
 			}
 			if g.msgLimits != nil {
 				g.msgLimits.Sweep()
+			}
+			if g.resumes != nil {
+				g.resumes.sweep()
 			}
 		}
 	}

@@ -21,6 +21,7 @@ func newWebSocketListener(cfg Config, _ net.Addr) (*wsListener, error) {
 		Mux:            cfg.Link,
 		OriginPatterns: cfg.WSOriginPatterns,
 		Logger:         cfg.Logger,
+		BehindTLSProxy: cfg.WSBehindTLSProxy,
 	})
 	if err != nil {
 		return nil, err

@@ -277,14 +277,13 @@ func (h *Hub[T]) deliverLocked(ch *channel[T], d Delivery[T]) {
 			delete(ch.subs, s)
 			continue
 		}
-		select {
-		case s.queue <- d:
+		if s.push(d) {
 			h.delivered.Add(1)
-		default:
+		} else {
 			delete(ch.subs, s)
 			h.dropped.Add(1)
-			s.fail(jsperr.Newf(jsperr.SlowConsumer, "subscriber %s: delivery queue of %d full on channel %q", s.name, cap(s.queue), name))
-			h.cfg.Logger.Warn("pubsub: dropped slow subscriber", "subscriber", s.name, "channel", name, "queue", cap(s.queue))
+			s.fail(jsperr.Newf(jsperr.SlowConsumer, "subscriber %s: delivery queue of %d full on channel %q", s.name, s.limit, name))
+			h.cfg.Logger.Warn("pubsub: dropped slow subscriber", "subscriber", s.name, "channel", name, "queue", s.limit)
 		}
 	}
 	h.published.Add(1)
@@ -296,7 +295,8 @@ func (h *Hub[T]) NewSubscriber(name string) *Subscriber[T] {
 	s := &Subscriber[T]{
 		hub:      h,
 		name:     name,
-		queue:    make(chan Delivery[T], h.cfg.QueueLength),
+		limit:    h.cfg.QueueLength,
+		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		channels: map[string]struct{}{},
 	}
@@ -312,7 +312,15 @@ func (h *Hub[T]) NewSubscriber(name string) *Subscriber[T] {
 type Subscriber[T any] struct {
 	hub   *Hub[T]
 	name  string
-	queue chan Delivery[T]
+	limit int // QueueLength
+
+	// Lock order: hub.mu, then a channel's mu, then qmu.
+	qmu   sync.Mutex
+	queue ring[Delivery[T]] // guarded by qmu
+	// wake holds a token when deliveries may be waiting; a push leaves
+	// one, so a reader that found the queue empty and then waits on wake
+	// cannot miss a delivery queued in between.
+	wake chan struct{}
 
 	done    chan struct{} // closed by fail
 	once    sync.Once
@@ -349,25 +357,56 @@ func (s *Subscriber[T]) Err() error {
 	}
 }
 
-// C returns the delivery queue. Readers should also watch Done.
-func (s *Subscriber[T]) C() <-chan Delivery[T] { return s.queue }
+// push queues d unless the queue is full.
+func (s *Subscriber[T]) push(d Delivery[T]) bool {
+	s.qmu.Lock()
+	if s.queue.len() >= s.limit {
+		s.qmu.Unlock()
+		return false
+	}
+	s.queue.push(d)
+	s.qmu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // a token is already waiting
+	}
+	return true
+}
+
+// pop takes the oldest queued delivery.
+func (s *Subscriber[T]) pop() (Delivery[T], bool) {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.queue.pop()
+}
+
+// Len returns the number of deliveries waiting in the queue.
+func (s *Subscriber[T]) Len() int {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	return s.queue.len()
+}
 
 // Next returns the next delivery. It fails when ctx ends or the subscriber
 // has ended; after a drop, deliveries still queued are not returned, since
 // the owner is about to close its session anyway.
 func (s *Subscriber[T]) Next(ctx context.Context) (Delivery[T], error) {
-	select {
-	case <-s.done:
-		return Delivery[T]{}, s.err
-	default:
-	}
-	select {
-	case d := <-s.queue:
-		return d, nil
-	case <-s.done:
-		return Delivery[T]{}, s.err
-	case <-ctx.Done():
-		return Delivery[T]{}, ctx.Err()
+	for {
+		select {
+		case <-s.done:
+			return Delivery[T]{}, s.err
+		default:
+		}
+		if d, ok := s.pop(); ok {
+			return d, nil
+		}
+		select {
+		case <-s.wake:
+		case <-s.done:
+			return Delivery[T]{}, s.err
+		case <-ctx.Done():
+			return Delivery[T]{}, ctx.Err()
+		}
 	}
 }
 

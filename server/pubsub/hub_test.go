@@ -45,10 +45,8 @@ func next(t *testing.T, s *Subscriber[string]) Delivery[string] {
 
 func noDelivery(t *testing.T, s *Subscriber[string]) {
 	t.Helper()
-	select {
-	case d := <-s.C():
+	if d, ok := s.pop(); ok {
 		t.Fatalf("%s got unexpected delivery %+v", s.Name(), d)
-	default:
 	}
 }
 
@@ -391,7 +389,7 @@ func TestConcurrent(t *testing.T) {
 	// Publishing is done; let the readers drain their queues.
 	deadline := time.Now().Add(10 * time.Second)
 	for _, s := range subs {
-		for len(s.C()) > 0 && time.Now().Before(deadline) {
+		for s.Len() > 0 && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
 	}

@@ -53,6 +53,9 @@ type Store interface {
 	AuditLog
 	MessageLog
 	KVStore
+	WebhookStore
+	NotifyStore
+	DeviceStore
 	ChatStore
 
 	// Purge deletes rows whose time has passed: de-duplication entries

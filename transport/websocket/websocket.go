@@ -60,6 +60,12 @@ type HandlerConfig struct {
 	OriginPatterns []string
 	// Logger receives refused upgrades at debug level. Nil discards.
 	Logger *slog.Logger
+	// BehindTLSProxy accepts upgrade requests that did not arrive over
+	// TLS, for a server behind a proxy that terminates TLS 1.3 for it
+	// (JSP §7.4 then holds between the client and the proxy). The link has
+	// no TLS state, so nothing can be bound to the TLS exporter (device
+	// key proofs fail). Default false: such requests are refused.
+	BehindTLSProxy bool
 }
 
 // Handler upgrades HTTP requests to JSP WebSocket links. It implements
@@ -134,7 +140,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	defer h.inflight.Done()
 
-	if r.TLS == nil || r.TLS.Version != tls.VersionTLS13 {
+	if (r.TLS == nil && !h.cfg.BehindTLSProxy) || (r.TLS != nil && r.TLS.Version != tls.VersionTLS13) {
 		h.cfg.Logger.Debug("websocket: refused: not TLS 1.3", "remote", r.RemoteAddr)
 		http.Error(w, "JSP requires TLS 1.3", http.StatusUpgradeRequired)
 		return

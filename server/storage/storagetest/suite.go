@@ -88,6 +88,8 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"Audit", auditTests},
 		{"Messages", messageTests},
 		{"KV", kvTests},
+		{"Notify", notifyTests},
+		{"Devices", deviceTests},
 		{"Chat", chatTests},
 	}
 	for _, g := range groups {

@@ -1,0 +1,46 @@
+package config
+
+import (
+	"github.com/jetstreamproto/jsp/security/ddos"
+	"github.com/jetstreamproto/jsp/server/core"
+	"github.com/jetstreamproto/jsp/server/gateway"
+)
+
+// Default returns the configuration every key starts from: the gateway's,
+// the core's and the connection filter's defaults, so that the file, the
+// flags and the packages cannot disagree.
+func Default() Config {
+	return Config{
+		Server: Server{
+			DataDir: gateway.DefaultDataDir,
+			Role:    "all",
+			Cluster: core.DefaultCluster,
+		},
+		Listen: Listen{
+			QUIC:   gateway.DefaultQUICAddr,
+			TCP:    gateway.DefaultTCPAddr,
+			WS:     gateway.DefaultWSAddr,
+			WSPath: gateway.DefaultWSPath,
+			Ops:    gateway.Off,
+		},
+		Storage: Storage{SessionRetention: gateway.DefaultSessionRetention},
+		Gateway: Gateway{
+			DrainGrace:         gateway.DefaultDrainGrace,
+			MaxSessions:        gateway.DefaultMaxSessions,
+			MaxConnsPerIP:      gateway.DefaultMaxConnsPerIP,
+			MaxHandshakesPerIP: ddos.DefaultMaxHandshakesPerIP,
+			Heartbeat:          gateway.DefaultRegistryHeartbeat,
+			CoreTimeout:        gateway.DefaultCoreTimeout,
+			AwayAfter:          gateway.DefaultAwayAfter,
+		},
+		Auth: Auth{Mode: "anonymous", Audience: "jsp"},
+		Limits: Limits{
+			RateConnAttempt: gateway.DefaultConnAttemptsPerSecond,
+			RateConn:        gateway.DefaultConnMessagesPerSecond,
+			RateUser:        gateway.DefaultUserMessagesPerSecond,
+			RateChannel:     gateway.DefaultChannelPublishesPerSecond,
+			RateCommand:     gateway.DefaultCommandsPerSecond,
+		},
+		Log: Log{Level: "info", Format: "text"},
+	}
+}

@@ -1,0 +1,379 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/bus"
+	"github.com/jetstreamproto/jsp/server/core"
+	"github.com/jetstreamproto/jsp/server/services"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+// registryOpTimeout bounds one registry write: the registry is a cache,
+// and a slow bus must not hold up a session's start or end for long.
+const registryOpTimeout = 2 * time.Second
+
+// PresenceCommand is the command name of the presence query service: the
+// body is a user id, the reply the JSON of core.UserPresence.
+const PresenceCommand = "presence"
+
+func (c *Config) setRegistryDefaults() {
+	if c.RegistryHeartbeat == 0 {
+		c.RegistryHeartbeat = DefaultRegistryHeartbeat
+	}
+	if c.AwayAfter == 0 {
+		c.AwayAfter = DefaultAwayAfter
+	}
+	if c.SessionRetention == 0 {
+		c.SessionRetention = DefaultSessionRetention
+	}
+}
+
+// registry keeps this gateway's sessions and its own entry in the shared
+// state cache (core.Presence, NATS KV) and follows the other gateways'
+// entries, whose URLs go to clients in WELCOME and GOAWAY.
+//
+// Goroutines: run (the heartbeat), owned by the gateway's bg group and
+// ended by g.ctx; the gateway watch's goroutine, owned by the bus and
+// stopped by close.
+type registry struct {
+	g *Gateway
+	// presence is set once the buckets are open: run opens them, and
+	// retries every heartbeat while the bus's JetStream does not answer,
+	// so that a gateway starts (and serves) while the shared state cache
+	// is still electing its leaders.
+	presence atomic.Pointer[core.Presence]
+
+	// peers are the URLs of the other live gateways, least loaded first.
+	peers atomic.Pointer[[]string]
+	// live is the number of live gateways in the registry, this one
+	// included once it has written its entry.
+	live atomic.Int64
+	// errors counts failed registry writes (bus errors).
+	errors atomic.Uint64
+
+	mu       sync.Mutex
+	draining bool        // guarded by mu
+	watcher  bus.Watcher // guarded by mu; nil until the buckets are open
+	closed   bool        // guarded by mu
+}
+
+// newRegistry returns the registry of a gateway with Config.Bus; run
+// opens the buckets.
+func newRegistry(g *Gateway) *registry {
+	r := &registry{g: g}
+	empty := []string{}
+	r.peers.Store(&empty)
+	return r
+}
+
+// open opens the buckets and starts following the gateway registry; false
+// when the bus did not answer (run retries at the next heartbeat).
+func (r *registry) open(ctx context.Context) bool {
+	g := r.g
+	octx, cancel := context.WithTimeout(ctx, g.cfg.CoreTimeout)
+	defer cancel()
+	p, err := core.OpenPresence(octx, core.PresenceConfig{
+		Bus:       g.cfg.Bus,
+		TTL:       RegistryTTLBeats * g.cfg.RegistryHeartbeat,
+		AwayAfter: g.cfg.AwayAfter,
+		Now:       g.cfg.Now,
+	})
+	if err != nil {
+		r.failed("open the buckets", err)
+		return false
+	}
+	w, err := p.WatchGateways(ctx, r.setPeers)
+	if err != nil {
+		r.failed("watch the gateway registry", err)
+		return false
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		w.Stop()
+		return false
+	}
+	r.watcher = w
+	r.mu.Unlock()
+	r.presence.Store(p)
+	return true
+}
+
+// setPeers keeps the URLs of the other live gateways that are not
+// draining, the least loaded first (sessions over their cap), so that
+// clients that take the list in order spread over the cluster.
+func (r *registry) setPeers(all map[string]core.GatewayEntry) {
+	r.live.Store(int64(len(all)))
+	var es []core.GatewayEntry
+	for node, e := range all {
+		if node == r.g.cfg.NodeID || e.Draining || len(e.URLs) == 0 {
+			continue
+		}
+		es = append(es, e)
+	}
+	load := func(e core.GatewayEntry) float64 {
+		if e.MaxSessions <= 0 {
+			return 0
+		}
+		return float64(e.Sessions) / float64(e.MaxSessions)
+	}
+	slices.SortFunc(es, func(a, b core.GatewayEntry) int {
+		if la, lb := load(a), load(b); la != lb {
+			if la < lb {
+				return -1
+			}
+			return 1
+		}
+		if a.Node < b.Node {
+			return -1
+		}
+		return 1
+	})
+	var urls []string
+	for _, e := range es {
+		urls = append(urls, e.URLs...)
+	}
+	r.peers.Store(&urls)
+}
+
+// alternatives returns the addresses announced to clients in WELCOME and
+// GOAWAY: the configured ones, then the live gateways from the registry,
+// without duplicates, at most wire.MaxGateways (JSP §5.2, §5.5).
+func (g *Gateway) alternatives() []string {
+	out := slices.Clone(g.cfg.Alternatives)
+	if g.reg != nil {
+		for _, u := range *g.reg.peers.Load() {
+			if !slices.Contains(out, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	if len(out) > wire.MaxGateways {
+		out = out[:wire.MaxGateways]
+	}
+	return out
+}
+
+// publicURLs are this gateway's client URLs for the registry.
+func (g *Gateway) publicURLs() []string {
+	if len(g.cfg.PublicURLs) > 0 {
+		return g.cfg.PublicURLs
+	}
+	return g.Addrs().URLs()
+}
+
+// run refreshes the gateway's entry and its sessions' entries every
+// heartbeat until the gateway closes, then removes the gateway's entry.
+func (r *registry) run() {
+	t := time.NewTicker(r.g.cfg.RegistryHeartbeat)
+	defer t.Stop()
+	opened := r.open(r.g.ctx)
+	if opened {
+		r.refresh(r.g.ctx)
+	}
+	for {
+		select {
+		case <-r.g.ctx.Done():
+			if p := r.presence.Load(); p != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), registryOpTimeout)
+				defer cancel()
+				if err := p.RemoveGateway(ctx, r.g.cfg.NodeID); err != nil {
+					r.failed("remove gateway entry", err)
+				}
+			}
+			return
+		case <-t.C:
+			if !opened {
+				if opened = r.open(r.g.ctx); !opened {
+					continue
+				}
+			}
+			r.refresh(r.g.ctx)
+		}
+	}
+}
+
+// refresh writes the gateway's entry and every live session's entry.
+func (r *registry) refresh(ctx context.Context) {
+	g := r.g
+	g.mu.Lock()
+	hosts := make([]*host, 0, len(g.hosts))
+	for h := range g.hosts {
+		hosts = append(hosts, h)
+	}
+	g.mu.Unlock()
+	r.putGateway(ctx, len(hosts))
+	for _, h := range hosts {
+		if ctx.Err() != nil {
+			return
+		}
+		r.putSession(ctx, h)
+	}
+}
+
+func (r *registry) putGateway(ctx context.Context, sessions int) {
+	r.mu.Lock()
+	draining := r.draining
+	r.mu.Unlock()
+	p := r.presence.Load()
+	if p == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, registryOpTimeout)
+	defer cancel()
+	err := p.PutGateway(ctx, core.GatewayEntry{
+		Node:        r.g.cfg.NodeID,
+		URLs:        r.g.publicURLs(),
+		Sessions:    sessions,
+		MaxSessions: r.g.cfg.MaxSessions,
+		Draining:    draining,
+		Updated:     r.g.cfg.Now(),
+	})
+	if err != nil {
+		r.failed("put gateway entry", err)
+	}
+}
+
+// drain marks the gateway draining in the registry, so that other
+// gateways stop announcing it at once.
+func (r *registry) drain() {
+	r.mu.Lock()
+	r.draining = true
+	r.mu.Unlock()
+	r.putGateway(r.g.ctx, r.g.Health().Sessions)
+}
+
+func (r *registry) putSession(ctx context.Context, h *host) {
+	p := r.presence.Load()
+	if p == nil {
+		return // the next refresh after the buckets open writes it
+	}
+	ctx, cancel := context.WithTimeout(ctx, registryOpTimeout)
+	defer cancel()
+	if err := p.Put(ctx, h.registryEntry()); err != nil {
+		r.failed("put session entry", err)
+	}
+}
+
+func (r *registry) removeSession(h *host) {
+	p := r.presence.Load()
+	if p == nil {
+		return
+	}
+	// The gateway's context may be over (Close); the entry still goes.
+	ctx, cancel := context.WithTimeout(context.Background(), registryOpTimeout)
+	defer cancel()
+	if err := p.Remove(ctx, h.presenceUser(), h.id); err != nil {
+		r.failed("remove session entry", err)
+	}
+}
+
+func (r *registry) failed(what string, err error) {
+	r.errors.Add(1)
+	r.g.log.Debug("gateway: registry: "+what, "err", err)
+}
+
+// close stops following the gateway registry.
+func (r *registry) close() {
+	r.mu.Lock()
+	r.closed = true
+	w := r.watcher
+	r.watcher = nil
+	r.mu.Unlock()
+	if w != nil {
+		w.Stop()
+	}
+}
+
+// presenceUser is the user a session counts for in presence: the
+// authenticated user, or "anonymous".
+func (h *host) presenceUser() string {
+	if h.user == "" {
+		return "anonymous"
+	}
+	return h.user
+}
+
+// registryEntry is the session's registry and presence record.
+func (h *host) registryEntry() core.SessionEntry {
+	return core.SessionEntry{
+		Session:    h.id,
+		User:       h.presenceUser(),
+		Device:     h.auth.Device,
+		Gateway:    h.g.cfg.NodeID,
+		Transport:  string(h.kind),
+		RemoteAddr: h.ident.RemoteAddr,
+		Since:      h.since,
+		LastSeen:   h.g.cfg.Now(),
+		LastActive: time.Unix(0, h.lastActive.Load()),
+	}
+}
+
+// registryOpen and registryClose keep the session in the shared state
+// cache; failures are counted and logged, never fatal to the session.
+func (h *host) registryOpen() {
+	if h.g.reg != nil {
+		h.g.reg.putSession(h.g.ctx, h)
+	}
+}
+
+func (h *host) registryClose() {
+	if h.g.reg != nil {
+		h.g.reg.removeSession(h)
+	}
+}
+
+// presenceService answers PresenceCommand from the shared state cache.
+type presenceService struct{ r *registry }
+
+// HandleCommand returns the JSON of the presence of the user named by the
+// command's body.
+func (s presenceService) HandleCommand(ctx context.Context, _ *services.Caller, cmd *wire.Envelope) ([]byte, error) {
+	user := string(cmd.Body)
+	if user == "" {
+		return nil, jsperr.New(jsperr.BadRequest, "presence: the body names the user")
+	}
+	p := s.r.presence.Load()
+	if p == nil {
+		return nil, jsperr.New(jsperr.Unavailable, "presence: the shared state cache is not reachable yet")
+	}
+	up, err := p.Query(ctx, user)
+	if err != nil {
+		return nil, jsperr.Wrap(jsperr.Unavailable, err)
+	}
+	return json.Marshal(&up)
+}
+
+// sweepSessions closes the storage records of sessions whose gateway
+// stopped touching them and deletes closed records older than
+// SessionRetention (the storage side of the janitor).
+func (g *Gateway) sweepSessions(ctx context.Context) {
+	st := g.cfg.Sessions
+	if st == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.CoreTimeout)
+	defer cancel()
+	now := g.cfg.Now()
+	// A live gateway touches every SessionTouchInterval; three missed
+	// touches mean the gateway is gone.
+	if n, err := st.ExpireSessions(ctx, now.Add(-3*g.cfg.SessionTouchInterval)); err != nil {
+		g.storeErrors.Add(1)
+		g.log.Debug("gateway: expire session records", "err", err)
+	} else if n > 0 {
+		g.log.Info("gateway: closed stale session records", "count", n)
+	}
+	if n, err := st.PurgeSessions(ctx, now.Add(-g.cfg.SessionRetention)); err != nil {
+		g.storeErrors.Add(1)
+		g.log.Debug("gateway: purge session records", "err", err)
+	} else if n > 0 {
+		g.log.Info("gateway: deleted old session records", "count", n)
+	}
+}
