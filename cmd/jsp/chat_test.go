@@ -100,6 +100,9 @@ func TestChatTwoTerminals(t *testing.T) {
 	}
 	typeLine(alice, "/attach "+file+" see file")
 	waitOutput(t, bob.out, "notes.txt, 14 bytes]")
+	// Presence comes from the session registry: both are connected.
+	typeLine(alice, "/who")
+	waitOutput(t, alice.out, "online")
 	// Account administration needs the chat:admin scope.
 	typeLine(bob, "/user add carol Carol")
 	waitOutput(t, bob.out, "! FORBIDDEN")

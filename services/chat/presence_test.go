@@ -3,44 +3,37 @@ package chat
 import (
 	"context"
 	"testing"
+	"time"
 
-	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/bus/membus"
+	"github.com/jetstreamproto/jsp/server/core"
 )
 
-func TestKVPresence(t *testing.T) {
+func TestCorePresence(t *testing.T) {
 	b, err := membus.New(membus.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	ctx := context.Background()
-	kv, err := b.KV(ctx, bus.KVConfig{Bucket: bus.BucketPresence})
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	p, err := core.OpenPresence(ctx, core.PresenceConfig{Bus: b, AwayAfter: time.Minute, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	put := func(user, sess, status string) {
+	put := func(user, sess string, idle time.Duration) {
 		t.Helper()
-		k, err := bus.PresenceKey(user, sess)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := kv.Put(ctx, k, []byte(status)); err != nil {
+		e := core.SessionEntry{Session: sess, User: user, Gateway: "gw1", Transport: "tcp", Since: now.Add(-time.Hour),
+			LastSeen: now, LastActive: now.Add(-idle)}
+		if err := p.Put(ctx, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	put("alice", "s1", StatusAway)
-	put("alice", "s2", StatusOnline)
-	put("bob", "s3", StatusAway)
-	put("bob.smith", "s4", StatusOnline) // another user whose id extends bob's
-	k, _ := bus.PresenceKey("carol", "s5")
-	put("carol", "s5", StatusOnline)
-	if err := kv.Delete(ctx, k, 0); err != nil {
-		t.Fatal(err)
-	}
-	p := KVPresence{KV: kv}
-	for user, want := range map[string]string{"alice": StatusOnline, "bob": StatusAway, "carol": StatusOffline, "dave": StatusOffline} {
-		got, err := p.Status(ctx, user)
+	put("alice", "s1", 0)
+	put("bob", "s2", time.Hour)
+	cp := CorePresence{P: p}
+	for user, want := range map[string]string{"alice": "online", "bob": "away", "carol": "offline"} {
+		got, err := cp.Status(ctx, user)
 		if err != nil || got != want {
 			t.Errorf("Status(%s) = %q, %v; want %q", user, got, err, want)
 		}
