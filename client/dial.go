@@ -145,6 +145,11 @@ func (d *dialer) dial(ctx context.Context, kind transport.Kind) (*session.Sessio
 			return nil, fmt.Errorf("client: credentials for %s: %w", kind, err)
 		}
 		info.Auth = auth
+		if d.opts.TokenSource != nil {
+			// The token in this HELLO is not one the Client knows the
+			// expiry of: refresh at once.
+			defer d.tokens.forget()
+		}
 	} else if d.opts.TokenSource != nil {
 		auth, err := helloAuth(ctx, d.opts, d.tokens, conn.TLS())
 		if err != nil {

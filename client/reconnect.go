@@ -228,7 +228,14 @@ func (c *Client) install(ctx context.Context, nl, old *link) {
 	outbox := c.outbox
 	c.outbox = nil
 	for i, q := range outbox {
-		if err := q.sendOn(nl.sess); err != nil {
+		// Signed while disconnected, perhaps longer ago than the
+		// server's clock-skew window: sign again at sending time.
+		env, err := c.sigs.resign(q.env)
+		if err == nil {
+			q.env = env
+			err = q.sendOn(nl.sess)
+		}
+		if err != nil {
 			c.log.Warn("queued messages not sent", "count", len(outbox)-i, "err", err)
 			break
 		}

@@ -552,7 +552,13 @@ func (c *Client) compactInflightLocked() {
 func (c *Client) resendInflightLocked(l *link) {
 	c.compactInflightLocked()
 	for i, id := range c.inflightOrder {
-		if err := c.inflight[id].q.sendOn(l.sess); err != nil {
+		p := c.inflight[id]
+		env, err := c.sigs.resign(p.q.env)
+		if err == nil {
+			p.q.env = env
+			err = p.q.sendOn(l.sess)
+		}
+		if err != nil {
 			c.log.Warn("unacknowledged messages not resent", "count", len(c.inflightOrder)-i, "err", err)
 			return
 		}

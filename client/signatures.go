@@ -154,6 +154,25 @@ func (s *signatures) sign(env *wire.Envelope) error {
 	return s.signer.Sign(env)
 }
 
+// resign returns env signed afresh (new timestamp and nonce, same id) when
+// it carries a signature and a signing key is set, and env itself
+// otherwise. A signed envelope sent again after a reconnect needs it: the
+// server remembers the first nonce and refuses the second sending with
+// SIGNATURE_REPLAYED (JSP §4.3), while the unchanged id lets it
+// de-duplicate the message itself. env is not modified: the old session
+// may still hold it.
+func (s *signatures) resign(env *wire.Envelope) (*wire.Envelope, error) {
+	if s == nil || s.signer == nil || len(env.Signature) == 0 {
+		return env, nil
+	}
+	e := *env
+	e.Timestamp = 0
+	if err := s.signer.Sign(&e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
 // wrap returns handler with verification in front of it, or handler
 // itself when verification is off.
 func (s *signatures) wrap(handler func(Event), timeout time.Duration) func(Event) {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jetstreamproto/jsp/security/devicekey"
+	"github.com/jetstreamproto/jsp/security/msgsig"
+	"github.com/jetstreamproto/jsp/wire"
 )
 
 // countingKeys is a KeySource that counts lookups; fail makes it fail
@@ -97,5 +100,54 @@ func TestVerifyOptionsValidate(t *testing.T) {
 		if err := o.validate(); err == nil {
 			t.Errorf("%+v accepted", o)
 		}
+	}
+}
+
+// TestResign checks that a signed envelope sent again gets a fresh nonce
+// and timestamp under the same id, still verifies, and leaves the original
+// untouched; unsigned envelopes and clients without a key pass through.
+func TestResign(t *testing.T) {
+	k, err := devicekey.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(1_700_000_000, 0)
+	o := Options{SigningKey: k, Now: func() time.Time { return clock }}
+	s, err := newSignatures(&o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &wire.Envelope{ID: []byte("id-1"), Route: wire.Route{Kind: wire.RouteChannel, Name: "room"}, Body: []byte("hi")}
+	if err := s.sign(env); err != nil {
+		t.Fatal(err)
+	}
+	orig := *env
+	clock = clock.Add(10 * time.Minute) // past the server's skew window
+	again, err := s.resign(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case again == env:
+		t.Fatal("resign returned the same envelope")
+	case !bytes.Equal(again.ID, orig.ID):
+		t.Errorf("id changed: %q -> %q", orig.ID, again.ID)
+	case bytes.Equal(again.Nonce, orig.Nonce):
+		t.Error("nonce reused")
+	case again.Timestamp != uint64(clock.UnixMilli()):
+		t.Errorf("timestamp %d, want %d", again.Timestamp, clock.UnixMilli())
+	case !bytes.Equal(env.Nonce, orig.Nonce) || env.Timestamp != orig.Timestamp || !bytes.Equal(env.Signature, orig.Signature):
+		t.Error("original envelope modified")
+	}
+	if err := msgsig.Verify(again, k.Public(), clock); err != nil {
+		t.Errorf("re-signed envelope does not verify: %v", err)
+	}
+	plain := &wire.Envelope{ID: []byte("id-2"), Body: []byte("x")}
+	if got, err := s.resign(plain); err != nil || got != plain {
+		t.Errorf("unsigned envelope: got %p, %v; want the same envelope", got, err)
+	}
+	var none *signatures
+	if got, err := none.resign(again); err != nil || got != again {
+		t.Errorf("no signer: got %p, %v; want the same envelope", got, err)
 	}
 }

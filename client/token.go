@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/security/credential"
 	"github.com/jetstreamproto/jsp/security/devicekey"
 	"github.com/jetstreamproto/jsp/session"
@@ -43,6 +44,7 @@ type tokenState struct {
 	obtained time.Time // guarded by mu
 	expires  time.Time // guarded by mu; zero = unknown
 	known    bool      // guarded by mu; a token was recorded for the current session
+	stopped  bool      // guarded by mu; the server cannot refresh this session
 	// kick wakes the refresh loop after a change; one pending signal is
 	// enough.
 	kick chan struct{}
@@ -52,7 +54,7 @@ func newTokenState() *tokenState { return &tokenState{kick: make(chan struct{}, 
 
 func (s *tokenState) record(obtained, expires time.Time) {
 	s.mu.Lock()
-	s.obtained, s.expires, s.known = obtained, expires, true
+	s.obtained, s.expires, s.known, s.stopped = obtained, expires, true, false
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
@@ -62,6 +64,32 @@ func (s *tokenState) record(obtained, expires time.Time) {
 
 // next returns when to refresh: at TokenRefreshFraction of the lifetime,
 // or now when the expiry is unknown.
+// forget marks the session's token unknown (a new session whose HELLO
+// auth came from Options.Credentials), so the loop refreshes at once.
+func (s *tokenState) forget() {
+	s.mu.Lock()
+	s.known, s.stopped = false, false
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// stop parks the loop until the next session: the server cannot refresh
+// this one (REFRESH_UNSUPPORTED).
+func (s *tokenState) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+}
+
+func (s *tokenState) parked() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
 func (s *tokenState) next(now time.Time) time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -132,7 +160,11 @@ func (c *Client) refreshLoop(ctx context.Context) {
 		if !retryAt.IsZero() && retryAt.After(at) {
 			at = retryAt
 		}
+		var fire <-chan time.Time
 		t := time.NewTimer(max(at.Sub(now), 0))
+		if !c.tokens.parked() {
+			fire = t.C
+		}
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -141,7 +173,7 @@ func (c *Client) refreshLoop(ctx context.Context) {
 			t.Stop()
 			retryAt = time.Time{}
 			continue
-		case <-t.C:
+		case <-fire:
 		}
 		exp, err := c.RefreshToken(ctx)
 		if err == nil {
@@ -156,6 +188,13 @@ func (c *Client) refreshLoop(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if jsperr.CodeOf(err) == jsperr.RefreshUnsupported {
+			// Retrying cannot help on this session; the next one starts
+			// over (the dialer kicks the loop).
+			c.log.Warn("token refresh unsupported on this session", "err", err)
+			c.tokens.stop()
+			continue
 		}
 		wait := DefaultTokenRetry
 		if e := c.tokens.expiry(); !e.IsZero() {

@@ -57,19 +57,20 @@ func (e *tokenEnv) issue(t *testing.T, sub string, life time.Duration) client.To
 	return client.Token{Text: text, Expires: exp}
 }
 
-// TestTokenRefreshKeepsSession: a session on tokens of about two seconds
-// outlives several of them by refreshing in place; no reconnect happens.
+// TestTokenRefreshKeepsSession: a session on tokens of two to three
+// seconds outlives several of them by refreshing in place; no reconnect
+// happens.
 func TestTokenRefreshKeepsSession(t *testing.T) {
 	e := newTokenEnv(t)
 	var issued atomic.Int32
 	c := e.srv.dial(t, client.SchemeTCP, func(o *client.Options) {
 		o.TokenSource = func(context.Context) (client.Token, error) {
 			issued.Add(1)
-			return e.issue(t, "alice", time.Second), nil
+			return e.issue(t, "alice", 2*time.Second), nil
 		}
 	})
 	first := c.Info().SessionID
-	deadline := time.Now().Add(4500 * time.Millisecond)
+	deadline := time.Now().Add(6 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-c.Done():
@@ -136,6 +137,35 @@ func TestTokenRefreshRefusals(t *testing.T) {
 	exp, err := c.RefreshToken(ctxT(t))
 	if err != nil || !exp.Equal(good.Expires) {
 		t.Fatalf("refresh: %v %v, want expiry %v", exp, err, good.Expires)
+	}
+	if _, err := c.Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTokenSourceWithCredentials: when HELLO auth comes from Credentials,
+// the Client does not know that token's expiry and refreshes at once from
+// its TokenSource.
+func TestTokenSourceWithCredentials(t *testing.T) {
+	e := newTokenEnv(t)
+	hello := e.issue(t, "alice", time.Minute)
+	refreshed := make(chan struct{}, 1)
+	c := e.srv.dial(t, client.SchemeTCP, func(o *client.Options) {
+		o.Credentials = func(_ context.Context, cs tls.ConnectionState) ([]byte, error) {
+			return credential.ForConnection(hello.Text, devicekey.PrivateKey{}, cs)
+		}
+		o.TokenSource = func(context.Context) (client.Token, error) {
+			select {
+			case refreshed <- struct{}{}:
+			default:
+			}
+			return e.issue(t, "alice", time.Hour), nil
+		}
+	})
+	select {
+	case <-refreshed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no refresh after a HELLO token of unknown expiry")
 	}
 	if _, err := c.Ping(ctxT(t)); err != nil {
 		t.Fatal(err)

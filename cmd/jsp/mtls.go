@@ -17,11 +17,34 @@ import (
 // natsRole is the identity role of an embedded NATS server's certificate.
 const natsRole = "nats"
 
-// mtlsFlags are the service-identity flags of `jsp server`.
+// mtlsFlags are the service-identity flags of `jsp server`: either a CA
+// directory to issue this process's certificates from (--ca-dir), or a
+// certificate issued elsewhere and renewed in place (--service-cert,
+// --service-key) with the cluster's trust anchors (--trust-dir).
 type mtlsFlags struct {
 	caDir    string
 	name     string
 	lifetime time.Duration
+
+	certFile, keyFile string
+	trustDir          string
+}
+
+// enabled reports whether the bus runs mTLS.
+func (m mtlsFlags) enabled() bool { return m.caDir != "" || m.certFile != "" }
+
+func (m mtlsFlags) validate() error {
+	switch {
+	case m.caDir != "" && (m.certFile != "" || m.keyFile != "" || m.trustDir != ""):
+		return errors.New("--ca-dir issues this process's certificate; it does not go with --service-cert, --service-key or --trust-dir")
+	case (m.certFile == "") != (m.keyFile == ""):
+		return errors.New("--service-cert and --service-key go together")
+	case m.certFile != "" && m.trustDir == "":
+		return errors.New("--service-cert needs --trust-dir, the CA directory's trust.pem (and state.json)")
+	case m.trustDir != "" && m.certFile == "":
+		return errors.New("--trust-dir needs --service-cert and --service-key")
+	}
+	return nil
 }
 
 // serviceName is the name part of this process's identity: --node-name,
@@ -41,14 +64,34 @@ func (m mtlsFlags) serviceName() (string, error) {
 // its renewing certificates, and the verifiers of its peers. Close stops
 // the renewers.
 type serviceTLS struct {
+	trust   *ca.Trust
+	cluster string
+	name    string
+	// authority issues the certificates (--ca-dir); files holds the one
+	// issued elsewhere (--service-cert). Exactly one is set.
 	authority *ca.CA
-	name      string
+	files     *ca.FileSource
 	renewers  []*ca.Renewer
 	lifetime  time.Duration
 	log       *slog.Logger
 }
 
 func openServiceTLS(m mtlsFlags, log *slog.Logger) (*serviceTLS, error) {
+	if m.caDir == "" {
+		trust, err := ca.LoadTrust(m.trustDir)
+		if err != nil {
+			return nil, fmt.Errorf("--trust-dir: %w", err)
+		}
+		fs, err := ca.NewFileSource(m.certFile, m.keyFile, 0, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--service-cert: %w", err)
+		}
+		id := fs.Identity()
+		if m.name != "" && m.name != id.Name {
+			return nil, fmt.Errorf("--node-name %q, but --service-cert is %s", m.name, id)
+		}
+		return &serviceTLS{trust: trust, cluster: id.Cluster, name: id.Name, files: fs, log: log}, nil
+	}
 	authority, err := ca.Open(m.caDir, ca.Config{})
 	if err != nil {
 		return nil, fmt.Errorf("--ca-dir: %w", err)
@@ -57,14 +100,27 @@ func openServiceTLS(m mtlsFlags, log *slog.Logger) (*serviceTLS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &serviceTLS{authority: authority, name: name, lifetime: m.lifetime, log: log}, nil
+	return &serviceTLS{trust: authority.Trust(), cluster: authority.Cluster(), authority: authority, name: name, lifetime: m.lifetime, log: log}, nil
+}
+
+// source returns the certificate this process presents in role: a
+// renewing one issued from the CA, or the files', whose identity must
+// carry that role.
+func (s *serviceTLS) source(role string) (ca.CertificateSource, error) {
+	if s.files == nil {
+		return s.renewer(role)
+	}
+	if id := s.files.Identity(); id.Role != role {
+		return nil, fmt.Errorf("--service-cert is %s; this process needs a %s certificate", id, role)
+	}
+	return s.files, nil
 }
 
 // renewer issues and keeps renewing (at 2/3 of the lifetime) the
 // certificate of role; connections keep running across renewals, new
 // handshakes present the new certificate.
 func (s *serviceTLS) renewer(role string) (*ca.Renewer, error) {
-	id := ca.Identity{Cluster: s.authority.Cluster(), Role: role, Name: s.name}
+	id := ca.Identity{Cluster: s.cluster, Role: role, Name: s.name}
 	if err := id.Validate(); err != nil {
 		return nil, fmt.Errorf("service identity (see --node-name): %w", err)
 	}
@@ -85,9 +141,9 @@ func (s *serviceTLS) renewer(role string) (*ca.Renewer, error) {
 }
 
 func (s *serviceTLS) verifier(roles ...string) (*ca.Verifier, error) {
-	v, err := ca.NewVerifier(s.authority.Trust(), ca.Policy{Cluster: s.authority.Cluster(), Roles: roles})
+	v, err := ca.NewVerifier(s.trust, ca.Policy{Cluster: s.cluster, Roles: roles})
 	if err != nil {
-		return nil, fmt.Errorf("--ca-dir: %w", err)
+		return nil, fmt.Errorf("service trust: %w", err)
 	}
 	return v, nil
 }
@@ -96,7 +152,7 @@ func (s *serviceTLS) verifier(roles ...string) (*ca.Verifier, error) {
 // this process's certificate for role, verifying the server as a NATS
 // identity of the cluster.
 func (s *serviceTLS) busClient(role bus.Role, subj bus.Subjects) (natsbus.ClientConfig, error) {
-	r, err := s.renewer(string(role))
+	r, err := s.source(string(role))
 	if err != nil {
 		return natsbus.ClientConfig{}, err
 	}
@@ -116,7 +172,7 @@ func (s *serviceTLS) busClient(role bus.Role, subj bus.Subjects) (natsbus.Client
 // certificates from the cluster CA and gives each identity its role's
 // permissions.
 func (s *serviceTLS) busServer(cfg *natsbus.ServerConfig, subj bus.Subjects) error {
-	r, err := s.renewer(natsRole)
+	r, err := s.source(natsRole)
 	if err != nil {
 		return err
 	}

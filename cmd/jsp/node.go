@@ -62,11 +62,14 @@ func (n *nodeFlags) validate() error {
 	if _, err := bus.NewSubjects(n.cluster); err != nil {
 		return fmt.Errorf("--cluster: %w", err)
 	}
-	if n.mtls.caDir != "" && n.role == roleAll && len(n.nats) > 0 {
-		return errors.New("--ca-dir with --nats needs --role gateway or core: a service identity has one role")
+	if err := n.mtls.validate(); err != nil {
+		return err
 	}
-	if n.mtls.caDir != "" && n.role == roleAll && n.natsListen == "" {
-		return errors.New("--ca-dir with role all needs --nats-listen: the in-process bus has no TLS to secure")
+	if n.mtls.enabled() && n.role == roleAll && len(n.nats) > 0 {
+		return errors.New("mTLS with --nats needs --role gateway or core: a service identity has one role")
+	}
+	if n.mtls.enabled() && n.role == roleAll && n.natsListen == "" {
+		return errors.New("mTLS with role all needs --nats-listen: the in-process bus has no TLS to secure")
 	}
 	return nil
 }
@@ -97,7 +100,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("--cluster: %w", err)
 	}
-	if n.mtls.caDir != "" {
+	if n.mtls.enabled() {
 		if nd.tls, err = openServiceTLS(n.mtls, log); err != nil {
 			return nil, err
 		}
@@ -241,8 +244,11 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 
 func busSummary(n nodeFlags) string {
 	mtls := ""
-	if n.mtls.caDir != "" {
-		mtls = " (mTLS, CA " + n.mtls.caDir + ")"
+	switch {
+	case n.mtls.caDir != "":
+		mtls = " (mTLS, certificates from CA " + n.mtls.caDir + ")"
+	case n.mtls.certFile != "":
+		mtls = " (mTLS, certificate " + n.mtls.certFile + ")"
 	}
 	if len(n.nats) > 0 {
 		return strings.Join(n.nats, ",") + mtls

@@ -104,8 +104,10 @@ processes. With --ca-dir (a directory made by jsp ca init) each process
 is issued a short-lived service certificate jsp://<cluster>/<role>/<name>,
 renewed at two thirds of --cert-lifetime, and the bus runs mTLS: the
 embedded NATS server admits only gateway and core certificates of that CA
-and gives each the bus permissions of its role. See docs/operations.md
-and docs/security.md.`,
+and gives each the bus permissions of its role. Without the CA key on the
+host, --service-cert/--service-key take a certificate issued by jsp ca issue
+(renewed by replacing the files) and --trust-dir the CA's trust.pem. See
+docs/operations.md and docs/security.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			loaded, err := applyConfig(cmd, os.Environ())
@@ -162,6 +164,9 @@ and docs/security.md.`,
 	fl.StringVar(&f.node.mtls.caDir, "ca-dir", "", "CA directory (jsp ca init): issue this process a renewing service certificate and use mTLS on the bus")
 	fl.StringVar(&f.node.mtls.name, "node-name", "", "name in this process's service identity jsp://<cluster>/<role>/<name> (default: the host name)")
 	fl.DurationVar(&f.node.mtls.lifetime, "cert-lifetime", ca.DefaultLifetime, "lifetime of the service certificate; renewed at two thirds")
+	fl.StringVar(&f.node.mtls.certFile, "service-cert", "", "service certificate (jsp ca issue) for mTLS on the bus instead of --ca-dir; reloaded when the file is replaced")
+	fl.StringVar(&f.node.mtls.keyFile, "service-key", "", "private key of --service-cert")
+	fl.StringVar(&f.node.mtls.trustDir, "trust-dir", "", "directory holding the cluster CA's trust.pem (and state.json), for --service-cert")
 	fl.Float64Var(&f.rates.connAttempts, "rate-conn-attempts", gateway.DefaultConnAttemptsPerSecond, "new connections per second from one IP address")
 	fl.Float64Var(&f.rates.conn, "rate-conn", gateway.DefaultConnMessagesPerSecond, "messages (PUBLISH, COMMAND, MESSAGE) per second on one connection")
 	fl.Float64Var(&f.rates.user, "rate-user", gateway.DefaultUserMessagesPerSecond, "messages per second of one user across sessions")

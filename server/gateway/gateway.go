@@ -17,13 +17,15 @@
 //	                                      command) ─► ERROR RATE_LIMITED
 //	                                      SUBSCRIBE/UNSUBSCRIBE ─► hub, ACK
 //	                                      PUBLISH ─► hub ─► EVENT to subscribers
-//	                                      COMMAND ─► service ─► REPLY (+NOTIFY)
+//	                                      COMMAND ─► service ─► REPLY (+NOTIFY);
+//	                                      auth.refresh and admin.* are
+//	                                      answered here (refresh.go, admin.go)
 //	                                      MESSAGE ─► echoed, same delivery mode
 //	                         event loop   hub queue ─► EVENT
 //	                         stream loop  stream ─► service by label
 //	                         datagrams    echoed back
 //	                         expiry       closes with TOKEN_EXPIRED when the
-//	                                      identity expires
+//	                                      identity expires; a refresh moves it
 //	janitor ─► every DeviceCheckInterval: live sessions' devices against the
 //	           registry, DEVICE_REVOKED; every reapInterval: filter Reap and
 //	           rate-limit Sweep

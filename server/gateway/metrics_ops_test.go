@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/server/storage"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/wire"
@@ -51,10 +52,27 @@ func TestOpsMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	recvType(t, s, wire.FrameAck)
-	if err := publishAcked(t, s, "m", "p1", "hello"); err != nil {
+	// The EVENT may overtake the ACK: the core publishes the committed
+	// message on the bus before it answers the gateway.
+	env := &wire.Envelope{ID: []byte("p1"), Route: wire.Route{Kind: wire.RouteChannel, Name: "m"}, Class: protocol.ClassChat,
+		Timestamp: 1_700_000_000_000, Body: []byte("hello")}
+	if err := s.SendEnvelope(wire.FramePublish, env); err != nil {
 		t.Fatal(err)
 	}
-	recvType(t, s, wire.FrameEvent)
+	for acked, delivered := false, false; !acked || !delivered; {
+		in, err := s.Recv(ctxT(t))
+		if err != nil {
+			t.Fatalf("waiting for ACK and EVENT (ack %v, event %v): %v", acked, delivered, err)
+		}
+		switch in.Type {
+		case wire.FrameAck:
+			acked = true
+		case wire.FrameEvent:
+			delivered = true
+		case wire.FrameError:
+			t.Fatalf("publish refused: %v", in.Message)
+		}
+	}
 	var b strings.Builder
 	if err := g.WriteMetrics(&b); err != nil {
 		t.Fatal(err)

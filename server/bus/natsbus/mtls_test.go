@@ -1,9 +1,13 @@
 package natsbus_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,7 +27,9 @@ type mtlsEnv struct {
 	peer      *ca.Verifier // how services verify the NATS server
 }
 
-func newMTLSEnv(t *testing.T) *mtlsEnv {
+func newMTLSEnv(t *testing.T) *mtlsEnv { return newMTLSEnvLog(t, quiet) }
+
+func newMTLSEnvLog(t *testing.T, log *slog.Logger) *mtlsEnv {
 	t.Helper()
 	authority, err := ca.Init(t.TempDir(), ca.Config{Cluster: "prod", MinLifetime: time.Second})
 	if err != nil {
@@ -50,7 +56,7 @@ func newMTLSEnv(t *testing.T) *mtlsEnv {
 		Listen:    "127.0.0.1:0",
 		TLS:       stc,
 		Authorize: natsbus.IdentityAuthorizer(clients, s),
-		Logger:    quiet,
+		Logger:    log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +144,8 @@ func TestMTLSGatewayCannotPublishCoreSubjects(t *testing.T) {
 }
 
 func TestMTLSRefusals(t *testing.T) {
-	e := newMTLSEnv(t)
+	logs := &syncBuffer{}
+	e := newMTLSEnvLog(t, slog.New(slog.NewTextHandler(logs, nil)))
 	other, err := ca.Init(t.TempDir(), ca.Config{Cluster: "prod"})
 	if err != nil {
 		t.Fatal(err)
@@ -160,11 +167,12 @@ func TestMTLSRefusals(t *testing.T) {
 	tests := []struct {
 		name string
 		src  ca.CertificateSource
+		log  string // the reason in the server's log
 	}{
-		{"another CA", ca.Static(foreign)},
-		{"expired", ca.Static(expired)},
-		{"wrong role", e.static(t, "nats", "gw-1", time.Hour)},
-		{"no certificate", ca.Static(&tls.Certificate{})},
+		{"another CA", ca.Static(foreign), "CERT_UNTRUSTED"},
+		{"expired", ca.Static(expired), "CERT_EXPIRED"},
+		{"wrong role", e.static(t, "nats", "gw-1", time.Hour), "CERT_WRONG_ROLE"},
+		{"no certificate", ca.Static(&tls.Certificate{}), "certificate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,6 +180,13 @@ func TestMTLSRefusals(t *testing.T) {
 			if err == nil {
 				_ = b.Close()
 				t.Fatal("connection admitted")
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(logs.String(), tt.log) {
+				if time.Now().After(deadline) {
+					t.Fatalf("server log lacks %q:\n%s", tt.log, logs.String())
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 		})
 	}
@@ -295,4 +310,22 @@ func TestMTLSServerConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
