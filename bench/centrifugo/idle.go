@@ -36,7 +36,7 @@ func idleCentrifugo(args []string) error {
 	}
 	dial := func(ctx context.Context, i int) (io.Closer, error) {
 		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceAddr(i, *sources)}}
-		c := centrifuge.NewProtobufClient(*addr, centrifuge.Config{NetDialContext: nd.DialContext})
+		c := centrifuge.NewProtobufClient(*addr, centrifuge.Config{NetDialContext: nd.DialContext, HandshakeTimeout: 15 * time.Second})
 		if err := connect(ctx, c); err != nil {
 			c.Close()
 			return nil, err
@@ -55,9 +55,11 @@ func idleCentrifugo(args []string) error {
 			base := len(held)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			more, err := loadgen.ConnectAll(ctx, n-base, *conc, func(ctx context.Context, i int) (io.Closer, error) {
-				cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
-				defer ccancel()
-				return dial(cctx, base+i)
+				return loadgen.Retry(ctx, 3, func(ctx context.Context) (io.Closer, error) {
+					cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+					defer ccancel()
+					return dial(cctx, base+i)
+				})
 			})
 			cancel()
 			for _, c := range more {

@@ -198,9 +198,11 @@ func HoldLoop(in io.Reader, out io.Writer, concurrency int, dial func(ctx contex
 			base := len(held)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			more, err := loadgen.ConnectAll(ctx, n-base, concurrency, func(ctx context.Context, i int) (io.Closer, error) {
-				cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
-				defer ccancel()
-				return dial(cctx, base+i)
+				return loadgen.Retry(ctx, 3, func(ctx context.Context) (io.Closer, error) {
+					cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+					defer ccancel()
+					return dial(cctx, base+i)
+				})
 			})
 			cancel()
 			for _, c := range more {

@@ -44,6 +44,7 @@ type idleOrch struct {
 	sessions                   []int
 	sources                    int
 	settle                     time.Duration
+	concurrency                int
 	out                        *os.File
 }
 
@@ -55,6 +56,7 @@ func orchestrate(args []string) error {
 	only := fs.String("transports", "ws,tcp,quic", "transports to measure")
 	sources := fs.Int("sources", 200, "loopback source addresses")
 	settle := fs.Duration("settle", 3*time.Second, "wait after reaching a count before measuring")
+	concurrency := fs.Int("concurrency", 16, "connections each client opens at once")
 	outPath := fs.String("out", "", "append result lines to this file")
 	report := fs.String("report", "", "print the markdown table for a results file and exit")
 	if err := fs.Parse(args); err != nil {
@@ -68,7 +70,7 @@ func orchestrate(args []string) error {
 		fmt.Print(idleTable.Markdown(loadgen.ParseLines(string(b))))
 		return nil
 	}
-	o := &idleOrch{bin: *bin, sources: *sources, settle: *settle}
+	o := &idleOrch{bin: *bin, sources: *sources, settle: *settle, concurrency: *concurrency}
 	for _, s := range strings.Split(*sessions, ",") {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
@@ -163,7 +165,7 @@ func (o *idleOrch) measure(v variant, run int) ([]loadgen.Line, error) {
 	if err != nil {
 		return nil, fmt.Errorf("heap: %w", err)
 	}
-	cargs = append(cargs, "-sources", strconv.Itoa(o.sources))
+	cargs = append(cargs, "-sources", strconv.Itoa(o.sources), "-concurrency", strconv.Itoa(o.concurrency))
 	cmd := exec.Command(cbin, cargs...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

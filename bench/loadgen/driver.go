@@ -112,7 +112,9 @@ func DriverMain(name string, args []string, out io.Writer, open func(f *DriverFl
 	rec := &Recorder{}
 	t0 := time.Now()
 	subs, err := ConnectAll(ctx, c.Connections(), f.Concurrency, func(ctx context.Context, i int) (io.Closer, error) {
-		return sys.Subscribe(ctx, i, ChannelName(i%c.Channels), rec)
+		return Retry(ctx, 3, func(ctx context.Context) (io.Closer, error) {
+			return sys.Subscribe(ctx, i, ChannelName(i%c.Channels), rec)
+		})
 	})
 	defer closeAll(subs)
 	if err != nil {
@@ -205,6 +207,28 @@ func ConnectAll(ctx context.Context, n, concurrency int, connect func(ctx contex
 		return out, first
 	}
 	return out, ctx.Err()
+}
+
+// Retry calls fn up to attempts times, a second apart, until it succeeds;
+// on a shared machine a handshake sometimes times out while thousands of
+// others queue for the CPU, which says nothing about the steady state the
+// benchmarks measure. It returns the last error.
+func Retry[T any](ctx context.Context, attempts int, fn func(ctx context.Context) (T, error)) (T, error) {
+	var v T
+	var err error
+	for a := range max(attempts, 1) {
+		if a > 0 {
+			select {
+			case <-ctx.Done():
+				return v, errors.Join(err, ctx.Err())
+			case <-time.After(time.Second):
+			}
+		}
+		if v, err = fn(ctx); err == nil {
+			return v, nil
+		}
+	}
+	return v, err
 }
 
 // closeAll closes every non-nil closer, a few hundred at a time so that

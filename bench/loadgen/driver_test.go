@@ -165,3 +165,23 @@ func TestDriverMain(t *testing.T) {
 		}
 	}
 }
+
+func TestRetry(t *testing.T) {
+	calls := 0
+	v, err := Retry(context.Background(), 3, func(context.Context) (int, error) {
+		calls++
+		if calls < 2 {
+			return 0, errors.New("busy")
+		}
+		return 7, nil
+	})
+	if err != nil || v != 7 || calls != 2 {
+		t.Fatalf("Retry = %d, %v after %d calls", v, err, calls)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls = 0
+	if _, err := Retry(ctx, 5, func(context.Context) (int, error) { calls++; return 0, errors.New("no") }); err == nil || calls != 1 {
+		t.Fatalf("cancelled Retry: %v after %d calls", err, calls)
+	}
+}
