@@ -165,6 +165,13 @@ func (t *seqTracker) pushLocked(env *wire.Envelope, repair bool) {
 	if t.rebase.Swap(false) {
 		t.started, t.buf = false, map[uint64]*wire.Envelope{}
 	}
+	if env.Seq == 0 {
+		// An ephemeral event (typing, read markers; spec/JSP-chat.md
+		// §4.1) is never stored, so it has no place in the channel's
+		// order: delivered at once, never buffered or counted.
+		t.c.deliver(t.channel, env)
+		return
+	}
 	switch {
 	case t.resync:
 		t.bufferLocked(env)

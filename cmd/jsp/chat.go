@@ -129,6 +129,7 @@ const chatHelp = `commands:
   /attach PATH [TEXT]        upload a file and post it
   /members  /who             members; their presence
   /typing                    tell the others you are typing
+  /user add ID [NAME] | list | disable ID | enable ID   (administrators)
   /read                      mark everything read
   /quit
   TEXT                       post to the open conversation`
@@ -407,6 +408,8 @@ func (r *chatREPL) command(ctx context.Context, line string) error {
 			}
 			return nil
 		})
+	case "/user":
+		return r.userCommand(ctx, args[1:], rest(3))
 	case "/typing":
 		return withConv(func(c string) error { return r.chat.Typing(ctx, c, true) })
 	case "/read":
@@ -569,4 +572,54 @@ func (r *chatREPL) attach(ctx context.Context, conv, path, text string) error {
 	}
 	_, err = r.chat.Post(ctx, conv, text, chatsdk.Attach(a))
 	return err
+}
+
+// userCommand runs the administrators' account commands (token scope
+// chat:admin).
+func (r *chatREPL) userCommand(ctx context.Context, args []string, name string) error {
+	if len(args) == 0 {
+		return errors.New("/user add ID [NAME] | list | disable ID | enable ID")
+	}
+	show := func(u chatsdk.User) {
+		flags := ""
+		if u.Admin {
+			flags += " admin"
+		}
+		if u.Disabled {
+			flags += " disabled"
+		}
+		r.printf("  %-20s %s%s\n", u.ID, u.DisplayName, flags)
+	}
+	switch {
+	case args[0] == "list":
+		after := ""
+		for {
+			us, err := r.chat.ListUsers(ctx, after, 100)
+			if err != nil {
+				return err
+			}
+			for _, u := range us {
+				show(u)
+			}
+			if len(us) < 100 {
+				return nil
+			}
+			after = us[len(us)-1].ID
+		}
+	case args[0] == "add" && len(args) >= 2:
+		u, err := r.chat.AddUser(ctx, args[1], name, false)
+		if err != nil {
+			return err
+		}
+		show(u)
+	case (args[0] == "disable" || args[0] == "enable") && len(args) >= 2:
+		u, err := r.chat.DisableUser(ctx, args[1], args[0] == "enable")
+		if err != nil {
+			return err
+		}
+		show(u)
+	default:
+		return errors.New("/user add ID [NAME] | list | disable ID | enable ID")
+	}
+	return nil
 }

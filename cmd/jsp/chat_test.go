@@ -45,8 +45,8 @@ func TestChatTwoTerminals(t *testing.T) {
 		out  *syncBuffer
 		done chan error
 	}
-	start := func(user string) *term {
-		tok, err := token.Sign(key, token.Claims{Audience: "chat-test", Subject: user, NotBefore: time.Now().Add(-time.Minute), Expiry: time.Now().Add(time.Hour)})
+	start := func(user string, scopes ...string) *term {
+		tok, err := token.Sign(key, token.Claims{Audience: "chat-test", Subject: user, Scopes: scopes, NotBefore: time.Now().Add(-time.Minute), Expiry: time.Now().Add(time.Hour)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,10 +100,21 @@ func TestChatTwoTerminals(t *testing.T) {
 	}
 	typeLine(alice, "/attach "+file+" see file")
 	waitOutput(t, bob.out, "notes.txt, 14 bytes]")
+	// Presence comes from the session registry: both are connected.
+	typeLine(alice, "/who")
+	waitOutput(t, alice.out, "online")
+	// Account administration needs the chat:admin scope.
+	typeLine(bob, "/user add carol Carol")
+	waitOutput(t, bob.out, "! FORBIDDEN")
+	root := start("root", "chat:admin")
+	typeLine(root, "/user add carol Carol")
+	waitOutput(t, root.out, "Carol")
+	typeLine(root, "/user disable carol")
+	waitOutput(t, root.out, "Carol disabled")
 	// History shows the tombstone in place.
 	typeLine(bob, "/open "+dm)
 	waitOutput(t, bob.out, "alice: (deleted)")
-	for _, tm := range []*term{alice, bob} {
+	for _, tm := range []*term{alice, bob, root} {
 		typeLine(tm, "/quit")
 		if err := <-tm.done; err != nil {
 			t.Fatalf("chat: %v", err)

@@ -86,6 +86,8 @@ type node struct {
 	// presence records presence changes in the event log (roles all and
 	// core); nil otherwise.
 	presence bus.Watcher
+	// nats is the NATS bus under the breaker guard, for its metrics.
+	nats *natsbus.Bus
 }
 
 // openNode opens the bus, the store and the core the role needs.
@@ -119,7 +121,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		if err != nil {
 			return nil, fmt.Errorf("--nats %s: %w", strings.Join(n.nats, ","), err)
 		}
-		nd.bus = b
+		nd.bus, nd.nats = b, b
 	} else {
 		sc := natsbus.ServerConfig{DataDir: dataDir, Listen: n.natsListen, Logger: log}
 		if nd.tls != nil {
@@ -134,7 +136,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		if err != nil {
 			return nil, fmt.Errorf("embedded NATS under %s: %w", filepath.Join(dataDir, natsbus.StoreSubdir), err)
 		}
-		nd.bus = b
+		nd.bus, nd.nats = b, b
 	}
 	gb, err := core.GuardBus(nd.bus, breaker.Config{})
 	if err != nil {

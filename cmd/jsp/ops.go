@@ -150,7 +150,11 @@ func (s *nodeState) handler() http.Handler {
 		if s.nd.core != nil {
 			_ = s.nd.core.WriteMetrics(w)
 		}
-		if mw, ok := s.nd.bus.(metricsWriter); ok {
+		if s.nd.nats != nil {
+			// The bus is wrapped by its breaker; the metrics are the
+			// NATS connection's.
+			_ = s.nd.nats.WriteMetrics(w)
+		} else if mw, ok := s.nd.bus.(metricsWriter); ok {
 			_ = mw.WriteMetrics(w)
 		}
 	})

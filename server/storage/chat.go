@@ -188,8 +188,8 @@ type ChatStore interface {
 	// returns the marker now stored.
 	SetReadSeq(ctx context.Context, conversation, user string, seq Seq) (Seq, error)
 
-	// PutChatMessage stores a new message and its mentions; ErrConflict
-	// when the id exists.
+	// PutChatMessage stores a new message and its mentions and moves the
+	// author's read marker to it; ErrConflict when the id exists.
 	PutChatMessage(ctx context.Context, m ChatMessage) error
 	// GetChatMessage returns a message (a tombstone when deleted).
 	GetChatMessage(ctx context.Context, conversation, id string) (ChatMessage, error)

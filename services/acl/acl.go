@@ -204,7 +204,7 @@ func (a *Authorizer) member(ctx context.Context, conv, user string) error {
 	case errors.Is(err, storage.ErrNotFound):
 		return jsperr.Newf(jsperr.UserNotFound, "user %s is not registered", user)
 	case err != nil:
-		return fmt.Errorf("acl: user %s: %w", user, err)
+		return jsperr.Wrap(jsperr.Internal, fmt.Errorf("acl: user %s: %w", user, err))
 	case u.Disabled:
 		return jsperr.Newf(jsperr.UserDisabled, "user %s is disabled", user)
 	}
@@ -213,14 +213,14 @@ func (a *Authorizer) member(ctx context.Context, conv, user string) error {
 		return jsperr.Newf(jsperr.ConversationNotFound, "no conversation %s", conv)
 	}
 	if err != nil {
-		return fmt.Errorf("acl: conversation %s: %w", conv, err)
+		return jsperr.Wrap(jsperr.Internal, fmt.Errorf("acl: conversation %s: %w", conv, err))
 	}
 	m, err := a.Store.GetMember(ctx, conv, user)
 	if errors.Is(err, storage.ErrNotFound) {
 		return jsperr.Newf(jsperr.NotAMember, "%s is not a member of %s", user, conv)
 	}
 	if err != nil {
-		return fmt.Errorf("acl: member %s of %s: %w", user, conv, err)
+		return jsperr.Wrap(jsperr.Internal, fmt.Errorf("acl: member %s of %s: %w", user, conv, err))
 	}
 	return Check(chatevents.Kind(c.Kind), Role(m.Role), Read, c.Overrides)
 }

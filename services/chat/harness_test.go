@@ -53,7 +53,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const testTimeout = 20 * time.Second
+// testTimeout bounds one test's whole run (ctxT) and each wait: generous,
+// because the machine running the tests may be shared and loaded.
+const testTimeout = 60 * time.Second
 
 var unlimited = gateway.Rate{PerSecond: -1}
 
@@ -72,6 +74,7 @@ type backend struct {
 
 var backends = []backend{
 	{"sqlite", func(t testing.TB) string { return "sqlite:" + t.TempDir() + "/jsp.db" }},
+	{"sqlite-memory", func(t testing.TB) string { return "sqlite::memory:" }},
 	{"postgres", func(t testing.TB) string { return pgtest.DSN(t) }},
 }
 
@@ -121,7 +124,8 @@ func newEnv(t testing.TB, dsn string) *env {
 		DataDir: t.TempDir(), Bus: b, Logger: quiet(),
 		// Many clients from one address, many commands: the tests and the
 		// benchmark measure chat, not the rate limits.
-		RateLimits: gateway.RateLimits{ConnAttemptsPerIP: unlimited, Conn: unlimited, User: unlimited, Command: unlimited},
+		RateLimits:    gateway.RateLimits{ConnAttemptsPerIP: unlimited, Conn: unlimited, User: unlimited, Command: unlimited},
+		MaxConnsPerIP: 1000,
 		Authenticate: func(_ context.Context, h *wire.Hello, _ transport.Conn) (session.Identity, error) {
 			return session.Identity{User: string(h.Auth)}, nil
 		},

@@ -188,10 +188,6 @@ func (s *Service) post(ctx context.Context, c *caller, r *chatproto.Request) (*c
 	if err != nil && !errors.Is(err, storage.ErrConflict) {
 		return nil, err
 	}
-	// The author has read what they wrote.
-	if _, err := s.store.SetReadSeq(ctx, v.ID, c.user.ID, storage.Seq(ev.Seq)); err != nil {
-		s.log.Debug("chat: author's read marker", "err", err)
-	}
 	s.emit(ctx, ev)
 	return &chatproto.Response{Event: ev, Seq: ev.Seq, Message: msgID}, nil
 }

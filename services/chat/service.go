@@ -303,41 +303,36 @@ func (s *Service) HandleCommand(ctx context.Context, id core.Identity, body []by
 
 type handler func(s *Service, ctx context.Context, c *caller, r *chatproto.Request) (*chatproto.Response, error)
 
-var handlers map[chatproto.Op]handler
-
-func init() {
-	// Assigned in init: the handlers refer to the map's users, which
-	// would be an initialization cycle in a var declaration.
-	handlers = map[chatproto.Op]handler{
-		chatproto.OpWhoami:      (*Service).whoami,
-		chatproto.OpUserAdd:     (*Service).userAdd,
-		chatproto.OpUserList:    (*Service).userList,
-		chatproto.OpUserDisable: (*Service).userDisable,
-		chatproto.OpUserEnable:  (*Service).userEnable,
-		chatproto.OpCreate:      (*Service).create,
-		chatproto.OpList:        (*Service).list,
-		chatproto.OpGet:         (*Service).get,
-		chatproto.OpJoin:        (*Service).join,
-		chatproto.OpLeave:       (*Service).leave,
-		chatproto.OpInvite:      (*Service).invite,
-		chatproto.OpKick:        (*Service).kick,
-		chatproto.OpSetRole:     (*Service).setRole,
-		chatproto.OpRename:      (*Service).rename,
-		chatproto.OpTopic:       (*Service).topic,
-		chatproto.OpArchive:     (*Service).archive,
-		chatproto.OpConfigure:   (*Service).configure,
-		chatproto.OpMembers:     (*Service).members,
-		chatproto.OpPost:        (*Service).post,
-		chatproto.OpEdit:        (*Service).edit,
-		chatproto.OpDelete:      (*Service).delete,
-		chatproto.OpHistory:     (*Service).history,
-		chatproto.OpEdits:       (*Service).edits,
-		chatproto.OpReact:       (*Service).react,
-		chatproto.OpUnreact:     (*Service).unreact,
-		chatproto.OpRead:        (*Service).markRead,
-		chatproto.OpTyping:      (*Service).typing,
-		chatproto.OpPresence:    (*Service).presence,
-	}
+// handlers maps each command to its method.
+var handlers = map[chatproto.Op]handler{
+	chatproto.OpWhoami:      (*Service).whoami,
+	chatproto.OpUserAdd:     (*Service).userAdd,
+	chatproto.OpUserList:    (*Service).userList,
+	chatproto.OpUserDisable: (*Service).userDisable,
+	chatproto.OpUserEnable:  (*Service).userEnable,
+	chatproto.OpCreate:      (*Service).create,
+	chatproto.OpList:        (*Service).list,
+	chatproto.OpGet:         (*Service).get,
+	chatproto.OpJoin:        (*Service).join,
+	chatproto.OpLeave:       (*Service).leave,
+	chatproto.OpInvite:      (*Service).invite,
+	chatproto.OpKick:        (*Service).kick,
+	chatproto.OpSetRole:     (*Service).setRole,
+	chatproto.OpRename:      (*Service).rename,
+	chatproto.OpTopic:       (*Service).topic,
+	chatproto.OpArchive:     (*Service).archive,
+	chatproto.OpConfigure:   (*Service).configure,
+	chatproto.OpMembers:     (*Service).members,
+	chatproto.OpPost:        (*Service).post,
+	chatproto.OpEdit:        (*Service).edit,
+	chatproto.OpDelete:      (*Service).delete,
+	chatproto.OpHistory:     (*Service).history,
+	chatproto.OpEdits:       (*Service).edits,
+	chatproto.OpReact:       (*Service).react,
+	chatproto.OpUnreact:     (*Service).unreact,
+	chatproto.OpRead:        (*Service).markRead,
+	chatproto.OpTyping:      (*Service).typing,
+	chatproto.OpPresence:    (*Service).presence,
 }
 
 // mapErr gives storage failures their registry codes; errors that already

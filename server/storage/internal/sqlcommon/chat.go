@@ -553,6 +553,12 @@ func (c *Chat) PutChatMessage(ctx context.Context, m storage.ChatMessage) error 
 		if n == 0 {
 			return fmt.Errorf("%w: message %q or seq %d exists", storage.ErrConflict, m.ID, m.Seq)
 		}
+		// The author has read what they wrote: in the same transaction,
+		// so a post costs one commit.
+		if _, err := q.Exec(ctx, `UPDATE chat_members SET read_seq = ? WHERE conversation = ? AND user_id = ? AND read_seq < ?`,
+			int64(m.Seq), m.Conversation, m.Author, int64(m.Seq)); err != nil {
+			return err
+		}
 		for _, u := range m.Mentions {
 			if _, err := q.Exec(ctx, `INSERT INTO chat_mentions (conversation, user_id, seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
 				m.Conversation, u, int64(m.Seq)); err != nil {
