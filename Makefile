@@ -5,7 +5,7 @@ BIN       := bin/jsp
 # Fuzz time per target for `make fuzz`.
 FUZZTIME  ?= 60s
 
-.PHONY: all build run test test-short deps generate vet bench bench-tools fuzz clean
+.PHONY: all build run dev-keys chat test test-short deps generate vet bench bench-tools fuzz clean
 
 all: build
 
@@ -14,8 +14,27 @@ build:
 
 # Starts the server with embedded defaults and prints its QUIC, TCP and
 # WebSocket addresses.
-run: build
-	./$(BIN) server --data-dir $(DATA_DIR)
+run: build dev-keys
+	./$(BIN) server --data-dir $(DATA_DIR) --audience jsp \
+	    --token-keys "$$(ls $(DEV_KEYS)/token-*.pub | head -n 1)"
+
+# The development server's token signing key, under the data directory:
+# `make run` accepts tokens it signs (and anonymous clients, as before);
+# `make chat` issues one for CHAT_USER. Created once, kept across runs.
+DEV_KEYS  := $(DATA_DIR)/token-keys
+CHAT_USER ?= alice
+CHAT_URL  ?= jsp://localhost
+
+dev-keys: build
+	@ls $(DEV_KEYS)/token-*.pub >/dev/null 2>&1 || \
+	    { mkdir -p $(DEV_KEYS) && ./$(BIN) token keygen --out $(DEV_KEYS); }
+
+# A terminal chat client as CHAT_USER against the server `make run` started
+# (in another terminal): `make chat CHAT_USER=bob`. See docs/chat.md.
+chat: build dev-keys
+	./$(BIN) token issue --key "$$(ls $(DEV_KEYS)/token-*.key | head -n 1)" \
+	    --aud jsp --sub $(CHAT_USER) --ttl 1h > $(DATA_DIR)/$(CHAT_USER).tok
+	./$(BIN) chat $(CHAT_URL) --ca $(DATA_DIR)/jsp-dev-cert.pem --token @$(DATA_DIR)/$(CHAT_USER).tok
 
 # Go modules, the PostgreSQL server binaries the storage tests start, and
 # the media tools of the real-media tests (from the distribution's packages
