@@ -35,8 +35,6 @@ import (
 type admission struct {
 	filter   *ddos.Filter
 	attempts *ratelimit.Limiter // nil: connection attempts are not limited
-	allow    []netip.Prefix     // masked, for the attempt limit's exemption
-	block    []netip.Prefix     // masked
 	v6Prefix int
 	refusals chan struct{} // semaphore: refused connections given a handshake
 	log      *sampledLog
@@ -55,8 +53,6 @@ func newAdmission(cfg *Config, m *metrics, log *sampledLog) (*admission, error) 
 	a := &admission{
 		filter:   f,
 		attempts: attempts,
-		allow:    maskAll(cfg.DDoS.Allow),
-		block:    maskAll(cfg.DDoS.Block),
 		v6Prefix: cfg.DDoS.IPv6Prefix,
 		log:      log,
 		metrics:  m,
@@ -64,39 +60,19 @@ func newAdmission(cfg *Config, m *metrics, log *sampledLog) (*admission, error) 
 	if a.v6Prefix == 0 {
 		a.v6Prefix = ddos.DefaultIPv6Prefix
 	}
+	for _, r := range refusalReasons {
+		m.refused.add(r, 0)
+	}
 	if cfg.MaxRefusalHandshakes > 0 {
 		a.refusals = make(chan struct{}, cfg.MaxRefusalHandshakes)
 	}
 	return a, nil
 }
 
-func maskAll(ps []netip.Prefix) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, p.Masked())
-	}
-	return out
-}
-
-// allowListed applies the filter's list rule (the longest matching prefix
-// wins, Block at a tie) to tell whether ip is on the allow list, which
-// exempts it from the connection-attempt limit as it does from the
+// allowListed tells whether ip is on the filter's allow list in force,
+// which exempts it from the connection-attempt limit as it does from the
 // filter's caps.
-func (a *admission) allowListed(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	best, allowed := -1, false
-	for _, p := range a.block {
-		if p.Bits() > best && p.Contains(ip) {
-			best, allowed = p.Bits(), false
-		}
-	}
-	for _, p := range a.allow {
-		if p.Bits() > best && p.Contains(ip) {
-			best, allowed = p.Bits(), true
-		}
-	}
-	return allowed
-}
+func (a *admission) allowListed(ip netip.Addr) bool { return a.filter.Allowed(ip) }
 
 // ticket is the admission of one connection: a filter slot, or the
 // refusal the gateway tells the client once the handshake is done.
