@@ -48,3 +48,8 @@ func (g *Gateway) writeLimits(w *bufio.Writer) {
 		fmt.Fprintf(w, "jsp_rate_limited_total{kind=%q} %d\n", k.kind, n[k.kind])
 	}
 }
+
+// RateLimitedCounts returns the requests refused with RATE_LIMITED so far,
+// by key kind as in jsp_rate_limited_total: "ip", "connection", "user",
+// "channel", "command".
+func (g *Gateway) RateLimitedCounts() map[string]uint64 { return g.rateLimited() }
