@@ -19,7 +19,7 @@ import (
 
 // DefaultListPoll is how often the list files (--block-file, --allow-file)
 // are checked for a new modification time or size.
-const DefaultListPoll = 5 * time.Second
+const DefaultListPoll = ddos.DefaultListPoll
 
 // listSink takes reloaded lists; *gateway.Gateway is one.
 type listSink interface {

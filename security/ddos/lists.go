@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // Lists are a filter's CIDR block and allow lists (Config.Block,
@@ -39,6 +40,10 @@ func (f *Filter) Blocked(ip netip.Addr) bool { return f.listed(ip) == listedBloc
 
 // Allowed reports whether ip is on the allow list under the same rule.
 func (f *Filter) Allowed(ip netip.Addr) bool { return f.listed(ip) == listedAllow }
+
+// DefaultListPoll is how often a server checks its list files (jsp
+// server --block-file, --allow-file) for a new version.
+const DefaultListPoll = 5 * time.Second
 
 // MaxListLines caps the lines ParseList reads, so that a wrong file (a
 // log, a dump) cannot make the gateway hold an unbounded list.
