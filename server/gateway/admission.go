@@ -263,18 +263,29 @@ func (c *admittedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// sampledLog logs refusals at info level, at most a rate per second; the
-// lines left out are counted in the next line's "suppressed" attribute.
+// maxLogReasons caps the reasons sampledLog tells apart; refusals of
+// further reasons share one budget. Reasons are a message and a registry
+// code, a small fixed set, so the cap is only a guard.
+const maxLogReasons = 256
+
+// sampledLog logs refusals at info level, at most a rate per second for
+// each reason (the message and its "code" attribute), so that a flood of
+// one refusal neither floods the log nor hides the lines of another; the
+// lines left out are counted in the next line of that reason as
+// "suppressed".
 type sampledLog struct {
-	out        *slog.Logger
-	lim        *ratelimit.Limiter // nil: every line is logged
-	suppressed atomic.Uint64
+	out *slog.Logger
+	lim *ratelimit.Limiter // keyed by reason; nil: every line is logged
+
+	mu         sync.Mutex
+	suppressed map[string]uint64 // guarded by mu; by reason, at most maxLogReasons
 }
 
 func newSampledLog(log *slog.Logger, perSecond float64, now func() time.Time) (*sampledLog, error) {
-	s := &sampledLog{out: log}
+	s := &sampledLog{out: log, suppressed: map[string]uint64{}}
 	if perSecond > 0 {
-		lim, err := ratelimit.New(ratelimit.Config{Name: "refusal log", Rate: perSecond, Burst: max(1, int(perSecond)), MaxKeys: 1, Now: now})
+		lim, err := ratelimit.New(ratelimit.Config{Name: "refusal log", Rate: perSecond, Burst: max(1, int(perSecond)),
+			MaxKeys: maxLogReasons + 1, Now: now})
 		if err != nil {
 			return nil, fmt.Errorf("gateway: refusal log: %w", err)
 		}
@@ -283,12 +294,38 @@ func newSampledLog(log *slog.Logger, perSecond float64, now func() time.Time) (*
 	return s, nil
 }
 
+// reasonKey is the reason of a line: msg and the value of its "code"
+// attribute. Beyond maxLogReasons known reasons, every new one maps to "".
+func (s *sampledLog) reasonKeyLocked(msg string, args []any) string {
+	key := msg
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && k == "code" {
+			key += "\x00" + fmt.Sprint(args[i+1])
+			break
+		}
+	}
+	if _, ok := s.suppressed[key]; !ok && len(s.suppressed) >= maxLogReasons {
+		return ""
+	}
+	return key
+}
+
 func (s *sampledLog) log(msg string, args ...any) {
-	if s.lim != nil && s.lim.Allow("") != nil {
-		s.suppressed.Add(1)
+	if s.lim == nil {
+		s.out.Info(msg, args...)
 		return
 	}
-	if n := s.suppressed.Swap(0); n > 0 {
+	s.mu.Lock()
+	key := s.reasonKeyLocked(msg, args)
+	if s.lim.Allow(key) != nil {
+		s.suppressed[key]++
+		s.mu.Unlock()
+		return
+	}
+	n := s.suppressed[key]
+	s.suppressed[key] = 0 // the reason stays known, so that its key is stable
+	s.mu.Unlock()
+	if n > 0 {
 		args = append(args, "suppressed", n)
 	}
 	s.out.Info(msg, args...)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/security/ddos"
@@ -118,5 +120,40 @@ func TestRateLimitedMetrics(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(out)
+	}
+}
+
+// TestSampledLogPerReason: a flood of one refusal does not hide another:
+// each reason (message and code) has its own budget and its own count of
+// suppressed lines.
+func TestSampledLogPerReason(t *testing.T) {
+	log, buf := bufferLogger()
+	now := time.Unix(1000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s, err := newSampledLog(log, 1, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		s.log("gateway: connection refused", "code", "BLOCKED", "remote", "192.0.2.1:1")
+	}
+	s.log("gateway: connection refused", "code", "RATE_LIMITED", "remote", "192.0.2.2:1")
+	s.log("gateway: signed message refused", "code", "REPLAYED", "remote", "192.0.2.3:1")
+	for _, want := range [][]string{{"code=BLOCKED"}, {"code=RATE_LIMITED"}, {"signed message refused", "code=REPLAYED"}} {
+		if n := len(buf.lines(want...)); n != 1 {
+			t.Fatalf("%d lines for %v, want 1:\n%s", n, want, buf)
+		}
+	}
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	s.log("gateway: connection refused", "code", "BLOCKED", "remote", "192.0.2.1:1")
+	s.log("gateway: connection refused", "code", "RATE_LIMITED", "remote", "192.0.2.2:1")
+	if n := len(buf.lines("code=BLOCKED", "suppressed=99")); n != 1 {
+		t.Fatalf("BLOCKED line does not count its 99 suppressed:\n%s", buf)
+	}
+	if n := len(buf.lines("code=RATE_LIMITED", "suppressed")); n != 0 {
+		t.Fatalf("RATE_LIMITED line counts another reason's suppressed lines:\n%s", buf)
 	}
 }
