@@ -90,6 +90,9 @@ type Client struct {
 	unrouted       atomic.Uint64
 	reconnects     atomic.Uint64
 	queuedMessages atomic.Uint64
+	// rateLimitRetries counts calls sent again after RATE_LIMITED
+	// (ratelimit.go).
+	rateLimitRetries atomic.Uint64
 
 	// mu guards the state below. The dispatcher holds it only to look a
 	// handler up, never while a handler runs; nothing holds it while
@@ -351,6 +354,9 @@ type Stats struct {
 	RecoveryFailures uint64
 	// AcksSent counts ACK messages with cursors sent.
 	AcksSent uint64
+	// RateLimitRetries counts calls sent again after a RATE_LIMITED
+	// refusal (Options.RateLimitRetry).
+	RateLimitRetries uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -369,6 +375,7 @@ func (c *Client) Stats() Stats {
 		GapsSkipped:      c.gapsSkipped.Load(),
 		RecoveryFailures: c.recoveryFailures.Load(),
 		AcksSent:         c.acksSent.Load(),
+		RateLimitRetries: c.rateLimitRetries.Load(),
 	}
 }
 

@@ -2,11 +2,8 @@ package client
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
-	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/wire"
 )
 
@@ -24,16 +21,5 @@ func (c *Client) CommandWithHeaders(ctx context.Context, service string, body []
 		Headers: headers,
 		Body:    body,
 	}
-	l, err := c.waitLink(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("client: command %q: %w", service, err)
-	}
-	rep, err := l.sess.Request(ctx, env)
-	if err != nil {
-		if errors.Is(err, session.ErrClosed) {
-			return nil, fmt.Errorf("client: command %q: %w", service, c.lostErr(l))
-		}
-		return nil, fmt.Errorf("client: command %q: %w", service, err)
-	}
-	return rep.Body, nil
+	return c.request(ctx, service, env)
 }

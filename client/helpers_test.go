@@ -80,6 +80,10 @@ type serverOpts struct {
 	// dir, when set, is the data directory (a restart that keeps the
 	// server's key).
 	dir string
+	// rateLimits are the gateway's RateLimits; now its clock (nil:
+	// time.Now).
+	rateLimits gateway.RateLimits
+	now        func() time.Time
 }
 
 // freePort returns a port number free for both UDP and TCP on 127.0.0.1
@@ -150,6 +154,8 @@ func startServer(tb testing.TB, o serverOpts) *server {
 			Logger:       quietLogger(),
 			Authenticate: o.auth,
 			Refresh:      o.refresh,
+			RateLimits:   o.rateLimits,
+			Now:          o.now,
 		}
 		if o.noQUIC {
 			cfg.QUICAddr = gateway.Off

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -188,18 +187,7 @@ func (c *Client) Command(ctx context.Context, service string, body []byte) ([]by
 		Class: protocol.ClassChat,
 		Body:  body,
 	}
-	l, err := c.waitLink(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("client: command %q: %w", service, err)
-	}
-	rep, err := l.sess.Request(ctx, env)
-	if err != nil {
-		if errors.Is(err, session.ErrClosed) {
-			return nil, fmt.Errorf("client: command %q: %w", service, c.lostErr(l))
-		}
-		return nil, fmt.Errorf("client: command %q: %w", service, err)
-	}
-	return rep.Body, nil
+	return c.request(ctx, service, env)
 }
 
 // newRandomID returns 16 bytes from r (crypto/rand when nil); an envelope id

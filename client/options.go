@@ -113,6 +113,10 @@ type Options struct {
 	// repair, ACK cursors and the resending of unacknowledged PUBLISHes.
 	// See RecoveryOptions.
 	Recovery RecoveryOptions
+	// RateLimitRetry configures the automatic retry of calls refused with
+	// RATE_LIMITED after their retry-after; on by default. See
+	// RateLimitRetry.
+	RateLimitRetry RateLimitRetry
 }
 
 // Defaults for zero Options fields.
@@ -158,6 +162,7 @@ func (o *Options) setDefaults() {
 	o.Verify.setDefaults()
 	o.setEarlyDefaults()
 	o.Recovery.setDefaults()
+	o.RateLimitRetry.setDefaults()
 }
 
 // validate reports option values that cannot work.
@@ -174,6 +179,9 @@ func (o *Options) validate() error {
 		return err
 	}
 	if err := o.Recovery.validate(); err != nil {
+		return err
+	}
+	if err := o.RateLimitRetry.validate(); err != nil {
 		return err
 	}
 	return o.Reconnect.validate()

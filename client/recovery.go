@@ -591,6 +591,12 @@ func (c *Client) failInflightLocked(err error) {
 // again with the same id on the next session, and the wait goes on; the
 // server stores it once. A refusal is returned as the server's error.
 func (c *Client) PublishAcked(ctx context.Context, channel string, body []byte) error {
+	// A PUBLISH refused with RATE_LIMITED is sent again, under a fresh
+	// id, after the retry-after (Options.RateLimitRetry).
+	return c.retryRateLimited(ctx, func() error { return c.publishAcked(ctx, channel, body) })
+}
+
+func (c *Client) publishAcked(ctx context.Context, channel string, body []byte) error {
 	p, err := c.publish(ctx, channel, body)
 	if err != nil {
 		return err

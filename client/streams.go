@@ -84,7 +84,11 @@ func (c *Client) OpenStream(ctx context.Context, class protocol.Class, label str
 	if err != nil {
 		return nil, fmt.Errorf("client: open stream %q: %w", label, err)
 	}
-	st, err := l.sess.OpenStream(ctx, class, label, o.meta)
+	var st *session.Stream
+	err = c.retryRateLimited(ctx, func() (err error) {
+		st, err = l.sess.OpenStream(ctx, class, label, o.meta)
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, session.ErrClosed) {
 			return nil, fmt.Errorf("client: open stream %q: %w", label, c.lostErr(l))

@@ -42,6 +42,8 @@ type nodeFlags struct {
 	// the database's device registry is open.
 	authWith func(devicekey.Registry) (*auth.Authenticator, error)
 	ops      opsFlags // configuration, operations and registry flags
+	// lists reloads --block-file and --allow-file (lists.go); nil: none.
+	lists *listFiles
 }
 
 // defaultDSN is the SQLite database under the data directory.
@@ -241,6 +243,8 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 		cfg.Sessions = nd.store
 	}
 	cfg.ReadyChecks = st.readyChecks()
+	stopLists := startListWatch(n.lists, gatewaySink(st.gw.Load))
+	defer stopLists()
 	return serveGateway(ctx, cfg, out, stopSignals, st.gw.Store)
 }
 

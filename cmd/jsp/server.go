@@ -48,6 +48,9 @@ type serverFlags struct {
 	audience           string
 	devices            string
 	block, allow       []string
+	blockFile          string
+	allowFile          string
+	listPoll           time.Duration
 	maxHandshakesPerIP int
 	rates              rateFlags
 
@@ -93,6 +96,12 @@ ones). Every refused client is told the reason's code.
 refused with BLOCKED on every listener; allowed ones skip the per-address
 caps and rate limits. The --rate-* flags set token-bucket rates per second
 (burst: twice the rate; negative: unlimited).
+
+--block-file and --allow-file name files of such prefixes, one a line with
+# comments, added to --block and --allow; they are reloaded on SIGHUP and
+when they change (checked every --list-poll) without a restart, sessions
+from a newly blocked prefix are closed with BLOCKED, and a file with a bad
+line keeps the lists in force (the log names the line).
 
 By default one process runs every role: an embedded NATS server (JetStream
 under <data-dir>/nats), a SQLite database (<data-dir>/jsp.db), one core and
@@ -155,6 +164,9 @@ docs/operations.md and docs/security.md.`,
 	fl.StringVar(&f.devices, "devices", "", `file listing registered device keys, or "store": the registry in the database (--db), managed with jsp admin device`)
 	fl.StringSliceVar(&f.block, "block", nil, "CIDR prefix to refuse connections from (repeatable)")
 	fl.StringSliceVar(&f.allow, "allow", nil, "CIDR prefix exempt from per-address caps and rate limits (repeatable)")
+	fl.StringVar(&f.blockFile, "block-file", "", "file of CIDR prefixes to refuse, one a line (# comments); reloaded on SIGHUP and when it changes")
+	fl.StringVar(&f.allowFile, "allow-file", "", "file of CIDR prefixes exempt from per-address caps and rate limits; reloaded like --block-file")
+	fl.DurationVar(&f.listPoll, "list-poll", DefaultListPoll, "how often --block-file and --allow-file are checked for changes")
 	fl.IntVar(&f.maxHandshakesPerIP, "max-handshakes-per-ip", ddos.DefaultMaxHandshakesPerIP, "maximum handshakes in flight from one IP address")
 	fl.StringVar(&f.node.role, "role", roleAll, "what this process runs: all, gateway or core")
 	fl.StringSliceVar(&f.node.nats, "nats", nil, "NATS server URLs (comma-separated) of an external bus; default: an embedded server")
@@ -226,6 +238,9 @@ func (f *serverFlags) config(logOut io.Writer) (gateway.Config, error) {
 		return gateway.Config{}, err
 	}
 	if cfg.DDoS.Allow, err = parsePrefixes("--allow", f.allow); err != nil {
+		return gateway.Config{}, err
+	}
+	if err := f.listFiles(&cfg, logger); err != nil {
 		return gateway.Config{}, err
 	}
 	if f.devices == devicesStore {

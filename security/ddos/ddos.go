@@ -29,6 +29,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetstreamproto/jsp/jsperr"
@@ -80,6 +81,7 @@ type Config struct {
 	HandshakeTimeout time.Duration
 
 	// Block lists prefixes whose connections are refused with BLOCKED.
+	// Filter.SetLists replaces Block and Allow while the filter runs.
 	Block []netip.Prefix
 	// Allow lists prefixes exempt from the caps and from Retry (own load
 	// balancers, monitoring). When an address matches both lists, the
@@ -193,6 +195,9 @@ type addrState struct {
 // Filter decides about new connections. It is safe for concurrent use.
 type Filter struct {
 	cfg Config
+	// lists are the block and allow lists in force; SetLists swaps them
+	// whole, so that a reader never sees one list old and one new.
+	lists atomic.Pointer[Lists]
 
 	mu         sync.Mutex
 	addrs      map[netip.Prefix]*addrState // guarded by mu
@@ -210,15 +215,15 @@ func New(cfg Config) (*Filter, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	cfg.Block = masked(cfg.Block)
-	cfg.Allow = masked(cfg.Allow)
-	return &Filter{
+	f := &Filter{
 		cfg:        cfg,
 		addrs:      map[netip.Prefix]*addrState{},
 		handshakes: map[*Slot]struct{}{},
 		attempts:   cfg.RetryAttemptRate, // a full bucket: one second's worth
 		attemptsAt: cfg.Now(),
-	}, nil
+	}
+	f.lists.Store(&Lists{Block: masked(cfg.Block), Allow: masked(cfg.Allow)})
+	return f, nil
 }
 
 func masked(ps []netip.Prefix) []netip.Prefix {
@@ -243,12 +248,13 @@ const (
 func (f *Filter) listed(ip netip.Addr) verdict {
 	ip = ip.Unmap()
 	best, v := -1, listedNone
-	for _, p := range f.cfg.Block {
+	ls := f.lists.Load()
+	for _, p := range ls.Block {
 		if p.Bits() > best && p.Contains(ip) {
 			best, v = p.Bits(), listedBlock
 		}
 	}
-	for _, p := range f.cfg.Allow {
+	for _, p := range ls.Allow {
 		if p.Bits() > best && p.Contains(ip) {
 			best, v = p.Bits(), listedAllow
 		}

@@ -122,13 +122,16 @@ type Auth struct {
 
 // Limits are filters and rate limits.
 type Limits struct {
-	Block           []string `key:"block" flag:"block" doc:"CIDR prefixes to refuse connections from"`
-	Allow           []string `key:"allow" flag:"allow" doc:"CIDR prefixes exempt from per-address caps and rate limits"`
-	RateConnAttempt float64  `key:"rate_conn_attempts" flag:"rate-conn-attempts" doc:"new connections per second from one IP address (negative: unlimited)"`
-	RateConn        float64  `key:"rate_conn" flag:"rate-conn" doc:"messages per second on one connection (negative: unlimited)"`
-	RateUser        float64  `key:"rate_user" flag:"rate-user" doc:"messages per second of one user across sessions (negative: unlimited)"`
-	RateChannel     float64  `key:"rate_channel" flag:"rate-channel" doc:"publishes per second to one channel (negative: unlimited)"`
-	RateCommand     float64  `key:"rate_command" flag:"rate-command" doc:"commands per second to one service from one user (negative: unlimited)"`
+	Block           []string      `key:"block" flag:"block" doc:"CIDR prefixes to refuse connections from"`
+	Allow           []string      `key:"allow" flag:"allow" doc:"CIDR prefixes exempt from per-address caps and rate limits"`
+	BlockFile       string        `key:"block_file" flag:"block-file" doc:"file of CIDR prefixes to refuse (one a line, # comments), added to block; reloaded on SIGHUP and when it changes"`
+	AllowFile       string        `key:"allow_file" flag:"allow-file" doc:"file of CIDR prefixes exempt from per-address caps and rate limits, added to allow; reloaded like block_file"`
+	ListPoll        time.Duration `key:"list_poll" flag:"list-poll" doc:"how often block_file and allow_file are checked for changes"`
+	RateConnAttempt float64       `key:"rate_conn_attempts" flag:"rate-conn-attempts" doc:"new connections per second from one IP address (negative: unlimited)"`
+	RateConn        float64       `key:"rate_conn" flag:"rate-conn" doc:"messages per second on one connection (negative: unlimited)"`
+	RateUser        float64       `key:"rate_user" flag:"rate-user" doc:"messages per second of one user across sessions (negative: unlimited)"`
+	RateChannel     float64       `key:"rate_channel" flag:"rate-channel" doc:"publishes per second to one channel (negative: unlimited)"`
+	RateCommand     float64       `key:"rate_command" flag:"rate-command" doc:"commands per second to one service from one user (negative: unlimited)"`
 }
 
 // Log is logging.

@@ -40,6 +40,7 @@ func Default() Config {
 			RateUser:        gateway.DefaultUserMessagesPerSecond,
 			RateChannel:     gateway.DefaultChannelPublishesPerSecond,
 			RateCommand:     gateway.DefaultCommandsPerSecond,
+			ListPoll:        ddos.DefaultListPoll,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}

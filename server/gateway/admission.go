@@ -35,8 +35,6 @@ import (
 type admission struct {
 	filter   *ddos.Filter
 	attempts *ratelimit.Limiter // nil: connection attempts are not limited
-	allow    []netip.Prefix     // masked, for the attempt limit's exemption
-	block    []netip.Prefix     // masked
 	v6Prefix int
 	refusals chan struct{} // semaphore: refused connections given a handshake
 	log      *sampledLog
@@ -55,8 +53,6 @@ func newAdmission(cfg *Config, m *metrics, log *sampledLog) (*admission, error) 
 	a := &admission{
 		filter:   f,
 		attempts: attempts,
-		allow:    maskAll(cfg.DDoS.Allow),
-		block:    maskAll(cfg.DDoS.Block),
 		v6Prefix: cfg.DDoS.IPv6Prefix,
 		log:      log,
 		metrics:  m,
@@ -64,39 +60,19 @@ func newAdmission(cfg *Config, m *metrics, log *sampledLog) (*admission, error) 
 	if a.v6Prefix == 0 {
 		a.v6Prefix = ddos.DefaultIPv6Prefix
 	}
+	for _, r := range refusalReasons {
+		m.refused.add(r, 0)
+	}
 	if cfg.MaxRefusalHandshakes > 0 {
 		a.refusals = make(chan struct{}, cfg.MaxRefusalHandshakes)
 	}
 	return a, nil
 }
 
-func maskAll(ps []netip.Prefix) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, p.Masked())
-	}
-	return out
-}
-
-// allowListed applies the filter's list rule (the longest matching prefix
-// wins, Block at a tie) to tell whether ip is on the allow list, which
-// exempts it from the connection-attempt limit as it does from the
+// allowListed tells whether ip is on the filter's allow list in force,
+// which exempts it from the connection-attempt limit as it does from the
 // filter's caps.
-func (a *admission) allowListed(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	best, allowed := -1, false
-	for _, p := range a.block {
-		if p.Bits() > best && p.Contains(ip) {
-			best, allowed = p.Bits(), false
-		}
-	}
-	for _, p := range a.allow {
-		if p.Bits() > best && p.Contains(ip) {
-			best, allowed = p.Bits(), true
-		}
-	}
-	return allowed
-}
+func (a *admission) allowListed(ip netip.Addr) bool { return a.filter.Allowed(ip) }
 
 // ticket is the admission of one connection: a filter slot, or the
 // refusal the gateway tells the client once the handshake is done.
@@ -287,18 +263,29 @@ func (c *admittedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// sampledLog logs refusals at info level, at most a rate per second; the
-// lines left out are counted in the next line's "suppressed" attribute.
+// maxLogReasons caps the reasons sampledLog tells apart; refusals of
+// further reasons share one budget. Reasons are a message and a registry
+// code, a small fixed set, so the cap is only a guard.
+const maxLogReasons = 256
+
+// sampledLog logs refusals at info level, at most a rate per second for
+// each reason (the message and its "code" attribute), so that a flood of
+// one refusal neither floods the log nor hides the lines of another; the
+// lines left out are counted in the next line of that reason as
+// "suppressed".
 type sampledLog struct {
-	out        *slog.Logger
-	lim        *ratelimit.Limiter // nil: every line is logged
-	suppressed atomic.Uint64
+	out *slog.Logger
+	lim *ratelimit.Limiter // keyed by reason; nil: every line is logged
+
+	mu         sync.Mutex
+	suppressed map[string]uint64 // guarded by mu; by reason, at most maxLogReasons
 }
 
 func newSampledLog(log *slog.Logger, perSecond float64, now func() time.Time) (*sampledLog, error) {
-	s := &sampledLog{out: log}
+	s := &sampledLog{out: log, suppressed: map[string]uint64{}}
 	if perSecond > 0 {
-		lim, err := ratelimit.New(ratelimit.Config{Name: "refusal log", Rate: perSecond, Burst: max(1, int(perSecond)), MaxKeys: 1, Now: now})
+		lim, err := ratelimit.New(ratelimit.Config{Name: "refusal log", Rate: perSecond, Burst: max(1, int(perSecond)),
+			MaxKeys: maxLogReasons + 1, Now: now})
 		if err != nil {
 			return nil, fmt.Errorf("gateway: refusal log: %w", err)
 		}
@@ -307,12 +294,38 @@ func newSampledLog(log *slog.Logger, perSecond float64, now func() time.Time) (*
 	return s, nil
 }
 
+// reasonKey is the reason of a line: msg and the value of its "code"
+// attribute. Beyond maxLogReasons known reasons, every new one maps to "".
+func (s *sampledLog) reasonKeyLocked(msg string, args []any) string {
+	key := msg
+	for i := 0; i+1 < len(args); i += 2 {
+		if k, ok := args[i].(string); ok && k == "code" {
+			key += "\x00" + fmt.Sprint(args[i+1])
+			break
+		}
+	}
+	if _, ok := s.suppressed[key]; !ok && len(s.suppressed) >= maxLogReasons {
+		return ""
+	}
+	return key
+}
+
 func (s *sampledLog) log(msg string, args ...any) {
-	if s.lim != nil && s.lim.Allow("") != nil {
-		s.suppressed.Add(1)
+	if s.lim == nil {
+		s.out.Info(msg, args...)
 		return
 	}
-	if n := s.suppressed.Swap(0); n > 0 {
+	s.mu.Lock()
+	key := s.reasonKeyLocked(msg, args)
+	if s.lim.Allow(key) != nil {
+		s.suppressed[key]++
+		s.mu.Unlock()
+		return
+	}
+	n := s.suppressed[key]
+	s.suppressed[key] = 0 // the reason stays known, so that its key is stable
+	s.mu.Unlock()
+	if n > 0 {
 		args = append(args, "suppressed", n)
 	}
 	s.out.Info(msg, args...)

@@ -64,9 +64,9 @@ const (
 	// connection is dropped before its handshake, without a code.
 	DefaultMaxRefusalHandshakes = 16
 	// DefaultRefusalLogRate caps the log lines per second about refused
-	// connections and rate-limited messages; the lines left out are counted
-	// in the next line's "suppressed" attribute, so that a flood cannot
-	// flood the log.
+	// connections and rate-limited messages, per reason; the lines left out
+	// are counted in the next line of that reason ("suppressed"), so that a
+	// flood cannot flood the log nor hide other refusals.
 	DefaultRefusalLogRate = 20
 	// DefaultCoreTimeout bounds one request to a core (a PUBLISH commit, a
 	// history page) and one session-record write.
@@ -181,7 +181,8 @@ type Config struct {
 	// RateLimits are the token-bucket limits on connection attempts and
 	// messages.
 	RateLimits RateLimits
-	// RefusalLogRate caps log lines about refusals per second. Default:
+	// RefusalLogRate caps log lines about refusals per second, for each
+	// reason (message and error code) apart. Default:
 	// DefaultRefusalLogRate; negative: every refusal is logged.
 	RefusalLogRate float64
 	// Services answers commands and streams. Default: echo, notify and

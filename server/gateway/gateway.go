@@ -578,6 +578,7 @@ func (g *Gateway) serveConn(conn transport.Conn, release func()) {
 	g.hosts[h] = struct{}{}
 	g.byKind[h.kind]++
 	g.mu.Unlock()
+	g.closeIfBlocked(h) // a list reload during the handshake (lists.go)
 	g.metrics.sessions.add(string(h.kind), 1)
 	g.metrics.accepted.add(string(h.kind), 1)
 	if draining {

@@ -180,6 +180,7 @@ func (g *Gateway) WriteMetrics(w io.Writer) error {
 		return err
 	}
 	g.writeOps(bw)
+	g.writeLimits(bw)
 	if err := core.WriteBreakerMetrics(bw, g.cfg.Breakers...); err != nil {
 		return err
 	}

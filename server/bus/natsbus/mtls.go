@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/security/ca"
 	"github.com/jetstreamproto/jsp/server/bus"
 )
@@ -68,6 +71,7 @@ type identityAuth struct {
 	authorize Authorizer
 	secret    string
 	log       *slog.Logger
+	refusals  *refusalLog
 }
 
 func newIdentityAuth(a Authorizer, log *slog.Logger) (*identityAuth, error) {
@@ -75,7 +79,70 @@ func newIdentityAuth(a Authorizer, log *slog.Logger) (*identityAuth, error) {
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("natsbus: internal secret: %w", err)
 	}
-	return &identityAuth{authorize: a, secret: hex.EncodeToString(b[:]), log: log}, nil
+	return &identityAuth{authorize: a, secret: hex.EncodeToString(b[:]), log: log,
+		refusals: newRefusalLog(log, RefusalLogWindow, time.Now)}, nil
+}
+
+// RefusalLogWindow is how often the bus server logs a refused client for
+// each reason (registry code): the first refusal of a window is logged,
+// the rest are counted in the next logged line as "suppressed", so that a
+// misconfigured service reconnecting in a loop, or a flood, cannot flood
+// the log.
+const RefusalLogWindow = 10 * time.Second
+
+// maxRefusalReasons caps the reasons refusalLog tells apart; further ones
+// share one window. Reasons are registry codes, a small fixed set.
+const maxRefusalReasons = 64
+
+// refusalLog logs refusals once per window per reason.
+type refusalLog struct {
+	out    *slog.Logger
+	window time.Duration
+	now    func() time.Time
+
+	mu      sync.Mutex
+	reasons map[string]*refusalWindow // guarded by mu; at most maxRefusalReasons
+}
+
+type refusalWindow struct {
+	start      time.Time // of the window whose first refusal was logged
+	suppressed uint64    // refusals left out since
+}
+
+func newRefusalLog(out *slog.Logger, window time.Duration, now func() time.Time) *refusalLog {
+	return &refusalLog{out: out, window: window, now: now, reasons: map[string]*refusalWindow{}}
+}
+
+// log logs a refusal of reason, or counts it when reason was logged within
+// the window.
+func (r *refusalLog) log(reason, msg string, args ...any) {
+	now := r.now()
+	r.mu.Lock()
+	w := r.reasons[reason]
+	if w == nil {
+		if len(r.reasons) >= maxRefusalReasons {
+			// One shared window for the reasons beyond the cap (the map
+			// holds at most one entry more).
+			reason = ""
+			w = r.reasons[reason]
+		}
+		if w == nil {
+			w = &refusalWindow{}
+			r.reasons[reason] = w
+		}
+	}
+	if !w.start.IsZero() && now.Sub(w.start) < r.window {
+		w.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	n := w.suppressed
+	w.start, w.suppressed = now, 0
+	r.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	r.out.Warn(msg, args...)
 }
 
 // Check implements server.Authentication.
@@ -87,7 +154,8 @@ func (a *identityAuth) Check(c server.ClientAuthentication) bool {
 	if cs := c.GetTLSConnectionState(); cs != nil {
 		name, p, err := a.authorize(*cs)
 		if err != nil {
-			a.log.Warn("natsbus: client refused", "remote", remote, "err", err)
+			code := jsperr.CodeOf(err).String()
+			a.refusals.log(code, "natsbus: client refused", "code", code, "remote", remote, "err", err)
 			return false
 		}
 		c.RegisterUser(UserFor(name, "", p))
@@ -104,6 +172,7 @@ func (a *identityAuth) Check(c server.ClientAuthentication) bool {
 		c.RegisterUser(&server.User{Username: InternalUser})
 		return true
 	}
-	a.log.Warn("natsbus: client refused", "remote", remote, "err", errors.New("no client certificate"))
+	a.refusals.log("no certificate", "natsbus: client refused", "code", jsperr.Unauthenticated.String(), "remote", remote,
+		"err", errors.New("no client certificate"))
 	return false
 }
