@@ -376,7 +376,7 @@ func TestInternalEvents(t *testing.T) {
 	must(t, err)
 	var got []chatevents.Type
 	must(t, log.Replay(ctx, bus.ReplayOptions{}, func(ev bus.Event) error {
-		ce, err := chatevents.Decode(ev.Msg.Data)
+		ce, err := chatevents.DecodeLogged(ev.Msg.Data)
 		if err != nil {
 			return err
 		}

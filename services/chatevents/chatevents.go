@@ -9,18 +9,19 @@
 //	client ─COMMAND chat─► gateway ─► core ─► services/chat
 //	        commit to storage (per-conversation seq)
 //	        ─► channel subject (live delivery to members, body = Event CBOR)
-//	        ─► event log, subject Subject(kind)  (this package, body = Event CBOR)
+//	        ─► event log, subject Subject(kind)  (body = services/events JSON envelope)
 //
 // One [Event] type carries every kind; which optional parts are set
-// depends on the kind (see the Type constants). The same CBOR body is
-// what clients receive in the EVENT envelopes of a conversation channel,
-// so a webhook, a push sender and an SDK decode one schema
-// (spec/JSP-chat.md §4).
+// depends on the kind (see the Type constants). Clients receive its CBOR
+// body in the EVENT envelopes of a conversation channel
+// (spec/JSP-chat.md §4); the event log holds the same event as a
+// services/events JSON envelope (Event.Envelope, FromEnvelope), the one
+// format every internal consumer reads (docs/events.md, D25).
 //
 // Encodings: CBOR maps with small unsigned integer keys in deterministic
 // order (JSP §6), decoded with the bounds-checked wire.CBORDecoder;
 // unknown keys are skipped so newer servers can add fields (JSP §8.3).
-// JSON (struct tags, for webhooks) has the same field names as the spec.
+// JSON (struct tags) has the same field names as the spec.
 package chatevents
 
 import (
@@ -29,6 +30,7 @@ import (
 	"time"
 
 	"github.com/jetstreamproto/jsp/server/bus"
+	"github.com/jetstreamproto/jsp/services/events"
 )
 
 // Type names an event kind. It is also the event log kind and the last
@@ -161,7 +163,7 @@ type Message struct {
 	// Mentions are the users mentioned with @user. Key 6.
 	Mentions []string `json:"mentions,omitempty"`
 	// MentionsAll is set by @channel. Key 7.
-	MentionsAll bool `json:"mentions_all,omitempty"`
+	MentionsAll bool `json:"mention_channel,omitempty"`
 	// Attachments are the message's files. Key 8.
 	Attachments []Attachment `json:"attachments,omitempty"`
 	// Edited marks a message whose text changed after posting. Key 9.
@@ -243,23 +245,29 @@ func Subject(subj bus.Subjects, t Type) (string, error) {
 	return subj.EventLog().SubjectPrefix + "." + tok, nil
 }
 
-// Append stores e in the event log as kind e.Type with its CBOR body; the
-// event id is the message id header, so a retried append within the log's
-// duplicate window is stored once. It returns the log's sequence number.
+// Append stores e in the event log as the services/events envelope of e
+// (Envelope; docs/events.md, D25), so every events consumer (webhooks,
+// push) reads chat events. The event id is the message id header, so a
+// retried append within the log's duplicate window is stored once. It
+// returns the log's sequence number.
 func Append(ctx context.Context, log bus.EventLog, e *Event) (uint64, error) {
 	if e.Type == Typing {
 		return 0, fmt.Errorf("chatevents: %s events are ephemeral and not logged", e.Type)
 	}
-	m := bus.Msg{Data: e.Marshal(), Header: bus.Header{}}
+	env, err := e.Envelope()
+	if err != nil {
+		return 0, err
+	}
+	b, err := env.Encode()
+	if err != nil {
+		return 0, fmt.Errorf("chatevents: append %s %s: %w", e.Type, e.ID, err)
+	}
+	m := bus.Msg{Data: b, Header: bus.Header{}}
 	m.Header.Set(bus.HeaderMsgID, e.ID)
-	m.Header.Set(HeaderType, string(e.Type))
+	m.Header.Set(events.HeaderType, string(e.Type))
 	seq, err := log.Append(ctx, string(e.Type), m)
 	if err != nil {
 		return 0, fmt.Errorf("chatevents: append %s %s: %w", e.Type, e.ID, err)
 	}
 	return seq, nil
 }
-
-// HeaderType is the bus header carrying the event kind, so consumers can
-// filter without decoding the body.
-const HeaderType = "Jsp-Chat-Event"

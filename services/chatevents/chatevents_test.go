@@ -11,6 +11,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/bus/membus"
+	"github.com/jetstreamproto/jsp/services/events"
 	"github.com/jetstreamproto/jsp/wire"
 )
 
@@ -53,16 +54,24 @@ func TestRoundTrip(t *testing.T) {
 			if again := got.Marshal(); !bytes.Equal(again, b) {
 				t.Fatalf("re-encoding differs")
 			}
-			j, err := e.EncodeJSON()
-			if err != nil {
-				t.Fatal(err)
-			}
-			gj, err := DecodeJSON(j)
-			if err != nil {
-				t.Fatalf("DecodeJSON: %v", err)
-			}
-			if !reflect.DeepEqual(gj, e) {
-				t.Fatalf("JSON round trip:\n got %+v\nwant %+v", gj, e)
+			if e.Type != Typing {
+				env, err := e.Envelope()
+				if err != nil {
+					t.Fatal(err)
+				}
+				j, err := env.Encode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				gj, err := DecodeLogged(j)
+				if err != nil {
+					t.Fatalf("DecodeLogged: %v", err)
+				}
+				if !reflect.DeepEqual(gj, e) {
+					t.Fatalf("envelope round trip:\n got %+v\nwant %+v", gj, e)
+				}
+			} else if _, err := e.Envelope(); err == nil {
+				t.Fatal("typing event has an envelope")
 			}
 			// No proper prefix decodes.
 			for i := range len(b) {
@@ -176,7 +185,10 @@ func TestAppendToEventLog(t *testing.T) {
 	}
 	var got []Type
 	err = log.Replay(ctx, bus.ReplayOptions{Kinds: []string{string(MessageEdited), string(MessageDeleted)}}, func(ev bus.Event) error {
-		e, err := Decode(ev.Msg.Data)
+		if h := ev.Msg.Header.Get(events.HeaderType); h != ev.Kind {
+			t.Errorf("type header %q on kind %s", h, ev.Kind)
+		}
+		e, err := DecodeLogged(ev.Msg.Data)
 		if err != nil {
 			return err
 		}
@@ -189,4 +201,78 @@ func TestAppendToEventLog(t *testing.T) {
 	if !reflect.DeepEqual(got, []Type{MessageEdited, MessageDeleted}) {
 		t.Fatalf("replayed %v", got)
 	}
+}
+
+// TestEnvelopePayload pins the payload names consumers read
+// (docs/events.md, "Chat event payloads"), notably what the push notifier
+// needs from a message event.
+func TestEnvelopePayload(t *testing.T) {
+	e := Event{Type: MessageCreated, ID: "e1", Time: t0, Conversation: "c1", Seq: 7, Actor: "alice",
+		Message: &Message{ID: "m1", Author: "alice", Text: "hi @bob", Mentions: []string{"bob"}, MentionsAll: true, Seq: 7},
+		Members: []string{"alice", "bob"}}
+	env, err := e.Envelope()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"seq":7,"message":{"id":"m1","author":"alice","text":"hi @bob","mentions":["bob"],"mention_channel":true,"seq":7},"members":["alice","bob"]}`
+	if string(env.Payload) != want {
+		t.Fatalf("payload\n got %s\nwant %s", env.Payload, want)
+	}
+	if env.Type != "message.created" || env.Conversation != "c1" || env.Actor != "alice" || env.ID != "e1" {
+		t.Fatalf("envelope %+v", env)
+	}
+}
+
+func TestFromEnvelopeRejects(t *testing.T) {
+	good, err := samples()[0].Envelope()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*events.Event){
+		"unknown kind":    func(e *events.Event) { e.Type = "order.created" },
+		"typing":          func(e *events.Event) { e.Type = string(Typing) },
+		"no conversation": func(e *events.Event) { e.Conversation = "" },
+		"payload array":   func(e *events.Event) { e.Payload = []byte(`[1]`) },
+		"bad field type":  func(e *events.Event) { e.Payload = []byte(`{"seq":"x"}`) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			ev := good
+			mod(&ev)
+			if _, err := FromEnvelope(ev); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err %v, want ErrInvalid", err)
+			}
+		})
+	}
+	ev := good
+	ev.Payload = []byte(`{"seq":1,"future":{"x":1}}`)
+	if _, err := FromEnvelope(ev); err != nil {
+		t.Fatalf("unknown payload key: %v", err)
+	}
+}
+
+func FuzzDecodeLogged(f *testing.F) {
+	for _, e := range samples() {
+		if env, err := e.Envelope(); err == nil {
+			b, _ := env.Encode()
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := DecodeLogged(b)
+		if err != nil {
+			return
+		}
+		env, err := e.Envelope()
+		if err != nil {
+			t.Fatalf("decoded event has no envelope: %v", err)
+		}
+		b2, err := env.Encode()
+		if err != nil {
+			return // a decoded payload may re-encode larger than the limit
+		}
+		e2, err := DecodeLogged(b2)
+		if err != nil || !reflect.DeepEqual(e, e2) {
+			t.Fatalf("not stable: %v", err)
+		}
+	})
 }

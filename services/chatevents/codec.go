@@ -1,7 +1,6 @@
 package chatevents
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -445,28 +444,4 @@ func (r *Read) decode(d *wire.CBORDecoder) error {
 		}
 		return true, err
 	})
-}
-
-// EncodeJSON returns the JSON encoding of e (webhook bodies).
-func (e *Event) EncodeJSON() ([]byte, error) {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("chatevents: encode %s as JSON: %w", e.Type, err)
-	}
-	return b, nil
-}
-
-// DecodeJSON decodes a JSON event and checks its kind.
-func DecodeJSON(data []byte) (Event, error) {
-	if len(data) > MaxEventBytes {
-		return Event{}, fmt.Errorf("%w: %d bytes over %d", ErrInvalid, len(data), MaxEventBytes)
-	}
-	var e Event
-	if err := json.Unmarshal(data, &e); err != nil {
-		return Event{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if !e.Type.Valid() || e.ID == "" || e.Conversation == "" {
-		return Event{}, fmt.Errorf("%w: missing type, id or conversation", ErrInvalid)
-	}
-	return e, nil
 }

@@ -139,11 +139,14 @@ func (n *Notice) Mentioned(user string) bool {
 }
 
 // messagePayload is the part of a message event's payload the notifier
-// reads (docs/events.md, "Payload fields used by notifications").
+// reads (docs/events.md, "Chat event payloads"): the message object's
+// text, mentions and @channel flag.
 type messagePayload struct {
-	Text           string   `json:"text"`
-	Mentions       []string `json:"mentions"`
-	MentionChannel bool     `json:"mention_channel"`
+	Message struct {
+		Text           string   `json:"text"`
+		Mentions       []string `json:"mentions"`
+		MentionChannel bool     `json:"mention_channel"`
+	} `json:"message"`
 }
 
 // NoticeFromEvent reads a notice from a conversation event.
@@ -157,7 +160,7 @@ func NoticeFromEvent(ev events.Event) (Notice, error) {
 		if err := json.Unmarshal(ev.Payload, &p); err != nil {
 			return Notice{}, fmt.Errorf("push: event %s %s payload: %w", ev.Type, ev.ID, err)
 		}
-		n.Text, n.Mentions, n.MentionChannel = p.Text, p.Mentions, p.MentionChannel
+		n.Text, n.Mentions, n.MentionChannel = p.Message.Text, p.Message.Mentions, p.Message.MentionChannel
 	}
 	return n, nil
 }

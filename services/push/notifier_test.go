@@ -294,8 +294,8 @@ func TestHandleEventFromLog(t *testing.T) {
 	for _, ev := range []events.Event{
 		{Type: "reaction.added", Conversation: "general", Actor: "alice"}, // not a notifying type
 		{Type: "message.created", ID: "m1", Conversation: "general", Actor: "alice",
-			Payload: json.RawMessage(`{"text":"ping @dave","mentions":["dave"]}`)},
-		{Type: "message.created", ID: "m2", Conversation: "general", Actor: "alice", Payload: json.RawMessage(`{"mentions":"not a list"}`)},
+			Payload: json.RawMessage(`{"seq":3,"message":{"id":"m1","author":"alice","text":"ping @dave","mentions":["dave"]}}`)},
+		{Type: "message.created", ID: "m2", Conversation: "general", Actor: "alice", Payload: json.RawMessage(`{"message":{"mentions":"not a list"}}`)},
 	} {
 		if _, _, err := pub.Publish(ctx, ev); err != nil {
 			t.Fatal(err)
