@@ -20,6 +20,8 @@ import (
 	"github.com/jetstreamproto/jsp/server/storage"
 	_ "github.com/jetstreamproto/jsp/server/storage/all" // sqlite: and postgres:// DSNs
 	"github.com/jetstreamproto/jsp/services/acl"
+	"github.com/jetstreamproto/jsp/services/push"
+	"github.com/jetstreamproto/jsp/services/webhook"
 )
 
 // Roles of `jsp server --role`.
@@ -44,6 +46,7 @@ type nodeFlags struct {
 	ops      opsFlags // configuration, operations and registry flags
 	// lists reloads --block-file and --allow-file (lists.go); nil: none.
 	lists *listFiles
+	events eventsFlags // webhooks and Web Push (events_setup.go)
 }
 
 // defaultDSN is the SQLite database under the data directory.
@@ -90,6 +93,8 @@ type node struct {
 	presence bus.Watcher
 	// nats is the NATS bus under the breaker guard, for its metrics.
 	nats *natsbus.Bus
+	// events are the webhook and push consumers (roles all and core).
+	events *eventConsumers
 }
 
 // openNode opens the bus, the store and the core the role needs.
@@ -162,10 +167,14 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 	if n.role != roleGateway {
 		reg := core.NewRegistry()
 		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log,
-			Services: reg, Authorizer: &acl.Authorizer{Store: nd.store}}); err != nil {
+			Services: reg, Authorizer: &acl.Authorizer{Store: nd.store, Services: []string{"chat", push.ServiceName, webhook.ServiceName}}}); err != nil {
 			return nil, err
 		}
-		if err := setupChat(ctx, nd.core, reg, n, dataDir, log); err != nil {
+		p, err := setupChat(ctx, nd.core, reg, n, dataDir, log)
+		if err != nil {
+			return nil, err
+		}
+		if nd.events, err = setupEvents(ctx, nd.core, reg, n.events, p, dataDir, log); err != nil {
 			return nil, err
 		}
 		if err := nd.core.Start(); err != nil {
@@ -180,6 +189,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 // embedded NATS server): the core finishes its commits before the store
 // and the bus go.
 func (nd *node) close() {
+	nd.events.stop()
 	if nd.presence != nil {
 		nd.presence.Stop()
 	}

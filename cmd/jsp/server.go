@@ -185,6 +185,7 @@ docs/operations.md and docs/security.md.`,
 	fl.Float64Var(&f.rates.channel, "rate-channel", gateway.DefaultChannelPublishesPerSecond, "publishes per second to one channel")
 	fl.Float64Var(&f.rates.command, "rate-command", gateway.DefaultCommandsPerSecond, "commands per second to one service from one user")
 	addOpsFlags(cmd, &f.ops)
+	addEventsFlags(fl, &f.node.events)
 	return cmd
 }
 
