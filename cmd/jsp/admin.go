@@ -88,14 +88,14 @@ func (f *adminFlags) call(ctx context.Context, url, command string, req, out any
 func newAdminCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "admin",
-		Short: "Administer a running server (device keys)",
+		Short: "Administer a running server (device keys, webhooks)",
 		Long: `Administer a running server over JSP. The commands authenticate with a
 token that carries the "admin" scope (jsp token issue --scope admin) and are
 served by the gateway, which checks the scope for every command.`,
 	}
 	dev := &cobra.Command{Use: "device", Short: "Register, list and revoke device keys"}
 	dev.AddCommand(newAdminRegisterCmd(), newAdminListCmd(), newAdminRevokeCmd())
-	cmd.AddCommand(dev)
+	cmd.AddCommand(dev, newAdminWebhookCmd())
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -154,12 +155,16 @@ func TestEventsEndToEnd(t *testing.T) {
 	addr, _ := bannerTarget(t, banner, "jsp+tcp")
 	pin := regexp.MustCompile(`SPKI pin +(\S+)`).FindStringSubmatch(banner)[1]
 
-	dial := func(user string, scopes ...string) (*client.Client, *chatsdk.Client) {
+	sign := func(user string, scopes ...string) string {
 		tok, err := token.Sign(key, token.Claims{Audience: "events-test", Subject: user, Scopes: scopes,
 			NotBefore: time.Now().Add(-time.Minute), Expiry: time.Now().Add(time.Hour)})
 		if err != nil {
 			t.Fatal(err)
 		}
+		return tok
+	}
+	dial := func(user string, scopes ...string) (*client.Client, *chatsdk.Client) {
+		tok := sign(user, scopes...)
 		df := dialFlags{pins: []string{pin}, timeout: 10 * time.Second, logLevel: "error"}
 		o, err := df.options(io.Discard)
 		if err != nil {
@@ -297,8 +302,35 @@ func TestEventsEndToEnd(t *testing.T) {
 	if dl, err := alice.DeadLetters(ctx, "", 0, 0); err != nil || len(dl) != 0 {
 		t.Fatalf("dead letters %+v %v", dl, err)
 	}
+	// The CLI: jsp admin webhook list and delete.
+	cli := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		cmd := newAdminCmd()
+		cmd.SetOut(&out)
+		cmd.SetErr(&out)
+		cmd.SetArgs(append(args, "--token", sign("root", webhook.AdminScope), "--pin", pin))
+		if err := cmd.ExecuteContext(ctx); err != nil {
+			t.Fatalf("jsp admin %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+		return out.String()
+	}
+	url := "jsp+tcp://" + addr
+	if got := cli("webhook", "list", url); !strings.Contains(got, "w1  "+hooks.srv.URL+"/hook  message.*  enabled") {
+		t.Fatalf("webhook list:\n%s", got)
+	}
+	if got := cli("webhook", "create", url, "w2", hooks.srv.URL+"/two", "--event", "member.*"); !regexp.MustCompile(`secret [0-9a-f]{64} \(shown once\)`).MatchString(got) {
+		t.Fatalf("webhook create:\n%s", got)
+	}
+	if got := cli("webhook", "dead-letters", url); strings.Count(got, "\n") != 1 {
+		t.Fatalf("dead letters:\n%s", got)
+	}
+	cli("webhook", "delete", url, "w2")
 	if err := alice.DeleteWebhook(ctx, "w1"); err != nil {
 		t.Fatal(err)
+	}
+	if ws, err := alice.ListWebhooks(ctx, "", 0); err != nil || len(ws) != 0 {
+		t.Fatalf("webhooks after delete: %+v %v", ws, err)
 	}
 }
 

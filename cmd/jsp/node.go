@@ -45,7 +45,7 @@ type nodeFlags struct {
 	authWith func(devicekey.Registry) (*auth.Authenticator, error)
 	ops      opsFlags // configuration, operations and registry flags
 	// lists reloads --block-file and --allow-file (lists.go); nil: none.
-	lists *listFiles
+	lists  *listFiles
 	events eventsFlags // webhooks and Web Push (events_setup.go)
 }
 
