@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/config"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/storage"
 	"github.com/jetstreamproto/jsp/services/chat"
@@ -28,7 +29,7 @@ import (
 const vapidFile = "vapid.pem"
 
 // defaultVAPIDSubject is the VAPID contact when none is configured.
-const defaultVAPIDSubject = "mailto:admin@localhost"
+const defaultVAPIDSubject = config.DefaultVAPIDSubject
 
 // eventsFlags configure the event consumers of the core role: outgoing
 // webhooks and Web Push notifications (docs/events.md, "Wiring it into a

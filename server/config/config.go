@@ -49,6 +49,16 @@ type Config struct {
 	Auth    Auth    `section:"auth"`
 	Limits  Limits  `section:"limits"`
 	Log     Log     `section:"log"`
+	Events  Events  `section:"events"`
+}
+
+// Events configures the event consumers of the core role: outgoing
+// webhooks and Web Push notifications (docs/events.md).
+type Events struct {
+	// VAPIDKey is the PEM file of the Web Push VAPID key.
+	VAPIDKey string `key:"vapid_key" flag:"vapid-key" doc:"PEM file of the Web Push VAPID key (empty: <data_dir>/vapid.pem, created on first start)"`
+	// VAPIDSubject is the operator contact in VAPID tokens.
+	VAPIDSubject string `key:"vapid_subject" flag:"vapid-subject" doc:"operator contact in VAPID tokens: a mailto: or https: URL"`
 }
 
 // Server is what the process is.

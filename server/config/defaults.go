@@ -42,6 +42,10 @@ func Default() Config {
 			RateCommand:     gateway.DefaultCommandsPerSecond,
 			ListPoll:        ddos.DefaultListPoll,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:    Log{Level: "info", Format: "text"},
+		Events: Events{VAPIDSubject: DefaultVAPIDSubject},
 	}
 }
+
+// DefaultVAPIDSubject is the VAPID contact when none is configured.
+const DefaultVAPIDSubject = "mailto:admin@localhost"
