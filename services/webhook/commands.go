@@ -51,8 +51,9 @@ const (
 const (
 	// MaxCommandBytes caps a command body.
 	MaxCommandBytes = 16 << 10
-	// MaxListLimit caps one list page; DefaultListLimit is used for 0.
-	MaxListLimit     = 500
+	// MaxListLimit caps one list page.
+	MaxListLimit = 500
+	// DefaultListLimit is the page size when a request gives none.
 	DefaultListLimit = 100
 	// GeneratedSecretLen is the length of a generated secret in bytes
 	// (sent as hex).
@@ -87,32 +88,47 @@ type Request struct {
 
 // Info is a webhook in a Reply; the secret only in OpCreate's answer.
 type Info struct {
-	ID       string    `json:"id"`
-	URL      string    `json:"url"`
-	Events   []string  `json:"events"`
-	Disabled bool      `json:"disabled,omitempty"`
-	Secret   string    `json:"secret,omitempty"`
-	Created  time.Time `json:"created"`
-	Updated  time.Time `json:"updated"`
+	// ID names the webhook.
+	ID string `json:"id"`
+	// URL receives the deliveries.
+	URL string `json:"url"`
+	// Events are the event filters.
+	Events []string `json:"events"`
+	// Disabled webhooks get no deliveries.
+	Disabled bool `json:"disabled,omitempty"`
+	// Secret is set only in OpCreate's answer with a generated secret.
+	Secret string `json:"secret,omitempty"`
+	// Created and Updated are the store's timestamps.
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
 }
 
 // DeadLetterInfo is a dead letter in a Reply.
 type DeadLetterInfo struct {
-	ID        int64     `json:"id"`
-	Webhook   string    `json:"webhook"`
-	EventID   string    `json:"event_id"`
-	EventType string    `json:"event_type"`
-	Attempts  int       `json:"attempts"`
-	LastError string    `json:"last_error,omitempty"`
-	Time      time.Time `json:"time"`
+	// ID is the dead letter's id (OpRedeliver's DeadLetter).
+	ID int64 `json:"id"`
+	// Webhook is the webhook the delivery was for.
+	Webhook string `json:"webhook"`
+	// EventID and EventType identify the event.
+	EventID   string `json:"event_id"`
+	EventType string `json:"event_type"`
+	// Attempts counts the HTTP attempts made.
+	Attempts int `json:"attempts"`
+	// LastError describes the last failure.
+	LastError string `json:"last_error,omitempty"`
+	// Time is when the delivery was given up.
+	Time time.Time `json:"time"`
 	// Body is the event envelope that was being delivered.
 	Body json.RawMessage `json:"body,omitempty"`
 }
 
 // Reply is a command's answer.
 type Reply struct {
-	Webhook     *Info            `json:"webhook,omitempty"`
-	Webhooks    []Info           `json:"webhooks,omitempty"`
+	// Webhook is OpCreate's webhook.
+	Webhook *Info `json:"webhook,omitempty"`
+	// Webhooks is OpList's page.
+	Webhooks []Info `json:"webhooks,omitempty"`
+	// DeadLetters is OpDeadLetters' page.
 	DeadLetters []DeadLetterInfo `json:"dead_letters,omitempty"`
 }
 
