@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/config"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/storage"
@@ -56,6 +57,7 @@ func addEventsFlags(fl *pflag.FlagSet, f *eventsFlags) {
 type eventConsumers struct {
 	webhooks *webhook.Service
 	push     *events.Consumer
+	senders  bus.Consumer // push work queue workers
 	web      *webpush.Client
 }
 
@@ -63,8 +65,12 @@ func (e *eventConsumers) stop() {
 	if e == nil {
 		return
 	}
+	// The event consumer first: it feeds the queue the senders drain.
 	if e.push != nil {
 		e.push.Stop()
+	}
+	if e.senders != nil {
+		e.senders.Stop()
 	}
 	if e.webhooks != nil {
 		e.webhooks.Stop()
@@ -174,10 +180,21 @@ func setupEvents(ctx context.Context, c *core.Core, reg *core.Registry, f events
 	if ec.web, err = webpush.New(webpush.Config{VAPIDKey: key, Subject: f.vapidSubject, AllowHTTP: f.pushAllowHTTP}); err != nil {
 		return nil, fmt.Errorf("web push: %w", err)
 	}
+	// Sends go through the push work queue: every core process runs the
+	// "push" consumer, and the queue's per-event-and-subscription message
+	// id keeps several cores from sending one notification twice; failed
+	// sends are retried with the queue's backoff.
+	q, err := push.OpenQueue(ctx, c.Bus(), c.Subjects(), nil)
+	if err != nil {
+		return nil, err
+	}
 	nt, err := push.NewNotifier(push.NotifierConfig{Store: st, Presence: chat.CorePresence{P: presence},
-		Members: chat.StoreMembers{Store: st}, Providers: map[string]push.Provider{"webpush": ec.web}, Logger: log})
+		Members: chat.StoreMembers{Store: st}, Providers: map[string]push.Provider{"webpush": ec.web}, Queue: q, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("push notifier: %w", err)
+	}
+	if ec.senders, err = nt.StartWorkers(ctx, push.DefaultConcurrency); err != nil {
+		return nil, err
 	}
 	if ec.push, err = events.Consume(ctx, elog, events.ConsumerConfig{Name: "push", Filters: push.DefaultTypes,
 		Handler: nt.HandleEvent, Cursors: cursors, Logger: log}); err != nil {
