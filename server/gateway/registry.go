@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -161,12 +162,26 @@ func (g *Gateway) alternatives() []string {
 	return out
 }
 
-// publicURLs are this gateway's client URLs for the registry.
+// publicURLs are this gateway's client URLs for the registry:
+// Config.PublicURLs, else the bound addresses that name a host. A listener
+// bound to an unspecified address (":7400") is left out: "localhost" in
+// another gateway's WELCOME would send clients to their own machine, so
+// such a gateway needs PublicURLs to be announced.
 func (g *Gateway) publicURLs() []string {
 	if len(g.cfg.PublicURLs) > 0 {
 		return g.cfg.PublicURLs
 	}
-	return g.Addrs().URLs()
+	a := g.Addrs()
+	for _, p := range []*net.Addr{&a.QUIC, &a.TCP, &a.WebSocket} {
+		if *p == nil {
+			continue
+		}
+		host, _, err := net.SplitHostPort((*p).String())
+		if ip := net.ParseIP(host); err != nil || host == "" || ip != nil && ip.IsUnspecified() {
+			*p = nil
+		}
+	}
+	return a.URLs()
 }
 
 // run refreshes the gateway's entry and its sessions' entries every
