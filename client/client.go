@@ -66,11 +66,15 @@ type Client struct {
 	opts Options
 	log  *slog.Logger
 	plan *dialPlan
+	sigs *signatures // signing key and verification (signatures.go); set before use
 	// book ranks the gateways a reconnect tries (gateways.go).
 	book *gatewayBook
 
 	stopSupervise  context.CancelFunc
 	superviseDone  chan struct{}
+	tokens         *tokenState        // the session token (Options.TokenSource)
+	stopRefresh    context.CancelFunc // ends refreshLoop; nil without TokenSource
+	refreshDone    chan struct{}
 	stopDispatch   context.CancelFunc
 	dispatchCtx    context.Context
 	dispatchWG     sync.WaitGroup // one dispatcher per session
@@ -100,6 +104,23 @@ type Client struct {
 	notify   *runner[Notification]      // guarded by mu
 	messages *runner[Message]           // guarded by mu
 	runners  map[stopper]struct{}       // guarded by mu; every started runner
+
+	// Recovery state (recovery.go), guarded by mu.
+	order         map[string]*seqTracker  // per subscribed channel
+	ackCursors    map[string]uint64       // delivered, not yet acknowledged
+	ackCount      int                     // events delivered since the last ACK
+	ackTimer      *time.Timer             // flushes ackCursors after AckDelay
+	inflight      map[string]*inflightPub // PUBLISHes waiting for their ACK, by id
+	inflightOrder []string                // their ids in send order (settled ones pruned lazily)
+	resume        *wire.Resume            // resumes the last session; nil = none
+	acking        bool                    // the last session's server ACKs PUBLISHes
+
+	duplicates       atomic.Uint64
+	gapsSkipped      atomic.Uint64
+	recoveryFailures atomic.Uint64
+	acksSent         atomic.Uint64
+	resent           atomic.Uint64
+	resumes          atomic.Uint64
 }
 
 // link is one established session.
@@ -159,13 +180,24 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 		since:         map[string]uint64{},
 		pending:       map[string]chan error{},
 		runners:       map[stopper]struct{}{},
+		order:         map[string]*seqTracker{},
 	}
+	c.tokens = plan.tokens
+	c.noteResumableLocked(l)
 	c.noteSession(l)
 	c.startDispatcher(l)
 	go func() {
 		defer close(c.superviseDone)
 		c.supervise(sctx)
 	}()
+	if o.TokenSource != nil {
+		rctx, stop := context.WithCancel(context.Background())
+		c.stopRefresh, c.refreshDone = stop, make(chan struct{})
+		go func() {
+			defer close(c.refreshDone)
+			c.refreshLoop(rctx)
+		}()
+	}
 	return c
 }
 
@@ -248,6 +280,7 @@ func (c *Client) finish(err error) {
 			err = ErrClosed
 		}
 		c.endErr = err
+		c.failInflightLocked(err)
 		c.mu.Unlock()
 		close(c.done)
 	})
@@ -295,6 +328,25 @@ type Stats struct {
 	Reconnects uint64
 	// Queued counts messages queued while disconnected (and sent later).
 	Queued uint64
+	// Unverified counts events that failed verification or were unsigned
+	// while Options.Verify was enabled (dropped with DropUnverified).
+	Unverified uint64
+	// Resumes counts reconnections that resumed the lost session (JSP
+	// §11.1 item 4) instead of starting a new one.
+	Resumes uint64
+	// Resent counts PUBLISHes sent again after a reconnect because their
+	// ACK had not arrived.
+	Resent uint64
+	// Duplicates counts events dropped because they were delivered before
+	// (replays after a resume or reconnect).
+	Duplicates uint64
+	// GapsSkipped counts gaps in a channel's events that could not be
+	// repaired from history (RecoveryOptions.OnGap).
+	GapsSkipped uint64
+	// RecoveryFailures counts RECOVERY_IMPOSSIBLE answers.
+	RecoveryFailures uint64
+	// AcksSent counts ACK messages with cursors sent.
+	AcksSent uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -305,12 +357,20 @@ func (c *Client) Stats() Stats {
 		Unrouted:     c.unrouted.Load(),
 		Reconnects:   c.reconnects.Load(),
 		Queued:       c.queuedMessages.Load(),
+		Unverified:   c.sigs.unverifiedCount(),
+
+		Resumes:          c.resumes.Load(),
+		Resent:           c.resent.Load(),
+		Duplicates:       c.duplicates.Load(),
+		GapsSkipped:      c.gapsSkipped.Load(),
+		RecoveryFailures: c.recoveryFailures.Load(),
+		AcksSent:         c.acksSent.Load(),
 	}
 }
 
 // Close ends the Client and waits for its goroutines, in this order: the
-// reconnect goroutine (a dial in progress is abandoned), the session (so
-// nothing new arrives), the dispatchers, then every handler runner, each
+// token refresher, the reconnect goroutine (a dial in progress is
+// abandoned), the session (so nothing new arrives), the dispatchers, then every handler runner, each
 // after the handler call in progress returns. Messages still queued for
 // handlers or for sending are discarded. A handler that never returns
 // makes Close wait for it; handlers must not call Close themselves.
@@ -319,6 +379,11 @@ func (c *Client) Close() error {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
+		if c.stopRefresh != nil {
+			// First: a refresh sends a command on the session.
+			c.stopRefresh()
+			<-c.refreshDone
+		}
 		c.stopSupervise()
 		<-c.superviseDone
 		_ = c.link().sess.Close()
@@ -327,6 +392,11 @@ func (c *Client) Close() error {
 		c.dispatchWG.Wait()
 		c.mu.Lock()
 		c.outbox = nil
+		if c.ackTimer != nil {
+			c.ackTimer.Stop()
+			c.ackTimer = nil
+		}
+		c.failInflightLocked(ErrClosed)
 		for r := range c.runners {
 			r.stop()
 		}
@@ -438,7 +508,20 @@ func (c *Client) route(in session.Incoming) {
 			return
 		}
 	default:
-		if c.completeRequest(in) {
+		settled := false
+		switch m := in.Message.(type) {
+		case *wire.Ack:
+			settled = c.settle(m.IDs, nil)
+		case *wire.ErrorMessage:
+			if m.Code == jsperr.RecoveryImpossible && m.Channel != "" && len(m.Ref) == 0 {
+				c.recoveryImpossible(m.Channel)
+				return
+			}
+			if len(m.Ref) > 0 {
+				settled = c.settle([][]byte{m.Ref}, m.Err())
+			}
+		}
+		if c.completeRequest(in) || settled {
 			return
 		}
 		if m, ok := in.Message.(*wire.ErrorMessage); ok {

@@ -8,6 +8,7 @@ import (
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
+	"github.com/jetstreamproto/jsp/wire"
 )
 
 // Dial connects to the JSP server at rawURL and completes the JSP handshake
@@ -28,11 +29,17 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := plan.dial(ctx, rawURL)
+	sigs, err := newSignatures(&o)
+	if err != nil {
+		return nil, err
+	}
+	l, err := plan.dial(ctx, rawURL, nil)
 	if err != nil {
 		return nil, err
 	}
 	c := newClient(l, plan, o)
+	c.sigs = sigs
+	sigs.attach(c)
 	c.log.Debug("connected", "url", rawURL, "transport", string(l.kind), "handshake", l.handshake)
 	return c, nil
 }
@@ -41,13 +48,15 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 // fallbacks and, after GOAWAY, the server's alternatives.
 type dialPlan struct {
 	opts *Options
+	// tokens is the session token's state when Options.TokenSource is set.
+	tokens *tokenState
 	// urls are the Dial URL and then ReconnectOptions.Fallback, all
 	// validated by newDialPlan.
 	urls []string
 }
 
 func newDialPlan(o *Options, rawURL string) (*dialPlan, error) {
-	p := &dialPlan{opts: o, urls: append([]string{rawURL}, o.Reconnect.Fallback...)}
+	p := &dialPlan{opts: o, urls: append([]string{rawURL}, o.Reconnect.Fallback...), tokens: newTokenState()}
 	for _, u := range p.urls {
 		if _, err := parseTarget(u); err != nil {
 			return nil, err
@@ -60,8 +69,9 @@ func newDialPlan(o *Options, rawURL string) (*dialPlan, error) {
 // Options.DialTimeout. In automatic mode (jsp://) QUIC starts first and
 // TLS over TCP follows after Options.HappyEyeballsDelay, or at once if QUIC
 // fails; the first to complete the JSP handshake is kept and the other is
-// closed.
-func (p *dialPlan) dial(ctx context.Context, rawURL string) (*link, error) {
+// closed. resume, when set, asks the server to resume that session (JSP
+// §11.1 item 4).
+func (p *dialPlan) dial(ctx context.Context, rawURL string, resume *wire.Resume) (*link, error) {
 	o := p.opts
 	t, err := parseTarget(rawURL)
 	if err != nil {
@@ -75,7 +85,7 @@ func (p *dialPlan) dial(ctx context.Context, rawURL string) (*link, error) {
 	defer cancel()
 
 	start := o.Now()
-	d := &dialer{opts: o, target: t, tls: tlsConf}
+	d := &dialer{opts: o, target: t, tls: tlsConf, tokens: p.tokens, resume: resume}
 	var sess *session.Session
 	var kind transport.Kind
 	if t.auto {
@@ -99,6 +109,8 @@ type dialer struct {
 	opts   *Options
 	target target
 	tls    *tls.Config
+	tokens *tokenState
+	resume *wire.Resume
 }
 
 func (d *dialer) dialFunc(kind transport.Kind) func(ctx context.Context) (*session.Session, error) {
@@ -118,10 +130,23 @@ func (d *dialer) dial(ctx context.Context, kind transport.Kind) (*session.Sessio
 		return nil, err
 	}
 	info := d.opts.Info
+	info.Resume = d.resume
 	if d.opts.Credentials != nil {
 		// Credentials may bind to this very connection (a device proof over
-		// the TLS exporter), so they are made per connection.
+		// the TLS exporter), so they are made per connection, once its
+		// handshake is complete (early.go).
+		if err := awaitHandshake(ctx, conn); err != nil {
+			_ = conn.CloseWithError(jsperr.Unauthenticated, "no credentials")
+			return nil, err
+		}
 		auth, err := d.opts.Credentials(ctx, conn.TLS())
+		if err != nil {
+			_ = conn.CloseWithError(jsperr.Unauthenticated, "no credentials")
+			return nil, fmt.Errorf("client: credentials for %s: %w", kind, err)
+		}
+		info.Auth = auth
+	} else if d.opts.TokenSource != nil {
+		auth, err := helloAuth(ctx, d.opts, d.tokens, conn.TLS())
 		if err != nil {
 			_ = conn.CloseWithError(jsperr.Unauthenticated, "no credentials")
 			return nil, fmt.Errorf("client: credentials for %s: %w", kind, err)

@@ -29,6 +29,16 @@ type Event struct {
 	Body []byte
 	// Envelope is the whole envelope, for headers and signatures.
 	Envelope *wire.Envelope
+	// Verified reports that Options.Verify checked the event's signature
+	// against its device's published key (JSP §4.3); Signer then names
+	// the device and its owner. Always false with verification off.
+	Verified bool
+	// Signer is the verified signing device; nil unless Verified.
+	Signer *Signer
+	// VerifyErr says why an event is not Verified when verification is
+	// on: ErrUnsigned, or an error with the registry code of the failed
+	// check (SIGNATURE_INVALID, SIGNER_UNKNOWN, SIGNER_REVOKED, ...).
+	VerifyErr error
 }
 
 func eventOf(env *wire.Envelope) Event {
@@ -82,6 +92,7 @@ func (c *Client) Subscribe(ctx context.Context, channel string, handler func(Eve
 	if _, err := c.waitLink(ctx); err != nil {
 		return nil, fmt.Errorf("client: subscribe %q: %w", channel, err)
 	}
+	handler = c.sigs.wrap(handler, c.opts.Verify.KeyFetchTimeout)
 	c.mu.Lock()
 	r, err := startRunnerLocked(c, handler)
 	if err != nil {
@@ -96,6 +107,7 @@ func (c *Client) Subscribe(ctx context.Context, channel string, handler func(Eve
 		if m.HasSince {
 			c.since[channel] = m.Since
 		}
+		c.order[channel] = newSeqTracker(c, channel, m.Since, m.HasSince)
 	}
 	// Registered before SUBSCRIBE leaves, so that no event the server
 	// sends right after its ACK finds no handler. SUBSCRIBE is idempotent
@@ -160,6 +172,10 @@ func (c *Client) removeSubLocked(sub *Subscription) bool {
 		delete(c.subs, sub.channel)
 		delete(c.lastSeq, sub.channel)
 		delete(c.since, sub.channel)
+		if t := c.order[sub.channel]; t != nil {
+			t.close()
+			delete(c.order, sub.channel)
+		}
 	} else {
 		c.subs[sub.channel] = list
 	}
@@ -167,30 +183,43 @@ func (c *Client) removeSubLocked(sub *Subscription) bool {
 	return true
 }
 
-// routeEvent offers an EVENT to the channel's subscriptions; false when the
-// channel has none.
+// routeEvent offers an EVENT to the channel's tracker, which hands it to
+// the subscriptions in order (recovery.go); false when the channel has
+// none.
 func (c *Client) routeEvent(env *wire.Envelope) bool {
 	c.mu.Lock()
-	subs := slices.Clone(c.subs[env.Route.Name])
-	if len(subs) > 0 && env.Seq > c.lastSeq[env.Route.Name] {
-		c.lastSeq[env.Route.Name] = env.Seq
-	}
+	t := c.order[env.Route.Name]
 	c.mu.Unlock()
-	if len(subs) == 0 {
+	if t == nil {
 		return false
 	}
-	ev := eventOf(env)
-	for _, s := range subs {
-		s.r.offer(ev)
-	}
+	t.push(env)
 	return true
+}
+
+// recoveryImpossible hands RECOVERY_IMPOSSIBLE for channel to its tracker.
+func (c *Client) recoveryImpossible(channel string) {
+	c.mu.Lock()
+	t := c.order[channel]
+	c.mu.Unlock()
+	c.log.Warn("server cannot replay missed events", "channel", channel)
+	if t != nil {
+		t.recoveryFailed()
+	}
 }
 
 // Publish sends body to channel as an event (JSP §5.8) with QoS class chat.
 // It returns when the event is queued for sending. While reconnecting, the
 // event waits in the Client's outbox (ReconnectOptions.QueueLength) and is
-// sent with the same envelope id once the next session is up.
+// sent with the same envelope id once the next session is up. A server
+// with storage acknowledges it after the commit; until then the Client
+// keeps it and sends it again after a reconnect (see PublishAcked).
 func (c *Client) Publish(ctx context.Context, channel string, body []byte) error {
+	_, err := c.publish(ctx, channel, body)
+	return err
+}
+
+func (c *Client) publish(ctx context.Context, channel string, body []byte) (*inflightPub, error) {
 	env := &wire.Envelope{
 		ID:    c.newID(),
 		Route: wire.Route{Kind: wire.RouteChannel, Name: channel},
@@ -199,12 +228,16 @@ func (c *Client) Publish(ctx context.Context, channel string, body []byte) error
 		Body:  body,
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("client: publish to %q: %w", channel, err)
+		return nil, fmt.Errorf("client: publish to %q: %w", channel, err)
 	}
-	if err := c.sendOrQueue(queued{frame: wire.FramePublish, env: env}); err != nil {
-		return fmt.Errorf("client: publish to %q: %w", channel, err)
+	if err := c.sigs.sign(env); err != nil {
+		return nil, fmt.Errorf("client: publish to %q: %w", channel, err)
 	}
-	return nil
+	p, err := c.sendOrQueue(queued{frame: wire.FramePublish, env: env})
+	if err != nil {
+		return nil, fmt.Errorf("client: publish to %q: %w", channel, err)
+	}
+	return p, nil
 }
 
 // queued is an envelope waiting in the outbox for the next session.
@@ -224,27 +257,42 @@ func (q queued) sendOn(s *session.Session) error {
 
 // sendOrQueue hands q to the running session or, while reconnecting, puts
 // it in the outbox. It runs under c.mu so that the outbox is flushed to a
-// new session before anything newer is sent on it.
-func (c *Client) sendOrQueue(q queued) error {
+// new session before anything newer is sent on it. A PUBLISH to a server
+// that acknowledges PUBLISHes is tracked until its ACK instead of queued:
+// the in-flight list is resent on the next session (recovery.go); the
+// returned inflightPub is then non-nil.
+func (c *Client) sendOrQueue(q queued) (*inflightPub, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.endErr != nil {
-		return c.closedErrLocked()
+		return nil, c.closedErrLocked()
+	}
+	track := q.frame == wire.FramePublish && c.acking
+	if track && len(c.inflight) >= c.opts.Reconnect.QueueLength {
+		return nil, jsperr.Newf(jsperr.QueueFull, "%d messages already wait for their acknowledgement", len(c.inflight))
 	}
 	l := c.cur
 	if l.alive() || !c.opts.Reconnect.Enabled {
 		err := q.sendOn(l.sess)
+		if err == nil && track {
+			return c.trackLocked(q), nil
+		}
 		if err == nil || l.alive() || !c.opts.Reconnect.Enabled {
-			return err
+			return nil, err
 		}
 		// The session ended between the check and the send.
 	}
+	if track {
+		// Sent with the in-flight list after the reconnect.
+		c.queuedMessages.Add(1)
+		return c.trackLocked(q), nil
+	}
 	if len(c.outbox) >= c.opts.Reconnect.QueueLength {
-		return jsperr.Newf(jsperr.QueueFull, "%d messages already wait for a reconnect", len(c.outbox))
+		return nil, jsperr.Newf(jsperr.QueueFull, "%d messages already wait for a reconnect", len(c.outbox))
 	}
 	c.outbox = append(c.outbox, q)
 	c.queuedMessages.Add(1)
-	return nil
+	return nil, nil
 }
 
 // request is a SUBSCRIBE or UNSUBSCRIBE waiting for its answer.

@@ -68,6 +68,8 @@ type serverOpts struct {
 	noWS   bool
 	hub    pubsub.Config
 	auth   session.Authenticator
+	// refresh is the gateway's token refresh (gateway.Config.Refresh).
+	refresh func(ctx context.Context, cur session.Identity, token string) (session.Identity, error)
 	// port, when set, is the port number for QUIC and TCP (a restart on
 	// the ports of a closed server).
 	port string
@@ -147,6 +149,7 @@ func startServer(tb testing.TB, o serverOpts) *server {
 			Hub:          o.hub,
 			Logger:       quietLogger(),
 			Authenticate: o.auth,
+			Refresh:      o.refresh,
 		}
 		if o.noQUIC {
 			cfg.QUICAddr = gateway.Off

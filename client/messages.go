@@ -114,7 +114,7 @@ func (c *Client) Send(ctx context.Context, route wire.Route, body []byte, mode D
 	}
 	if mode == Ordered {
 		// Queued while reconnecting, like Publish.
-		if err := c.sendOrQueue(queued{frame: wire.FrameMessage, env: env}); err != nil {
+		if _, err := c.sendOrQueue(queued{frame: wire.FrameMessage, env: env}); err != nil {
 			return fmt.Errorf("client: send %s to %s %q: %w", mode, route.Kind, route.Name, err)
 		}
 		return nil

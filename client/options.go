@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jetstreamproto/jsp/security/devicekey"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport/mux"
 	"github.com/jetstreamproto/jsp/transport/quic"
@@ -87,10 +88,31 @@ type Options struct {
 	//
 	// (package security/credential). Default: Info.Auth.
 	Credentials func(ctx context.Context, tls tls.ConnectionState) ([]byte, error)
+	// TokenSource, when set, supplies tokens: the Client refreshes the
+	// session's token in place (JSP §5.9.1, Client.RefreshToken) at two
+	// thirds of each token's lifetime, so the server never closes the
+	// session with TOKEN_EXPIRED. Without Credentials, HELLO also carries
+	// a token from it (on every reconnect, a fresh one). It is called from
+	// the Client's goroutines and must be safe for concurrent use.
+	// Default: nil, no refresh.
+	TokenSource func(ctx context.Context) (Token, error)
 
 	// Reconnect configures automatic reconnection; off by default. See
 	// ReconnectOptions.
 	Reconnect ReconnectOptions
+
+	// SigningKey, when set, signs every Publish with this device key
+	// (JSP §4.3; see signatures.go). It should be the key the session
+	// authenticates with: the server refuses an envelope signed by another
+	// device with SIGNER_MISMATCH. Default: publishes are not signed.
+	SigningKey devicekey.PrivateKey
+	// Verify configures the verification of incoming signed events; off
+	// by default. See VerifyOptions.
+	Verify VerifyOptions
+	// Recovery configures session resumption, ordered delivery with gap
+	// repair, ACK cursors and the resending of unacknowledged PUBLISHes.
+	// See RecoveryOptions.
+	Recovery RecoveryOptions
 }
 
 // Defaults for zero Options fields.
@@ -133,6 +155,9 @@ func (o *Options) setDefaults() {
 		o.HandlerPatience = DefaultHandlerPatience
 	}
 	o.Reconnect.setDefaults()
+	o.Verify.setDefaults()
+	o.setEarlyDefaults()
+	o.Recovery.setDefaults()
 }
 
 // validate reports option values that cannot work.
@@ -144,6 +169,12 @@ func (o *Options) validate() error {
 		return errors.New("client: negative HandlerQueueLength")
 	case o.RootCAsFile != "" && o.RootCAs != nil:
 		return errors.New("client: set RootCAsFile or RootCAs, not both")
+	}
+	if err := o.Verify.validate(); err != nil {
+		return err
+	}
+	if err := o.Recovery.validate(); err != nil {
+		return err
 	}
 	return o.Reconnect.validate()
 }

@@ -14,6 +14,13 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
+// forgetResume drops the resume request after SESSION_NOT_FOUND.
+func (c *Client) forgetResume() {
+	c.mu.Lock()
+	c.resume = nil
+	c.mu.Unlock()
+}
+
 // drainPoll is how often a session being left after GOAWAY is checked for
 // frames still waiting to be sent.
 const drainPoll = 5 * time.Millisecond
@@ -110,7 +117,21 @@ func (c *Client) redial(ctx context.Context, first []string, lost bool) (*link, 
 		})
 		errs = errs[:0]
 		for _, u := range urls {
-			l, err := c.plan.dial(ctx, u)
+			var resume *wire.Resume
+			if lost {
+				// Resume the lost session (JSP §11.1 item 4); a move
+				// after GOAWAY starts a new one while the old still runs.
+				resume = c.resumeInfo()
+			}
+			l, err := c.plan.dial(ctx, u, resume)
+			if err != nil && resume != nil && jsperr.CodeOf(err) == jsperr.SessionNotFound {
+				// The server no longer holds the session (restarted, or
+				// the resume window passed): start a new one at once and
+				// subscribe again with Since.
+				c.log.Info("session not resumable, starting a new one", "url", u)
+				c.forgetResume()
+				l, err = c.plan.dial(ctx, u, nil)
+			}
 			if err == nil {
 				return l, nil
 			}
@@ -173,11 +194,25 @@ func (c *Client) install(ctx context.Context, nl, old *link) {
 	c.cur = nl
 	close(c.next)
 	c.next = make(chan struct{})
+	resumed := nl.sess.Resumed()
+	c.noteResumableLocked(nl)
+	if !c.acking {
+		// A server without storage numbers events per run: the numbers
+		// seen on the lost session say nothing about the new one.
+		for _, t := range c.order {
+			t.rebase.Store(true)
+		}
+	}
 	// Subscriptions first, so that events published from the outbox and
-	// echoed back find their handlers, then the outbox, all before any
-	// newer message: sendOrQueue takes c.mu too.
+	// echoed back find their handlers, then the PUBLISHes not yet
+	// acknowledged and the outbox, all before any newer message:
+	// sendOrQueue takes c.mu too. A resumed session still has its
+	// subscriptions, and the server replays what they missed.
 	var reqs []request
 	for ch := range c.subs {
+		if resumed {
+			break
+		}
 		m := &wire.Subscribe{Channel: ch}
 		if seq, ok := c.lastSeq[ch]; ok {
 			m.Since, m.HasSince = seq, true
@@ -191,6 +226,7 @@ func (c *Client) install(ctx context.Context, nl, old *link) {
 		}
 		reqs = append(reqs, req)
 	}
+	c.resendInflightLocked(nl)
 	outbox := c.outbox
 	c.outbox = nil
 	for i, q := range outbox {
@@ -201,6 +237,9 @@ func (c *Client) install(ctx context.Context, nl, old *link) {
 	}
 	c.mu.Unlock()
 	c.reconnects.Add(1)
+	if resumed {
+		c.resumes.Add(1)
+	}
 	info := nl.info()
 	c.log.Info("connected", "url", nl.url, "transport", string(nl.kind))
 	c.callback(func(r *ReconnectOptions) {

@@ -56,6 +56,8 @@ const (
 	Expired Code = 0x106
 	// SESSION_NOT_FOUND: A resume referred to an unknown or expired session.
 	SessionNotFound Code = 0x107
+	// RECOVERY_IMPOSSIBLE: Events a resumed or repositioned subscription missed are no longer retained; refetch the channel's history.
+	RecoveryImpossible Code = 0x108
 	// BAD_REQUEST: The command or message is invalid for its route.
 	BadRequest Code = 0x200
 	// NOT_FOUND: No handler or resource for the route or command.
@@ -70,6 +72,28 @@ const (
 	LimitExceeded Code = 0x205
 	// UNAVAILABLE: A server-side dependency (bus, storage, shared state cache) did not answer; retry later.
 	Unavailable Code = 0x208
+	// EVENT_INVALID: An internal event envelope is malformed, oversize, or misses a required field.
+	EventInvalid Code = 0x258
+	// WEBHOOK_INVALID: A webhook configuration was refused (URL, secret or event filter invalid).
+	WebhookInvalid Code = 0x259
+	// WEBHOOK_SIGNATURE_INVALID: A webhook signature header is malformed, outside the timestamp tolerance, or does not verify.
+	WebhookSignatureInvalid Code = 0x25a
+	// PUSH_SUBSCRIPTION_INVALID: A push subscription's endpoint or keys are invalid.
+	PushSubscriptionInvalid Code = 0x25b
+	// PUSH_SUBSCRIPTION_GONE: The push service reported the subscription expired or unknown (404/410); it was removed.
+	PushSubscriptionGone Code = 0x25c
+	// PUSH_PAYLOAD_TOO_LARGE: A push notification payload exceeds what one encrypted record carries.
+	PushPayloadTooLarge Code = 0x25d
+	// TRACK_NOT_FOUND: A media track id is not published in the forwarder (SFU).
+	TrackNotFound Code = 0x26c
+	// TRACK_EXISTS: A media track with this id is already published.
+	TrackExists Code = 0x26d
+	// TOO_MANY_TRACKS: The forwarder's limit on published tracks was reached.
+	TooManyTracks Code = 0x26e
+	// TOO_MANY_SUBSCRIBERS: A track's limit on subscribers was reached.
+	TooManySubscribers Code = 0x26f
+	// BAD_LAYER: A simulcast layer index is outside the track's layers.
+	BadLayer Code = 0x270
 	// UNAUTHENTICATED: No valid credentials were presented.
 	Unauthenticated Code = 0x300
 	// FORBIDDEN: The authenticated identity may not do this.
@@ -116,63 +140,108 @@ const (
 	TooManyConnections Code = 0x315
 	// TOO_MANY_HANDSHAKES: Too many handshakes are in flight from the peer's address or in total.
 	TooManyHandshakes Code = 0x316
+	// SIGNATURE_INVALID: An envelope signature does not verify with the signer's device key (tampered envelope or wrong key, JSP §4.3).
+	SignatureInvalid Code = 0x320
+	// SIGNATURE_STALE: A signed envelope's timestamp is outside the verifier's clock-skew window (JSP §4.3); sign it again with the current time.
+	SignatureStale Code = 0x321
+	// SIGNATURE_REPLAYED: A signed envelope's nonce was already seen from the same device within the replay window (JSP §4.3).
+	SignatureReplayed Code = 0x322
+	// SIGNER_UNKNOWN: The device key named by a signed envelope is not registered, or the verifier has no key registry (JSP §4.3).
+	SignerUnknown Code = 0x323
+	// SIGNER_REVOKED: The device key named by a signed envelope was revoked before the envelope's timestamp (JSP §4.3).
+	SignerRevoked Code = 0x324
+	// SIGNATURE_MALFORMED: A signed envelope lacks its timestamp, nonce or jsp-signer header, or one of them is out of range (JSP §4.3).
+	SignatureMalformed Code = 0x325
+	// SIGNER_MISMATCH: A signed envelope names a device other than the one the session authenticated (JSP §4.3).
+	SignerMismatch Code = 0x326
+	// SIGNATURE_MEMORY_FULL: The verifier's bounded replay memory is full; retry after the given delay, when old entries have expired (JSP §4.3).
+	SignatureMemoryFull Code = 0x327
+	// TOKEN_SUBJECT_MISMATCH: A refresh token names another subject than the session's identity.
+	TokenSubjectMismatch Code = 0x330
+	// TOKEN_SCOPE_WIDENED: A refresh token grants scopes the session's identity does not have; refresh may only narrow them.
+	TokenScopeWidened Code = 0x331
+	// REFRESH_UNSUPPORTED: This session cannot refresh its credential in place (anonymous or device-only session, or the server takes no tokens).
+	RefreshUnsupported Code = 0x332
 )
 
 var registry = map[Code]info{
-	NoError:              {name: "NO_ERROR", scope: "connection", retry: false},
-	Internal:             {name: "INTERNAL", scope: "connection", retry: true},
-	ProtocolViolation:    {name: "PROTOCOL_VIOLATION", scope: "connection", retry: false},
-	MalformedFrame:       {name: "MALFORMED_FRAME", scope: "connection", retry: false},
-	FrameTooLarge:        {name: "FRAME_TOO_LARGE", scope: "connection", retry: false},
-	Truncated:            {name: "TRUNCATED", scope: "connection", retry: false},
-	NonMinimalVarint:     {name: "NON_MINIMAL_VARINT", scope: "connection", retry: false},
-	InvalidCbor:          {name: "INVALID_CBOR", scope: "connection", retry: false},
-	DuplicateField:       {name: "DUPLICATE_FIELD", scope: "connection", retry: false},
-	MissingField:         {name: "MISSING_FIELD", scope: "connection", retry: false},
-	FlowControlError:     {name: "FLOW_CONTROL_ERROR", scope: "connection", retry: false},
-	StreamLimit:          {name: "STREAM_LIMIT", scope: "connection", retry: true},
-	DatagramTooLarge:     {name: "DATAGRAM_TOO_LARGE", scope: "message", retry: false},
-	MessageTooLarge:      {name: "MESSAGE_TOO_LARGE", scope: "message", retry: false},
-	CompressionError:     {name: "COMPRESSION_ERROR", scope: "connection", retry: false},
-	StreamReset:          {name: "STREAM_RESET", scope: "stream", retry: true},
-	TlsRequired:          {name: "TLS_REQUIRED", scope: "connection", retry: false},
-	TransportClosed:      {name: "TRANSPORT_CLOSED", scope: "connection", retry: true},
-	UnsupportedVersion:   {name: "UNSUPPORTED_VERSION", scope: "connection", retry: false},
-	HandshakeTimeout:     {name: "HANDSHAKE_TIMEOUT", scope: "connection", retry: true},
-	IdleTimeout:          {name: "IDLE_TIMEOUT", scope: "connection", retry: true},
-	GoingAway:            {name: "GOING_AWAY", scope: "connection", retry: true},
-	SlowConsumer:         {name: "SLOW_CONSUMER", scope: "connection", retry: true},
-	QueueFull:            {name: "QUEUE_FULL", scope: "message", retry: true},
-	Expired:              {name: "EXPIRED", scope: "message", retry: false},
-	SessionNotFound:      {name: "SESSION_NOT_FOUND", scope: "connection", retry: false},
-	BadRequest:           {name: "BAD_REQUEST", scope: "message", retry: false},
-	NotFound:             {name: "NOT_FOUND", scope: "message", retry: false},
-	Timeout:              {name: "TIMEOUT", scope: "message", retry: true},
-	Cancelled:            {name: "CANCELLED", scope: "message", retry: false},
-	Conflict:             {name: "CONFLICT", scope: "message", retry: false},
-	LimitExceeded:        {name: "LIMIT_EXCEEDED", scope: "message", retry: false},
-	Unavailable:          {name: "UNAVAILABLE", scope: "message", retry: true},
-	Unauthenticated:      {name: "UNAUTHENTICATED", scope: "connection", retry: false},
-	Forbidden:            {name: "FORBIDDEN", scope: "message", retry: false},
-	RateLimited:          {name: "RATE_LIMITED", scope: "message", retry: true},
-	Blocked:              {name: "BLOCKED", scope: "connection", retry: false},
-	TokenMalformed:       {name: "TOKEN_MALFORMED", scope: "connection", retry: false},
-	TokenExpired:         {name: "TOKEN_EXPIRED", scope: "connection", retry: false},
-	TokenNotYetValid:     {name: "TOKEN_NOT_YET_VALID", scope: "connection", retry: true},
-	TokenWrongAudience:   {name: "TOKEN_WRONG_AUDIENCE", scope: "connection", retry: false},
-	TokenUnknownKey:      {name: "TOKEN_UNKNOWN_KEY", scope: "connection", retry: false},
-	TokenBadSignature:    {name: "TOKEN_BAD_SIGNATURE", scope: "connection", retry: false},
-	TokenKeyRevoked:      {name: "TOKEN_KEY_REVOKED", scope: "connection", retry: false},
-	CertUntrusted:        {name: "CERT_UNTRUSTED", scope: "connection", retry: false},
-	CertExpired:          {name: "CERT_EXPIRED", scope: "connection", retry: false},
-	CertNotYetValid:      {name: "CERT_NOT_YET_VALID", scope: "connection", retry: true},
-	CertWrongRole:        {name: "CERT_WRONG_ROLE", scope: "connection", retry: false},
-	CertBadIdentity:      {name: "CERT_BAD_IDENTITY", scope: "connection", retry: false},
-	PinMismatch:          {name: "PIN_MISMATCH", scope: "connection", retry: false},
-	DeviceUnknown:        {name: "DEVICE_UNKNOWN", scope: "connection", retry: false},
-	DeviceRevoked:        {name: "DEVICE_REVOKED", scope: "connection", retry: false},
-	ChannelBindingFailed: {name: "CHANNEL_BINDING_FAILED", scope: "connection", retry: false},
-	CircuitOpen:          {name: "CIRCUIT_OPEN", scope: "message", retry: true},
-	TooManyConnections:   {name: "TOO_MANY_CONNECTIONS", scope: "connection", retry: true},
-	TooManyHandshakes:    {name: "TOO_MANY_HANDSHAKES", scope: "connection", retry: true},
+	NoError:                 {name: "NO_ERROR", scope: "connection", retry: false},
+	Internal:                {name: "INTERNAL", scope: "connection", retry: true},
+	ProtocolViolation:       {name: "PROTOCOL_VIOLATION", scope: "connection", retry: false},
+	MalformedFrame:          {name: "MALFORMED_FRAME", scope: "connection", retry: false},
+	FrameTooLarge:           {name: "FRAME_TOO_LARGE", scope: "connection", retry: false},
+	Truncated:               {name: "TRUNCATED", scope: "connection", retry: false},
+	NonMinimalVarint:        {name: "NON_MINIMAL_VARINT", scope: "connection", retry: false},
+	InvalidCbor:             {name: "INVALID_CBOR", scope: "connection", retry: false},
+	DuplicateField:          {name: "DUPLICATE_FIELD", scope: "connection", retry: false},
+	MissingField:            {name: "MISSING_FIELD", scope: "connection", retry: false},
+	FlowControlError:        {name: "FLOW_CONTROL_ERROR", scope: "connection", retry: false},
+	StreamLimit:             {name: "STREAM_LIMIT", scope: "connection", retry: true},
+	DatagramTooLarge:        {name: "DATAGRAM_TOO_LARGE", scope: "message", retry: false},
+	MessageTooLarge:         {name: "MESSAGE_TOO_LARGE", scope: "message", retry: false},
+	CompressionError:        {name: "COMPRESSION_ERROR", scope: "connection", retry: false},
+	StreamReset:             {name: "STREAM_RESET", scope: "stream", retry: true},
+	TlsRequired:             {name: "TLS_REQUIRED", scope: "connection", retry: false},
+	TransportClosed:         {name: "TRANSPORT_CLOSED", scope: "connection", retry: true},
+	UnsupportedVersion:      {name: "UNSUPPORTED_VERSION", scope: "connection", retry: false},
+	HandshakeTimeout:        {name: "HANDSHAKE_TIMEOUT", scope: "connection", retry: true},
+	IdleTimeout:             {name: "IDLE_TIMEOUT", scope: "connection", retry: true},
+	GoingAway:               {name: "GOING_AWAY", scope: "connection", retry: true},
+	SlowConsumer:            {name: "SLOW_CONSUMER", scope: "connection", retry: true},
+	QueueFull:               {name: "QUEUE_FULL", scope: "message", retry: true},
+	Expired:                 {name: "EXPIRED", scope: "message", retry: false},
+	SessionNotFound:         {name: "SESSION_NOT_FOUND", scope: "connection", retry: false},
+	RecoveryImpossible:      {name: "RECOVERY_IMPOSSIBLE", scope: "message", retry: false},
+	BadRequest:              {name: "BAD_REQUEST", scope: "message", retry: false},
+	NotFound:                {name: "NOT_FOUND", scope: "message", retry: false},
+	Timeout:                 {name: "TIMEOUT", scope: "message", retry: true},
+	Cancelled:               {name: "CANCELLED", scope: "message", retry: false},
+	Conflict:                {name: "CONFLICT", scope: "message", retry: false},
+	LimitExceeded:           {name: "LIMIT_EXCEEDED", scope: "message", retry: false},
+	Unavailable:             {name: "UNAVAILABLE", scope: "message", retry: true},
+	EventInvalid:            {name: "EVENT_INVALID", scope: "message", retry: false},
+	WebhookInvalid:          {name: "WEBHOOK_INVALID", scope: "message", retry: false},
+	WebhookSignatureInvalid: {name: "WEBHOOK_SIGNATURE_INVALID", scope: "message", retry: false},
+	PushSubscriptionInvalid: {name: "PUSH_SUBSCRIPTION_INVALID", scope: "message", retry: false},
+	PushSubscriptionGone:    {name: "PUSH_SUBSCRIPTION_GONE", scope: "message", retry: false},
+	PushPayloadTooLarge:     {name: "PUSH_PAYLOAD_TOO_LARGE", scope: "message", retry: false},
+	TrackNotFound:           {name: "TRACK_NOT_FOUND", scope: "message", retry: false},
+	TrackExists:             {name: "TRACK_EXISTS", scope: "message", retry: false},
+	TooManyTracks:           {name: "TOO_MANY_TRACKS", scope: "message", retry: true},
+	TooManySubscribers:      {name: "TOO_MANY_SUBSCRIBERS", scope: "message", retry: true},
+	BadLayer:                {name: "BAD_LAYER", scope: "message", retry: false},
+	Unauthenticated:         {name: "UNAUTHENTICATED", scope: "connection", retry: false},
+	Forbidden:               {name: "FORBIDDEN", scope: "message", retry: false},
+	RateLimited:             {name: "RATE_LIMITED", scope: "message", retry: true},
+	Blocked:                 {name: "BLOCKED", scope: "connection", retry: false},
+	TokenMalformed:          {name: "TOKEN_MALFORMED", scope: "connection", retry: false},
+	TokenExpired:            {name: "TOKEN_EXPIRED", scope: "connection", retry: false},
+	TokenNotYetValid:        {name: "TOKEN_NOT_YET_VALID", scope: "connection", retry: true},
+	TokenWrongAudience:      {name: "TOKEN_WRONG_AUDIENCE", scope: "connection", retry: false},
+	TokenUnknownKey:         {name: "TOKEN_UNKNOWN_KEY", scope: "connection", retry: false},
+	TokenBadSignature:       {name: "TOKEN_BAD_SIGNATURE", scope: "connection", retry: false},
+	TokenKeyRevoked:         {name: "TOKEN_KEY_REVOKED", scope: "connection", retry: false},
+	CertUntrusted:           {name: "CERT_UNTRUSTED", scope: "connection", retry: false},
+	CertExpired:             {name: "CERT_EXPIRED", scope: "connection", retry: false},
+	CertNotYetValid:         {name: "CERT_NOT_YET_VALID", scope: "connection", retry: true},
+	CertWrongRole:           {name: "CERT_WRONG_ROLE", scope: "connection", retry: false},
+	CertBadIdentity:         {name: "CERT_BAD_IDENTITY", scope: "connection", retry: false},
+	PinMismatch:             {name: "PIN_MISMATCH", scope: "connection", retry: false},
+	DeviceUnknown:           {name: "DEVICE_UNKNOWN", scope: "connection", retry: false},
+	DeviceRevoked:           {name: "DEVICE_REVOKED", scope: "connection", retry: false},
+	ChannelBindingFailed:    {name: "CHANNEL_BINDING_FAILED", scope: "connection", retry: false},
+	CircuitOpen:             {name: "CIRCUIT_OPEN", scope: "message", retry: true},
+	TooManyConnections:      {name: "TOO_MANY_CONNECTIONS", scope: "connection", retry: true},
+	TooManyHandshakes:       {name: "TOO_MANY_HANDSHAKES", scope: "connection", retry: true},
+	SignatureInvalid:        {name: "SIGNATURE_INVALID", scope: "message", retry: false},
+	SignatureStale:          {name: "SIGNATURE_STALE", scope: "message", retry: false},
+	SignatureReplayed:       {name: "SIGNATURE_REPLAYED", scope: "message", retry: false},
+	SignerUnknown:           {name: "SIGNER_UNKNOWN", scope: "message", retry: false},
+	SignerRevoked:           {name: "SIGNER_REVOKED", scope: "message", retry: false},
+	SignatureMalformed:      {name: "SIGNATURE_MALFORMED", scope: "message", retry: false},
+	SignerMismatch:          {name: "SIGNER_MISMATCH", scope: "message", retry: false},
+	SignatureMemoryFull:     {name: "SIGNATURE_MEMORY_FULL", scope: "message", retry: true},
+	TokenSubjectMismatch:    {name: "TOKEN_SUBJECT_MISMATCH", scope: "message", retry: false},
+	TokenScopeWidened:       {name: "TOKEN_SCOPE_WIDENED", scope: "message", retry: false},
+	RefreshUnsupported:      {name: "REFRESH_UNSUPPORTED", scope: "message", retry: false},
 }

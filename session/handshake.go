@@ -25,6 +25,10 @@ type ClientInfo struct {
 	// Versions overrides the offered versions (tests of negotiation).
 	// Default: protocol.SupportedVersions.
 	Versions []protocol.Version
+	// Resume names an earlier session to resume (JSP §5.1 key 6,
+	// §11.1 item 4): its id and the resume token of its last WELCOME.
+	// Nil starts a new session.
+	Resume *wire.Resume
 }
 
 // Dial runs the client side of the handshake on conn (JSP §11.1): it opens
@@ -55,6 +59,7 @@ func Dial(ctx context.Context, conn transport.Conn, info ClientInfo, cfg Config)
 		MaxFrame:      uint64(cfg.MaxFrameSize),
 		Battery:       info.Battery,
 		Caps:          offeredCaps(cfg),
+		Resume:        info.Resume,
 	}
 	hello.Versions = versions
 	if err := writeFrame(ctl, hello, cfg.HandshakeTimeout, cfg.Now); err != nil {
@@ -119,7 +124,20 @@ type ServerOptions struct {
 	Gateways []string
 	// SessionID returns the id for a new session. Default: 16 random bytes.
 	SessionID func() []byte
+	// Resume, when set, turns resumption on (JSP §11.1 item 4): every
+	// WELCOME then carries a fresh resume token of ResumeTokenLen random
+	// bytes (Session.ResumeToken), and a HELLO with `resume` is passed
+	// to Resume after authentication. Resume returns the state the
+	// session continues with (Session.ResumeState), and the session
+	// keeps the resumed id and answers WELCOME with `resumed`; an error
+	// (normally SESSION_NOT_FOUND) refuses the HELLO with that code.
+	// Without Resume, a HELLO with `resume` starts a new session.
+	Resume func(ctx context.Context, r *wire.Resume, ident Identity) (state any, err error)
 }
+
+// ResumeTokenLen is the length of the resume tokens a server issues: 256
+// bits, so that a token cannot be guessed.
+const ResumeTokenLen = 32
 
 // Accept runs the server side of the handshake on conn (JSP §11.1): it waits
 // for the control stream and HELLO, negotiates the version and answers
@@ -177,11 +195,31 @@ func Accept(ctx context.Context, conn transport.Conn, cfg Config, opts ServerOpt
 			return nil, jsperr.Wrap(code, err)
 		}
 	}
+	var (
+		resumed     bool
+		resumeState any
+	)
+	if opts.Resume != nil && hello.Resume != nil {
+		st, err := opts.Resume(hctx, hello.Resume, ident)
+		if err != nil {
+			code := jsperr.CodeOf(err)
+			if code == jsperr.Internal {
+				code = jsperr.SessionNotFound
+			}
+			_ = refuseWith(conn, ctl, &wire.ErrorMessage{Code: code, Reason: truncate(err.Error(), 256)}, cfg)
+			return nil, jsperr.Wrap(code, err)
+		}
+		resumed, resumeState = true, st
+	}
 	s := newSession(conn, ctl, RoleServer, cfg)
 	s.identity = ident
-	if opts.SessionID != nil {
+	s.resumeState = resumeState
+	switch {
+	case resumed:
+		s.id = append([]byte(nil), hello.Resume.SessionID...)
+	case opts.SessionID != nil:
 		s.id = opts.SessionID()
-	} else {
+	default:
 		s.id = s.newID()
 	}
 	hb := cfg.HeartbeatInterval
@@ -201,6 +239,14 @@ func Accept(ctx context.Context, conn transport.Conn, cfg Config, opts ServerOpt
 		},
 		ServerTime: uint64(cfg.Now().UnixMilli()),
 		Gateways:   opts.Gateways,
+		Resumed:    resumed,
+	}
+	if opts.Resume != nil {
+		tok := make([]byte, ResumeTokenLen)
+		if _, err := io.ReadFull(cfg.Rand, tok); err != nil {
+			return nil, refuse(jsperr.Wrap(jsperr.Internal, fmt.Errorf("session: resume token: %w", err)))
+		}
+		welcome.ResumeToken = tok
 	}
 	if !cfg.DisableCompression && hasCap(hello.Caps, CapZstd) {
 		welcome.Caps = append(welcome.Caps, CapZstd)

@@ -90,6 +90,9 @@ type Session struct {
 	// identity is set by the server's Authenticator before the session
 	// starts and never changes.
 	identity Identity
+	// resumeState is what ServerOptions.Resume returned for a resumed
+	// session (server side); nil otherwise. Set before the session starts.
+	resumeState any
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -139,6 +142,19 @@ func (s *Session) Welcome() *wire.Welcome { return s.welcome }
 // Identity returns who the client is, as the server's Authenticator said
 // (server side only; zero on the client).
 func (s *Session) Identity() Identity { return s.identity }
+
+// ResumeToken returns the resume token of the session's WELCOME (JSP
+// §5.2): the one the server issued, or the one the client received; nil
+// when resumption is off. A token is good for one resume.
+func (s *Session) ResumeToken() []byte { return s.welcome.ResumeToken }
+
+// Resumed reports whether the session continues the one named in HELLO
+// `resume` (WELCOME `resumed`, JSP §5.2).
+func (s *Session) Resumed() bool { return s.welcome.Resumed }
+
+// ResumeState returns, on the server, what ServerOptions.Resume returned
+// for a resumed session; nil for a new session and on the client.
+func (s *Session) ResumeState() any { return s.resumeState }
 
 // HasCapability reports whether capability c is in effect: offered by the
 // client and accepted in WELCOME (JSP §8.2).
@@ -508,8 +524,10 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 		}
 		return nil
 	case *wire.ErrorMessage:
-		if len(m.Ref) == 0 {
-			// JSP §5.3: an ERROR without a reference ends the session.
+		if len(m.Ref) == 0 && m.Code.Scope() != "message" {
+			// JSP §5.3: an ERROR without a reference ends the session,
+			// unless its code's scope is one message (RECOVERY_IMPOSSIBLE
+			// names its channel instead).
 			return m.Err()
 		}
 		// An ERROR that names a message fails only that message: a

@@ -494,12 +494,16 @@ func ParseWelcome(b []byte) (Welcome, int, error) {
 //	3 retry_after_ms uint
 //	4 supported      [uint]   versions, for UNSUPPORTED_VERSION
 //	5 ref            bytes 1..64  id of the message this error answers
+//	6 channel        text 1..256  the channel a subscription error is about
 type ErrorMessage struct {
 	Code         jsperr.Code
 	Reason       string
 	RetryAfterMS uint64
 	Supported    []protocol.Version
 	Ref          []byte
+	// Channel names the subscription an error is about when no request
+	// id can (RECOVERY_IMPOSSIBLE after a resume, JSP §5.3, §11.1).
+	Channel string
 }
 
 // ErrorMessage map keys (JSP §5.3).
@@ -509,6 +513,7 @@ const (
 	errRetryAfter = 3
 	errSupported  = 4
 	errRef        = 5
+	errChannel    = 6
 )
 
 // ErrorMessageFrom builds the ERROR body that reports err to the peer: its
@@ -567,6 +572,9 @@ func (m *ErrorMessage) Append(b []byte) []byte {
 	if len(m.Ref) != 0 {
 		b, n = appendBytesField(b, errRef, m.Ref), n+1
 	}
+	if m.Channel != "" {
+		b, n = appendTextField(b, errChannel, m.Channel), n+1
+	}
 	return endBody(b, at, n)
 }
 
@@ -584,6 +592,9 @@ func (m *ErrorMessage) Len() int {
 	}
 	if len(m.Ref) != 0 {
 		n += strFieldLen(errRef, len(m.Ref))
+	}
+	if m.Channel != "" {
+		n += strFieldLen(errChannel, len(m.Channel))
 	}
 	return n
 }
@@ -617,6 +628,8 @@ func ParseErrorMessage(b []byte) (ErrorMessage, int, error) {
 			m.Supported, err = d.versionList()
 		case errRef:
 			m.Ref, err = d.optBytes(MaxIDLen)
+		case errChannel:
+			m.Channel, err = d.optText(MaxRouteNameLen)
 		default:
 			err = d.Skip() // JSP §8.3
 		}

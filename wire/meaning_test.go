@@ -131,6 +131,7 @@ func meaningOf(msg Message) obj {
 			o["supported"] = versions(m.Supported)
 		}
 		putBytes(o, "ref", m.Ref)
+		putStr(o, "channel", m.Channel)
 	case *Ping:
 		putUint(o, "id", m.ID)
 		putUint(o, "ts", m.Timestamp)

@@ -148,6 +148,9 @@ func samples() []sample {
 		{"error_rate_limited", &ErrorMessage{
 			Code: jsperr.RateLimited, Reason: "slow down", RetryAfterMS: 1500, Ref: []byte("m-0001"),
 		}},
+		{"error_recovery_impossible", &ErrorMessage{
+			Code: jsperr.RecoveryImpossible, Reason: "events after 17 trimmed", Channel: "room.42",
+		}},
 		{"ping", &Ping{ID: 7, Timestamp: 1767225600000123}},
 		{"ping_empty", &Ping{}},
 		{"pong", &Pong{ID: 7, Timestamp: 1767225600000123}},

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetstreamproto/jsp/security/breaker"
+	"github.com/jetstreamproto/jsp/security/devicekey"
+	"github.com/jetstreamproto/jsp/server/auth"
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/bus/natsbus"
 	"github.com/jetstreamproto/jsp/server/core"
@@ -33,7 +36,11 @@ type nodeFlags struct {
 	db         string
 	dbSet      bool // --db was given explicitly
 	cluster    string
-	ops        opsFlags // configuration, operations and registry flags
+	mtls       mtlsFlags
+	// authWith, set for --devices store, builds the authenticator once
+	// the database's device registry is open.
+	authWith func(devicekey.Registry) (*auth.Authenticator, error)
+	ops      opsFlags // configuration, operations and registry flags
 }
 
 // defaultDSN is the SQLite database under the data directory.
@@ -54,6 +61,12 @@ func (n *nodeFlags) validate() error {
 	if _, err := bus.NewSubjects(n.cluster); err != nil {
 		return fmt.Errorf("--cluster: %w", err)
 	}
+	if n.mtls.caDir != "" && n.role == roleAll && len(n.nats) > 0 {
+		return errors.New("--ca-dir with --nats needs --role gateway or core: a service identity has one role")
+	}
+	if n.mtls.caDir != "" && n.role == roleAll && n.natsListen == "" {
+		return errors.New("--ca-dir with role all needs --nats-listen: the in-process bus has no TLS to secure")
+	}
 	return nil
 }
 
@@ -63,6 +76,9 @@ type node struct {
 	bus   bus.Bus
 	store storage.Store
 	core  *core.Core
+	tls   *serviceTLS // --ca-dir: renewing service certificates
+	// breakers guard bus and store (their Close passes through).
+	breakers []*breaker.Breaker
 	// presence records presence changes in the event log (roles all and
 	// core); nil otherwise.
 	presence bus.Watcher
@@ -76,6 +92,51 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 			nd.close()
 		}
 	}()
+	subj, err := bus.NewSubjects(n.cluster)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster: %w", err)
+	}
+	if n.mtls.caDir != "" {
+		if nd.tls, err = openServiceTLS(n.mtls, log); err != nil {
+			return nil, err
+		}
+	}
+	if len(n.nats) > 0 {
+		cc := natsbus.ClientConfig{Name: "jsp-" + n.role}
+		if nd.tls != nil {
+			if cc, err = nd.tls.busClient(bus.Role(n.role), subj); err != nil {
+				return nil, err
+			}
+		}
+		cc.Logger = log
+		// Through a local: a nil *natsbus.Bus in the interface field
+		// would not be a nil bus.Bus for close.
+		b, err := natsbus.Connect(n.nats, cc)
+		if err != nil {
+			return nil, fmt.Errorf("--nats %s: %w", strings.Join(n.nats, ","), err)
+		}
+		nd.bus = b
+	} else {
+		sc := natsbus.ServerConfig{DataDir: dataDir, Listen: n.natsListen, Logger: log}
+		if nd.tls != nil {
+			if err := nd.tls.busServer(&sc, subj); err != nil {
+				return nil, err
+			}
+		}
+		b, err := natsbus.Embedded(natsbus.EmbeddedConfig{
+			Server: sc,
+			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS under %s: %w", filepath.Join(dataDir, natsbus.StoreSubdir), err)
+		}
+		nd.bus = b
+	}
+	gb, err := core.GuardBus(nd.bus, breaker.Config{})
+	if err != nil {
+		return nil, err
+	}
+	nd.bus, nd.breakers = gb, append(nd.breakers, gb.Breaker())
 	// nb keeps a failed connect's nil *natsbus.Bus out of nd.bus: a typed
 	// nil in the interface would look like a bus to close.
 	var nb *natsbus.Bus
@@ -95,15 +156,18 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 	// A split gateway keeps session records only when told where: its
 	// own default SQLite file would be a database nobody else reads.
 	if n.role != roleGateway || n.dbSet {
-		if nd.store, err = storage.Open(ctx, n.db, storage.Config{Logger: log}); err != nil {
+		st, err := storage.Open(ctx, n.db, storage.Config{Logger: log})
+		if err != nil {
 			return nil, fmt.Errorf("--db: %w", err)
 		}
+		gs, err := core.GuardStore(st, breaker.Config{})
+		if err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+		nd.store, nd.breakers = gs, append(nd.breakers, gs.Breaker())
 	}
 	if n.role != roleGateway {
-		subj, err := bus.NewSubjects(n.cluster)
-		if err != nil {
-			return nil, fmt.Errorf("--cluster: %w", err)
-		}
 		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log}); err != nil {
 			return nil, err
 		}
@@ -133,6 +197,9 @@ func (nd *node) close() {
 	}
 	if nd.bus != nil {
 		_ = nd.bus.Close()
+	}
+	if nd.tls != nil {
+		nd.tls.Close()
 	}
 }
 
@@ -164,8 +231,17 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 		fmt.Fprintln(out, "stopped")
 		return nil
 	}
+	if n.authWith != nil {
+		if err := storeAuth(n, nd, &cfg); err != nil {
+			return err
+		}
+	}
 	cfg.Bus = nd.bus
 	cfg.Cluster = n.cluster
+	cfg.Breakers = nd.breakers
+	if nd.tls != nil && cfg.NodeID == "" {
+		cfg.NodeID = nd.tls.name // one name per process, as in its identity
+	}
 	if nd.store != nil {
 		cfg.Sessions = nd.store
 	}
@@ -174,11 +250,15 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 }
 
 func busSummary(n nodeFlags) string {
+	mtls := ""
+	if n.mtls.caDir != "" {
+		mtls = " (mTLS, CA " + n.mtls.caDir + ")"
+	}
 	if len(n.nats) > 0 {
-		return strings.Join(n.nats, ",")
+		return strings.Join(n.nats, ",") + mtls
 	}
 	if n.natsListen != "" {
-		return "embedded NATS, listening on " + n.natsListen
+		return "embedded NATS, listening on " + n.natsListen + mtls
 	}
 	return "embedded NATS (in-process)"
 }

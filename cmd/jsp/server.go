@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/jetstreamproto/jsp/security/ca"
 	"github.com/jetstreamproto/jsp/security/ddos"
 	"github.com/jetstreamproto/jsp/security/devicekey"
 	"github.com/jetstreamproto/jsp/security/token"
@@ -99,7 +100,12 @@ the gateway. PUBLISH is committed to the database before it is ACKed and
 delivered. --role gateway or core runs one role, meeting the others on the
 NATS servers given with --nats; --db names the database (sqlite:PATH or
 postgres://...). --nats-listen opens the embedded NATS server to other
-processes. See docs/operations.md.`,
+processes. With --ca-dir (a directory made by jsp ca init) each process
+is issued a short-lived service certificate jsp://<cluster>/<role>/<name>,
+renewed at two thirds of --cert-lifetime, and the bus runs mTLS: the
+embedded NATS server admits only gateway and core certificates of that CA
+and gives each the bus permissions of its role. See docs/operations.md
+and docs/security.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			loaded, err := applyConfig(cmd, os.Environ())
@@ -144,7 +150,7 @@ processes. See docs/operations.md.`,
 	fl.StringVar(&f.authMode, "auth", auth.ModeAnonymous.String(), "credentials clients must present: anonymous, token, device, any or both")
 	fl.StringSliceVar(&f.tokenKeys, "token-keys", nil, "PEM file of token verification (public) keys (repeatable)")
 	fl.StringVar(&f.audience, "audience", defaultAudience, "audience tokens must name: this cluster")
-	fl.StringVar(&f.devices, "devices", "", "file listing registered device keys")
+	fl.StringVar(&f.devices, "devices", "", `file listing registered device keys, or "store": the registry in the database (--db), managed with jsp admin device`)
 	fl.StringSliceVar(&f.block, "block", nil, "CIDR prefix to refuse connections from (repeatable)")
 	fl.StringSliceVar(&f.allow, "allow", nil, "CIDR prefix exempt from per-address caps and rate limits (repeatable)")
 	fl.IntVar(&f.maxHandshakesPerIP, "max-handshakes-per-ip", ddos.DefaultMaxHandshakesPerIP, "maximum handshakes in flight from one IP address")
@@ -153,6 +159,9 @@ processes. See docs/operations.md.`,
 	fl.StringVar(&f.node.natsListen, "nats-listen", "", "host:port where the embedded NATS server accepts other processes (default: in-process only)")
 	fl.StringVar(&f.node.db, "db", "", "database DSN: sqlite:PATH or postgres://... (default: sqlite:<data-dir>/jsp.db)")
 	fl.StringVar(&f.node.cluster, "cluster", core.DefaultCluster, "cluster name on the bus")
+	fl.StringVar(&f.node.mtls.caDir, "ca-dir", "", "CA directory (jsp ca init): issue this process a renewing service certificate and use mTLS on the bus")
+	fl.StringVar(&f.node.mtls.name, "node-name", "", "name in this process's service identity jsp://<cluster>/<role>/<name> (default: the host name)")
+	fl.DurationVar(&f.node.mtls.lifetime, "cert-lifetime", ca.DefaultLifetime, "lifetime of the service certificate; renewed at two thirds")
 	fl.Float64Var(&f.rates.connAttempts, "rate-conn-attempts", gateway.DefaultConnAttemptsPerSecond, "new connections per second from one IP address")
 	fl.Float64Var(&f.rates.conn, "rate-conn", gateway.DefaultConnMessagesPerSecond, "messages (PUBLISH, COMMAND, MESSAGE) per second on one connection")
 	fl.Float64Var(&f.rates.user, "rate-user", gateway.DefaultUserMessagesPerSecond, "messages per second of one user across sessions")
@@ -214,11 +223,19 @@ func (f *serverFlags) config(logOut io.Writer) (gateway.Config, error) {
 	if cfg.DDoS.Allow, err = parsePrefixes("--allow", f.allow); err != nil {
 		return gateway.Config{}, err
 	}
+	if f.devices == devicesStore {
+		// The registry lives in the database, opened with the node.
+		f.node.authWith = func(reg devicekey.Registry) (*auth.Authenticator, error) {
+			return f.newAuthenticator(logger, reg)
+		}
+		return cfg, nil
+	}
 	a, reg, err := f.authenticator(logger)
 	if err != nil {
 		return gateway.Config{}, err
 	}
 	cfg.Authenticate = a.Authenticate
+	cfg.Refresh = a.Refresh
 	if reg != nil {
 		cfg.Devices = reg
 	}
@@ -251,6 +268,12 @@ func parsePrefixes(flag string, list []string) ([]netip.Prefix, error) {
 // --token-keys, --audience and --devices flags. It returns the device
 // registry too when --devices was given.
 func (f *serverFlags) authenticator(log *slog.Logger) (*auth.Authenticator, devicekey.Registry, error) {
+	return f.authenticatorWithDevices(log, nil)
+}
+
+// authenticatorWithDevices is authenticator with preset as the device
+// registry when --devices names no file.
+func (f *serverFlags) authenticatorWithDevices(log *slog.Logger, preset devicekey.Registry) (*auth.Authenticator, devicekey.Registry, error) {
 	mode, err := auth.ParseMode(f.authMode)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--auth: %w", err)
@@ -282,7 +305,10 @@ func (f *serverFlags) authenticator(log *slog.Logger) (*auth.Authenticator, devi
 		cfg.Tokens = ks
 	}
 	var reg devicekey.Registry
-	if f.devices != "" {
+	if preset != nil {
+		cfg.Devices, reg = preset, preset
+	}
+	if f.devices != "" && f.devices != devicesStore {
 		mem, err := devicekey.NewMemoryRegistry(devicekey.MemoryConfig{})
 		if err != nil {
 			return nil, nil, err
@@ -303,6 +329,13 @@ func (f *serverFlags) authenticator(log *slog.Logger) (*auth.Authenticator, devi
 		return nil, nil, fmt.Errorf("--auth %s: %w (see --token-keys and --devices)", mode, err)
 	}
 	return a, reg, nil
+}
+
+// newAuthenticator builds the HELLO authenticator with reg as the device
+// registry (--devices store: the database's).
+func (f *serverFlags) newAuthenticator(log *slog.Logger, reg devicekey.Registry) (*auth.Authenticator, error) {
+	a, _, err := f.authenticatorWithDevices(log, reg)
+	return a, err
 }
 
 // authSummary describes the authentication settings for the banner.

@@ -48,6 +48,9 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Reply, error) {
 	subj := c.subj.CoreCmd(bus.ShardOf(req.Channel, c.shards))
 	m, err := c.bus.Request(ctx, subj, bus.Msg{Data: data})
 	switch {
+	case jsperr.CodeOf(err) == jsperr.CircuitOpen:
+		// The bus breaker is open; its retry-after goes to the client.
+		return nil, fmt.Errorf("core %s %q: %w", req.Op, req.Channel, err)
 	case errors.Is(err, bus.ErrNoResponders):
 		return nil, jsperr.Wrap(jsperr.CircuitOpen, fmt.Errorf("core %s %q: %w", req.Op, req.Channel, err))
 	case err != nil && ctx.Err() != nil:

@@ -28,9 +28,10 @@
 // new: the core answers with the original Seq and Duplicate set and does
 // not publish again, since the first commit was already published.
 //
-// Goroutines: none of its own; handlers run on the bus's delivery
-// goroutines. Close unsubscribes, cancels running requests and waits for
-// them.
+// Goroutines: one, the purge loop (purge.go), which keeps the store's
+// de-duplication table bounded by its window; handlers run on the bus's
+// delivery goroutines. Close unsubscribes, cancels running requests and
+// the purge loop, and waits for them.
 package core
 
 import (
@@ -89,6 +90,11 @@ type Config struct {
 	// MaxRequestBytes caps a request's size. Default:
 	// DefaultMaxRequestBytes.
 	MaxRequestBytes int
+	// PurgeInterval is how often expired rows are purged from Store.
+	// Default: DefaultPurgeInterval.
+	PurgeInterval time.Duration
+	// DisablePurge leaves purging to another process.
+	DisablePurge bool
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -122,6 +128,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxRequestBytes == 0 {
 		c.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if c.PurgeInterval == 0 {
+		c.PurgeInterval = DefaultPurgeInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -134,7 +143,7 @@ func (c *Config) validate() error {
 		return errors.New("core: Config.Bus is required")
 	case c.Store == nil:
 		return errors.New("core: Config.Store is required")
-	case c.Shards < 0, c.RequestTimeout < 0, c.PageSize < 0, c.MaxPageSize < 0, c.MaxRequestBytes < 0:
+	case c.Shards < 0, c.RequestTimeout < 0, c.PageSize < 0, c.MaxPageSize < 0, c.MaxRequestBytes < 0, c.PurgeInterval < 0:
 		return errors.New("core: negative limit in config")
 	case c.PageSize > c.MaxPageSize && c.MaxPageSize > 0:
 		return fmt.Errorf("core: PageSize %d over MaxPageSize %d", c.PageSize, c.MaxPageSize)
@@ -205,6 +214,9 @@ func (c *Core) Start() error {
 			return fmt.Errorf("core: subscribe %s: %w", subj, err)
 		}
 		c.subs = append(c.subs, sub)
+	}
+	if !c.cfg.DisablePurge {
+		c.wg.Go(c.purgeLoop)
 	}
 	c.log.Info("core serving", "shards", c.cfg.Shards, "queue", c.cfg.Queue)
 	return nil
@@ -309,7 +321,11 @@ func failure(err error) Reply {
 		// Storage internals (paths, SQL) stay in the core's log.
 		reason = "internal error"
 	}
-	return Reply{Code: code, Reason: reason}
+	rep := Reply{Code: code, Reason: reason}
+	if je != nil {
+		rep.RetryAfterMS = retryAfterMS(je.RetryAfter)
+	}
+	return rep
 }
 
 // afterSentinel returns what a storage error says after its sentinel

@@ -342,6 +342,7 @@ func TestConfig(t *testing.T) {
 		{"no store", core.Config{Bus: b}},
 		{"negative shards", core.Config{Bus: b, Store: st, Shards: -1}},
 		{"page over max", core.Config{Bus: b, Store: st, PageSize: 10, MaxPageSize: 5}},
+		{"negative purge interval", core.Config{Bus: b, Store: st, PurgeInterval: -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -58,6 +58,9 @@ type Reply struct {
 	Code jsperr.Code `json:"code,omitempty"`
 	// Reason explains a failure.
 	Reason string `json:"reason,omitempty"`
+	// RetryAfterMS is when to retry a failure that passes (CIRCUIT_OPEN
+	// from a breaker), in milliseconds; 0 when unknown.
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 	// Seq is the committed message's sequence number (OpPublish).
 	Seq storage.Seq `json:"seq,omitempty"`
 	// Time is the commit time (OpPublish).
@@ -82,7 +85,9 @@ func (r *Reply) Err() error {
 	if r.Code == jsperr.NoError {
 		return nil
 	}
-	return jsperr.New(r.Code, r.Reason)
+	e := jsperr.New(r.Code, r.Reason)
+	e.RetryAfter = time.Duration(r.RetryAfterMS) * time.Millisecond
+	return e
 }
 
 // Event is what a core publishes on a channel subject after a commit:

@@ -307,6 +307,7 @@ func (h *host) subscribeCluster(ctx context.Context, m *wire.Subscribe) {
 		h.refuse(m.ReqID, err)
 		return
 	}
+	h.noteSubscribed(ctx, name, m.Since, m.HasSince)
 	if !m.HasSince {
 		h.ack(m.ReqID)
 		return
@@ -359,9 +360,8 @@ func (h *host) endCatchup(name string) {
 }
 
 // replay sends the committed messages after since, up to MaxReplay. When
-// the oldest of them were trimmed, it starts at the oldest retained one:
-// the client sees the gap in the sequence numbers and refetches history
-// (ARCHITECTURE §4).
+// some of them were trimmed it sends ERROR RECOVERY_IMPOSSIBLE naming the
+// channel instead, and the client refetches history (ARCHITECTURE §4).
 func (h *host) replay(ctx context.Context, name string, since storage.Seq) error {
 	rctx, cancel := context.WithTimeout(ctx, h.g.cfg.CoreTimeout)
 	rep, err := h.g.cluster.client.Recover(rctx, name, since, 0)
@@ -372,7 +372,12 @@ func (h *host) replay(ctx context.Context, name string, since storage.Seq) error
 	after := since
 	msgs, more := rep.Messages, rep.More
 	if !rep.Recoverable && rep.Info != nil {
-		after, msgs, more = rep.Info.Oldest-1, nil, true
+		// Some of the missed events were trimmed: the client is told so
+		// and refetches history itself; the subscription goes on live,
+		// and its next event is sent despite the gap (JSP §5.7).
+		h.recoveryImpossible(name, since, rep.Info.Oldest)
+		h.markCapped(name)
+		return nil
 	}
 	for sent := 0; ; {
 		for i := range msgs {

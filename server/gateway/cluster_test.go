@@ -267,8 +267,8 @@ func wantReplay(t *testing.T, s *session.Session, channel string, first uint64, 
 	}
 }
 
-// A replay stops at MaxReplay, and after a trim it starts at the oldest
-// retained message, so the client sees the gap.
+// A replay stops at MaxReplay, and after a trim the client is told that
+// recovery is impossible.
 func TestClusterReplayLimits(t *testing.T) {
 	b, err := membus.New(membus.Config{Logger: testLogger()})
 	if err != nil {
@@ -295,10 +295,41 @@ func TestClusterReplayLimits(t *testing.T) {
 	if _, err := f.store.TrimMessages(ctxT(t), ch, 2); err != nil {
 		t.Fatal(err)
 	}
+	// After the trim, events after 1 cannot all be replayed: the client
+	// gets RECOVERY_IMPOSSIBLE naming the channel, the SUBSCRIBE's ACK,
+	// and then live events.
 	late := g.dial(t, transport.KindMem)
 	subscribeSince(t, late, ch, 1)
-	wantReplay(t, late, ch, 5, "m4", "m5")
+	wantRecoveryImpossible(t, late, ch, true)
+	if err := publishAcked(t, pub, ch, "id6", "m6"); err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(t, late, ch, 7, "m6")
 	noMoreEvents(t, late)
+}
+
+// wantRecoveryImpossible receives ERROR RECOVERY_IMPOSSIBLE for channel
+// and, with acked, the SUBSCRIBE's ACK, in either order.
+func wantRecoveryImpossible(t *testing.T, s *session.Session, channel string, acked bool) {
+	t.Helper()
+	gotErr := false
+	for !gotErr || !acked {
+		in, err := s.Recv(ctxT(t))
+		if err != nil {
+			t.Fatalf("waiting for RECOVERY_IMPOSSIBLE: %v", err)
+		}
+		switch m := in.Message.(type) {
+		case *wire.Ack:
+			acked = true
+		case *wire.ErrorMessage:
+			if m.Code != jsperr.RecoveryImpossible || m.Channel != channel || len(m.Ref) != 0 {
+				t.Fatalf("ERROR %s channel %q ref %q", m.Code, m.Channel, m.Ref)
+			}
+			gotErr = true
+		default:
+			t.Fatalf("received %s, want RECOVERY_IMPOSSIBLE", in.Type)
+		}
+	}
 }
 
 // A live event that arrives after a gap (the bus lost one: core messages

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"errors"
@@ -11,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jetstreamproto/jsp/security/breaker"
 	"github.com/jetstreamproto/jsp/security/ddos"
 	"github.com/jetstreamproto/jsp/security/devicekey"
+	"github.com/jetstreamproto/jsp/security/msgsig"
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/pubsub"
@@ -132,12 +135,23 @@ type Config struct {
 	// Authenticate checks each HELLO (server/auth builds one from tokens
 	// and device keys). Default: everyone is accepted.
 	Authenticate session.Authenticator
+	// Refresh checks a token a live session sends to extend its
+	// credential (JSP §5.9.1) and returns the refreshed identity;
+	// auth.Authenticator.Refresh is one. Default: nil, refresh is
+	// refused with REFRESH_UNSUPPORTED.
+	Refresh func(ctx context.Context, cur session.Identity, token string) (session.Identity, error)
 	// Devices is the device-key registry. When set, the gateway checks the
 	// device of every live session that proved one every
 	// DeviceCheckInterval, and closes the sessions of a revoked (or
 	// removed) device with DEVICE_REVOKED; DeviceRevoked does it at once.
 	// Default: none.
 	Devices devicekey.Registry
+	// Signatures configures the check of signed envelopes on ingress
+	// (JSP §4.3, signatures.go): the clock-skew window and the bounds of
+	// the replay memory. Zero fields take package msgsig's defaults; Now
+	// defaults to Config.Now. Signed envelopes are verified against
+	// Devices; without Devices they are refused with SIGNER_UNKNOWN.
+	Signatures msgsig.GuardConfig
 	// DeviceCheckInterval is how often live sessions' devices are checked.
 	// Default: Session.HeartbeatInterval, or DefaultDeviceCheckInterval
 	// when that is not set, so that a revoked device is gone within one
@@ -189,11 +203,17 @@ type Config struct {
 	// MaxReplay caps the messages replayed for one SUBSCRIBE with Since.
 	// Default: DefaultMaxReplay.
 	MaxReplay int
+	// Resume configures session resumption in bus mode (resume.go).
+	Resume ResumeConfig
 	// Sessions, when set, keeps a storage record of every session: upserted
 	// on connect, touched every SessionTouchInterval, closed on disconnect;
 	// New closes the records an earlier run of NodeID left open.
 	// Default: none.
 	Sessions storage.SessionStore
+	// Breakers are the circuit breakers guarding this process's storage
+	// and bus calls (core.GuardStore, core.GuardBus); /metrics reports
+	// their state and counters. Default: none.
+	Breakers []*breaker.Breaker
 	// SessionTouchInterval is how often live session records are touched.
 	// Default: DefaultSessionTouchInterval.
 	SessionTouchInterval time.Duration
@@ -340,6 +360,7 @@ func (c *Config) setDefaults() {
 	if c.MaxReplay == 0 {
 		c.MaxReplay = DefaultMaxReplay
 	}
+	c.Resume.setDefaults()
 	if c.SessionTouchInterval == 0 {
 		c.SessionTouchInterval = DefaultSessionTouchInterval
 	}
@@ -366,6 +387,9 @@ func (c *Config) validate() error {
 	}
 	if c.WSPath != "" && !strings.HasPrefix(c.WSPath, "/") || c.WSPath == "/healthz" || c.WSPath == "/metrics" {
 		return fmt.Errorf("gateway: WSPath %q must start with / and differ from /healthz and /metrics", c.WSPath)
+	}
+	if err := c.Resume.validate(); err != nil {
+		return err
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return errors.New("gateway: CertFile and KeyFile go together")

@@ -74,6 +74,7 @@ import (
 	"time"
 
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/security/msgsig"
 	"github.com/jetstreamproto/jsp/security/ratelimit"
 	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
@@ -100,6 +101,9 @@ type Gateway struct {
 	hub      *pubsub.Hub[*wire.Envelope]
 	// cluster is the bus side (Config.Bus); nil without a bus.
 	cluster *cluster
+	// resumes holds resumable sessions (resume.go); nil without a bus or
+	// with Resume.Disabled.
+	resumes *resumeStore
 	// reg is the registry and presence side (Config.Bus); nil without a
 	// bus.
 	reg *registry
@@ -114,6 +118,8 @@ type Gateway struct {
 	// nil when nothing is limited.
 	msgLimits  *ratelimit.Set
 	refusalLog *sampledLog
+	// sigGuard checks signed envelopes on ingress (signatures.go).
+	sigGuard *msgsig.Guard
 
 	listeners []*listener // fixed after New
 	http      *httpServer // nil when WebSocket is off
@@ -192,6 +198,9 @@ func New(cfg Config) (*Gateway, error) {
 	if g.msgLimits, err = g.cfg.RateLimits.messageLimits(g.adm.v6Prefix, cfg.Now); err != nil {
 		return nil, err
 	}
+	if g.sigGuard, err = newSignatureGuard(&g.cfg); err != nil {
+		return nil, err
+	}
 	hub, err := pubsub.New[*wire.Envelope](cfg.Hub)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -200,6 +209,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Bus != nil {
 		if g.cluster, err = newCluster(&g.cfg, hub, g.ops); err != nil {
 			return nil, err
+		}
+		if !cfg.Resume.Disabled {
+			g.resumes = newResumeStore(cfg.Resume, cfg.Now)
 		}
 	}
 	if cfg.Sessions != nil {
@@ -239,14 +251,16 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
-// defaultServices registers echo, notify and files.
+// defaultServices registers echo, notify, files and, with a device
+// registry, keys.
 func defaultServices(cfg Config) (*services.Registry, error) {
 	r := services.NewRegistry()
 	fs, err := files.New(files.Config{Dir: filepath.Join(cfg.DataDir, "files"), MaxFileSize: cfg.MaxFileSize, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: files service: %w", err)
 	}
-	for _, reg := range []func(*services.Registry) error{echo.Register, notify.Register, fs.Register} {
+	for _, reg := range []func(*services.Registry) error{echo.Register, notify.Register, fs.Register,
+		func(r *services.Registry) error { return registerKeys(&cfg, r) }} {
 		if err := reg(r); err != nil {
 			return nil, fmt.Errorf("gateway: register services: %w", err)
 		}
@@ -529,6 +543,7 @@ func (g *Gateway) serveConn(conn transport.Conn, release func()) {
 	sess, err := session.Accept(g.ctx, conn, g.cfg.Session, session.ServerOptions{
 		Authenticate: g.cfg.Authenticate,
 		Gateways:     g.alternatives(),
+		Resume:       g.resumeHook(),
 	})
 	<-g.handshakeSem
 	g.ops.handshake.observe(time.Since(start))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -38,7 +37,13 @@ type host struct {
 	// of the per-user rate limit ("" for anonymous sessions).
 	auth session.Identity
 	user string
+	// cred is the credential's current expiry and scopes, which a token
+	// refresh moves (refresh.go); auth keeps what HELLO proved.
+	cred *credState
 	sub  *pubsub.Subscriber[*wire.Envelope]
+	// early is closed when the TLS handshake completes; nil when it had
+	// before the session started (early.go).
+	early <-chan struct{}
 	// since is when the session was established; lastActive the Unix
 	// nanoseconds of the client's last message (presence).
 	since      time.Time
@@ -60,6 +65,10 @@ type host struct {
 	catching map[string]*catchup // guarded by cmu: channels being replayed
 	last     map[string]uint64   // guarded by cmu: last seq sent per channel
 	capped   map[string]struct{} // guarded by cmu: replay stopped at MaxReplay
+	// Resume cursors (resume.go), guarded by cmu.
+	subscribed map[string]struct{} // channels subscribed
+	base       map[string]uint64   // where each subscription started
+	acked      map[string]uint64   // the client's ACK cursors
 
 	mu        sync.Mutex
 	goingAway bool // guarded by mu: goAway has started
@@ -81,7 +90,9 @@ func newHost(g *Gateway, sess *session.Session) *host {
 			RemoteAddr: conn.RemoteAddr().String(),
 		},
 		auth:     sess.Identity(),
+		early:    handshakeDone(sess),
 		user:     sess.Identity().User,
+		cred:     newCredState(sess.Identity()),
 		inflight: make(chan struct{}, g.cfg.MaxInflight),
 		streams:  make(chan struct{}, g.cfg.MaxStreamHandlers),
 	}
@@ -97,6 +108,9 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		h.catching = map[string]*catchup{}
 		h.last = map[string]uint64{}
 		h.capped = map[string]struct{}{}
+		h.subscribed = map[string]struct{}{}
+		h.base = map[string]uint64{}
+		h.acked = map[string]uint64{}
 	}
 	return h
 }
@@ -107,6 +121,9 @@ func (h *host) run() {
 	ctx := h.sess.Context()
 	h.log.Debug("session established")
 	h.recordOpen()
+	if h.g.resumes != nil {
+		h.g.resumes.attach(h)
+	}
 	h.registryOpen()
 	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch}
 	if h.g.cluster != nil {
@@ -124,6 +141,12 @@ func (h *host) run() {
 	h.finished = true
 	h.mu.Unlock()
 	h.wg.Wait()
+	if h.g.resumes != nil {
+		// A session the client closed on purpose (NO_ERROR) or that the
+		// gateway's closing ended is not kept for a resume.
+		keep := jsperr.CodeOf(err) != jsperr.NoError && h.g.ctx.Err() == nil
+		h.g.resumes.detach(h, h.cursors(), keep)
+	}
 	h.sub.Close()
 	for name := range h.joined {
 		h.g.cluster.leave(name)
@@ -142,23 +165,6 @@ func (h *host) closeWatch(ctx context.Context) {
 	case <-ctx.Done():
 	case <-h.g.ctx.Done():
 		_ = h.sess.CloseWithError(jsperr.GoingAway, "server closed")
-	}
-}
-
-// expiryWatch closes the session with TOKEN_EXPIRED when its identity
-// expires: a credential is only good until its expiry, also on a
-// connection opened before it (the client reconnects with a fresh one).
-func (h *host) expiryWatch(ctx context.Context) {
-	exp := h.auth.Expires
-	if exp.IsZero() {
-		return
-	}
-	t := time.NewTimer(max(exp.Sub(h.g.cfg.Now()), 0))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-		h.closeWith(jsperr.TokenExpired, fmt.Sprintf("credential of %q expired at %s", h.user, exp.UTC().Format(time.RFC3339)))
 	}
 }
 
@@ -207,12 +213,18 @@ func (h *host) closeOnError(err error) {
 // recvLoop dispatches the messages the client sends on the control stream
 // and on message streams.
 func (h *host) recvLoop(ctx context.Context) {
+	if st, ok := h.sess.ResumeState().(*resumeState); ok {
+		h.resumeSubscriptions(ctx, st)
+	}
 	for {
 		in, err := h.sess.Recv(ctx)
 		if err != nil {
 			return
 		}
 		h.g.metrics.messagesIn.add(in.Type.String(), 1)
+		if !h.awaitEarly(ctx, in) {
+			return
+		}
 		h.lastActive.Store(h.g.cfg.Now().UnixNano())
 		h.g.ops.countIn(in)
 		switch in.Type {
@@ -229,6 +241,9 @@ func (h *host) recvLoop(ctx context.Context) {
 				h.rateLimited(in, err)
 				continue
 			}
+			if !h.checkSigned(ctx, in) {
+				continue
+			}
 			switch in.Type {
 			case wire.FramePublish:
 				h.publish(ctx, in.Envelope)
@@ -243,9 +258,11 @@ func (h *host) recvLoop(ctx context.Context) {
 			// reply to.
 			h.closeOnError(jsperr.Newf(jsperr.ProtocolViolation, "%s from a client", in.Type))
 			return
+		case wire.FrameAck:
+			if m, ok := in.Message.(*wire.Ack); ok {
+				h.ackCursors(m)
+			}
 		default:
-			// ACK cursors and other client messages carry state this
-			// gateway does not keep yet (resume comes with storage).
 			h.log.Debug("ignoring message", "type", in.Type.String())
 		}
 	}
@@ -316,6 +333,7 @@ func (h *host) unsubscribe(m *wire.Unsubscribe) {
 	if h.g.cluster != nil {
 		h.endCatchup(m.Channel)
 		h.leaveCluster(m.Channel)
+		h.noteUnsubscribed(m.Channel)
 	}
 	h.ack(m.ReqID)
 }
@@ -432,9 +450,15 @@ func (h *host) command(ctx context.Context, env *wire.Envelope) {
 		}
 		h.g.metrics.messagesOut.add(wire.FrameReply.String(), 1)
 	}
+	if env.Route.Kind == wire.RouteService && h.gatewayCommand(ctx, env, reply) {
+		return
+	}
 	var svc services.Service
 	if env.Route.Kind == wire.RouteService {
 		svc, _ = h.g.services.Command(env.Route.Name)
+		if svc == nil && env.Route.Name == HistoryService && h.g.cluster != nil {
+			svc = historyService{client: h.g.cluster.client}
+		}
 	}
 	if svc == nil {
 		reply(nil, jsperr.NotFound, "no service "+env.Route.Kind.String()+" "+env.Route.Name)

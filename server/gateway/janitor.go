@@ -52,6 +52,9 @@ func (g *Gateway) janitor() {
 			if g.msgLimits != nil {
 				g.msgLimits.Sweep()
 			}
+			if g.resumes != nil {
+				g.resumes.sweep()
+			}
 		}
 	}
 }

@@ -85,6 +85,9 @@ type metrics struct {
 	messagesOut *family // by frame type
 	errors      *family // by registry code name
 	quicRetries *family // QUIC address validation: "required" (Retry sent), "validated"
+	// earlyDeferred counts requests from 0-RTT data held until the
+	// handshake completed, by frame type (early.go).
+	earlyDeferred *family
 }
 
 func newMetrics() *metrics {
@@ -96,6 +99,8 @@ func newMetrics() *metrics {
 		messagesOut: newFamily("jsp_messages_out_total", "counter", "type", "Messages sent to clients, by frame type."),
 		errors:      newFamily("jsp_errors_total", "counter", "code", "Errors by JSP error code: failed handshakes, sessions closed on error, error replies."),
 		quicRetries: newFamily("jsp_quic_address_validation_total", "counter", "event", "QUIC address validation: Retry required of an attempt, attempts that arrived validated."),
+		earlyDeferred: newFamily("jsp_early_requests_deferred_total", "counter", "type",
+			"Requests read from 0-RTT data that waited for the TLS handshake because they are not idempotent, by frame type."),
 	}
 	// The session gauge always lists the built-in transports, so that a
 	// dashboard shows 0 rather than no data.
@@ -115,7 +120,7 @@ type gauge struct {
 // exposition format (version 0.0.4).
 func (m *metrics) write(w io.Writer, extra []gauge) error {
 	bw := bufio.NewWriter(w)
-	for _, f := range []*family{m.sessions, m.accepted, m.refused, m.messagesIn, m.messagesOut, m.errors, m.quicRetries} {
+	for _, f := range []*family{m.sessions, m.accepted, m.refused, m.messagesIn, m.messagesOut, m.errors, m.quicRetries, m.earlyDeferred} {
 		f.write(bw)
 	}
 	for _, g := range extra {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/session"
 )
 
@@ -170,11 +171,17 @@ func (g *Gateway) WriteMetrics(w io.Writer) error {
 			gauge{"jsp_bus_gaps_total", "counter", "Gaps in a channel's live events that sessions filled from storage.", int64(g.cluster.gaps.Load())},
 		)
 	}
+	if g.resumes != nil {
+		gauges = append(gauges, g.resumes.gauges()...)
+	}
 	bw := bufio.NewWriter(w)
 	if err := g.metrics.write(bw, gauges); err != nil {
 		return err
 	}
 	g.writeOps(bw)
+	if err := core.WriteBreakerMetrics(bw, g.cfg.Breakers...); err != nil {
+		return err
+	}
 	return bw.Flush()
 }
 

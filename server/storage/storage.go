@@ -53,6 +53,9 @@ type Store interface {
 	AuditLog
 	MessageLog
 	KVStore
+	WebhookStore
+	NotifyStore
+	DeviceStore
 
 	// Purge deletes rows whose time has passed: de-duplication entries
 	// older than the window and expired key/value entries. Expired rows

@@ -131,6 +131,16 @@ type Config struct {
 	// and cannot switch between a socket with ECN and one without. Default false: Migrate fails with
 	// ErrNotMigratable. Listen ignores it.
 	Migratable bool
+	// Allow0RTT turns on 0-RTT (early.go). On a listener it accepts 0-RTT
+	// data from resuming clients, and Accept returns each connection
+	// before its handshake completes (Conn.HandshakeComplete says when);
+	// the caller must not act on a non-idempotent request read before
+	// then, since 0-RTT data can be replayed (JSP §7.1). On Dial it sends
+	// the first flight as 0-RTT data when tls.Config.ClientSessionCache
+	// holds a ticket for the server, and returns before the handshake
+	// completes. Default false: no 0-RTT, Accept and Dial return completed
+	// handshakes.
+	Allow0RTT bool
 }
 
 // ClientInfo describes a connection attempt to ConnContext.
@@ -264,7 +274,8 @@ func (c *Config) quicConfig() *quicgo.Config {
 		MaxIncomingUniStreams:          -1, // quic-go: negative allows none
 		EnableDatagrams:                !c.DisableDatagrams,
 		// 0-RTT data can be replayed; JSP allows it only for idempotent
-		// requests (ARCHITECTURE §5), which this layer cannot tell apart.
-		Allow0RTT: false,
+		// requests (JSP §7.1), which this layer cannot tell apart: it
+		// only reports when the handshake completes (early.go).
+		Allow0RTT: c.Allow0RTT,
 	}
 }

@@ -29,6 +29,11 @@
 //     and Config.ConnContext (refuse or tag an attempt before its
 //     handshake) let a server filter connections before they cost a
 //     handshake; a listener with hooks runs its own quic-go Transport.
+//   - 0-RTT (Config.Allow0RTT, off by default): a listener returns
+//     connections before their handshake completes and a dialer with a
+//     session ticket sends its first flight early; Conn.HandshakeComplete
+//     tells the layer above when the data it read can no longer be a
+//     replay (early.go).
 //   - Connection migration (RFC 9000 §9): a connection dialed with
 //     Config.Migratable moves to a new UDP socket with Conn.Migrate, which
 //     probes the new path (PATH_CHALLENGE) and switches to it without a new
@@ -59,7 +64,7 @@ import (
 
 // Listener accepts QUIC connections. It implements transport.Listener.
 type Listener struct {
-	ln  *quicgo.Listener
+	ln  acceptor // quic-go's Listener, or its EarlyListener with Allow0RTT
 	cfg Config
 	// own is set when the listener runs its own quic-go Transport, which
 	// the hooks (Config.VerifySourceAddress, Config.ConnContext) need.
@@ -86,11 +91,17 @@ func Listen(addr string, tlsConf *tls.Config, cfg Config) (transport.Listener, e
 	if c.hooked() {
 		return listenHooked(addr, tc, c)
 	}
-	var ln *quicgo.Listener
-	if c.PacketConn != nil {
+	var ln acceptor
+	switch {
+	case c.PacketConn != nil && c.Allow0RTT:
+		addr = c.PacketConn.LocalAddr().String()
+		ln, err = quicgo.ListenEarly(c.PacketConn, tc, c.quicConfig())
+	case c.PacketConn != nil:
 		addr = c.PacketConn.LocalAddr().String()
 		ln, err = quicgo.Listen(c.PacketConn, tc, c.quicConfig())
-	} else {
+	case c.Allow0RTT:
+		ln, err = quicgo.ListenAddrEarly(addr, tc, c.quicConfig())
+	default:
 		ln, err = quicgo.ListenAddr(addr, tc, c.quicConfig())
 	}
 	if err != nil {
@@ -121,7 +132,7 @@ func listenHooked(addr string, tc *tls.Config, c Config) (*Listener, error) {
 			return hook(ctx, ClientInfo{RemoteAddr: info.RemoteAddr, AddrVerified: info.AddrVerified})
 		}
 	}
-	ln, err := tr.Listen(tc, c.quicConfig())
+	ln, err := listenOn(tr, tc, &c)
 	if err != nil {
 		_ = tr.Close()
 		if created != nil {
@@ -219,7 +230,12 @@ func (l *Listener) Accept(ctx context.Context) (transport.Conn, error) {
 		}
 		// quic-go already insists on TLS 1.3 and a common ALPN; checking
 		// the outcome keeps that guarantee independent of its internals.
-		if err := tlsconf.CheckState(qc.ConnectionState().TLS); err != nil {
+		// With 0-RTT the handshake may still be running (early.go).
+		check := tlsconf.CheckState
+		if l.cfg.Allow0RTT {
+			check = checkEarlyState
+		}
+		if err := check(qc.ConnectionState().TLS); err != nil {
 			_ = qc.CloseWithError(quicgo.ApplicationErrorCode(jsperr.TlsRequired), err.Error())
 			continue
 		}
@@ -293,7 +309,11 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tr
 			own.pc, own.owned = newRetirableConn(uc), true
 		}
 		own.tr = &quicgo.Transport{Conn: own.pc}
-		qc, err = own.tr.Dial(ctx, udpAddr, tc, c.quicConfig())
+		if c.Allow0RTT {
+			qc, err = own.tr.DialEarly(ctx, udpAddr, tc, c.quicConfig())
+		} else {
+			qc, err = own.tr.Dial(ctx, udpAddr, tc, c.quicConfig())
+		}
 		if err != nil {
 			own.close()
 		}
@@ -302,7 +322,13 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tr
 		if rerr != nil {
 			return nil, fmt.Errorf("quic: dial %s: %w", addr, rerr)
 		}
-		qc, err = quicgo.Dial(ctx, c.PacketConn, udpAddr, tc, c.quicConfig())
+		if c.Allow0RTT {
+			qc, err = quicgo.DialEarly(ctx, c.PacketConn, udpAddr, tc, c.quicConfig())
+		} else {
+			qc, err = quicgo.Dial(ctx, c.PacketConn, udpAddr, tc, c.quicConfig())
+		}
+	case c.Allow0RTT:
+		qc, err = quicgo.DialAddrEarly(ctx, addr, tc, c.quicConfig())
 	default:
 		qc, err = quicgo.DialAddr(ctx, addr, tc, c.quicConfig())
 	}
@@ -312,7 +338,13 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tr
 		}
 		return nil, fmt.Errorf("quic: dial %s: %w", addr, dialError(err))
 	}
-	if err := tlsconf.CheckState(qc.ConnectionState().TLS); err != nil {
+	check := tlsconf.CheckState
+	if c.Allow0RTT {
+		// A client sending 0-RTT data knows nothing of the handshake's
+		// outcome yet; the check runs when it completes (early.go).
+		check = checkLater(qc)
+	}
+	if err := check(qc.ConnectionState().TLS); err != nil {
 		_ = qc.CloseWithError(quicgo.ApplicationErrorCode(jsperr.TlsRequired), err.Error())
 		if own != nil {
 			own.close()

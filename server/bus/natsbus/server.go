@@ -74,6 +74,13 @@ type ServerConfig struct {
 	// in-process ones too, must log in as one of them and gets that
 	// user's permissions (see UserFor). Default: no authorization.
 	Users []*server.User
+	// Authorize, when set, authorizes every TLS client by its connection
+	// state (IdentityAuthorizer maps a service certificate to its role's
+	// permissions); the in-process connection (Server.Connect, Embedded)
+	// logs in as InternalUser with a secret generated at start. It needs
+	// TLS with a client certificate requirement and excludes Users and
+	// VerifyAndMap.
+	Authorize Authorizer
 	// Cluster, when Cluster.Listen is set, joins this server into a NATS
 	// cluster over routes.
 	Cluster ClusterConfig
@@ -126,6 +133,10 @@ func (c *ServerConfig) validate() error {
 		return errors.New("natsbus: server config: TLS needs Listen")
 	case c.VerifyAndMap && (c.TLS == nil || len(c.Users) == 0):
 		return errors.New("natsbus: server config: VerifyAndMap needs TLS and Users")
+	case c.Authorize != nil && (c.TLS == nil || c.TLS.ClientAuth == tls.NoClientCert):
+		return errors.New("natsbus: server config: Authorize needs TLS that requires client certificates")
+	case c.Authorize != nil && (len(c.Users) > 0 || c.VerifyAndMap):
+		return errors.New("natsbus: server config: Authorize excludes Users and VerifyAndMap")
 	case c.MaxMemory < 0, c.MaxStore < 0, c.ReadyTimeout < 0:
 		return errors.New("natsbus: server config: negative limit")
 	case len(c.Cluster.Routes) > 0 && c.Cluster.Listen == "":
@@ -153,8 +164,9 @@ func hostPort(addr string) (string, int, error) {
 
 // Server is an embedded nats-server with JetStream.
 type Server struct {
-	ns  *server.Server
-	cfg ServerConfig
+	ns   *server.Server
+	cfg  ServerConfig
+	auth *identityAuth // set when cfg.Authorize is
 }
 
 // StartServer starts an embedded server and waits until it accepts
@@ -173,6 +185,14 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		// The process owns signal handling, not the embedded server.
 		NoSigs: true,
 		Users:  cfg.Users,
+	}
+	var ia *identityAuth
+	if cfg.Authorize != nil {
+		var err error
+		if ia, err = newIdentityAuth(cfg.Authorize, cfg.Logger.With("nats_server", cfg.Name)); err != nil {
+			return nil, err
+		}
+		opts.CustomClientAuthentication = ia
 	}
 	if cfg.MaxMemory == 0 {
 		opts.JetStreamMaxMemory = -1
@@ -236,7 +256,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		}
 		return nil, fmt.Errorf("natsbus: server %s not ready within %v", cfg.Name, cfg.ReadyTimeout)
 	}
-	return &Server{ns: ns, cfg: cfg}, nil
+	return &Server{ns: ns, cfg: cfg, auth: ia}, nil
 }
 
 // ClientURL returns the client listener's URL, "" without a listener.
@@ -280,7 +300,16 @@ func (s *Server) WaitJetStream(ctx context.Context) error {
 // Connect opens an in-process connection to the server: no socket, the
 // same client protocol.
 func (s *Server) Connect(cfg ClientConfig) (*Bus, error) {
-	return connect(nil, s, cfg)
+	return connect(nil, s, s.internal(cfg))
+}
+
+// internal fills in the in-process credentials of a server with
+// Authorize when cfg names no user.
+func (s *Server) internal(cfg ClientConfig) ClientConfig {
+	if s.auth != nil && cfg.User == "" {
+		cfg.User, cfg.Password = InternalUser, s.auth.secret
+	}
+	return cfg
 }
 
 // Shutdown stops the server and waits until it has.
@@ -305,7 +334,7 @@ func Embedded(cfg EmbeddedConfig) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := connect(nil, srv, cfg.Client)
+	b, err := connect(nil, srv, srv.internal(cfg.Client))
 	if err != nil {
 		srv.Shutdown()
 		return nil, err

@@ -88,6 +88,8 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"Audit", auditTests},
 		{"Messages", messageTests},
 		{"KV", kvTests},
+		{"Notify", notifyTests},
+		{"Devices", deviceTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/session"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+// credState is a session's credential as it stands: HELLO set it, each
+// token refresh (JSP §5.9.1) moves the expiry and may narrow the scopes.
+type credState struct {
+	mu      sync.Mutex
+	expires time.Time // guarded by mu; zero = never
+	scopes  []string  // guarded by mu
+	// moved wakes expiryWatch after a refresh; one pending signal is
+	// enough, it rereads the expiry.
+	moved chan struct{}
+}
+
+func newCredState(id session.Identity) *credState {
+	return &credState{expires: id.Expires, scopes: slices.Clone(id.Scopes), moved: make(chan struct{}, 1)}
+}
+
+func (c *credState) get() (time.Time, []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.expires, c.scopes
+}
+
+func (c *credState) set(expires time.Time, scopes []string) {
+	c.mu.Lock()
+	c.expires, c.scopes = expires, slices.Clone(scopes)
+	c.mu.Unlock()
+	select {
+	case c.moved <- struct{}{}:
+	default:
+	}
+}
+
+// hasScope reports whether the session's credential grants scope now.
+func (c *credState) hasScope(scope string) bool {
+	_, scopes := c.get()
+	return slices.Contains(scopes, scope)
+}
+
+// expiryWatch closes the session with TOKEN_EXPIRED when its credential
+// expires without a refresh: a credential is only good until its expiry,
+// also on a connection opened before it. A refresh moves the deadline.
+func (h *host) expiryWatch(ctx context.Context) {
+	for {
+		exp, _ := h.cred.get()
+		var fire <-chan time.Time
+		var t *time.Timer
+		if !exp.IsZero() {
+			t = time.NewTimer(max(exp.Sub(h.g.cfg.Now()), 0))
+			fire = t.C
+		}
+		select {
+		case <-ctx.Done():
+			if t != nil {
+				t.Stop()
+			}
+			return
+		case <-h.cred.moved:
+			if t != nil {
+				t.Stop()
+			}
+		case <-fire:
+			h.closeWith(jsperr.TokenExpired, fmt.Sprintf("credential of %q expired at %s", h.user, exp.UTC().Format(time.RFC3339)))
+			return
+		}
+	}
+}
+
+// replyFunc sends a command's REPLY: a body, or a code and reason.
+type replyFunc func(body []byte, code jsperr.Code, reason string)
+
+// gatewayCommand serves the commands the gateway answers itself, because
+// they act on the session or need its identity: the token refresh and the
+// admin commands. It reports whether env was one of them.
+func (h *host) gatewayCommand(ctx context.Context, env *wire.Envelope, reply replyFunc) bool {
+	switch {
+	case env.Route.Name == session.RefreshService:
+		h.refresh(ctx, env, reply)
+		return true
+	case isAdminCommand(env.Route.Name):
+		h.admin(ctx, env, reply)
+		return true
+	}
+	return false
+}
+
+// refresh extends the session's credential with the token in env (JSP
+// §5.9.1): Config.Refresh checks it against the current identity; on
+// success the expiry moves and the REPLY carries it. A refused token
+// leaves the session as it was; it still ends at the old expiry.
+func (h *host) refresh(ctx context.Context, env *wire.Envelope, reply replyFunc) {
+	if h.g.cfg.Refresh == nil {
+		reply(nil, jsperr.RefreshUnsupported, "this server does not refresh credentials")
+		return
+	}
+	tok, err := session.ParseRefreshRequest(env.Body)
+	if err != nil {
+		reply(nil, jsperr.BadRequest, err.Error())
+		return
+	}
+	cur := h.auth
+	cur.Expires, cur.Scopes = h.cred.get()
+	id, err := h.g.cfg.Refresh(ctx, cur, tok)
+	if err != nil {
+		code, reason := errorReply(err)
+		h.g.refusalLog.log("gateway: refresh refused", "code", code.String(), "reason", reason,
+			"session", h.id, "user", h.user, "remote", h.ident.RemoteAddr)
+		reply(nil, code, reason)
+		return
+	}
+	h.cred.set(id.Expires, id.Scopes)
+	h.log.Debug("credential refreshed", "expires", id.Expires)
+	reply(session.AppendRefreshReply(nil, id.Expires), jsperr.NoError, "")
+}
