@@ -49,7 +49,9 @@ type deployment struct {
 }
 
 func newDeployment(t *testing.T) *deployment {
+	start := time.Now()
 	dsn := pgtest.DSN(t) // skips (or fails in CI) without PostgreSQL
+	t.Logf("PostgreSQL up in %v", time.Since(start).Round(time.Millisecond))
 	dir := t.TempDir()
 	bin := buildJSP(t, dir)
 	d := &deployment{t: t, dsn: dsn}
@@ -415,13 +417,25 @@ func TestMultiNode(t *testing.T) {
 	waitAll("core killed", subA, subB)
 	t.Logf("core killed: %d messages at %v", total, time.Since(started).Round(time.Millisecond))
 
-	// 3. kill -9 of one gateway: its clients move to the other one.
+	// 3. kill -9 of one gateway: its clients move to the other one. The
+	// Go SDK publisher on it (PublishAcked) resends what was not ACKed on
+	// its next session, found in the WELCOME list.
+	sdkPub := d.subscribe(t, 0)
 	for i := range 30 {
 		if i == 5 {
 			d.gws[0].kill(t)
 		}
 		publish(pubA, fmt.Sprintf("gw-kill-a-%d", i))
 		publish(pubB, fmt.Sprintf("gw-kill-b-%d", i))
+		body := fmt.Sprintf("gw-kill-sdk-%d", i)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := sdkPub.c.PublishAcked(ctx, channel, []byte(body)); err != nil {
+			cancel()
+			t.Fatalf("SDK publisher across the gateway kill: %v", err)
+		}
+		cancel()
+		bodies[body] = true
+		total++
 	}
 	eventually(t, 20*time.Second, "subscriber of gw-1 reconnected to gw-2", func() bool {
 		return strings.HasSuffix(subA.c.Info().URL, d.gwAddr[1]) && subA.c.Info().URL != ""
@@ -447,15 +461,20 @@ func TestMultiNode(t *testing.T) {
 	}
 	_ = subA.c.Close()
 	_ = subB.c.Close()
+	_ = sdkPub.c.Close()
 	pubA.drop()
 	pubB.drop()
 
 	// 5. Restart everything: graceful stops (status 0), then the same
 	// data on fresh processes; history is intact.
 	for _, p := range append(append([]*proc{d.gws[1]}, d.cores[1]), d.nats[0], d.nats[1]) {
+		s := time.Now()
 		p.stop(t, 20*time.Second)
+		t.Logf("%s stopped in %v", p.name, time.Since(s).Round(time.Millisecond))
 	}
+	t.Logf("stopped at %v", time.Since(started).Round(time.Millisecond))
 	d.startNATS()
+	t.Logf("NATS restarted at %v", time.Since(started).Round(time.Millisecond))
 	d.startServers()
 	subC := d.subscribe(t, 0, client.Since(0))
 	waitAll("after restart", subC)

@@ -59,6 +59,9 @@ type registry struct {
 	// errors counts failed registry writes (bus errors).
 	errors atomic.Uint64
 
+	// kick asks run to write the gateway's entry now (drain).
+	kick chan struct{}
+
 	mu       sync.Mutex
 	draining bool        // guarded by mu
 	watcher  bus.Watcher // guarded by mu; nil until the buckets are open
@@ -68,7 +71,7 @@ type registry struct {
 // newRegistry returns the registry of a gateway with Config.Bus; run
 // opens the buckets.
 func newRegistry(g *Gateway) *registry {
-	r := &registry{g: g}
+	r := &registry{g: g, kick: make(chan struct{}, 1)}
 	empty := []string{}
 	r.peers.Store(&empty)
 	return r
@@ -204,6 +207,10 @@ func (r *registry) run() {
 				}
 			}
 			return
+		case <-r.kick:
+			if opened {
+				r.putGateway(r.g.ctx, r.g.Health().Sessions)
+			}
 		case <-t.C:
 			if !opened {
 				if opened = r.open(r.g.ctx); !opened {
@@ -257,12 +264,16 @@ func (r *registry) putGateway(ctx context.Context, sessions int) {
 }
 
 // drain marks the gateway draining in the registry, so that other
-// gateways stop announcing it at once.
+// gateways stop announcing it at once. The write happens on run's
+// goroutine: a bus that does not answer must not delay the GOAWAYs.
 func (r *registry) drain() {
 	r.mu.Lock()
 	r.draining = true
 	r.mu.Unlock()
-	r.putGateway(r.g.ctx, r.g.Health().Sessions)
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 }
 
 func (r *registry) putSession(ctx context.Context, h *host) {
