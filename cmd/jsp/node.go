@@ -139,22 +139,6 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		return nil, err
 	}
 	nd.bus, nd.breakers = gb, append(nd.breakers, gb.Breaker())
-	// nb keeps a failed connect's nil *natsbus.Bus out of nd.bus: a typed
-	// nil in the interface would look like a bus to close.
-	var nb *natsbus.Bus
-	if len(n.nats) > 0 {
-		if nb, err = natsbus.Connect(n.nats, natsbus.ClientConfig{Name: "jsp-" + n.role, Logger: log}); err != nil {
-			return nil, fmt.Errorf("--nats %s: %w", strings.Join(n.nats, ","), err)
-		}
-	} else {
-		if nb, err = natsbus.Embedded(natsbus.EmbeddedConfig{
-			Server: natsbus.ServerConfig{DataDir: dataDir, Listen: n.natsListen, Logger: log},
-			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log},
-		}); err != nil {
-			return nil, fmt.Errorf("embedded NATS under %s: %w", filepath.Join(dataDir, natsbus.StoreSubdir), err)
-		}
-	}
-	nd.bus = nb
 	// A split gateway keeps session records only when told where: its
 	// own default SQLite file would be a database nobody else reads.
 	if n.role != roleGateway || n.dbSet {

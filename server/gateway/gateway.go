@@ -39,7 +39,10 @@
 // the hub with the core's number; SUBSCRIBE with Since first replays the
 // committed messages after Since from the core, buffering live events
 // meanwhile, then continues live. Session records go to Config.Sessions
-// directly (docs/operations.md says why).
+// directly (docs/operations.md says why). The registry (registry.go) keeps
+// the live sessions and the gateway's own entry in NATS KV, refreshed
+// every RegistryHeartbeat: presence queries read it, and the other live
+// gateways it lists go to clients in WELCOME and GOAWAY.
 //
 // Every refusal carries its registry code to the client (in ERROR, or as
 // the close code when no session exists yet) and is logged with its reason
