@@ -46,12 +46,15 @@ func TestHistogram(t *testing.T) {
 func TestOpsMetrics(t *testing.T) {
 	f := newClusterFixture(t, embeddedBus(t))
 	g := f.gateway(t, "gw-metrics")
+	// Subscriber and publisher on separate sessions: publishAcked skips
+	// the events that arrive before the ACK.
 	s := g.dial(t, transport.KindMem)
 	if err := s.Send(&wire.Subscribe{Channel: "m", ReqID: []byte("s1")}); err != nil {
 		t.Fatal(err)
 	}
 	recvType(t, s, wire.FrameAck)
-	if err := publishAcked(t, s, "m", "p1", "hello"); err != nil {
+	pub := g.dial(t, transport.KindMem)
+	if err := publishAcked(t, pub, "m", "p1", "hello"); err != nil {
 		t.Fatal(err)
 	}
 	recvType(t, s, wire.FrameEvent)
@@ -64,7 +67,8 @@ func TestOpsMetrics(t *testing.T) {
 		`jsp_messages_total{class="chat",direction="in"} 1`,
 		`jsp_messages_total{class="chat",direction="out"} 1`,
 		`jsp_messages_total{class="system",direction="in"} 1`, // the SUBSCRIBE
-		"jsp_handshake_seconds_count 1",
+		`jsp_sessions{transport="mem"} 2`,
+		"jsp_handshake_seconds_count 2",
 		"jsp_publish_commit_seconds_count 1",
 		"jsp_delivery_seconds_count 1",
 		`jsp_queue_depth{queue="publish"} 0`,
