@@ -90,11 +90,13 @@ type node struct {
 	presence bus.Watcher
 	// nats is the NATS bus under the breaker guard, for its metrics.
 	nats *natsbus.Bus
+	// log receives the shutdown steps.
+	log *slog.Logger
 }
 
 // openNode opens the bus, the store and the core the role needs.
 func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger) (_ *node, err error) {
-	nd := &node{}
+	nd := &node{log: log}
 	defer func() {
 		if err != nil {
 			nd.close()
@@ -180,20 +182,29 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 // embedded NATS server): the core finishes its commits before the store
 // and the bus go.
 func (nd *node) close() {
+	step := func(what string, f func()) {
+		start := time.Now()
+		f()
+		if nd.log != nil {
+			nd.log.Debug("shutdown: "+what, "took", time.Since(start))
+		}
+	}
 	if nd.presence != nil {
-		nd.presence.Stop()
+		step("presence recorder stopped", nd.presence.Stop)
 	}
 	if nd.core != nil {
 		// Commits in progress finish before the store closes.
-		ctx, cancel := context.WithTimeout(context.Background(), core.DefaultRequestTimeout)
-		_ = nd.core.Shutdown(ctx)
-		cancel()
+		step("core stopped", func() {
+			ctx, cancel := context.WithTimeout(context.Background(), core.DefaultRequestTimeout)
+			_ = nd.core.Shutdown(ctx)
+			cancel()
+		})
 	}
 	if nd.store != nil {
-		_ = nd.store.Close()
+		step("store closed", func() { _ = nd.store.Close() })
 	}
 	if nd.bus != nil {
-		_ = nd.bus.Close()
+		step("bus closed", func() { _ = nd.bus.Close() })
 	}
 	if nd.tls != nil {
 		nd.tls.Close()

@@ -45,7 +45,10 @@
 // resumable (resume.go, Config.Resume): a dropped session's subscriptions
 // and cursors are kept for a window, and a HELLO with its token continues
 // it with a replay from storage; the built-in command service jsp.history
-// (history.go) pages a channel's committed events.
+// (history.go) pages a channel's committed events. The registry
+// (registry.go) keeps the live sessions and the gateway's own entry in
+// NATS KV, refreshed every RegistryHeartbeat: presence queries read it,
+// and the other live gateways it lists go to clients in WELCOME and GOAWAY.
 //
 // Every refusal carries its registry code to the client (in ERROR, or as
 // the close code when no session exists yet) and is logged with its reason

@@ -126,8 +126,12 @@ func (h *host) run() {
 	if h.g.resumes != nil {
 		h.g.resumes.attach(h)
 	}
-	h.registryOpen()
 	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch}
+	if h.g.reg != nil {
+		// Off the session's path: a bus that is slow to answer must not
+		// delay the session. run joins it before registryClose.
+		loops = append(loops, func(context.Context) { h.registryOpen() })
+	}
 	if h.g.cluster != nil {
 		loops = append(loops, h.publishLoop)
 	}
