@@ -24,7 +24,8 @@
 // changes). The Room sets the client's NOTIFY handler (key-frame requests
 // arrive as notifications) for as long as it is open.
 //
-// Goroutines: the Mux's (joined by Close); event and notification
+// Goroutines: the Mux's and one that closes it when the session ends,
+// both joined by Close; event and notification
 // handlers run on the client's handler goroutines.
 package voice
 
@@ -100,6 +101,9 @@ type Room struct {
 	sub  *client.Subscription
 
 	maxFrame int
+	// done ends the watch goroutine; wg joins it.
+	done chan struct{}
+	wg   sync.WaitGroup
 
 	mu       sync.Mutex
 	nextFlow wire.FlowID             // guarded by mu
@@ -150,6 +154,17 @@ func Join(ctx context.Context, c *client.Client, room string, opts Options) (*Ro
 		return nil, fmt.Errorf("voice: events of %q: %w", room, err)
 	}
 	r.mux = media.NewMux(sess, media.MuxConfig{})
+	r.done = make(chan struct{})
+	r.wg.Add(1)
+	go func() {
+		// The media stops with the session it runs on.
+		defer r.wg.Done()
+		select {
+		case <-sess.Context().Done():
+		case <-r.done:
+		}
+		_ = r.mux.Close()
+	}()
 	return r, nil
 }
 
@@ -538,6 +553,7 @@ func (r *Room) Close(ctx context.Context) error {
 	}
 	_ = r.sub.Unsubscribe(ctx)
 	_ = r.c.OnNotify(nil)
-	_ = r.mux.Close()
+	close(r.done)
+	r.wg.Wait()
 	return err
 }

@@ -451,7 +451,7 @@ func (s *Service) Member(room, user string) bool {
 }
 
 // Authorize implements core.Authorizer for room channels: subscribing to
-// voice.<room> needs a participant in the room; PUBLISH is refused, as
+// voice.<room> (and its empty history) needs a participant in the room; PUBLISH is refused, as
 // room events come from the service only. Other channels pass.
 func (s *Service) Authorize(_ context.Context, id core.Identity, a core.Action) error {
 	if a.Op == core.OpCommand {
@@ -467,7 +467,9 @@ func (s *Service) Authorize(_ context.Context, id core.Identity, a core.Action) 
 	switch a.Op {
 	case core.OpPublish:
 		return jsperr.New(jsperr.Forbidden, "voice: room channels are written by the rooms service only")
-	case core.OpSubscribe:
+	case core.OpSubscribe, core.OpRecover, core.OpHistory:
+		// Room events are ephemeral: history and recovery find nothing,
+		// but a subscription asks for its position first.
 		if id.Anonymous() || !s.Member(room, id.User) {
 			return jsperr.Newf(jsperr.NotInRoom, "voice: join room %q before subscribing", room)
 		}
