@@ -367,7 +367,9 @@ func (t *LocalTrack) Stats() []media.SenderStats {
 
 // SetMuted mutes or unmutes the track (the media keeps flowing; muting
 // is a signal to the room, the app stops writing frames).
-func (t *LocalTrack) SetMuted(ctx context.Context, muted bool) error { return t.r.Mute(ctx, t.info.ID, muted) }
+func (t *LocalTrack) SetMuted(ctx context.Context, muted bool) error {
+	return t.r.Mute(ctx, t.info.ID, muted)
+}
 
 // Unpublish stops the track.
 func (t *LocalTrack) Unpublish(ctx context.Context) error {
