@@ -10,6 +10,8 @@ import (
 	"github.com/jetstreamproto/jsp/client/voice"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/media"
+	"github.com/jetstreamproto/jsp/reliability/mediapkt"
+	"github.com/jetstreamproto/jsp/server/gateway"
 	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
 )
 
@@ -88,7 +90,8 @@ func TestRoomAcrossGateways(t *testing.T) {
 	// 60 frames of 20 ms: audio every tick, video every other tick.
 	const n = 60
 	for i := range n {
-		f := media.Frame{Timestamp: uint32(i * 960), Payload: bytes.Repeat([]byte{byte(i)}, 60)}
+		f := media.Frame{Timestamp: uint32(i * 960), Payload: bytes.Repeat([]byte{byte(i)}, 60),
+			HasAudioLevel: true, AudioLevel: mediapkt.AudioLevel{Voice: true, Level: 10}}
 		if err := mic.WriteFrame(0, f); err != nil {
 			t.Fatal(err)
 		}
@@ -115,6 +118,13 @@ func TestRoomAcrossGateways(t *testing.T) {
 		}
 		t.Logf("%s mic: frames %d, bitrate %.0f bit/s, lost %d, jitter %v", name, st.Frames, st.Bitrate, st.Lost, st.Jitter)
 	}
+
+	// The forwarder at alice's gateway heard her: an active-speaker event.
+	waitFor(t, "carol sees alice speak", func() bool {
+		return evC.has(string(voiceproto.EvSpeakers), func(e voice.Event) bool {
+			return len(e.Speakers) > 0 && e.Speakers[0].Participant == alice.Me().ID
+		})
+	})
 
 	// Frame limit, layer bounds, permissions.
 	if err := mic.WriteFrame(0, media.Frame{Payload: make([]byte, alice.MaxFrameBytes()+1)}); jsperr.CodeOf(err) != jsperr.MessageTooLarge {
@@ -149,4 +159,42 @@ func TestRoomAcrossGateways(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "carol sees the end", func() bool { return evC.has(string(voiceproto.EvEnded), nil) })
+}
+
+// TestMediaBindingLimit: a session binds at most gateway.MaxMediaBindings
+// flows; the next binding is refused with TOO_MANY_ROOM_TRACKS.
+func TestMediaBindingLimit(t *testing.T) {
+	cl := newCluster(t, 1)
+	ctx := ctxT(t)
+	a, err := voice.Join(ctx, cl.connect("alice", 0, nil), "r", voice.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	mic, err := a.PublishTrack(ctx, voice.TrackOptions{Name: "mic", Kind: voice.KindAudio, Codec: "opus"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := cl.connect("bob", 0, nil)
+	b, err := voice.Join(ctx, bc, "r", voice.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	sub := func(flow uint64) error {
+		req := voiceproto.Request{Op: voiceproto.MediaSubscribe, Room: "r", Track: mic.ID(), Flows: []uint64{flow}}
+		_, err := bc.CommandWithHeaders(ctx, voiceproto.MediaService, voiceproto.Marshal(req), map[string]string{"key": "r"})
+		return err
+	}
+	for i := range gateway.MaxMediaBindings {
+		if err := sub(uint64(100 + i)); err != nil {
+			t.Fatalf("binding %d: %v", i, err)
+		}
+	}
+	if err := sub(1000); jsperr.CodeOf(err) != jsperr.TooManyRoomTracks {
+		t.Fatalf("binding over the limit: %v", err)
+	}
+	if err := sub(100); jsperr.CodeOf(err) != jsperr.TooManyRoomTracks && jsperr.CodeOf(err) != jsperr.BadRequest {
+		t.Fatalf("flow bound twice: %v", err)
+	}
 }
