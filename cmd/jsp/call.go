@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -196,6 +197,11 @@ type recorder struct {
 	ogg *ogg.OpusWriter
 	ivf *ivf.Writer
 	n   int
+	// pending holds one video frame: at a simulcast up-switch the
+	// forwarder sends the old layer's frame and the new layer's key frame
+	// of the same capture time; the key frame replaces it, since IVF
+	// needs rising timestamps.
+	pending *media.ReceivedFrame
 }
 
 // subscribe receives a track of another participant and records it.
@@ -262,15 +268,19 @@ func (r *recorder) open(dir string, t voice.Track) error {
 }
 
 func (r *recorder) write(fr media.ReceivedFrame) {
-	var err error
 	switch {
 	case r.ogg != nil:
-		err = r.ogg.WritePacket(fr.Payload)
+		if r.ogg.WritePacket(fr.Payload) == nil {
+			r.n++
+		}
 	case r.ivf != nil:
-		err = r.ivf.WriteFrame(uint64(fr.Timestamp), fr.Payload)
-	}
-	if err == nil {
-		r.n++
+		fr.Payload = bytes.Clone(fr.Payload)
+		if p := r.pending; p != nil && !(fr.KeyFrame && fr.Timestamp-p.Timestamp < voice.VideoClockRate/100) {
+			if r.ivf.WriteFrame(uint64(p.Timestamp), p.Payload) == nil {
+				r.n++
+			}
+		}
+		r.pending = &fr
 	}
 }
 
@@ -282,6 +292,9 @@ func (c *call) closeRecorders() {
 			_ = r.ogg.Close()
 		}
 		if r.ivf != nil {
+			if p := r.pending; p != nil && r.ivf.WriteFrame(uint64(p.Timestamp), p.Payload) == nil {
+				r.n++
+			}
 			_ = r.ivf.Close()
 		}
 		if r.f != nil {
