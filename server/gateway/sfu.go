@@ -30,8 +30,9 @@ package gateway
 // with the host's other loops and one writer per subscription, all joined
 // by host.run; per room, one loop (speakers, wants) joined by mediaHub
 // close or when the room empties. Lock order: mediaHub.mu, then
-// hostMedia.mu; sfu's locks are taken with neither held except in
-// WritePacket from mediaFlowLoop (hostMedia.mu released first).
+// hostMedia.mu, then the forwarder's own locks (binding and unbinding
+// publish, subscribe and close under both); the forwarder's callbacks
+// (key-frame requests) and the packet paths take neither of ours.
 
 import (
 	"context"
