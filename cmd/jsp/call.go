@@ -99,7 +99,7 @@ func runCall(ctx context.Context, f *callFlags, url string, out, errOut io.Write
 			return fmt.Errorf("--record: %w", err)
 		}
 	}
-	cl := &call{out: out, dir: f.record, recs: map[string]*recorder{}}
+	cl := &call{out: out, dir: f.record, recs: map[string]*recorder{}, ctx: ctx}
 	cl.room, err = voice.Join(ctx, c, f.room, voice.Options{OnEvent: cl.onEvent})
 	if err != nil {
 		return fmt.Errorf("join %q: %w", f.room, err)
@@ -107,6 +107,9 @@ func runCall(ctx context.Context, f *callFlags, url string, out, errOut io.Write
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
+		cl.mu.Lock()
+		cl.closing = true
+		cl.mu.Unlock()
 		cl.wg.Wait()
 		_ = cl.room.Close(cctx)
 		cl.closeRecorders()
@@ -121,7 +124,6 @@ func runCall(ctx context.Context, f *callFlags, url string, out, errOut io.Write
 			cl.subscribe(ctx, t)
 		}
 	}
-	cl.ctx = ctx
 
 	var (
 		wg   sync.WaitGroup
@@ -156,12 +158,13 @@ func runCall(ctx context.Context, f *callFlags, url string, out, errOut io.Write
 type call struct {
 	room *voice.Room
 	dir  string
-	ctx  context.Context // set before any event subscribes
-	wg   sync.WaitGroup  // subscriptions started by events
+	ctx  context.Context
+	wg   sync.WaitGroup // subscriptions started by events
 
-	mu   sync.Mutex
-	out  io.Writer
-	recs map[string]*recorder // guarded by mu, by track id
+	mu      sync.Mutex
+	out     io.Writer
+	recs    map[string]*recorder // guarded by mu, by track id
+	closing bool                 // guarded by mu: no more subscriptions
 }
 
 func (c *call) printf(format string, args ...any) {
@@ -176,9 +179,14 @@ func (c *call) onEvent(e voice.Event) {
 		c.printf("%s: %s (%s)\n", e.Type, e.Participant.User, e.Participant.ID)
 	case e.Track != nil:
 		c.printf("%s: %s (%s %s, muted %v)\n", e.Type, e.Track.ID, e.Track.Kind, e.Track.Codec, e.Track.Muted)
-		if e.Type == "track.published" && c.ctx != nil {
+		if e.Type == "track.published" {
 			tr := *e.Track
-			c.wg.Go(func() { c.subscribe(c.ctx, tr) })
+			c.mu.Lock()
+			// Added under mu, so never after closing's Wait began.
+			if !c.closing {
+				c.wg.Go(func() { c.subscribe(c.ctx, tr) })
+			}
+			c.mu.Unlock()
 		}
 	case len(e.Speakers) > 0:
 		var names []string
