@@ -163,11 +163,15 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 	}
 	if n.role != roleGateway {
 		reg := core.NewRegistry()
+		vz := &voiceAuthz{}
 		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log,
-			Services: reg, Authorizer: &acl.Authorizer{Store: nd.store}}); err != nil {
+			Services: reg, Authorizer: core.Chain(&acl.Authorizer{Store: nd.store}, vz)}); err != nil {
 			return nil, err
 		}
 		if err := setupChat(ctx, nd.core, reg, n, dataDir, log); err != nil {
+			return nil, err
+		}
+		if err := setupVoice(nd.core, reg, vz, log); err != nil {
 			return nil, err
 		}
 		if err := nd.core.Start(); err != nil {

@@ -110,6 +110,8 @@ type Gateway struct {
 	hub      *pubsub.Hub[*wire.Envelope]
 	// cluster is the bus side (Config.Bus); nil without a bus.
 	cluster *cluster
+	// media hosts the rooms' forwarders (sfu.go); nil without a bus.
+	media *mediaHub
 	// resumes holds resumable sessions (resume.go); nil without a bus or
 	// with Resume.Disabled.
 	resumes *resumeStore
@@ -223,6 +225,7 @@ func New(cfg Config) (*Gateway, error) {
 			g.resumes = newResumeStore(cfg.Resume, cfg.Now)
 		}
 		g.cluster.onDrop = g.dropUsers
+		g.media = newMediaHub(g)
 	}
 	if cfg.Sessions != nil {
 		ctx, cancel := context.WithTimeout(g.ctx, cfg.CoreTimeout)
@@ -695,6 +698,9 @@ func (g *Gateway) finish() {
 	g.bg.Wait()
 	if g.reg != nil {
 		g.reg.close()
+	}
+	if g.media != nil {
+		g.media.close()
 	}
 	if g.cluster != nil {
 		// Every host has left its channels; this ends what remains.
