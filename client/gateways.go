@@ -188,6 +188,10 @@ func (c *Client) candidates(first []string) []string {
 	return c.book.order(first)
 }
 
+// configured reports whether url is the Dial URL or a fallback, as
+// opposed to an address a server announced.
+func (c *Client) configured(url string) bool { return slices.Contains(c.plan.urls, url) }
+
 // noteFailure records a failed attempt on url, or the loss of its session.
 func (c *Client) noteFailure(url string) {
 	if c.book != nil {

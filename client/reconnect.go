@@ -140,8 +140,10 @@ func (c *Client) redial(ctx context.Context, first []string, lost bool) (*link, 
 			}
 			errs = append(errs, err)
 			c.noteFailure(u)
-			if isFatal(err) {
+			if isFatal(err) && c.configured(u) {
 				// A pin or certificate failure does not heal with time.
+				// For a gateway a server listed it only rules that one
+				// out: the list is a hint, the trust is the caller's.
 				return nil, err
 			}
 		}

@@ -162,6 +162,12 @@ func (t *seqTracker) pushLocked(env *wire.Envelope, repair bool) {
 	if t.closed.Load() {
 		return
 	}
+	if env.Seq == 0 {
+		// An ephemeral event (typing, room signals) is never stored and
+		// takes no place in the channel's order: deliver it as it comes.
+		t.c.deliver(t.channel, env)
+		return
+	}
 	if t.rebase.Swap(false) {
 		t.started, t.buf = false, map[uint64]*wire.Envelope{}
 	}

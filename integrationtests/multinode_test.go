@@ -18,6 +18,7 @@ import (
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/security/token"
 	"github.com/jetstreamproto/jsp/server/storage"
 	_ "github.com/jetstreamproto/jsp/server/storage/all" // postgres:// DSNs
 	"github.com/jetstreamproto/jsp/server/storage/postgres/pgtest"
@@ -46,13 +47,33 @@ type deployment struct {
 	gwOps  []string // operations listener of each gateway
 	dsn    string
 	pins   []tlsconf.Fingerprint
+	// tokenKey signs the clients' tokens. Authenticated users matter:
+	// the de-duplication key of a PUBLISH is its id and its sender, and
+	// an anonymous sender is its session, which a reconnect to another
+	// gateway changes.
+	tokenKey token.PrivateKey
 }
 
 func newDeployment(t *testing.T) *deployment {
+	start := time.Now()
 	dsn := pgtest.DSN(t) // skips (or fails in CI) without PostgreSQL
+	t.Logf("PostgreSQL up in %v", time.Since(start).Round(time.Millisecond))
 	dir := t.TempDir()
 	bin := buildJSP(t, dir)
 	d := &deployment{t: t, dsn: dsn}
+	key, err := token.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := token.MarshalPublicKeyPEM(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "token.pub")
+	if err := os.WriteFile(keyFile, pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.tokenKey = key
 	natsPorts := []int{freePort(t), freePort(t), freePort(t)}
 	routePorts := []int{freePort(t), freePort(t), freePort(t)}
 	var routes []string
@@ -90,7 +111,8 @@ func newDeployment(t *testing.T) *deployment {
 			args: append([]string{"server", "--role", "gateway", "--node-id", fmt.Sprintf("gw-%d", i+1),
 				"--data-dir", filepath.Join(dir, fmt.Sprintf("gw-%d", i+1)),
 				"--quic", addr(port), "--tcp", addr(port), "--ws", "off", "--ops-addr", ops,
-				"--drain-grace", "1s", "--registry-heartbeat", "1s", "--core-timeout", "2s"}, common...),
+				"--drain-grace", "1s", "--registry-heartbeat", "1s", "--core-timeout", "2s",
+				"--auth", "token", "--token-keys", keyFile, "--audience", "it"}, common...),
 		})
 	}
 	t.Cleanup(func() {
@@ -182,6 +204,16 @@ func slicesContain(list []string, s string) bool {
 	return false
 }
 
+// token returns a token of user for the cluster.
+func (d *deployment) token(user string) []byte {
+	now := time.Now()
+	tok, err := token.Sign(d.tokenKey, token.Claims{Audience: "it", Subject: user, NotBefore: now.Add(-time.Minute), Expiry: now.Add(time.Hour)})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return []byte(tok)
+}
+
 func (d *deployment) tlsConfig() *tls.Config {
 	c, err := tlsconf.Client(tlsconf.ClientConfig{Pins: d.pins, TrustPinsOnly: true})
 	if err != nil {
@@ -199,6 +231,7 @@ type publisher struct {
 	name  string
 	addrs []string
 	tls   *tls.Config
+	auth  []byte // the user's token
 	cur   int
 	sess  *session.Session
 	n     int
@@ -212,7 +245,7 @@ func (p *publisher) connect(ctx context.Context) error {
 		conn, err := tcptls.Dial(dctx, a, p.tls, mux.Config{})
 		if err == nil {
 			var s *session.Session
-			s, err = session.Dial(dctx, conn, session.ClientInfo{Name: p.name}, session.Config{Logger: quiet})
+			s, err = session.Dial(dctx, conn, session.ClientInfo{Name: p.name, Auth: p.auth}, session.Config{Logger: quiet})
 			if err == nil {
 				cancel()
 				p.sess = s
@@ -309,6 +342,7 @@ func (d *deployment) subscribe(t *testing.T, gw int, opts ...client.SubscribeOpt
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	c, err := client.Dial(ctx, "jsp+tcp://"+d.gwAddr[gw], client.Options{
+		Info:      session.ClientInfo{Auth: d.token(fmt.Sprintf("sdk-%d", gw))},
 		Pins:      d.pins,
 		Logger:    quiet,
 		Reconnect: client.ReconnectOptions{Enabled: true, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second},
@@ -359,8 +393,8 @@ func TestMultiNode(t *testing.T) {
 
 	subA := d.subscribe(t, 0) // on gw-1, no fallback: it has the WELCOME list
 	subB := d.subscribe(t, 1)
-	pubA := &publisher{name: "pub-a", addrs: []string{d.gwAddr[0], d.gwAddr[1]}, tls: d.tlsConfig()}
-	pubB := &publisher{name: "pub-b", addrs: []string{d.gwAddr[1], d.gwAddr[0]}, tls: d.tlsConfig()}
+	pubA := &publisher{name: "pub-a", addrs: []string{d.gwAddr[0], d.gwAddr[1]}, tls: d.tlsConfig(), auth: d.token("alice")}
+	pubB := &publisher{name: "pub-b", addrs: []string{d.gwAddr[1], d.gwAddr[0]}, tls: d.tlsConfig(), auth: d.token("bob")}
 	defer pubA.drop()
 	defer pubB.drop()
 	total := 0
@@ -405,24 +439,52 @@ func TestMultiNode(t *testing.T) {
 	waitAll("exchange", subA, subB)
 	t.Logf("exchange: %d messages at %v", total, time.Since(started).Round(time.Millisecond))
 
+	// killDuring kills p while the next publishes are in flight, so that
+	// a kill can catch a request in the middle; the returned channel is
+	// closed once p is gone.
+	killDuring := func(p *proc) chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			time.Sleep(5 * time.Millisecond)
+			p.kill(t)
+		}()
+		return done
+	}
+
 	// 2. kill -9 of one core: nothing acknowledged is lost, traffic goes on.
+	var killed chan struct{}
 	for i := range 30 {
 		if i == 5 {
-			d.cores[0].kill(t)
+			killed = killDuring(d.cores[0])
 		}
 		publish(pubA, fmt.Sprintf("core-kill-%d", i))
 	}
+	<-killed
 	waitAll("core killed", subA, subB)
 	t.Logf("core killed: %d messages at %v", total, time.Since(started).Round(time.Millisecond))
 
-	// 3. kill -9 of one gateway: its clients move to the other one.
+	// 3. kill -9 of one gateway: its clients move to the other one. The
+	// Go SDK publisher on it (PublishAcked) resends what was not ACKed on
+	// its next session, found in the WELCOME list.
+	sdkPub := d.subscribe(t, 0)
 	for i := range 30 {
 		if i == 5 {
-			d.gws[0].kill(t)
+			killed = killDuring(d.gws[0])
 		}
 		publish(pubA, fmt.Sprintf("gw-kill-a-%d", i))
 		publish(pubB, fmt.Sprintf("gw-kill-b-%d", i))
+		body := fmt.Sprintf("gw-kill-sdk-%d", i)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := sdkPub.c.PublishAcked(ctx, channel, []byte(body)); err != nil {
+			cancel()
+			t.Fatalf("SDK publisher across the gateway kill: %v", err)
+		}
+		cancel()
+		bodies[body] = true
+		total++
 	}
+	<-killed
 	eventually(t, 20*time.Second, "subscriber of gw-1 reconnected to gw-2", func() bool {
 		return strings.HasSuffix(subA.c.Info().URL, d.gwAddr[1]) && subA.c.Info().URL != ""
 	})
@@ -432,10 +494,11 @@ func TestMultiNode(t *testing.T) {
 	// 4. kill -9 of one NATS server.
 	for i := range 30 {
 		if i == 5 {
-			d.nats[2].kill(t)
+			killed = killDuring(d.nats[2])
 		}
 		publish(pubB, fmt.Sprintf("nats-kill-%d", i))
 	}
+	<-killed
 	waitAll("NATS node killed", subA, subB)
 	t.Logf("NATS node killed: %d messages at %v", total, time.Since(started).Round(time.Millisecond))
 	for _, s := range []*subscriber{subA, subB} {
@@ -447,15 +510,20 @@ func TestMultiNode(t *testing.T) {
 	}
 	_ = subA.c.Close()
 	_ = subB.c.Close()
+	_ = sdkPub.c.Close()
 	pubA.drop()
 	pubB.drop()
 
 	// 5. Restart everything: graceful stops (status 0), then the same
 	// data on fresh processes; history is intact.
 	for _, p := range append(append([]*proc{d.gws[1]}, d.cores[1]), d.nats[0], d.nats[1]) {
+		s := time.Now()
 		p.stop(t, 20*time.Second)
+		t.Logf("%s stopped in %v", p.name, time.Since(s).Round(time.Millisecond))
 	}
+	t.Logf("stopped at %v", time.Since(started).Round(time.Millisecond))
 	d.startNATS()
+	t.Logf("NATS restarted at %v", time.Since(started).Round(time.Millisecond))
 	d.startServers()
 	subC := d.subscribe(t, 0, client.Since(0))
 	waitAll("after restart", subC)
@@ -464,7 +532,7 @@ func TestMultiNode(t *testing.T) {
 	// 6. Graceful shutdown of a gateway under traffic loses nothing: it
 	// drains (GOAWAY with the other gateway, then close after the grace),
 	// its subscriber moves, its publisher resends what was not ACKed.
-	pubA = &publisher{name: "pub-a2", addrs: []string{d.gwAddr[0], d.gwAddr[1]}, tls: d.tlsConfig()}
+	pubA = &publisher{name: "pub-a2", addrs: []string{d.gwAddr[0], d.gwAddr[1]}, tls: d.tlsConfig(), auth: d.token("alice")}
 	defer pubA.drop()
 	stopped := make(chan struct{})
 	for i := range 30 {

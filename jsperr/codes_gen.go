@@ -116,6 +116,16 @@ const (
 	TooManySubscribers Code = 0x26f
 	// BAD_LAYER: A simulcast layer index is outside the track's layers.
 	BadLayer Code = 0x270
+	// ROOM_NOT_FOUND: A voice/video room does not exist or has ended.
+	RoomNotFound Code = 0x294
+	// ROOM_EXISTS: A voice/video room with this id already exists.
+	RoomExists Code = 0x295
+	// ROOM_FULL: The room's limit on participants was reached.
+	RoomFull Code = 0x296
+	// NOT_IN_ROOM: The caller has not joined the room.
+	NotInRoom Code = 0x297
+	// TOO_MANY_ROOM_TRACKS: A participant's limit on published tracks was reached.
+	TooManyRoomTracks Code = 0x298
 	// UNAUTHENTICATED: No valid credentials were presented.
 	Unauthenticated Code = 0x300
 	// FORBIDDEN: The authenticated identity may not do this.
@@ -243,6 +253,11 @@ var registry = map[Code]info{
 	TooManyTracks:           {name: "TOO_MANY_TRACKS", scope: "message", retry: true},
 	TooManySubscribers:      {name: "TOO_MANY_SUBSCRIBERS", scope: "message", retry: true},
 	BadLayer:                {name: "BAD_LAYER", scope: "message", retry: false},
+	RoomNotFound:            {name: "ROOM_NOT_FOUND", scope: "message", retry: false},
+	RoomExists:              {name: "ROOM_EXISTS", scope: "message", retry: false},
+	RoomFull:                {name: "ROOM_FULL", scope: "message", retry: true},
+	NotInRoom:               {name: "NOT_IN_ROOM", scope: "message", retry: false},
+	TooManyRoomTracks:       {name: "TOO_MANY_ROOM_TRACKS", scope: "message", retry: true},
 	Unauthenticated:         {name: "UNAUTHENTICATED", scope: "connection", retry: false},
 	Forbidden:               {name: "FORBIDDEN", scope: "message", retry: false},
 	RateLimited:             {name: "RATE_LIMITED", scope: "message", retry: true},

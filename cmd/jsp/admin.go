@@ -52,21 +52,26 @@ func (f *adminFlags) tokenText() (string, error) {
 	return "", errors.New("admin commands need --token or --token-file (a token with the admin scope)")
 }
 
-// call connects to url with the admin token, runs one admin command and
-// decodes its JSON reply into out.
-func (f *adminFlags) call(ctx context.Context, url, command string, req, out any, logOut io.Writer) error {
+// connect dials url and authenticates with the admin token.
+func (f *adminFlags) connect(ctx context.Context, url string, logOut io.Writer) (*client.Client, error) {
 	tok, err := f.tokenText()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	o, err := f.dial.options(logOut)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	o.Credentials = func(_ context.Context, cs tls.ConnectionState) ([]byte, error) {
 		return credential.ForConnection(tok, devicekey.PrivateKey{}, cs)
 	}
-	c, err := client.Dial(ctx, url, o)
+	return client.Dial(ctx, url, o)
+}
+
+// call connects to url with the admin token, runs one admin command and
+// decodes its JSON reply into out.
+func (f *adminFlags) call(ctx context.Context, url, command string, req, out any, logOut io.Writer) error {
+	c, err := f.connect(ctx, url, logOut)
 	if err != nil {
 		return err
 	}
@@ -88,14 +93,14 @@ func (f *adminFlags) call(ctx context.Context, url, command string, req, out any
 func newAdminCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "admin",
-		Short: "Administer a running server (device keys, webhooks)",
+		Short: "Administer a running server (device keys, users, webhooks)",
 		Long: `Administer a running server over JSP. The commands authenticate with a
 token that carries the "admin" scope (jsp token issue --scope admin) and are
 served by the gateway, which checks the scope for every command.`,
 	}
 	dev := &cobra.Command{Use: "device", Short: "Register, list and revoke device keys"}
 	dev.AddCommand(newAdminRegisterCmd(), newAdminListCmd(), newAdminRevokeCmd())
-	cmd.AddCommand(dev, newAdminWebhookCmd())
+	cmd.AddCommand(dev, newAdminUserCmd(), newAdminWebhookCmd())
 	return cmd
 }
 

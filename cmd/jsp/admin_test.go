@@ -158,6 +158,28 @@ func TestAdminDevices(t *testing.T) {
 	}
 	_ = c.Close()
 	_ = c3.Close()
+
+	// User accounts (chat service): only a chat administrator may manage
+	// them; disabling shows in the list and enabling undoes it.
+	chatAdmin := issue("ops", "chat:admin")
+	if _, err := admin(userTok, "user", "add", url, "carol"); jsperr.CodeOf(err) != jsperr.Forbidden {
+		t.Fatalf("user add without chat:admin: %v, want FORBIDDEN", err)
+	}
+	if out, err := admin(chatAdmin, "user", "add", url, "carol", "--name", "Carol C"); err != nil || !strings.Contains(out, "Carol C") {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	if out, err := admin(chatAdmin, "user", "disable", url, "carol"); err != nil || !regexp.MustCompile(`carol +Carol C +false +true`).MatchString(out) {
+		t.Fatalf("user disable: %v\n%s", err, out)
+	}
+	if out, err := admin(chatAdmin, "user", "list", url); err != nil || !regexp.MustCompile(`carol +Carol C +false +true`).MatchString(out) {
+		t.Fatalf("user list: %v\n%s", err, out)
+	}
+	if out, err := admin(chatAdmin, "user", "enable", url, "carol"); err != nil || !regexp.MustCompile(`carol +Carol C +false +false`).MatchString(out) {
+		t.Fatalf("user enable: %v\n%s", err, out)
+	}
+	if _, err := admin(chatAdmin, "user", "disable", url, "nobody"); jsperr.CodeOf(err) != jsperr.UserNotFound {
+		t.Fatalf("disable an unknown user: %v, want USER_NOT_FOUND", err)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

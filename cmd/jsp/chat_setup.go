@@ -5,11 +5,39 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/gateway"
 	"github.com/jetstreamproto/jsp/services/chat"
 )
+
+// jetStreamStartWait bounds how long a core waits at start for the bus's
+// JetStream (key/value buckets, the event log) to answer: a NATS cluster
+// that has just restarted elects its stream leaders first.
+const jetStreamStartWait = 60 * time.Second
+
+// untilJetStream calls open until it succeeds, ctx ends or
+// jetStreamStartWait passes, pausing presenceRetry between attempts and
+// logging each failure.
+func untilJetStream(ctx context.Context, log *slog.Logger, what string, open func(context.Context) error) error {
+	deadline := time.Now().Add(jetStreamStartWait)
+	for {
+		err := open(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().Add(presenceRetry).After(deadline) {
+			return fmt.Errorf("%s (for %s): %w", what, jetStreamStartWait, err)
+		}
+		log.Warn(what+" not open yet; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(presenceRetry):
+		}
+	}
+}
 
 // setupChat registers the chat service in the core. In the single-process
 // role its attachments live in the files service's directory, where the
@@ -24,9 +52,13 @@ func setupChat(ctx context.Context, c *core.Core, reg *core.Registry, n nodeFlag
 	if hb == 0 {
 		hb = gateway.DefaultRegistryHeartbeat
 	}
-	p, err := core.OpenPresence(ctx, core.PresenceConfig{Bus: c.Bus(), TTL: gateway.RegistryTTLBeats * hb, AwayAfter: n.ops.awayAfter})
-	if err != nil {
-		return nil, fmt.Errorf("chat service: presence: %w", err)
+	var p *core.Presence
+	if err := untilJetStream(ctx, log, "chat service: presence", func(ctx context.Context) error {
+		var err error
+		p, err = core.OpenPresence(ctx, core.PresenceConfig{Bus: c.Bus(), TTL: gateway.RegistryTTLBeats * hb, AwayAfter: n.ops.awayAfter})
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	cfg.Presence = chat.CorePresence{P: p}
 	if n.role == roleAll {
@@ -36,8 +68,11 @@ func setupChat(ctx context.Context, c *core.Core, reg *core.Registry, n nodeFlag
 		}
 		cfg.Files = fs
 	}
-	if _, err := chat.Setup(ctx, c, reg, cfg); err != nil {
-		return nil, fmt.Errorf("chat service: %w", err)
+	if err := untilJetStream(ctx, log, "chat service", func(ctx context.Context) error {
+		_, err := chat.Setup(ctx, c, reg, cfg)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

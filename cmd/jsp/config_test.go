@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -236,5 +238,34 @@ func TestOpsListenerAndStatus(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReadyChecksThroughBreakers checks that /readyz probes the bus and
+// the database through the circuit breakers' wrappers, and reports a
+// database that is gone.
+func TestReadyChecksThroughBreakers(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	n := nodeFlags{role: roleAll, cluster: "jsp", db: defaultDSN(dir)}
+	nd, err := openNode(context.Background(), n, dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nd.close()
+	st := &nodeState{flags: n, nd: nd}
+	checks := st.readyChecks()
+	if len(checks) != 2 || checks["bus"] == nil || checks["storage"] == nil {
+		t.Fatalf("checks %v, want bus and storage", checks)
+	}
+	// Without a gateway, as a core-only process answers.
+	st.flags.role = roleCore
+	r := httptest.NewRequest(http.MethodGet, "/readyz", nil)
+	if err := st.ready(r); err != nil {
+		t.Fatalf("ready: %v", err)
+	}
+	_ = nd.store.Close()
+	if err := st.ready(r); err == nil || !strings.Contains(err.Error(), "storage") {
+		t.Fatalf("ready with the store closed: %v", err)
 	}
 }

@@ -95,11 +95,13 @@ type node struct {
 	nats *natsbus.Bus
 	// events are the webhook and push consumers (roles all and core).
 	events *eventConsumers
+	// log receives the shutdown steps.
+	log *slog.Logger
 }
 
 // openNode opens the bus, the store and the core the role needs.
 func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger) (_ *node, err error) {
-	nd := &node{}
+	nd := &node{log: log}
 	defer func() {
 		if err != nil {
 			nd.close()
@@ -166,8 +168,9 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 	}
 	if n.role != roleGateway {
 		reg := core.NewRegistry()
+		vz := &voiceAuthz{}
 		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log,
-			Services: reg, Authorizer: &acl.Authorizer{Store: nd.store, Services: []string{"chat", push.ServiceName, webhook.ServiceName}}}); err != nil {
+			Services: reg, Authorizer: core.Chain(&acl.Authorizer{Store: nd.store, Services: []string{"chat", push.ServiceName, webhook.ServiceName}}, vz)}); err != nil {
 			return nil, err
 		}
 		p, err := setupChat(ctx, nd.core, reg, n, dataDir, log)
@@ -175,6 +178,9 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 			return nil, err
 		}
 		if nd.events, err = setupEvents(ctx, nd.core, reg, n.events, p, dataDir, log); err != nil {
+			return nil, err
+		}
+		if err := setupVoice(nd.core, reg, vz, log); err != nil {
 			return nil, err
 		}
 		if err := nd.core.Start(); err != nil {
@@ -189,21 +195,32 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 // embedded NATS server): the core finishes its commits before the store
 // and the bus go.
 func (nd *node) close() {
-	nd.events.stop()
+	step := func(what string, f func()) {
+		start := time.Now()
+		f()
+		if nd.log != nil {
+			nd.log.Debug("shutdown: "+what, "took", time.Since(start))
+		}
+	}
+	if nd.events != nil {
+		step("event consumers stopped", nd.events.stop)
+	}
 	if nd.presence != nil {
-		nd.presence.Stop()
+		step("presence recorder stopped", nd.presence.Stop)
 	}
 	if nd.core != nil {
 		// Commits in progress finish before the store closes.
-		ctx, cancel := context.WithTimeout(context.Background(), core.DefaultRequestTimeout)
-		_ = nd.core.Shutdown(ctx)
-		cancel()
+		step("core stopped", func() {
+			ctx, cancel := context.WithTimeout(context.Background(), core.DefaultRequestTimeout)
+			_ = nd.core.Shutdown(ctx)
+			cancel()
+		})
 	}
 	if nd.store != nil {
-		_ = nd.store.Close()
+		step("store closed", func() { _ = nd.store.Close() })
 	}
 	if nd.bus != nil {
-		_ = nd.bus.Close()
+		step("bus closed", func() { _ = nd.bus.Close() })
 	}
 	if nd.tls != nil {
 		nd.tls.Close()

@@ -42,11 +42,20 @@ type metricsWriter interface {
 	WriteMetrics(w io.Writer) error
 }
 
+// rawBus returns the bus under the circuit breaker's wrapper, whose
+// methods beyond bus.Bus (Ping, WriteMetrics) the wrapper does not carry.
+func rawBus(b bus.Bus) bus.Bus {
+	if g, ok := b.(*core.GuardedBus); ok {
+		return g.Bus
+	}
+	return b
+}
+
 // readyChecks are the gateway's /readyz checks: the bus and the database
 // answer.
 func (s *nodeState) readyChecks() map[string]gateway.ReadyCheck {
 	checks := map[string]gateway.ReadyCheck{}
-	if p, ok := s.nd.bus.(pinger); ok {
+	if p, ok := rawBus(s.nd.bus).(pinger); ok {
 		checks["bus"] = func(r *http.Request) error {
 			ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 			defer cancel()
@@ -154,7 +163,7 @@ func (s *nodeState) handler() http.Handler {
 			// The bus is wrapped by its breaker; the metrics are the
 			// NATS connection's.
 			_ = s.nd.nats.WriteMetrics(w)
-		} else if mw, ok := s.nd.bus.(metricsWriter); ok {
+		} else if mw, ok := rawBus(s.nd.bus).(metricsWriter); ok {
 			_ = mw.WriteMetrics(w)
 		}
 	})

@@ -83,7 +83,7 @@ type Listen struct {
 	// Ops is the plain-HTTP operations listener of any role.
 	Ops string `key:"ops" flag:"ops-addr" doc:"plain-HTTP address for /healthz, /readyz, /metrics and /status of any role (jsp status reads it), or off"`
 	// Public are the client URLs of this gateway as others reach it.
-	Public []string `key:"public" flag:"public-url" doc:"client URLs of this gateway announced to clients in WELCOME and GOAWAY (empty: the bound addresses)"`
+	Public []string `key:"public" flag:"public-url" doc:"client URLs of this gateway that other gateways announce in WELCOME and GOAWAY (empty: the bound addresses that name a host)"`
 }
 
 // TLS is the gateway's certificate.

@@ -179,6 +179,9 @@ type Core struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // running handlers
+	// handlers counts the requests being served, which Shutdown waits
+	// for; wg also holds the purge loop.
+	handlers sync.WaitGroup
 
 	mu      sync.Mutex
 	subs    []bus.Subscription // guarded by mu
@@ -272,8 +275,10 @@ func (c *Core) handle(m *bus.Msg) {
 	}
 	// Added under mu so that Close's Wait cannot start before it.
 	c.wg.Add(1)
+	c.handlers.Add(1)
 	c.mu.Unlock()
 	defer c.wg.Done()
+	defer c.handlers.Done()
 
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.RequestTimeout)
 	defer cancel()

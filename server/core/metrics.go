@@ -39,7 +39,7 @@ func (c *Core) Shutdown(ctx context.Context) error {
 	c.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
-		c.wg.Wait()
+		c.handlers.Wait()
 		close(done)
 	}()
 	var err error

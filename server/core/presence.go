@@ -359,7 +359,9 @@ func RecordPresenceChanges(ctx context.Context, p *Presence, events bus.EventLog
 		if err != nil {
 			return
 		}
-		actx, cancel := context.WithTimeout(context.Background(), DefaultRequestTimeout)
+		// Bounded by the watch's ctx too, so that stopping the watch does
+		// not wait for an event log that does not answer.
+		actx, cancel := context.WithTimeout(ctx, DefaultRequestTimeout)
 		defer cancel()
 		if _, err := events.Append(actx, PresenceEventKind, bus.Msg{Data: data}); err != nil {
 			log.Warn("core: presence change not recorded", "user", c.User, "status", string(c.Status), "err", err)

@@ -45,7 +45,10 @@
 // resumable (resume.go, Config.Resume): a dropped session's subscriptions
 // and cursors are kept for a window, and a HELLO with its token continues
 // it with a replay from storage; the built-in command service jsp.history
-// (history.go) pages a channel's committed events.
+// (history.go) pages a channel's committed events. The registry
+// (registry.go) keeps the live sessions and the gateway's own entry in
+// NATS KV, refreshed every RegistryHeartbeat: presence queries read it,
+// and the other live gateways it lists go to clients in WELCOME and GOAWAY.
 //
 // Every refusal carries its registry code to the client (in ERROR, or as
 // the close code when no session exists yet) and is logged with its reason
@@ -107,6 +110,8 @@ type Gateway struct {
 	hub      *pubsub.Hub[*wire.Envelope]
 	// cluster is the bus side (Config.Bus); nil without a bus.
 	cluster *cluster
+	// media hosts the rooms' forwarders (sfu.go); nil without a bus.
+	media *mediaHub
 	// resumes holds resumable sessions (resume.go); nil without a bus or
 	// with Resume.Disabled.
 	resumes *resumeStore
@@ -220,6 +225,7 @@ func New(cfg Config) (*Gateway, error) {
 			g.resumes = newResumeStore(cfg.Resume, cfg.Now)
 		}
 		g.cluster.onDrop = g.dropUsers
+		g.media = newMediaHub(g)
 	}
 	if cfg.Sessions != nil {
 		ctx, cancel := context.WithTimeout(g.ctx, cfg.CoreTimeout)
@@ -692,6 +698,9 @@ func (g *Gateway) finish() {
 	g.bg.Wait()
 	if g.reg != nil {
 		g.reg.close()
+	}
+	if g.media != nil {
+		g.media.close()
 	}
 	if g.cluster != nil {
 		// Every host has left its channels; this ends what remains.

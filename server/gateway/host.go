@@ -42,6 +42,9 @@ type host struct {
 	// refresh moves (refresh.go); auth keeps what HELLO proved.
 	cred *credState
 	sub  *pubsub.Subscriber[*wire.Envelope]
+	// media is the session's voice/video bindings (sfu.go); nil without
+	// a bus.
+	media *hostMedia
 	// early is closed when the TLS handshake completes; nil when it had
 	// before the session started (early.go).
 	early <-chan struct{}
@@ -112,6 +115,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		h.subscribed = map[string]struct{}{}
 		h.base = map[string]uint64{}
 		h.acked = map[string]uint64{}
+		h.media = newHostMedia()
 	}
 	return h
 }
@@ -126,10 +130,14 @@ func (h *host) run() {
 	if h.g.resumes != nil {
 		h.g.resumes.attach(h)
 	}
-	h.registryOpen()
 	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch}
+	if h.g.reg != nil {
+		// Off the session's path: a bus that is slow to answer must not
+		// delay the session. run joins it before registryClose.
+		loops = append(loops, func(context.Context) { h.registryOpen() })
+	}
 	if h.g.cluster != nil {
-		loops = append(loops, h.publishLoop)
+		loops = append(loops, h.publishLoop, h.mediaFlowLoop, h.mediaNackLoop, h.mediaCtlLoop)
 	}
 	for _, loop := range loops {
 		h.wg.Add(1)
@@ -150,6 +158,9 @@ func (h *host) run() {
 		h.g.resumes.detach(h, h.cursors(), keep)
 	}
 	h.sub.Close()
+	if h.media != nil {
+		h.mediaDetach()
+	}
 	for name := range h.joined {
 		h.g.cluster.leave(name)
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
 	"slices"
 	"sync"
 	"time"
@@ -91,6 +92,9 @@ func (h *host) gatewayCommand(ctx context.Context, env *wire.Envelope, reply rep
 		return true
 	case isAdminCommand(env.Route.Name):
 		h.admin(ctx, env, reply)
+		return true
+	case env.Route.Name == voiceproto.MediaService:
+		h.mediaCommand(ctx, env, reply)
 		return true
 	}
 	return false

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,9 @@ type registry struct {
 	// errors counts failed registry writes (bus errors).
 	errors atomic.Uint64
 
+	// kick asks run to write the gateway's entry now (drain).
+	kick chan struct{}
+
 	mu       sync.Mutex
 	draining bool        // guarded by mu
 	watcher  bus.Watcher // guarded by mu; nil until the buckets are open
@@ -67,7 +71,7 @@ type registry struct {
 // newRegistry returns the registry of a gateway with Config.Bus; run
 // opens the buckets.
 func newRegistry(g *Gateway) *registry {
-	r := &registry{g: g}
+	r := &registry{g: g, kick: make(chan struct{}, 1)}
 	empty := []string{}
 	r.peers.Store(&empty)
 	return r
@@ -161,12 +165,26 @@ func (g *Gateway) alternatives() []string {
 	return out
 }
 
-// publicURLs are this gateway's client URLs for the registry.
+// publicURLs are this gateway's client URLs for the registry:
+// Config.PublicURLs, else the bound addresses that name a host. A listener
+// bound to an unspecified address (":7400") is left out: "localhost" in
+// another gateway's WELCOME would send clients to their own machine, so
+// such a gateway needs PublicURLs to be announced.
 func (g *Gateway) publicURLs() []string {
 	if len(g.cfg.PublicURLs) > 0 {
 		return g.cfg.PublicURLs
 	}
-	return g.Addrs().URLs()
+	a := g.Addrs()
+	for _, p := range []*net.Addr{&a.QUIC, &a.TCP, &a.WebSocket} {
+		if *p == nil {
+			continue
+		}
+		host, _, err := net.SplitHostPort((*p).String())
+		if ip := net.ParseIP(host); err != nil || host == "" || ip != nil && ip.IsUnspecified() {
+			*p = nil
+		}
+	}
+	return a.URLs()
 }
 
 // run refreshes the gateway's entry and its sessions' entries every
@@ -189,6 +207,10 @@ func (r *registry) run() {
 				}
 			}
 			return
+		case <-r.kick:
+			if opened {
+				r.putGateway(r.g.ctx, r.g.Health().Sessions)
+			}
 		case <-t.C:
 			if !opened {
 				if opened = r.open(r.g.ctx); !opened {
@@ -242,12 +264,16 @@ func (r *registry) putGateway(ctx context.Context, sessions int) {
 }
 
 // drain marks the gateway draining in the registry, so that other
-// gateways stop announcing it at once.
+// gateways stop announcing it at once. The write happens on run's
+// goroutine: a bus that does not answer must not delay the GOAWAYs.
 func (r *registry) drain() {
 	r.mu.Lock()
 	r.draining = true
 	r.mu.Unlock()
-	r.putGateway(r.g.ctx, r.g.Health().Sessions)
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 }
 
 func (r *registry) putSession(ctx context.Context, h *host) {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,5 +119,18 @@ func publishTo(t *testing.T, s *session.Session, r wire.Route, id string) error 
 		case *wire.ErrorMessage:
 			return jsperr.New(m.Code, m.Reason)
 		}
+	}
+}
+
+// TestPublicURLs checks which addresses a gateway announces.
+func TestPublicURLs(t *testing.T) {
+	g := startGateway(t, Config{TCPAddr: "127.0.0.1:0", QUICAddr: ":0"})
+	got := g.publicURLs()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "jsp+tcp://127.0.0.1:") {
+		t.Fatalf("publicURLs = %v, want the TCP address only (QUIC is bound to every address)", got)
+	}
+	g2 := startGateway(t, Config{PublicURLs: []string{"jsp://gw.example.com"}})
+	if got := g2.publicURLs(); len(got) != 1 || got[0] != "jsp://gw.example.com" {
+		t.Fatalf("publicURLs = %v", got)
 	}
 }

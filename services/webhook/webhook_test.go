@@ -238,8 +238,12 @@ func TestIsolationRetriesDeadLetters(t *testing.T) {
 				tc.name, req, uniq, total, bad, tc.requests, tc.unique, tc.oks)
 		}
 	}
-	if m := hang.maxInFlight.Load(); m > 2 {
-		t.Errorf("hanging receiver saw %d concurrent requests, PerEndpoint is 2", m)
+	// The receiver counts a request until its handler returns, which is
+	// when the server notices the client gave up on it: a moment after the
+	// client's slot is free and its next attempt may already be arriving.
+	// So it may see one more than PerEndpoint, never two more.
+	if m := hang.maxInFlight.Load(); m > 2+1 {
+		t.Errorf("hanging receiver saw %d concurrent requests, PerEndpoint is 2 (+1 for cancellation lag)", m)
 	}
 	for _, tc := range []struct{ hook, errText string }{{"hang", "deadline exceeded"}, {"fail", "status 500"}} {
 		dls := f.deadLetters(t, tc.hook)

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/jetstreamproto/jsp/media/ogg"
+	"github.com/jetstreamproto/jsp/security/token"
+	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
+)
+
+// writeOpusFile writes n 20 ms Opus packets (TOC 0xF8: CELT full band,
+// 20 ms, mono, one frame) with distinct payloads.
+func writeOpusFile(t *testing.T, path string, n int) {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := ogg.NewOpusWriter(&b, ogg.OpusWriterConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := w.WritePacket(append([]byte{0xF8}, bytes.Repeat([]byte{byte(i)}, 40)...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCallTwoTerminals runs the single-process server and two `jsp call`s:
+// bob records, alice publishes an Ogg/Opus file; bob's recording has
+// alice's packets.
+func TestCallTwoTerminals(t *testing.T) {
+	// No goleak check here: the node's embedded NATS server and SQL pool
+	// outlive runNode in this version (TestChatTwoTerminals fails on it
+	// the same way); runCall joins its own goroutines before returning.
+	dir := t.TempDir()
+	keyFile, key := writeTokenKey(t, dir)
+	f := serverFlags{dataDir: dir, quic: "off", tcp: "127.0.0.1:0", ws: "off", wsPath: "/jsp",
+		drainGrace: 100 * time.Millisecond, maxSessions: 10, maxConnsPerIP: 10, logLevel: "error",
+		authMode: "anonymous", tokenKeys: []string{keyFile}, audience: "call-test", maxHandshakesPerIP: 8,
+		node: nodeFlags{role: roleAll, cluster: "jsp", db: defaultDSN(dir)}}
+	cfg, err := f.config(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- runNode(ctx, f.node, cfg, out, nil) }()
+	banner := waitOutput(t, out, "SPKI pin")
+	addr, _ := bannerTarget(t, banner, "jsp+tcp")
+	pin := regexp.MustCompile(`SPKI pin +(\S+)`).FindStringSubmatch(banner)[1]
+	flags := func(user string) *callFlags {
+		tok, err := token.Sign(key, token.Claims{Audience: "call-test", Subject: user, NotBefore: time.Now().Add(-time.Minute), Expiry: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokFile := filepath.Join(dir, user+".tok")
+		if err := os.WriteFile(tokFile, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return &callFlags{dialFlags: dialFlags{pins: []string{pin}, timeout: 10 * time.Second, logLevel: "error"},
+			token: "@" + tokFile, room: "standup", linger: time.Second}
+	}
+	rec := filepath.Join(dir, "rec")
+	bf := flags("bob")
+	bf.record = rec
+	bctx, bcancel := context.WithCancel(ctx)
+	defer bcancel()
+	bobOut := &syncBuffer{}
+	bobDone := make(chan error, 1)
+	go func() { bobDone <- runCall(bctx, bf, "jsp+tcp://"+addr, bobOut, io.Discard) }()
+	waitOutput(t, bobOut, "joined standup")
+
+	in := filepath.Join(dir, "hello.opus")
+	const packets = 50
+	writeOpusFile(t, in, packets)
+	af := flags("alice")
+	af.oggIn = in
+	aliceOut := &syncBuffer{}
+	if err := runCall(ctx, af, "jsp+tcp://"+addr, aliceOut, io.Discard); err != nil {
+		t.Fatalf("alice: %v\n%s", err, aliceOut.String())
+	}
+	waitOutput(t, aliceOut, "sent 50 Opus packets")
+	waitOutput(t, bobOut, "participant.left: alice")
+	bcancel()
+	if err := <-bobDone; err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+	got := waitOutput(t, bobOut, "recorded ")
+	m := regexp.MustCompile(`recorded (\S+): (\d+) frames to (\S+)`).FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("no recording line in\n%s", got)
+	}
+	fr, err := os.Open(m[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fr.Close()
+	r, err := ogg.NewOpusReader(fr, ogg.OpusReaderConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		p, err := r.ReadPacket()
+		if err != nil {
+			break
+		}
+		if p.Data[0] != 0xF8 || len(p.Data) != 41 {
+			t.Fatalf("packet %d: % x", n, p.Data[:2])
+		}
+		n++
+	}
+	if n < packets-5 {
+		t.Fatalf("bob recorded %d of %d packets\n%s", n, packets, bobOut.String())
+	}
+	if recordName(voiceproto.Track{ID: "s/cam", Codec: "vp8"}) != "s-cam.ivf" {
+		t.Errorf("record name")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("runNode = %v", err)
+	}
+}

@@ -1,0 +1,63 @@
+package voiceproto
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDecodeRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		ok   bool
+	}{
+		{"join", `{"op":"join","room":"r"}`, true},
+		{"no op", `{"room":"r"}`, false},
+		{"bad kind", `{"op":"publish","room":"r","kind":"smell"}`, false},
+		{"too many layers", `{"op":"publish","room":"r","layers":[{},{},{},{}]}`, false},
+		{"bad quality", `{"op":"quality","room":"r","quality":"meh"}`, false},
+		{"bad permission", `{"op":"create","room":"r","permissions":{"fly":"owner"}}`, false},
+		{"wildcard room", `{"op":"join","room":"a.>"}`, false},
+		{"long room", `{"op":"join","room":"` + strings.Repeat("x", MaxIDBytes+1) + `"}`, false},
+		{"oversize", `{"op":"join","room":"r","codec":"` + strings.Repeat("x", MaxBodyBytes) + `"}`, false},
+		{"not json", `{`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeRequest([]byte(tt.body))
+			if (err == nil) != tt.ok {
+				t.Fatalf("err %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	yes := true
+	f.Add(Marshal(Request{Op: OpPublish, Room: "r", Track: "cam", Kind: KindVideo, Codec: "vp8",
+		Layers: []Layer{{Width: 320, Height: 180, Bitrate: 150_000}}, Muted: &yes, Flows: []uint64{4}}))
+	f.Add(Marshal(Request{Op: OpSpeakers, Speakers: []Speaker{{Participant: "p", Level: 0.3}}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeRequest(b)
+		if err != nil {
+			return
+		}
+		if r2, err := DecodeRequest(Marshal(r)); err != nil || r2.Op != r.Op || r2.Room != r.Room {
+			t.Fatalf("round trip: %v %+v %+v", err, r, r2)
+		}
+	})
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	f.Add(Marshal(Event{Type: EvJoined, Room: "r", Participant: &Participant{ID: "p", User: "u"}}))
+	f.Add(Marshal(Event{Type: EvSpeakers, Room: "r", Speakers: []Speaker{{Participant: "p"}}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := DecodeEvent(b)
+		if err != nil {
+			return
+		}
+		if _, err := DecodeEvent(Marshal(e)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
