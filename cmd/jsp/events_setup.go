@@ -162,8 +162,14 @@ func setupEvents(ctx context.Context, c *core.Core, reg *core.Registry, f events
 		return nil, err
 	}
 	st := c.Store()
-	elog, err := events.OpenLog(ctx, c.Bus(), c.Subjects(), nil)
-	if err != nil {
+	// JetStream may still be electing leaders (a NATS cluster that has
+	// just restarted): wait for it as the chat service does.
+	var elog bus.EventLog
+	if err = untilJetStream(ctx, log, "event log", func(ctx context.Context) error {
+		var err error
+		elog, err = events.OpenLog(ctx, c.Bus(), c.Subjects(), nil)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	cursors := events.StorageCursors(st)
@@ -184,8 +190,12 @@ func setupEvents(ctx context.Context, c *core.Core, reg *core.Registry, f events
 	// "push" consumer, and the queue's per-event-and-subscription message
 	// id keeps several cores from sending one notification twice; failed
 	// sends are retried with the queue's backoff.
-	q, err := push.OpenQueue(ctx, c.Bus(), c.Subjects(), nil)
-	if err != nil {
+	var q bus.WorkQueue
+	if err = untilJetStream(ctx, log, "push queue", func(ctx context.Context) error {
+		var err error
+		q, err = push.OpenQueue(ctx, c.Bus(), c.Subjects(), nil)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	nt, err := push.NewNotifier(push.NotifierConfig{Store: st, Presence: chat.CorePresence{P: presence},
