@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/pflag"
 
@@ -26,8 +25,6 @@ import (
 	"github.com/jetstreamproto/jsp/services/webhook"
 )
 
-// vapidFile is the VAPID key's file under the data directory.
-const vapidFile = "vapid.pem"
 
 // defaultVAPIDSubject is the VAPID contact when none is configured.
 const defaultVAPIDSubject = config.DefaultVAPIDSubject
@@ -46,7 +43,7 @@ type eventsFlags struct {
 }
 
 func addEventsFlags(fl *pflag.FlagSet, f *eventsFlags) {
-	fl.StringVar(&f.vapidKey, "vapid-key", "", "PEM file of the Web Push VAPID key (default: <data-dir>/"+vapidFile+", created on first start)")
+	fl.StringVar(&f.vapidKey, "vapid-key", "", "PEM file of the Web Push VAPID key (default: a key kept in the database, created on first start and shared by every core)")
 	fl.StringVar(&f.vapidSubject, "vapid-subject", defaultVAPIDSubject, "operator contact in VAPID tokens (mailto: or https: URL)")
 	fl.BoolVar(&f.pushAllowHTTP, "push-allow-http", false, "accept http:// push endpoints (local test receivers; RFC 8030 requires https)")
 	_ = fl.MarkHidden("push-allow-http")
@@ -80,11 +77,44 @@ func (e *eventConsumers) stop() {
 	}
 }
 
-// loadVAPIDKey reads the VAPID key from path, or creates it (mode 0600)
-// when the file does not exist and create is set.
-func loadVAPIDKey(path string, create bool) (*ecdsa.PrivateKey, error) {
+// vapidKVNamespace and vapidKVKey name the cluster's VAPID key in the
+// database when no key file is configured: every core of a cluster shares
+// the database, so they all sign with the key whose public half the
+// browsers subscribed with.
+const (
+	vapidKVNamespace = "jsp.events"
+	vapidKVKey       = "vapid-key"
+)
+
+// loadVAPIDKey reads the VAPID key from the PEM file at path.
+func loadVAPIDKey(path string) (*ecdsa.PrivateKey, error) {
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && create {
+	if err != nil {
+		return nil, fmt.Errorf("vapid key: %w", err)
+	}
+	k, err := parseVAPIDKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("vapid key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// storedVAPIDKey returns the cluster's VAPID key from the database,
+// creating it on first use; when several cores start together, the first
+// write wins and the others read it.
+func storedVAPIDKey(ctx context.Context, st storage.KVStore) (*ecdsa.PrivateKey, error) {
+	for range 2 {
+		e, err := st.KVGet(ctx, vapidKVNamespace, vapidKVKey)
+		if err == nil {
+			k, err := parseVAPIDKey(e.Value)
+			if err != nil {
+				return nil, fmt.Errorf("vapid key in the database: %w", err)
+			}
+			return k, nil
+		}
+		if !errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("vapid key: %w", err)
+		}
 		k, err := webpush.GenerateVAPIDKey(rand.Reader)
 		if err != nil {
 			return nil, err
@@ -93,37 +123,31 @@ func loadVAPIDKey(path string, create bool) (*ecdsa.PrivateKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("vapid key: %w", err)
 		}
-		// O_EXCL: two processes sharing a data directory must not both
-		// write a key and hand out different public keys.
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			if errors.Is(err, os.ErrExist) {
-				return loadVAPIDKey(path, false)
-			}
-			return nil, fmt.Errorf("vapid key: %w", err)
+		block := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+		_, err = st.KVCompareAndSet(ctx, vapidKVNamespace, vapidKVKey, block, 0, 0)
+		if err == nil {
+			return k, nil
 		}
-		werr := pem.Encode(f, &pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
+		if !errors.Is(err, storage.ErrConflict) {
+			return nil, fmt.Errorf("vapid key: store: %w", err)
 		}
-		if werr != nil {
-			return nil, fmt.Errorf("vapid key %s: %w", path, werr)
-		}
-		return k, nil
+		// Another core created it first: read that one.
 	}
-	if err != nil {
-		return nil, fmt.Errorf("vapid key: %w", err)
-	}
+	return nil, errors.New("vapid key: created and removed concurrently")
+}
+
+// parseVAPIDKey parses a PEM "EC PRIVATE KEY" block holding a P-256 key.
+func parseVAPIDKey(b []byte) (*ecdsa.PrivateKey, error) {
 	blk, _ := pem.Decode(b)
 	if blk == nil || blk.Type != "EC PRIVATE KEY" {
-		return nil, fmt.Errorf("vapid key %s: no EC PRIVATE KEY PEM block", path)
+		return nil, errors.New("no EC PRIVATE KEY PEM block")
 	}
 	k, err := x509.ParseECPrivateKey(blk.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("vapid key %s: %w", path, err)
+		return nil, err
 	}
 	if _, err := webpush.PublicKey(k); err != nil {
-		return nil, fmt.Errorf("vapid key %s: %w", path, err)
+		return nil, err
 	}
 	return k, nil
 }
@@ -149,11 +173,12 @@ func setupEvents(ctx context.Context, c *core.Core, reg *core.Registry, f events
 	if f.vapidSubject == "" {
 		f.vapidSubject = defaultVAPIDSubject
 	}
-	keyPath, create := f.vapidKey, false
-	if keyPath == "" {
-		keyPath, create = filepath.Join(dataDir, vapidFile), true
+	var key *ecdsa.PrivateKey
+	if f.vapidKey != "" {
+		key, err = loadVAPIDKey(f.vapidKey)
+	} else {
+		key, err = storedVAPIDKey(ctx, c.Store())
 	}
-	key, err := loadVAPIDKey(keyPath, create)
 	if err != nil {
 		return nil, err
 	}

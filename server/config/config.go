@@ -56,7 +56,7 @@ type Config struct {
 // webhooks and Web Push notifications (docs/events.md).
 type Events struct {
 	// VAPIDKey is the PEM file of the Web Push VAPID key.
-	VAPIDKey string `key:"vapid_key" flag:"vapid-key" doc:"PEM file of the Web Push VAPID key (empty: <data_dir>/vapid.pem, created on first start)"`
+	VAPIDKey string `key:"vapid_key" flag:"vapid-key" doc:"PEM file of the Web Push VAPID key (empty: a key kept in the database, created on first start and shared by every core)"`
 	// VAPIDSubject is the operator contact in VAPID tokens.
 	VAPIDSubject string `key:"vapid_subject" flag:"vapid-subject" doc:"operator contact in VAPID tokens: a mailto: or https: URL"`
 }
