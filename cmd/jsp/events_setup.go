@@ -33,8 +33,8 @@ const defaultVAPIDSubject = config.DefaultVAPIDSubject
 // webhooks and Web Push notifications (docs/events.md, "Wiring it into a
 // server").
 type eventsFlags struct {
-	// vapidKey is the PEM file of the VAPID P-256 key; empty means
-	// <data-dir>/vapid.pem, created on first start.
+	// vapidKey is the PEM file of the VAPID P-256 key; empty means the
+	// key kept in the database (storedVAPIDKey).
 	vapidKey string
 	// vapidSubject is the operator contact in VAPID tokens.
 	vapidSubject string
