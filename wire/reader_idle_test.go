@@ -44,11 +44,11 @@ func TestFrameReaderIdleShrink(t *testing.T) {
 	}
 	frames := len(burst) / len(AppendFrame(nil, FrameStream, 0, 4, make([]byte, 6000)))
 	tests := []struct {
-		name     string
-		steps    []chunkStep
-		want     int  // frames
-		busyMid  bool // busy buffer held after the first frame
-		busyEnd  bool // busy buffer held after the last frame
+		name    string
+		steps   []chunkStep
+		want    int  // frames
+		busyMid bool // busy buffer held after the first frame
+		busyEnd bool // busy buffer held after the last frame
 	}{
 		{"small frames stay small", []chunkStep{{data: small}, {data: small}, {data: small}}, 3, false, false},
 		{"burst takes a busy buffer", []chunkStep{{data: small}, {data: burst}}, 1 + frames, false, true},
