@@ -219,18 +219,11 @@ func (s *Session) start(fr *wire.FrameReader) {
 	s.send.onError = func(err error) { s.fail(fmt.Errorf("session write: %w", err)) }
 	s.run("sender", s.send.run)
 	s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
+	// The heartbeat goroutine also watches the transport, whose closure
+	// ends the session: one goroutine fewer per idle session (D24).
 	s.run("heartbeat", s.heartbeatLoop)
 	s.run("stream acceptor", s.acceptStreams)
 	s.run("datagram receiver", s.receiveDatagrams)
-	// Transport closure ends the session too.
-	s.run("transport watch", func(ctx context.Context) error {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.conn.Context().Done():
-			return transportCause(s.conn)
-		}
-	})
 }
 
 // run starts a goroutine owned by the session; its error ends the session.
@@ -796,6 +789,9 @@ func (s *Session) heartbeatLoop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.conn.Context().Done():
+			// Transport closure ends the session too.
+			return transportCause(s.conn)
 		case <-t.C:
 		}
 		since := s.cfg.Now().Sub(time.Unix(0, s.lastRecv.Load()))

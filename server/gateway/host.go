@@ -20,9 +20,9 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// host serves one established session. It owns six loops (messages,
-// events, streams, datagrams, a watch that closes the session when the
-// gateway closes, and one that closes it when its identity expires) and
+// host serves one established session. It owns five loops (messages,
+// events, streams, datagrams, and a watch that closes the session when the
+// gateway closes or its identity expires) and
 // the command, message and stream workers they start;
 // all of them end when the session does, and run joins them. The state the
 // loops share is the subscriber, which is safe for concurrent use, and the
@@ -127,7 +127,7 @@ func (h *host) run() {
 		h.g.resumes.attach(h)
 	}
 	h.registryOpen()
-	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch}
+	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.expiryWatch}
 	if h.g.cluster != nil {
 		loops = append(loops, h.publishLoop)
 	}
@@ -159,15 +159,6 @@ func (h *host) run() {
 		h.g.metrics.errors.add(code.String(), 1)
 	}
 	h.log.Debug("session ended", "cause", err)
-}
-
-// closeWatch closes the session when the gateway closes.
-func (h *host) closeWatch(ctx context.Context) {
-	select {
-	case <-ctx.Done():
-	case <-h.g.ctx.Done():
-		_ = h.sess.CloseWithError(jsperr.GoingAway, "server closed")
-	}
 }
 
 // closeWith ends the session with code and reason, logged with the

@@ -52,6 +52,7 @@ func (c *credState) hasScope(scope string) bool {
 // expiryWatch closes the session with TOKEN_EXPIRED when its credential
 // expires without a refresh: a credential is only good until its expiry,
 // also on a connection opened before it. A refresh moves the deadline.
+// It also closes the session with GOING_AWAY when the gateway closes.
 func (h *host) expiryWatch(ctx context.Context) {
 	for {
 		exp, _ := h.cred.get()
@@ -66,6 +67,14 @@ func (h *host) expiryWatch(ctx context.Context) {
 			if t != nil {
 				t.Stop()
 			}
+			return
+		case <-h.g.ctx.Done():
+			// The gateway is closing (this loop is also the close watch:
+			// one goroutine fewer per idle session, D24).
+			if t != nil {
+				t.Stop()
+			}
+			_ = h.sess.CloseWithError(jsperr.GoingAway, "server closed")
 			return
 		case <-h.cred.moved:
 			if t != nil {
