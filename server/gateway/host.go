@@ -20,9 +20,9 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// host serves one established session. It owns five loops (messages,
-// events, streams, datagrams, and a watch that closes the session when the
-// gateway closes or its identity expires) and
+// host serves one established session. It owns four loops (messages,
+// events, streams, datagrams), the watch callbacks that close the session
+// when the gateway closes or its identity expires (watch.go), and
 // the command, message and stream workers they start;
 // all of them end when the session does, and run joins them. The state the
 // loops share is the subscriber, which is safe for concurrent use, and the
@@ -70,6 +70,8 @@ type host struct {
 	subscribed map[string]struct{} // channels subscribed
 	base       map[string]uint64   // where each subscription started
 	acked      map[string]uint64   // the client's ACK cursors
+
+	watch hostWatch
 
 	mu        sync.Mutex
 	goingAway bool // guarded by mu: goAway has started
@@ -127,7 +129,7 @@ func (h *host) run() {
 		h.g.resumes.attach(h)
 	}
 	h.registryOpen()
-	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.expiryWatch}
+	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop}
 	if h.g.cluster != nil {
 		loops = append(loops, h.publishLoop)
 	}
@@ -138,7 +140,9 @@ func (h *host) run() {
 			loop(ctx)
 		}()
 	}
+	h.startWatch()
 	err := h.sess.Wait()
+	h.stopWatch()
 	h.mu.Lock()
 	h.finished = true
 	h.mu.Unlock()
