@@ -20,8 +20,8 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// host serves one established session. It owns four loops (messages,
-// events, streams, datagrams), the watch callbacks that close the session
+// host serves one established session. It owns three loops (messages,
+// events, and streams with datagrams), the watch callbacks that close the session
 // when the gateway closes or its identity expires (watch.go), and
 // the command, message and stream workers they start;
 // all of them end when the session does, and run joins them. The state the
@@ -129,7 +129,7 @@ func (h *host) run() {
 		h.g.resumes.attach(h)
 	}
 	h.registryOpen()
-	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop}
+	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop}
 	if h.g.cluster != nil {
 		loops = append(loops, h.publishLoop)
 	}
@@ -585,12 +585,18 @@ func (h *host) echoMessage(ctx context.Context, in session.Incoming) {
 }
 
 // streamLoop hands application streams to the service registered for their
-// label (JSP §5.12).
+// label (JSP §5.12) and echoes datagrams: one goroutine for both, since
+// neither blocks it (handlers run on their own goroutines, a datagram send
+// never waits), D24.
 func (h *host) streamLoop(ctx context.Context) {
 	for {
-		st, err := h.sess.AcceptStream(ctx)
+		st, dg, err := h.sess.AcceptStreamOrDatagram(ctx)
 		if err != nil {
 			return
+		}
+		if st == nil {
+			h.echoDatagram(ctx, dg)
+			continue
 		}
 		h.g.metrics.messagesIn.add(wire.FrameStreamOpen.String(), 1)
 		svc, ok := h.g.services.Stream(st.Label())
@@ -621,21 +627,14 @@ func (h *host) streamLoop(ctx context.Context) {
 	}
 }
 
-// datagramLoop echoes every datagram back (JSP §5.13).
-func (h *host) datagramLoop(ctx context.Context) {
-	for {
-		b, err := h.sess.ReceiveDatagram(ctx)
-		if err != nil {
-			return
-		}
-		h.g.metrics.messagesIn.add(wire.FrameDatagram.String(), 1)
-		if err := h.sess.SendDatagram(b, protocol.ClassMedia); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
+// echoDatagram echoes a datagram back (JSP §5.13).
+func (h *host) echoDatagram(ctx context.Context, b []byte) {
+	h.g.metrics.messagesIn.add(wire.FrameDatagram.String(), 1)
+	if err := h.sess.SendDatagram(b, protocol.ClassMedia); err != nil {
+		if ctx.Err() == nil {
 			h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
-			continue
 		}
-		h.g.metrics.messagesOut.add(wire.FrameDatagram.String(), 1)
+		return
 	}
+	h.g.metrics.messagesOut.add(wire.FrameDatagram.String(), 1)
 }

@@ -15,12 +15,12 @@ import (
 const idleSessions = 40
 
 // maxIdleGoroutinesPerPair bounds the goroutines one idle session costs
-// this process with both ends in it: the gateway's host (its run and four
+// this process with both ends in it: the gateway's host (its run and three
 // loops), the server and client sessions (four each) and the two link
 // layers (a reader and a writer each; the in-memory pipe adds none). The
 // bound is a behaviour (goroutines that only wait are folded, D24), not a
 // speed.
-const maxIdleGoroutinesPerPair = 17
+const maxIdleGoroutinesPerPair = 16
 
 // TestIdleSessionFootprint reports the Go heap and goroutines one idle
 // session costs (client and gateway ends together, both in this process),
