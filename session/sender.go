@@ -154,9 +154,16 @@ func (s *sender) queued() int {
 func (s *sender) run(ctx context.Context) error {
 	// The batch buffer is held only while frames are being written
 	// (decision D24): it comes from senderBatchPool with the first frame of
-	// a burst and goes back before the loop waits for the next one.
+	// a burst and goes back once the loop has waited senderIdleRelease
+	// for the next one.
 	var bp *[]byte
 	defer func() { putSenderBatch(bp) }()
+	var idle *time.Timer
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
+	}()
 	var carry *qos.Item[[]byte]
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -167,9 +174,24 @@ func (s *sender) run(ctx context.Context) error {
 			first, carry = *carry, nil
 		} else {
 			it, ok := s.pop(true)
+			if !ok && bp != nil {
+				if idle == nil {
+					idle = time.NewTimer(senderIdleRelease)
+				} else {
+					idle.Reset(senderIdleRelease)
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-s.signal:
+				case <-idle.C:
+					putSenderBatch(bp)
+					bp = nil
+				}
+				idle.Stop()
+				continue
+			}
 			if !ok {
-				putSenderBatch(bp)
-				bp = nil
 				select {
 				case <-ctx.Done():
 					return nil
@@ -255,6 +277,10 @@ func (s *sender) write(b []byte) error {
 	s.bytesWritten.Add(uint64(len(b)))
 	return nil
 }
+
+// senderIdleRelease is how long a sender keeps its batch buffer with
+// nothing to send before giving it back to senderBatchPool (D24).
+const senderIdleRelease = 200 * time.Millisecond
 
 // senderBatchPool recycles the senders' batch buffers between bursts
 // (decision D24), so that an idle session holds none.

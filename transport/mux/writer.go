@@ -91,9 +91,17 @@ func (c *Conn) writeLoop() {
 	defer close(c.writerDone)
 	// The batch buffer is held only while there is something to write
 	// (decision D24): it comes from batchPool when frames are queued and
-	// goes back before the writer waits, so an idle link pins none.
+	// goes back once the writer has waited batchIdleRelease without work,
+	// so an idle link pins none while a busy one does not trade it with
+	// the pool (which a GC may empty) between bursts.
 	var bp *[]byte
 	defer func() { putBatch(bp) }()
+	var idle *time.Timer
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
+	}()
 	for {
 		c.mu.Lock()
 		if c.closeErr != nil {
@@ -110,9 +118,23 @@ func (c *Conn) writeLoop() {
 			*bp = buf[:0]
 		}
 		c.mu.Unlock()
+		if len(buf) == 0 && bp != nil {
+			if idle == nil {
+				idle = time.NewTimer(batchIdleRelease)
+			} else {
+				idle.Reset(batchIdleRelease)
+			}
+			select {
+			case <-c.writeWake:
+			case <-c.closing:
+			case <-idle.C:
+				putBatch(bp)
+				bp = nil
+			}
+			idle.Stop()
+			continue
+		}
 		if len(buf) == 0 {
-			putBatch(bp)
-			bp = nil
 			select {
 			case <-c.writeWake:
 			case <-c.closing:
@@ -271,6 +293,10 @@ func (c *Conn) shutdown() {
 	c.closeRW()
 	<-c.readerDone
 }
+
+// batchIdleRelease is how long a link writer keeps its batch buffer
+// without anything to write before giving it back to batchPool (D24).
+const batchIdleRelease = 200 * time.Millisecond
 
 // batchPool recycles the writers' batch buffers between bursts (decision
 // D24): an idle link holds none, a busy one keeps its buffer for as long
