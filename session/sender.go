@@ -152,7 +152,18 @@ func (s *sender) queued() int {
 
 // run writes queued frames until ctx ends or a write fails.
 func (s *sender) run(ctx context.Context) error {
-	buf := make([]byte, 0, s.maxBatch)
+	// The batch buffer is held only while frames are being written
+	// (decision D24): it comes from senderBatchPool with the first frame of
+	// a burst and goes back once the loop has waited senderIdleRelease
+	// for the next one.
+	var bp *[]byte
+	defer func() { putSenderBatch(bp) }()
+	var idle *time.Timer
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
+	}()
 	var carry *qos.Item[[]byte]
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -163,6 +174,23 @@ func (s *sender) run(ctx context.Context) error {
 			first, carry = *carry, nil
 		} else {
 			it, ok := s.pop(true)
+			if !ok && bp != nil {
+				if idle == nil {
+					idle = time.NewTimer(senderIdleRelease)
+				} else {
+					idle.Reset(senderIdleRelease)
+				}
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-s.signal:
+				case <-idle.C:
+					putSenderBatch(bp)
+					bp = nil
+				}
+				idle.Stop()
+				continue
+			}
 			if !ok {
 				select {
 				case <-ctx.Done():
@@ -174,7 +202,10 @@ func (s *sender) run(ctx context.Context) error {
 			first = it
 		}
 		// From here until release, this goroutine holds the writing flag.
-		buf = append(buf[:0], first.Value...)
+		if bp == nil {
+			bp = getSenderBatch(s.maxBatch)
+		}
+		buf := append((*bp)[:0], first.Value...)
 		n := 1
 		if s.batching {
 			mode := 0
@@ -217,6 +248,7 @@ func (s *sender) run(ctx context.Context) error {
 				}
 			}
 		}
+		*bp = buf[:0]
 		err := s.write(buf)
 		if carry == nil {
 			// With a carried frame the writing flag stays taken, so no
@@ -244,4 +276,31 @@ func (s *sender) write(b []byte) error {
 	s.writes.Add(1)
 	s.bytesWritten.Add(uint64(len(b)))
 	return nil
+}
+
+// senderIdleRelease is how long a sender keeps its batch buffer with
+// nothing to send before giving it back to senderBatchPool (D24).
+const senderIdleRelease = 200 * time.Millisecond
+
+// senderBatchPool recycles the senders' batch buffers between bursts
+// (decision D24), so that an idle session holds none.
+var senderBatchPool sync.Pool
+
+// getSenderBatch returns an empty buffer of capacity at least size.
+func getSenderBatch(size int) *[]byte {
+	if bp, ok := senderBatchPool.Get().(*[]byte); ok && cap(*bp) >= size {
+		*bp = (*bp)[:0]
+		return bp
+	}
+	b := make([]byte, 0, size)
+	return &b
+}
+
+// putSenderBatch gives bp back to the pool; nil is ignored.
+func putSenderBatch(bp *[]byte) {
+	if bp == nil {
+		return
+	}
+	*bp = (*bp)[:0]
+	senderBatchPool.Put(bp)
 }

@@ -15,9 +15,11 @@
 //	  | <----------- GOAWAY ---------------- |  graceful shutdown
 //
 // A Session owns these goroutines, joined by Close: the control-stream
-// reader, the sender (QoS scheduling and batching), the heartbeat/idle loop,
-// the stream acceptor and the datagram receiver. Other goroutines interact
-// by enqueueing frames and reading from bounded queues.
+// reader, the sender (QoS scheduling and batching), the stream acceptor and
+// the datagram receiver; the heartbeat/idle check and the transport watch
+// are timer and context callbacks joined the same way (heartbeat.go).
+// Other goroutines interact by enqueueing frames and reading from bounded
+// queues.
 package session
 
 import (
@@ -99,6 +101,7 @@ type Session struct {
 	wg     sync.WaitGroup
 
 	heartbeat atomic.Int64 // current interval, ns
+	hb        heartbeatState
 	lastRecv  atomic.Int64 // unix ns of the last frame from the peer
 
 	recv    *qos.RecvQueues[Incoming]
@@ -219,18 +222,11 @@ func (s *Session) start(fr *wire.FrameReader) {
 	s.send.onError = func(err error) { s.fail(fmt.Errorf("session write: %w", err)) }
 	s.run("sender", s.send.run)
 	s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
-	s.run("heartbeat", s.heartbeatLoop)
+	// The heartbeat and the transport watch run as timer and context
+	// callbacks, not goroutines that only wait (heartbeat.go, D24).
+	s.startHeartbeat()
 	s.run("stream acceptor", s.acceptStreams)
 	s.run("datagram receiver", s.receiveDatagrams)
-	// Transport closure ends the session too.
-	s.run("transport watch", func(ctx context.Context) error {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-s.conn.Context().Done():
-			return transportCause(s.conn)
-		}
-	})
 }
 
 // run starts a goroutine owned by the session; its error ends the session.
@@ -267,6 +263,9 @@ func (s *Session) fail(err error) {
 		if code != jsperr.NoError {
 			s.log.Warn("session closing on error", "code", code.String(), "err", err)
 		}
+		// Before the cancel, so that no heartbeat callback joins wg
+		// once a Close may be waiting on it.
+		s.stopHeartbeat()
 		s.cancel(err)
 		// Recv drains what already arrived, then reports the end.
 		s.recv.Close()
@@ -781,49 +780,6 @@ func (s *Session) idleTimeout() time.Duration {
 		return time.Duration(s.welcome.IdleTimeoutMS) * time.Millisecond
 	}
 	return 3 * max(s.negotiatedHeartbeat(), s.cfg.BatteryHeartbeatInterval)
-}
-
-// heartbeatLoop sends PINGs (client) and enforces the idle timeout (both).
-func (s *Session) heartbeatLoop(ctx context.Context) error {
-	idle := s.idleTimeout()
-	tick := min(time.Duration(s.heartbeat.Load()), idle/3)
-	if s.role == RoleServer {
-		tick = idle / 3
-	}
-	t := time.NewTimer(tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		since := s.cfg.Now().Sub(time.Unix(0, s.lastRecv.Load()))
-		if since > idle {
-			return jsperr.Newf(jsperr.IdleTimeout, "nothing from the peer for %v (limit %v)", since.Round(time.Millisecond), idle)
-		}
-		if s.role == RoleClient {
-			s.pendingMu.Lock()
-			s.pingID++
-			id := s.pingID
-			s.pings[id] = make(chan time.Duration, 1)
-			// Keep at most a handful of heartbeat pings outstanding.
-			if len(s.pings) > 8 {
-				for k := range s.pings {
-					if k != id {
-						delete(s.pings, k)
-						break
-					}
-				}
-			}
-			s.pendingMu.Unlock()
-			if err := s.Send(&wire.Ping{ID: id, Timestamp: uint64(s.cfg.Now().UnixMicro())}); err != nil {
-				return nil // closing
-			}
-			tick = time.Duration(s.heartbeat.Load())
-		}
-		t.Reset(tick)
-	}
 }
 
 // Stats are counters of one session.

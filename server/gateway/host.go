@@ -20,9 +20,9 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// host serves one established session. It owns six loops (messages,
-// events, streams, datagrams, a watch that closes the session when the
-// gateway closes, and one that closes it when its identity expires) and
+// host serves one established session. It owns three loops (messages,
+// events, and streams with datagrams), the watch callbacks that close the session
+// when the gateway closes or its identity expires (watch.go), and
 // the command, message and stream workers they start;
 // all of them end when the session does, and run joins them. The state the
 // loops share is the subscriber, which is safe for concurrent use, and the
@@ -73,6 +73,8 @@ type host struct {
 	subscribed map[string]struct{} // channels subscribed
 	base       map[string]uint64   // where each subscription started
 	acked      map[string]uint64   // the client's ACK cursors
+
+	watch hostWatch
 
 	mu        sync.Mutex
 	goingAway bool // guarded by mu: goAway has started
@@ -130,7 +132,7 @@ func (h *host) run() {
 	if h.g.resumes != nil {
 		h.g.resumes.attach(h)
 	}
-	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop, h.datagramLoop, h.closeWatch, h.expiryWatch}
+	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop}
 	if h.g.reg != nil {
 		// Off the session's path: a bus that is slow to answer must not
 		// delay the session. run joins it before registryClose.
@@ -146,7 +148,9 @@ func (h *host) run() {
 			loop(ctx)
 		}()
 	}
+	h.startWatch()
 	err := h.sess.Wait()
+	h.stopWatch()
 	h.mu.Lock()
 	h.finished = true
 	h.mu.Unlock()
@@ -170,15 +174,6 @@ func (h *host) run() {
 		h.g.metrics.errors.add(code.String(), 1)
 	}
 	h.log.Debug("session ended", "cause", err)
-}
-
-// closeWatch closes the session when the gateway closes.
-func (h *host) closeWatch(ctx context.Context) {
-	select {
-	case <-ctx.Done():
-	case <-h.g.ctx.Done():
-		_ = h.sess.CloseWithError(jsperr.GoingAway, "server closed")
-	}
 }
 
 // closeWith ends the session with code and reason, logged with the
@@ -601,12 +596,18 @@ func (h *host) echoMessage(ctx context.Context, in session.Incoming) {
 }
 
 // streamLoop hands application streams to the service registered for their
-// label (JSP §5.12).
+// label (JSP §5.12) and echoes datagrams: one goroutine for both, since
+// neither blocks it (handlers run on their own goroutines, a datagram send
+// never waits), D24.
 func (h *host) streamLoop(ctx context.Context) {
 	for {
-		st, err := h.sess.AcceptStream(ctx)
+		st, dg, err := h.sess.AcceptStreamOrDatagram(ctx)
 		if err != nil {
 			return
+		}
+		if st == nil {
+			h.echoDatagram(ctx, dg)
+			continue
 		}
 		h.g.metrics.messagesIn.add(wire.FrameStreamOpen.String(), 1)
 		svc, ok := h.g.services.Stream(st.Label())
@@ -637,21 +638,14 @@ func (h *host) streamLoop(ctx context.Context) {
 	}
 }
 
-// datagramLoop echoes every datagram back (JSP §5.13).
-func (h *host) datagramLoop(ctx context.Context) {
-	for {
-		b, err := h.sess.ReceiveDatagram(ctx)
-		if err != nil {
-			return
-		}
-		h.g.metrics.messagesIn.add(wire.FrameDatagram.String(), 1)
-		if err := h.sess.SendDatagram(b, protocol.ClassMedia); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
+// echoDatagram echoes a datagram back (JSP §5.13).
+func (h *host) echoDatagram(ctx context.Context, b []byte) {
+	h.g.metrics.messagesIn.add(wire.FrameDatagram.String(), 1)
+	if err := h.sess.SendDatagram(b, protocol.ClassMedia); err != nil {
+		if ctx.Err() == nil {
 			h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
-			continue
 		}
-		h.g.metrics.messagesOut.add(wire.FrameDatagram.String(), 1)
+		return
 	}
+	h.g.metrics.messagesOut.add(wire.FrameDatagram.String(), 1)
 }

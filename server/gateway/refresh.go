@@ -2,13 +2,12 @@ package gateway
 
 import (
 	"context"
-	"fmt"
-	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/wire"
 )
@@ -19,13 +18,13 @@ type credState struct {
 	mu      sync.Mutex
 	expires time.Time // guarded by mu; zero = never
 	scopes  []string  // guarded by mu
-	// moved wakes expiryWatch after a refresh; one pending signal is
-	// enough, it rereads the expiry.
-	moved chan struct{}
+	// onMove, when set, is called after each refresh (outside mu): the
+	// host re-arms its expiry timer (watch.go).
+	onMove func()
 }
 
 func newCredState(id session.Identity) *credState {
-	return &credState{expires: id.Expires, scopes: slices.Clone(id.Scopes), moved: make(chan struct{}, 1)}
+	return &credState{expires: id.Expires, scopes: slices.Clone(id.Scopes)}
 }
 
 func (c *credState) get() (time.Time, []string) {
@@ -37,10 +36,10 @@ func (c *credState) get() (time.Time, []string) {
 func (c *credState) set(expires time.Time, scopes []string) {
 	c.mu.Lock()
 	c.expires, c.scopes = expires, slices.Clone(scopes)
+	onMove := c.onMove
 	c.mu.Unlock()
-	select {
-	case c.moved <- struct{}{}:
-	default:
+	if onMove != nil {
+		onMove()
 	}
 }
 
@@ -48,35 +47,6 @@ func (c *credState) set(expires time.Time, scopes []string) {
 func (c *credState) hasScope(scope string) bool {
 	_, scopes := c.get()
 	return slices.Contains(scopes, scope)
-}
-
-// expiryWatch closes the session with TOKEN_EXPIRED when its credential
-// expires without a refresh: a credential is only good until its expiry,
-// also on a connection opened before it. A refresh moves the deadline.
-func (h *host) expiryWatch(ctx context.Context) {
-	for {
-		exp, _ := h.cred.get()
-		var fire <-chan time.Time
-		var t *time.Timer
-		if !exp.IsZero() {
-			t = time.NewTimer(max(exp.Sub(h.g.cfg.Now()), 0))
-			fire = t.C
-		}
-		select {
-		case <-ctx.Done():
-			if t != nil {
-				t.Stop()
-			}
-			return
-		case <-h.cred.moved:
-			if t != nil {
-				t.Stop()
-			}
-		case <-fire:
-			h.closeWith(jsperr.TokenExpired, fmt.Sprintf("credential of %q expired at %s", h.user, exp.UTC().Format(time.RFC3339)))
-			return
-		}
-	}
 }
 
 // replyFunc sends a command's REPLY: a body, or a code and reason.

@@ -89,16 +89,51 @@ func (c *Conn) pushLocked(f *outFrame, deadline time.Time) error {
 // writeLoop owns the writing side and, at the end, the shutdown.
 func (c *Conn) writeLoop() {
 	defer close(c.writerDone)
-	buf := make([]byte, 0, c.cfg.MaxWriteBatch+int(c.cfg.MaxChunk)+wire.MaxHeaderLen)
+	// The batch buffer is held only while there is something to write
+	// (decision D24): it comes from batchPool when frames are queued and
+	// goes back once the writer has waited batchIdleRelease without work,
+	// so an idle link pins none while a busy one does not trade it with
+	// the pool (which a GC may empty) between bursts.
+	var bp *[]byte
+	defer func() { putBatch(bp) }()
+	var idle *time.Timer
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
+	}()
 	for {
 		c.mu.Lock()
 		if c.closeErr != nil {
 			c.mu.Unlock()
 			break
 		}
+		if bp == nil && c.sched.Len() > 0 {
+			bp = getBatch(c.cfg.MaxWriteBatch + int(c.cfg.MaxChunk) + wire.MaxHeaderLen)
+		}
+		var buf []byte
 		var frames int
-		buf, frames = c.fillBatchLocked(buf[:0])
+		if bp != nil {
+			buf, frames = c.fillBatchLocked((*bp)[:0])
+			*bp = buf[:0]
+		}
 		c.mu.Unlock()
+		if len(buf) == 0 && bp != nil {
+			if idle == nil {
+				idle = time.NewTimer(batchIdleRelease)
+			} else {
+				idle.Reset(batchIdleRelease)
+			}
+			select {
+			case <-c.writeWake:
+			case <-c.closing:
+			case <-idle.C:
+				putBatch(bp)
+				bp = nil
+			}
+			idle.Stop()
+			continue
+		}
 		if len(buf) == 0 {
 			select {
 			case <-c.writeWake:
@@ -257,4 +292,32 @@ func (c *Conn) shutdown() {
 	}
 	c.closeRW()
 	<-c.readerDone
+}
+
+// batchIdleRelease is how long a link writer keeps its batch buffer
+// without anything to write before giving it back to batchPool (D24).
+const batchIdleRelease = 200 * time.Millisecond
+
+// batchPool recycles the writers' batch buffers between bursts (decision
+// D24): an idle link holds none, a busy one keeps its buffer for as long
+// as frames keep coming.
+var batchPool sync.Pool
+
+// getBatch returns a buffer of capacity at least size.
+func getBatch(size int) *[]byte {
+	if bp, ok := batchPool.Get().(*[]byte); ok && cap(*bp) >= size {
+		*bp = (*bp)[:0]
+		return bp
+	}
+	b := make([]byte, 0, size)
+	return &b
+}
+
+// putBatch gives bp back to the pool; nil is ignored.
+func putBatch(bp *[]byte) {
+	if bp == nil {
+		return
+	}
+	*bp = (*bp)[:0]
+	batchPool.Put(bp)
 }

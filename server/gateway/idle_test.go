@@ -1,0 +1,85 @@
+package gateway
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/jetstreamproto/jsp/session"
+	"github.com/jetstreamproto/jsp/transport"
+)
+
+// idleSessions is how many sessions TestIdleSessionFootprint opens per
+// transport: enough to average out the noise, few enough for a quick test.
+const idleSessions = 40
+
+// maxIdleGoroutinesPerPair bounds the goroutines one idle session costs
+// this process with both ends in it: the gateway's host (its run and three
+// loops), the server and client sessions (four each) and the two link
+// layers (a reader and a writer each; the in-memory pipe adds none). The
+// bound is a behaviour (goroutines that only wait are folded, D24), not a
+// speed.
+const maxIdleGoroutinesPerPair = 16
+
+// TestIdleSessionFootprint reports the Go heap and goroutines one idle
+// session costs (client and gateway ends together, both in this process),
+// and checks the goroutine count. The heap figure is reported only.
+func TestIdleSessionFootprint(t *testing.T) {
+	for _, kind := range []transport.Kind{transport.KindMem, transport.KindTCP} {
+		t.Run(string(kind), func(t *testing.T) {
+			g := startGateway(t, Config{TCPAddr: "127.0.0.1:0"})
+			// A first session warms up pools and lazily built state.
+			warm := g.dial(t, kind)
+			waitSessions(t, g, 1)
+			g0, h0 := settledFootprint()
+			var open []*session.Session
+			for range idleSessions {
+				open = append(open, g.dial(t, kind))
+			}
+			waitSessions(t, g, idleSessions+1)
+			g1, h1 := settledFootprint()
+			perG := float64(g1-g0) / idleSessions
+			perH := float64(int64(h1)-int64(h0)) / idleSessions
+			t.Logf("%s: %.1f goroutines and %.0f heap bytes per idle session (client and gateway ends)", kind, perG, perH)
+			if perG > maxIdleGoroutinesPerPair {
+				t.Errorf("%.1f goroutines per idle session, want at most %d", perG, maxIdleGoroutinesPerPair)
+			}
+			for _, s := range open {
+				_ = s.Close()
+			}
+			_ = warm.Close()
+			waitSessions(t, g, 0)
+		})
+	}
+}
+
+// waitSessions waits until the gateway hosts n sessions.
+func waitSessions(t *testing.T, g *testGateway, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d sessions", n), func() bool { return g.Health().Sessions == n })
+}
+
+// settledFootprint returns the goroutine count and live heap bytes once the
+// goroutine count has stopped moving (sessions start their loops after
+// the gateway has counted them).
+func settledFootprint() (int, uint64) {
+	n, same := runtime.NumGoroutine(), 0
+	for deadline := time.Now().Add(5 * time.Second); same < 5 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		if m := runtime.NumGoroutine(); m == n {
+			same++
+		} else {
+			n, same = m, 0
+		}
+	}
+	// Writers and senders give their batch buffers back after 200 ms
+	// without work (D24); measure after that.
+	// Two collections: a sync.Pool keeps what it holds through one.
+	time.Sleep(500 * time.Millisecond)
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return n, ms.HeapAlloc
+}

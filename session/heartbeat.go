@@ -1,0 +1,123 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+// heartbeatState drives the heartbeat (JSP §11.2) and the transport watch
+// from callbacks instead of goroutines that would only wait: a timer
+// (time.AfterFunc) sends the client's PINGs and enforces the idle timeout
+// on both sides, and a context.AfterFunc on the transport's context ends
+// the session when the transport closes (decision D24: fewer goroutines
+// per idle session).
+//
+// Ownership: a callback that runs joins the session's WaitGroup under mu
+// unless stopped is set; fail sets stopped (stopHeartbeat) before it
+// cancels the session, so every Close/Wait joins the callbacks that
+// started and no callback starts afterwards.
+type heartbeatState struct {
+	mu        sync.Mutex
+	stopped   bool        // guarded by mu: the session is ending
+	timer     *time.Timer // guarded by mu: nil until started
+	stopWatch func() bool // guarded by mu: unregisters the transport watch
+	idle      time.Duration
+}
+
+// startHeartbeat arms the heartbeat timer and the transport watch.
+func (s *Session) startHeartbeat() {
+	idle := s.idleTimeout()
+	tick := min(time.Duration(s.heartbeat.Load()), idle/3)
+	if s.role == RoleServer {
+		tick = idle / 3
+	}
+	s.hb.mu.Lock()
+	defer s.hb.mu.Unlock()
+	if s.hb.stopped {
+		return
+	}
+	s.hb.idle = idle
+	s.hb.timer = time.AfterFunc(tick, s.heartbeatTick)
+	s.hb.stopWatch = context.AfterFunc(s.conn.Context(), func() {
+		if !s.heartbeatEnter() {
+			return
+		}
+		defer s.wg.Done()
+		// Transport closure ends the session too.
+		s.fail(fmt.Errorf("session transport watch: %w", transportCause(s.conn)))
+	})
+}
+
+// stopHeartbeat stops the timer and the transport watch; callbacks
+// already running finish and are joined by the session's WaitGroup.
+func (s *Session) stopHeartbeat() {
+	s.hb.mu.Lock()
+	defer s.hb.mu.Unlock()
+	s.hb.stopped = true
+	if s.hb.timer != nil {
+		s.hb.timer.Stop()
+	}
+	if s.hb.stopWatch != nil {
+		s.hb.stopWatch()
+	}
+}
+
+// heartbeatEnter registers a running callback with the session's
+// WaitGroup, or reports false once the session is ending.
+func (s *Session) heartbeatEnter() bool {
+	s.hb.mu.Lock()
+	defer s.hb.mu.Unlock()
+	if s.hb.stopped {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// heartbeatTick runs when the heartbeat timer fires: it closes a session
+// whose peer has been silent past the idle timeout, sends the client's
+// PING, and re-arms the timer.
+func (s *Session) heartbeatTick() {
+	if !s.heartbeatEnter() {
+		return
+	}
+	defer s.wg.Done()
+	idle := s.hb.idle
+	tick := idle / 3
+	since := s.cfg.Now().Sub(time.Unix(0, s.lastRecv.Load()))
+	if since > idle {
+		err := jsperr.Newf(jsperr.IdleTimeout, "nothing from the peer for %v (limit %v)", since.Round(time.Millisecond), idle)
+		s.fail(fmt.Errorf("session heartbeat: %w", err))
+		return
+	}
+	if s.role == RoleClient {
+		s.pendingMu.Lock()
+		s.pingID++
+		id := s.pingID
+		s.pings[id] = make(chan time.Duration, 1)
+		// Keep at most a handful of heartbeat pings outstanding.
+		if len(s.pings) > 8 {
+			for k := range s.pings {
+				if k != id {
+					delete(s.pings, k)
+					break
+				}
+			}
+		}
+		s.pendingMu.Unlock()
+		if err := s.Send(&wire.Ping{ID: id, Timestamp: uint64(s.cfg.Now().UnixMicro())}); err != nil {
+			return // closing
+		}
+		tick = time.Duration(s.heartbeat.Load())
+	}
+	s.hb.mu.Lock()
+	if !s.hb.stopped {
+		s.hb.timer.Reset(tick)
+	}
+	s.hb.mu.Unlock()
+}
