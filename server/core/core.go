@@ -90,6 +90,9 @@ type Config struct {
 	// MaxRequestBytes caps a request's size. Default:
 	// DefaultMaxRequestBytes.
 	MaxRequestBytes int
+	// MaxPublishBatch caps the messages of one multi-message publish
+	// (batch.go). Default: DefaultMaxPublishBatch.
+	MaxPublishBatch int
 	// PurgeInterval is how often expired rows are purged from Store.
 	// Default: DefaultPurgeInterval.
 	PurgeInterval time.Duration
@@ -137,6 +140,9 @@ func (c *Config) setDefaults() error {
 	if c.PurgeInterval == 0 {
 		c.PurgeInterval = DefaultPurgeInterval
 	}
+	if c.MaxPublishBatch == 0 {
+		c.MaxPublishBatch = DefaultMaxPublishBatch
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -152,7 +158,7 @@ func (c *Config) validate() error {
 		return errors.New("core: Config.Bus is required")
 	case c.Store == nil:
 		return errors.New("core: Config.Store is required")
-	case c.Shards < 0, c.RequestTimeout < 0, c.PageSize < 0, c.MaxPageSize < 0, c.MaxRequestBytes < 0, c.PurgeInterval < 0:
+	case c.Shards < 0, c.RequestTimeout < 0, c.PageSize < 0, c.MaxPageSize < 0, c.MaxRequestBytes < 0, c.PurgeInterval < 0, c.MaxPublishBatch < 0:
 		return errors.New("core: negative limit in config")
 	case c.PageSize > c.MaxPageSize && c.MaxPageSize > 0:
 		return fmt.Errorf("core: PageSize %d over MaxPageSize %d", c.PageSize, c.MaxPageSize)
@@ -292,6 +298,20 @@ func (c *Core) handle(m *bus.Msg) {
 		if rep.Code == jsperr.Internal {
 			c.stats.StoreErrors++
 		}
+	case req.Op == OpPublish && len(rep.Results) > 0:
+		for _, r := range rep.Results {
+			switch {
+			case r.Code != jsperr.NoError:
+				c.stats.Failed++
+				if r.Code == jsperr.Internal {
+					c.stats.StoreErrors++
+				}
+			case r.Duplicate:
+				c.stats.Duplicates++
+			default:
+				c.stats.Published++
+			}
+		}
 	case req.Op == OpPublish && rep.Duplicate:
 		c.stats.Duplicates++
 	case req.Op == OpPublish:
@@ -375,6 +395,9 @@ func (c *Core) serve(ctx context.Context, req *Request) Reply {
 // the commit (ARCHITECTURE §1), so a subscriber never sees a message that
 // history would not return.
 func (c *Core) publish(ctx context.Context, req *Request) Reply {
+	if req.Message == nil && len(req.Messages) > 0 {
+		return c.publishMany(ctx, req)
+	}
 	if req.Message == nil {
 		return Reply{Code: jsperr.BadRequest, Reason: "publish without message"}
 	}
