@@ -49,7 +49,7 @@ func (c *Core) publishMany(ctx context.Context, req *Request) Reply {
 			if f.Code == jsperr.Internal {
 				c.log.Warn("core: append failed", "channel", req.Channel, "err", err)
 			}
-			rep.Results[i] = PublishResult{Code: f.Code, Reason: f.Reason}
+			rep.Results[i] = PublishResult{Code: f.Code, Reason: f.Reason, RetryAfterMS: f.RetryAfterMS}
 			continue
 		}
 		r := res[i]

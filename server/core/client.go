@@ -124,7 +124,7 @@ func (c *Client) PublishMany(ctx context.Context, channel string, msgs []storage
 			return nil, err
 		}
 		// A reply with a code is this message's failure, not the request's.
-		return []PublishResult{{Code: rep.Code, Reason: rep.Reason, Seq: rep.Seq, Time: rep.Time, Duplicate: rep.Duplicate}}, nil
+		return []PublishResult{{Code: rep.Code, Reason: rep.Reason, RetryAfterMS: rep.RetryAfterMS, Seq: rep.Seq, Time: rep.Time, Duplicate: rep.Duplicate}}, nil
 	}
 	rep, err := c.Do(ctx, &Request{Op: OpPublish, Channel: channel, Messages: msgs})
 	if err != nil {

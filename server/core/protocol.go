@@ -106,6 +106,9 @@ type PublishResult struct {
 	Code jsperr.Code `json:"code,omitempty"`
 	// Reason explains a failure.
 	Reason string `json:"reason,omitempty"`
+	// RetryAfterMS is when to retry a failure that passes, in
+	// milliseconds; 0 when unknown.
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
 	// Seq is the committed message's sequence number.
 	Seq storage.Seq `json:"seq,omitempty"`
 	// Time is the commit time.
@@ -119,7 +122,9 @@ func (r *PublishResult) Err() error {
 	if r.Code == jsperr.NoError {
 		return nil
 	}
-	return jsperr.New(r.Code, r.Reason)
+	e := jsperr.New(r.Code, r.Reason)
+	e.RetryAfter = time.Duration(r.RetryAfterMS) * time.Millisecond
+	return e
 }
 
 // Err returns the reply's failure as a *jsperr.Error, or nil.
