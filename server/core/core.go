@@ -90,6 +90,11 @@ type Config struct {
 	// MaxRequestBytes caps a request's size. Default:
 	// DefaultMaxRequestBytes.
 	MaxRequestBytes int
+	// Workers is the number of worker lanes serving requests (lanes.go):
+	// requests of one channel go to one lane, in order; lanes run
+	// concurrently, so their appends share the store's group commits.
+	// Default: DefaultWorkers.
+	Workers int
 	// MaxPublishBatch caps the messages of one multi-message publish
 	// (batch.go). Default: DefaultMaxPublishBatch.
 	MaxPublishBatch int
@@ -140,6 +145,9 @@ func (c *Config) setDefaults() error {
 	if c.PurgeInterval == 0 {
 		c.PurgeInterval = DefaultPurgeInterval
 	}
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
 	if c.MaxPublishBatch == 0 {
 		c.MaxPublishBatch = DefaultMaxPublishBatch
 	}
@@ -158,7 +166,7 @@ func (c *Config) validate() error {
 		return errors.New("core: Config.Bus is required")
 	case c.Store == nil:
 		return errors.New("core: Config.Store is required")
-	case c.Shards < 0, c.RequestTimeout < 0, c.PageSize < 0, c.MaxPageSize < 0, c.MaxRequestBytes < 0, c.PurgeInterval < 0, c.MaxPublishBatch < 0:
+	case c.Shards < 0, c.RequestTimeout < 0, c.PageSize < 0, c.MaxPageSize < 0, c.MaxRequestBytes < 0, c.PurgeInterval < 0, c.MaxPublishBatch < 0, c.Workers < 0:
 		return errors.New("core: negative limit in config")
 	case c.PageSize > c.MaxPageSize && c.MaxPageSize > 0:
 		return fmt.Errorf("core: PageSize %d over MaxPageSize %d", c.PageSize, c.MaxPageSize)
@@ -184,7 +192,11 @@ type Core struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // running handlers
+	wg     sync.WaitGroup // requests taken and not yet answered, and the purge loop
+
+	lanes     []chan job     // worker lanes (lanes.go), set by Start
+	lanesStop chan struct{}  // closed by Close after wg: lanes return
+	lanesWG   sync.WaitGroup // running lanes
 
 	mu      sync.Mutex
 	subs    []bus.Subscription // guarded by mu
@@ -221,6 +233,7 @@ func (c *Core) Start() error {
 		return errors.New("core: already started")
 	}
 	c.started = true
+	c.startLanes()
 	for i := range c.cfg.Shards {
 		subj := c.cfg.Subjects.CoreCmd(i)
 		sub, err := c.cfg.Bus.QueueSubscribe(subj, c.cfg.Queue, c.handle)
@@ -259,6 +272,7 @@ func (c *Core) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
+	c.stopLanes()
 	return nil
 }
 
@@ -269,26 +283,35 @@ func (c *Core) Stats() Stats {
 	return c.stats
 }
 
-// handle serves one request and replies on its reply subject.
+// handle takes one request from the bus and queues it on its channel's
+// worker lane (lanes.go), so that requests of different channels are
+// served concurrently while those of one channel keep their order.
 func (c *Core) handle(m *bus.Msg) {
 	c.mu.Lock()
 	if c.closed || c.draining {
 		c.mu.Unlock()
 		return
 	}
-	// Added under mu so that Close's Wait cannot start before it.
+	// Added under mu so that Close's Wait cannot start before it; the
+	// lane calls Done once the request is answered.
 	c.wg.Add(1)
 	c.mu.Unlock()
-	defer c.wg.Done()
+	j := job{msg: m}
+	j.err = decode(m.Data, c.cfg.MaxRequestBytes, &j.req)
+	c.lanes[laneOf(j.req.Channel, len(c.lanes))] <- j
+}
 
+// serveJob serves one queued request and replies on its reply subject.
+func (c *Core) serveJob(j *job) {
+	defer c.wg.Done()
+	m, req := j.msg, &j.req
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.RequestTimeout)
 	defer cancel()
 	var rep Reply
-	var req Request
-	if err := decode(m.Data, c.cfg.MaxRequestBytes, &req); err != nil {
-		rep = failure(err)
+	if j.err != nil {
+		rep = failure(j.err)
 	} else {
-		rep = c.serve(ctx, &req)
+		rep = c.serve(ctx, req)
 	}
 	c.mu.Lock()
 	c.stats.Requests++
