@@ -59,7 +59,7 @@ func BenchmarkPublishParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		ch := fmt.Sprint("bench", next.Add(1))
 		for i := 0; pb.Next(); i++ {
-			if _, err := f.client.Publish(context.Background(), ch, storage.Message{ClientID: fmt.Sprint(i), Sender: "alice", Body: body}); err != nil {
+			if _, err := f.client.Publish(context.Background(), ch, storage.Message{ClientID: fmt.Sprint(ch, "-", i), Sender: "alice", Body: body}); err != nil {
 				b.Error(err)
 				return
 			}
