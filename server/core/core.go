@@ -19,19 +19,22 @@
 //
 // A core queue-subscribes to every shard subject CoreCmd(0..Shards-1) in
 // queue group bus.CoreQueue, so several cores share the work. The bus hands
-// one subscription's messages to its handler one at a time and in order,
-// so the requests of one shard, and with them the publishes of one channel
-// from one gateway, are committed in the order they were sent, while
-// shards proceed in parallel.
+// one subscription's messages to its handler one at a time and in order;
+// the handler queues each request on a worker lane chosen by its channel
+// (lanes.go), so the requests of one channel from one gateway are
+// committed in the order they were sent, while channels proceed in
+// parallel and share the store's group commits. A publish may carry
+// several messages (Request.Messages, batch.go), committed in order.
 //
 // A resend after a lost reply (same sender and client id) commits nothing
 // new: the core answers with the original Seq and Duplicate set and does
 // not publish again, since the first commit was already published.
 //
-// Goroutines: one, the purge loop (purge.go), which keeps the store's
-// de-duplication table bounded by its window; handlers run on the bus's
-// delivery goroutines. Close unsubscribes, cancels running requests and
-// the purge loop, and waits for them.
+// Goroutines: the purge loop (purge.go), which keeps the store's
+// de-duplication table bounded by its window, and the worker lanes
+// (Config.Workers), which serve requests. Close unsubscribes, cancels
+// running requests and the purge loop, waits for every request taken to
+// be answered, then stops the lanes.
 package core
 
 import (
