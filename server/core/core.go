@@ -301,7 +301,7 @@ func (c *Core) handle(m *bus.Msg) {
 	c.mu.Unlock()
 	j := job{msg: m}
 	j.err = decode(m.Data, c.cfg.MaxRequestBytes, &j.req)
-	c.lanes[laneOf(j.req.Channel, len(c.lanes))] <- j
+	c.lanes[laneOfJob(&j, len(c.lanes))] <- j
 }
 
 // serveJob serves one queued request and replies on its reply subject.

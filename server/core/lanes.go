@@ -40,6 +40,19 @@ func laneOf(channel string, n int) int {
 	return int(bus.HashName(channel) % uint64(n))
 }
 
+// laneOfJob returns the lane of j among n. A subscribe authorization reads
+// no channel state, so it needs no order with the channel's commits and
+// takes the next lane instead of waiting behind them: a session restoring
+// its subscriptions after a resume (gateway resume.go) should not wait for
+// a burst of commits on the same channel.
+func laneOfJob(j *job, n int) int {
+	l := laneOf(j.req.Channel, n)
+	if j.req.Op == OpSubscribe {
+		l = (l + 1) % n
+	}
+	return l
+}
+
 // startLanes starts the worker lanes; called once by Start.
 func (c *Core) startLanes() {
 	c.lanes = make([]chan job, c.cfg.Workers)
