@@ -111,3 +111,27 @@ func (c *Client) Authorize(ctx context.Context, channel string) error {
 func (c *Client) Recover(ctx context.Context, channel string, after storage.Seq, limit int) (*Reply, error) {
 	return c.Do(ctx, &Request{Op: OpRecover, Channel: channel, After: after, Limit: limit})
 }
+
+// PublishMany commits msgs to channel in the order given with one request
+// (one group commit where the store allows) and returns one result per
+// message; a message's failure is in its result. The error is the
+// request's: the bus, or the whole request refused. One message goes as
+// an ordinary Publish, which every core version serves.
+func (c *Client) PublishMany(ctx context.Context, channel string, msgs []storage.Message) ([]PublishResult, error) {
+	if len(msgs) == 1 {
+		rep, err := c.Publish(ctx, channel, msgs[0])
+		if rep == nil {
+			return nil, err
+		}
+		// A reply with a code is this message's failure, not the request's.
+		return []PublishResult{{Code: rep.Code, Reason: rep.Reason, RetryAfterMS: rep.RetryAfterMS, Seq: rep.Seq, Time: rep.Time, Duplicate: rep.Duplicate}}, nil
+	}
+	rep, err := c.Do(ctx, &Request{Op: OpPublish, Channel: channel, Messages: msgs})
+	if err != nil {
+		return nil, err
+	}
+	if len(rep.Results) != len(msgs) {
+		return nil, jsperr.Newf(jsperr.Internal, "core publish %q: %d results for %d messages", channel, len(rep.Results), len(msgs))
+	}
+	return rep.Results, nil
+}

@@ -19,19 +19,22 @@
 //
 // A core queue-subscribes to every shard subject CoreCmd(0..Shards-1) in
 // queue group bus.CoreQueue, so several cores share the work. The bus hands
-// one subscription's messages to its handler one at a time and in order,
-// so the requests of one shard, and with them the publishes of one channel
-// from one gateway, are committed in the order they were sent, while
-// shards proceed in parallel.
+// one subscription's messages to its handler one at a time and in order;
+// the handler queues each request on a worker lane chosen by its channel
+// (lanes.go), so the requests of one channel from one gateway are
+// committed in the order they were sent, while channels proceed in
+// parallel and share the store's group commits. A publish may carry
+// several messages (Request.Messages, batch.go), committed in order.
 //
 // A resend after a lost reply (same sender and client id) commits nothing
 // new: the core answers with the original Seq and Duplicate set and does
 // not publish again, since the first commit was already published.
 //
-// Goroutines: one, the purge loop (purge.go), which keeps the store's
-// de-duplication table bounded by its window; handlers run on the bus's
-// delivery goroutines. Close unsubscribes, cancels running requests and
-// the purge loop, and waits for them.
+// Goroutines: the purge loop (purge.go), which keeps the store's
+// de-duplication table bounded by its window, and the worker lanes
+// (Config.Workers), which serve requests. Close unsubscribes, cancels
+// running requests and the purge loop, waits for every request taken to
+// be answered, then stops the lanes.
 package core
 
 import (
@@ -90,6 +93,14 @@ type Config struct {
 	// MaxRequestBytes caps a request's size. Default:
 	// DefaultMaxRequestBytes.
 	MaxRequestBytes int
+	// Workers is the number of worker lanes serving requests (lanes.go):
+	// requests of one channel go to one lane, in order; lanes run
+	// concurrently, so their appends share the store's group commits.
+	// Default: DefaultWorkers.
+	Workers int
+	// MaxPublishBatch caps the messages of one multi-message publish
+	// (batch.go). Default: DefaultMaxPublishBatch.
+	MaxPublishBatch int
 	// PurgeInterval is how often expired rows are purged from Store.
 	// Default: DefaultPurgeInterval.
 	PurgeInterval time.Duration
@@ -137,6 +148,12 @@ func (c *Config) setDefaults() error {
 	if c.PurgeInterval == 0 {
 		c.PurgeInterval = DefaultPurgeInterval
 	}
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.MaxPublishBatch == 0 {
+		c.MaxPublishBatch = DefaultMaxPublishBatch
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -152,7 +169,7 @@ func (c *Config) validate() error {
 		return errors.New("core: Config.Bus is required")
 	case c.Store == nil:
 		return errors.New("core: Config.Store is required")
-	case c.Shards < 0, c.RequestTimeout < 0, c.PageSize < 0, c.MaxPageSize < 0, c.MaxRequestBytes < 0, c.PurgeInterval < 0:
+	case c.Shards < 0, c.RequestTimeout < 0, c.PageSize < 0, c.MaxPageSize < 0, c.MaxRequestBytes < 0, c.PurgeInterval < 0, c.MaxPublishBatch < 0, c.Workers < 0:
 		return errors.New("core: negative limit in config")
 	case c.PageSize > c.MaxPageSize && c.MaxPageSize > 0:
 		return fmt.Errorf("core: PageSize %d over MaxPageSize %d", c.PageSize, c.MaxPageSize)
@@ -178,10 +195,14 @@ type Core struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // running handlers
+	wg     sync.WaitGroup // requests taken and not yet answered, and the purge loop
 	// handlers counts the requests being served, which Shutdown waits
 	// for; wg also holds the purge loop.
 	handlers sync.WaitGroup
+
+	lanes     []chan job     // worker lanes (lanes.go), set by Start
+	lanesStop chan struct{}  // closed by Close after wg: lanes return
+	lanesWG   sync.WaitGroup // running lanes
 
 	mu      sync.Mutex
 	subs    []bus.Subscription // guarded by mu
@@ -218,6 +239,7 @@ func (c *Core) Start() error {
 		return errors.New("core: already started")
 	}
 	c.started = true
+	c.startLanes()
 	for i := range c.cfg.Shards {
 		subj := c.cfg.Subjects.CoreCmd(i)
 		sub, err := c.cfg.Bus.QueueSubscribe(subj, c.cfg.Queue, c.handle)
@@ -256,6 +278,7 @@ func (c *Core) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
+	c.stopLanes()
 	return nil
 }
 
@@ -266,28 +289,37 @@ func (c *Core) Stats() Stats {
 	return c.stats
 }
 
-// handle serves one request and replies on its reply subject.
+// handle takes one request from the bus and queues it on its channel's
+// worker lane (lanes.go), so that requests of different channels are
+// served concurrently while those of one channel keep their order.
 func (c *Core) handle(m *bus.Msg) {
 	c.mu.Lock()
 	if c.closed || c.draining {
 		c.mu.Unlock()
 		return
 	}
-	// Added under mu so that Close's Wait cannot start before it.
+	// Added under mu so that Close's Wait cannot start before it; the
+	// lane calls Done once the request is answered.
 	c.wg.Add(1)
 	c.handlers.Add(1)
 	c.mu.Unlock()
+	j := job{msg: m}
+	j.err = decode(m.Data, c.cfg.MaxRequestBytes, &j.req)
+	c.lanes[laneOfJob(&j, len(c.lanes))] <- j
+}
+
+// serveJob serves one queued request and replies on its reply subject.
+func (c *Core) serveJob(j *job) {
 	defer c.wg.Done()
 	defer c.handlers.Done()
-
+	m, req := j.msg, &j.req
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.RequestTimeout)
 	defer cancel()
 	var rep Reply
-	var req Request
-	if err := decode(m.Data, c.cfg.MaxRequestBytes, &req); err != nil {
-		rep = failure(err)
+	if j.err != nil {
+		rep = failure(j.err)
 	} else {
-		rep = c.serve(ctx, &req)
+		rep = c.serve(ctx, req)
 	}
 	c.mu.Lock()
 	c.stats.Requests++
@@ -296,6 +328,20 @@ func (c *Core) handle(m *bus.Msg) {
 		c.stats.Failed++
 		if rep.Code == jsperr.Internal {
 			c.stats.StoreErrors++
+		}
+	case req.Op == OpPublish && len(rep.Results) > 0:
+		for _, r := range rep.Results {
+			switch {
+			case r.Code != jsperr.NoError:
+				c.stats.Failed++
+				if r.Code == jsperr.Internal {
+					c.stats.StoreErrors++
+				}
+			case r.Duplicate:
+				c.stats.Duplicates++
+			default:
+				c.stats.Published++
+			}
 		}
 	case req.Op == OpPublish && rep.Duplicate:
 		c.stats.Duplicates++
@@ -380,6 +426,9 @@ func (c *Core) serve(ctx context.Context, req *Request) Reply {
 // the commit (ARCHITECTURE §1), so a subscriber never sees a message that
 // history would not return.
 func (c *Core) publish(ctx context.Context, req *Request) Reply {
+	if req.Message == nil && len(req.Messages) > 0 {
+		return c.publishMany(ctx, req)
+	}
 	if req.Message == nil {
 		return Reply{Code: jsperr.BadRequest, Reason: "publish without message"}
 	}

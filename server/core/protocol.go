@@ -44,6 +44,10 @@ type Request struct {
 	// Message is the message to commit (OpPublish). Its ClientID and
 	// Sender form the idempotency key.
 	Message *storage.Message `json:"message,omitempty"`
+	// Messages are several messages to commit in this order (OpPublish
+	// without Message): one request, one group commit (D23). The reply's
+	// Results answer them one by one.
+	Messages []storage.Message `json:"messages,omitempty"`
 	// After selects messages with Seq > After (OpHistory when Before is 0,
 	// and OpRecover).
 	After storage.Seq `json:"after,omitempty"`
@@ -91,6 +95,36 @@ type Reply struct {
 	Recoverable bool `json:"recoverable,omitempty"`
 	// Body is a command's reply body (OpCommand).
 	Body []byte `json:"body,omitempty"`
+	// Results answer Request.Messages in order (OpPublish of several).
+	Results []PublishResult `json:"results,omitempty"`
+}
+
+// PublishResult is the outcome of one message of a multi-message publish.
+type PublishResult struct {
+	// Code is the registry code of this message's failure; NoError on
+	// success.
+	Code jsperr.Code `json:"code,omitempty"`
+	// Reason explains a failure.
+	Reason string `json:"reason,omitempty"`
+	// RetryAfterMS is when to retry a failure that passes, in
+	// milliseconds; 0 when unknown.
+	RetryAfterMS int64 `json:"retry_after_ms,omitempty"`
+	// Seq is the committed message's sequence number.
+	Seq storage.Seq `json:"seq,omitempty"`
+	// Time is the commit time.
+	Time time.Time `json:"time,omitzero"`
+	// Duplicate reports a resend of an already committed message.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+// Err returns the result's failure as a *jsperr.Error, or nil.
+func (r *PublishResult) Err() error {
+	if r.Code == jsperr.NoError {
+		return nil
+	}
+	e := jsperr.New(r.Code, r.Reason)
+	e.RetryAfter = time.Duration(r.RetryAfterMS) * time.Millisecond
+	return e
 }
 
 // Err returns the reply's failure as a *jsperr.Error, or nil.

@@ -261,40 +261,6 @@ type catchup struct {
 	buf []pubsub.Delivery[*wire.Envelope]
 }
 
-// publishLoop commits the session's PUBLISHes one at a time, in the order
-// received, so that one client's messages to a channel keep their order
-// (JSP §5.8), and ACKs each after its commit (JSP §5.6).
-func (h *host) publishLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case env := <-h.pubs:
-			h.publishCommit(ctx, env)
-		}
-	}
-}
-
-func (h *host) publishCommit(ctx context.Context, env *wire.Envelope) {
-	sender := h.user
-	if sender == "" {
-		sender = h.id
-	}
-	rctx, cancel := context.WithTimeout(ctx, h.g.cfg.CoreTimeout)
-	defer cancel()
-	start := time.Now()
-	if _, err := h.g.cluster.client.Publish(rctx, env.Route.Name, storedMessage(env, sender)); err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		h.g.ops.busErrors.Add(1)
-		h.refuse(env.ID, err)
-		return
-	}
-	h.g.ops.commit.observe(time.Since(start))
-	h.ack(env.ID)
-}
-
 // subscribeCluster joins a channel in bus mode: the bus subscription (one
 // per channel per gateway), the hub, and with Since a replay of the
 // committed messages the client missed, followed by the live ones.

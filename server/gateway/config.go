@@ -55,6 +55,9 @@ const (
 	// DefaultMaxInflight caps the commands and Mixed API echoes one session
 	// has in progress; a command beyond it is answered with QUEUE_FULL.
 	DefaultMaxInflight = 32
+	// DefaultPublishWindow caps the PUBLISHes of one session committed in
+	// one core request in bus mode, and those queued behind it (D23).
+	DefaultPublishWindow = 64
 	// DefaultMaxStreamHandlers caps application streams one session has
 	// being served; a stream beyond it is reset with STREAM_LIMIT.
 	DefaultMaxStreamHandlers = 64
@@ -265,6 +268,12 @@ type Config struct {
 	// MaxInflight caps the commands and message echoes one session has in
 	// progress. Default: DefaultMaxInflight.
 	MaxInflight int
+	// PublishWindow caps the PUBLISHes one session has being committed in
+	// bus mode: up to this many queued PUBLISHes go to the core in one
+	// request and share its commit, and as many more may wait behind them
+	// before the session's reader is held back. Default:
+	// DefaultPublishWindow; it must not exceed core.DefaultMaxPublishBatch.
+	PublishWindow int
 	// MaxStreamHandlers caps the application streams one session has being
 	// served. Default: DefaultMaxStreamHandlers.
 	MaxStreamHandlers int
@@ -315,6 +324,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultMaxInflight
+	}
+	if c.PublishWindow == 0 {
+		c.PublishWindow = DefaultPublishWindow
 	}
 	if c.MaxStreamHandlers == 0 {
 		c.MaxStreamHandlers = DefaultMaxStreamHandlers
@@ -406,8 +418,10 @@ func (c *Config) validate() error {
 	switch {
 	case c.DrainGrace < 0:
 		return fmt.Errorf("gateway: negative DrainGrace %v", c.DrainGrace)
-	case c.MaxSessions < 0, c.MaxConnsPerIP < 0, c.MaxHandshakes < 0, c.MaxInflight < 0, c.MaxStreamHandlers < 0:
+	case c.MaxSessions < 0, c.MaxConnsPerIP < 0, c.MaxHandshakes < 0, c.MaxInflight < 0, c.MaxStreamHandlers < 0, c.PublishWindow < 0:
 		return errors.New("gateway: negative limit in config")
+	case c.PublishWindow > core.DefaultMaxPublishBatch:
+		return fmt.Errorf("gateway: PublishWindow %d over the core's limit %d", c.PublishWindow, core.DefaultMaxPublishBatch)
 	case c.MaxFileSize < 0:
 		return fmt.Errorf("gateway: negative MaxFileSize %d", c.MaxFileSize)
 	case c.CoreShards < 0, c.CoreTimeout < 0, c.MaxReplay < 0, c.SessionTouchInterval < 0:

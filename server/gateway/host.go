@@ -109,7 +109,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 	h.since = g.cfg.Now()
 	h.lastActive.Store(h.since.UnixNano())
 	if g.cluster != nil {
-		h.pubs = make(chan *wire.Envelope, g.cfg.MaxInflight)
+		h.pubs = make(chan *wire.Envelope, g.cfg.PublishWindow)
 		h.joined = map[string]struct{}{}
 		h.catching = map[string]*catchup{}
 		h.last = map[string]uint64{}

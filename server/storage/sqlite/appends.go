@@ -31,6 +31,11 @@ type appendReq struct {
 	m               storage.Message
 	headers, digest []byte
 	done            chan appendResp // buffered: the loop never blocks on reply
+	// rest are the following appends of one AppendMessages call, handed
+	// over with this one so that they join the same group commit (the
+	// hand-over channel is unbuffered, so one by one they would not be
+	// waiting when the loop drains it).
+	rest []*appendReq
 }
 
 type appendResp struct {
@@ -77,7 +82,7 @@ func (s *Store) runAppends() {
 		batch = batch[:0]
 		select {
 		case r := <-s.appends:
-			batch = append(batch, r)
+			batch = append(append(batch, r), r.rest...)
 		case <-s.stop:
 			return
 		}
@@ -85,7 +90,7 @@ func (s *Store) runAppends() {
 		for len(batch) < s.loop.maxBatch {
 			select {
 			case r := <-s.appends:
-				batch = append(batch, r)
+				batch = append(append(batch, r), r.rest...)
 			default:
 				break drain
 			}
