@@ -25,7 +25,6 @@ import (
 	"github.com/jetstreamproto/jsp/services/webhook"
 )
 
-
 // defaultVAPIDSubject is the VAPID contact when none is configured.
 const defaultVAPIDSubject = config.DefaultVAPIDSubject
 

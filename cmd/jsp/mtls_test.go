@@ -78,7 +78,7 @@ func TestSplitRolesMTLS(t *testing.T) {
 	if !strings.Contains(banner, "mTLS") {
 		t.Fatalf("banner:\n%s", banner)
 	}
-	publishThrough(t, banner)
+	publishThrough(t, banner, "hi")
 	gcancel()
 	if err := <-gdone; err != nil {
 		t.Fatalf("split gateway: %v", err)
@@ -170,9 +170,10 @@ func TestMTLSFlagsValidate(t *testing.T) {
 	}
 }
 
-// publishThrough subscribes and publishes through the gateway in banner
-// and waits for the ACK and the EVENT with sequence number 1.
-func publishThrough(t *testing.T, banner string) {
+// publishThrough subscribes and publishes body through the gateway in
+// banner and waits for the ACK and the EVENT with sequence number 1 and
+// that body.
+func publishThrough(t *testing.T, banner, body string) {
 	t.Helper()
 	addr, tlsConf := bannerTarget(t, banner, "jsp+quic")
 	dctx, dcancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -181,7 +182,7 @@ func publishThrough(t *testing.T, banner string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := session.Dial(dctx, conn, session.ClientInfo{Name: "mtls-test"}, session.Config{Logger: slog.New(slog.DiscardHandler)})
+	s, err := session.Dial(dctx, conn, session.ClientInfo{Name: "cmd-test"}, session.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func publishThrough(t *testing.T, banner string) {
 	if in, err := s.Recv(dctx); err != nil || in.Type != wire.FrameAck {
 		t.Fatalf("subscribe: %v %v", in.Type, err)
 	}
-	env := &wire.Envelope{ID: []byte("p1"), Route: wire.Route{Kind: wire.RouteChannel, Name: "lobby"}, Class: protocol.ClassChat, Body: []byte("hi")}
+	env := &wire.Envelope{ID: []byte("p1"), Route: wire.Route{Kind: wire.RouteChannel, Name: "lobby"}, Class: protocol.ClassChat, Body: []byte(body)}
 	if err := s.SendEnvelope(wire.FramePublish, env); err != nil {
 		t.Fatal(err)
 	}
@@ -206,9 +207,12 @@ func publishThrough(t *testing.T, banner string) {
 		case wire.FrameAck:
 			acked = true
 		case wire.FrameEvent:
-			evented = in.Envelope.Seq == 1
+			if in.Envelope.Seq != 1 || string(in.Envelope.Body) != body {
+				t.Fatalf("event seq %d body %q", in.Envelope.Seq, in.Envelope.Body)
+			}
+			evented = true
 		case wire.FrameError:
-			t.Fatalf("publish through the split gateway: %v", in.Message)
+			t.Fatalf("publish through the gateway: %v", in.Message)
 		}
 	}
 }

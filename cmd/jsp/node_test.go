@@ -12,11 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/server/storage"
-	"github.com/jetstreamproto/jsp/session"
-	jspquic "github.com/jetstreamproto/jsp/transport/quic"
-	"github.com/jetstreamproto/jsp/wire"
 )
 
 func TestNodeFlagsValidate(t *testing.T) {
@@ -68,47 +64,7 @@ func TestRunNodeAll(t *testing.T) {
 	if !strings.Contains(banner, "role all, cluster \"jsp\", bus embedded NATS (in-process), storage sqlite:"+filepath.Join(dir, "jsp.db")) {
 		t.Fatalf("banner:\n%s", banner)
 	}
-	addr, tlsConf := bannerTarget(t, banner, "jsp+quic")
-	dctx, dcancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer dcancel()
-	conn, err := jspquic.Dial(dctx, addr, tlsConf, jspquic.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := session.Dial(dctx, conn, session.ClientInfo{Name: "node-test"}, session.Config{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Send(&wire.Subscribe{Channel: "lobby", ReqID: []byte("s")}); err != nil {
-		t.Fatal(err)
-	}
-	if in, err := s.Recv(dctx); err != nil || in.Type != wire.FrameAck {
-		t.Fatalf("subscribe: %v %v", in.Type, err)
-	}
-	env := &wire.Envelope{ID: []byte("p1"), Route: wire.Route{Kind: wire.RouteChannel, Name: "lobby"}, Class: protocol.ClassChat, Body: []byte("hello")}
-	if err := s.SendEnvelope(wire.FramePublish, env); err != nil {
-		t.Fatal(err)
-	}
-	var acked, evented bool
-	for !acked || !evented {
-		in, err := s.Recv(dctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch in.Type {
-		case wire.FrameAck:
-			acked = true
-		case wire.FrameEvent:
-			if in.Envelope.Seq != 1 || string(in.Envelope.Body) != "hello" {
-				t.Fatalf("event seq %d body %q", in.Envelope.Seq, in.Envelope.Body)
-			}
-			evented = true
-		default:
-			t.Fatalf("unexpected %s", in.Type)
-		}
-	}
-	_ = s.Close()
+	publishThrough(t, banner, "hello")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("runNode = %v", err)
