@@ -401,8 +401,20 @@ func (h *host) cursors() map[string]cursor {
 // replayed from storage in order before live delivery continues (or, when
 // they were trimmed, RECOVERY_IMPOSSIBLE). No request id: the client did
 // not ask, so nothing is ACKed.
+//
+// Each channel's cursor is kept before the subscribe is tried: when the
+// subscribe fails (a core that does not answer its authorization), the
+// channel still goes into the next detached state with its cursor, and a
+// later resume tries again instead of dropping a subscription the client
+// believes it has.
 func (h *host) resumeSubscriptions(ctx context.Context, st *resumeState) {
 	for name, cur := range st.cursors {
+		h.cmu.Lock()
+		h.subscribed[name] = struct{}{}
+		if cur.known {
+			h.base[name] = cur.seq
+		}
+		h.cmu.Unlock()
 		h.subscribeCluster(ctx, &wire.Subscribe{Channel: name, Since: cur.seq, HasSince: cur.known})
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/server/bus/membus"
+	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/wire"
@@ -364,4 +365,64 @@ func TestResumeCursorBeyondHead(t *testing.T) {
 	subscribeSince(t, ahead, "r", 1000)
 	recvType(t, ahead, wire.FrameAck)
 	noMoreEvents(t, ahead)
+}
+
+// A resumed subscription that cannot be re-established (here: no core
+// answers its authorization) is still carried into the next detached
+// state, so a later resume replays what the channel got meanwhile instead
+// of silently dropping the subscription the client believes it has.
+func TestResumeKeepsFailedSubscription(t *testing.T) {
+	rf := newResumeFixture(t, ResumeConfig{})
+	pub := rf.g.dial(t, transport.KindMem)
+	sub := rf.g.dial(t, transport.KindMem)
+	subscribe(t, sub, "r")
+	if err := publishAcked(t, pub, "r", "a1", "m1"); err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(t, sub, "r", 1, "m1")
+	ackCursor(t, sub, "r", 1)
+	waitFor(t, "ack cursor", func() bool {
+		for h := range rf.g.hostsSnapshot() {
+			if h.id == fmt.Sprintf("%x", sub.ID()) {
+				h.cmu.Lock()
+				defer h.cmu.Unlock()
+				return h.acked["r"] == 1
+			}
+		}
+		return false
+	})
+	id, tok := sub.ID(), sub.ResumeToken()
+	rf.cut(t, sub, 1)
+
+	// No core: the resumed subscription's authorization fails.
+	if err := rf.f.core.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mid, err := rf.dialResume(t, id, tok)
+	if err != nil || !mid.Resumed() {
+		t.Fatalf("first resume: %v", err)
+	}
+	tok = mid.ResumeToken()
+	waitFor(t, "resumed session attached", func() bool { return rf.g.resumes.detachedCount() == 0 })
+	rf.cut(t, mid, 1)
+
+	// A core again; the channel moves on while the session is detached.
+	c, err := core.New(core.Config{Bus: rf.f.bus, Store: rf.f.store, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	for i := 2; i <= 3; i++ {
+		if err := publishAcked(t, pub, "r", fmt.Sprint("a", i), fmt.Sprint("m", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := rf.dialResume(t, id, tok)
+	if err != nil || !res.Resumed() {
+		t.Fatalf("second resume: %v", err)
+	}
+	wantEvents(t, res, "r", 2, "m2", "m3")
 }
