@@ -74,11 +74,16 @@ func TestOverJetStream(t *testing.T) {
 	s = start()
 	defer s.Stop()
 	waitFor(t, "after restart", func() bool { _, a, _, _ := ok.counts(); return a == 8 })
-	if req, _, total, bad := ok.counts(); req != 8 || total != 8 || len(bad) != 0 {
-		t.Fatalf("ok receiver: %d requests, %d acknowledged, bad %v", req, total, bad)
+	// Delivery is at least once (docs/events.md): a job whose request was
+	// answered but whose queue acknowledgement the stop cut off is sent
+	// again after the restart, and receivers de-duplicate by event id. So
+	// every event arrives, a request may repeat, and no more than once per
+	// event here.
+	if req, uniq, _, bad := ok.counts(); uniq != 8 || req < 8 || req > 16 || len(bad) != 0 {
+		t.Fatalf("ok receiver: %d requests for %d events, bad %v; want every one of 8", req, uniq, bad)
 	}
-	if req, uniq, _, _ := flaky.counts(); uniq != 5 || req != 8 {
-		t.Fatalf("flaky receiver: %d requests for %d events, want 8 for 5", req, uniq)
+	if req, uniq, _, _ := flaky.counts(); uniq != 5 || req < 8 || req > 13 {
+		t.Fatalf("flaky receiver: %d requests for %d events, want 8 (3 failures) to 13 for 5", req, uniq)
 	}
 	if n := len(f.deadLetters(t, "")); n != 0 {
 		t.Fatalf("%d dead letters", n)
