@@ -41,27 +41,9 @@ func writeOpusFile(t *testing.T, path string, n int) {
 // bob records, alice publishes an Ogg/Opus file; bob's recording has
 // alice's packets.
 func TestCallTwoTerminals(t *testing.T) {
-	// No goleak check here: the node's embedded NATS server and SQL pool
-	// outlive runNode in this version (TestChatTwoTerminals fails on it
-	// the same way); runCall joins its own goroutines before returning.
+	node := startTokenNode(t, "call-test")
+	ctx, addr, pin, key := node.ctx, node.addr, node.pin, node.key
 	dir := t.TempDir()
-	keyFile, key := writeTokenKey(t, dir)
-	f := serverFlags{dataDir: dir, quic: "off", tcp: "127.0.0.1:0", ws: "off", wsPath: "/jsp",
-		drainGrace: 100 * time.Millisecond, maxSessions: 10, maxConnsPerIP: 10, logLevel: "error",
-		authMode: "anonymous", tokenKeys: []string{keyFile}, audience: "call-test", maxHandshakesPerIP: 8,
-		node: nodeFlags{role: roleAll, cluster: "jsp", db: defaultDSN(dir)}}
-	cfg, err := f.config(io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- runNode(ctx, f.node, cfg, out, nil) }()
-	banner := waitOutput(t, out, "SPKI pin")
-	addr, _ := bannerTarget(t, banner, "jsp+tcp")
-	pin := regexp.MustCompile(`SPKI pin +(\S+)`).FindStringSubmatch(banner)[1]
 	flags := func(user string) *callFlags {
 		tok, err := token.Sign(key, token.Claims{Audience: "call-test", Subject: user, NotBefore: time.Now().Add(-time.Minute), Expiry: time.Now().Add(time.Hour)})
 		if err != nil {
@@ -130,8 +112,5 @@ func TestCallTwoTerminals(t *testing.T) {
 	if recordName(voiceproto.Track{ID: "s/cam", Codec: "vp8"}) != "s-cam.ivf" {
 		t.Errorf("record name")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("runNode = %v", err)
-	}
+	node.stop(t)
 }

@@ -21,24 +21,9 @@ import (
 // up live on the other side.
 func TestChatTwoTerminals(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	node := startTokenNode(t, "chat-test")
+	ctx, addr, pin, key := node.ctx, node.addr, node.pin, node.key
 	dir := t.TempDir()
-	keyFile, key := writeTokenKey(t, dir)
-	f := serverFlags{dataDir: dir, quic: "off", tcp: "127.0.0.1:0", ws: "off", wsPath: "/jsp",
-		drainGrace: 100 * time.Millisecond, maxSessions: 10, maxConnsPerIP: 10, logLevel: "error",
-		authMode: "anonymous", tokenKeys: []string{keyFile}, audience: "chat-test", maxHandshakesPerIP: 8,
-		node: nodeFlags{role: roleAll, cluster: "jsp", db: defaultDSN(dir)}}
-	cfg, err := f.config(io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- runNode(ctx, f.node, cfg, out, nil) }()
-	banner := waitOutput(t, out, "SPKI pin")
-	addr, _ := bannerTarget(t, banner, "jsp+tcp")
-	pin := regexp.MustCompile(`SPKI pin +(\S+)`).FindStringSubmatch(banner)[1]
 
 	type term struct {
 		in   *io.PipeWriter
@@ -123,8 +108,47 @@ func TestChatTwoTerminals(t *testing.T) {
 	if strings.Contains(alice.out.String(), "! ") {
 		t.Fatalf("alice saw an error:\n%s", alice.out.String())
 	}
-	cancel()
-	if err := <-done; err != nil {
+	node.stop(t)
+}
+
+// tokenNode is a single-process server (role all) on TLS over TCP that
+// admits anonymous clients and tokens for its audience.
+type tokenNode struct {
+	ctx       context.Context // ends when the node is stopped
+	addr, pin string
+	key       token.PrivateKey // signs tokens the node accepts
+	cancel    context.CancelFunc
+	done      chan error
+}
+
+func startTokenNode(t *testing.T, audience string) *tokenNode {
+	t.Helper()
+	dir := t.TempDir()
+	keyFile, key := writeTokenKey(t, dir)
+	f := serverFlags{dataDir: dir, quic: "off", tcp: "127.0.0.1:0", ws: "off", wsPath: "/jsp",
+		drainGrace: 100 * time.Millisecond, maxSessions: 10, maxConnsPerIP: 10, logLevel: "error",
+		authMode: "anonymous", tokenKeys: []string{keyFile}, audience: audience, maxHandshakesPerIP: 8,
+		node: nodeFlags{role: roleAll, cluster: "jsp", db: defaultDSN(dir)}}
+	cfg, err := f.config(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	n := &tokenNode{ctx: ctx, key: key, cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- runNode(ctx, f.node, cfg, out, nil) }()
+	banner := waitOutput(t, out, "SPKI pin")
+	n.addr, _ = bannerTarget(t, banner, "jsp+tcp")
+	n.pin = regexp.MustCompile(`SPKI pin +(\S+)`).FindStringSubmatch(banner)[1]
+	return n
+}
+
+// stop shuts the node down and checks that it ended cleanly.
+func (n *tokenNode) stop(t *testing.T) {
+	t.Helper()
+	n.cancel()
+	if err := <-n.done; err != nil {
 		t.Fatalf("runNode = %v", err)
 	}
 }
