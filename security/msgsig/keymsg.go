@@ -63,42 +63,59 @@ func (r *KeyRequest) Append(b []byte) []byte {
 // ParseKeyRequest decodes a request that fills all of b.
 func ParseKeyRequest(b []byte) (KeyRequest, error) {
 	var r KeyRequest
-	d := wire.NewCBORDecoder(b)
-	m, err := d.Map(8)
-	if err != nil {
-		return r, fmt.Errorf("key request: %w: %w", ErrBadKeyMessage, err)
-	}
-	for {
-		k, ok, err := m.Next()
-		if err != nil {
-			return r, fmt.Errorf("key request: %w: %w", ErrBadKeyMessage, err)
-		}
-		if !ok {
-			break
-		}
+	err := decodeKeyMap(b, "key request", []uint64{1}, func(d *wire.CBORDecoder, k uint64) (bool, error) {
+		var err error
 		switch k {
 		case 1:
-			err = readID(&d, &r.Device)
+			err = readID(d, &r.Device)
 		case 2:
 			r.User, err = d.Text(maxOwnerLen)
 			if err == nil && r.User == "" {
 				err = errors.New("empty user")
 			}
 		default:
-			// Unknown keys are skipped (JSP §8.3).
+			return false, nil
+		}
+		return true, err
+	})
+	return r, err
+}
+
+// decodeKeyMap decodes the CBOR map that fills all of b, handing each key
+// to field, which reads the value and reports whether it knew the key;
+// unknown keys are skipped (JSP §8.3). Every key in required must appear.
+// Failures wrap ErrBadKeyMessage and name what (the message) and the key.
+func decodeKeyMap(b []byte, what string, required []uint64, field func(d *wire.CBORDecoder, k uint64) (bool, error)) error {
+	d := wire.NewCBORDecoder(b)
+	m, err := d.Map(8)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %w", what, ErrBadKeyMessage, err)
+	}
+	for {
+		k, ok, err := m.Next()
+		if err != nil {
+			return fmt.Errorf("%s: %w: %w", what, ErrBadKeyMessage, err)
+		}
+		if !ok {
+			break
+		}
+		known, err := field(&d, k)
+		if err == nil && !known {
 			err = d.Skip()
 		}
 		if err != nil {
-			return r, fmt.Errorf("key request field %d: %w: %w", k, ErrBadKeyMessage, err)
+			return fmt.Errorf("%s field %d: %w: %w", what, k, ErrBadKeyMessage, err)
 		}
 	}
-	if !m.Has(1) {
-		return r, fmt.Errorf("key request without device: %w", ErrBadKeyMessage)
+	for _, k := range required {
+		if !m.Has(k) {
+			return fmt.Errorf("%s without field %d: %w", what, k, ErrBadKeyMessage)
+		}
 	}
 	if d.Remaining() != 0 {
-		return r, fmt.Errorf("key request: %d bytes after the map: %w", d.Remaining(), ErrBadKeyMessage)
+		return fmt.Errorf("%s: %d bytes after the map: %w", what, d.Remaining(), ErrBadKeyMessage)
 	}
-	return r, nil
+	return nil
 }
 
 // Append appends the encoding of r to b.
@@ -140,22 +157,11 @@ const maxUnixMs = 1 << 50
 // key hashes to its device id.
 func ParseKeyReply(b []byte) (KeyReply, error) {
 	var r KeyReply
-	d := wire.NewCBORDecoder(b)
-	m, err := d.Map(8)
-	if err != nil {
-		return r, fmt.Errorf("key reply: %w: %w", ErrBadKeyMessage, err)
-	}
-	for {
-		k, ok, err := m.Next()
-		if err != nil {
-			return r, fmt.Errorf("key reply: %w: %w", ErrBadKeyMessage, err)
-		}
-		if !ok {
-			break
-		}
+	err := decodeKeyMap(b, "key reply", []uint64{1, 3}, func(d *wire.CBORDecoder, k uint64) (bool, error) {
+		var err error
 		switch k {
 		case 1:
-			err = readID(&d, &r.Device)
+			err = readID(d, &r.Device)
 		case 2:
 			r.Owner, err = d.Text(maxOwnerLen)
 			if err == nil && r.Owner == "" {
@@ -182,17 +188,12 @@ func ParseKeyReply(b []byte) (KeyReply, error) {
 				r.Revoked = t
 			}
 		default:
-			err = d.Skip()
+			return false, nil
 		}
-		if err != nil {
-			return r, fmt.Errorf("key reply field %d: %w: %w", k, ErrBadKeyMessage, err)
-		}
-	}
-	if !m.Has(1) || !m.Has(3) {
-		return r, fmt.Errorf("key reply without device or key: %w", ErrBadKeyMessage)
-	}
-	if d.Remaining() != 0 {
-		return r, fmt.Errorf("key reply: %d bytes after the map: %w", d.Remaining(), ErrBadKeyMessage)
+		return true, err
+	})
+	if err != nil {
+		return r, err
 	}
 	if r.Key.ID() != r.Device {
 		return r, fmt.Errorf("key reply: key of device %s given for %s: %w", r.Key.ID(), r.Device, ErrBadKeyMessage)
