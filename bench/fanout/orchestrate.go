@@ -73,23 +73,12 @@ func orchestrate(args []string) error {
 		}
 		o.levels = append(o.levels, v)
 	}
-	var err error
-	if o.self, err = os.Executable(); err != nil {
+	ws, err := procs.OpenWorkspace("fanout-", *outPath)
+	if err != nil {
 		return err
 	}
-	if o.work, err = os.MkdirTemp("", "fanout-"); err != nil {
-		return err
-	}
-	defer os.RemoveAll(o.work)
-	if o.cert, o.key, err = procs.WriteCert(o.work); err != nil {
-		return err
-	}
-	if *outPath != "" {
-		if o.out, err = os.OpenFile(*outPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err != nil {
-			return err
-		}
-		defer o.out.Close()
-	}
+	defer ws.Close()
+	o.self, o.work, o.cert, o.key, o.out = ws.Self, ws.Dir, ws.Cert, ws.Key, ws.Out
 	var all []loadgen.Line
 	for _, c := range o.cases {
 		if _, err := loadgen.ParseCase(c); err != nil {

@@ -78,23 +78,12 @@ func orchestrate(args []string) error {
 		}
 		o.sessions = append(o.sessions, n)
 	}
-	var err error
-	if o.self, err = os.Executable(); err != nil {
+	ws, err := procs.OpenWorkspace("idle-", *outPath)
+	if err != nil {
 		return err
 	}
-	if o.work, err = os.MkdirTemp("", "idle-"); err != nil {
-		return err
-	}
-	defer os.RemoveAll(o.work)
-	if o.cert, o.key, err = procs.WriteCert(o.work); err != nil {
-		return err
-	}
-	if *outPath != "" {
-		if o.out, err = os.OpenFile(*outPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err != nil {
-			return err
-		}
-		defer o.out.Close()
-	}
+	defer ws.Close()
+	o.self, o.work, o.cert, o.key, o.out = ws.Self, ws.Dir, ws.Cert, ws.Key, ws.Out
 	var all []loadgen.Line
 	for run := 1; run <= *runs; run++ {
 		for _, v := range allVariants {

@@ -259,3 +259,45 @@ func ScanLines(r io.Reader, fn func(string) bool) {
 	for s.Scan() && fn(s.Text()) {
 	}
 }
+
+// Workspace is what an orchestrator runs in: its own executable (started
+// again as a driver or server), a scratch directory holding the TLS
+// certificate every server of the run uses (WriteCert), and the result
+// file lines are appended to (nil when none was asked for).
+type Workspace struct {
+	Self, Dir, Cert, Key string
+	Out                  *os.File
+}
+
+// OpenWorkspace creates a workspace with a scratch directory named after
+// prefix and, when outPath is not empty, opens outPath for appending.
+// Close removes the directory and closes the file.
+func OpenWorkspace(prefix, outPath string) (*Workspace, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	w := &Workspace{Self: self}
+	if w.Dir, err = os.MkdirTemp("", prefix); err != nil {
+		return nil, err
+	}
+	if w.Cert, w.Key, err = WriteCert(w.Dir); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if outPath != "" {
+		if w.Out, err = os.OpenFile(outPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// Close removes the scratch directory and closes the result file.
+func (w *Workspace) Close() {
+	if w.Out != nil {
+		_ = w.Out.Close()
+	}
+	_ = os.RemoveAll(w.Dir)
+}
