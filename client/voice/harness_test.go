@@ -116,6 +116,12 @@ func newCluster(t testing.TB, gateways int) *cluster {
 // connect dials gateway gw as user, through a lossy proxy when link is
 // not nil (up and down get the same impairment, different seeds).
 func (cl *cluster) connect(user string, gw int, link *simnet.Config) *client.Client {
+	cl.t.Helper()
+	return cl.connectCaps(user, gw, link, nil)
+}
+
+// connectCaps is connect with extra session capabilities offered.
+func (cl *cluster) connectCaps(user string, gw int, link *simnet.Config, caps []string) *client.Client {
 	t := cl.t
 	t.Helper()
 	g := cl.gws[gw]
@@ -131,6 +137,7 @@ func (cl *cluster) connect(user string, gw int, link *simnet.Config) *client.Cli
 		addr = p.Addr().String()
 	}
 	o := client.Options{Pins: []tlsconf.Fingerprint{g.Cert().Pin}, Logger: quiet()}
+	o.Session.Capabilities = caps
 	o.Info.Auth = []byte(user)
 	c, err := client.Dial(ctxT(t), "jsp+quic://"+addr, o)
 	if err != nil {

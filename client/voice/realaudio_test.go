@@ -104,16 +104,36 @@ func lossCases() []lossCase {
 
 // result is what one receiver got.
 type result struct {
-	sent, onTime, recovered int
-	decodedSamples          int64
+	sent, onTime, recovered, recoveredFEC int
+	decodedSamples                        int64
+}
+
+// repair is a call's repair mode: NACK, FEC (every client offers
+// media.CapFEC: parity on the publisher's uplink, decoded by its gateway,
+// and per-subscriber parity from the forwarder on each downlink), both, or
+// none.
+type repair struct{ nack, fec bool }
+
+var repairModes = []repair{{}, {nack: true}, {fec: true}, {nack: true, fec: true}}
+
+func (r repair) String() string {
+	switch {
+	case r.nack && r.fec:
+		return "NACK+FEC"
+	case r.nack:
+		return "NACK"
+	case r.fec:
+		return "FEC"
+	}
+	return "none"
 }
 
 // TestRealSpeechOverLoss sends espeak-ng speech encoded by opusenc into a
 // room of three (alice and bob on gateway a, carol on gateway b, so
-// carol's audio crosses the bus) with loss on every client link, with and
-// without NACK repair, records what bob and carol play out to Ogg files and
-// decodes them with opusdec (four calls at a time). It logs the share of frames on time and
-// concealed; it asserts only loose bounds.
+// carol's audio crosses the bus) with loss on every client link, repaired
+// by NACK, FEC, both or neither, records what bob and carol play out to Ogg
+// files and decodes them with opusdec (four calls at a time). It logs the
+// share of frames on time and concealed; it asserts only loose bounds.
 func TestRealSpeechOverLoss(t *testing.T) {
 	dir := t.TempDir()
 	sp := speech(t, dir)
@@ -135,16 +155,10 @@ func TestRealSpeechOverLoss(t *testing.T) {
 		sem := make(chan struct{}, 4)
 		defer wg.Wait()
 		for ci, lc := range lossCases() {
-			for _, repair := range []bool{false, true} {
-				mode := "none"
-				if repair {
-					mode = "NACK"
-				}
-				name := strings.NewReplacer("%", "pct", " ", "-").Replace(lc.name) + "-" + mode
-				seed := uint64(ci*10 + 1)
-				if repair {
-					seed += 5
-				}
+			for mi, rp := range repairModes {
+				mode := rp.String()
+				name := strings.NewReplacer("%", "pct", " ", "-", "+", "").Replace(lc.name) + "-" + mode
+				seed := uint64(ci*10 + 1 + mi)
 				wg.Add(1)
 				sem <- struct{}{}
 				go func() {
@@ -153,7 +167,7 @@ func TestRealSpeechOverLoss(t *testing.T) {
 					// Run may be called from several goroutines; each
 					// returns before the matrix does (wg).
 					t.Run(name, func(t *testing.T) {
-						res := runSpeech(t, cl, sp, dec, filepath.Join(dir, name), lc.link, seed, repair)
+						res := runSpeech(t, cl, sp, dec, filepath.Join(dir, name), lc.link, seed, rp)
 						mu.Lock()
 						rows = append(rows, row{lc.name, mode, res})
 						mu.Unlock()
@@ -169,27 +183,31 @@ func TestRealSpeechOverLoss(t *testing.T) {
 		return rows[i].mode < rows[j].mode
 	})
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| Loss (each link) | Repair | Receiver | Frames sent | On time | Concealed | Repaired by NACK |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "\n| Loss (each link) | Repair | Receiver | Frames sent | On time | Concealed | Repaired by NACK | Repaired by FEC |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		for i, who := range []string{"bob (same gateway)", "carol (other gateway)"} {
 			x := r.res[i]
-			fmt.Fprintf(&b, "| %s | %s | %s | %d | %.1f %% | %.1f %% | %d |\n", r.loss, r.mode, who, x.sent,
-				100*float64(x.onTime)/float64(x.sent), 100*float64(x.sent-x.onTime)/float64(x.sent), x.recovered)
+			fmt.Fprintf(&b, "| %s | %s | %s | %d | %.1f %% | %.1f %% | %d | %d |\n", r.loss, r.mode, who, x.sent,
+				100*float64(x.onTime)/float64(x.sent), 100*float64(x.sent-x.onTime)/float64(x.sent), x.recovered, x.recoveredFEC)
 		}
 	}
 	t.Log(b.String())
 }
 
 // runSpeech runs one call and returns bob's and carol's results.
-func runSpeech(t *testing.T, cl *cluster, sp opusFile, dec, dir string, link simnet.Config, seed uint64, repair bool) [2]result {
+func runSpeech(t *testing.T, cl *cluster, sp opusFile, dec, dir string, link simnet.Config, seed uint64, rp repair) [2]result {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	ctx := ctxT(t)
 	room := fmt.Sprintf("call-%d", seed)
-	opts := voice.Options{DisableNACK: !repair, DisableFEC: true}
+	opts := voice.Options{DisableNACK: !rp.nack, DisableFEC: !rp.fec}
+	var caps []string
+	if rp.fec {
+		caps = []string{media.CapFEC}
+	}
 	lk := func(s uint64) *simnet.Config { c := link; c.Seed = seed*100 + s; return &c }
-	alice, err := voice.Join(ctx, cl.connect("alice", 0, lk(1)), room, opts)
+	alice, err := voice.Join(ctx, cl.connectCaps("alice", 0, lk(1), caps), room, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +233,7 @@ func runSpeech(t *testing.T, cl *cluster, sp opusFile, dec, dir string, link sim
 		if r.w, err = ogg.NewOpusWriter(&r.buf, ogg.OpusWriterConfig{Head: sp.head}); err != nil {
 			t.Fatal(err)
 		}
-		if r.room, err = voice.Join(ctx, cl.connect(who.user, who.gw, lk(uint64(2+i))), room, opts); err != nil {
+		if r.room, err = voice.Join(ctx, cl.connectCaps(who.user, who.gw, lk(uint64(2+i)), caps), room, opts); err != nil {
 			t.Fatal(err)
 		}
 		defer r.room.Close(ctx)
@@ -252,7 +270,7 @@ func runSpeech(t *testing.T, cl *cluster, sp opusFile, dec, dir string, link sim
 		if err := r.w.Close(); err != nil {
 			t.Fatal(err)
 		}
-		out[i] = result{sent: len(sp.packets), onTime: r.n, recovered: int(st.RecoveredNACK)}
+		out[i] = result{sent: len(sp.packets), onTime: r.n, recovered: int(st.RecoveredNACK), recoveredFEC: int(st.RecoveredFEC)}
 		data := bytes.Clone(r.buf.Bytes())
 		r.mu.Unlock()
 		in := filepath.Join(dir, fmt.Sprintf("rx%d.ogg", i))
@@ -274,8 +292,8 @@ func runSpeech(t *testing.T, cl *cluster, sp opusFile, dec, dir string, link sim
 		if share < 0.35 || out[i].onTime > out[i].sent {
 			t.Errorf("receiver %d: %d of %d frames on time", i, out[i].onTime, out[i].sent)
 		}
-		if repair && link.Loss == 0.05 && share < 0.85 {
-			t.Errorf("receiver %d with NACK at 5 %% loss: only %.2f on time", i, share)
+		if rp != (repair{}) && link.Loss == 0.05 && share < 0.85 {
+			t.Errorf("receiver %d with %v at 5 %% loss: only %.2f on time", i, rp, share)
 		}
 	}
 	return out

@@ -103,5 +103,6 @@ func (g *Gateway) dropUsers(channel string, users []string) {
 		if err := h.sub.Unsubscribe(channel); err == nil {
 			h.log.Debug("subscription dropped by the core", "channel", channel)
 		}
+		h.mediaDropped(channel)
 	}
 }

@@ -226,6 +226,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		g.cluster.onDrop = g.dropUsers
 		g.media = newMediaHub(g)
+		g.cfg.Session.Capabilities = mediaCapabilities(g.cfg.Session.Capabilities)
 	}
 	if cfg.Sessions != nil {
 		ctx, cancel := context.WithTimeout(g.ctx, cfg.CoreTimeout)

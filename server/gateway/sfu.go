@@ -137,6 +137,7 @@ type pubFlow struct {
 	layer  int
 	unwrap mediapkt.Unwrapper
 	nack   *nack.Receiver // upstream gaps; guarded by hostMedia.mu
+	up     *upFEC         // upstream FEC, nil without; guarded by hostMedia.mu
 }
 
 type downFlow struct {
@@ -478,7 +479,13 @@ func (h *host) mediaPublish(info voiceproto.Track, req *voiceproto.Request) erro
 		if err != nil {
 			return fmt.Errorf("voice: %w", err)
 		}
-		hm.pubs[wire.FlowID(f)] = &pubFlow{t: t, layer: i, nack: nr}
+		pf := &pubFlow{t: t, layer: i, nack: nr}
+		if h.sessionFEC() {
+			if pf.up, err = newUpFEC(); err != nil {
+				return fmt.Errorf("voice: %w", err)
+			}
+		}
+		hm.pubs[wire.FlowID(f)] = pf
 	}
 	hm.rooms[req.Room] = struct{}{}
 	hm.once.Do(func() { close(hm.active) })
@@ -536,7 +543,7 @@ func (h *host) mediaSubscribe(info voiceproto.Track, req *voiceproto.Request) er
 			return err
 		}
 	}
-	d, err := r.fwd.Subscribe(sfu.TrackID(info.ID), sfu.SubscriberConfig{ID: h.id})
+	d, err := r.fwd.Subscribe(sfu.TrackID(info.ID), h.subscriberConfig())
 	if err != nil {
 		if t.subs == 0 && !t.local {
 			m.dropTrackLocked(t)
@@ -619,15 +626,15 @@ func (h *host) downLoop(ctx context.Context, flow wire.FlowID, d *sfu.DownTrack)
 // mediaFlowLoop reads the session's media flows: a publisher's packets go
 // into its track; control packets and unbound flows are dropped.
 func (h *host) mediaFlowLoop(ctx context.Context) {
-	m, hm := h.g.media, h.media
+	hm := h.media
 	for {
 		d, err := h.sess.ReceiveFlow(ctx)
 		if err != nil {
 			return
 		}
 		if media.IsControl(d.Data) {
-			// Receiver reports of a subscriber's flow: the gateway's
-			// writer has no FEC to steer (D20).
+			// Receiver reports of a subscriber's flow steer its FEC.
+			h.onControl(d.Flow, d.Data)
 			continue
 		}
 		hm.mu.Lock()
@@ -637,24 +644,36 @@ func (h *host) mediaFlowLoop(ctx context.Context) {
 			continue
 		}
 		hdr, _, err := mediapkt.ParseHeader(d.Data)
-		if err == nil && !hdr.Flags.Has(mediapkt.FlagFEC) {
-			pf.nack.OnPacket(pf.unwrap.Unwrap(hdr.Seq), h.g.cfg.Now())
+		var rebuilt [][]byte
+		if err == nil {
+			rebuilt = pf.onPacketLocked(&hdr, d.Data, h.g.cfg.Now())
 		}
 		t, layer := pf.t, pf.layer
 		hm.mu.Unlock()
 		if err != nil {
 			continue
 		}
-		if err := t.tr.WritePacket(layer, d.Data); err != nil {
-			continue
+		if !hdr.Flags.Has(mediapkt.FlagFEC) {
+			h.forwardPublished(t, layer, d.Data)
 		}
-		if t.remoteUntil.Load() > h.g.cfg.Now().UnixNano() && !hdr.Flags.Has(mediapkt.FlagFEC) {
-			out := make([]byte, 1+len(d.Data))
-			out[0] = byte(layer)
-			copy(out[1:], d.Data)
-			if err := m.bus.Publish(t.subjects.pkt, bus.Msg{Data: out}); err != nil {
-				h.log.Debug("media relay", "track", t.id, "err", err)
-			}
+		for _, b := range rebuilt {
+			h.forwardPublished(t, layer, b)
+		}
+	}
+}
+
+// forwardPublished writes one source packet of a local publisher into its
+// track, and to the bus while other gateways relay the track.
+func (h *host) forwardPublished(t *mediaTrack, layer int, pkt []byte) {
+	if err := t.tr.WritePacket(layer, pkt); err != nil {
+		return
+	}
+	if t.remoteUntil.Load() > h.g.cfg.Now().UnixNano() {
+		out := make([]byte, 1+len(pkt))
+		out[0] = byte(layer)
+		copy(out[1:], pkt)
+		if err := h.g.media.bus.Publish(t.subjects.pkt, bus.Msg{Data: out}); err != nil {
+			h.log.Debug("media relay", "track", t.id, "err", err)
 		}
 	}
 }
@@ -698,6 +717,7 @@ func (h *host) mediaCtlLoop(ctx context.Context) {
 	type nk struct {
 		flow wire.FlowID
 		seqs []uint64
+		rep  []byte
 	}
 	for {
 		select {
@@ -727,6 +747,9 @@ func (h *host) mediaCtlLoop(ctx context.Context) {
 				if rtt > 0 {
 					pf.nack.SetRTT(rtt)
 				}
+				if rep := pf.reportLocked(now); rep != nil {
+					out = append(out, nk{flow: f, rep: rep})
+				}
 				buf = pf.nack.Nacks(now, buf[:0])
 				if len(buf) == 0 {
 					continue
@@ -735,10 +758,16 @@ func (h *host) mediaCtlLoop(ctx context.Context) {
 				for i, q := range buf {
 					s[i] = uint64(uint16(q))
 				}
-				out = append(out, nk{f, s})
+				out = append(out, nk{flow: f, seqs: s})
 			}
 			hm.mu.Unlock()
 			for _, n := range out {
+				if n.rep != nil {
+					if err := h.sess.SendFlow(n.flow, n.rep, protocol.ClassMedia); err != nil && ctx.Err() != nil {
+						return
+					}
+					continue
+				}
 				if err := h.sess.SendNack(&wire.Nack{Flow: n.flow, Seqs: n.seqs}); err != nil && ctx.Err() != nil {
 					return
 				}

@@ -26,6 +26,11 @@ type SubscriberConfig struct {
 	// InitialSeq and InitialTimestamp start the subscriber's spaces.
 	InitialSeq       mediapkt.Seq
 	InitialTimestamp uint32
+	// FEC protects the subscriber's packets with parity of its own,
+	// shaped by its receiver reports (OnReport) under the forwarder's
+	// Config.FEC. Set it when the subscriber's session negotiated FEC
+	// (JSP §13.5).
+	FEC bool
 }
 
 // DownTrackStats counts what a [DownTrack] did.
@@ -57,6 +62,7 @@ type DownTrack struct {
 	closed    bool                // guarded by mu
 	stats     DownTrackStats      // guarded by mu
 	forwarded bool                // guarded by mu: single-layer tracks: anything forwarded yet
+	fec       *downFEC            // guarded by mu; nil without FEC
 }
 
 func newDownTrack(t *Track, sc SubscriberConfig) (*DownTrack, error) {
@@ -72,6 +78,11 @@ func newDownTrack(t *Track, sc SubscriberConfig) (*DownTrack, error) {
 		return nil, fmt.Errorf("sfu: subscriber %q: %w", sc.ID, err)
 	}
 	d := &DownTrack{t: t, cfg: sc, queue: newQueue(sc.QueuePackets), rw: rw, tokens: float64(t.f.cfg.NackBurst)}
+	if sc.FEC {
+		if d.fec, err = newDownFEC(&t.f.cfg.FEC, t.f.cfg.MaxPacketSize); err != nil {
+			return nil, fmt.Errorf("sfu: subscriber %q: %w", sc.ID, err)
+		}
+	}
 	if len(t.cfg.Layers) > 1 {
 		if d.sel, err = simulcast.NewSelector(t.cfg.Layers, sc.Selector); err != nil {
 			return nil, fmt.Errorf("sfu: subscriber %q: %w", sc.ID, err)
@@ -99,12 +110,16 @@ func (d *DownTrack) forward(now time.Time, layer int, h *mediapkt.Header, pkt []
 		ok = false
 	}
 	var out []byte
+	var parity [][]byte
 	if ok {
 		seq, ts, fine := d.rw.Rewrite(now, layer, h.Seq, h.Timestamp)
 		if fine {
 			d.forwarded = true
 			out = rewrite(pkt, seq, ts, false)
 			d.stats.Forwarded++
+			if d.fec != nil {
+				parity = d.fec.add(seq, ts, out, now)
+			}
 		}
 	} else {
 		d.stats.Filtered++
@@ -113,6 +128,9 @@ func (d *DownTrack) forward(now time.Time, layer int, h *mediapkt.Header, pkt []
 	d.mu.Unlock()
 	if out != nil {
 		d.queue.push(out)
+	}
+	for _, p := range parity {
+		d.queue.push(p)
 	}
 	return kl, need
 }
@@ -255,8 +273,28 @@ func (d *DownTrack) OnNack(seqs []mediapkt.Seq, rtt time.Duration) int {
 
 // Receive returns the next packet for the subscriber, waiting until one
 // is queued, the down track is closed (ErrClosed once the queue is empty)
-// or ctx ends. The packet is the caller's.
-func (d *DownTrack) Receive(ctx context.Context) ([]byte, error) { return d.queue.pop(ctx) }
+// or ctx ends. The packet is the caller's. While the subscriber's FEC
+// group is open it waits no longer than the group's deadline, and then
+// returns the group's parity.
+func (d *DownTrack) Receive(ctx context.Context) ([]byte, error) {
+	for {
+		b, ok, closed := d.queue.tryPop()
+		if ok {
+			return b, nil
+		}
+		if closed {
+			return nil, ErrClosed
+		}
+		now := d.t.f.cfg.Now()
+		due, open := d.FlushFEC(now)
+		if !open {
+			return d.queue.pop(ctx)
+		}
+		if err := d.queue.wait(ctx, due.Sub(now)); err != nil {
+			return nil, err
+		}
+	}
+}
 
 // TryReceive returns the next packet if one is queued.
 func (d *DownTrack) TryReceive() ([]byte, bool) {

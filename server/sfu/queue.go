@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // ErrClosed is returned by a closed DownTrack's Receive.
@@ -81,6 +82,24 @@ func (q *queue) pop(ctx context.Context) ([]byte, error) {
 			return nil, context.Cause(ctx)
 		}
 	}
+}
+
+// wait returns when a packet may be queued, after d, or with ctx's cause.
+func (q *queue) wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-q.notify:
+		// The signal is for whoever pops next: pass it on.
+		select {
+		case q.notify <- struct{}{}:
+		default:
+		}
+	case <-t.C:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	return nil
 }
 
 func (q *queue) len() int {

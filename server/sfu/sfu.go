@@ -21,8 +21,8 @@
 //
 // FEC parity from the publisher is not forwarded: it protects the
 // publisher's path, and its group numbers mean nothing in a subscriber's
-// rewritten space. A subscriber path that needs FEC gets it from the
-// sender that drains the queue.
+// rewritten space. A subscriber with FEC gets parity of its own, computed
+// after rewriting and shaped by its own receiver reports (fec.go).
 //
 // Lock order: Track.mu, then DownTrack.mu, then the queue's lock; the
 // key-frame limiter's lock, the speaker detector's lock and the retired
@@ -90,6 +90,8 @@ type Config struct {
 	// NackRate and NackBurst bound retransmissions per subscriber and
 	// track. Defaults DefaultNackRate and DefaultNackBurst.
 	NackRate, NackBurst int
+	// FEC configures the parity of subscribers that have FEC on.
+	FEC FECConfig
 	// Speakers configures the active-speaker detector.
 	Speakers audiolevel.Config
 	// Now is the clock. Default time.Now.
@@ -114,6 +116,7 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.FEC.setDefaults()
 }
 
 func (c *Config) validate() error {
@@ -125,7 +128,7 @@ func (c *Config) validate() error {
 	case c.KeyFrameInterval < 0:
 		return fmt.Errorf("sfu: negative KeyFrameInterval")
 	}
-	return nil
+	return c.FEC.validate()
 }
 
 // Forwarder holds the tracks of the media flows that meet at one gateway.

@@ -191,7 +191,11 @@ func (s *Service) HandleCommand(ctx context.Context, id core.Identity, body []by
 		resp voiceproto.Response
 		evs  []voiceproto.Event
 	)
+	var members []string
 	s.mu.Lock()
+	if req.Op == voiceproto.OpEnd {
+		members = s.usersLocked(req.Room)
+	}
 	resp, evs, err = s.handleLocked(id, &req)
 	s.mu.Unlock()
 	if err != nil {
@@ -200,7 +204,41 @@ func (s *Service) HandleCommand(ctx context.Context, id core.Identity, body []by
 	for _, ev := range evs {
 		s.emit(ev)
 	}
+	if req.Op == voiceproto.OpEnd {
+		s.dropMembers(req.Room, members)
+	}
 	return voiceproto.Marshal(resp), nil
+}
+
+// usersLocked returns the users with a participant in room.
+func (s *Service) usersLocked(room string) []string {
+	r := s.rooms[room]
+	if r == nil {
+		return nil
+	}
+	var out []string
+	for _, pid := range r.order {
+		if u := r.parts[pid].User; !slices.Contains(out, u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// dropMembers ends the event subscriptions of an ended room's members at
+// once (Host.Drop): the room is gone, so nothing more arrives on its
+// channel, and a subscription kept open would let a rejoin under the
+// same name see the next room's events without joining it. The drop
+// follows the ended event on the same channel, so members get that
+// event first (spec/JSP-voice.md §4); their gateways end the members'
+// media in the room too.
+func (s *Service) dropMembers(room string, users []string) {
+	if len(users) == 0 {
+		return
+	}
+	if err := s.cfg.Host.Drop(voiceproto.Channel(room), users...); err != nil {
+		s.log.Warn("voice: members of an ended room not dropped", "room", room, "err", err)
+	}
 }
 
 func (s *Service) handleLocked(id core.Identity, req *voiceproto.Request) (voiceproto.Response, []voiceproto.Event, error) {

@@ -2,6 +2,7 @@ package voice
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 type fakeHost struct {
 	mu     sync.Mutex
 	events []voiceproto.Event
+	drops  map[string][]string // channel -> users dropped
 }
 
 func (h *fakeHost) Ephemeral(channel string, msg storage.Message) error {
@@ -32,7 +34,21 @@ func (h *fakeHost) Ephemeral(channel string, msg storage.Message) error {
 	return nil
 }
 
-func (h *fakeHost) Drop(string, ...string) error { return nil }
+func (h *fakeHost) Drop(channel string, users ...string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.drops == nil {
+		h.drops = map[string][]string{}
+	}
+	h.drops[channel] = append(h.drops[channel], users...)
+	return nil
+}
+
+func (h *fakeHost) dropped(channel string) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.drops[channel])
+}
 
 func (h *fakeHost) types() []voiceproto.EventType {
 	h.mu.Lock()
@@ -226,4 +242,40 @@ func TestAuthorize(t *testing.T) {
 	if err := s.Authorize(ctx, ident("b", "x"), core.Action{Op: core.OpSubscribe, Channel: "other"}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestEndDropsSubscriptions: ending a room drops every member's event
+// subscription on its channel at once, after the ended event; a refused
+// end drops nothing.
+func TestEndDropsSubscriptions(t *testing.T) {
+	h := &fakeHost{}
+	s, err := New(Config{Host: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, bob, bob2 := ident("alice", "s1"), ident("bob", "s2"), ident("bob", "s3")
+	for _, id := range []core.Identity{alice, bob, bob2} {
+		if _, err := call(t, s, id, voiceproto.Request{Op: voiceproto.OpJoin, Room: "r"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = call(t, s, bob, voiceproto.Request{Op: voiceproto.OpEnd, Room: "r"})
+	wantCode(t, err, jsperr.Forbidden)
+	if d := h.dropped(voiceproto.Channel("r")); len(d) != 0 {
+		t.Fatalf("refused end dropped %v", d)
+	}
+	if _, err := call(t, s, alice, voiceproto.Request{Op: voiceproto.OpEnd, Room: "r"}); err != nil {
+		t.Fatal(err)
+	}
+	d := h.dropped(voiceproto.Channel("r"))
+	slices.Sort(d)
+	if !slices.Equal(d, []string{"alice", "bob"}) {
+		t.Fatalf("dropped %v", d)
+	}
+	if ty := h.types(); ty[len(ty)-1] != voiceproto.EvEnded {
+		t.Fatalf("events %v", ty)
+	}
+	// The members are no longer members: resubscribing is refused.
+	err = s.Authorize(context.Background(), bob, core.Action{Op: core.OpSubscribe, Channel: voiceproto.Channel("r")})
+	wantCode(t, err, jsperr.NotInRoom)
 }
