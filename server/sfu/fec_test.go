@@ -132,7 +132,8 @@ func TestSubscriberFEC(t *testing.T) {
 }
 
 // TestSubscriberFECGroupDelay: a group that waits MaxGroupDelay is closed
-// with the packets it has, by FlushFEC or by Receive.
+// with the packets it has, by FlushFEC or by Receive, and sends parity at
+// the full shape's rate.
 func TestSubscriberFECGroupDelay(t *testing.T) {
 	f, clk := newForwarder(t, Config{FEC: FECConfig{MaxGroupDelay: 40 * time.Millisecond}})
 	tr, _ := f.Publish(TrackConfig{ID: "a", Kind: KindAudio})
@@ -151,9 +152,13 @@ func TestSubscriberFECGroupDelay(t *testing.T) {
 	if _, open := d.FlushFEC(clk.Now()); open {
 		t.Fatal("group still open")
 	}
+	// A 2-packet group under 10+2 sends its share of parity: one.
 	got := drain(d)
-	if len(got) != 2 {
+	if len(got) != 1 {
 		t.Fatalf("after the delay: %d parity packets", len(got))
+	}
+	if st, _ := d.FECStats(); st.ParityTrimmed != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 	for i, b := range got {
 		h := parse(t, b)
