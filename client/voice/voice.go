@@ -195,6 +195,10 @@ func (r *Room) onEvent(e client.Event) {
 }
 
 func (r *Room) onNotify(n client.Notification) {
+	if n.Envelope != nil && n.Envelope.Headers["type"] == voiceproto.NotifyLayers {
+		r.onLayers(n) // dynacast.go
+		return
+	}
 	if n.Envelope == nil || n.Envelope.Headers["type"] != voiceproto.NotifyKeyFrame {
 		return
 	}
@@ -274,6 +278,8 @@ type LocalTrack struct {
 
 	mu   sync.Mutex
 	onKF func(layer int) // guarded by mu
+
+	gate layerGate // dynacast.go
 }
 
 // PublishTrack publishes a track and binds one media flow per layer.
@@ -328,13 +334,17 @@ func (t *LocalTrack) Info() Track { return t.info }
 func (t *LocalTrack) ID() string { return t.info.ID }
 
 // WriteFrame sends one encoded frame on layer (0 for single-layer
-// tracks). Frames over the room's MaxFrameBytes are refused.
+// tracks). Frames over the room's MaxFrameBytes are refused. Frames of a
+// layer nobody watches are dropped (see LayerActive).
 func (t *LocalTrack) WriteFrame(layer int, f media.Frame) error {
 	if layer < 0 || layer >= len(t.senders) {
 		return jsperr.Newf(jsperr.BadLayer, "voice: layer %d of %d", layer, len(t.senders))
 	}
 	if len(f.Payload) > t.r.maxFrame {
 		return jsperr.Newf(jsperr.MessageTooLarge, "voice: frame of %d bytes, limit %d", len(f.Payload), t.r.maxFrame)
+	}
+	if t.skipPaused(layer) {
+		return nil // nobody watches the layer (dynacast.go)
 	}
 	return t.senders[layer].WriteFrame(f)
 }

@@ -99,6 +99,7 @@ type mediaRoom struct {
 	fwd    *sfu.Forwarder
 	tracks map[string]*mediaTrack // guarded by mediaHub.mu
 	stop   chan struct{}
+	poke   chan struct{} // a dynacast step is wanted now
 }
 
 // mediaTrack is a track in a room's forwarder: published by a local
@@ -117,6 +118,9 @@ type mediaTrack struct {
 
 	kfMu   sync.Mutex
 	kfLast [voiceproto.MaxLayers]time.Time // origin: remote key-frame requests, guarded by kfMu
+
+	pub *hostMedia // origin: the publisher's session
+	dyn dynState   // dynacast (sfu_dynacast.go)
 }
 
 type trackSubjects struct{ pkt, want, kf string }
@@ -130,6 +134,10 @@ type hostMedia struct {
 	kf     chan kfRequest
 	active chan struct{} // closed at the first publication
 	once   sync.Once
+
+	dynMu      sync.Mutex
+	dynPending map[string]voiceproto.LayerMask // guarded by dynMu: voice.layers NOTIFYs to send
+	dynKick    chan struct{}
 }
 
 type pubFlow struct {
@@ -163,11 +171,12 @@ func newMediaHub(g *Gateway) *mediaHub {
 
 func newHostMedia() *hostMedia {
 	return &hostMedia{
-		pubs:   map[wire.FlowID]*pubFlow{},
-		downs:  map[wire.FlowID]*downFlow{},
-		rooms:  map[string]struct{}{},
-		kf:     make(chan kfRequest, kfQueue),
-		active: make(chan struct{}),
+		pubs:    map[wire.FlowID]*pubFlow{},
+		downs:   map[wire.FlowID]*downFlow{},
+		rooms:   map[string]struct{}{},
+		kf:      make(chan kfRequest, kfQueue),
+		active:  make(chan struct{}),
+		dynKick: make(chan struct{}, 1),
 	}
 }
 
@@ -188,7 +197,7 @@ func (m *mediaHub) roomLocked(id string) (*mediaRoom, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sfu: room %q: %w", id, err)
 	}
-	r := &mediaRoom{id: id, fwd: fwd, tracks: map[string]*mediaTrack{}, stop: make(chan struct{})}
+	r := &mediaRoom{id: id, fwd: fwd, tracks: map[string]*mediaTrack{}, stop: make(chan struct{}), poke: make(chan struct{}, 1)}
 	m.rooms[id] = r
 	m.wg.Add(1)
 	go func() {
@@ -216,8 +225,8 @@ func (m *mediaHub) dropTrackLocked(t *mediaTrack) {
 	}
 }
 
-// roomLoop reports the room's active speakers to the rooms service and
-// renews the interest of relayed tracks.
+// roomLoop reports the room's active speakers to the rooms service, renews
+// the interest of relayed tracks and runs dynacast.
 func (m *mediaHub) roomLoop(r *mediaRoom) {
 	tick := time.NewTicker(roomTick)
 	defer tick.Stop()
@@ -228,25 +237,19 @@ func (m *mediaHub) roomLoop(r *mediaRoom) {
 			return
 		case <-m.g.ctx.Done():
 			return
+		case <-r.poke:
+			m.dynacast(r, false)
+			continue
 		case <-tick.C:
 		}
 		if list, changed := r.fwd.Speakers(); changed {
 			m.reportSpeakers(r.id, list)
 		}
+		renew := false
 		if now := m.g.cfg.Now(); now.Sub(lastWant) >= wantEvery {
-			lastWant = now
-			m.mu.Lock()
-			var wants []string
-			for _, t := range r.tracks {
-				if !t.local && t.subs > 0 {
-					wants = append(wants, t.subjects.want)
-				}
-			}
-			m.mu.Unlock()
-			for _, s := range wants {
-				_ = m.bus.Publish(s, bus.Msg{})
-			}
+			lastWant, renew = now, true
 		}
+		m.dynacast(r, renew)
 	}
 }
 
@@ -381,6 +384,7 @@ func (h *host) mediaDo(ctx context.Context, req *voiceproto.Request) error {
 				if req.Width > 0 || req.Height > 0 {
 					df.d.SetRequestedSize(req.Width, req.Height)
 				}
+				df.t.room.pokeDynacast()
 				return nil
 			}
 		}
@@ -435,7 +439,7 @@ func (h *host) mediaPublish(info voiceproto.Track, req *voiceproto.Request) erro
 			return err
 		}
 	}
-	t := &mediaTrack{id: info.ID, room: r, info: info, local: true, subjects: m.subjectsOf(req.Room, info.ID)}
+	t := &mediaTrack{id: info.ID, room: r, info: info, local: true, subjects: m.subjectsOf(req.Room, info.ID), pub: hm}
 	tr, err := r.fwd.Publish(sfu.TrackConfig{
 		ID: sfu.TrackID(info.ID), Kind: kindOf(info.Kind), Layers: layersOf(info), Participant: info.Participant,
 		OnKeyFrameRequest: func(layer int) { hm.requestKeyFrame(info.ID, layer) },
@@ -450,9 +454,12 @@ func (h *host) mediaPublish(info voiceproto.Track, req *voiceproto.Request) erro
 	t.tr = tr
 	r.tracks[info.ID] = t
 	// Remote interest and key-frame requests from relaying gateways.
-	want, err := m.bus.Subscribe(t.subjects.want, func(*bus.Msg) {
+	want, err := m.bus.Subscribe(t.subjects.want, func(msg *bus.Msg) {
 		first := t.remoteUntil.Load() < h.g.cfg.Now().UnixNano()
 		t.remoteUntil.Store(h.g.cfg.Now().Add(wantTTL).UnixNano())
+		if t.onWant(msg.Data, h.g.cfg.Now()) {
+			t.room.pokeDynacast()
+		}
 		if first && t.info.Kind == voiceproto.KindVideo {
 			// A new relay starts with a key frame of every layer.
 			for l := range max(len(t.info.Layers), 1) {
@@ -551,9 +558,9 @@ func (h *host) mediaSubscribe(info voiceproto.Track, req *voiceproto.Request) er
 		return err
 	}
 	t.subs++
-	if !t.local && t.subs == 1 {
-		_ = m.bus.Publish(t.subjects.want, bus.Msg{})
-	}
+	// The room loop announces a relay's interest (.want) and resumes
+	// paused layers at once.
+	r.pokeDynacast()
 	ctx, cancel := context.WithCancel(h.sess.Context())
 	hm.downs[flow] = &downFlow{t: t, d: d, cancel: cancel}
 	hm.rooms[req.Room] = struct{}{}
@@ -723,6 +730,10 @@ func (h *host) mediaCtlLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-hm.dynKick:
+			if err := h.sendLayerNotices(); err != nil && ctx.Err() != nil {
+				return
+			}
 		case r := <-hm.kf:
 			id := make([]byte, 16)
 			if _, err := io.ReadFull(h.g.cfg.Rand, id); err != nil {

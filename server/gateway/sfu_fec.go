@@ -157,4 +157,3 @@ func (pf *pubFlow) reportLocked(now time.Time) []byte {
 	}
 	return b
 }
-

@@ -12,6 +12,7 @@ package voiceproto
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -32,6 +33,13 @@ const (
 	// publisher when its subscribers need a key frame (headers "track"
 	// and "layer").
 	NotifyKeyFrame = "voice.keyframe"
+	// NotifyLayers is the "type" header of the NOTIFY a gateway sends a
+	// publisher when the layers of its video track that someone watches
+	// change (dynacast, JSP §13.15): headers "track" and "layers", the
+	// watched layers as a decimal bit mask (bit i: layer i). The
+	// publisher stops sending the other layers until a later NOTIFY
+	// names them again, and resumes with a key frame.
+	NotifyLayers = "voice.layers"
 	// GatewayScope is the scope of the identity a gateway uses for its
 	// own reports (active speakers).
 	GatewayScope = "voice:gateway"
@@ -353,4 +361,26 @@ func DecodeEvent(b []byte) (Event, error) {
 		return e, fmt.Errorf("voice: event without type")
 	}
 	return e, nil
+}
+
+// LayerMask is a set of simulcast layers: bit i is layer i.
+type LayerMask uint8
+
+// AllLayers is the mask of a track's n layers.
+func AllLayers(n int) LayerMask { return LayerMask(1)<<min(max(n, 1), MaxLayers) - 1 }
+
+// Has reports whether layer l is in m.
+func (m LayerMask) Has(l int) bool { return l >= 0 && l < MaxLayers && m&(1<<l) != 0 }
+
+// String formats m as the decimal of a NotifyLayers header.
+func (m LayerMask) String() string { return strconv.Itoa(int(m)) }
+
+// ParseLayerMask reads the "layers" header of a NotifyLayers NOTIFY:
+// a decimal mask of at most MaxLayers bits.
+func ParseLayerMask(s string) (LayerMask, error) {
+	v, err := strconv.ParseUint(s, 10, 8)
+	if err != nil || v >= 1<<MaxLayers {
+		return 0, jsperr.Newf(jsperr.BadRequest, "voice: layer mask %q", s)
+	}
+	return LayerMask(v), nil
 }
