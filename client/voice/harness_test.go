@@ -57,6 +57,13 @@ type cluster struct {
 
 func newCluster(t testing.TB, gateways int) *cluster {
 	t.Helper()
+	return newClusterBus(t, gateways, nil)
+}
+
+// newClusterBus is newCluster where gateway i uses wrap(i, bus) as its
+// bus when wrap is not nil.
+func newClusterBus(t testing.TB, gateways int, wrap func(int, bus.Bus) bus.Bus) *cluster {
+	t.Helper()
 	b, err := natsbus.Embedded(natsbus.EmbeddedConfig{
 		Server: natsbus.ServerConfig{DataDir: t.TempDir(), Logger: quiet()},
 		Client: natsbus.ClientConfig{Logger: quiet()},
@@ -89,9 +96,13 @@ func newCluster(t testing.TB, gateways int) *cluster {
 	cl := &cluster{t: t, bus: b, svc: svc}
 	unlimited := gateway.Rate{PerSecond: -1}
 	for i := range gateways {
+		gb := bus.Bus(b)
+		if wrap != nil {
+			gb = wrap(i, b)
+		}
 		g, err := gateway.New(gateway.Config{
 			QUICAddr: "127.0.0.1:0", TCPAddr: gateway.Off, WSAddr: gateway.Off,
-			DataDir: t.TempDir(), Bus: b, Logger: quiet(), NodeID: "gw" + string(rune('a'+i)),
+			DataDir: t.TempDir(), Bus: gb, Logger: quiet(), NodeID: "gw" + string(rune('a'+i)),
 			RateLimits: gateway.RateLimits{ConnAttemptsPerIP: unlimited, Conn: unlimited, User: unlimited, Command: unlimited},
 			Authenticate: func(_ context.Context, h *wire.Hello, _ transport.Conn) (session.Identity, error) {
 				return session.Identity{User: string(h.Auth)}, nil

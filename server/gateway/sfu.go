@@ -100,6 +100,8 @@ type mediaRoom struct {
 	tracks map[string]*mediaTrack // guarded by mediaHub.mu
 	stop   chan struct{}
 	poke   chan struct{} // a dynacast step is wanted now
+
+	repairKick chan struct{} // a relayed track has a new gap (sfu_relay.go)
 }
 
 // mediaTrack is a track in a room's forwarder: published by a local
@@ -121,6 +123,10 @@ type mediaTrack struct {
 
 	pub *hostMedia // origin: the publisher's session
 	dyn dynState   // dynacast (sfu_dynacast.go)
+
+	repair     *relayRepair  // relay: gaps in the relayed layers (sfu_relay.go)
+	bucket     relayBucket   // origin: relay NACK rate limit
+	relayStats relayCounters // origin: relay NACK answers
 }
 
 type trackSubjects struct{ pkt, want, kf string }
@@ -197,7 +203,8 @@ func (m *mediaHub) roomLocked(id string) (*mediaRoom, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sfu: room %q: %w", id, err)
 	}
-	r := &mediaRoom{id: id, fwd: fwd, tracks: map[string]*mediaTrack{}, stop: make(chan struct{}), poke: make(chan struct{}, 1)}
+	r := &mediaRoom{id: id, fwd: fwd, tracks: map[string]*mediaTrack{}, stop: make(chan struct{}),
+		poke: make(chan struct{}, 1), repairKick: make(chan struct{}, 1)}
 	m.rooms[id] = r
 	m.wg.Add(1)
 	go func() {
@@ -230,6 +237,9 @@ func (m *mediaHub) dropTrackLocked(t *mediaTrack) {
 func (m *mediaHub) roomLoop(r *mediaRoom) {
 	tick := time.NewTicker(roomTick)
 	defer tick.Stop()
+	repair := time.NewTimer(time.Hour)
+	repair.Stop()
+	defer repair.Stop()
 	var lastWant time.Time
 	for {
 		select {
@@ -237,6 +247,16 @@ func (m *mediaHub) roomLoop(r *mediaRoom) {
 			return
 		case <-m.g.ctx.Done():
 			return
+		case <-r.repairKick:
+			if next := m.relayNacks(r); !next.IsZero() {
+				repair.Reset(max(next.Sub(m.g.cfg.Now()), time.Millisecond))
+			}
+			continue
+		case <-repair.C:
+			if next := m.relayNacks(r); !next.IsZero() {
+				repair.Reset(max(next.Sub(m.g.cfg.Now()), time.Millisecond))
+			}
+			continue
 		case <-r.poke:
 			m.dynacast(r, false)
 			continue
@@ -477,6 +497,12 @@ func (h *host) mediaPublish(info voiceproto.Track, req *voiceproto.Request) erro
 		})
 		t.busSubs = append(t.busSubs, kf)
 	}
+	if err == nil {
+		// Repairs of the relays elsewhere (sfu_relay.go).
+		var nk bus.Subscription
+		nk, err = m.bus.Subscribe(t.subjects.nackSubject(), func(msg *bus.Msg) { m.onRelayNack(t, msg.Data) })
+		t.busSubs = append(t.busSubs, nk)
+	}
 	if err != nil {
 		m.dropTrackLocked(t)
 		return fmt.Errorf("voice: relay subjects of %q: %w", info.ID, err)
@@ -586,19 +612,33 @@ func (m *mediaHub) relayLocked(r *mediaRoom, info voiceproto.Track) (*mediaTrack
 		return nil, err
 	}
 	t.tr = tr
+	if t.repair, err = newRelayRepair(tr.Layers()); err != nil {
+		_ = r.fwd.Unpublish(sfu.TrackID(info.ID))
+		return nil, fmt.Errorf("voice: relay %q: %w", info.ID, err)
+	}
 	r.tracks[info.ID] = t
-	sub, err := m.bus.Subscribe(t.subjects.pkt, func(msg *bus.Msg) {
+	relayed := func(msg *bus.Msg) {
 		// [layer] + media packet (spec/JSP-voice.md §8).
 		if len(msg.Data) < 2 {
 			return
 		}
-		_ = tr.WritePacket(int(msg.Data[0]), msg.Data[1:])
-	})
-	if err != nil {
-		m.dropTrackLocked(t)
-		return nil, fmt.Errorf("voice: relay %q: %w", info.ID, err)
+		layer, pkt := int(msg.Data[0]), msg.Data[1:]
+		fwd, gap := t.repair.onPacket(layer, pkt, m.g.cfg.Now())
+		if fwd {
+			_ = tr.WritePacket(layer, pkt)
+		}
+		if gap {
+			r.kickRepair()
+		}
 	}
-	t.busSubs = append(t.busSubs, sub)
+	for _, subject := range []string{t.subjects.pkt, t.subjects.rtxSubject(m.g.cfg.NodeID)} {
+		sub, err := m.bus.Subscribe(subject, relayed)
+		if err != nil {
+			m.dropTrackLocked(t)
+			return nil, fmt.Errorf("voice: relay %q: %w", info.ID, err)
+		}
+		t.busSubs = append(t.busSubs, sub)
+	}
 	return t, nil
 }
 
