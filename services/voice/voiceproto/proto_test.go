@@ -61,3 +61,27 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+func TestLayerMask(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want LayerMask
+		ok   bool
+	}{{"0", 0, true}, {"5", 5, true}, {"7", 7, true}, {"8", 0, false}, {"-1", 0, false}, {"", 0, false}, {"x", 0, false}, {"007", 7, true}} {
+		m, err := ParseLayerMask(tc.in)
+		if (err == nil) != tc.ok || m != tc.want {
+			t.Errorf("%q: %v %v", tc.in, m, err)
+		}
+		if err == nil {
+			if back, _ := ParseLayerMask(m.String()); back != m {
+				t.Errorf("%q: round trip %v", tc.in, back)
+			}
+		}
+	}
+	if AllLayers(3) != 7 || AllLayers(1) != 1 || AllLayers(0) != 1 || AllLayers(9) != 7 {
+		t.Fatal("AllLayers")
+	}
+	if !LayerMask(5).Has(2) || LayerMask(5).Has(1) || LayerMask(7).Has(3) || LayerMask(7).Has(-1) {
+		t.Fatal("Has")
+	}
+}
