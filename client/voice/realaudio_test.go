@@ -152,7 +152,7 @@ func TestRealSpeechOverLoss(t *testing.T) {
 		// Calls run in real time and use little CPU: four at a time keep
 		// the package short without t.Parallel's GOMAXPROCS limit.
 		var wg sync.WaitGroup
-		sem := make(chan struct{}, 4)
+		sem := make(chan struct{}, 2)
 		defer wg.Wait()
 		for ci, lc := range lossCases() {
 			for mi, rp := range repairModes {

@@ -90,11 +90,8 @@ func (q *queue) wait(ctx context.Context, d time.Duration) error {
 	defer t.Stop()
 	select {
 	case <-q.notify:
-		// The signal is for whoever pops next: pass it on.
-		select {
-		case q.notify <- struct{}{}:
-		default:
-		}
+		// The caller pops next: one reader per queue (the subscriber's
+		// writer), so the signal is not passed on.
 	case <-t.C:
 	case <-ctx.Done():
 		return context.Cause(ctx)
