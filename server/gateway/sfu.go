@@ -12,6 +12,11 @@ package gateway
 //	subscriber NACK {flow S} ─► mediaNackLoop ─► DownTrack.OnNack (cache)
 //	key frame needed ─► NOTIFY voice.keyframe to the publisher (its
 //	   gateway's ctl loop), or .kf on the bus for a relayed track
+//	with FEC negotiated (sfu_fec.go): publisher parity rebuilt into the
+//	   track and receiver reports sent up; subscriber reports ─►
+//	   DownTrack.OnReport, which shapes that subscriber's own parity
+//	watched layers ─► NOTIFY voice.layers to the publisher (dynacast,
+//	   sfu_dynacast.go); relay gaps NACKed to the origin (sfu_relay.go)
 //
 // A track published at another gateway is relayed: the first local
 // subscriber makes a relay Track in the local forwarder, fed from the

@@ -42,6 +42,8 @@ type DownTrackStats struct {
 	NackNotCached uint64 // NACKed numbers not in the history or cache
 	NackTooLate   uint64 // NACKed packets too old to arrive in time
 	NackLimited   uint64 // NACKed numbers refused by the rate limit or the per-call cap
+	FECParity     uint64 // parity packets queued (subscribers with FEC; FECStats has more)
+	FECBytes      uint64 // their bytes
 	Queued        int    // packets waiting now
 	Current       int    // layer being forwarded (simulcast.NoLayer before the first key frame)
 	Target        int    // layer the selector wants
@@ -309,6 +311,9 @@ func (d *DownTrack) Stats() DownTrackStats {
 	s.Current, s.Target = 0, 0
 	if d.sel != nil {
 		s.Current, s.Target = d.sel.Current(), d.sel.Target()
+	}
+	if d.fec != nil {
+		s.FECParity, s.FECBytes = d.fec.stats.Parity, d.fec.stats.ParityBytes
 	}
 	d.mu.Unlock()
 	s.Dropped = d.queue.drops()

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,6 +129,10 @@ func TestSubscriberFEC(t *testing.T) {
 	}
 	if _, ok := plain.FECStats(); ok {
 		t.Fatal("plain subscriber has FEC")
+	}
+	var b strings.Builder
+	if err := f.WritePrometheus(&b); err != nil || !strings.Contains(b.String(), "jsp_sfu_fec_parity_total 30\n") {
+		t.Fatalf("metrics: %v\n%s", err, b.String())
 	}
 }
 

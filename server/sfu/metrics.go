@@ -12,6 +12,7 @@ type totals struct {
 	kfRequests, kfSuppressed                  uint64
 	forwarded, filtered, dropped, retransmits uint64
 	nackNotCached, nackTooLate, nackLimited   uint64
+	fecParity, fecBytes                       uint64
 }
 
 func (t *totals) addTrack(s TrackStats) {
@@ -31,6 +32,8 @@ func (t *totals) addDown(s DownTrackStats) {
 	t.nackNotCached += s.NackNotCached
 	t.nackTooLate += s.NackTooLate
 	t.nackLimited += s.NackLimited
+	t.fecParity += s.FECParity
+	t.fecBytes += s.FECBytes
 }
 
 // retire folds the counters of a down track that leaves into the
@@ -91,6 +94,8 @@ func (f *Forwarder) WritePrometheus(w io.Writer) error {
 	counter("jsp_sfu_nack_not_cached_total", "NACKed numbers no longer in history or cache.", sum.nackNotCached)
 	counter("jsp_sfu_nack_too_late_total", "NACKed packets too old to arrive in time.", sum.nackTooLate)
 	counter("jsp_sfu_nack_limited_total", "NACKed numbers refused by the rate limit or per-call cap.", sum.nackLimited)
+	counter("jsp_sfu_fec_parity_total", "FEC parity packets made for subscribers.", sum.fecParity)
+	counter("jsp_sfu_fec_parity_bytes_total", "Bytes of FEC parity packets made for subscribers.", sum.fecBytes)
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("sfu: writing metrics: %w", err)
 	}
