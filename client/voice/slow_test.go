@@ -43,7 +43,7 @@ func TestSlowSubscriberLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const n = 100 // frames per phase
+	const n = 75 // frames per phase
 	var (
 		mu     sync.Mutex
 		sentAt = map[uint16]time.Time{}
