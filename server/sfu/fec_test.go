@@ -194,3 +194,29 @@ func TestFECConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriberFECOverheadCap: a shape over Config.FEC.MaxOverhead keeps
+// its K and gets M = floor(K * cap), at least 1.
+func TestSubscriberFECOverheadCap(t *testing.T) {
+	for _, tc := range []struct {
+		cap  float64
+		loss uint64
+		want fec.Params
+	}{
+		{0, 20, fec.Params{K: 5, M: 2}},   // default cap 0.5 on 5+4
+		{1, 20, fec.Params{K: 5, M: 4}},   // no cap
+		{0.1, 3, fec.Params{K: 10, M: 1}}, // 10+2 capped to 10+1
+		{0.1, 30, fec.Params{K: 4, M: 1}}, // at least 1
+		{0, 0, fec.Params{}},              // clean path: none
+	} {
+		f, _ := newForwarder(t, Config{FEC: FECConfig{MaxOverhead: tc.cap}})
+		if _, err := f.Publish(TrackConfig{ID: "a", Kind: KindAudio}); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := f.Subscribe("a", SubscriberConfig{FEC: true})
+		d.OnReport(tc.loss, 100)
+		if st, _ := d.FECStats(); st.Params != tc.want {
+			t.Errorf("cap %v loss %d%%: %v, want %v", tc.cap, tc.loss, st.Params, tc.want)
+		}
+	}
+}

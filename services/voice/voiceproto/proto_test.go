@@ -85,3 +85,22 @@ func TestLayerMask(t *testing.T) {
 		t.Fatal("Has")
 	}
 }
+
+func FuzzParseLayerMask(f *testing.F) {
+	for m := range LayerMask(8) {
+		f.Add(m.String())
+	}
+	f.Add("8")
+	f.Fuzz(func(t *testing.T, s string) {
+		m, err := ParseLayerMask(s)
+		if err != nil {
+			return
+		}
+		if m >= 1<<MaxLayers {
+			t.Fatalf("%q gave %d", s, m)
+		}
+		if back, err := ParseLayerMask(m.String()); err != nil || back != m {
+			t.Fatalf("%q: round trip %v %v", s, back, err)
+		}
+	})
+}
