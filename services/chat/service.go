@@ -450,7 +450,7 @@ func (s *Service) event(t chatevents.Type, c *caller, conv string) (*chatevents.
 // emit appends ev to the internal event log. The change is committed
 // already; a log failure is logged, not returned.
 func (s *Service) emit(ctx context.Context, ev *chatevents.Event) {
-	if s.cfg.EventLog == nil || ev.Type == chatevents.Typing {
+	if s.cfg.EventLog == nil || ev.Type.Ephemeral() {
 		return
 	}
 	if _, err := chatevents.Append(ctx, s.cfg.EventLog, ev); err != nil {
