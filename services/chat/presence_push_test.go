@@ -104,7 +104,7 @@ func (c *cluster) gateway(node string) *pushGateway {
 		QUICAddr: gateway.Off, WSAddr: gateway.Off, TCPAddr: "127.0.0.1:0",
 		DataDir: t.TempDir(), Bus: b, Logger: quiet(), NodeID: node,
 		RegistryHeartbeat: pushHeartbeat, AwayAfter: pushAwayAfter,
-		RateLimits:        gateway.RateLimits{ConnAttemptsPerIP: unlimited, Conn: unlimited, User: unlimited, Command: unlimited},
+		RateLimits: gateway.RateLimits{ConnAttemptsPerIP: unlimited, Conn: unlimited, User: unlimited, Command: unlimited},
 		Authenticate: func(_ context.Context, h *wire.Hello, _ transport.Conn) (session.Identity, error) {
 			return session.Identity{User: string(h.Auth)}, nil
 		},
