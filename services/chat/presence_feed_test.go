@@ -29,6 +29,8 @@ func (h *recordingHost) Commit(context.Context, string, storage.Message) (storag
 
 func (h *recordingHost) Drop(string, ...string) error { return nil }
 
+func (h *recordingHost) PublishCommitted(string, storage.Message) error { return nil }
+
 func (h *recordingHost) Ephemeral(_ string, m storage.Message) error {
 	env, _, err := wire.ParseEnvelope(m.Body)
 	if err != nil {

@@ -86,6 +86,10 @@ type Host interface {
 	// Commit appends msg to channel's log, assigning the sequence number,
 	// and publishes it to the gateways.
 	Commit(ctx context.Context, channel string, msg storage.Message) (storage.AppendResult, error)
+	// PublishCommitted publishes msg, which the service committed to the
+	// store itself (a post: storage.ChatStore.PostChatMessage), to the
+	// gateways; msg carries its sequence number and time.
+	PublishCommitted(channel string, msg storage.Message) error
 	// Ephemeral publishes msg live without storing it.
 	Ephemeral(channel string, msg storage.Message) error
 	// Drop ends the local subscriptions of users on channel at every
@@ -417,6 +421,42 @@ func (s *Service) commit(ctx context.Context, ev *chatevents.Event, clientID str
 		ev.Message.Seq = ev.Seq
 	}
 	return res.Duplicate, nil
+}
+
+// commitPost stores a message.created event and its chat row in one
+// transaction (storage.ChatStore.PostChatMessage: one commit per post),
+// then publishes the event to the gateways, and sets ev's sequence
+// numbers. clientID is the idempotency key as for commit; a resend
+// commits nothing and reports dup. A conflict is returned unwrapped
+// (storage.ErrConflict) for the caller to tell a late resend from a
+// clash.
+func (s *Service) commitPost(ctx context.Context, ev *chatevents.Event, clientID string, row storage.ChatMessage) (dup bool, err error) {
+	env, err := s.envelope(ev)
+	if err != nil {
+		return false, err
+	}
+	if clientID == "" {
+		clientID = ev.ID
+	}
+	channel := acl.Channel(ev.Conversation)
+	msg := storage.Message{ClientID: clientID, Sender: ev.Actor, Body: env.Append(nil)}
+	res, err := s.store.PostChatMessage(ctx, channel, msg, row)
+	if err != nil {
+		return false, err
+	}
+	ev.Seq = uint64(res.Seq)
+	if ev.Message != nil {
+		ev.Message.Seq = ev.Seq
+	}
+	if res.Duplicate {
+		return true, nil
+	}
+	msg.Seq, msg.Time = res.Seq, res.Time
+	if err := s.cfg.Host.PublishCommitted(channel, msg); err != nil {
+		// Committed: subscribers that missed it recover it from the log.
+		s.log.Warn("chat: post not published", "conversation", ev.Conversation, "seq", res.Seq, "err", err)
+	}
+	return false, nil
 }
 
 // envelope wraps ev as the EVENT envelope a subscriber receives: route the
