@@ -58,11 +58,15 @@ func (e *env) connectAll(t *testing.T, conf *tls.Config, names []string) []*user
 	parallel(len(names), func(i int) {
 		users[i], errs[i] = e.dial(ctxT(t), conf, names[i])
 	})
-	for _, u := range users {
-		if u != nil {
-			t.Cleanup(func() { _ = u.c.Close() })
-		}
-	}
+	// One cleanup closes them all, in parallel: each close waits for its
+	// session to end, and one after another they add up.
+	t.Cleanup(func() {
+		parallel(len(users), func(i int) {
+			if users[i] != nil {
+				_ = users[i].c.Close()
+			}
+		})
+	})
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
