@@ -124,6 +124,8 @@ type PresenceFeed struct {
 
 	wake    chan struct{} // capacity 1: "pending not empty"
 	stop    chan struct{}
+	ctx     context.Context // ends at Close: bounds the worker's storage reads
+	cancel  context.CancelFunc
 	done    sync.WaitGroup
 	watcher bus.Watcher
 	once    sync.Once
@@ -154,8 +156,10 @@ func (s *Service) StartPresenceFeed(ctx context.Context, cfg PresenceFeedConfig)
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
 	w, err := cfg.Presence.WatchSessions(ctx, f.onChange)
 	if err != nil {
+		f.cancel()
 		return nil, fmt.Errorf("chat: presence feed: %w", err)
 	}
 	f.watcher = w
@@ -168,12 +172,14 @@ func (s *Service) StartPresenceFeed(ctx context.Context, cfg PresenceFeedConfig)
 	return f, nil
 }
 
-// Close stops the watch, then the sweeper and the worker, and waits for
-// them. A change the worker has not pushed yet is dropped.
+// Close stops the watch, then the sweeper and the worker (cancelling a
+// push in progress), and waits for them. A change the worker has not
+// pushed yet is dropped.
 func (f *PresenceFeed) Close() {
 	f.once.Do(func() {
 		f.watcher.Stop()
 		close(f.stop)
+		f.cancel()
 		f.done.Wait()
 	})
 }
@@ -358,7 +364,7 @@ const pushTimeout = 10 * time.Second
 // how many it published. Failures are logged: presence is a hint, and
 // presence.get answers from the registry itself.
 func (f *PresenceFeed) push(user string, prev, st core.PresenceStatus, rev uint64) int {
-	ctx, cancel := context.WithTimeout(context.Background(), pushTimeout)
+	ctx, cancel := context.WithTimeout(f.ctx, pushTimeout)
 	defer cancel()
 	convs, err := f.conversations(ctx, user)
 	if err != nil {

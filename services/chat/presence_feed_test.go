@@ -191,3 +191,60 @@ func TestPresenceFeedConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestPresenceFeedQueue checks the Queue limit: with the worker not
+// running, a change beyond the limit drops the oldest waiting one, and a
+// second change of a waiting user does not take another place.
+func TestPresenceFeedQueue(t *testing.T) {
+	b, err := membus.New(membus.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	p, err := core.OpenPresence(context.Background(), core.PresenceConfig{Bus: b, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := PresenceFeedConfig{Presence: p, Queue: 2, Now: func() time.Time { return now }}
+	cfg.setDefaults()
+	f := &PresenceFeed{cfg: cfg, live: true, wake: make(chan struct{}, 1),
+		sessions: map[string]map[string]feedSession{}, status: map[string]core.PresenceStatus{},
+		published: map[string]core.PresenceStatus{}, pending: map[string]uint64{}}
+	for i, u := range []string{"a", "b", "a", "c"} {
+		f.onChange(core.SessionChange{User: u, Key: u + ".s", Revision: uint64(i + 1),
+			Entry: core.SessionEntry{Session: "s", User: u, LastActive: now}})
+	}
+	if !slices.Equal(f.order, []string{"b", "c"}) || f.dropped != 1 || f.pending["b"] != 2 {
+		t.Fatalf("queue %v pending %v dropped %d; want [b c], one dropped", f.order, f.pending, f.dropped)
+	}
+}
+
+// TestPresenceFeedMaxConversations checks that a change goes to at most
+// MaxConversations conversations.
+func TestPresenceFeedMaxConversations(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	st, err := storage.Open(ctx, "sqlite::memory:", storage.Config{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s, err := New(ctx, Config{Host: &recordingHost{sig: make(chan struct{}, 1)}, Store: st, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"g1", "g2", "g3"} {
+		if _, err := st.CreateConversation(ctx, storage.Conversation{ID: id, Kind: "group", Creator: "bob"},
+			[]storage.ChatMember{{User: "bob", Role: "owner"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for limit, want := range map[int][]string{2: {"g1", "g2"}, DefaultPresenceMaxConversations: {"g1", "g2", "g3"}} {
+		f := &PresenceFeed{s: s, cfg: PresenceFeedConfig{MaxConversations: limit}}
+		got, err := f.conversations(ctx, "bob")
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("limit %d: %v, %v; want %v", limit, got, err, want)
+		}
+	}
+}
