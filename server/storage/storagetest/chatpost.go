@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -78,4 +79,47 @@ func testPostChatMessage(t *testing.T, e *env) {
 	res, err = post("", "m3", "third")
 	must(t, err)
 	equal(t, "no client id", res.Seq, storage.Seq(3))
+}
+
+// BenchPost compares the two ways to store a chat post, one after another
+// in one conversation as the chat service's per-conversation lane does:
+// TwoCommits appends the log event and then writes the chat row in a
+// second transaction (the old path); OneTransaction is PostChatMessage.
+func BenchPost(b *testing.B, newDSN NewDSN) {
+	body := make([]byte, 300)
+	for _, mode := range []string{"TwoCommits", "OneTransaction"} {
+		b.Run(mode, func(b *testing.B) {
+			s, err := storage.Open(ctx, newDSN(b), storage.Config{Logger: Quiet})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.CreateConversation(ctx, storage.Conversation{ID: "g", Kind: "group", Creator: "alice"},
+				[]storage.ChatMember{{User: "alice", Role: "owner"}, {User: "bob", Role: "member"}}); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				id := fmt.Sprintf("m%d", i)
+				msg := storage.Message{Sender: "alice", ClientID: id, Body: body}
+				row := storage.ChatMessage{Conversation: "g", ID: id, Author: "alice", Text: "hello @bob", Mentions: []string{"bob"}}
+				if mode == "TwoCommits" {
+					res, err := s.AppendMessage(ctx, "chat.g", msg)
+					if err != nil {
+						b.Fatal(err)
+					}
+					row.Seq = res.Seq
+					err = s.PutChatMessage(ctx, row)
+					if err != nil {
+						b.Fatal(err)
+					}
+					continue
+				}
+				if _, err := s.PostChatMessage(ctx, "chat.g", msg, row); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "posts/s")
+		})
+	}
 }
