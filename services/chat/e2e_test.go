@@ -21,7 +21,12 @@ func forEachBackend(t *testing.T, f func(t *testing.T, e *env)) {
 		if b.name == "postgres" && testing.Short() {
 			continue // -short: SQLite only; make test runs both
 		}
-		t.Run(b.name, func(t *testing.T) { f(t, newEnv(t, b.dsn(t))) })
+		t.Run(b.name, func(t *testing.T) {
+			// The backends' servers are independent: running them side
+			// by side overlaps their waits for commits and round trips.
+			t.Parallel()
+			f(t, newEnv(t, b.dsn(t)))
+		})
 	}
 }
 
