@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -192,9 +193,16 @@ func TestPresencePushAcrossGateways(t *testing.T) {
 	in.wait(t, "carol back online", func(evs []chatsdk.Event) bool { return len(presenceOf(evs, "carol")) >= 3 })
 	// A clean disconnect: her gateway removes the entry at once.
 	must(t, carol.c.Close())
-	in.wait(t, "carol offline", func(evs []chatsdk.Event) bool { return len(presenceOf(evs, "carol")) >= 4 })
-	if got, want := presenceOf(in.snapshot(), "carol"), []string{"offline>online", "online>away", "away>online", "online>offline"}; fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("carol's presence events %v, want %v", got, want)
+	in.wait(t, "carol offline", func(evs []chatsdk.Event) bool {
+		p := presenceOf(evs, "carol")
+		return len(p) >= 4 && strings.HasSuffix(p[len(p)-1], ">offline")
+	})
+	// A loaded machine may let her idle into away again before the
+	// close; the rest is exact.
+	got := presenceOf(in.snapshot(), "carol")
+	if want := []string{"offline>online", "online>away", "away>online"}; len(got) < 4 || fmt.Sprint(got[:3]) != fmt.Sprint(want) ||
+		!strings.HasSuffix(got[len(got)-1], ">offline") {
+		t.Fatalf("carol's presence events %v, want %v then offline", got, want)
 	}
 
 	// bob's gateway dies: its bus connection goes first, so it can
