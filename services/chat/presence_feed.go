@@ -163,6 +163,10 @@ func (s *Service) StartPresenceFeed(ctx context.Context, cfg PresenceFeedConfig)
 		return nil, fmt.Errorf("chat: presence feed: %w", err)
 	}
 	f.watcher = w
+	// A change the watch delivers between the end of its listing and
+	// this point counts as part of the listing (recorded, not pushed):
+	// the bus gives no hook at the boundary. Members still see it with
+	// presence.get, and the user's next change is pushed.
 	f.mu.Lock()
 	f.live = true
 	f.mu.Unlock()
