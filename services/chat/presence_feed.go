@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -430,4 +431,20 @@ func presenceEventID(user string, st core.PresenceStatus, rev uint64) string {
 	binary.BigEndian.PutUint64(b[:], rev)
 	h.Write(b[:])
 	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// WriteMetrics writes the feed's counters in the Prometheus text format.
+func (f *PresenceFeed) WriteMetrics(w io.Writer) error {
+	s := f.Stats()
+	_, err := fmt.Fprintf(w, `# HELP jsp_chat_presence_users Users with live sessions, as the presence feed sees them.
+# TYPE jsp_chat_presence_users gauge
+jsp_chat_presence_users %d
+# HELP jsp_chat_presence_events_total presence.changed events published (one per conversation).
+# TYPE jsp_chat_presence_events_total counter
+jsp_chat_presence_events_total %d
+# HELP jsp_chat_presence_dropped_total Presence changes dropped because the feed's queue was full.
+# TYPE jsp_chat_presence_dropped_total counter
+jsp_chat_presence_dropped_total %d
+`, s.Users, s.Pushed, s.Dropped)
+	return err
 }

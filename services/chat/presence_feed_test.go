@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -176,6 +177,10 @@ func TestPresenceFeedSweep(t *testing.T) {
 	}
 	if got := f.Stats(); got.Users != 0 || got.Pushed != 6 || got.Dropped != 0 {
 		t.Fatalf("stats %+v", got)
+	}
+	var m strings.Builder
+	if err := f.WriteMetrics(&m); err != nil || !strings.Contains(m.String(), "\njsp_chat_presence_events_total 6\n") {
+		t.Fatalf("metrics %v:\n%s", err, m.String())
 	}
 }
 
