@@ -541,6 +541,10 @@ func (r *chatREPL) event(conv string, e chatsdk.Event) {
 		if e.Actor != r.me && e.Member == nil {
 			r.printf("* %s is typing...\n", e.Actor)
 		}
+	case chatevents.PresenceChanged:
+		if p, ok := e.PresenceChange(); ok && p.User != r.me {
+			r.printf("* %s is %s (was %s)\n", p.User, p.Status, p.Previous)
+		}
 	case chatevents.ReadUpdated:
 		if e.Actor != r.me {
 			r.printf("* %s read up to #%d\n", e.Read.User, e.Read.Seq)

@@ -44,9 +44,11 @@ func untilJetStream(ctx context.Context, log *slog.Logger, what string, open fun
 // Stream API uploads them. Administrators are the users whose token
 // carries the scope chat.AdminScope. Presence comes from the cluster's
 // session registry, opened with the same TTL and idle time as the
-// gateways' (opsFlags). It returns the presence registry for the push
-// notifier.
-func setupChat(ctx context.Context, c *core.Core, reg *core.Registry, n nodeFlags, dataDir string, log *slog.Logger) (*core.Presence, error) {
+// gateways' (opsFlags); the service's presence feed pushes its changes
+// to the members of each user's direct chats and groups. It returns the
+// presence registry for the push notifier and the feed, which the caller
+// closes before the core.
+func setupChat(ctx context.Context, c *core.Core, reg *core.Registry, n nodeFlags, dataDir string, log *slog.Logger) (*core.Presence, *chat.PresenceFeed, error) {
 	cfg := chat.Config{Logger: log}
 	hb := n.ops.heartbeat
 	if hb == 0 {
@@ -58,21 +60,31 @@ func setupChat(ctx context.Context, c *core.Core, reg *core.Registry, n nodeFlag
 		p, err = core.OpenPresence(ctx, core.PresenceConfig{Bus: c.Bus(), TTL: gateway.RegistryTTLBeats * hb, AwayAfter: n.ops.awayAfter})
 		return err
 	}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cfg.Presence = chat.CorePresence{P: p}
 	if n.role == roleAll {
 		fs, err := chat.OpenFileStore(filepath.Join(dataDir, "files"), 0)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cfg.Files = fs
 	}
+	var svc *chat.Service
 	if err := untilJetStream(ctx, log, "chat service", func(ctx context.Context) error {
-		_, err := chat.Setup(ctx, c, reg, cfg)
+		var err error
+		svc, err = chat.Setup(ctx, c, reg, cfg)
 		return err
 	}); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return p, nil
+	var feed *chat.PresenceFeed
+	if err := untilJetStream(ctx, log, "chat presence feed", func(ctx context.Context) error {
+		var err error
+		feed, err = svc.StartPresenceFeed(ctx, chat.PresenceFeedConfig{Presence: p})
+		return err
+	}); err != nil {
+		return nil, nil, err
+	}
+	return p, feed, nil
 }

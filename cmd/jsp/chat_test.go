@@ -99,7 +99,14 @@ func TestChatTwoTerminals(t *testing.T) {
 	// History shows the tombstone in place.
 	typeLine(bob, "/open "+dm)
 	waitOutput(t, bob.out, "alice: (deleted)")
-	for _, tm := range []*term{alice, bob, root} {
+	// Presence is pushed: bob leaving shows up live in alice's open
+	// direct chat.
+	typeLine(bob, "/quit")
+	if err := <-bob.done; err != nil {
+		t.Fatalf("chat: %v", err)
+	}
+	waitOutput(t, alice.out, "* bob is offline (was online)")
+	for _, tm := range []*term{alice, root} {
 		typeLine(tm, "/quit")
 		if err := <-tm.done; err != nil {
 			t.Fatalf("chat: %v", err)

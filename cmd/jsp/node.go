@@ -20,6 +20,7 @@ import (
 	"github.com/jetstreamproto/jsp/server/storage"
 	_ "github.com/jetstreamproto/jsp/server/storage/all" // sqlite: and postgres:// DSNs
 	"github.com/jetstreamproto/jsp/services/acl"
+	"github.com/jetstreamproto/jsp/services/chat"
 	"github.com/jetstreamproto/jsp/services/push"
 	"github.com/jetstreamproto/jsp/services/webhook"
 )
@@ -91,6 +92,9 @@ type node struct {
 	// presence records presence changes in the event log (roles all and
 	// core); nil otherwise.
 	presence bus.Watcher
+	// presenceFeed pushes presence changes to chat members (roles all
+	// and core).
+	presenceFeed *chat.PresenceFeed
 	// nats is the NATS bus under the breaker guard, for its metrics.
 	nats *natsbus.Bus
 	// events are the webhook and push consumers (roles all and core).
@@ -173,10 +177,11 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 			Services: reg, Authorizer: core.Chain(&acl.Authorizer{Store: nd.store, Services: []string{"chat", push.ServiceName, webhook.ServiceName}}, vz)}); err != nil {
 			return nil, err
 		}
-		p, err := setupChat(ctx, nd.core, reg, n, dataDir, log)
+		p, feed, err := setupChat(ctx, nd.core, reg, n, dataDir, log)
 		if err != nil {
 			return nil, err
 		}
+		nd.presenceFeed = feed
 		if nd.events, err = setupEvents(ctx, nd.core, reg, n.events, p, dataDir, log); err != nil {
 			return nil, err
 		}
@@ -207,6 +212,9 @@ func (nd *node) close() {
 	}
 	if nd.presence != nil {
 		step("presence recorder stopped", nd.presence.Stop)
+	}
+	if nd.presenceFeed != nil {
+		step("chat presence feed stopped", nd.presenceFeed.Close)
 	}
 	if nd.core != nil {
 		// Commits in progress finish before the store closes.

@@ -159,6 +159,9 @@ func (s *nodeState) handler() http.Handler {
 		if s.nd.core != nil {
 			_ = s.nd.core.WriteMetrics(w)
 		}
+		if s.nd.presenceFeed != nil {
+			_ = s.nd.presenceFeed.WriteMetrics(w)
+		}
 		if s.nd.nats != nil {
 			// The bus is wrapped by its breaker; the metrics are the
 			// NATS connection's.

@@ -114,7 +114,9 @@ func OpenPresence(ctx context.Context, cfg PresenceConfig) (*Presence, error) {
 	}
 	p := &Presence{cfg: cfg}
 	var err error
-	if p.presence, err = cfg.Bus.KV(ctx, bus.KVConfig{Bucket: bus.BucketPresence, TTL: cfg.TTL, Replicas: cfg.Replicas}); err != nil {
+	// KeyTTL keeps limit markers: watchers (WatchSessions) learn about
+	// entries that expired, not only about those a gateway removed.
+	if p.presence, err = cfg.Bus.KV(ctx, bus.KVConfig{Bucket: bus.BucketPresence, TTL: cfg.TTL, KeyTTL: true, Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("core: presence bucket %s: %w", bus.BucketPresence, err)
 	}
 	if p.sessions, err = cfg.Bus.KV(ctx, bus.KVConfig{Bucket: bus.BucketSessions, TTL: cfg.TTL, Replicas: cfg.Replicas}); err != nil {

@@ -191,6 +191,16 @@ type ChatStore interface {
 	// PutChatMessage stores a new message and its mentions and moves the
 	// author's read marker to it; ErrConflict when the id exists.
 	PutChatMessage(ctx context.Context, m ChatMessage) error
+	// PostChatMessage commits a post in one transaction (one commit, one
+	// fsync): it appends msg to channel's message log as AppendMessage
+	// does (next sequence number, idempotency by sender and client id)
+	// and stores m at the assigned number with its mentions, moving the
+	// author's read marker to it, as PutChatMessage does (m.Seq is
+	// ignored). Either both are stored or neither is. A resend within
+	// the de-duplication window stores nothing and returns the first
+	// attempt's result with Duplicate set; ErrConflict when the client id
+	// was used for something else or m's id exists.
+	PostChatMessage(ctx context.Context, channel string, msg Message, m ChatMessage) (AppendResult, error)
 	// GetChatMessage returns a message (a tombstone when deleted).
 	GetChatMessage(ctx context.Context, conversation, id string) (ChatMessage, error)
 	// ChatMessagesAfter returns up to limit messages with Seq > after,

@@ -157,7 +157,33 @@ func (s *Service) post(ctx context.Context, c *caller, r *chatproto.Request) (*c
 		Mentions: mentions, MentionsAll: all, Attachments: r.Attachments,
 	}
 	ev.Members = members
-	dup, err := s.commit(ctx, ev, r.ClientID)
+	unread := mentions
+	if all {
+		unread = nil
+		for _, u := range members {
+			if u != c.user.ID {
+				unread = append(unread, u)
+			}
+		}
+	}
+	row := storage.ChatMessage{
+		Conversation: v.ID, ID: msgID, Author: c.user.ID, Text: r.Text,
+		ReplyTo: r.ReplyTo, Thread: thread, Mentions: unread, MentionsAll: all,
+		Attachments: attachmentsOf(r.Attachments), Created: ev.Time,
+	}
+	dup, err := s.commitPost(ctx, ev, r.ClientID, row)
+	if errors.Is(err, storage.ErrConflict) {
+		// A resend after the de-duplication window: the log took the
+		// client id again, but the message (its id follows from the
+		// client id) exists, so the transaction rolled back. Answer as
+		// for a resend when it is the same message.
+		if m, merr := s.message(ctx, v.ID, msgID); merr == nil && r.ClientID != "" && m.Author == c.user.ID && m.Text == r.Text {
+			ev.Message = ptr(messageOf(m))
+			ev.Seq = uint64(m.Seq)
+			return &chatproto.Response{Event: ev, Seq: uint64(m.Seq), Message: msgID}, nil
+		}
+		return nil, jsperr.Wrap(jsperr.Conflict, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -168,25 +194,16 @@ func (s *Service) post(ctx context.Context, c *caller, r *chatproto.Request) (*c
 			ev.Seq = uint64(m.Seq)
 			return &chatproto.Response{Event: ev, Seq: uint64(m.Seq), Message: msgID}, nil
 		}
-		// The first attempt committed the event but not the state; the
-		// event's seq is the message's: store it now.
-	}
-	unread := mentions
-	if all {
-		unread = nil
-		for _, u := range members {
-			if u != c.user.ID {
-				unread = append(unread, u)
-			}
+		if ev.Seq == 0 {
+			return nil, err
 		}
-	}
-	err = s.store.PutChatMessage(ctx, storage.ChatMessage{
-		Conversation: v.ID, ID: msgID, Seq: storage.Seq(ev.Seq), Author: c.user.ID, Text: r.Text,
-		ReplyTo: r.ReplyTo, Thread: thread, Mentions: unread, MentionsAll: all,
-		Attachments: attachmentsOf(r.Attachments), Created: ev.Time,
-	})
-	if err != nil && !errors.Is(err, storage.ErrConflict) {
-		return nil, err
+		// The log has the event but no row: a post committed by a server
+		// that wrote the two in separate transactions and stopped in
+		// between. The event's seq is the message's: store the row now.
+		row.Seq = storage.Seq(ev.Seq)
+		if err := s.store.PutChatMessage(ctx, row); err != nil && !errors.Is(err, storage.ErrConflict) {
+			return nil, err
+		}
 	}
 	s.emit(ctx, ev)
 	return &chatproto.Response{Event: ev, Seq: ev.Seq, Message: msgID}, nil

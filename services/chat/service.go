@@ -86,6 +86,10 @@ type Host interface {
 	// Commit appends msg to channel's log, assigning the sequence number,
 	// and publishes it to the gateways.
 	Commit(ctx context.Context, channel string, msg storage.Message) (storage.AppendResult, error)
+	// PublishCommitted publishes msg, which the service committed to the
+	// store itself (a post: storage.ChatStore.PostChatMessage), to the
+	// gateways; msg carries its sequence number and time.
+	PublishCommitted(channel string, msg storage.Message) error
 	// Ephemeral publishes msg live without storing it.
 	Ephemeral(channel string, msg storage.Message) error
 	// Drop ends the local subscriptions of users on channel at every
@@ -419,6 +423,42 @@ func (s *Service) commit(ctx context.Context, ev *chatevents.Event, clientID str
 	return res.Duplicate, nil
 }
 
+// commitPost stores a message.created event and its chat row in one
+// transaction (storage.ChatStore.PostChatMessage: one commit per post),
+// then publishes the event to the gateways, and sets ev's sequence
+// numbers. clientID is the idempotency key as for commit; a resend
+// commits nothing and reports dup. A conflict is returned unwrapped
+// (storage.ErrConflict) for the caller to tell a late resend from a
+// clash.
+func (s *Service) commitPost(ctx context.Context, ev *chatevents.Event, clientID string, row storage.ChatMessage) (dup bool, err error) {
+	env, err := s.envelope(ev)
+	if err != nil {
+		return false, err
+	}
+	if clientID == "" {
+		clientID = ev.ID
+	}
+	channel := acl.Channel(ev.Conversation)
+	msg := storage.Message{ClientID: clientID, Sender: ev.Actor, Body: env.Append(nil)}
+	res, err := s.store.PostChatMessage(ctx, channel, msg, row)
+	if err != nil {
+		return false, err
+	}
+	ev.Seq = uint64(res.Seq)
+	if ev.Message != nil {
+		ev.Message.Seq = ev.Seq
+	}
+	if res.Duplicate {
+		return true, nil
+	}
+	msg.Seq, msg.Time = res.Seq, res.Time
+	if err := s.cfg.Host.PublishCommitted(channel, msg); err != nil {
+		// Committed: subscribers that missed it recover it from the log.
+		s.log.Warn("chat: post not published", "conversation", ev.Conversation, "seq", res.Seq, "err", err)
+	}
+	return false, nil
+}
+
 // envelope wraps ev as the EVENT envelope a subscriber receives: route the
 // conversation's channel, class chat, sender the actor, body the event.
 func (s *Service) envelope(ev *chatevents.Event) (*wire.Envelope, error) {
@@ -450,7 +490,7 @@ func (s *Service) event(t chatevents.Type, c *caller, conv string) (*chatevents.
 // emit appends ev to the internal event log. The change is committed
 // already; a log failure is logged, not returned.
 func (s *Service) emit(ctx context.Context, ev *chatevents.Event) {
-	if s.cfg.EventLog == nil || ev.Type == chatevents.Typing {
+	if s.cfg.EventLog == nil || ev.Type.Ephemeral() {
 		return
 	}
 	if _, err := chatevents.Append(ctx, s.cfg.EventLog, ev); err != nil {

@@ -70,17 +70,28 @@ const (
 	// actor stopped. Ephemeral: never stored nor put in the event log,
 	// delivered live only, with sequence number 0.
 	Typing Type = "typing"
+	// PresenceChanged: the actor's presence changed (online, away,
+	// offline), across every gateway of the cluster. Presence.
+	// Ephemeral like Typing: delivered live only, with sequence number 0,
+	// to the members of the actor's direct chats and groups (spec
+	// /JSP-chat.md §4.3); never stored nor put in the event log.
+	PresenceChanged Type = "presence.changed"
 )
 
-// Types lists every stored kind (all but Typing), in a fixed order.
+// Types lists every stored kind (all but the ephemeral Typing and
+// PresenceChanged), in a fixed order.
 var Types = []Type{
 	MessageCreated, MessageEdited, MessageDeleted, ReactionAdded, ReactionRemoved,
 	MemberJoined, MemberLeft, MemberRoleChanged, ConversationCreated, ConversationUpdated, ReadUpdated,
 }
 
+// Ephemeral reports whether t is delivered live only: never stored in a
+// conversation's log nor appended to the event log.
+func (t Type) Ephemeral() bool { return t == Typing || t == PresenceChanged }
+
 // Valid reports whether t is a known kind.
 func (t Type) Valid() bool {
-	if t == Typing {
+	if t.Ephemeral() {
 		return true
 	}
 	for _, k := range Types {
@@ -146,6 +157,25 @@ type Event struct {
 	// (message.created and conversation.created), so that notification
 	// senders need not query storage. CBOR key 12.
 	Members []string `json:"members,omitempty"`
+	// Presence is set for presence.changed. CBOR key 13.
+	Presence *Presence `json:"presence,omitempty"`
+}
+
+// Presence statuses (spec/JSP-chat.md §4.3).
+const (
+	StatusOnline  = "online"
+	StatusAway    = "away"
+	StatusOffline = "offline"
+)
+
+// Presence is a user's change of presence.
+type Presence struct {
+	// User is the user whose presence changed. Key 1.
+	User string `json:"user"`
+	// Status is the new status: online, away or offline. Key 2.
+	Status string `json:"status"`
+	// Previous is the status before the change. Key 3.
+	Previous string `json:"previous,omitempty"`
 }
 
 // Message is a chat message as events carry it.
@@ -251,7 +281,7 @@ func Subject(subj bus.Subjects, t Type) (string, error) {
 // retried append within the log's duplicate window is stored once. It
 // returns the log's sequence number.
 func Append(ctx context.Context, log bus.EventLog, e *Event) (uint64, error) {
-	if e.Type == Typing {
+	if e.Type.Ephemeral() {
 		return 0, fmt.Errorf("chatevents: %s events are ephemeral and not logged", e.Type)
 	}
 	env, err := e.Envelope()

@@ -37,6 +37,10 @@ func samples() []Event {
 			Info: &Conversation{ID: "c1", Kind: KindGroup, Name: "team", Topic: "ship it", Archived: true, Creator: "alice"}},
 		{Type: ReadUpdated, ID: "e8", Time: t0, Conversation: "c1", Actor: "bob", Read: &Read{User: "bob", Seq: 13}},
 		{Type: Typing, ID: "e9", Time: t0, Conversation: "c1", Actor: "bob"},
+		{Type: PresenceChanged, ID: "ea", Time: t0, Conversation: "c1", Actor: "bob",
+			Presence: &Presence{User: "bob", Status: StatusAway, Previous: StatusOnline}},
+		{Type: PresenceChanged, ID: "eb", Time: t0, Conversation: "c1", Actor: "carol",
+			Presence: &Presence{User: "carol", Status: StatusOnline}},
 	}
 }
 
@@ -54,7 +58,7 @@ func TestRoundTrip(t *testing.T) {
 			if again := got.Marshal(); !bytes.Equal(again, b) {
 				t.Fatalf("re-encoding differs")
 			}
-			if e.Type != Typing {
+			if !e.Type.Ephemeral() {
 				env, err := e.Envelope()
 				if err != nil {
 					t.Fatal(err)
@@ -231,6 +235,7 @@ func TestFromEnvelopeRejects(t *testing.T) {
 	for name, mod := range map[string]func(*events.Event){
 		"unknown kind":    func(e *events.Event) { e.Type = "order.created" },
 		"typing":          func(e *events.Event) { e.Type = string(Typing) },
+		"presence":        func(e *events.Event) { e.Type = string(PresenceChanged) },
 		"no conversation": func(e *events.Event) { e.Conversation = "" },
 		"payload array":   func(e *events.Event) { e.Payload = []byte(`[1]`) },
 		"bad field type":  func(e *events.Event) { e.Payload = []byte(`{"seq":"x"}`) },

@@ -30,7 +30,7 @@ var ErrInvalid = errors.New("chatevents: invalid event")
 // ascending order, absent optional fields omitted; JSP §6).
 func (e *Event) Append(b []byte) []byte {
 	n := 5
-	for _, set := range []bool{e.Seq != 0, e.Message != nil, e.Reaction != nil, e.Member != nil, e.Info != nil, e.Read != nil, len(e.Members) > 0} {
+	for _, set := range []bool{e.Seq != 0, e.Message != nil, e.Reaction != nil, e.Member != nil, e.Info != nil, e.Read != nil, len(e.Members) > 0, e.Presence != nil} {
 		if set {
 			n++
 		}
@@ -93,6 +93,15 @@ func (e *Event) Append(b []byte) []byte {
 	}
 	if len(e.Members) > 0 {
 		b = textList(wire.AppendCBORUint(b, 12), e.Members)
+	}
+	if e.Presence != nil {
+		p := e.Presence
+		b = wire.AppendCBORMapHeader(wire.AppendCBORUint(b, 13), 2+count(p.Previous != ""))
+		b = textField(b, 1, p.User)
+		b = textField(b, 2, p.Status)
+		if p.Previous != "" {
+			b = textField(b, 3, p.Previous)
+		}
 	}
 	return b
 }
@@ -236,6 +245,9 @@ func (e *Event) decode(d *wire.CBORDecoder) error {
 			err = e.Read.decode(d)
 		case 12:
 			e.Members, err = decodeTextList(d)
+		case 13:
+			e.Presence = new(Presence)
+			err = e.Presence.decode(d)
 		default:
 			err = d.Skip()
 		}
@@ -439,6 +451,23 @@ func (r *Read) decode(d *wire.CBORDecoder) error {
 			r.User, err = d.Text(MaxNameBytes)
 		case 2:
 			r.Seq, err = d.Uint()
+		default:
+			return false, nil
+		}
+		return true, err
+	})
+}
+
+func (p *Presence) decode(d *wire.CBORDecoder) error {
+	return fields(d, []uint64{1, 2}, func(k uint64) (bool, error) {
+		var err error
+		switch k {
+		case 1:
+			p.User, err = d.Text(MaxNameBytes)
+		case 2:
+			p.Status, err = d.Text(MaxNameBytes)
+		case 3:
+			p.Previous, err = d.Text(MaxNameBytes)
 		default:
 			return false, nil
 		}

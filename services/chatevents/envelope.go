@@ -25,7 +25,7 @@ type payload struct {
 // Envelope returns e as the services/events envelope the event log
 // stores: the envelope fields from e, the rest as the JSON payload.
 func (e *Event) Envelope() (events.Event, error) {
-	if !e.Type.Valid() || e.Type == Typing {
+	if !e.Type.Valid() || e.Type.Ephemeral() {
 		return events.Event{}, fmt.Errorf("%w: kind %q has no envelope", ErrInvalid, e.Type)
 	}
 	p, err := json.Marshal(payload{Seq: e.Seq, Message: e.Message, Reaction: e.Reaction, Member: e.Member,
@@ -44,7 +44,7 @@ func (e *Event) Envelope() (events.Event, error) {
 // servers may add fields).
 func FromEnvelope(ev events.Event) (Event, error) {
 	t := Type(ev.Type)
-	if !t.Valid() || t == Typing {
+	if !t.Valid() || t.Ephemeral() {
 		return Event{}, fmt.Errorf("%w: %q is not a logged chat kind", ErrInvalid, ev.Type)
 	}
 	if ev.Conversation == "" {

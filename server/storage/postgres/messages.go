@@ -27,8 +27,15 @@ func (s *Store) AppendMessage(ctx context.Context, channel string, m storage.Mes
 	if err != nil {
 		return storage.AppendResult{}, fmt.Errorf("storage/postgres: append to channel %q: %w", channel, err)
 	}
+	return s.appendWith(ctx, channel, m, headers, digest, nil)
+}
+
+// appendWith is AppendMessage with then, when set, run in the append's
+// transaction after a successful, non-duplicate append, with its result
+// (PostChatMessage, chatpost.go).
+func (s *Store) appendWith(ctx context.Context, channel string, m storage.Message, headers, digest []byte, then func(ctx context.Context, tx pgx.Tx, res storage.AppendResult) error) (storage.AppendResult, error) {
 	for range maxDedupRetries {
-		res, retry, err := s.appendOnce(ctx, channel, m, headers, digest)
+		res, retry, err := s.appendOnce(ctx, channel, m, headers, digest, then)
 		if err != nil {
 			return storage.AppendResult{}, fmt.Errorf("storage/postgres: append to channel %q: %w", channel, err)
 		}
@@ -39,7 +46,7 @@ func (s *Store) AppendMessage(ctx context.Context, channel string, m storage.Mes
 	return storage.AppendResult{}, fmt.Errorf("storage/postgres: append to channel %q: de-duplication entry for client id %q keeps vanishing", channel, m.ClientID)
 }
 
-func (s *Store) appendOnce(ctx context.Context, channel string, m storage.Message, headers, digest []byte) (res storage.AppendResult, retry bool, err error) {
+func (s *Store) appendOnce(ctx context.Context, channel string, m storage.Message, headers, digest []byte, then func(context.Context, pgx.Tx, storage.AppendResult) error) (res storage.AppendResult, retry bool, err error) {
 	at := s.now()
 	cutoff := sqlcommon.Time(at.Add(-s.cfg.DedupWindow))
 	var hdr any
@@ -95,6 +102,9 @@ func (s *Store) appendOnce(ctx context.Context, channel string, m storage.Messag
 			return fmt.Errorf("insert message %d: %w", seq, err)
 		}
 		res = storage.AppendResult{Seq: storage.Seq(seq), Time: at}
+		if then != nil {
+			return then(ctx, tx, res)
+		}
 		return nil
 	})
 	return res, retry, err

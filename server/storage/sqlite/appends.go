@@ -36,6 +36,10 @@ type appendReq struct {
 	// hand-over channel is unbuffered, so one by one they would not be
 	// waiting when the loop drains it).
 	rest []*appendReq
+	// then, when set, runs in the append's savepoint after a successful,
+	// non-duplicate append, with its result: rows that must commit with
+	// the message or not at all (PostChatMessage, chatpost.go).
+	then func(ctx context.Context, tx *sql.Tx, res storage.AppendResult) error
 }
 
 type appendResp struct {
@@ -153,6 +157,9 @@ func (s *Store) appendSavepoint(ctx context.Context, tx *sql.Tx, r *appendReq, n
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	out, dup, err := s.appendInTx(ctx, tx, r, now)
+	if err == nil && !dup && r.then != nil {
+		err = r.then(ctx, tx, out)
+	}
 	if err != nil || dup {
 		if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO append_one`); rbErr != nil {
 			return errors.Join(err, fmt.Errorf("roll back to savepoint: %w", rbErr))

@@ -524,50 +524,14 @@ func scanMsg(scan func(dest ...any) error) (storage.ChatMessage, error) {
 
 // PutChatMessage stores a new message and its mentions.
 func (c *Chat) PutChatMessage(ctx context.Context, m storage.ChatMessage) error {
-	if err := Name("message id", m.ID); err != nil {
-		return c.errf("put message", err)
-	}
-	if err := chatText("text", m.Text, storage.MaxChatTextLen); err != nil {
-		return c.errf("put message", err)
-	}
 	if m.Seq == 0 {
 		return c.errf("put message", fmt.Errorf("%w: seq 0", storage.ErrInvalid))
 	}
-	mentions, err := encodeJSON(m.Mentions, len(m.Mentions) == 0)
+	put, err := c.MessageTx(m)
 	if err != nil {
-		return c.errf("put message", err)
+		return err
 	}
-	atts, err := encodeJSON(m.Attachments, len(m.Attachments) == 0)
-	if err != nil {
-		return c.errf("put message", err)
-	}
-	if m.Created.IsZero() {
-		m.Created = c.now()
-	}
-	err = c.db.Write(ctx, func(q Querier) error {
-		n, err := q.Exec(ctx, `INSERT INTO chat_messages (`+msgCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, 0) ON CONFLICT DO NOTHING`,
-			m.Conversation, m.ID, int64(m.Seq), m.Author, m.Text, m.ReplyTo, m.Thread, mentions, b2i(m.MentionsAll), atts, Micros(m.Created))
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return fmt.Errorf("%w: message %q or seq %d exists", storage.ErrConflict, m.ID, m.Seq)
-		}
-		// The author has read what they wrote: in the same transaction,
-		// so a post costs one commit.
-		if _, err := q.Exec(ctx, `UPDATE chat_members SET read_seq = ? WHERE conversation = ? AND user_id = ? AND read_seq < ?`,
-			int64(m.Seq), m.Conversation, m.Author, int64(m.Seq)); err != nil {
-			return err
-		}
-		for _, u := range m.Mentions {
-			if _, err := q.Exec(ctx, `INSERT INTO chat_mentions (conversation, user_id, seq) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-				m.Conversation, u, int64(m.Seq)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := c.db.Write(ctx, func(q Querier) error { return put(ctx, q, m.Seq) }); err != nil {
 		return c.errf("put message "+m.ID+" in "+m.Conversation, err)
 	}
 	return nil
