@@ -1,6 +1,7 @@
 package voice_test
 
 import (
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -95,5 +96,12 @@ func TestRelayRepair(t *testing.T) {
 	}
 	if got := arrived(); got < n || st.Lost != 0 {
 		t.Fatalf("%d of %d packets reached carol, %d lost", got, n, st.Lost)
+	}
+	var metrics strings.Builder
+	if err := cl.gws[1].WriteMetrics(&metrics); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("jsp_media_relay_repaired_total %d\n", rs.Repaired); !strings.Contains(metrics.String(), want) {
+		t.Fatalf("metrics lack %q", want)
 	}
 }

@@ -175,6 +175,7 @@ func (g *Gateway) WriteMetrics(w io.Writer) error {
 		gauges = append(gauges, g.resumes.gauges()...)
 	}
 	gauges = append(gauges, g.signatureGauges()...)
+	gauges = append(gauges, g.mediaGauges()...)
 	bw := bufio.NewWriter(w)
 	if err := g.metrics.write(bw, gauges); err != nil {
 		return err

@@ -93,10 +93,11 @@ type mediaHub struct {
 	prefix string
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	rooms  map[string]*mediaRoom // guarded by mu
-	closed bool                  // guarded by mu
-	wg     sync.WaitGroup        // room loops
+	mu           sync.Mutex
+	rooms        map[string]*mediaRoom // guarded by mu
+	closed       bool                  // guarded by mu
+	relayRetired RelayRepairStats      // guarded by mu: counters of tracks that left
+	wg           sync.WaitGroup        // room loops
 }
 
 type mediaRoom struct {
@@ -226,6 +227,7 @@ func (m *mediaHub) dropTrackLocked(t *mediaTrack) {
 		return
 	}
 	delete(r.tracks, t.id)
+	m.retireRelayStatsLocked(t)
 	for _, s := range t.busSubs {
 		_ = s.Unsubscribe()
 	}

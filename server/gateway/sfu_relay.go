@@ -281,33 +281,67 @@ func (r *mediaRoom) kickRepair() {
 	}
 }
 
-// RelayRepairStats returns the relay-repair counters of the gateway's
-// current tracks, summed: as a relay (NACKs sent, packets repaired,
-// duplicates) and as an origin (packets resent, refused).
+// add sums two sets of counters.
+func (s *RelayRepairStats) add(o RelayRepairStats) {
+	s.Nacked += o.Nacked
+	s.Repaired += o.Repaired
+	s.Duplicates += o.Duplicates
+	s.Resent += o.Resent
+	s.Limited += o.Limited
+	s.NotCached += o.NotCached
+	s.Malformed += o.Malformed
+}
+
+// relayStatsLocked returns a track's relay-repair counters, both sides.
+func (t *mediaTrack) relayStatsLocked() RelayRepairStats {
+	t.relayStats.mu.Lock()
+	out := t.relayStats.s
+	t.relayStats.mu.Unlock()
+	if t.repair != nil {
+		out.add(t.repair.snapshot())
+	}
+	return out
+}
+
+// retireRelayStatsLocked folds the counters of a track that leaves into
+// the hub's totals, so that the exported counters never go down. The
+// caller holds mediaHub.mu.
+func (m *mediaHub) retireRelayStatsLocked(t *mediaTrack) {
+	m.relayRetired.add(t.relayStatsLocked())
+}
+
+// RelayRepairStats returns the gateway's relay-repair counters since it
+// started: as a relay (NACKs sent, packets repaired, duplicates) and as an
+// origin (packets resent, refused).
 func (g *Gateway) RelayRepairStats() RelayRepairStats {
-	var out RelayRepairStats
 	m := g.media
 	if m == nil {
-		return out
+		return RelayRepairStats{}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	out := m.relayRetired
 	for _, r := range m.rooms {
 		for _, t := range r.tracks {
-			if t.repair != nil {
-				s := t.repair.snapshot()
-				out.Nacked += s.Nacked
-				out.Repaired += s.Repaired
-				out.Duplicates += s.Duplicates
-			}
-			t.relayStats.mu.Lock()
-			s := t.relayStats.s
-			t.relayStats.mu.Unlock()
-			out.Resent += s.Resent
-			out.Limited += s.Limited
-			out.NotCached += s.NotCached
-			out.Malformed += s.Malformed
+			out.add(t.relayStatsLocked())
 		}
 	}
 	return out
+}
+
+// mediaGauges are the media path's counters for WriteMetrics.
+func (g *Gateway) mediaGauges() []gauge {
+	if g.media == nil {
+		return nil
+	}
+	s := g.RelayRepairStats()
+	return []gauge{
+		{"jsp_media_relay_nacked_total", "counter", "Sequence numbers of relayed tracks NACKed to their origin gateway.", int64(s.Nacked)},
+		{"jsp_media_relay_repaired_total", "counter", "Relayed packets that arrived after being missed.", int64(s.Repaired)},
+		{"jsp_media_relay_duplicates_total", "counter", "Relayed packets dropped as already received.", int64(s.Duplicates)},
+		{"jsp_media_relay_resent_total", "counter", "Packets resent to relaying gateways after their NACKs.", int64(s.Resent)},
+		{"jsp_media_relay_nack_limited_total", "counter", "Relay NACK numbers refused by the per-track rate limit.", int64(s.Limited)},
+		{"jsp_media_relay_nack_not_cached_total", "counter", "Relay NACK numbers no longer cached or too late.", int64(s.NotCached)},
+		{"jsp_media_relay_nack_malformed_total", "counter", "Relay NACK messages that did not parse.", int64(s.Malformed)},
+	}
 }
