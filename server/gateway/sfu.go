@@ -37,7 +37,10 @@ package gateway
 // close or when the room empties. Lock order: mediaHub.mu, then
 // hostMedia.mu, then the forwarder's own locks (binding and unbinding
 // publish, subscribe and close under both); the forwarder's callbacks
-// (key-frame requests) and the packet paths take neither of ours.
+// (key-frame requests) and the packet paths take neither of ours. A
+// track's dynState.mu comes after mediaHub.mu and before the forwarder's
+// locks; relayRepair.mu, relayCounters.mu, relayBucket.mu and
+// hostMedia.dynMu are taken with nothing else of ours held after them.
 
 import (
 	"context"
