@@ -1,0 +1,568 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jetstreamproto/jsp/bench/loadgen"
+	"github.com/jetstreamproto/jsp/client"
+	"github.com/jetstreamproto/jsp/client/voice"
+	"github.com/jetstreamproto/jsp/media"
+	"github.com/jetstreamproto/jsp/security/token"
+)
+
+// Client processes. The orchestrator starts one publisher process and a
+// few subscriber processes, each holding many SDK clients (one
+// client.Client, one QUIC connection and one voice.Room per participant).
+// They talk to it over pipes:
+//
+//	client -> orchestrator: "ready", "phase window-start", "phase window-end", result lines
+//	orchestrator -> client: "go" (publisher: start sending), "stop" (report and leave)
+
+// Phase lines the publisher prints when the measurement window opens and
+// closes; the orchestrator reads the server's CPU time at each.
+const (
+	phaseWindowStart = "phase window-start"
+	phaseWindowEnd   = "phase window-end"
+)
+
+// clientFlags configure a client process.
+type clientFlags struct {
+	url, keyFile, audience, roomPrefix, scenario string
+	role                                         string
+	publishers, subscribers, frameBytes          int
+	assign                                       string
+	warmup, window                               time.Duration
+	dialers                                      int
+}
+
+func parseClientFlags(args []string) (*clientFlags, error) {
+	f := &clientFlags{}
+	fs := flag.NewFlagSet("sfu client", flag.ContinueOnError)
+	fs.StringVar(&f.url, "url", "", "server URL, jsp+quic://HOST:PORT")
+	fs.StringVar(&f.keyFile, "key", "", "PEM token signing key (the clients sign their own tokens)")
+	fs.StringVar(&f.audience, "audience", "sfu-bench", "token audience")
+	fs.StringVar(&f.roomPrefix, "room-prefix", "bench", "rooms are PREFIX-0, PREFIX-1, ...")
+	fs.StringVar(&f.scenario, "scenario", "audio", "audio or video")
+	fs.StringVar(&f.role, "role", "sub", "pub (every publisher of every room) or sub (listeners)")
+	fs.IntVar(&f.publishers, "publishers", 10, "audio publishers")
+	fs.IntVar(&f.subscribers, "subscribers", 100, "subscriptions per track")
+	fs.IntVar(&f.frameBytes, "frame-bytes", 80, "audio frame size")
+	fs.StringVar(&f.assign, "assign", "", "listeners: ROOM:COUNT:FIRST,... (sub role)")
+	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "sending before the window")
+	fs.DurationVar(&f.window, "window", 5*time.Second, "measurement window")
+	fs.IntVar(&f.dialers, "dialers", 8, "clients connecting at once")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if f.url == "" || f.keyFile == "" {
+		return nil, errors.New("client: -url and -key are required")
+	}
+	return f, nil
+}
+
+func (f *clientFlags) scenarioOf() (scenario, error) {
+	switch f.scenario {
+	case "audio":
+		return audioScenario(f.publishers, f.subscribers, f.frameBytes), nil
+	case "video":
+		return videoScenario(f.subscribers), nil
+	}
+	return scenario{}, fmt.Errorf("unknown scenario %q", f.scenario)
+}
+
+func roomName(prefix string, r int) string { return prefix + "-" + strconv.Itoa(r) }
+
+// participant is one SDK client in a room.
+type participant struct {
+	c    *client.Client
+	room *voice.Room
+}
+
+// clientProc is a client process's state.
+type clientProc struct {
+	f     *clientFlags
+	s     scenario
+	key   token.PrivateKey
+	out   *lineWriter
+	parts []*participant
+	rx    *receiver
+}
+
+// lineWriter serializes lines to the orchestrator.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) println(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintln(l.w, s)
+}
+
+func clientMain(args []string) error {
+	f, err := parseClientFlags(args)
+	if err != nil {
+		return err
+	}
+	s, err := f.scenarioOf()
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(f.keyFile)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	key, err := token.ParsePrivateKeyPEM(raw)
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	p := &clientProc{f: f, s: s, key: key, out: &lineWriter{w: os.Stdout}, rx: newReceiver()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	defer p.close()
+	cmds := make(chan string, 4)
+	go func() {
+		// Owned by the process: it ends with stdin (the orchestrator's
+		// pipe) or with the process.
+		defer close(cmds)
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			cmds <- strings.TrimSpace(sc.Text())
+		}
+	}()
+	if f.role == "pub" {
+		return p.runPublisher(ctx, cmds)
+	}
+	return p.runSubscriber(ctx, cmds)
+}
+
+// dial connects one participant and joins room.
+func (p *clientProc) dial(ctx context.Context, user, roomID string) (*participant, error) {
+	tok, err := token.Sign(p.key, token.Claims{Audience: p.f.audience, Subject: user,
+		NotBefore: time.Now().Add(-time.Minute), Expiry: time.Now().Add(2 * time.Hour)})
+	if err != nil {
+		return nil, err
+	}
+	o := client.Options{InsecureSkipVerify: true, Logger: slog.New(slog.DiscardHandler), DialTimeout: 30 * time.Second}
+	o.Info.Auth = []byte(tok)
+	o.Info.Name = "sfu-bench"
+	c, err := client.Dial(ctx, p.f.url, o)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", user, err)
+	}
+	// The jitter buffer passes packets on as they arrive (no playout
+	// delay), so the latency measured is the network's and the server's;
+	// no NACK and no FEC, so every forwarded packet is a source packet.
+	room, err := voice.Join(ctx, c, roomID, voice.Options{MinDelay: time.Microsecond, MaxDelay: time.Microsecond,
+		DisableNACK: true, DisableFEC: true})
+	if err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("join %s as %s: %w", roomID, user, err)
+	}
+	return &participant{c: c, room: room}, nil
+}
+
+// dialAll connects n participants, f.dialers at a time.
+func (p *clientProc) dialAll(ctx context.Context, users, rooms []string) ([]*participant, error) {
+	out := make([]*participant, len(users))
+	errs := make([]error, len(users))
+	sem := make(chan struct{}, max(p.f.dialers, 1))
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i], errs[i] = p.dial(ctx, users[i], rooms[i])
+		}()
+	}
+	wg.Wait()
+	for _, pt := range out {
+		if pt != nil {
+			p.parts = append(p.parts, pt)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func (p *clientProc) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, pt := range p.parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = pt.room.Close(ctx)
+			_ = pt.c.Close()
+		}()
+	}
+	wg.Wait()
+}
+
+// waitCmd waits for command want from the orchestrator.
+func waitCmd(cmds <-chan string, want string) error {
+	for c := range cmds {
+		if c == want {
+			return nil
+		}
+	}
+	return fmt.Errorf("stdin closed before %q", want)
+}
+
+// subscribe subscribes pt to track and records what arrives.
+func (p *clientProc) subscribe(ctx context.Context, pt *participant, track string, layer int) error {
+	sub := p.rx.newSubscription(track, layer)
+	rt, err := pt.room.Subscribe(ctx, track, sub.onFrame)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", track, err)
+	}
+	if p.s.Video {
+		l := p.s.Layers[layer]
+		if err := rt.SetEstimate(ctx, l.Estimate, l.Width, l.Height); err != nil {
+			return fmt.Errorf("estimate %s: %w", track, err)
+		}
+	}
+	return nil
+}
+
+// runSubscriber joins the listeners of -assign, subscribes each to every
+// published track of its room, and reports when told to stop.
+func (p *clientProc) runSubscriber(ctx context.Context, cmds <-chan string) error {
+	var users, rooms []string
+	var layers []int
+	for _, a := range strings.Split(p.f.assign, ",") {
+		var r, n, first int
+		if _, err := fmt.Sscanf(a, "%d:%d:%d", &r, &n, &first); err != nil {
+			return fmt.Errorf("-assign %q: want ROOM:COUNT:FIRST", a)
+		}
+		for i := range n {
+			users = append(users, fmt.Sprintf("listener-%d-%d", r, first+i))
+			rooms = append(rooms, roomName(p.f.roomPrefix, r))
+			layers = append(layers, (first+i)%len(p.s.Layers))
+		}
+	}
+	parts, err := p.dialAll(ctx, users, rooms)
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(parts))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(p.f.dialers, 1))
+	for i, pt := range parts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			tracks, err := waitTracks(ctx, pt.room, p.s.Publishers)
+			if err == nil {
+				for _, t := range tracks {
+					if err = p.subscribe(ctx, pt, t, layers[i]); err != nil {
+						break
+					}
+				}
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	p.out.println("ready")
+	if err := waitCmd(cmds, "stop"); err != nil {
+		return err
+	}
+	p.report()
+	return nil
+}
+
+// waitTracks waits until room lists n published tracks and returns their
+// ids.
+func waitTracks(ctx context.Context, room *voice.Room, n int) ([]string, error) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		parts, err := room.Participants(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		for _, pa := range parts {
+			for _, t := range pa.Tracks {
+				ids = append(ids, t.ID)
+			}
+		}
+		if len(ids) >= n {
+			return ids, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("room %s lists %d tracks, want %d", room.ID(), len(ids), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// report prints the receive results: one line per stream and one with the
+// latency histogram.
+func (p *clientProc) report() {
+	for _, l := range p.rx.lines() {
+		p.out.println(l.String())
+	}
+}
+
+// stream is one (track, layer) a publisher sends.
+type stream struct {
+	track   *voice.LocalTrack
+	layer   int
+	spec    layerSpec
+	offset  time.Duration
+	keyReq  atomic.Bool
+	frames  uint64 // window frames written; only the stream's goroutine writes it
+	packets uint64 // source packets of window frames
+	lag     *hist  // how late WriteFrame ran against the schedule
+}
+
+// runPublisher joins the publishers (audio: the talkers, who also hear
+// each other; video: the camera, once per room), waits for "go", sends
+// for warm-up plus window and reports.
+func (p *clientProc) runPublisher(ctx context.Context, cmds <-chan string) error {
+	pl, err := planRooms(p.s, RoomCap)
+	if err != nil {
+		return err
+	}
+	var users, rooms []string
+	for r := range pl.Rooms {
+		for i := range p.s.Publishers {
+			users = append(users, fmt.Sprintf("talker-%d-%d", r, i))
+			if p.s.Video {
+				users[len(users)-1] = fmt.Sprintf("camera-%d-%d", r, i)
+			}
+			rooms = append(rooms, roomName(p.f.roomPrefix, r))
+		}
+	}
+	parts, err := p.dialAll(ctx, users, rooms)
+	if err != nil {
+		return err
+	}
+	var streams []*stream
+	locals := make([]*voice.LocalTrack, len(parts))
+	for i, pt := range parts {
+		o := voice.TrackOptions{Name: "mic", Kind: voice.KindAudio, Codec: "opus"}
+		if p.s.Video {
+			o = voice.TrackOptions{Name: "cam", Kind: voice.KindVideo, Codec: "vp8"}
+			for _, l := range p.s.Layers {
+				o.Layers = append(o.Layers, voice.Layer{Width: l.Width, Height: l.Height, Bitrate: l.Bitrate})
+			}
+		}
+		t, err := pt.room.PublishTrack(ctx, o)
+		if err != nil {
+			return fmt.Errorf("publish as %s: %w", users[i], err)
+		}
+		locals[i] = t
+		var mine []*stream
+		for li, l := range p.s.Layers {
+			// Streams start spread over a frame interval, as
+			// independent encoders would.
+			off := time.Duration(len(streams)) * l.interval() / time.Duration(len(parts)*len(p.s.Layers))
+			st := &stream{track: t, layer: li, spec: l, offset: off, lag: &hist{}}
+			mine = append(mine, st)
+			streams = append(streams, st)
+		}
+		t.OnKeyFrameRequest(func(layer int) {
+			if layer >= 0 && layer < len(mine) {
+				mine[layer].keyReq.Store(true)
+			}
+		})
+	}
+	if pl.PublishersSubscribe {
+		// Every talker hears every other one.
+		for i, pt := range parts {
+			for j, t := range locals {
+				if i == j || rooms[i] != rooms[j] {
+					continue
+				}
+				if err := p.subscribe(ctx, pt, t.ID(), 0); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	p.out.println("ready")
+	if err := waitCmd(cmds, "go"); err != nil {
+		return err
+	}
+	t0 := time.Now().Add(100 * time.Millisecond)
+	winStart, winEnd := t0.Add(p.f.warmup), t0.Add(p.f.warmup+p.f.window)
+	var wg sync.WaitGroup
+	for _, st := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.send(ctx, st, t0, winStart, winEnd)
+		}()
+	}
+	time.Sleep(time.Until(winStart))
+	p.out.println(phaseWindowStart)
+	time.Sleep(time.Until(winEnd))
+	p.out.println(phaseWindowEnd)
+	wg.Wait()
+	lag := &hist{}
+	for _, st := range streams {
+		lag.merge(st.lag)
+		p.out.println(loadgen.Line{}.Add("kind", "sent").Add("stream", streamKey(st.track.ID(), st.layer)).
+			Add("frames", st.frames).Add("packets", st.packets).String())
+	}
+	p.out.println(loadgen.Line{}.Add("kind", "lag").Add("hist", lag.String()).String())
+	p.out.println(lagDone)
+	if err := waitCmd(cmds, "stop"); err != nil {
+		return err
+	}
+	p.report()
+	return nil
+}
+
+func streamKey(track string, layer int) string { return track + "/" + strconv.Itoa(layer) }
+
+// send writes st's frames on their fixed schedule from t0 until winEnd.
+// Open loop: a frame whose time has passed is sent at once, never
+// skipped, and the schedule does not move.
+func (p *clientProc) send(ctx context.Context, st *stream, t0, winStart, winEnd time.Time) {
+	buf := make([]byte, max(st.spec.FrameBytes, payloadHeader))
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	clock := uint64(voice.AudioClockRate)
+	if p.s.Video {
+		clock = voice.VideoClockRate
+	}
+	keyEvery := 0
+	if p.s.Video && p.s.KeyInterval > 0 {
+		keyEvery = int(p.s.KeyInterval / st.spec.interval())
+	}
+	for n := 0; ; n++ {
+		at := t0.Add(st.offset + time.Duration(n)*st.spec.interval())
+		if !at.Before(winEnd) || ctx.Err() != nil {
+			return
+		}
+		if d := time.Until(at); d > 0 {
+			time.Sleep(d)
+		}
+		now := time.Now()
+		win := !at.Before(winStart)
+		putHeader(buf, frameHeader{Sent: now, Sched: at, Seq: uint32(n), Layer: st.layer, Window: win})
+		media := at.Sub(t0)
+		fr := media2frame(buf, uint32(uint64(media)*clock/uint64(time.Second)))
+		fr.KeyFrame = p.s.Video && (n == 0 || (keyEvery > 0 && n%keyEvery == 0) || st.keyReq.Swap(false))
+		before := st.track.Stats()[st.layer].Packets
+		if err := st.track.WriteFrame(st.layer, fr); err != nil {
+			continue
+		}
+		if win {
+			st.frames++
+			st.packets += st.track.Stats()[st.layer].Packets - before
+			st.lag.record(now.Sub(at))
+		}
+	}
+}
+
+func media2frame(payload []byte, ts uint32) media.Frame {
+	return media.Frame{Timestamp: ts, Payload: payload}
+}
+
+// receiver records what a process's subscriptions get.
+type receiver struct {
+	lat *hist
+
+	mu   sync.Mutex
+	subs []*subscription // guarded by mu
+}
+
+func newReceiver() *receiver { return &receiver{lat: &hist{}} }
+
+// subscription counts one subscription's window frames per layer.
+type subscription struct {
+	r       *receiver
+	track   string
+	want    int // the layer asked for, reported when nothing arrived
+	frames  [8]atomic.Uint64
+	packets [8]atomic.Uint64
+	bad     atomic.Uint64
+}
+
+func (r *receiver) newSubscription(track string, want int) *subscription {
+	s := &subscription{r: r, track: track, want: want}
+	r.mu.Lock()
+	r.subs = append(r.subs, s)
+	r.mu.Unlock()
+	return s
+}
+
+// onFrame runs on the Mux's clock goroutine for every delivered frame.
+func (s *subscription) onFrame(f media.ReceivedFrame) {
+	now := time.Now()
+	h, err := parseHeader(f.Payload)
+	if err != nil || h.Layer >= len(s.frames) {
+		s.bad.Add(1)
+		return
+	}
+	if !h.Window {
+		return
+	}
+	s.frames[h.Layer].Add(1)
+	s.packets[h.Layer].Add(uint64(f.Packets))
+	s.r.lat.record(now.Sub(h.Sent))
+}
+
+// lines sums the subscriptions per stream (each attributed to the layer
+// it got most window frames of) and adds the latency histogram.
+func (r *receiver) lines() []loadgen.Line {
+	type agg struct{ subs, frames, packets, bad uint64 }
+	sums := map[string]*agg{}
+	var keys []string
+	r.mu.Lock()
+	for _, s := range r.subs {
+		best := s.want
+		var frames, packets uint64
+		for l := range s.frames {
+			frames += s.frames[l].Load()
+			packets += s.packets[l].Load()
+			if s.frames[l].Load() > s.frames[best].Load() {
+				best = l
+			}
+		}
+		k := streamKey(s.track, best)
+		a := sums[k]
+		if a == nil {
+			a = &agg{}
+			sums[k] = a
+			keys = append(keys, k)
+		}
+		a.subs++
+		a.frames += frames
+		a.packets += packets
+		a.bad += s.bad.Load()
+	}
+	r.mu.Unlock()
+	var out []loadgen.Line
+	for _, k := range keys {
+		a := sums[k]
+		out = append(out, loadgen.Line{}.Add("kind", "rx").Add("stream", k).Add("subs", a.subs).
+			Add("frames", a.frames).Add("packets", a.packets).Add("bad", a.bad))
+	}
+	return append(out, loadgen.Line{}.Add("kind", "latency").Add("hist", r.lat.String()))
+}
