@@ -231,6 +231,7 @@ func (p *clientProc) subscribe(ctx context.Context, pt *participant, track strin
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", track, err)
 	}
+	sub.rt.Store(rt)
 	if p.s.Video {
 		l := p.s.Layers[layer]
 		if err := rt.SetEstimate(ctx, l.Estimate, l.Width, l.Height); err != nil {
@@ -499,6 +500,7 @@ type subscription struct {
 	r       *receiver
 	track   string
 	want    int // the layer asked for, reported when nothing arrived
+	rt      atomic.Pointer[voice.RemoteTrack]
 	frames  [8]atomic.Uint64
 	packets [8]atomic.Uint64
 	bad     atomic.Uint64
@@ -531,7 +533,7 @@ func (s *subscription) onFrame(f media.ReceivedFrame) {
 // lines sums the subscriptions per stream (each attributed to the layer
 // it got most window frames of) and adds the latency histogram.
 func (r *receiver) lines() []loadgen.Line {
-	type agg struct{ subs, frames, packets, bad uint64 }
+	type agg struct{ subs, frames, packets, bad, lost, late uint64 }
 	sums := map[string]*agg{}
 	var keys []string
 	r.mu.Lock()
@@ -556,13 +558,20 @@ func (r *receiver) lines() []loadgen.Line {
 		a.frames += frames
 		a.packets += packets
 		a.bad += s.bad.Load()
+		if rt := s.rt.Load(); rt != nil {
+			// The SDK's receiver counters cover the whole run, not
+			// only the window: they tell where losses came from.
+			st := rt.Stats()
+			a.lost += st.Lost
+			a.late += st.Late
+		}
 	}
 	r.mu.Unlock()
 	var out []loadgen.Line
 	for _, k := range keys {
 		a := sums[k]
 		out = append(out, loadgen.Line{}.Add("kind", "rx").Add("stream", k).Add("subs", a.subs).
-			Add("frames", a.frames).Add("packets", a.packets).Add("bad", a.bad))
+			Add("frames", a.frames).Add("packets", a.packets).Add("bad", a.bad).Add("rx-lost", a.lost).Add("rx-late", a.late))
 	}
 	return append(out, loadgen.Line{}.Add("kind", "latency").Add("hist", r.lat.String()))
 }

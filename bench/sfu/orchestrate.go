@@ -227,6 +227,7 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 		return nil, err
 	}
 	t0, cpu0, ccpu0 := time.Now(), pidCPU(srv.proc.PID()), clientsCPU(children)
+	load := loadAvg()
 	if err := pub.expect(phaseWindowEnd, o.window+time.Minute, &results); err != nil {
 		return nil, err
 	}
@@ -254,11 +255,25 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 	}
 	head := loadgen.Line{}.Add("bench", "sfu").Add("system", sys).Add("scenario", scName).Add("run", run).
 		Add("rooms", pl.Rooms).Add("publishers", sc.Publishers).Add("subscribers", sc.Subscribers)
-	return append(append(head, l...), loadgen.Line{}.Add("server-rss-mb", float64(rss)/(1<<20))...), nil
+	// The machine's load average when the window opened: on a shared
+	// machine it says how much else was competing for the cores.
+	return append(append(head, l...), loadgen.Line{}.Add("server-rss-mb", float64(rss)/(1<<20)).Add("loadavg", load)...), nil
 }
 
 // lagDone is the publisher's last line before it waits for "stop".
 const lagDone = "sent-done"
+
+// loadAvg returns the one-minute load average from /proc/loadavg, or "?".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
 
 func pidCPU(pid int) time.Duration {
 	d, _ := loadgen.PIDCPU(pid)
@@ -313,7 +328,7 @@ func assignListeners(pl plan, n int) []string {
 func summarize(results []string, window, serverCPU, clientCPU time.Duration) (loadgen.Line, error) {
 	sentFrames, sentPackets := map[string]float64{}, map[string]float64{}
 	lat, lag := &hist{}, &hist{}
-	var expFrames, expPackets, gotFrames, gotPackets, bad, sentTotal float64
+	var expFrames, expPackets, gotFrames, gotPackets, bad, sentTotal, rxLost, rxLate float64
 	type rx struct{ subs, frames, packets float64 }
 	var rxs []struct {
 		stream string
@@ -336,6 +351,8 @@ func summarize(results []string, window, serverCPU, clientCPU time.Duration) (lo
 				rx
 			}{l.Get("stream"), rx{f("subs"), f("frames"), f("packets")}})
 			bad += f("bad")
+			rxLost += f("rx-lost")
+			rxLate += f("rx-late")
 		case "latency", "lag":
 			h, err := parseHist(l.Get("hist"))
 			if err != nil {
@@ -388,7 +405,7 @@ func summarize(results []string, window, serverCPU, clientCPU time.Duration) (lo
 	if expFrames > 0 {
 		loss = lost / expFrames
 	}
-	l = l.Add("frames-expected", expFrames).Add("frames-lost", lost).Add("loss", loss).Add("bad", bad).
+	l = l.Add("frames-expected", expFrames).Add("frames-lost", lost).Add("loss", loss).Add("bad", bad).Add("sdk-lost", rxLost).Add("sdk-late", rxLate).
 		Add("send-lag-p99-us", lag.quantile(0.99, lag.count()))
 	return l, nil
 }
