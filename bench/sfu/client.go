@@ -12,10 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/jetstreamproto/jsp/bench/loadgen"
+	"github.com/jetstreamproto/jsp/bench/sfu/load"
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/client/voice"
 	"github.com/jetstreamproto/jsp/media"
@@ -25,17 +24,7 @@ import (
 // Client processes. The orchestrator starts one publisher process and a
 // few subscriber processes, each holding many SDK clients (one
 // client.Client, one QUIC connection and one voice.Room per participant).
-// They talk to it over pipes:
-//
-//	client -> orchestrator: "ready", "phase window-start", "phase window-end", result lines
-//	orchestrator -> client: "go" (publisher: start sending), "stop" (report and leave)
-
-// Phase lines the publisher prints when the measurement window opens and
-// closes; the orchestrator reads the server's CPU time at each.
-const (
-	phaseWindowStart = "phase window-start"
-	phaseWindowEnd   = "phase window-end"
-)
+// They talk to it over pipes with the protocol of package load.
 
 // clientFlags configure a client process.
 type clientFlags struct {
@@ -72,14 +61,14 @@ func parseClientFlags(args []string) (*clientFlags, error) {
 	return f, nil
 }
 
-func (f *clientFlags) scenarioOf() (scenario, error) {
+func (f *clientFlags) scenarioOf() (load.Scenario, error) {
 	switch f.scenario {
 	case "audio":
-		return audioScenario(f.publishers, f.subscribers, f.frameBytes), nil
+		return load.AudioScenario(f.publishers, f.subscribers, f.frameBytes), nil
 	case "video":
-		return videoScenario(f.subscribers), nil
+		return load.VideoScenario(f.subscribers), nil
 	}
-	return scenario{}, fmt.Errorf("unknown scenario %q", f.scenario)
+	return load.Scenario{}, fmt.Errorf("unknown scenario %q", f.scenario)
 }
 
 func roomName(prefix string, r int) string { return prefix + "-" + strconv.Itoa(r) }
@@ -93,11 +82,11 @@ type participant struct {
 // clientProc is a client process's state.
 type clientProc struct {
 	f     *clientFlags
-	s     scenario
+	s     load.Scenario
 	key   token.PrivateKey
 	out   *lineWriter
 	parts []*participant
-	rx    *receiver
+	rx    *load.Receiver
 }
 
 // lineWriter serializes lines to the orchestrator.
@@ -129,7 +118,7 @@ func clientMain(args []string) error {
 	if err != nil {
 		return fmt.Errorf("client: %w", err)
 	}
-	p := &clientProc{f: f, s: s, key: key, out: &lineWriter{w: os.Stdout}, rx: newReceiver()}
+	p := &clientProc{f: f, s: s, key: key, out: &lineWriter{w: os.Stdout}, rx: &load.Receiver{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	defer p.close()
@@ -226,12 +215,12 @@ func waitCmd(cmds <-chan string, want string) error {
 
 // subscribe subscribes pt to track and records what arrives.
 func (p *clientProc) subscribe(ctx context.Context, pt *participant, track string, layer int) error {
-	sub := p.rx.newSubscription(track, layer)
-	rt, err := pt.room.Subscribe(ctx, track, sub.onFrame)
+	sub := p.rx.NewSubscription(track, layer)
+	rt, err := pt.room.Subscribe(ctx, track, func(f media.ReceivedFrame) { sub.OnFrame(f.Payload, f.Packets, time.Now()) })
 	if err != nil {
 		return fmt.Errorf("subscribe %s: %w", track, err)
 	}
-	sub.rt.Store(rt)
+	sub.SetStats(func() (uint64, uint64) { st := rt.Stats(); return st.Lost, st.Late })
 	if p.s.Video {
 		l := p.s.Layers[layer]
 		if err := rt.SetEstimate(ctx, l.Estimate, l.Width, l.Height); err != nil {
@@ -285,8 +274,8 @@ func (p *clientProc) runSubscriber(ctx context.Context, cmds <-chan string) erro
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	p.out.println("ready")
-	if err := waitCmd(cmds, "stop"); err != nil {
+	p.out.println(load.Ready)
+	if err := waitCmd(cmds, load.Stop); err != nil {
 		return err
 	}
 	p.report()
@@ -321,28 +310,16 @@ func waitTracks(ctx context.Context, room *voice.Room, n int) ([]string, error) 
 // report prints the receive results: one line per stream and one with the
 // latency histogram.
 func (p *clientProc) report() {
-	for _, l := range p.rx.lines() {
+	for _, l := range p.rx.Lines() {
 		p.out.println(l.String())
 	}
-}
-
-// stream is one (track, layer) a publisher sends.
-type stream struct {
-	track   *voice.LocalTrack
-	layer   int
-	spec    layerSpec
-	offset  time.Duration
-	keyReq  atomic.Bool
-	frames  uint64 // window frames written; only the stream's goroutine writes it
-	packets uint64 // source packets of window frames
-	lag     *hist  // how late WriteFrame ran against the schedule
 }
 
 // runPublisher joins the publishers (audio: the talkers, who also hear
 // each other; video: the camera, once per room), waits for "go", sends
 // for warm-up plus window and reports.
 func (p *clientProc) runPublisher(ctx context.Context, cmds <-chan string) error {
-	pl, err := planRooms(p.s, RoomCap)
+	pl, err := load.PlanRooms(p.s, load.RoomCap)
 	if err != nil {
 		return err
 	}
@@ -360,8 +337,12 @@ func (p *clientProc) runPublisher(ctx context.Context, cmds <-chan string) error
 	if err != nil {
 		return err
 	}
-	var streams []*stream
+	var streams []*load.Stream
 	locals := make([]*voice.LocalTrack, len(parts))
+	clock := uint64(voice.AudioClockRate)
+	if p.s.Video {
+		clock = voice.VideoClockRate
+	}
 	for i, pt := range parts {
 		o := voice.TrackOptions{Name: "mic", Kind: voice.KindAudio, Codec: "opus"}
 		if p.s.Video {
@@ -375,18 +356,21 @@ func (p *clientProc) runPublisher(ctx context.Context, cmds <-chan string) error
 			return fmt.Errorf("publish as %s: %w", users[i], err)
 		}
 		locals[i] = t
-		var mine []*stream
+		var mine []*load.Stream
 		for li, l := range p.s.Layers {
 			// Streams start spread over a frame interval, as
 			// independent encoders would.
-			off := time.Duration(len(streams)) * l.interval() / time.Duration(len(parts)*len(p.s.Layers))
-			st := &stream{track: t, layer: li, spec: l, offset: off, lag: &hist{}}
+			st := &load.Stream{Key: load.StreamKey(t.ID(), li), Layer: li, Spec: l, ClockRate: clock, Video: p.s.Video,
+				Offset: time.Duration(len(streams)) * l.Interval() / time.Duration(len(parts)*len(p.s.Layers))}
+			if p.s.Video && p.s.KeyInterval > 0 {
+				st.KeyEvery = int(p.s.KeyInterval / l.Interval())
+			}
 			mine = append(mine, st)
 			streams = append(streams, st)
 		}
 		t.OnKeyFrameRequest(func(layer int) {
 			if layer >= 0 && layer < len(mine) {
-				mine[layer].keyReq.Store(true)
+				mine[layer].KeyRequest.Store(true)
 			}
 		})
 	}
@@ -403,175 +387,37 @@ func (p *clientProc) runPublisher(ctx context.Context, cmds <-chan string) error
 			}
 		}
 	}
-	p.out.println("ready")
-	if err := waitCmd(cmds, "go"); err != nil {
+	p.out.println(load.Ready)
+	if err := waitCmd(cmds, load.Go); err != nil {
 		return err
 	}
 	t0 := time.Now().Add(100 * time.Millisecond)
 	winStart, winEnd := t0.Add(p.f.warmup), t0.Add(p.f.warmup+p.f.window)
 	var wg sync.WaitGroup
-	for _, st := range streams {
+	for si, st := range streams {
+		t := locals[si/len(p.s.Layers)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.send(ctx, st, t0, winStart, winEnd)
+			st.Run(ctx, t0, winStart, winEnd, func(f load.OutFrame) (int, error) {
+				before := t.Stats()[st.Layer].Packets
+				err := t.WriteFrame(st.Layer, media.Frame{Timestamp: f.Timestamp, KeyFrame: f.KeyFrame, Payload: f.Payload})
+				return int(t.Stats()[st.Layer].Packets - before), err
+			})
 		}()
 	}
 	time.Sleep(time.Until(winStart))
-	p.out.println(phaseWindowStart)
+	p.out.println(load.PhaseWindowStart)
 	time.Sleep(time.Until(winEnd))
-	p.out.println(phaseWindowEnd)
+	p.out.println(load.PhaseWindowEnd)
 	wg.Wait()
-	lag := &hist{}
-	for _, st := range streams {
-		lag.merge(st.lag)
-		p.out.println(loadgen.Line{}.Add("kind", "sent").Add("stream", streamKey(st.track.ID(), st.layer)).
-			Add("frames", st.frames).Add("packets", st.packets).String())
+	for _, l := range load.SentLines(streams) {
+		p.out.println(l.String())
 	}
-	p.out.println(loadgen.Line{}.Add("kind", "lag").Add("hist", lag.String()).String())
-	p.out.println(lagDone)
-	if err := waitCmd(cmds, "stop"); err != nil {
+	p.out.println(load.SentDone)
+	if err := waitCmd(cmds, load.Stop); err != nil {
 		return err
 	}
 	p.report()
 	return nil
-}
-
-func streamKey(track string, layer int) string { return track + "/" + strconv.Itoa(layer) }
-
-// send writes st's frames on their fixed schedule from t0 until winEnd.
-// Open loop: a frame whose time has passed is sent at once, never
-// skipped, and the schedule does not move.
-func (p *clientProc) send(ctx context.Context, st *stream, t0, winStart, winEnd time.Time) {
-	buf := make([]byte, max(st.spec.FrameBytes, payloadHeader))
-	for i := range buf {
-		buf[i] = byte(i * 7)
-	}
-	clock := uint64(voice.AudioClockRate)
-	if p.s.Video {
-		clock = voice.VideoClockRate
-	}
-	keyEvery := 0
-	if p.s.Video && p.s.KeyInterval > 0 {
-		keyEvery = int(p.s.KeyInterval / st.spec.interval())
-	}
-	for n := 0; ; n++ {
-		at := t0.Add(st.offset + time.Duration(n)*st.spec.interval())
-		if !at.Before(winEnd) || ctx.Err() != nil {
-			return
-		}
-		if d := time.Until(at); d > 0 {
-			time.Sleep(d)
-		}
-		now := time.Now()
-		win := !at.Before(winStart)
-		putHeader(buf, frameHeader{Sent: now, Sched: at, Seq: uint32(n), Layer: st.layer, Window: win})
-		media := at.Sub(t0)
-		fr := media2frame(buf, uint32(uint64(media)*clock/uint64(time.Second)))
-		fr.KeyFrame = p.s.Video && (n == 0 || (keyEvery > 0 && n%keyEvery == 0) || st.keyReq.Swap(false))
-		before := st.track.Stats()[st.layer].Packets
-		if err := st.track.WriteFrame(st.layer, fr); err != nil {
-			continue
-		}
-		if win {
-			st.frames++
-			st.packets += st.track.Stats()[st.layer].Packets - before
-			st.lag.record(now.Sub(at))
-		}
-	}
-}
-
-func media2frame(payload []byte, ts uint32) media.Frame {
-	return media.Frame{Timestamp: ts, Payload: payload}
-}
-
-// receiver records what a process's subscriptions get.
-type receiver struct {
-	lat *hist
-
-	mu   sync.Mutex
-	subs []*subscription // guarded by mu
-}
-
-func newReceiver() *receiver { return &receiver{lat: &hist{}} }
-
-// subscription counts one subscription's window frames per layer.
-type subscription struct {
-	r       *receiver
-	track   string
-	want    int // the layer asked for, reported when nothing arrived
-	rt      atomic.Pointer[voice.RemoteTrack]
-	frames  [8]atomic.Uint64
-	packets [8]atomic.Uint64
-	bad     atomic.Uint64
-}
-
-func (r *receiver) newSubscription(track string, want int) *subscription {
-	s := &subscription{r: r, track: track, want: want}
-	r.mu.Lock()
-	r.subs = append(r.subs, s)
-	r.mu.Unlock()
-	return s
-}
-
-// onFrame runs on the Mux's clock goroutine for every delivered frame.
-func (s *subscription) onFrame(f media.ReceivedFrame) {
-	now := time.Now()
-	h, err := parseHeader(f.Payload)
-	if err != nil || h.Layer >= len(s.frames) {
-		s.bad.Add(1)
-		return
-	}
-	if !h.Window {
-		return
-	}
-	s.frames[h.Layer].Add(1)
-	s.packets[h.Layer].Add(uint64(f.Packets))
-	s.r.lat.record(now.Sub(h.Sent))
-}
-
-// lines sums the subscriptions per stream (each attributed to the layer
-// it got most window frames of) and adds the latency histogram.
-func (r *receiver) lines() []loadgen.Line {
-	type agg struct{ subs, frames, packets, bad, lost, late uint64 }
-	sums := map[string]*agg{}
-	var keys []string
-	r.mu.Lock()
-	for _, s := range r.subs {
-		best := s.want
-		var frames, packets uint64
-		for l := range s.frames {
-			frames += s.frames[l].Load()
-			packets += s.packets[l].Load()
-			if s.frames[l].Load() > s.frames[best].Load() {
-				best = l
-			}
-		}
-		k := streamKey(s.track, best)
-		a := sums[k]
-		if a == nil {
-			a = &agg{}
-			sums[k] = a
-			keys = append(keys, k)
-		}
-		a.subs++
-		a.frames += frames
-		a.packets += packets
-		a.bad += s.bad.Load()
-		if rt := s.rt.Load(); rt != nil {
-			// The SDK's receiver counters cover the whole run, not
-			// only the window: they tell where losses came from.
-			st := rt.Stats()
-			a.lost += st.Lost
-			a.late += st.Late
-		}
-	}
-	r.mu.Unlock()
-	var out []loadgen.Line
-	for _, k := range keys {
-		a := sums[k]
-		out = append(out, loadgen.Line{}.Add("kind", "rx").Add("stream", k).Add("subs", a.subs).
-			Add("frames", a.frames).Add("packets", a.packets).Add("bad", a.bad).Add("rx-lost", a.lost).Add("rx-late", a.late))
-	}
-	return append(out, loadgen.Line{}.Add("kind", "latency").Add("hist", r.lat.String()))
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/bench/loadgen"
 	"github.com/jetstreamproto/jsp/bench/procs"
+	"github.com/jetstreamproto/jsp/bench/sfu/load"
 	"github.com/jetstreamproto/jsp/security/token"
 )
 
@@ -53,7 +54,7 @@ func orchestrate(args []string) error {
 	fs.DurationVar(&o.window, "window", 5*time.Second, "measurement window")
 	fs.DurationVar(&o.drain, "drain", time.Second, "wait for late frames after the window")
 	fs.IntVar(&o.audioPubs, "audio-publishers", 10, "audio: talkers")
-	fs.IntVar(&o.audioSubs, "audio-subscribers", RoomCap-1, "audio: subscriptions per talker's track (the other talkers and the listeners)")
+	fs.IntVar(&o.audioSubs, "audio-subscribers", load.RoomCap-1, "audio: subscriptions per talker's track (the other talkers and the listeners)")
 	fs.IntVar(&o.videoSubs, "video-subscribers", 200, "video: subscribers of the camera")
 	fs.IntVar(&o.frameBytes, "frame-bytes", 80, "audio: Opus frame size in bytes")
 	outPath := fs.String("out", "", "append result lines to this file")
@@ -127,14 +128,14 @@ func (o *orchestrator) writeKeys() error {
 }
 
 // scenarioOf builds the named scenario from the flags.
-func (o *orchestrator) scenarioOf(name string) (scenario, error) {
+func (o *orchestrator) scenarioOf(name string) (load.Scenario, error) {
 	switch name {
 	case "audio":
-		return audioScenario(o.audioPubs, o.audioSubs, o.frameBytes), nil
+		return load.AudioScenario(o.audioPubs, o.audioSubs, o.frameBytes), nil
 	case "video":
-		return videoScenario(o.videoSubs), nil
+		return load.VideoScenario(o.videoSubs), nil
 	}
-	return scenario{}, fmt.Errorf("unknown scenario %q", name)
+	return load.Scenario{}, fmt.Errorf("unknown scenario %q", name)
 }
 
 // server is a running system under test and how its clients reach it.
@@ -180,7 +181,7 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 	if err != nil {
 		return nil, err
 	}
-	pl, err := planRooms(sc, RoomCap)
+	pl, err := load.PlanRooms(sc, load.RoomCap)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +204,7 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 			c.kill()
 		}
 	}()
-	if err := pub.expect("ready", setup, nil); err != nil {
+	if err := pub.expect(load.Ready, setup, nil); err != nil {
 		return nil, err
 	}
 	for i, assign := range assignListeners(pl, o.subProcs) {
@@ -215,30 +216,30 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 		children = append(children, c)
 	}
 	for _, c := range children[1:] {
-		if err := c.expect("ready", setup, nil); err != nil {
+		if err := c.expect(load.Ready, setup, nil); err != nil {
 			return nil, err
 		}
 	}
-	if err := pub.send("go"); err != nil {
+	if err := pub.send(load.Go); err != nil {
 		return nil, err
 	}
 	var results []string
-	if err := pub.expect(phaseWindowStart, o.warmup+time.Minute, &results); err != nil {
+	if err := pub.expect(load.PhaseWindowStart, o.warmup+time.Minute, &results); err != nil {
 		return nil, err
 	}
 	t0, cpu0, ccpu0 := time.Now(), pidCPU(srv.proc.PID()), clientsCPU(children)
-	load := loadAvg()
-	if err := pub.expect(phaseWindowEnd, o.window+time.Minute, &results); err != nil {
+	avg := loadAvg()
+	if err := pub.expect(load.PhaseWindowEnd, o.window+time.Minute, &results); err != nil {
 		return nil, err
 	}
 	t1, cpu1, ccpu1 := time.Now(), pidCPU(srv.proc.PID()), clientsCPU(children)
 	// The publisher reports what it sent once its streams have stopped.
-	if err := pub.expect(lagDone, time.Minute, &results); err != nil {
+	if err := pub.expect(load.SentDone, time.Minute, &results); err != nil {
 		return nil, err
 	}
 	time.Sleep(o.drain)
 	for _, c := range children {
-		_ = c.send("stop")
+		_ = c.send(load.Stop)
 	}
 	var errs []error
 	for _, c := range children {
@@ -257,11 +258,8 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 		Add("rooms", pl.Rooms).Add("publishers", sc.Publishers).Add("subscribers", sc.Subscribers)
 	// The machine's load average when the window opened: on a shared
 	// machine it says how much else was competing for the cores.
-	return append(append(head, l...), loadgen.Line{}.Add("server-rss-mb", float64(rss)/(1<<20)).Add("loadavg", load)...), nil
+	return append(append(head, l...), loadgen.Line{}.Add("server-rss-mb", float64(rss)/(1<<20)).Add("loadavg", avg)...), nil
 }
-
-// lagDone is the publisher's last line before it waits for "stop".
-const lagDone = "sent-done"
 
 // loadAvg returns the one-minute load average from /proc/loadavg, or "?".
 func loadAvg() string {
@@ -290,7 +288,7 @@ func clientsCPU(cs []*child) time.Duration {
 
 // assignListeners splits the plan's listeners over n processes as
 // -assign values (ROOM:COUNT:FIRST,...), as evenly as it can.
-func assignListeners(pl plan, n int) []string {
+func assignListeners(pl load.Plan, n int) []string {
 	total := 0
 	for _, l := range pl.Listeners {
 		total += l
@@ -327,7 +325,7 @@ func assignListeners(pl plan, n int) []string {
 // as later than any in the percentiles.
 func summarize(results []string, window, serverCPU, clientCPU time.Duration) (loadgen.Line, error) {
 	sentFrames, sentPackets := map[string]float64{}, map[string]float64{}
-	lat, lag := &hist{}, &hist{}
+	lat, lag := &load.Hist{}, &load.Hist{}
 	var expFrames, expPackets, gotFrames, gotPackets, bad, sentTotal, rxLost, rxLate float64
 	type rx struct{ subs, frames, packets float64 }
 	var rxs []struct {
@@ -354,14 +352,14 @@ func summarize(results []string, window, serverCPU, clientCPU time.Duration) (lo
 			rxLost += f("rx-lost")
 			rxLate += f("rx-late")
 		case "latency", "lag":
-			h, err := parseHist(l.Get("hist"))
+			h, err := load.ParseHist(l.Get("hist"))
 			if err != nil {
 				return nil, err
 			}
 			if l.Get("kind") == "lag" {
-				lag.merge(h)
+				lag.Merge(h)
 			} else {
-				lat.merge(h)
+				lat.Merge(h)
 			}
 		}
 	}
@@ -393,7 +391,7 @@ func summarize(results []string, window, serverCPU, clientCPU time.Duration) (lo
 		k string
 		q float64
 	}{{"p50-us", 0.5}, {"p99-us", 0.99}, {"p999-us", 0.999}} {
-		v := lat.quantile(q.q, total)
+		v := lat.Quantile(q.q, total)
 		if v < 0 {
 			l = l.Add(q.k, "inf")
 		} else {
@@ -406,6 +404,6 @@ func summarize(results []string, window, serverCPU, clientCPU time.Duration) (lo
 		loss = lost / expFrames
 	}
 	l = l.Add("frames-expected", expFrames).Add("frames-lost", lost).Add("loss", loss).Add("bad", bad).Add("sdk-lost", rxLost).Add("sdk-late", rxLate).
-		Add("send-lag-p99-us", lag.quantile(0.99, lag.count()))
+		Add("send-lag-p99-us", lag.Quantile(0.99, lag.Count()))
 	return l, nil
 }

@@ -1,4 +1,4 @@
-package main
+package load
 
 import (
 	"fmt"
@@ -20,9 +20,9 @@ const (
 	histBuckets = histSub + (64-histSubBits)*histHalf
 )
 
-// hist is a mergeable latency histogram; record is safe for concurrent
+// Hist is a mergeable latency histogram; Record is safe for concurrent
 // use and does not allocate.
-type hist struct {
+type Hist struct {
 	counts [histBuckets]atomic.Uint64
 }
 
@@ -44,8 +44,8 @@ func histUpper(i int) uint64 {
 	return (m+1)<<uint(e) - 1
 }
 
-// record adds one latency; negative ones (clock steps) count as zero.
-func (h *hist) record(d time.Duration) {
+// Record adds one latency; negative ones (clock steps) count as zero.
+func (h *Hist) Record(d time.Duration) {
 	us := uint64(0)
 	if d > 0 {
 		us = uint64(d / time.Microsecond)
@@ -53,8 +53,8 @@ func (h *hist) record(d time.Duration) {
 	h.counts[histBucket(us)].Add(1)
 }
 
-// count returns the number of recorded latencies.
-func (h *hist) count() uint64 {
+// Count returns the number of recorded latencies.
+func (h *Hist) Count() uint64 {
 	var n uint64
 	for i := range h.counts {
 		n += h.counts[i].Load()
@@ -62,8 +62,8 @@ func (h *hist) count() uint64 {
 	return n
 }
 
-// merge adds o's counts to h.
-func (h *hist) merge(o *hist) {
+// Merge adds o's counts to h.
+func (h *Hist) Merge(o *Hist) {
 	for i := range o.counts {
 		if v := o.counts[i].Load(); v > 0 {
 			h.counts[i].Add(v)
@@ -71,11 +71,11 @@ func (h *hist) merge(o *hist) {
 	}
 }
 
-// quantile returns the q-quantile in microseconds among total values, of
+// Quantile returns the q-quantile in microseconds among total values, of
 // which h holds the smallest: the missing ones (lost frames) count as
 // later than any, and -1 is returned when the quantile falls among them.
 // It is the upper bound of the quantile's bucket, so it never understates.
-func (h *hist) quantile(q float64, total uint64) float64 {
+func (h *Hist) Quantile(q float64, total uint64) float64 {
 	if total == 0 {
 		return 0
 	}
@@ -93,7 +93,7 @@ func (h *hist) quantile(q float64, total uint64) float64 {
 
 // String writes the non-empty buckets as "index:count" pairs joined by
 // commas ("-" when empty): one field of a result line.
-func (h *hist) String() string {
+func (h *Hist) String() string {
 	var b strings.Builder
 	for i := range h.counts {
 		if v := h.counts[i].Load(); v > 0 {
@@ -111,9 +111,9 @@ func (h *hist) String() string {
 	return b.String()
 }
 
-// parseHist reads what String wrote.
-func parseHist(s string) (*hist, error) {
-	h := &hist{}
+// ParseHist reads what String wrote.
+func ParseHist(s string) (*Hist, error) {
+	h := &Hist{}
 	if s == "-" || s == "" {
 		return h, nil
 	}

@@ -1,4 +1,11 @@
-package main
+// Package load is what the SFU benchmark's processes share: the
+// benchmark shapes (audio talkers, a simulcast camera), their layout in
+// rooms, the header every sent frame starts with, a latency histogram that
+// can be written out and merged, the lines the client processes and the
+// orchestrator exchange, and the summary of a run. The JSP clients
+// (bench/sfu) and the LiveKit clients (module bench/livekit) both use it,
+// so the two systems are measured the same way.
+package load
 
 import (
 	"encoding/binary"
@@ -13,11 +20,11 @@ import (
 // several rooms.
 const RoomCap = 100
 
-// layerSpec is one stream a publisher sends: encoded frames of a fixed
+// LayerSpec is one stream a publisher sends: encoded frames of a fixed
 // size at a fixed rate. The SDK cuts frames larger than a datagram into
 // packets (JSP §5.13), so a VP8 layer's packet rate is its frame rate
 // times the packets per frame.
-type layerSpec struct {
+type LayerSpec struct {
 	// FPS is frames per second.
 	FPS int
 	// FrameBytes is the encoded frame size.
@@ -31,11 +38,11 @@ type layerSpec struct {
 	Estimate int64
 }
 
-// interval is the time between two frames.
-func (l layerSpec) interval() time.Duration { return time.Second / time.Duration(l.FPS) }
+// Interval is the time between two frames.
+func (l LayerSpec) Interval() time.Duration { return time.Second / time.Duration(l.FPS) }
 
-// scenario is one benchmark shape.
-type scenario struct {
+// Scenario is one benchmark shape.
+type Scenario struct {
 	// Name is "audio" or "video".
 	Name string
 	// Video selects video tracks (simulcast layers) instead of audio.
@@ -46,33 +53,33 @@ type scenario struct {
 	// total (over all rooms).
 	Subscribers int
 	// Layers are the track's layers, lowest first.
-	Layers []layerSpec
+	Layers []LayerSpec
 	// KeyInterval is how often each video layer sends a key frame.
 	KeyInterval time.Duration
 }
 
-// Audio: Opus at 20 ms frames (50 packets/s), 80-byte packets (about
+// AudioScenario: Opus at 20 ms frames (50 packets/s), 80-byte packets (about
 // 32 kbit/s, a speech encoder's usual rate).
-func audioScenario(publishers, subscribers, frameBytes int) scenario {
-	return scenario{Name: "audio", Publishers: publishers, Subscribers: subscribers,
-		Layers: []layerSpec{{FPS: 50, FrameBytes: frameBytes}}}
+func AudioScenario(publishers, subscribers, frameBytes int) Scenario {
+	return Scenario{Name: "audio", Publishers: publishers, Subscribers: subscribers,
+		Layers: []LayerSpec{{FPS: 50, FrameBytes: frameBytes}}}
 }
 
-// Video: one VP8 camera at 30 frames/s in three simulcast layers (320x180
+// VideoScenario: one VP8 camera at 30 frames/s in three simulcast layers (320x180
 // at 150 kbit/s, 640x360 at 500 kbit/s, 1280x720 at 1.7 Mbit/s), so
 // 1, 2 and 6 packets a frame with the SDK's datagram size; subscribers are
 // spread over the layers in equal thirds.
-func videoScenario(subscribers int) scenario {
-	return scenario{Name: "video", Video: true, Publishers: 1, Subscribers: subscribers, KeyInterval: 2 * time.Second,
-		Layers: []layerSpec{
+func VideoScenario(subscribers int) Scenario {
+	return Scenario{Name: "video", Video: true, Publishers: 1, Subscribers: subscribers, KeyInterval: 2 * time.Second,
+		Layers: []LayerSpec{
 			{FPS: 30, FrameBytes: 625, Width: 320, Height: 180, Bitrate: 150_000, Estimate: 250_000},
 			{FPS: 30, FrameBytes: 2083, Width: 640, Height: 360, Bitrate: 500_000, Estimate: 900_000},
 			{FPS: 30, FrameBytes: 7083, Width: 1280, Height: 720, Bitrate: 1_700_000, Estimate: 5_000_000},
 		}}
 }
 
-// plan is how a scenario's participants are laid out in rooms.
-type plan struct {
+// Plan is how a Scenario's participants are laid out in rooms.
+type Plan struct {
 	// Rooms is the number of rooms; every room has all the publishers.
 	Rooms int
 	// Listeners[r] is the number of participants of room r that only
@@ -83,8 +90,8 @@ type plan struct {
 	PublishersSubscribe bool
 }
 
-// subscriptions returns the subscriptions each track of room r gets.
-func (p plan) subscriptions(s scenario, r int) int {
+// Subscriptions returns the subscriptions each track of room r gets.
+func (p Plan) Subscriptions(s Scenario, r int) int {
 	n := p.Listeners[r]
 	if p.PublishersSubscribe {
 		n += s.Publishers - 1
@@ -92,14 +99,14 @@ func (p plan) subscriptions(s scenario, r int) int {
 	return n
 }
 
-// planRooms lays a scenario out in rooms of at most roomCap participants.
+// PlanRooms lays a Scenario out in rooms of at most roomCap participants.
 // Audio keeps one room (the talkers hear each other, so each track's
 // subscribers are the other talkers and the listeners); when it does not
 // fit, it is refused rather than changed. Video spreads the subscribers
 // over as few rooms as hold them, the publisher joining each.
-func planRooms(s scenario, roomCap int) (plan, error) {
+func PlanRooms(s Scenario, roomCap int) (Plan, error) {
 	if s.Publishers < 1 || s.Subscribers < 1 || len(s.Layers) == 0 {
-		return plan{}, errors.New("scenario needs publishers, subscribers and layers")
+		return Plan{}, errors.New("Scenario needs publishers, subscribers and layers")
 	}
 	if !s.Video {
 		listeners := s.Subscribers - (s.Publishers - 1)
@@ -107,17 +114,17 @@ func planRooms(s scenario, roomCap int) (plan, error) {
 			listeners = 0
 		}
 		if s.Publishers+listeners > roomCap {
-			return plan{}, fmt.Errorf("audio: %d talkers and %d listeners exceed the room cap of %d participants",
+			return Plan{}, fmt.Errorf("audio: %d talkers and %d listeners exceed the room cap of %d participants",
 				s.Publishers, listeners, roomCap)
 		}
-		return plan{Rooms: 1, Listeners: []int{listeners}, PublishersSubscribe: true}, nil
+		return Plan{Rooms: 1, Listeners: []int{listeners}, PublishersSubscribe: true}, nil
 	}
 	per := roomCap - s.Publishers
 	if per < 1 {
-		return plan{}, fmt.Errorf("video: %d publishers leave no room for subscribers under the cap of %d", s.Publishers, roomCap)
+		return Plan{}, fmt.Errorf("video: %d publishers leave no room for subscribers under the cap of %d", s.Publishers, roomCap)
 	}
 	rooms := (s.Subscribers + per - 1) / per
-	p := plan{Rooms: rooms, Listeners: make([]int, rooms)}
+	p := Plan{Rooms: rooms, Listeners: make([]int, rooms)}
 	for i := range s.Subscribers {
 		p.Listeners[i%rooms]++
 	}
@@ -132,23 +139,23 @@ const (
 	payloadSeq    = 16 // uint32: the stream's frame number
 	payloadLayer  = 20 // byte: layer
 	payloadFlags  = 21 // byte: flagWindow
-	payloadHeader = 22
+	PayloadHeader = 22
 
 	// flagWindow marks frames scheduled inside the measurement window.
 	flagWindow = 1
 )
 
-// frameHeader is what a frame's payload says about it.
-type frameHeader struct {
+// FrameHeader is what a frame's payload says about it.
+type FrameHeader struct {
 	Sent, Sched time.Time
 	Seq         uint32
 	Layer       int
 	Window      bool
 }
 
-// putHeader writes h at the start of b, which must hold payloadHeader
+// PutHeader writes h at the start of b, which must hold PayloadHeader
 // bytes.
-func putHeader(b []byte, h frameHeader) {
+func PutHeader(b []byte, h FrameHeader) {
 	binary.LittleEndian.PutUint64(b[payloadSent:], uint64(h.Sent.UnixNano()))
 	binary.LittleEndian.PutUint64(b[payloadSched:], uint64(h.Sched.UnixNano()))
 	binary.LittleEndian.PutUint32(b[payloadSeq:], h.Seq)
@@ -159,12 +166,12 @@ func putHeader(b []byte, h frameHeader) {
 	}
 }
 
-// parseHeader reads a frame's header.
-func parseHeader(b []byte) (frameHeader, error) {
-	if len(b) < payloadHeader {
-		return frameHeader{}, fmt.Errorf("frame of %d bytes, header needs %d", len(b), payloadHeader)
+// ParseHeader reads a frame's header.
+func ParseHeader(b []byte) (FrameHeader, error) {
+	if len(b) < PayloadHeader {
+		return FrameHeader{}, fmt.Errorf("frame of %d bytes, header needs %d", len(b), PayloadHeader)
 	}
-	return frameHeader{
+	return FrameHeader{
 		Sent:   time.Unix(0, int64(binary.LittleEndian.Uint64(b[payloadSent:]))),
 		Sched:  time.Unix(0, int64(binary.LittleEndian.Uint64(b[payloadSched:]))),
 		Seq:    binary.LittleEndian.Uint32(b[payloadSeq:]),
