@@ -18,6 +18,7 @@ import (
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/client/voice"
 	"github.com/jetstreamproto/jsp/media"
+	"github.com/jetstreamproto/jsp/media/simulcast"
 	"github.com/jetstreamproto/jsp/security/token"
 )
 
@@ -87,6 +88,9 @@ type clientProc struct {
 	out   *lineWriter
 	parts []*participant
 	rx    *load.Receiver
+
+	mu      sync.Mutex
+	remotes []remote // guarded by mu: video subscriptions
 }
 
 // lineWriter serializes lines to the orchestrator.
@@ -222,9 +226,38 @@ func (p *clientProc) subscribe(ctx context.Context, pt *participant, track strin
 	}
 	sub.SetStats(func() (uint64, uint64) { st := rt.Stats(); return st.Lost, st.Late })
 	if p.s.Video {
-		l := p.s.Layers[layer]
-		if err := rt.SetEstimate(ctx, l.Estimate, l.Width, l.Height); err != nil {
-			return fmt.Errorf("estimate %s: %w", track, err)
+		p.mu.Lock()
+		p.remotes = append(p.remotes, remote{rt, layer})
+		p.mu.Unlock()
+		return p.estimate(ctx, remote{rt, layer})
+	}
+	return nil
+}
+
+// remote is a video subscription and the layer it is to get.
+type remote struct {
+	rt    *voice.RemoteTrack
+	layer int
+}
+
+// estimate reports the bandwidth estimate and view size that select r's
+// layer.
+func (p *clientProc) estimate(ctx context.Context, r remote) error {
+	l := p.s.Layers[r.layer]
+	if err := r.rt.SetEstimate(ctx, l.Estimate, l.Width, l.Height); err != nil {
+		return fmt.Errorf("estimate %s: %w", r.rt.ID(), err)
+	}
+	return nil
+}
+
+// reportEstimates reports every video subscription's estimate again.
+func (p *clientProc) reportEstimates(ctx context.Context) error {
+	p.mu.Lock()
+	rs := append([]remote(nil), p.remotes...)
+	p.mu.Unlock()
+	for _, r := range rs {
+		if err := p.estimate(ctx, r); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -273,6 +306,15 @@ func (p *clientProc) runSubscriber(ctx context.Context, cmds <-chan string) erro
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	if p.s.Video {
+		// The layer selector moves up only when the estimate has allowed
+		// the higher layer for its hold time (simulcast.DefaultUpHold),
+		// as a subscriber's estimator would keep reporting it.
+		time.Sleep(simulcast.DefaultUpHold + 200*time.Millisecond)
+		if err := p.reportEstimates(ctx); err != nil {
+			return err
+		}
 	}
 	p.out.println(load.Ready)
 	if err := waitCmd(cmds, load.Stop); err != nil {
