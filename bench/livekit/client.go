@@ -319,25 +319,17 @@ func (p *proc) runPublisher(ctx context.Context, cmds <-chan string) error {
 	if err := waitCount(&subscribed, wantSubs, 2*time.Minute); err != nil {
 		return fmt.Errorf("talkers hearing each other: %w", err)
 	}
+	if p.s.Video {
+		// LiveKit offers a simulcast track to subscribers only once its
+		// layers carry media: a second of frames before the listeners
+		// join (none of them in the window).
+		p.run(ctx, streams, writers, time.Now(), time.Second, 0)
+	}
 	p.println(load.Ready)
 	if err := waitCmd(cmds, load.Go); err != nil {
 		return err
 	}
-	t0 := time.Now().Add(100 * time.Millisecond)
-	winStart, winEnd := t0.Add(p.f.warmup), t0.Add(p.f.warmup+p.f.window)
-	var wg sync.WaitGroup
-	for i, st := range streams {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st.Run(ctx, t0, winStart, winEnd, writers[i])
-		}()
-	}
-	time.Sleep(time.Until(winStart))
-	p.println(load.PhaseWindowStart)
-	time.Sleep(time.Until(winEnd))
-	p.println(load.PhaseWindowEnd)
-	wg.Wait()
+	p.run(ctx, streams, writers, time.Now().Add(100*time.Millisecond), p.f.warmup, p.f.window)
 	for _, l := range load.SentLines(streams) {
 		p.println(l.String())
 	}
@@ -347,6 +339,27 @@ func (p *proc) runPublisher(ctx context.Context, cmds <-chan string) error {
 	}
 	p.report()
 	return nil
+}
+
+// run sends every stream from t0 for warmup plus window, printing the
+// window's phase lines when window is not zero.
+func (p *proc) run(ctx context.Context, streams []*load.Stream, writers []func(load.OutFrame) (int, error), t0 time.Time, warmup, window time.Duration) {
+	winStart, winEnd := t0.Add(warmup), t0.Add(warmup+window)
+	var wg sync.WaitGroup
+	for i, st := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.Run(ctx, t0, winStart, winEnd, writers[i])
+		}()
+	}
+	if window > 0 {
+		time.Sleep(time.Until(winStart))
+		p.println(load.PhaseWindowStart)
+		time.Sleep(time.Until(winEnd))
+		p.println(load.PhaseWindowEnd)
+	}
+	wg.Wait()
 }
 
 func (p *proc) report() {

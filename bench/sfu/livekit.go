@@ -9,17 +9,35 @@ import (
 	"github.com/jetstreamproto/jsp/bench/procs"
 )
 
-// LiveKit's development credentials (`livekit-server --dev`): the API key
-// and secret its dev mode accepts, public in its documentation.
+// The API key and secret the benchmark's LiveKit server accepts; the
+// clients sign their join tokens with them.
 const (
-	liveKitKey    = "devkey"
-	liveKitSecret = "secret"
+	liveKitKey    = "benchkey"
+	liveKitSecret = "bench-secret-0123456789abcdefghijklmnop"
 )
 
-// startLiveKit starts LiveKit's server in dev mode on loopback (one node,
-// no Redis) with its signalling on port and its media on UDP ports next
-// to it; the clients are lkbench processes (module bench/livekit) that
-// speak the same pipe protocol as `sfu client`.
+// liveKitConfig is the server's configuration: one node without Redis
+// (the in-memory router, as dev mode runs), signalling on port, all media
+// on one UDP port on loopback, logs at warn (dev mode's debug logs would
+// cost more than the forwarding).
+func liveKitConfig(port, udp int) string {
+	return fmt.Sprintf(`port: %d
+bind_addresses: ["127.0.0.1"]
+rtc:
+  udp_port: %d
+  tcp_port: 0
+  node_ip: 127.0.0.1
+  use_external_ip: false
+keys:
+  %s: %s
+logging:
+  level: warn
+`, port, udp, liveKitKey, liveKitSecret)
+}
+
+// startLiveKit starts LiveKit's server on loopback; the clients are
+// lkbench processes (module bench/livekit) that speak the same pipe
+// protocol as `sfu client`.
 func (o *orchestrator) startLiveKit(port int) (*server, error) {
 	bin := filepath.Join(o.bin, "livekit-server")
 	drv := filepath.Join(o.bin, "lkbench")
@@ -32,8 +50,7 @@ func (o *orchestrator) startLiveKit(port int) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := procs.Start("livekit", bin, []string{"--dev", "--bind", "127.0.0.1", "--node-ip", "127.0.0.1",
-		"--port", fmt.Sprint(port), "--udp-port", fmt.Sprint(udp)},
+	p, err := procs.Start("livekit", bin, []string{"--config-body", liveKitConfig(port, udp)},
 		procs.Listening(fmt.Sprintf("127.0.0.1:%d", port)), 30*time.Second)
 	if err != nil {
 		return nil, err

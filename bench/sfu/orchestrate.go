@@ -32,6 +32,7 @@ type orchestrator struct {
 	pubFile    string // its public key for the server
 	subProcs   int
 	warmup     time.Duration
+	vwarmup    time.Duration
 	window     time.Duration
 	drain      time.Duration
 	audioPubs  int
@@ -50,7 +51,9 @@ func orchestrate(args []string) error {
 	runs := fs.Int("runs", 3, "repetitions; the order of systems rotates between them")
 	o := &orchestrator{}
 	fs.IntVar(&o.subProcs, "sub-procs", 2, "subscriber processes")
-	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "sending before the window")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "audio: sending before the window")
+	fs.DurationVar(&o.vwarmup, "video-warmup", 10*time.Second,
+		"video: sending before the window (LiveKit's allocator takes several seconds to move subscribers up to their layer)")
 	fs.DurationVar(&o.window, "window", 5*time.Second, "measurement window")
 	fs.DurationVar(&o.drain, "drain", time.Second, "wait for late frames after the window")
 	fs.IntVar(&o.audioPubs, "audio-publishers", 10, "audio: talkers")
@@ -185,6 +188,10 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 	if err != nil {
 		return nil, err
 	}
+	warmup := o.warmup
+	if sc.Video {
+		warmup = o.vwarmup
+	}
 	srv, err := o.startServer(sys, run)
 	if err != nil {
 		return nil, err
@@ -192,7 +199,7 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 	defer srv.proc.Stop(15 * time.Second)
 	common := append(append([]string(nil), srv.clientArgs...), "-scenario", scName, "-room-prefix", fmt.Sprintf("%s-%d", scName, run),
 		"-publishers", strconv.Itoa(sc.Publishers), "-subscribers", strconv.Itoa(sc.Subscribers),
-		"-frame-bytes", strconv.Itoa(o.frameBytes), "-warmup", o.warmup.String(), "-window", o.window.String())
+		"-frame-bytes", strconv.Itoa(o.frameBytes), "-warmup", warmup.String(), "-window", o.window.String())
 	const setup = 3 * time.Minute
 	pub, err := startChild("publisher", srv.clientBin, append(append([]string(nil), common...), "-role", "pub"))
 	if err != nil {
@@ -224,7 +231,7 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 		return nil, err
 	}
 	var results []string
-	if err := pub.expect(load.PhaseWindowStart, o.warmup+time.Minute, &results); err != nil {
+	if err := pub.expect(load.PhaseWindowStart, warmup+time.Minute, &results); err != nil {
 		return nil, err
 	}
 	t0, cpu0, ccpu0 := time.Now(), pidCPU(srv.proc.PID()), clientsCPU(children)
