@@ -35,6 +35,7 @@ type clientFlags struct {
 	assign                                       string
 	warmup, window                               time.Duration
 	dialers                                      int
+	nack                                         time.Duration
 }
 
 func parseClientFlags(args []string) (*clientFlags, error) {
@@ -53,6 +54,7 @@ func parseClientFlags(args []string) (*clientFlags, error) {
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "sending before the window")
 	fs.DurationVar(&f.window, "window", 5*time.Second, "measurement window")
 	fs.IntVar(&f.dialers, "dialers", 8, "clients connecting at once")
+	fs.DurationVar(&f.nack, "nack", 0, "turn NACK on, with this jitter-buffer ceiling (0: no NACK, no playout delay)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -156,11 +158,16 @@ func (p *clientProc) dial(ctx context.Context, user, roomID string) (*participan
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", user, err)
 	}
-	// The jitter buffer passes packets on as they arrive (no playout
-	// delay), so the latency measured is the network's and the server's;
-	// no NACK and no FEC, so every forwarded packet is a source packet.
-	room, err := voice.Join(ctx, c, roomID, voice.Options{MinDelay: time.Microsecond, MaxDelay: time.Microsecond,
-		DisableNACK: true, DisableFEC: true})
+	// By default the jitter buffer passes packets on as they arrive (no
+	// playout delay), so the latency measured is the network's and the
+	// server's; no NACK and no FEC, so every forwarded packet is a source
+	// packet. With -nack a gap is NACKed and the buffer may wait up to
+	// that long for the repair (its delay adapts to the jitter).
+	vo := voice.Options{MinDelay: time.Microsecond, MaxDelay: time.Microsecond, DisableNACK: true, DisableFEC: true}
+	if p.f.nack > 0 {
+		vo.MaxDelay, vo.DisableNACK = p.f.nack, false
+	}
+	room, err := voice.Join(ctx, c, roomID, vo)
 	if err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("join %s as %s: %w", roomID, user, err)

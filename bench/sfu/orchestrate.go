@@ -19,8 +19,8 @@ import (
 // sfuTable is the report: medians per system over the runs.
 var sfuTable = loadgen.Table{
 	Row:     []string{"scenario"},
-	Systems: []string{"jsp", "livekit"},
-	Ratios:  [][2]string{{"jsp", "livekit"}},
+	Systems: []string{"jsp", "jsp-nack", "livekit"},
+	Ratios:  [][2]string{{"jsp", "livekit"}, {"jsp-nack", "livekit"}},
 	Metrics: []string{"forwarded-pps", "server-cores", "pps-per-core", "p50-us", "p99-us", "p999-us", "loss", "client-cores"},
 }
 
@@ -47,7 +47,7 @@ func orchestrate(args []string) error {
 	fs := flag.NewFlagSet("sfu", flag.ContinueOnError)
 	bin := fs.String("bin", "bin", "directory with the jsp binary (and livekit-server and lkbench for -systems livekit)")
 	scenarios := fs.String("scenarios", "audio,video", "scenarios to run: audio, video")
-	systems := fs.String("systems", "jsp", "systems to run: jsp, livekit")
+	systems := fs.String("systems", "jsp", "systems to run: jsp (no repair, no playout delay), jsp-nack (NACK, jitter buffer up to 200 ms), livekit")
 	runs := fs.Int("runs", 3, "repetitions; the order of systems rotates between them")
 	o := &orchestrator{}
 	fs.IntVar(&o.subProcs, "sub-procs", 2, "subscriber processes")
@@ -157,7 +157,7 @@ func (o *orchestrator) startServer(sys string, run int) (*server, error) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	switch sys {
-	case "jsp":
+	case "jsp", "jsp-nack":
 		dir := filepath.Join(o.ws.Dir, fmt.Sprintf("jsp-%d-%d", run, port))
 		p, err := procs.Start("jsp", filepath.Join(o.bin, "jsp"), []string{"server",
 			"--data-dir", dir, "--quic", addr, "--tcp", "off", "--ws", "off",
@@ -169,8 +169,13 @@ func (o *orchestrator) startServer(sys string, run int) (*server, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &server{proc: p, clientBin: o.ws.Self, clientArgs: []string{"client", "-url", "jsp+quic://" + addr,
-			"-key", o.keyFile, "-audience", audience}}, nil
+		args := []string{"client", "-url", "jsp+quic://" + addr, "-key", o.keyFile, "-audience", audience}
+		if sys == "jsp-nack" {
+			// The SDK's repair on, as an app would run it: NACK, and a
+			// jitter buffer that waits up to 200 ms for a repair.
+			args = append(args, "-nack", "200ms")
+		}
+		return &server{proc: p, clientBin: o.ws.Self, clientArgs: args}, nil
 	case "livekit":
 		return o.startLiveKit(port)
 	}
@@ -235,11 +240,11 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 		return nil, err
 	}
 	t0, cpu0, ccpu0 := time.Now(), pidCPU(srv.proc.PID()), clientsCPU(children)
-	avg := loadAvg()
+	avg, udp0 := loadAvg(), udpRcvbufErrors()
 	if err := pub.expect(load.PhaseWindowEnd, o.window+time.Minute, &results); err != nil {
 		return nil, err
 	}
-	t1, cpu1, ccpu1 := time.Now(), pidCPU(srv.proc.PID()), clientsCPU(children)
+	t1, cpu1, ccpu1, udp1 := time.Now(), pidCPU(srv.proc.PID()), clientsCPU(children), udpRcvbufErrors()
 	// The publisher reports what it sent once its streams have stopped.
 	if err := pub.expect(load.SentDone, time.Minute, &results); err != nil {
 		return nil, err
@@ -265,7 +270,44 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 		Add("rooms", pl.Rooms).Add("publishers", sc.Publishers).Add("subscribers", sc.Subscribers)
 	// The machine's load average when the window opened: on a shared
 	// machine it says how much else was competing for the cores.
-	return append(append(head, l...), loadgen.Line{}.Add("server-rss-mb", float64(rss)/(1<<20)).Add("loadavg", avg)...), nil
+	return append(append(head, l...), loadgen.Line{}.Add("server-rss-mb", float64(rss)/(1<<20)).Add("loadavg", avg).
+		Add("udp-rcvbuf-drops", udp1-udp0)...), nil
+}
+
+// udpRcvbufErrors returns the machine's count of UDP datagrams the kernel
+// dropped because a socket's receive buffer was full (/proc/net/snmp,
+// Udp RcvbufErrors): on loopback, a receiver that falls behind loses
+// datagrams there. It counts every process on the machine.
+func udpRcvbufErrors() int64 {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0
+	}
+	return parseRcvbufErrors(string(b))
+}
+
+// parseRcvbufErrors reads Udp RcvbufErrors from /proc/net/snmp's text: a
+// line of names, then a line of values.
+func parseRcvbufErrors(snmp string) int64 {
+	var names []string
+	for _, line := range strings.Split(snmp, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				v, _ := strconv.ParseInt(f[i], 10, 64)
+				return v
+			}
+		}
+		return 0
+	}
+	return 0
 }
 
 // loadAvg returns the one-minute load average from /proc/loadavg, or "?".

@@ -64,3 +64,23 @@ func TestSummarize(t *testing.T) {
 		t.Error("summary without send results")
 	}
 }
+
+func TestParseRcvbufErrors(t *testing.T) {
+	snmp := "Ip: Forwarding\nIp: 1\nUdp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\nUdp: 30914039 19413 270926 18841037 270925 0\nUdpLite: InDatagrams\nUdpLite: 0\n"
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{snmp, 270925},
+		{"Udp: InDatagrams\nUdp: 5\n", 0},
+		{"", 0},
+	}
+	for _, tt := range tests {
+		if got := parseRcvbufErrors(tt.in); got != tt.want {
+			t.Errorf("parseRcvbufErrors = %d, want %d", got, tt.want)
+		}
+	}
+	if udpRcvbufErrors() < 0 {
+		t.Error("negative counter")
+	}
+}
