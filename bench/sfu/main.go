@@ -16,12 +16,16 @@
 // time in each frame to the subscriber's receipt; open loop at a fixed
 // rate; a frame that never arrives counts as later than any) and loss.
 //
-//	sfu -bin DIR [-scenarios audio,video] [-systems jsp,livekit] [-runs 3] [-out FILE]
+//	sfu -bin DIR [-scenarios audio,video] [-systems jsp,jsp-nack,livekit] [-runs 3] [-out FILE]
 //	sfu client -url jsp+quic://HOST:PORT -key FILE -role pub|sub ...   (started by the orchestrator)
 //	sfu -report FILE
 //
-// DIR holds `jsp`; for -systems livekit also `livekit-server` and
-// `lkbench` (module bench/livekit). `make bench` builds them.
+// Systems: jsp (no NACK, no FEC, the SDK's jitter buffer passing frames on
+// as they arrive), jsp-nack (NACK on, the jitter buffer waiting up to
+// 200 ms for a repair) and livekit (LiveKit's server, one node without
+// Redis, driven by its Go SDK over WebRTC from module bench/livekit).
+// DIR holds `jsp`; for livekit also `livekit-server` and `lkbench`.
+// `make bench-tools` builds them.
 package main
 
 import (
