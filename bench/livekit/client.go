@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
+	protologger "github.com/livekit/protocol/logger"
 	lksdk "github.com/livekit/server-sdk-go/v2"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp/codecs"
@@ -88,6 +89,9 @@ func clientMain(args []string) error {
 	default:
 		return fmt.Errorf("unknown scenario %q", f.scenario)
 	}
+	// The SDK logs every connection step at info level to stderr by
+	// default; that would cost the clients CPU the server needs.
+	lksdk.SetLogger(protologger.GetDiscardLogger())
 	p := &proc{f: f, s: s, rx: &load.Receiver{}}
 	defer p.close()
 	cmds := make(chan string, 4)
@@ -148,8 +152,17 @@ func (p *proc) connect(room, identity string, autoSubscribe bool, want int, subs
 			subscribed.Add(1)
 		}
 	}
-	r, err := lksdk.ConnectToRoom(p.f.url, lksdk.ConnectInfo{APIKey: p.f.apiKey, APISecret: p.f.apiSecret,
-		RoomName: room, ParticipantIdentity: identity}, cb, lksdk.WithAutoSubscribe(autoSubscribe))
+	var r *lksdk.Room
+	var err error
+	// A join on the loaded machine sometimes times out; try three times,
+	// as the JSP clients' dials do.
+	for range 3 {
+		r, err = lksdk.ConnectToRoom(p.f.url, lksdk.ConnectInfo{APIKey: p.f.apiKey, APISecret: p.f.apiSecret,
+			RoomName: room, ParticipantIdentity: identity}, cb, lksdk.WithAutoSubscribe(autoSubscribe))
+		if err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("join %s as %s: %w", room, identity, err)
 	}
