@@ -154,7 +154,14 @@ func (p *clientProc) dial(ctx context.Context, user, roomID string) (*participan
 	o := client.Options{InsecureSkipVerify: true, Logger: slog.New(slog.DiscardHandler), DialTimeout: 30 * time.Second}
 	o.Info.Auth = []byte(tok)
 	o.Info.Name = "sfu-bench"
-	c, err := client.Dial(ctx, p.f.url, o)
+	var c *client.Client
+	// A handshake on the loaded machine sometimes times out; try three
+	// times (the LiveKit clients do the same).
+	for range 3 {
+		if c, err = client.Dial(ctx, p.f.url, o); err == nil {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", user, err)
 	}
