@@ -21,7 +21,7 @@ var sfuTable = loadgen.Table{
 	Row:     []string{"scenario"},
 	Systems: []string{"jsp", "jsp-nack", "livekit"},
 	Ratios:  [][2]string{{"jsp", "livekit"}, {"jsp-nack", "livekit"}},
-	Metrics: []string{"forwarded-pps", "server-cores", "pps-per-core", "p50-us", "p99-us", "p999-us", "loss", "client-cores"},
+	Metrics: []string{"expected-pps", "forwarded-pps", "server-cores", "pps-per-core", "p50-us", "p99-us", "p999-us", "loss", "client-cores"},
 }
 
 // orchestrator runs the measurements.
