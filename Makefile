@@ -70,9 +70,12 @@ FANOUT_RUNS       ?= 1
 IDLE_SESSIONS     ?= 2000,4000
 IDLE_RUNS         ?= 1
 SFU_SCENARIOS     ?= audio,video
-SFU_SYSTEMS       ?= jsp,livekit
+SFU_SYSTEMS       ?= jsp,jsp-nack,livekit
 SFU_RUNS          ?= 3
 
+# LiveKit's server (bench/livekit/server) is optional: when its module
+# cannot be built the SFU benchmark reports LiveKit's runs as failed and
+# runs JSP alone (docs/benchmarks.md says why it might not build).
 bench-tools:
 	mkdir -p $(BENCH_BIN)
 	$(GO) build -o $(BENCH_BIN)/jsp ./cmd/jsp
@@ -82,8 +85,6 @@ bench-tools:
 	cd bench/centrifugo/server && $(GO) build -o $(abspath $(BENCH_BIN))/centrifugo github.com/centrifugal/centrifugo/v6
 	$(GO) build -o $(BENCH_BIN)/sfu ./bench/sfu
 	cd bench/livekit && $(GO) build -o $(abspath $(BENCH_BIN))/lkbench .
-	# LiveKit's server is optional: when its module cannot be built here the
-	# SFU benchmark runs JSP alone (docs/benchmarks.md says why).
 	-cd bench/livekit/server && $(GO) build -o $(abspath $(BENCH_BIN))/livekit-server github.com/livekit/livekit-server/cmd/server
 
 # Side-by-side benchmarks (JSP vs the raw transport in one run): medians and

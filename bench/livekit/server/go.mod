@@ -1,6 +1,9 @@
 // Pins LiveKit's server so that `make bench-tools` builds it from its Go
 // module for the side-by-side SFU benchmark (bench/sfu -systems livekit).
-// Kept apart from the project's go.mod.
+// Kept apart from the project's go.mod. v1.13.5 is the newest release
+// that builds from the module proxy: later ones need LiveKit's forks of
+// pion's webrtc, dtls and ice (replace lines in their go.mod), which the
+// proxy does not serve (docs/benchmarks.md).
 module github.com/jetstreamproto/jsp/bench/livekit/server
 
 go 1.26
