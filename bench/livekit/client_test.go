@@ -4,8 +4,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/jetstreamproto/jsp/bench/sfu/load"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestVP8Frame checks what LiveKit's forwarder and the subscribers read: a
 // key frame's tag bit and start code, the size kept, and the benchmark

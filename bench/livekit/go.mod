@@ -9,6 +9,7 @@ require (
 	github.com/pion/rtcp v1.2.19
 	github.com/pion/rtp v1.10.5
 	github.com/pion/webrtc/v4 v4.2.23
+	go.uber.org/goleak v1.3.0
 )
 
 require (
