@@ -1,15 +1,80 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jetstreamproto/jsp/bench/loadgen"
 
 	"github.com/jetstreamproto/jsp/bench/sfu/load"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain also serves as the client processes of TestEndToEnd: the
+// orchestrator starts its own executable with "client", which in a test
+// is this binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "client" {
+		if err := clientMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "sfu client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// TestEndToEnd builds `jsp`, runs a small audio room through the
+// orchestrator (a real server and client processes over loopback QUIC)
+// and checks the result line. It asserts no speed: only that frames were
+// forwarded and accounted for.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts processes")
+	}
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "jsp"), "github.com/jetstreamproto/jsp/cmd/jsp")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out := filepath.Join(dir, "out.txt")
+	err := orchestrate([]string{"-bin", dir, "-scenarios", "audio", "-systems", "jsp", "-runs", "1",
+		"-audio-publishers", "2", "-audio-subscribers", "3", "-warmup", "500ms", "-window", "1s", "-drain", "300ms",
+		"-sub-procs", "1", "-out", out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := loadgen.ParseLines(string(b))
+	if len(lines) != 1 {
+		t.Fatalf("%d result lines:\n%s", len(lines), b)
+	}
+	l := lines[0]
+	if l.Get("system") != "jsp" || l.Get("scenario") != "audio" || l.Get("rooms") != "1" {
+		t.Errorf("labels: %v", l)
+	}
+	exp, _ := l.Float("frames-expected")
+	lost, _ := l.Float("frames-lost")
+	fwd, _ := l.Float("forwarded-pps")
+	// 2 talkers x 3 subscriptions x 50 frames/s x 1 s.
+	if exp < 250 || exp > 350 {
+		t.Errorf("frames expected %v, want about 300", exp)
+	}
+	if fwd <= 0 || lost >= exp {
+		t.Errorf("nothing forwarded: %v", l)
+	}
+	if l.Get("bad") != "0" {
+		t.Errorf("malformed frames: %v", l)
+	}
+}
 
 func TestAssignListeners(t *testing.T) {
 	tests := []struct {
