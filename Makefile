@@ -69,7 +69,13 @@ FANOUT_DELIVERIES ?= 5000,50000
 FANOUT_RUNS       ?= 1
 IDLE_SESSIONS     ?= 2000,4000
 IDLE_RUNS         ?= 1
+SFU_SCENARIOS     ?= audio,video
+SFU_SYSTEMS       ?= jsp,jsp-nack,livekit
+SFU_RUNS          ?= 3
 
+# LiveKit's server (bench/livekit/server) is optional: when its module
+# cannot be built the SFU benchmark reports LiveKit's runs as failed and
+# runs JSP alone (docs/benchmarks.md says why it might not build).
 bench-tools:
 	mkdir -p $(BENCH_BIN)
 	$(GO) build -o $(BENCH_BIN)/jsp ./cmd/jsp
@@ -77,11 +83,15 @@ bench-tools:
 	$(GO) build -o $(BENCH_BIN)/idle ./bench/idle
 	cd bench/centrifugo && $(GO) build -o $(abspath $(BENCH_BIN))/benchpeer .
 	cd bench/centrifugo/server && $(GO) build -o $(abspath $(BENCH_BIN))/centrifugo github.com/centrifugal/centrifugo/v6
+	$(GO) build -o $(BENCH_BIN)/sfu ./bench/sfu
+	cd bench/livekit && $(GO) build -o $(abspath $(BENCH_BIN))/lkbench .
+	-cd bench/livekit/server && $(GO) build -o $(abspath $(BENCH_BIN))/livekit-server github.com/livekit/livekit-server/cmd/server
 
 # Side-by-side benchmarks (JSP vs the raw transport in one run): medians and
 # same-run ratios as a markdown table; then fan-out (JSP vs Centrifugo vs
 # raw NATS) and idle connections (JSP vs Centrifugo and the bare TLS and
-# QUIC floors); see docs/benchmarks.md.
+# QUIC floors), then the SFU (JSP vs LiveKit, when its server builds); see
+# docs/benchmarks.md.
 bench: bench-tools
 	$(GO) run ./bench/cmd/benchreport -runs 7 -benchtime 2s
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./wire ./session ./qos
@@ -89,6 +99,8 @@ bench: bench-tools
 	    -runs $(FANOUT_RUNS) -duration 4s -drain 3s -workers 64 -out bench/results/fanout-latest.txt
 	./$(BENCH_BIN)/idle -bin $(BENCH_BIN) -sessions $(IDLE_SESSIONS) -runs $(IDLE_RUNS) \
 	    -out bench/results/idle-latest.txt
+	./$(BENCH_BIN)/sfu -bin $(BENCH_BIN) -scenarios $(SFU_SCENARIOS) -systems $(SFU_SYSTEMS) -runs $(SFU_RUNS) \
+	    -out bench/results/sfu-latest.txt
 
 # Runs every fuzz target for FUZZTIME each.
 fuzz:
