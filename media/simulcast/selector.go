@@ -256,6 +256,17 @@ func (s *Selector) update(now time.Time) {
 	}
 }
 
+// Tick re-evaluates a pending switch whose hold time may have passed
+// since the last estimate. An estimate given once (or rarely) would
+// otherwise leave the target where it was until the next estimate; the
+// SFU calls Tick for every packet it considers, so the hold is measured in
+// packet time. Without a pending switch it does nothing.
+func (s *Selector) Tick(now time.Time) {
+	if !s.upSince.IsZero() || !s.downAt.IsZero() {
+		s.update(now)
+	}
+}
+
 // OnPacket decides whether a packet of layer goes to the subscriber.
 // keyFrameStart is set on the first packet of a key frame. The current
 // layer moves to the target at such a packet of the target layer (and to

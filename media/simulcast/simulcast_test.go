@@ -212,6 +212,36 @@ func TestSelectorHysteresis(t *testing.T) {
 	}
 }
 
+// TestSelectorTickCompletesHold: an estimate given once is enough; the
+// pending switch completes when Tick passes the hold time, in both
+// directions, and Tick without a pending switch changes nothing.
+func TestSelectorTickCompletesHold(t *testing.T) {
+	s, err := NewSelector(layers, SelectorConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(0, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	s.Tick(at(time.Hour))
+	if s.Target() != 0 {
+		t.Fatalf("tick without estimate moved the target to %d", s.Target())
+	}
+	s.SetEstimate(at(0), 5*bwe.Mbps)
+	s.Tick(at(DefaultUpHold - time.Millisecond))
+	if s.Target() != 0 {
+		t.Fatalf("went up before UpHold: %d", s.Target())
+	}
+	s.Tick(at(DefaultUpHold))
+	if s.Target() != 2 {
+		t.Fatalf("one estimate and a tick after UpHold: target %d, want 2", s.Target())
+	}
+	s.SetEstimate(at(3*time.Second), 300*bwe.Kbps)
+	s.Tick(at(3*time.Second + DefaultDownHold))
+	if s.Target() != 0 {
+		t.Fatalf("one low estimate and a tick after DownHold: target %d, want 0", s.Target())
+	}
+}
+
 func TestSelectorSwitchesAtKeyFrames(t *testing.T) {
 	s, _ := NewSelector(layers, SelectorConfig{UpHold: -1, DownHold: -1})
 	now := time.Unix(0, 0)

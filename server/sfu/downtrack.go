@@ -106,6 +106,7 @@ func (d *DownTrack) forward(now time.Time, layer int, h *mediapkt.Header, pkt []
 	}
 	ok := true
 	if d.sel != nil {
+		d.sel.Tick(now)
 		ok = d.sel.OnPacket(layer, keyStart)
 	} else if !d.forwarded && d.t.cfg.Kind == KindVideo && !keyStart {
 		// A single-layer video subscriber starts at a key frame too.
