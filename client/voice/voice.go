@@ -328,8 +328,13 @@ func (t *LocalTrack) Info() Track { return t.info }
 func (t *LocalTrack) ID() string { return t.info.ID }
 
 // WriteFrame sends one encoded frame on layer (0 for single-layer
-// tracks). Frames over the room's MaxFrameBytes are refused.
-func (t *LocalTrack) WriteFrame(layer int, f media.Frame) error {
+// tracks). Frames over the room's MaxFrameBytes are refused. opts add
+// per-frame extras such as the audio level (WithAudioLevel, WithPCM16;
+// see level.go).
+func (t *LocalTrack) WriteFrame(layer int, f media.Frame, opts ...WriteOption) error {
+	for _, o := range opts {
+		o(&f)
+	}
 	if layer < 0 || layer >= len(t.senders) {
 		return jsperr.Newf(jsperr.BadLayer, "voice: layer %d of %d", layer, len(t.senders))
 	}
