@@ -32,6 +32,7 @@ type callFlags struct {
 	record   string
 	linger   time.Duration
 	duration time.Duration
+	levels   string
 }
 
 func newCallCmd() *cobra.Command {
@@ -48,6 +49,11 @@ participants publish is recorded into --record DIR as <participant>-<track>.ogg
 Without input files the call records until interrupted (Ctrl-C) or until
 --duration; with files it ends --linger after the last frame was sent.
 Room events (joins, leaves, tracks, mute, active speakers) are printed.
+
+Audio levels (--levels, for active-speaker detection): the file is decoded
+once with opusdec (Debian package opus-tools) and each packet carries the
+RFC 6464 level of its samples; without opusdec (auto) or with --levels off
+no levels are sent and the publisher never shows as a speaker.
 
 ` + urlHelp,
 		Example: `  jsp call jsp://localhost --pin sha256/... --token @alice.tok --room standup --ogg hello.opus
@@ -66,6 +72,7 @@ Room events (joins, leaves, tracks, mute, active speakers) are printed.
 	fs.StringVar(&f.record, "record", "", "directory to record every received track into (default: not recorded)")
 	fs.DurationVar(&f.linger, "linger", 2*time.Second, "time to stay after the files were sent")
 	fs.DurationVar(&f.duration, "duration", 0, "end the call after this long (0 = no limit)")
+	fs.StringVar(&f.levels, "levels", levelsAuto, "audio levels of --ogg for active-speaker detection: auto (opusdec if installed), opusdec, off")
 	return cmd
 }
 
@@ -130,7 +137,7 @@ func runCall(ctx context.Context, f *callFlags, url string, out, errOut io.Write
 		errs = make(chan error, 2)
 	)
 	if f.oggIn != "" {
-		wg.Go(func() { errs <- cl.publishOgg(ctx, f.oggIn) })
+		wg.Go(func() { errs <- cl.publishOgg(ctx, f.oggIn, f.levels) })
 	}
 	if f.ivfIn != "" {
 		wg.Go(func() { errs <- cl.publishIVF(ctx, f.ivfIn) })
@@ -313,7 +320,14 @@ func (c *call) closeRecorders() {
 }
 
 // publishOgg sends an Ogg/Opus file as track "mic" in real time.
-func (c *call) publishOgg(ctx context.Context, path string) error {
+func (c *call) publishOgg(ctx context.Context, path, levelMode string) error {
+	levels, note, err := oggLevels(ctx, levelMode, path)
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		c.printf("%s\n", note)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("--ogg: %w", err)
@@ -327,7 +341,11 @@ func (c *call) publishOgg(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	c.printf("publishing %s as %s\n", path, t.ID())
+	if levels != nil {
+		c.printf("publishing %s as %s with audio levels\n", path, t.ID())
+	} else {
+		c.printf("publishing %s as %s\n", path, t.ID())
+	}
 	start, ts, n := time.Now(), uint32(0), 0
 	for {
 		p, err := r.ReadPacket()
@@ -337,7 +355,11 @@ func (c *call) publishOgg(ctx context.Context, path string) error {
 		if err != nil {
 			return fmt.Errorf("--ogg %s: %w", path, err)
 		}
-		if err := t.WriteFrame(0, media.Frame{Timestamp: ts, Payload: p.Data}); err != nil {
+		fr := media.Frame{Timestamp: ts, Payload: p.Data}
+		if n < len(levels) {
+			fr.AudioLevel, fr.HasAudioLevel = levels[n], true
+		}
+		if err := t.WriteFrame(0, fr); err != nil {
 			return fmt.Errorf("send %s: %w", path, err)
 		}
 		ts += uint32(p.Samples)
