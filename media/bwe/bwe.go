@@ -225,6 +225,7 @@ type Stats struct {
 	Packets      uint64  // packet results processed
 	Lost         uint64  // of those, reported lost
 	Overuses     uint64  // overuse verdicts that led to a decrease
+	LossCuts     uint64  // decreases of the loss-based rate for loss over LossHigh
 }
 
 // Estimator turns feedback into a target bitrate. It is not safe for
@@ -307,6 +308,7 @@ func (e *Estimator) OnFeedback(now time.Time, pkts []PacketResult) (Bitrate, err
 	e.stats.DelayBased = e.aimd.rate
 	e.stats.LossBased = e.loss.rate
 	e.stats.LossFraction = e.loss.last
+	e.stats.LossCuts = e.loss.cuts
 	t := min(e.aimd.rate, e.loss.rate)
 	e.stats.Target = max(e.cfg.MinBitrate, min(e.cfg.MaxBitrate, t))
 	return e.stats.Target, nil
