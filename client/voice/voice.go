@@ -40,6 +40,7 @@ import (
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/media"
+	"github.com/jetstreamproto/jsp/media/bwe"
 	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/wire"
@@ -89,6 +90,16 @@ type Options struct {
 	Create bool
 	// Permissions are the room's permissions when Create is set.
 	Permissions map[voiceproto.Action]voiceproto.Role
+	// DisableEstimate turns off the automatic bandwidth estimation of
+	// simulcast subscriptions (estimate.go); the app then calls
+	// RemoteTrack.SetEstimate itself.
+	DisableEstimate bool
+	// InitialEstimate is a simulcast subscription's estimate before any
+	// measurement. Default bwe.DefaultInitialBitrate.
+	InitialEstimate bwe.Bitrate
+	// EstimateInterval is how often estimates are reported. Default
+	// DefaultEstimateInterval.
+	EstimateInterval time.Duration
 }
 
 // Room is a joined room.
@@ -105,11 +116,13 @@ type Room struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 
-	mu       sync.Mutex
-	nextFlow wire.FlowID             // guarded by mu
-	locals   map[string]*LocalTrack  // guarded by mu, by track id
-	remotes  map[string]*RemoteTrack // guarded by mu, by track id
-	closed   bool                    // guarded by mu
+	mu         sync.Mutex
+	nextFlow   wire.FlowID                  // guarded by mu
+	locals     map[string]*LocalTrack       // guarded by mu, by track id
+	remotes    map[string]*RemoteTrack      // guarded by mu, by track id
+	estimated  map[wire.FlowID]*RemoteTrack // guarded by mu: subscriptions with an estimator, by flow
+	estimating bool                         // guarded by mu: the estimate loop runs
+	closed     bool                         // guarded by mu
 }
 
 // ErrClosed is returned by calls on a closed Room.
@@ -121,7 +134,7 @@ func Join(ctx context.Context, c *client.Client, room string, opts Options) (*Ro
 		return nil, err
 	}
 	r := &Room{c: c, id: room, opts: opts, nextFlow: session.FirstMediaFlow,
-		locals: map[string]*LocalTrack{}, remotes: map[string]*RemoteTrack{}}
+		locals: map[string]*LocalTrack{}, remotes: map[string]*RemoteTrack{}, estimated: map[wire.FlowID]*RemoteTrack{}}
 	if opts.Create {
 		_, err := r.do(ctx, voiceproto.Service, voiceproto.Request{Op: voiceproto.OpCreate, Permissions: opts.Permissions})
 		if err != nil && jsperr.CodeOf(err) != jsperr.RoomExists {
@@ -153,7 +166,7 @@ func Join(ctx context.Context, c *client.Client, room string, opts Options) (*Ro
 		_, _ = r.do(context.WithoutCancel(ctx), voiceproto.Service, voiceproto.Request{Op: voiceproto.OpLeave})
 		return nil, fmt.Errorf("voice: events of %q: %w", room, err)
 	}
-	r.mux = media.NewMux(sess, media.MuxConfig{})
+	r.mux = media.NewMux(arrivalTap{Session: sess, r: r}, media.MuxConfig{})
 	r.done = make(chan struct{})
 	r.wg.Add(1)
 	go func() {
@@ -406,6 +419,12 @@ type RemoteTrack struct {
 	lastBytes uint64    // guarded by mu
 	lastAt    time.Time // guarded by mu
 	bitrate   float64   // guarded by mu
+
+	estMu      sync.Mutex
+	est        *bwe.ReceiveEstimator // guarded by estMu; nil when not estimated
+	manual     bool                  // guarded by estMu: the app called SetEstimate
+	reports    uint64                // guarded by estMu
+	reportErrs uint64                // guarded by estMu
 }
 
 // TrackStats are a subscription's statistics.
@@ -426,6 +445,9 @@ type TrackStats struct {
 	Jitter, Delay time.Duration
 	// Raw is the receiver's full counters.
 	Raw media.ReceiverStats
+	// Estimate is the subscription's bandwidth estimate (simulcast
+	// tracks with automatic estimation; 0 otherwise, see EstimateStats).
+	Estimate bwe.Bitrate
 }
 
 // Subscribe receives a track; onFrame gets each whole frame after the
@@ -468,6 +490,18 @@ func (r *Room) Subscribe(ctx context.Context, track string, onFrame func(media.R
 	if r.opts.DisableNACK {
 		rc.Deadline = time.Nanosecond
 	}
+	if !r.opts.DisableEstimate && len(info.Layers) > 1 {
+		// Before the receiver exists: no packet of the flow is missed.
+		r.mu.Lock()
+		err = r.startEstimateLocked(rt, info)
+		r.mu.Unlock()
+		if err != nil {
+			r.mu.Lock()
+			delete(r.remotes, track)
+			r.mu.Unlock()
+			return nil, fmt.Errorf("voice: estimator of %q: %w", track, err)
+		}
+	}
 	rt.rcv, err = r.mux.NewReceiver(flow, rc)
 	if err == nil {
 		_, err = r.do(ctx, voiceproto.MediaService, voiceproto.Request{Op: voiceproto.MediaSubscribe, Track: track, Flows: []uint64{uint64(flow)}})
@@ -478,6 +512,7 @@ func (r *Room) Subscribe(ctx context.Context, track string, onFrame func(media.R
 		}
 		r.mu.Lock()
 		delete(r.remotes, track)
+		delete(r.estimated, flow)
 		r.mu.Unlock()
 		return nil, err
 	}
@@ -523,12 +558,24 @@ func (t *RemoteTrack) Stats() TrackStats {
 	if total := st.Received + st.RecoveredFEC + st.RecoveredNACK + st.Lost; total > 0 {
 		out.Loss = float64(st.Lost) / float64(total)
 	}
+	t.estMu.Lock()
+	if t.est != nil {
+		out.Estimate = t.est.Estimate()
+	}
+	t.estMu.Unlock()
 	return out
 }
 
 // SetEstimate passes the subscriber's bandwidth estimate (bit/s) and
-// wanted size to the forwarder, which picks the simulcast layer.
+// wanted size to the forwarder, which picks the simulcast layer. Simulcast
+// subscriptions are estimated automatically (Options.DisableEstimate);
+// calling SetEstimate with a bitrate stops that for this subscription.
 func (t *RemoteTrack) SetEstimate(ctx context.Context, bitrate int64, width, height int) error {
+	if bitrate > 0 {
+		t.estMu.Lock()
+		t.manual = true
+		t.estMu.Unlock()
+	}
 	_, err := t.r.do(ctx, voiceproto.MediaService, voiceproto.Request{Op: voiceproto.MediaEstimate, Track: t.id,
 		Estimate: bitrate, Width: width, Height: height})
 	return err
@@ -538,6 +585,7 @@ func (t *RemoteTrack) SetEstimate(ctx context.Context, bitrate int64, width, hei
 func (t *RemoteTrack) Unsubscribe(ctx context.Context) error {
 	t.r.mu.Lock()
 	delete(t.r.remotes, t.id)
+	delete(t.r.estimated, t.flow)
 	t.r.mu.Unlock()
 	_, err := t.r.do(ctx, voiceproto.MediaService, voiceproto.Request{Op: voiceproto.MediaUnsubscribe, Track: t.id})
 	_ = t.rcv.Close()

@@ -37,11 +37,13 @@ import (
 //
 //   - reports the measured target after congestion (an overuse decrease
 //     of the delay-based rate, or a cut of the loss-based rate for loss
-//     over LossHigh), which is what the path carried,
+//     over LossHigh), which is what the path carried, but at most halves
+//     the estimate per congestion,
 //   - otherwise holds the larger of the last report and the measured
 //     target (an app-limited flow shows no congestion, which is no
 //     reason to lower the estimate),
-//   - and, after ProbeAfter without congestion, probes: it reports just
+//   - and, after ProbeAfter without congestion (ProbeHold after the
+//     start, at once after a successful probe), probes: it reports just
 //     enough for the next layer (its rate x UpFactor x 1.05). The probe
 //     succeeds once that layer's rate has arrived for ProbeHold with no
 //     congestion (the estimate stays), fails on congestion (the measured
@@ -263,8 +265,10 @@ func (r *ReceiveEstimator) sendTime(ts uint64) time.Time {
 // periodically (every 50-100 ms).
 func (r *ReceiveEstimator) Update(now time.Time) Bitrate {
 	if !r.started {
+		// The first probe needs no congestion-free history: a new
+		// subscription starts low (the selector's rule) and climbs.
 		r.started = true
-		r.nextProbe = now.Add(r.cfg.ProbeAfter)
+		r.nextProbe = now.Add(r.cfg.ProbeHold)
 	}
 	if hi, ok := r.unwrap.Highest(); ok && hi >= r.next && len(r.arr) > 0 {
 		r.batch = r.batch[:0]
@@ -307,7 +311,11 @@ func (r *ReceiveEstimator) control(now time.Time) {
 	switch {
 	case congested:
 		r.stats.Congestions++
-		r.estimate = st.Target
+		// At most a halving per congestion: the decrease is 0.85 x what
+		// arrived over the last RateWindow, and a receiver that stalled
+		// (a paused process, a scheduling hiccup) measures almost
+		// nothing there. A real limit is reached in a few steps.
+		r.estimate = max(st.Target, r.estimate/2)
 		r.lastCongestion = now
 		if r.probing {
 			r.probing = false
@@ -322,10 +330,13 @@ func (r *ReceiveEstimator) control(now time.Time) {
 				r.probeReached = now
 			}
 			if now.Sub(r.probeReached) >= r.cfg.ProbeHold {
+				// The path carried the layer for ProbeHold: the next
+				// layer may be tried at once, so a subscriber climbs a
+				// ladder in one probe time per layer.
 				r.probing = false
 				r.stats.ProbesOK++
 				r.backoff = r.cfg.ProbeAfter
-				r.nextProbe = now.Add(r.cfg.ProbeAfter)
+				r.nextProbe = now
 			}
 		} else if now.Sub(r.probeStart) >= r.cfg.ProbeTimeout {
 			r.probing = false
