@@ -17,6 +17,7 @@ import (
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/client/voice"
 	"github.com/jetstreamproto/jsp/media"
+	"github.com/jetstreamproto/jsp/media/bwe"
 	"github.com/jetstreamproto/jsp/media/ivf"
 	"github.com/jetstreamproto/jsp/media/ogg"
 	"github.com/jetstreamproto/jsp/media/simulcast"
@@ -33,6 +34,11 @@ type callFlags struct {
 	linger   time.Duration
 	duration time.Duration
 	levels   string
+	// noEstimate and initialEstimate steer the automatic bandwidth
+	// estimation of simulcast subscriptions.
+	noEstimate      bool
+	initialEstimate int64
+	stats           bool
 }
 
 func newCallCmd() *cobra.Command {
@@ -72,6 +78,9 @@ no levels are sent and the publisher never shows as a speaker.
 	fs.StringVar(&f.record, "record", "", "directory to record every received track into (default: not recorded)")
 	fs.DurationVar(&f.linger, "linger", 2*time.Second, "time to stay after the files were sent")
 	fs.DurationVar(&f.duration, "duration", 0, "end the call after this long (0 = no limit)")
+	fs.BoolVar(&f.noEstimate, "no-estimate", false, "do not estimate the bandwidth of simulcast subscriptions (the gateway then keeps the lowest layer)")
+	fs.Int64Var(&f.initialEstimate, "initial-estimate", 0, "bandwidth estimate of a new simulcast subscription before any measurement, bit/s (0 = 300000)")
+	fs.BoolVar(&f.stats, "stats", false, "print each subscription's statistics (bitrate, loss, recovered, late, jitter, estimate) when the call ends")
 	fs.StringVar(&f.levels, "levels", levelsAuto, "audio levels of --ogg for active-speaker detection: auto (opusdec if installed), opusdec, off")
 	return cmd
 }
@@ -106,8 +115,13 @@ func runCall(ctx context.Context, f *callFlags, url string, out, errOut io.Write
 			return fmt.Errorf("--record: %w", err)
 		}
 	}
-	cl := &call{out: out, dir: f.record, recs: map[string]*recorder{}, ctx: ctx}
-	cl.room, err = voice.Join(ctx, c, f.room, voice.Options{OnEvent: cl.onEvent})
+	cl := &call{out: out, dir: f.record, recs: map[string]*recorder{}, subs: map[string]*voice.RemoteTrack{}, ctx: ctx}
+	if f.initialEstimate < 0 {
+		return errors.New("--initial-estimate must not be negative")
+	}
+	cl.stats = f.stats
+	cl.room, err = voice.Join(ctx, c, f.room, voice.Options{OnEvent: cl.onEvent,
+		DisableEstimate: f.noEstimate, InitialEstimate: bwe.Bitrate(f.initialEstimate)})
 	if err != nil {
 		return fmt.Errorf("join %q: %w", f.room, err)
 	}
@@ -118,6 +132,7 @@ func runCall(ctx context.Context, f *callFlags, url string, out, errOut io.Write
 		cl.closing = true
 		cl.mu.Unlock()
 		cl.wg.Wait()
+		cl.printStats()
 		_ = cl.room.Close(cctx)
 		cl.closeRecorders()
 	}()
@@ -170,8 +185,32 @@ type call struct {
 
 	mu      sync.Mutex
 	out     io.Writer
-	recs    map[string]*recorder // guarded by mu, by track id
-	closing bool                 // guarded by mu: no more subscriptions
+	recs    map[string]*recorder          // guarded by mu, by track id
+	subs    map[string]*voice.RemoteTrack // guarded by mu, by track id
+	closing bool                          // guarded by mu: no more subscriptions
+	stats   bool                          // print statistics at the end
+}
+
+// printStats prints each subscription's statistics (--stats).
+func (c *call) printStats() {
+	if !c.stats {
+		return
+	}
+	c.mu.Lock()
+	subs := make(map[string]*voice.RemoteTrack, len(c.subs))
+	for id, rt := range c.subs {
+		subs[id] = rt
+	}
+	c.mu.Unlock()
+	for id, rt := range subs {
+		st := rt.Stats()
+		line := fmt.Sprintf("stats %s: %d frames, %.1f kbit/s, loss %.1f%%, recovered fec %d nack %d, late %d, jitter %v",
+			id, st.Frames, st.Bitrate/1000, 100*st.Loss, st.RecoveredFEC, st.RecoveredNACK, st.Late, st.Jitter)
+		if es := rt.EstimateStats(); es.Enabled {
+			line += fmt.Sprintf(", estimate %v (%d reports, %d probes)", es.Estimate, es.Reports, es.Receive.Probes)
+		}
+		c.printf("%s\n", line)
+	}
 }
 
 func (c *call) printf(format string, args ...any) {
@@ -237,7 +276,7 @@ func (c *call) subscribe(ctx context.Context, t voice.Track) {
 			c.printf("not recording %s: %v\n", t.ID, err)
 		}
 	}
-	_, err := c.room.Subscribe(ctx, t.ID, func(fr media.ReceivedFrame) {
+	rt, err := c.room.Subscribe(ctx, t.ID, func(fr media.ReceivedFrame) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		rec.write(fr)
@@ -246,6 +285,9 @@ func (c *call) subscribe(ctx context.Context, t voice.Track) {
 		c.printf("subscribe %s: %v\n", t.ID, err)
 		return
 	}
+	c.mu.Lock()
+	c.subs[t.ID] = rt
+	c.mu.Unlock()
 	c.printf("receiving %s\n", t.ID)
 }
 

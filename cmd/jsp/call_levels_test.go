@@ -94,7 +94,7 @@ func TestCallActiveSpeakerLevels(t *testing.T) {
 			t.Fatal(err)
 		}
 		return &callFlags{dialFlags: dialFlags{pins: []string{node.pin}, timeout: 10 * time.Second, logLevel: "error"},
-			token: "@" + tokFile, room: "levels", linger: time.Second, levels: levelsOpusdec}
+			token: "@" + tokFile, room: "levels", linger: time.Second, levels: levelsOpusdec, stats: true}
 	}
 	url := "jsp+tcp://" + node.addr
 	cctx, ccancel := context.WithCancel(ctx)
@@ -139,6 +139,9 @@ func TestCallActiveSpeakerLevels(t *testing.T) {
 		if strings.HasPrefix(line, "speakers:") && strings.Contains(line, bobID) {
 			t.Fatalf("silent bob (%s) named a speaker: %q\n%s", bobID, line, got)
 		}
+	}
+	if !regexp.MustCompile(`stats \S+/mic: \d+ frames`).MatchString(got) {
+		t.Errorf("carol printed no --stats line:\n%s", got)
 	}
 	t.Logf("carol saw:\n%s", got)
 	node.stop(t)
