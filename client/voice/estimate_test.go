@@ -15,21 +15,76 @@ import (
 	"github.com/jetstreamproto/jsp/transport/tlsconf"
 )
 
-// rateProxy is a UDP relay for one client whose server-to-client
-// direction goes through a simnet link with a rate limit the test changes
-// while the call runs (lossyproxy's links are fixed at start): a new link
-// takes the new packets, older ones drain.
+// rateProxy is a UDP relay for one client whose two directions each go
+// through a simnet link with a rate limit the test changes while the call
+// runs (lossyproxy's links are fixed at start): a new link takes the new
+// packets, older ones drain.
 type rateProxy struct {
 	conn   *net.UDPConn // client-facing
 	up     *net.UDPConn // connected to the gateway
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	wake   chan struct{}
+	toCli  *ratePath
+	toSrv  *ratePath
 
 	mu     sync.Mutex
-	client *net.UDPAddr   // guarded by mu
-	links  []*simnet.Link // guarded by mu
+	client *net.UDPAddr // guarded by mu
+}
+
+// ratePath is one direction.
+type ratePath struct {
+	wake  chan struct{}
+	mu    sync.Mutex
+	links []*simnet.Link // guarded by mu
+}
+
+func (r *ratePath) setRate(bitsPerSec int64) {
+	l, err := simnet.NewLink(simnet.Config{Delay: 10 * time.Millisecond, Rate: bitsPerSec / 8, Seed: 7})
+	if err != nil {
+		panic(err)
+	}
+	r.mu.Lock()
+	r.links = append(r.links, l)
+	r.mu.Unlock()
+}
+
+func (r *ratePath) send(pkt []byte) {
+	r.mu.Lock()
+	r.links[len(r.links)-1].Send(pkt, time.Now())
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *ratePath) deliver(ctx context.Context, write func([]byte)) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		wait := time.Hour
+		var out []simnet.Packet
+		r.mu.Lock()
+		for _, l := range r.links {
+			out = append(out, l.Deliver(now)...)
+			if at, ok := l.NextDelivery(); ok {
+				wait = min(wait, at.Sub(now))
+			}
+		}
+		r.mu.Unlock()
+		for _, pkt := range out {
+			write(pkt.Data)
+		}
+		timer.Reset(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-r.wake:
+		}
+	}
 }
 
 func newRateProxy(t *testing.T, target string) *rateProxy {
@@ -47,26 +102,31 @@ func newRateProxy(t *testing.T, target string) *rateProxy {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &rateProxy{conn: conn, up: up, ctx: ctx, cancel: cancel, wake: make(chan struct{}, 1)}
-	p.setRate(0)
+	p := &rateProxy{conn: conn, up: up, ctx: ctx, cancel: cancel,
+		toCli: &ratePath{wake: make(chan struct{}, 1)}, toSrv: &ratePath{wake: make(chan struct{}, 1)}}
+	p.toCli.setRate(0)
+	p.toSrv.setRate(0)
 	p.wg.Go(p.readClient)
 	p.wg.Go(p.readServer)
-	p.wg.Go(p.deliver)
+	p.wg.Go(func() {
+		p.toCli.deliver(ctx, func(b []byte) {
+			p.mu.Lock()
+			addr := p.client
+			p.mu.Unlock()
+			if addr != nil {
+				_, _ = p.conn.WriteToUDP(b, addr)
+			}
+		})
+	})
+	p.wg.Go(func() { p.toSrv.deliver(ctx, func(b []byte) { _, _ = p.up.Write(b) }) })
 	t.Cleanup(p.close)
 	return p
 }
 
 // setRate limits the downlink to bitsPerSec (0: unlimited), with 10 ms of
-// delay and the default 200 ms queue.
-func (p *rateProxy) setRate(bitsPerSec int64) {
-	l, err := simnet.NewLink(simnet.Config{Delay: 10 * time.Millisecond, Rate: bitsPerSec / 8, Seed: 7})
-	if err != nil {
-		panic(err)
-	}
-	p.mu.Lock()
-	p.links = append(p.links, l)
-	p.mu.Unlock()
-}
+// delay and the default 200 ms queue; setUpRate the uplink.
+func (p *rateProxy) setRate(bitsPerSec int64)   { p.toCli.setRate(bitsPerSec) }
+func (p *rateProxy) setUpRate(bitsPerSec int64) { p.toSrv.setRate(bitsPerSec) }
 
 func (p *rateProxy) readClient() {
 	buf := make([]byte, 2048)
@@ -78,7 +138,7 @@ func (p *rateProxy) readClient() {
 		p.mu.Lock()
 		p.client = addr
 		p.mu.Unlock()
-		_, _ = p.up.Write(buf[:n])
+		p.toSrv.send(buf[:n])
 	}
 }
 
@@ -89,44 +149,7 @@ func (p *rateProxy) readServer() {
 		if err != nil {
 			return
 		}
-		p.mu.Lock()
-		p.links[len(p.links)-1].Send(buf[:n], time.Now())
-		p.mu.Unlock()
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (p *rateProxy) deliver() {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		now := time.Now()
-		wait := time.Hour
-		var out []simnet.Packet
-		p.mu.Lock()
-		for _, l := range p.links {
-			out = append(out, l.Deliver(now)...)
-			if at, ok := l.NextDelivery(); ok {
-				wait = min(wait, at.Sub(now))
-			}
-		}
-		addr := p.client
-		p.mu.Unlock()
-		for _, pkt := range out {
-			if addr != nil {
-				_, _ = p.conn.WriteToUDP(pkt.Data, addr)
-			}
-		}
-		timer.Reset(max(wait, 0))
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-timer.C:
-		case <-p.wake:
-		}
+		p.toCli.send(buf[:n])
 	}
 }
 

@@ -208,7 +208,19 @@ func (r *Room) onEvent(e client.Event) {
 }
 
 func (r *Room) onNotify(n client.Notification) {
-	if n.Envelope == nil || n.Envelope.Headers["type"] != voiceproto.NotifyKeyFrame {
+	if n.Envelope == nil {
+		return
+	}
+	if n.Envelope.Headers["type"] == voiceproto.NotifyBitrate {
+		r.mu.Lock()
+		t := r.locals[n.Envelope.Headers["track"]]
+		r.mu.Unlock()
+		if t != nil {
+			t.bitrateNotified(n.Envelope.Headers["bitrate"])
+		}
+		return
+	}
+	if n.Envelope.Headers["type"] != voiceproto.NotifyKeyFrame {
 		return
 	}
 	layer, err := strconv.Atoi(n.Envelope.Headers["layer"])
@@ -285,8 +297,10 @@ type LocalTrack struct {
 	info    Track
 	senders []*media.Sender
 
-	mu   sync.Mutex
-	onKF func(layer int) // guarded by mu
+	mu     sync.Mutex
+	onKF   func(layer int)   // guarded by mu
+	onHint func(BitrateHint) // guarded by mu
+	hint   BitrateHint       // guarded by mu: the latest (hint.go)
 }
 
 // PublishTrack publishes a track and binds one media flow per layer.

@@ -37,8 +37,9 @@ import (
 //
 //   - reports the measured target after congestion (an overuse decrease
 //     of the delay-based rate, or a cut of the loss-based rate for loss
-//     over LossHigh), which is what the path carried, but at most halves
-//     the estimate per congestion,
+//     over LossHigh), which is what the path carried, but by at most half
+//     per RateWindow (the queue an overload built keeps signalling while
+//     it drains, and a stalled receiver measures almost nothing),
 //   - otherwise holds the larger of the last report and the measured
 //     target (an app-limited flow shows no congestion, which is no
 //     reason to lower the estimate),
@@ -192,7 +193,8 @@ type ReceiveEstimator struct {
 	probeReached   time.Time
 	beforeProbe    Bitrate
 	stats          ReceiveStats
-	lastCongestion time.Time
+	lastCongestion time.Time // start of the current cut window
+	cutBase        Bitrate   // the estimate before the window's first cut
 }
 
 // NewReceiveEstimator returns a receive-side estimator.
@@ -311,12 +313,15 @@ func (r *ReceiveEstimator) control(now time.Time) {
 	switch {
 	case congested:
 		r.stats.Congestions++
-		// At most a halving per congestion: the decrease is 0.85 x what
-		// arrived over the last RateWindow, and a receiver that stalled
-		// (a paused process, a scheduling hiccup) measures almost
-		// nothing there. A real limit is reached in a few steps.
-		r.estimate = max(st.Target, r.estimate/2)
-		r.lastCongestion = now
+		// At most a halving per RateWindow: the decrease is 0.85 x what
+		// arrived over the last window, and a receiver that stalled (a
+		// paused process, a scheduling hiccup) measures almost nothing
+		// there; the queue the overload built keeps signalling while it
+		// drains. A real limit is reached in a few windows.
+		if r.lastCongestion.IsZero() || now.Sub(r.lastCongestion) >= r.cfg.Estimator.RateWindow {
+			r.lastCongestion, r.cutBase = now, r.estimate
+		}
+		r.estimate = max(st.Target, r.cutBase/2)
 		if r.probing {
 			r.probing = false
 			r.stats.ProbesFailed++

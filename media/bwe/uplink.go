@@ -65,6 +65,8 @@ type UplinkEstimator struct {
 	lastLossCuts uint64
 	congestions  uint64
 	overflows    uint64
+	lastCut      time.Time
+	cutBase      Bitrate // the estimate before the first cut of the window
 }
 
 // NewUplinkEstimator returns an uplink estimator.
@@ -166,11 +168,15 @@ func (u *UplinkEstimator) Update(now time.Time) (Bitrate, bool) {
 	st := u.est.Stats()
 	congested := st.Overuses > u.lastOveruses || st.LossCuts > u.lastLossCuts
 	u.lastOveruses, u.lastLossCuts = st.Overuses, st.LossCuts
-	if congested {
+	switch {
+	case congested:
 		u.congestions++
-		// At most halved per congestion, as for a subscriber (§13.15).
-		u.estimate = max(st.Target, u.estimate/2)
-	} else {
+		if u.lastCut.IsZero() || now.Sub(u.lastCut) >= u.cfg.Estimator.RateWindow {
+			u.lastCut, u.cutBase = now, u.estimate
+		}
+		// At most halved per RateWindow, as for a subscriber (§13.15).
+		u.estimate = max(st.Target, u.cutBase/2)
+	default:
 		u.estimate = max(u.estimate, st.Target)
 	}
 	u.estimate = max(u.cfg.Estimator.MinBitrate, min(u.cfg.Estimator.MaxBitrate, u.estimate))

@@ -130,6 +130,7 @@ type hostMedia struct {
 	kf     chan kfRequest
 	active chan struct{} // closed at the first publication
 	once   sync.Once
+	up     map[string]*uplinkState // guarded by mu: uplink estimates by track (sfu_estimate.go)
 }
 
 type pubFlow struct {
@@ -639,6 +640,7 @@ func (h *host) mediaFlowLoop(ctx context.Context) {
 		hdr, _, err := mediapkt.ParseHeader(d.Data)
 		if err == nil && !hdr.Flags.Has(mediapkt.FlagFEC) {
 			pf.nack.OnPacket(pf.unwrap.Unwrap(hdr.Seq), h.g.cfg.Now())
+			h.uplinkRecordLocked(pf, hdr, len(d.Data), h.g.cfg.Now())
 		}
 		t, layer := pf.t, pf.layer
 		hm.mu.Unlock()
@@ -743,6 +745,7 @@ func (h *host) mediaCtlLoop(ctx context.Context) {
 					return
 				}
 			}
+			h.uplinkTick(now)
 		}
 	}
 }
