@@ -27,7 +27,9 @@ type BitrateHint struct {
 	Estimate bwe.Bitrate
 	// Layers is the estimate split over the layers, lowest first: a
 	// layer's declared bitrate while the estimate lasts, the rest to the
-	// next, 0 for layers over it. One entry for a single-layer track.
+	// next, 0 for layers over it. One entry for a single-layer track;
+	// every layer gets the whole estimate when the track declared no
+	// layer bitrates.
 	Layers []bwe.Bitrate
 }
 
@@ -59,13 +61,23 @@ func (t *LocalTrack) bitrateNotified(v string) {
 		return
 	}
 	declared := make([]bwe.Bitrate, 0, len(t.info.Layers))
+	known := true
 	for _, l := range t.info.Layers {
 		declared = append(declared, bwe.Bitrate(l.Bitrate))
+		known = known && l.Bitrate > 0
 	}
 	h := BitrateHint{Estimate: bwe.Bitrate(b)}
-	if len(declared) == 0 {
+	switch {
+	case len(declared) == 0:
 		h.Layers = []bwe.Bitrate{h.Estimate}
-	} else {
+	case !known:
+		// Without declared rates there is nothing to split by: every
+		// layer is told the whole estimate and the app splits it.
+		h.Layers = make([]bwe.Bitrate, len(declared))
+		for i := range h.Layers {
+			h.Layers[i] = h.Estimate
+		}
+	default:
 		h.Layers = bwe.Allocate(h.Estimate, declared)
 	}
 	t.mu.Lock()

@@ -39,6 +39,7 @@ type callFlags struct {
 	noEstimate      bool
 	initialEstimate int64
 	stats           bool
+	hints           bool
 }
 
 func newCallCmd() *cobra.Command {
@@ -81,6 +82,7 @@ no levels are sent and the publisher never shows as a speaker.
 	fs.BoolVar(&f.noEstimate, "no-estimate", false, "do not estimate the bandwidth of simulcast subscriptions (the gateway then keeps the lowest layer)")
 	fs.Int64Var(&f.initialEstimate, "initial-estimate", 0, "bandwidth estimate of a new simulcast subscription before any measurement, bit/s (0 = 300000)")
 	fs.BoolVar(&f.stats, "stats", false, "print each subscription's statistics (bitrate, loss, recovered, late, jitter, estimate) when the call ends")
+	fs.BoolVar(&f.hints, "hints", false, "print the gateway's bitrate hints for the published tracks as they arrive (a file cannot be re-encoded to follow them)")
 	fs.StringVar(&f.levels, "levels", levelsAuto, "audio levels of --ogg for active-speaker detection: auto (opusdec if installed), opusdec, off")
 	return cmd
 }
@@ -119,7 +121,7 @@ func runCall(ctx context.Context, f *callFlags, url string, out, errOut io.Write
 	if f.initialEstimate < 0 {
 		return errors.New("--initial-estimate must not be negative")
 	}
-	cl.stats = f.stats
+	cl.stats, cl.hints = f.stats, f.hints
 	cl.room, err = voice.Join(ctx, c, f.room, voice.Options{OnEvent: cl.onEvent,
 		DisableEstimate: f.noEstimate, InitialEstimate: bwe.Bitrate(f.initialEstimate)})
 	if err != nil {
@@ -189,6 +191,18 @@ type call struct {
 	subs    map[string]*voice.RemoteTrack // guarded by mu, by track id
 	closing bool                          // guarded by mu: no more subscriptions
 	stats   bool                          // print statistics at the end
+	hints   bool                          // print bitrate hints
+}
+
+// watchHints prints the track's bitrate hints (--hints).
+func (c *call) watchHints(t *voice.LocalTrack) {
+	if !c.hints {
+		return
+	}
+	id := t.ID()
+	t.OnBitrateHint(func(h voice.BitrateHint) {
+		c.printf("bitrate hint %s: %v, layers %v\n", id, h.Estimate, h.Layers)
+	})
 }
 
 // printStats prints each subscription's statistics (--stats).
@@ -383,6 +397,7 @@ func (c *call) publishOgg(ctx context.Context, path, levelMode string) error {
 	if err != nil {
 		return err
 	}
+	c.watchHints(t)
 	if levels != nil {
 		c.printf("publishing %s as %s with audio levels\n", path, t.ID())
 	} else {
@@ -438,6 +453,7 @@ func (c *call) publishIVF(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
+	c.watchHints(t)
 	c.printf("publishing %s (%dx%d) as %s\n", path, h.Width, h.Height, t.ID())
 	start, n := time.Now(), 0
 	for {
