@@ -90,7 +90,10 @@ func (r *Room) startEstimateLocked(rt *RemoteTrack, info Track) error {
 	if info.Kind == KindVideo {
 		clock = VideoClockRate
 	}
-	cfg := bwe.ReceiveConfig{ClockRate: clock, Layers: layers}
+	cfg := bwe.ReceiveConfig{ClockRate: clock, Layers: layers, MaxProbeBackoff: r.opts.MaxProbeBackoff}
+	if cfg.MaxProbeBackoff > 0 && cfg.MaxProbeBackoff < bwe.DefaultProbeAfter {
+		cfg.MaxProbeBackoff = bwe.DefaultProbeAfter
+	}
 	cfg.Estimator.InitialBitrate = r.opts.InitialEstimate
 	est, err := bwe.NewReceiveEstimator(cfg)
 	if err != nil {

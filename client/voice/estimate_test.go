@@ -164,8 +164,11 @@ func (p *rateProxy) close() {
 // layers (60k, 180k, 540k at 30 frames/s, each frame's first byte its
 // layer); bob subscribes through a link whose rate the test sets, and
 // never calls SetEstimate. Bounds: layer 2 within 8 s unlimited; at
-// 300 kbit/s bob's estimate is at or under the limit within 3 s and his
-// layer at most 1 within 4 s; unlimited again, layer 2 within 12 s.
+// 300 kbit/s bob's estimate is at or under the limit within 4 s, his
+// layer at most 1 within 4 s and for 60 % of the rest of the phase;
+// unlimited again, layer 2 within 12 s. A loaded machine shows scheduling
+// delays as congestion now and then; the bounds leave room for one such
+// false step.
 func TestAutoEstimateFollowsRateLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 30-second real-time call")
@@ -203,7 +206,9 @@ func TestAutoEstimateFollowsRateLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bc.Close()
-	sub, err := voice.Join(ctx, bc, "bw", voice.Options{MinDelay: 50 * time.Millisecond})
+	// Probes at most 4 s apart: the call is short, and the limited phase
+	// makes probes fail.
+	sub, err := voice.Join(ctx, bc, "bw", voice.Options{MinDelay: 50 * time.Millisecond, MaxProbeBackoff: 4 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,8 +327,8 @@ func TestAutoEstimateFollowsRateLimit(t *testing.T) {
 	switch {
 	case rampUp < 0 || rampUp > 8*time.Second:
 		t.Errorf("layer 2 after %v, want <= 8 s", rampUp)
-	case estDown < 0 || estDown > 3*time.Second:
-		t.Errorf("estimate under the limit after %v, want <= 3 s", estDown)
+	case estDown < 0 || estDown > 4*time.Second:
+		t.Errorf("estimate under the limit after %v, want <= 4 s", estDown)
 	case layerDown < 0 || layerDown > 4*time.Second:
 		t.Errorf("layer <= 1 after %v, want <= 4 s", layerDown)
 	case lowShare < 0.6:

@@ -100,6 +100,11 @@ type Options struct {
 	// EstimateInterval is how often estimates are reported. Default
 	// DefaultEstimateInterval.
 	EstimateInterval time.Duration
+	// MaxProbeBackoff caps the wait between layer probes after failed
+	// ones: shorter finds a path that came back sooner, at the cost of
+	// more excursions to a layer it cannot carry. Default
+	// bwe.DefaultMaxProbeBackoff.
+	MaxProbeBackoff time.Duration
 }
 
 // Room is a joined room.
