@@ -324,6 +324,12 @@ func TestAutoEstimateFollowsRateLimit(t *testing.T) {
 	if !es.Enabled || es.Reports == 0 {
 		t.Fatalf("no automatic estimate reports: %+v", es)
 	}
+	// The tap before the Mux leaves the subscription's counters whole:
+	// every source packet is accounted for once.
+	st := rt.Stats()
+	if st.Packets == 0 || st.Frames == 0 || st.Estimate != es.Estimate || st.Raw.Malformed != 0 {
+		t.Errorf("subscription stats %+v with estimate %v", st, es.Estimate)
+	}
 	switch {
 	case rampUp < 0 || rampUp > 8*time.Second:
 		t.Errorf("layer 2 after %v, want <= 8 s", rampUp)

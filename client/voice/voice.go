@@ -19,13 +19,19 @@
 // "voice" routed by the room id; flow bindings are COMMANDs to the
 // gateway's "voice.media" service; events arrive on the room's channel.
 //
+// Simulcast subscriptions estimate their own bandwidth and report it to
+// the gateway, which picks the layer (estimate.go); publishers get the
+// gateway's uplink estimate as per-layer bitrate hints (hint.go) and give
+// audio frames their RFC 6464 levels (level.go).
+//
 // A Room is bound to the session it joined on: when that session is lost
 // the Room's media stops and the app joins again (its participant id
 // changes). The Room sets the client's NOTIFY handler (key-frame requests
 // arrive as notifications) for as long as it is open.
 //
-// Goroutines: the Mux's and one that closes it when the session ends,
-// both joined by Close; event and notification
+// Goroutines: the Mux's, one that closes it when the session ends and,
+// once a simulcast track is subscribed, the estimate loop, all joined by
+// Close; event and notification
 // handlers run on the client's handler goroutines.
 package voice
 

@@ -91,3 +91,22 @@ func TestFrameLevelsLimits(t *testing.T) {
 		t.Errorf("limit frame and empty frame: %+v %v", got, err)
 	}
 }
+
+func FuzzFrameLevels(f *testing.F) {
+	f.Add(pcmBytes(sine(960, 1)), uint8(1), uint16(960), uint16(480))
+	f.Add([]byte{1, 2, 3, 4}, uint8(2), uint16(1), uint16(0))
+	f.Fuzz(func(t *testing.T, pcm []byte, ch uint8, a, b uint16) {
+		got, err := FrameLevels(pcm, int(ch), []int{int(a), int(b)})
+		if err != nil {
+			return
+		}
+		if len(got) != 2 {
+			t.Fatalf("%d levels for 2 frames", len(got))
+		}
+		for _, l := range got {
+			if l.Level > MaxLevel || l.Voice != (l.Level <= DefaultActiveLevel) {
+				t.Fatalf("level %+v", l)
+			}
+		}
+	})
+}

@@ -25,6 +25,11 @@
 // the time with every call, so tests run it in simulated time
 // (internal/simnet).
 //
+// [ReceiveEstimator] runs the estimator at a flow's receiver, on its own
+// arrivals, with a layer controller for simulcast subscribers; and
+// [UplinkEstimator] at the receiver of a publisher's layer flows, for
+// bitrate hints (see receive.go and uplink.go).
+//
 // [Prober] and [Reflector] measure a path on demand instead: a train of
 // probe datagrams in each direction gives throughput, round-trip time and
 // loss (see probe.go).
