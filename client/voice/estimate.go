@@ -29,7 +29,7 @@ import (
 //	    COMMAND voice.media {op: estimate, track, estimate}
 //
 // The loop is one goroutine per Room, started with the first estimated
-// subscription and joined by Close.
+// subscription; it ends with the Room's session and is joined by Close.
 
 // Defaults of the estimation Options.
 const (
@@ -144,6 +144,9 @@ func (r *Room) estimateLoop() {
 		select {
 		case <-r.done:
 			return
+		case <-r.sessDone:
+			// The media stopped with the session (see Join).
+			return
 		case <-tick.C:
 		}
 		now := r.now()
@@ -163,15 +166,26 @@ func (r *Room) estimateLoop() {
 				rt.est.SetRTT(rtt)
 			}
 			e := rt.est.Update(now)
-			manual := rt.manual
 			rt.estMu.Unlock()
-			if manual || now.Sub(lastReport[rt]) < interval {
+			if now.Sub(lastReport[rt]) < interval {
 				continue
 			}
 			lastReport[rt] = now
+			// reportMu orders this report with the app's SetEstimate:
+			// once the app has taken over, no automatic report follows
+			// its own.
+			rt.reportMu.Lock()
+			rt.estMu.Lock()
+			manual := rt.manual
+			rt.estMu.Unlock()
+			if manual {
+				rt.reportMu.Unlock()
+				continue
+			}
 			rctx, rcancel := context.WithTimeout(ctx, estimateTimeout)
 			_, err := r.do(rctx, voiceproto.MediaService, voiceproto.Request{Op: voiceproto.MediaEstimate, Track: rt.id, Estimate: int64(e)})
 			rcancel()
+			rt.reportMu.Unlock()
 			rt.estMu.Lock()
 			if err == nil {
 				rt.reports++

@@ -125,7 +125,9 @@ type Room struct {
 	maxFrame int
 	// done ends the watch goroutine; wg joins it.
 	done chan struct{}
-	wg   sync.WaitGroup
+	// sessDone is closed when the session the Room joined on ends.
+	sessDone <-chan struct{}
+	wg       sync.WaitGroup
 
 	mu         sync.Mutex
 	nextFlow   wire.FlowID                  // guarded by mu
@@ -177,6 +179,7 @@ func Join(ctx context.Context, c *client.Client, room string, opts Options) (*Ro
 		_, _ = r.do(context.WithoutCancel(ctx), voiceproto.Service, voiceproto.Request{Op: voiceproto.OpLeave})
 		return nil, fmt.Errorf("voice: events of %q: %w", room, err)
 	}
+	r.sessDone = sess.Context().Done()
 	r.mux = media.NewMux(arrivalTap{Session: sess, r: r}, media.MuxConfig{})
 	r.done = make(chan struct{})
 	r.wg.Add(1)
@@ -445,6 +448,7 @@ type RemoteTrack struct {
 	lastAt    time.Time // guarded by mu
 	bitrate   float64   // guarded by mu
 
+	reportMu   sync.Mutex // held while an estimate COMMAND is sent (estimate.go); taken before estMu
 	estMu      sync.Mutex
 	est        *bwe.ReceiveEstimator // guarded by estMu; nil when not estimated
 	manual     bool                  // guarded by estMu: the app called SetEstimate
@@ -597,6 +601,8 @@ func (t *RemoteTrack) Stats() TrackStats {
 // calling SetEstimate with a bitrate stops that for this subscription.
 func (t *RemoteTrack) SetEstimate(ctx context.Context, bitrate int64, width, height int) error {
 	if bitrate > 0 {
+		t.reportMu.Lock()
+		defer t.reportMu.Unlock()
 		t.estMu.Lock()
 		t.manual = true
 		t.estMu.Unlock()
