@@ -64,7 +64,15 @@ func (a arrivalTap) ReceiveFlow(ctx context.Context) (session.FlowDatagram, erro
 	h, _, perr := mediapkt.ParseHeader(d.Data)
 	// Parity and retransmissions say nothing about the path's queue;
 	// malformed packets are the Receiver's to count.
-	if perr == nil && !h.Flags.Has(mediapkt.FlagFEC) && !h.Flags.Has(mediapkt.FlagRetransmission) {
+	switch {
+	case perr != nil || h.Flags.Has(mediapkt.FlagFEC):
+	case h.Flags.Has(mediapkt.FlagRetransmission):
+		// Not the path's timing, but a repair: an upstream loss the
+		// forwarder passed on is not this path's loss.
+		rt.estMu.Lock()
+		rt.est.OnRepair(h.Seq)
+		rt.estMu.Unlock()
+	default:
 		now := a.r.now()
 		rt.estMu.Lock()
 		rt.est.OnPacket(h.Seq, h.Timestamp, len(d.Data), now)

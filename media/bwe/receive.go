@@ -49,8 +49,9 @@ import (
 //     succeeds once that layer's rate has arrived for ProbeHold with no
 //     congestion (the estimate stays), fails on congestion (the measured
 //     target is reported and the next probe waits twice as long, up to
-//     MaxProbeBackoff), and is abandoned after ProbeTimeout if the
-//     higher rate never arrived (the estimate returns to before it).
+//     MaxProbeBackoff), and ends after ProbeTimeout without congestion
+//     also kept, even if the layer's declared rate never arrived (real
+//     encoders often send less than they declare).
 //
 // A ReceiveEstimator is not safe for concurrent use and has no clock: the
 // caller passes the time.
@@ -67,11 +68,17 @@ const (
 	// DefaultProbeHold is how long the probed rate must arrive without
 	// congestion for the probe to succeed.
 	DefaultProbeHold = time.Second
-	// DefaultLayerProbeTimeout abandons a layer probe whose rate never arrived: the
-	// forwarder holds an up-switch 2 s and then waits for a key frame.
+	// DefaultLayerProbeTimeout ends a layer probe whose declared rate never
+	// arrived; without congestion it is kept. The forwarder holds an
+	// up-switch 2 s and then waits for a key frame.
 	DefaultLayerProbeTimeout = 6 * time.Second
 	// DefaultMaxProbeBackoff caps the wait after failed probes.
 	DefaultMaxProbeBackoff = 30 * time.Second
+	// DefaultRepairGrace: a repair of an upstream loss through a
+	// forwarder takes a NACK round trip on the publisher's side; 100 ms
+	// covers it on most paths, and is less than what a repair across a
+	// congested bottleneck (with its queue) takes.
+	DefaultRepairGrace = 100 * time.Millisecond
 	// probeMargin lifts a probe a little over the selector's threshold,
 	// so rounding never leaves it just under.
 	probeMargin = 1.05
@@ -100,8 +107,13 @@ type ReceiveConfig struct {
 	// DefaultLayerProbeTimeout and DefaultMaxProbeBackoff.
 	ProbeAfter, ProbeHold, ProbeTimeout, MaxProbeBackoff time.Duration
 	// MaxPending caps the arrivals held between updates; past it the
-	// oldest span is given up. Default DefaultMaxPending.
+	// oldest span is given up. It also caps the repairs remembered.
+	// Default DefaultMaxPending.
 	MaxPending int
+	// RepairGrace is how long after the next packet's arrival a gap
+	// waits for a retransmission before it counts as loss (OnRepair).
+	// Default DefaultRepairGrace; negative means none.
+	RepairGrace time.Duration
 }
 
 func (c *ReceiveConfig) setDefaults() {
@@ -124,6 +136,10 @@ func (c *ReceiveConfig) setDefaults() {
 	if c.MaxPending == 0 {
 		c.MaxPending = DefaultMaxPending
 	}
+	if c.RepairGrace == 0 {
+		c.RepairGrace = DefaultRepairGrace
+	}
+	c.RepairGrace = max(c.RepairGrace, 0)
 }
 
 func (c *ReceiveConfig) validate() error {
@@ -158,7 +174,7 @@ type ReceiveStats struct {
 	Probes        uint64  // probes started
 	ProbesOK      uint64  // of those, succeeded
 	ProbesFailed  uint64  // ended by congestion
-	ProbesTimeout uint64  // abandoned: the probed rate never arrived
+	ProbesTimeout uint64  // ended without congestion before the probed rate arrived (kept)
 	Congestions   uint64  // updates that saw congestion
 	Overflows     uint64  // times pending arrivals were given up
 }
@@ -179,6 +195,8 @@ type ReceiveEstimator struct {
 	arr      map[protocol.MediaSeq]arrival
 	next     protocol.MediaSeq // first number not yet handed to the estimator
 	haveNext bool
+	repaired map[protocol.MediaSeq]struct{} // numbers a retransmission brought before their verdict
+	gap      []protocol.MediaSeq
 	batch    []PacketResult
 
 	started        bool
@@ -191,7 +209,6 @@ type ReceiveEstimator struct {
 	probeStart     time.Time
 	probeRate      Bitrate
 	probeReached   time.Time
-	beforeProbe    Bitrate
 	stats          ReceiveStats
 	lastCongestion time.Time // start of the current cut window
 	cutBase        Bitrate   // the estimate before the window's first cut
@@ -208,7 +225,7 @@ func NewReceiveEstimator(cfg ReceiveConfig) (*ReceiveEstimator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ReceiveEstimator{cfg: cfg, est: e, arr: map[protocol.MediaSeq]arrival{},
+	return &ReceiveEstimator{cfg: cfg, est: e, arr: map[protocol.MediaSeq]arrival{}, repaired: map[protocol.MediaSeq]struct{}{},
 		estimate: cfg.Estimator.InitialBitrate, backoff: cfg.ProbeAfter}, nil
 }
 
@@ -255,6 +272,25 @@ func (r *ReceiveEstimator) OnPacket(seq mediapkt.Seq, ts uint32, size int, at ti
 	r.arr[ext] = arrival{ts: ets, size: size, at: at}
 }
 
+// OnRepair records that a retransmission of seq arrived. A number
+// repaired within RepairGrace of its gap is not counted lost: a forwarder
+// passes on its publisher's repairs of losses upstream of it, which say
+// nothing about this path, while repairs across a congested path arrive
+// later than that (they queue too).
+func (r *ReceiveEstimator) OnRepair(seq mediapkt.Seq) {
+	hi, ok := r.unwrap.Highest()
+	if !ok {
+		return
+	}
+	ext := mediapkt.Extend(hi, seq)
+	if ext < r.next || len(r.repaired) >= r.cfg.MaxPending {
+		return
+	}
+	if _, arrived := r.arr[ext]; !arrived {
+		r.repaired[ext] = struct{}{}
+	}
+}
+
 // sendTime maps an extended timestamp onto a time line of its own; only
 // differences matter to the estimator.
 func (r *ReceiveEstimator) sendTime(ts uint64) time.Time {
@@ -274,15 +310,33 @@ func (r *ReceiveEstimator) Update(now time.Time) Bitrate {
 	}
 	if hi, ok := r.unwrap.Highest(); ok && hi >= r.next && len(r.arr) > 0 {
 		r.batch = r.batch[:0]
+		r.gap = r.gap[:0]
 		for q := r.next; q <= hi && len(r.batch) < r.cfg.Estimator.MaxFeedbackPackets; q++ {
 			a, ok := r.arr[q]
 			if !ok {
-				r.batch = append(r.batch, PacketResult{})
+				r.gap = append(r.gap, q)
 				continue
 			}
+			if len(r.gap) > 0 && now.Sub(a.at) < r.cfg.RepairGrace {
+				// The gap before a is younger than the grace: a repair
+				// may still come.
+				break
+			}
+			for _, m := range r.gap {
+				if _, ok := r.repaired[m]; ok {
+					continue // repaired in time: not the path's loss
+				}
+				r.batch = append(r.batch, PacketResult{})
+			}
+			r.gap = r.gap[:0]
 			delete(r.arr, q)
 			r.batch = append(r.batch, PacketResult{SendTime: r.sendTime(a.ts), Arrival: a.at, Size: a.size})
 			r.next = q + 1
+		}
+		for q := range r.repaired {
+			if q < r.next {
+				delete(r.repaired, q)
+			}
 		}
 		// Numbers after the last arrival stay pending: they may be
 		// merely reordered.
@@ -344,11 +398,14 @@ func (r *ReceiveEstimator) control(now time.Time) {
 				r.nextProbe = now
 			}
 		} else if now.Sub(r.probeStart) >= r.cfg.ProbeTimeout {
+			// No congestion for a whole ProbeTimeout while the forwarder
+			// could send the layer: kept. A real encoder often sends a
+			// layer well under its declared rate (a still picture), so
+			// the rate not arriving is no evidence against the path.
 			r.probing = false
 			r.stats.ProbesTimeout++
-			r.estimate = max(r.beforeProbe, st.Target)
-			r.backoff = min(2*r.backoff, r.cfg.MaxProbeBackoff)
-			r.nextProbe = now.Add(r.backoff)
+			r.backoff = r.cfg.ProbeAfter
+			r.nextProbe = now
 		}
 	default:
 		r.estimate = max(r.estimate, st.Target)
@@ -371,7 +428,6 @@ func (r *ReceiveEstimator) startProbe(now time.Time) {
 	r.probing = true
 	r.probeStart, r.probeReached = now, time.Time{}
 	r.probeRate = r.cfg.Layers[i]
-	r.beforeProbe = r.estimate
 	r.estimate = Bitrate(float64(r.probeRate) * r.cfg.UpFactor * probeMargin)
 	r.stats.Probes++
 }
