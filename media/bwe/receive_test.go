@@ -246,3 +246,37 @@ func TestReceiveConfigLimits(t *testing.T) {
 		t.Error("SetLayers accepted falling rates")
 	}
 }
+
+func TestReceiveEstimatorRepairGrace(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		repair   bool
+		wait     time.Duration
+		wantLost uint64
+		wantPkts uint64
+	}{
+		{"repaired in time", true, 200 * time.Millisecond, 0, 9},
+		{"never repaired", false, 200 * time.Millisecond, 1, 10},
+		{"verdict waits for the grace", false, 50 * time.Millisecond, 0, 5},
+	} {
+		r, err := NewReceiveEstimator(ReceiveConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := time.Unix(100, 0)
+		for i := range 10 {
+			if i == 5 {
+				continue
+			}
+			r.OnPacket(mediapkt.Seq(i), uint32(i*3000), 500, at.Add(time.Duration(i)*33*time.Millisecond))
+		}
+		if c.repair {
+			r.OnRepair(5)
+		}
+		r.Update(at.Add(6*33*time.Millisecond + c.wait))
+		m := r.Stats().Measured
+		if m.Lost != c.wantLost || m.Packets != c.wantPkts {
+			t.Errorf("%s: lost %d of %d results, want %d of %d", c.name, m.Lost, m.Packets, c.wantLost, c.wantPkts)
+		}
+	}
+}
