@@ -19,13 +19,19 @@
 // "voice" routed by the room id; flow bindings are COMMANDs to the
 // gateway's "voice.media" service; events arrive on the room's channel.
 //
+// Simulcast subscriptions estimate their own bandwidth and report it to
+// the gateway, which picks the layer (estimate.go); publishers get the
+// gateway's uplink estimate as per-layer bitrate hints (hint.go) and give
+// audio frames their RFC 6464 levels (level.go).
+//
 // A Room is bound to the session it joined on: when that session is lost
 // the Room's media stops and the app joins again (its participant id
 // changes). The Room sets the client's NOTIFY handler (key-frame requests
 // arrive as notifications) for as long as it is open.
 //
-// Goroutines: the Mux's and one that closes it when the session ends,
-// both joined by Close; event and notification
+// Goroutines: the Mux's, one that closes it when the session ends and,
+// once a simulcast track is subscribed, the estimate loop, all joined by
+// Close; event and notification
 // handlers run on the client's handler goroutines.
 package voice
 
@@ -40,6 +46,7 @@ import (
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/media"
+	"github.com/jetstreamproto/jsp/media/bwe"
 	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/wire"
@@ -89,6 +96,21 @@ type Options struct {
 	Create bool
 	// Permissions are the room's permissions when Create is set.
 	Permissions map[voiceproto.Action]voiceproto.Role
+	// DisableEstimate turns off the automatic bandwidth estimation of
+	// simulcast subscriptions (estimate.go); the app then calls
+	// RemoteTrack.SetEstimate itself.
+	DisableEstimate bool
+	// InitialEstimate is a simulcast subscription's estimate before any
+	// measurement. Default bwe.DefaultInitialBitrate.
+	InitialEstimate bwe.Bitrate
+	// EstimateInterval is how often estimates are reported. Default
+	// DefaultEstimateInterval.
+	EstimateInterval time.Duration
+	// MaxProbeBackoff caps the wait between layer probes after failed
+	// ones: shorter finds a path that came back sooner, at the cost of
+	// more excursions to a layer it cannot carry. Default
+	// bwe.DefaultMaxProbeBackoff.
+	MaxProbeBackoff time.Duration
 }
 
 // Room is a joined room.
@@ -103,13 +125,17 @@ type Room struct {
 	maxFrame int
 	// done ends the watch goroutine; wg joins it.
 	done chan struct{}
-	wg   sync.WaitGroup
+	// sessDone is closed when the session the Room joined on ends.
+	sessDone <-chan struct{}
+	wg       sync.WaitGroup
 
-	mu       sync.Mutex
-	nextFlow wire.FlowID             // guarded by mu
-	locals   map[string]*LocalTrack  // guarded by mu, by track id
-	remotes  map[string]*RemoteTrack // guarded by mu, by track id
-	closed   bool                    // guarded by mu
+	mu         sync.Mutex
+	nextFlow   wire.FlowID                  // guarded by mu
+	locals     map[string]*LocalTrack       // guarded by mu, by track id
+	remotes    map[string]*RemoteTrack      // guarded by mu, by track id
+	estimated  map[wire.FlowID]*RemoteTrack // guarded by mu: subscriptions with an estimator, by flow
+	estimating bool                         // guarded by mu: the estimate loop runs
+	closed     bool                         // guarded by mu
 }
 
 // ErrClosed is returned by calls on a closed Room.
@@ -121,7 +147,7 @@ func Join(ctx context.Context, c *client.Client, room string, opts Options) (*Ro
 		return nil, err
 	}
 	r := &Room{c: c, id: room, opts: opts, nextFlow: session.FirstMediaFlow,
-		locals: map[string]*LocalTrack{}, remotes: map[string]*RemoteTrack{}}
+		locals: map[string]*LocalTrack{}, remotes: map[string]*RemoteTrack{}, estimated: map[wire.FlowID]*RemoteTrack{}}
 	if opts.Create {
 		_, err := r.do(ctx, voiceproto.Service, voiceproto.Request{Op: voiceproto.OpCreate, Permissions: opts.Permissions})
 		if err != nil && jsperr.CodeOf(err) != jsperr.RoomExists {
@@ -153,7 +179,8 @@ func Join(ctx context.Context, c *client.Client, room string, opts Options) (*Ro
 		_, _ = r.do(context.WithoutCancel(ctx), voiceproto.Service, voiceproto.Request{Op: voiceproto.OpLeave})
 		return nil, fmt.Errorf("voice: events of %q: %w", room, err)
 	}
-	r.mux = media.NewMux(sess, media.MuxConfig{})
+	r.sessDone = sess.Context().Done()
+	r.mux = media.NewMux(arrivalTap{Session: sess, r: r}, media.MuxConfig{})
 	r.done = make(chan struct{})
 	r.wg.Add(1)
 	go func() {
@@ -195,11 +222,23 @@ func (r *Room) onEvent(e client.Event) {
 }
 
 func (r *Room) onNotify(n client.Notification) {
-	if n.Envelope != nil && n.Envelope.Headers["type"] == voiceproto.NotifyLayers {
-		r.onLayers(n) // dynacast.go
+	if n.Envelope == nil {
 		return
 	}
-	if n.Envelope == nil || n.Envelope.Headers["type"] != voiceproto.NotifyKeyFrame {
+	switch n.Envelope.Headers["type"] {
+	case voiceproto.NotifyLayers:
+		r.onLayers(n) // dynacast.go
+		return
+	case voiceproto.NotifyBitrate:
+		r.mu.Lock()
+		t := r.locals[n.Envelope.Headers["track"]]
+		r.mu.Unlock()
+		if t != nil {
+			t.bitrateNotified(n.Envelope.Headers["bitrate"])
+		}
+		return
+	}
+	if n.Envelope.Headers["type"] != voiceproto.NotifyKeyFrame {
 		return
 	}
 	layer, err := strconv.Atoi(n.Envelope.Headers["layer"])
@@ -276,8 +315,10 @@ type LocalTrack struct {
 	info    Track
 	senders []*media.Sender
 
-	mu   sync.Mutex
-	onKF func(layer int) // guarded by mu
+	mu     sync.Mutex
+	onKF   func(layer int)   // guarded by mu
+	onHint func(BitrateHint) // guarded by mu
+	hint   BitrateHint       // guarded by mu: the latest (hint.go)
 
 	gate layerGate // dynacast.go
 }
@@ -335,8 +376,12 @@ func (t *LocalTrack) ID() string { return t.info.ID }
 
 // WriteFrame sends one encoded frame on layer (0 for single-layer
 // tracks). Frames over the room's MaxFrameBytes are refused. Frames of a
-// layer nobody watches are dropped (see LayerActive).
-func (t *LocalTrack) WriteFrame(layer int, f media.Frame) error {
+// layer nobody watches are dropped (see LayerActive). opts add per-frame
+// extras such as the audio level (WithAudioLevel, WithPCM16; see level.go).
+func (t *LocalTrack) WriteFrame(layer int, f media.Frame, opts ...WriteOption) error {
+	for _, o := range opts {
+		o(&f)
+	}
 	if layer < 0 || layer >= len(t.senders) {
 		return jsperr.Newf(jsperr.BadLayer, "voice: layer %d of %d", layer, len(t.senders))
 	}
@@ -411,6 +456,13 @@ type RemoteTrack struct {
 	lastBytes uint64    // guarded by mu
 	lastAt    time.Time // guarded by mu
 	bitrate   float64   // guarded by mu
+
+	reportMu   sync.Mutex // held while an estimate COMMAND is sent (estimate.go); taken before estMu
+	estMu      sync.Mutex
+	est        *bwe.ReceiveEstimator // guarded by estMu; nil when not estimated
+	manual     bool                  // guarded by estMu: the app called SetEstimate
+	reports    uint64                // guarded by estMu
+	reportErrs uint64                // guarded by estMu
 }
 
 // TrackStats are a subscription's statistics.
@@ -431,6 +483,9 @@ type TrackStats struct {
 	Jitter, Delay time.Duration
 	// Raw is the receiver's full counters.
 	Raw media.ReceiverStats
+	// Estimate is the subscription's bandwidth estimate (simulcast
+	// tracks with automatic estimation; 0 otherwise, see EstimateStats).
+	Estimate bwe.Bitrate
 }
 
 // Subscribe receives a track; onFrame gets each whole frame after the
@@ -473,6 +528,18 @@ func (r *Room) Subscribe(ctx context.Context, track string, onFrame func(media.R
 	if r.opts.DisableNACK {
 		rc.Deadline = time.Nanosecond
 	}
+	if !r.opts.DisableEstimate && len(info.Layers) > 1 {
+		// Before the receiver exists: no packet of the flow is missed.
+		r.mu.Lock()
+		err = r.startEstimateLocked(rt, info)
+		r.mu.Unlock()
+		if err != nil {
+			r.mu.Lock()
+			delete(r.remotes, track)
+			r.mu.Unlock()
+			return nil, fmt.Errorf("voice: estimator of %q: %w", track, err)
+		}
+	}
 	rt.rcv, err = r.mux.NewReceiver(flow, rc)
 	if err == nil {
 		_, err = r.do(ctx, voiceproto.MediaService, voiceproto.Request{Op: voiceproto.MediaSubscribe, Track: track, Flows: []uint64{uint64(flow)}})
@@ -483,6 +550,7 @@ func (r *Room) Subscribe(ctx context.Context, track string, onFrame func(media.R
 		}
 		r.mu.Lock()
 		delete(r.remotes, track)
+		delete(r.estimated, flow)
 		r.mu.Unlock()
 		return nil, err
 	}
@@ -528,12 +596,26 @@ func (t *RemoteTrack) Stats() TrackStats {
 	if total := st.Received + st.RecoveredFEC + st.RecoveredNACK + st.Lost; total > 0 {
 		out.Loss = float64(st.Lost) / float64(total)
 	}
+	t.estMu.Lock()
+	if t.est != nil {
+		out.Estimate = t.est.Estimate()
+	}
+	t.estMu.Unlock()
 	return out
 }
 
 // SetEstimate passes the subscriber's bandwidth estimate (bit/s) and
-// wanted size to the forwarder, which picks the simulcast layer.
+// wanted size to the forwarder, which picks the simulcast layer. Simulcast
+// subscriptions are estimated automatically (Options.DisableEstimate);
+// calling SetEstimate with a bitrate stops that for this subscription.
 func (t *RemoteTrack) SetEstimate(ctx context.Context, bitrate int64, width, height int) error {
+	if bitrate > 0 {
+		t.reportMu.Lock()
+		defer t.reportMu.Unlock()
+		t.estMu.Lock()
+		t.manual = true
+		t.estMu.Unlock()
+	}
 	_, err := t.r.do(ctx, voiceproto.MediaService, voiceproto.Request{Op: voiceproto.MediaEstimate, Track: t.id,
 		Estimate: bitrate, Width: width, Height: height})
 	return err
@@ -543,6 +625,7 @@ func (t *RemoteTrack) SetEstimate(ctx context.Context, bitrate int64, width, hei
 func (t *RemoteTrack) Unsubscribe(ctx context.Context) error {
 	t.r.mu.Lock()
 	delete(t.r.remotes, t.id)
+	delete(t.r.estimated, t.flow)
 	t.r.mu.Unlock()
 	_, err := t.r.do(ctx, voiceproto.MediaService, voiceproto.Request{Op: voiceproto.MediaUnsubscribe, Track: t.id})
 	_ = t.rcv.Close()

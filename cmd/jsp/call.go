@@ -17,6 +17,7 @@ import (
 	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/client/voice"
 	"github.com/jetstreamproto/jsp/media"
+	"github.com/jetstreamproto/jsp/media/bwe"
 	"github.com/jetstreamproto/jsp/media/ivf"
 	"github.com/jetstreamproto/jsp/media/ogg"
 	"github.com/jetstreamproto/jsp/media/simulcast"
@@ -32,6 +33,13 @@ type callFlags struct {
 	record   string
 	linger   time.Duration
 	duration time.Duration
+	levels   string
+	// noEstimate and initialEstimate steer the automatic bandwidth
+	// estimation of simulcast subscriptions.
+	noEstimate      bool
+	initialEstimate int64
+	stats           bool
+	hints           bool
 }
 
 func newCallCmd() *cobra.Command {
@@ -48,6 +56,11 @@ participants publish is recorded into --record DIR as <participant>-<track>.ogg
 Without input files the call records until interrupted (Ctrl-C) or until
 --duration; with files it ends --linger after the last frame was sent.
 Room events (joins, leaves, tracks, mute, active speakers) are printed.
+
+Audio levels (--levels, for active-speaker detection): the file is decoded
+once with opusdec (Debian package opus-tools) and each packet carries the
+RFC 6464 level of its samples; without opusdec (auto) or with --levels off
+no levels are sent and the publisher never shows as a speaker.
 
 ` + urlHelp,
 		Example: `  jsp call jsp://localhost --pin sha256/... --token @alice.tok --room standup --ogg hello.opus
@@ -66,6 +79,11 @@ Room events (joins, leaves, tracks, mute, active speakers) are printed.
 	fs.StringVar(&f.record, "record", "", "directory to record every received track into (default: not recorded)")
 	fs.DurationVar(&f.linger, "linger", 2*time.Second, "time to stay after the files were sent")
 	fs.DurationVar(&f.duration, "duration", 0, "end the call after this long (0 = no limit)")
+	fs.BoolVar(&f.noEstimate, "no-estimate", false, "do not estimate the bandwidth of simulcast subscriptions (the gateway then keeps the lowest layer)")
+	fs.Int64Var(&f.initialEstimate, "initial-estimate", 0, "bandwidth estimate of a new simulcast subscription before any measurement, bit/s (0 = 300000)")
+	fs.BoolVar(&f.stats, "stats", false, "print each subscription's statistics (bitrate, loss, recovered, late, jitter, estimate) when the call ends")
+	fs.BoolVar(&f.hints, "hints", false, "print the gateway's bitrate hints for the published tracks as they arrive (a file cannot be re-encoded to follow them)")
+	fs.StringVar(&f.levels, "levels", levelsAuto, "audio levels of --ogg for active-speaker detection: auto (opusdec if installed), opusdec, off")
 	return cmd
 }
 
@@ -99,8 +117,13 @@ func runCall(ctx context.Context, f *callFlags, url string, out, errOut io.Write
 			return fmt.Errorf("--record: %w", err)
 		}
 	}
-	cl := &call{out: out, dir: f.record, recs: map[string]*recorder{}, ctx: ctx}
-	cl.room, err = voice.Join(ctx, c, f.room, voice.Options{OnEvent: cl.onEvent})
+	cl := &call{out: out, dir: f.record, recs: map[string]*recorder{}, subs: map[string]*voice.RemoteTrack{}, ctx: ctx}
+	if f.initialEstimate < 0 {
+		return errors.New("--initial-estimate must not be negative")
+	}
+	cl.stats, cl.hints = f.stats, f.hints
+	cl.room, err = voice.Join(ctx, c, f.room, voice.Options{OnEvent: cl.onEvent,
+		DisableEstimate: f.noEstimate, InitialEstimate: bwe.Bitrate(f.initialEstimate)})
 	if err != nil {
 		return fmt.Errorf("join %q: %w", f.room, err)
 	}
@@ -111,6 +134,7 @@ func runCall(ctx context.Context, f *callFlags, url string, out, errOut io.Write
 		cl.closing = true
 		cl.mu.Unlock()
 		cl.wg.Wait()
+		cl.printStats()
 		_ = cl.room.Close(cctx)
 		cl.closeRecorders()
 	}()
@@ -130,7 +154,7 @@ func runCall(ctx context.Context, f *callFlags, url string, out, errOut io.Write
 		errs = make(chan error, 2)
 	)
 	if f.oggIn != "" {
-		wg.Go(func() { errs <- cl.publishOgg(ctx, f.oggIn) })
+		wg.Go(func() { errs <- cl.publishOgg(ctx, f.oggIn, f.levels) })
 	}
 	if f.ivfIn != "" {
 		wg.Go(func() { errs <- cl.publishIVF(ctx, f.ivfIn) })
@@ -163,8 +187,44 @@ type call struct {
 
 	mu      sync.Mutex
 	out     io.Writer
-	recs    map[string]*recorder // guarded by mu, by track id
-	closing bool                 // guarded by mu: no more subscriptions
+	recs    map[string]*recorder          // guarded by mu, by track id
+	subs    map[string]*voice.RemoteTrack // guarded by mu, by track id
+	closing bool                          // guarded by mu: no more subscriptions
+	stats   bool                          // print statistics at the end
+	hints   bool                          // print bitrate hints
+}
+
+// watchHints prints the track's bitrate hints (--hints).
+func (c *call) watchHints(t *voice.LocalTrack) {
+	if !c.hints {
+		return
+	}
+	id := t.ID()
+	t.OnBitrateHint(func(h voice.BitrateHint) {
+		c.printf("bitrate hint %s: %v, layers %v\n", id, h.Estimate, h.Layers)
+	})
+}
+
+// printStats prints each subscription's statistics (--stats).
+func (c *call) printStats() {
+	if !c.stats {
+		return
+	}
+	c.mu.Lock()
+	subs := make(map[string]*voice.RemoteTrack, len(c.subs))
+	for id, rt := range c.subs {
+		subs[id] = rt
+	}
+	c.mu.Unlock()
+	for id, rt := range subs {
+		st := rt.Stats()
+		line := fmt.Sprintf("stats %s: %d frames, %.1f kbit/s, loss %.1f%%, recovered fec %d nack %d, late %d, jitter %v",
+			id, st.Frames, st.Bitrate/1000, 100*st.Loss, st.RecoveredFEC, st.RecoveredNACK, st.Late, st.Jitter)
+		if es := rt.EstimateStats(); es.Enabled {
+			line += fmt.Sprintf(", estimate %v (%d reports, %d probes)", es.Estimate, es.Reports, es.Receive.Probes)
+		}
+		c.printf("%s\n", line)
+	}
 }
 
 func (c *call) printf(format string, args ...any) {
@@ -230,7 +290,7 @@ func (c *call) subscribe(ctx context.Context, t voice.Track) {
 			c.printf("not recording %s: %v\n", t.ID, err)
 		}
 	}
-	_, err := c.room.Subscribe(ctx, t.ID, func(fr media.ReceivedFrame) {
+	rt, err := c.room.Subscribe(ctx, t.ID, func(fr media.ReceivedFrame) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		rec.write(fr)
@@ -239,6 +299,9 @@ func (c *call) subscribe(ctx context.Context, t voice.Track) {
 		c.printf("subscribe %s: %v\n", t.ID, err)
 		return
 	}
+	c.mu.Lock()
+	c.subs[t.ID] = rt
+	c.mu.Unlock()
 	c.printf("receiving %s\n", t.ID)
 }
 
@@ -313,7 +376,14 @@ func (c *call) closeRecorders() {
 }
 
 // publishOgg sends an Ogg/Opus file as track "mic" in real time.
-func (c *call) publishOgg(ctx context.Context, path string) error {
+func (c *call) publishOgg(ctx context.Context, path, levelMode string) error {
+	levels, note, err := oggLevels(ctx, levelMode, path)
+	if err != nil {
+		return err
+	}
+	if note != "" {
+		c.printf("%s\n", note)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("--ogg: %w", err)
@@ -327,7 +397,12 @@ func (c *call) publishOgg(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	c.printf("publishing %s as %s\n", path, t.ID())
+	c.watchHints(t)
+	if levels != nil {
+		c.printf("publishing %s as %s with audio levels\n", path, t.ID())
+	} else {
+		c.printf("publishing %s as %s\n", path, t.ID())
+	}
 	start, ts, n := time.Now(), uint32(0), 0
 	for {
 		p, err := r.ReadPacket()
@@ -337,7 +412,11 @@ func (c *call) publishOgg(ctx context.Context, path string) error {
 		if err != nil {
 			return fmt.Errorf("--ogg %s: %w", path, err)
 		}
-		if err := t.WriteFrame(0, media.Frame{Timestamp: ts, Payload: p.Data}); err != nil {
+		fr := media.Frame{Timestamp: ts, Payload: p.Data}
+		if n < len(levels) {
+			fr.AudioLevel, fr.HasAudioLevel = levels[n], true
+		}
+		if err := t.WriteFrame(0, fr); err != nil {
 			return fmt.Errorf("send %s: %w", path, err)
 		}
 		ts += uint32(p.Samples)
@@ -374,6 +453,7 @@ func (c *call) publishIVF(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
+	c.watchHints(t)
 	c.printf("publishing %s (%dx%d) as %s\n", path, h.Width, h.Height, t.ID())
 	start, n := time.Now(), 0
 	for {

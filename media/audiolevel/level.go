@@ -4,7 +4,9 @@
 // packet header, JSP §13.1) into active-speaker decisions.
 //
 // A publisher computes each frame's level from its PCM before encoding
-// ([LevelFromPCM16]) and sends it with the frame (media.Frame.AudioLevel).
+// ([LevelFromPCM16], or [FromPCM16] for the header level with a voice bit;
+// [FrameLevels] for a decoded file) and sends it with the frame
+// (media.Frame.AudioLevel).
 // The SFU never decodes audio: it feeds the levels of every participant's
 // packets to a [Detector], which
 //

@@ -25,6 +25,11 @@
 // the time with every call, so tests run it in simulated time
 // (internal/simnet).
 //
+// [ReceiveEstimator] runs the estimator at a flow's receiver, on its own
+// arrivals, with a layer controller for simulcast subscribers; and
+// [UplinkEstimator] at the receiver of a publisher's layer flows, for
+// bitrate hints (see receive.go and uplink.go).
+//
 // [Prober] and [Reflector] measure a path on demand instead: a train of
 // probe datagrams in each direction gives throughput, round-trip time and
 // loss (see probe.go).
@@ -225,6 +230,7 @@ type Stats struct {
 	Packets      uint64  // packet results processed
 	Lost         uint64  // of those, reported lost
 	Overuses     uint64  // overuse verdicts that led to a decrease
+	LossCuts     uint64  // decreases of the loss-based rate for loss over LossHigh
 }
 
 // Estimator turns feedback into a target bitrate. It is not safe for
@@ -307,6 +313,7 @@ func (e *Estimator) OnFeedback(now time.Time, pkts []PacketResult) (Bitrate, err
 	e.stats.DelayBased = e.aimd.rate
 	e.stats.LossBased = e.loss.rate
 	e.stats.LossFraction = e.loss.last
+	e.stats.LossCuts = e.loss.cuts
 	t := min(e.aimd.rate, e.loss.rate)
 	e.stats.Target = max(e.cfg.MinBitrate, min(e.cfg.MaxBitrate, t))
 	return e.stats.Target, nil

@@ -178,6 +178,7 @@ type lossController struct {
 	last     float64
 	lastEval time.Time
 	lastCut  time.Time
+	cuts     uint64 // decreases for loss over LossHigh
 }
 
 func (l *lossController) observe(lost bool) {
@@ -201,6 +202,7 @@ func (l *lossController) update(now time.Time, delayRate Bitrate, rtt time.Durat
 			cur := min(l.rate, delayRate)
 			l.rate = Bitrate(float64(cur) * (1 - 0.5*f))
 			l.lastCut = now
+			l.cuts++
 		}
 	}
 	l.rate = max(l.cfg.MinBitrate, min(l.rate, Bitrate(lossHeadroom*float64(delayRate)), l.cfg.MaxBitrate))

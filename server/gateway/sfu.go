@@ -149,6 +149,7 @@ type hostMedia struct {
 	kf     chan kfRequest
 	active chan struct{} // closed at the first publication
 	once   sync.Once
+	up     map[string]*uplinkState // guarded by mu: uplink estimates by track (sfu_estimate.go)
 
 	dynMu      sync.Mutex
 	dynPending map[string]voiceproto.LayerMask // guarded by dynMu: voice.layers NOTIFYs to send
@@ -703,6 +704,7 @@ func (h *host) mediaFlowLoop(ctx context.Context) {
 		hdr, _, err := mediapkt.ParseHeader(d.Data)
 		var rebuilt [][]byte
 		if err == nil {
+			h.uplinkRecordLocked(pf, hdr, len(d.Data), h.g.cfg.Now())
 			rebuilt = pf.onPacketLocked(&hdr, d.Data, h.g.cfg.Now())
 		}
 		t, layer := pf.t, pf.layer
@@ -833,6 +835,7 @@ func (h *host) mediaCtlLoop(ctx context.Context) {
 					return
 				}
 			}
+			h.uplinkTick(now)
 		}
 	}
 }
