@@ -46,6 +46,20 @@ func TestBitrateHintFollowsUplink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A subscriber watches the top layer: a track nobody watches is paused
+	// at the publisher (dynacast) and would send nothing to estimate.
+	bob, err := voice.Join(ctx, cl.connect("bob", 0, nil), "hint", voice.Options{DisableEstimate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close(ctx)
+	sub, err := bob.Subscribe(ctx, cam.ID(), func(media.ReceivedFrame) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.SetEstimate(ctx, 5_000_000, 0, 0); err != nil {
+		t.Fatal(err)
+	}
 	type hintAt struct {
 		at time.Duration
 		h  voice.BitrateHint
