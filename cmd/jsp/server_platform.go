@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/pflag"
+
+	"github.com/jetstreamproto/jsp/server/bus/natsbus"
+	"github.com/jetstreamproto/jsp/server/config"
+	"github.com/jetstreamproto/jsp/server/gateway"
+)
+
+// platformFlags are the `jsp server` flags of the WebSocket listener
+// behind a TLS-terminating proxy and of the bus's JetStream replica
+// counts.
+type platformFlags struct {
+	wsBehindProxy  bool
+	trustedProxies []string
+	replicas       natsbus.Replicas
+}
+
+// addPlatformFlags registers the flags of platformFlags.
+func addPlatformFlags(fl *pflag.FlagSet, p *platformFlags) {
+	d := config.Default()
+	fl.BoolVar(&p.wsBehindProxy, "ws-behind-tls-proxy", d.Listen.WSBehindTLSProxy,
+		"serve --ws over plain HTTP for a reverse proxy that terminates TLS 1.3 in front of it; refused unless --ws binds loopback or --ws-trusted-proxy is given")
+	fl.StringSliceVar(&p.trustedProxies, "ws-trusted-proxy", d.Listen.WSTrustedProxies,
+		"CIDR prefix of a TLS-terminating proxy allowed to open sessions on --ws, whose X-Forwarded-For names the client (repeatable; default: loopback peers when --ws binds loopback)")
+	fl.IntVar(&p.replicas.KV, "kv-replicas", d.Bus.KVReplicas, "JetStream replicas of the NATS KV buckets (at most the cluster size)")
+	fl.IntVar(&p.replicas.EventLog, "event-log-replicas", d.Bus.EventLogReplicas, "JetStream replicas of the event log stream (at most the cluster size)")
+	fl.IntVar(&p.replicas.WorkQueue, "work-queue-replicas", d.Bus.WorkQueueReplicas, "JetStream replicas of the webhook and push work queues (at most the cluster size)")
+}
+
+// applyGateway sets the gateway's proxy fields.
+func (p *platformFlags) applyGateway(cfg *gateway.Config) error {
+	if len(p.trustedProxies) > 0 && !p.wsBehindProxy {
+		return errors.New("--ws-trusted-proxy goes with --ws-behind-tls-proxy")
+	}
+	cfg.WSBehindTLSProxy = p.wsBehindProxy
+	ps, err := parsePrefixes("--ws-trusted-proxy", p.trustedProxies)
+	if err != nil {
+		return err
+	}
+	cfg.WSTrustedProxies = ps
+	return nil
+}
+
+// validate checks the replica counts; the cluster size is checked where
+// the bus knows it (the embedded server) and by the NATS servers
+// otherwise.
+func (p *platformFlags) validate() error {
+	for _, c := range []struct {
+		flag string
+		n    int
+	}{{"kv-replicas", p.replicas.KV}, {"event-log-replicas", p.replicas.EventLog}, {"work-queue-replicas", p.replicas.WorkQueue}} {
+		if c.n < 1 || c.n > natsbus.MaxReplicas {
+			return fmt.Errorf("--%s %d: want 1 to %d", c.flag, c.n, natsbus.MaxReplicas)
+		}
+	}
+	return nil
+}
+
+// replicasHelp explains a replica count the embedded server cannot hold.
+func replicasHelp(err error) error {
+	if errors.Is(err, natsbus.ErrTooManyReplicas) {
+		return fmt.Errorf("%w (the embedded NATS server is one JetStream server: use --nats with a cluster for more replicas)", err)
+	}
+	return err
+}
