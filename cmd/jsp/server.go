@@ -242,13 +242,14 @@ func (f *serverFlags) config(logOut io.Writer) (gateway.Config, error) {
 	}
 	cfg.DDoS.MaxHandshakesPerIP = f.maxHandshakesPerIP
 	f.ops.applyGateway(&cfg)
-	if err := f.platform.applyGateway(&cfg); err != nil {
-		return gateway.Config{}, err
-	}
 	if cfg.DDoS.Block, err = parsePrefixes("--block", f.block); err != nil {
 		return gateway.Config{}, err
 	}
 	if cfg.DDoS.Allow, err = parsePrefixes("--allow", f.allow); err != nil {
+		return gateway.Config{}, err
+	}
+	// After --allow: the trusted proxies join the allow list (D32).
+	if err := f.platform.applyGateway(&cfg); err != nil {
 		return gateway.Config{}, err
 	}
 	if err := f.listFiles(&cfg, logger); err != nil {

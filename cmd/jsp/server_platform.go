@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 
 	"github.com/spf13/pflag"
 
@@ -32,7 +34,16 @@ func addPlatformFlags(fl *pflag.FlagSet, p *platformFlags) {
 	fl.IntVar(&p.replicas.WorkQueue, "work-queue-replicas", d.Bus.WorkQueueReplicas, "JetStream replicas of the webhook and push work queues (at most the cluster size)")
 }
 
-// applyGateway sets the gateway's proxy fields.
+// loopbackProxies are the trusted proxies of a loopback-bound
+// --ws-behind-tls-proxy listener without --ws-trusted-proxy.
+var loopbackProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// applyGateway sets the gateway's proxy fields and adds the trusted
+// proxies to the allow list already in cfg.DDoS.Allow: every client of
+// the proxy arrives from its address, so the per-address caps and the
+// connection-attempt rate would otherwise cap the whole proxy at one
+// client's share (docs/decisions.md D32). The block list still applies to
+// each forwarded client address.
 func (p *platformFlags) applyGateway(cfg *gateway.Config) error {
 	if len(p.trustedProxies) > 0 && !p.wsBehindProxy {
 		return errors.New("--ws-trusted-proxy goes with --ws-behind-tls-proxy")
@@ -43,6 +54,17 @@ func (p *platformFlags) applyGateway(cfg *gateway.Config) error {
 		return err
 	}
 	cfg.WSTrustedProxies = ps
+	if !p.wsBehindProxy || cfg.WSAddr == gateway.Off {
+		return nil
+	}
+	if len(ps) == 0 {
+		ps = loopbackProxies
+	}
+	for _, pr := range ps {
+		if !slices.Contains(cfg.DDoS.Allow, pr) {
+			cfg.DDoS.Allow = append(cfg.DDoS.Allow, pr)
+		}
+	}
 	return nil
 }
 

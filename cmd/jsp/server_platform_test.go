@@ -20,6 +20,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/server/bus/natsbus"
+	"github.com/jetstreamproto/jsp/server/gateway"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport/mux"
 	"github.com/jetstreamproto/jsp/transport/websocket"
@@ -202,5 +203,44 @@ func TestServerReplicasConfig(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("print-config lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// TestPlatformAllowsProxies checks that the trusted proxies join the
+// allow list, after --allow, and only in proxy mode.
+func TestPlatformAllowsProxies(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		p     platformFlags
+		ws    string
+		allow []string // --allow before
+		want  []string
+	}{
+		{"off", platformFlags{}, "127.0.0.1:7401", []string{"192.0.2.0/24"}, []string{"192.0.2.0/24"}},
+		{"loopback", platformFlags{wsBehindProxy: true}, "127.0.0.1:7401", nil, []string{"127.0.0.0/8", "::1/128"}},
+		{"listed", platformFlags{wsBehindProxy: true, trustedProxies: []string{"10.0.0.0/24", "10.0.1.7"}}, ":7401",
+			[]string{"192.0.2.0/24", "10.0.0.0/24"}, []string{"192.0.2.0/24", "10.0.0.0/24", "10.0.1.7/32"}},
+		{"ws off", platformFlags{wsBehindProxy: true}, gateway.Off, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := gateway.Config{WSAddr: tc.ws}
+			var err error
+			if cfg.DDoS.Allow, err = parsePrefixes("--allow", tc.allow); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.p.applyGateway(&cfg); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range cfg.DDoS.Allow {
+				got = append(got, p.String())
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Fatalf("allow = %v, want %v", got, tc.want)
+			}
+			if cfg.WSBehindTLSProxy != tc.p.wsBehindProxy {
+				t.Fatalf("WSBehindTLSProxy = %v", cfg.WSBehindTLSProxy)
+			}
+		})
 	}
 }

@@ -170,7 +170,12 @@ func TestWSForwardedClient(t *testing.T) {
 		mu.Unlock()
 		return session.Identity{}, nil
 	}
-	tg := startGateway(t, Config{WSAddr: "127.0.0.1:0", WSBehindTLSProxy: true, Authenticate: auth})
+	tg := startGateway(t, Config{WSAddr: "127.0.0.1:0", TCPAddr: "127.0.0.1:0", WSBehindTLSProxy: true, Authenticate: auth})
+	// The plain ws:// address is the proxy's business: it is never
+	// announced to clients of other gateways.
+	if urls := tg.publicURLs(); len(urls) != 1 || !strings.HasPrefix(urls[0], "jsp+tcp://") {
+		t.Errorf("announced URLs %v, want only the TCP one", urls)
+	}
 	url := "ws://" + tg.Addrs().WebSocket.String() + DefaultWSPath
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
