@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 
 	"github.com/spf13/pflag"
 
@@ -25,7 +26,7 @@ type platformFlags struct {
 // addPlatformFlags registers the flags of platformFlags.
 func addPlatformFlags(fl *pflag.FlagSet, p *platformFlags) {
 	d := config.Default()
-	fl.BoolVar(&p.wsBehindProxy, "ws-behind-tls-proxy", d.Listen.WSBehindTLSProxy,
+	boolFlag(fl, &p.wsBehindProxy, "ws-behind-tls-proxy", d.Listen.WSBehindTLSProxy,
 		"serve --ws over plain HTTP for a reverse proxy that terminates TLS 1.3 in front of it; refused unless --ws binds loopback or --ws-trusted-proxy is given")
 	fl.StringSliceVar(&p.trustedProxies, "ws-trusted-proxy", d.Listen.WSTrustedProxies,
 		"CIDR prefix of a TLS-terminating proxy allowed to open sessions on --ws, whose X-Forwarded-For names the client (repeatable; default: loopback peers when --ws binds loopback)")
@@ -89,4 +90,34 @@ func replicasHelp(err error) error {
 		return fmt.Errorf("%w (the embedded NATS server is one JetStream server: use --nats with a cluster for more replicas)", err)
 	}
 	return err
+}
+
+// strictBool is a boolean flag that takes exactly what the environment
+// takes (config.ParseBool: true, false, 1, 0), not the looser forms of
+// strconv.ParseBool, so that a value means the same from every source.
+type strictBool struct{ p *bool }
+
+func (b strictBool) String() string {
+	if b.p == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*b.p)
+}
+
+func (b strictBool) Set(s string) error {
+	v, err := config.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b.p = v
+	return nil
+}
+
+func (b strictBool) Type() string { return "bool" }
+
+// boolFlag registers a strictBool flag; alone on the command line it
+// means true.
+func boolFlag(fl *pflag.FlagSet, p *bool, name string, def bool, usage string) {
+	*p = def
+	fl.VarPF(strictBool{p}, name, "", usage).NoOptDefVal = "true"
 }

@@ -154,6 +154,8 @@ func TestServerPlatformFlagErrors(t *testing.T) {
 		{"plaintext on every interface", []string{"--ws", ":0", "--ws-behind-tls-proxy"}, nil, "reachable by anyone"},
 		{"plaintext on every interface from env", []string{"--ws", ":0"}, []string{"JSP_LISTEN_WS_BEHIND_TLS_PROXY=1"}, "reachable by anyone"},
 		{"bad env bool", nil, []string{"JSP_LISTEN_WS_BEHIND_TLS_PROXY=yes"}, "JSP_LISTEN_WS_BEHIND_TLS_PROXY: listen.ws_behind_tls_proxy: want true, false, 1 or 0"},
+		{"bad flag bool", []string{"--ws-behind-tls-proxy=T"}, nil, "want true, false, 1 or 0, got \"T\""},
+		{"flag bool 1", []string{"--ws", ":0", "--ws-behind-tls-proxy=1"}, nil, "reachable by anyone"},
 		{"trusted proxy without the mode", []string{"--ws-trusted-proxy", "10.0.0.0/8"}, nil, "--ws-trusted-proxy goes with --ws-behind-tls-proxy"},
 		{"bad trusted proxy", []string{"--ws-behind-tls-proxy", "--ws-trusted-proxy", "10.0.0.0/33"}, nil, "--ws-trusted-proxy"},
 		{"zero replicas", []string{"--kv-replicas", "0"}, nil, "--kv-replicas 0: want 1 to 5"},
