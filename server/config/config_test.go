@@ -199,6 +199,7 @@ func FuzzParse(f *testing.F) {
 	l := NewLoaded()
 	f.Add(l.Format())
 	f.Add("[bus]\nnats = [\"a\", 'b',\n]\n")
+	f.Add("[listen]\nws_behind_tls_proxy = true # on\n[bus]\nkv_replicas = 3\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		_ = NewLoaded().Parse("fuzz", []byte(s))
 	})

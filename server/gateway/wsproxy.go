@@ -37,7 +37,7 @@ var ErrPlaintextExposed = errors.New("gateway: plaintext WebSocket listener reac
 // proxyTrust decides which peers of a WSBehindTLSProxy listener are the
 // TLS-terminating proxies (docs/decisions.md D32).
 type proxyTrust struct {
-	prefixes []netip.Prefix // trusted proxies; nil with loopbackOnly
+	prefixes []netip.Prefix // trusted proxies; nil with loopback
 	loopback bool           // no list: loopback peers are trusted
 }
 

@@ -289,3 +289,27 @@ func TestWSForwardedKeepsFilterVerdict(t *testing.T) {
 		t.Fatalf("session from a blocked proxy: %v, want BLOCKED", err)
 	}
 }
+
+// FuzzClientAddr checks that any X-Forwarded-For value yields the peer or
+// an address written in the header, never a panic.
+func FuzzClientAddr(f *testing.F) {
+	for _, s := range []string{"", "203.0.113.7", "192.0.2.66, 203.0.113.7, 10.1.1.1", "[2001:db8::1]:443, 10.0.0.1", "nonsense,,", strings.Repeat("10.0.0.1,", 40)} {
+		f.Add(s)
+	}
+	trust := &proxyTrust{prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	peer := netip.MustParseAddrPort("10.0.0.2:40000")
+	f.Fuzz(func(t *testing.T, xff string) {
+		h := http.Header{}
+		h.Set("X-Forwarded-For", xff)
+		got := trust.clientAddr(peer, h)
+		if got == peer {
+			return
+		}
+		for _, e := range strings.Split(xff, ",") {
+			if ap, ok := parseForwarded(strings.TrimSpace(e)); ok && ap == got {
+				return
+			}
+		}
+		t.Fatalf("client %v is neither the peer nor an entry of %q", got, xff)
+	})
+}
