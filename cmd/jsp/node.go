@@ -48,6 +48,8 @@ type nodeFlags struct {
 	// lists reloads --block-file and --allow-file (lists.go); nil: none.
 	lists  *listFiles
 	events eventsFlags // webhooks and Web Push (events_setup.go)
+	// replicas are the JetStream replica counts (server_platform.go).
+	replicas natsbus.Replicas
 }
 
 // defaultDSN is the SQLite database under the data directory.
@@ -128,6 +130,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 			}
 		}
 		cc.Logger = log
+		cc.Replicas = n.replicas
 		// Through a local: a nil *natsbus.Bus in the interface field
 		// would not be a nil bus.Bus for close.
 		b, err := natsbus.Connect(n.nats, cc)
@@ -144,9 +147,10 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		}
 		b, err := natsbus.Embedded(natsbus.EmbeddedConfig{
 			Server: sc,
-			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log},
+			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log, Replicas: n.replicas},
 		})
 		if err != nil {
+			err = replicasHelp(err)
 			return nil, fmt.Errorf("embedded NATS under %s: %w", filepath.Join(dataDir, natsbus.StoreSubdir), err)
 		}
 		nd.bus, nd.nats = b, b

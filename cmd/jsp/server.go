@@ -59,6 +59,8 @@ type serverFlags struct {
 
 	// Configuration, logging and operations (config.go).
 	ops opsFlags
+	// WebSocket behind a proxy and bus replicas (server_platform.go).
+	platform platformFlags
 }
 
 // rateFlags are the rate limits in tokens per second; 0 means the
@@ -135,6 +137,10 @@ docs/operations.md and docs/security.md.`,
 				f.node.db = defaultDSN(f.dataDir)
 			}
 			f.node.ops = f.ops
+			if err := f.platform.validate(); err != nil {
+				return err
+			}
+			f.node.replicas = f.platform.replicas
 			if err := f.node.validate(); err != nil {
 				return err
 			}
@@ -185,6 +191,7 @@ docs/operations.md and docs/security.md.`,
 	fl.Float64Var(&f.rates.channel, "rate-channel", gateway.DefaultChannelPublishesPerSecond, "publishes per second to one channel")
 	fl.Float64Var(&f.rates.command, "rate-command", gateway.DefaultCommandsPerSecond, "commands per second to one service from one user")
 	addOpsFlags(cmd, &f.ops)
+	addPlatformFlags(fl, &f.platform)
 	addEventsFlags(fl, &f.node.events)
 	return cmd
 }
@@ -239,6 +246,10 @@ func (f *serverFlags) config(logOut io.Writer) (gateway.Config, error) {
 		return gateway.Config{}, err
 	}
 	if cfg.DDoS.Allow, err = parsePrefixes("--allow", f.allow); err != nil {
+		return gateway.Config{}, err
+	}
+	// After --allow: the trusted proxies join the allow list (D32).
+	if err := f.platform.applyGateway(&cfg); err != nil {
 		return gateway.Config{}, err
 	}
 	if err := f.listFiles(&cfg, logger); err != nil {

@@ -80,6 +80,11 @@ type Listen struct {
 	TCP    string `key:"tcp" flag:"tcp" doc:"TCP address for TLS over TCP, or off"`
 	WS     string `key:"ws" flag:"ws" doc:"TCP address for WebSocket over HTTPS, /healthz, /readyz, /metrics and /status, or off"`
 	WSPath string `key:"ws_path" flag:"ws-path" doc:"path of the WebSocket endpoint"`
+	// WSBehindTLSProxy serves ws over plain HTTP for a TLS-terminating
+	// proxy in front (docs/decisions.md D32).
+	WSBehindTLSProxy bool `key:"ws_behind_tls_proxy" flag:"ws-behind-tls-proxy" doc:"serve ws over plain HTTP for a reverse proxy that terminates TLS 1.3 in front of it; refused unless ws binds a loopback address or ws_trusted_proxies is set"`
+	// WSTrustedProxies are the proxies whose X-Forwarded-For is believed.
+	WSTrustedProxies []string `key:"ws_trusted_proxies" flag:"ws-trusted-proxy" doc:"CIDR prefixes of the TLS-terminating proxies allowed to connect to ws when ws_behind_tls_proxy is set; only their X-Forwarded-For names the client (empty: loopback peers, and only when ws binds loopback)"`
 	// Ops is the plain-HTTP operations listener of any role.
 	Ops string `key:"ops" flag:"ops-addr" doc:"plain-HTTP address for /healthz, /readyz, /metrics and /status of any role (jsp status reads it), or off"`
 	// Public are the client URLs of this gateway as others reach it.
@@ -97,6 +102,11 @@ type TLS struct {
 type Bus struct {
 	NATS   []string `key:"nats" flag:"nats" doc:"NATS server URLs of an external bus (empty: an embedded server)"`
 	Listen string   `key:"nats_listen" flag:"nats-listen" doc:"host:port where the embedded NATS server accepts other processes (empty: in-process only)"`
+	// KVReplicas, EventLogReplicas and WorkQueueReplicas are the JetStream
+	// replica counts of what the bus creates (docs/bus.md).
+	KVReplicas        int `key:"kv_replicas" flag:"kv-replicas" doc:"JetStream replicas of the NATS KV buckets (session registry, presence, gateway registry); at most the cluster size, 1 with the embedded server"`
+	EventLogReplicas  int `key:"event_log_replicas" flag:"event-log-replicas" doc:"JetStream replicas of the event log stream; at most the cluster size, 1 with the embedded server"`
+	WorkQueueReplicas int `key:"work_queue_replicas" flag:"work-queue-replicas" doc:"JetStream replicas of the work queue streams (webhook and push delivery); at most the cluster size, 1 with the embedded server"`
 }
 
 // Storage is the database.
@@ -158,7 +168,7 @@ type Key struct {
 	Flag string
 	// Env is the environment variable, JSP_SECTION_KEY.
 	Env string
-	// Type is "string", "list", "int", "float" or "duration".
+	// Type is "string", "list", "int", "float", "duration" or "bool".
 	Type string
 	// Default is the default value as the file would write it.
 	Default string
@@ -235,6 +245,8 @@ func typeName(t reflect.Type) string {
 		return "int"
 	case t.Kind() == reflect.Float64:
 		return "float"
+	case t.Kind() == reflect.Bool:
+		return "bool"
 	}
 	panic("config: unsupported field type " + t.String())
 }
@@ -249,8 +261,9 @@ func (c *Config) Get(key string) (string, error) {
 }
 
 // Set sets key from its text form: a string as is, a list as
-// comma-separated items, a number or a duration ("10s") in Go syntax.
-// This is the form of flags and environment variables.
+// comma-separated items, a number or a duration ("10s") in Go syntax, a
+// boolean as true, false, 1 or 0 (see [ParseBool]). This is the form of
+// flags and environment variables.
 func (c *Config) Set(key, text string) error {
 	k := lookupKey(key)
 	if k == nil {
@@ -299,8 +312,29 @@ func setScalar(v reflect.Value, k *Key, text string) error {
 			return fmt.Errorf("%s: want a number, got %q", k.Name, text)
 		}
 		v.SetFloat(f)
+	case "bool":
+		b, err := ParseBool(text)
+		if err != nil {
+			return fmt.Errorf("%s: %w", k.Name, err)
+		}
+		v.SetBool(b)
 	}
 	return nil
+}
+
+// ParseBool parses a boolean in the text form of flags and environment
+// variables: exactly true, false, 1 or 0. It is stricter than
+// strconv.ParseBool on purpose: "yes", "on", "TRUE" or "t" in a deployment
+// manifest are refused with the key named rather than read one way by one
+// tool and another way by the next.
+func ParseBool(text string) (bool, error) {
+	switch text {
+	case "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("want true, false, 1 or 0, got %q", text)
 }
 
 // formatValue writes a field's value in the file's syntax.
@@ -320,6 +354,8 @@ func formatValue(v reflect.Value) string {
 		return strconv.FormatInt(v.Int(), 10)
 	case v.Kind() == reflect.Float64:
 		return strconv.FormatFloat(v.Float(), 'g', -1, 64)
+	case v.Kind() == reflect.Bool:
+		return strconv.FormatBool(v.Bool())
 	}
 	return fmt.Sprint(v.Interface())
 }

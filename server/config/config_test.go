@@ -199,7 +199,113 @@ func FuzzParse(f *testing.F) {
 	l := NewLoaded()
 	f.Add(l.Format())
 	f.Add("[bus]\nnats = [\"a\", 'b',\n]\n")
+	f.Add("[listen]\nws_behind_tls_proxy = true # on\n[bus]\nkv_replicas = 3\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		_ = NewLoaded().Parse("fuzz", []byte(s))
 	})
+}
+
+// TestBool checks booleans from each source: the file takes the bare
+// words true and false, flags and the environment also 1 and 0, and
+// anything else is refused with the key named.
+func TestBool(t *testing.T) {
+	const key = "listen.ws_behind_tls_proxy"
+	def := Default()
+	if got, _ := def.Get(key); got != "false" {
+		t.Fatalf("default %s = %s, want false", key, got)
+	}
+	for _, tc := range []struct {
+		name, src string
+		want      bool
+		err       string // "" when the file is valid
+	}{
+		{"true", "[listen]\nws_behind_tls_proxy = true\n", true, ""},
+		{"false", "[listen]\nws_behind_tls_proxy = false # comment\n", false, ""},
+		{"quoted", "[listen]\nws_behind_tls_proxy = \"true\"\n", false, "f.toml:2: listen.ws_behind_tls_proxy: want true or false, got \"true\""},
+		{"number", "[listen]\nws_behind_tls_proxy = 1\n", false, "f.toml:2: listen.ws_behind_tls_proxy: want true or false, got 1"},
+		{"capital", "[listen]\nws_behind_tls_proxy = True\n", false, "want true or false, got True"},
+		{"yes", "[listen]\n\nws_behind_tls_proxy = yes\n", false, "f.toml:3: listen.ws_behind_tls_proxy: want true or false"},
+		{"trailing", "[listen]\nws_behind_tls_proxy = true false\n", false, "f.toml:2: listen.ws_behind_tls_proxy: unexpected \"false\""},
+		{"list", "[listen]\nws_behind_tls_proxy = [true]\n", false, "want true or false"},
+		{"missing", "[listen]\nws_behind_tls_proxy =\n", false, "f.toml:2: listen.ws_behind_tls_proxy: missing value"},
+	} {
+		t.Run("file/"+tc.name, func(t *testing.T) {
+			l := NewLoaded()
+			err := l.Parse("f.toml", []byte(tc.src))
+			if tc.err != "" {
+				if err == nil || !errors.Is(err, ErrSyntax) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Listen.WSBehindTLSProxy != tc.want || l.Origins[key] != "file:2" {
+				t.Fatalf("%s = %v from %q", key, l.Listen.WSBehindTLSProxy, l.Origins[key])
+			}
+		})
+	}
+	for _, tc := range []struct {
+		value string
+		want  bool
+		ok    bool
+	}{
+		{"1", true, true}, {"true", true, true}, {"0", false, true}, {"false", false, true},
+		{"", false, false}, {"yes", false, false}, {"TRUE", false, false}, {"t", false, false},
+		{"on", false, false}, {" 1", false, false}, {"2", false, false},
+	} {
+		t.Run("env/"+tc.value, func(t *testing.T) {
+			l := NewLoaded()
+			l.Listen.WSBehindTLSProxy = !tc.want // a refused value must not leave it changed either way
+			before := l.Listen.WSBehindTLSProxy
+			err := l.ApplyEnv([]string{"JSP_LISTEN_WS_BEHIND_TLS_PROXY=" + tc.value})
+			if !tc.ok {
+				if err == nil || !strings.Contains(err.Error(), "JSP_LISTEN_WS_BEHIND_TLS_PROXY") || !strings.Contains(err.Error(), key) {
+					t.Fatalf("err = %v, want one naming the variable and %s", err, key)
+				}
+				if l.Listen.WSBehindTLSProxy != before {
+					t.Fatal("refused value changed the key")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Listen.WSBehindTLSProxy != tc.want || l.Origins[key] != "env JSP_LISTEN_WS_BEHIND_TLS_PROXY" {
+				t.Fatalf("%s = %v from %q", key, l.Listen.WSBehindTLSProxy, l.Origins[key])
+			}
+		})
+	}
+	// Flags pass their value through Set as the environment does.
+	c := Default()
+	if err := c.Set(key, "true"); err != nil || !c.Listen.WSBehindTLSProxy {
+		t.Fatalf("Set true: %v, %v", err, c.Listen.WSBehindTLSProxy)
+	}
+	if got, _ := c.Text(key); got != "true" {
+		t.Fatalf("Text = %q", got)
+	}
+	// --print-config writes the bare word, which reads back.
+	l := NewLoaded()
+	l.Listen.WSBehindTLSProxy = true
+	back := NewLoaded()
+	if err := back.Parse("print", []byte(l.Format())); err != nil || !back.Listen.WSBehindTLSProxy {
+		t.Fatalf("round trip: %v, %v", err, back.Listen.WSBehindTLSProxy)
+	}
+	if !strings.Contains(l.Format(), "ws_behind_tls_proxy = true  # default") {
+		t.Fatalf("format:\n%s", l.Format())
+	}
+}
+
+func TestParseBool(t *testing.T) {
+	for in, want := range map[string]bool{"true": true, "1": true, "false": false, "0": false} {
+		if got, err := ParseBool(in); err != nil || got != want {
+			t.Errorf("ParseBool(%q) = %v, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "True", "yes", "no", "on", "off", "01", "-1"} {
+		if _, err := ParseBool(in); err == nil {
+			t.Errorf("ParseBool(%q) accepted", in)
+		}
+	}
 }

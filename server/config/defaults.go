@@ -23,6 +23,7 @@ func Default() Config {
 			WSPath: gateway.DefaultWSPath,
 			Ops:    gateway.Off,
 		},
+		Bus:     Bus{KVReplicas: 1, EventLogReplicas: 1, WorkQueueReplicas: 1},
 		Storage: Storage{SessionRetention: gateway.DefaultSessionRetention},
 		Gateway: Gateway{
 			DrainGrace:         gateway.DefaultDrainGrace,

@@ -201,6 +201,21 @@ func (p *parser) value(k *Key, v reflect.Value, raw string) error {
 		if err := setScalar(v, k, s); err != nil {
 			return p.errf("%v", err)
 		}
+	case "bool":
+		// The file is TOML: a boolean is the bare word true or false; the
+		// 1/0 that flags and the environment accept is a number here.
+		word, rest, _ := strings.Cut(raw, " ")
+		if strings.TrimSpace(rest) != "" {
+			return p.errf("%s: unexpected %q after the value", k.Name, strings.TrimSpace(rest))
+		}
+		switch word {
+		case "true":
+			v.SetBool(true)
+		case "false":
+			v.SetBool(false)
+		default:
+			return p.errf("%s: want true or false, got %s", k.Name, raw)
+		}
 	default:
 		if strings.HasPrefix(raw, "\"") || strings.HasPrefix(raw, "'") {
 			return p.errf("%s: want a number, got a string %s", k.Name, raw)

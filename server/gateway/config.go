@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -107,8 +108,18 @@ type Config struct {
 	// and the proxy). Sessions on it have no TLS state of their own, so
 	// device-key proofs bound to the TLS exporter cannot be checked.
 	// Default false: HTTPS with the gateway's certificate. Never expose a
-	// plaintext listener directly.
+	// plaintext listener directly: New refuses it unless WSAddr binds a
+	// loopback address or WSTrustedProxies is set (docs/decisions.md D32).
 	WSBehindTLSProxy bool
+	// WSTrustedProxies are the address prefixes of the TLS-terminating
+	// proxies in front of a WSBehindTLSProxy listener. Only they may open
+	// WebSocket sessions on it (others get 403), and only their
+	// X-Forwarded-For header names the client: the session's remote
+	// address (session records, logs, the block list) is the right-most
+	// address in that header that is not itself a trusted proxy.
+	// Default: none; then, on a loopback WSAddr only, loopback peers are
+	// the trusted proxies.
+	WSTrustedProxies []netip.Prefix
 	// WSOriginPatterns are the host patterns (path.Match syntax) allowed in
 	// a browser's Origin header besides the server's own host. Default:
 	// none, so pages from other origins cannot connect.
@@ -410,6 +421,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("gateway: WSPath %q must start with / and differ from /healthz and /metrics", c.WSPath)
 	}
 	if err := c.Resume.validate(); err != nil {
+		return err
+	}
+	if err := checkPlaintextAddr(c); err != nil {
 		return err
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {

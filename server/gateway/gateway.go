@@ -467,7 +467,7 @@ func (g *Gateway) acceptLoop(l *listener) {
 // listener's table. Connections of extra listeners have none.
 func (l *listener) ticketOf(conn transport.Conn) *ticket {
 	if l.filtered != nil {
-		return l.filtered.ticket(conn.RemoteAddr().String())
+		return l.filtered.ticket(peerAddr(conn).String())
 	}
 	t, _ := conn.Context().Value(ticketKey{}).(*ticket)
 	return t

@@ -175,6 +175,11 @@ func (g *Gateway) publicURLs() []string {
 		return g.cfg.PublicURLs
 	}
 	a := g.Addrs()
+	if g.cfg.WSBehindTLSProxy {
+		// Clients reach this listener only through the proxy's wss:// URL,
+		// which the gateway cannot know: PublicURLs names it.
+		a.WebSocket = nil
+	}
 	for _, p := range []*net.Addr{&a.QUIC, &a.TCP, &a.WebSocket} {
 		if *p == nil {
 			continue

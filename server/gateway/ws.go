@@ -16,7 +16,17 @@ type wsListener struct {
 	listener transport.Listener
 }
 
-func newWebSocketListener(cfg Config, _ net.Addr) (*wsListener, error) {
+func newWebSocketListener(cfg Config, bound net.Addr) (*wsListener, error) {
+	var trust *proxyTrust
+	if cfg.WSBehindTLSProxy {
+		// Checked before the handler exists: a plaintext listener that
+		// anyone can reach is refused outright (D32).
+		t, err := newProxyTrust(cfg, bound)
+		if err != nil {
+			return nil, err
+		}
+		trust = t
+	}
 	h, err := websocket.NewHandler(websocket.HandlerConfig{
 		Mux:            cfg.Link,
 		OriginPatterns: cfg.WSOriginPatterns,
@@ -25,6 +35,10 @@ func newWebSocketListener(cfg Config, _ net.Addr) (*wsListener, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if trust != nil {
+		p := newProxyEndpoint(trust, h, h, cfg.Now)
+		return &wsListener{handler: p, listener: p}, nil
 	}
 	return &wsListener{handler: h, listener: h}, nil
 }

@@ -95,6 +95,10 @@ type ClientConfig struct {
 	OnAsyncError func(error)
 	// Logger receives connection events. Default: slog.Default().
 	Logger *slog.Logger
+	// Replicas are the JetStream replica counts of the buckets and
+	// streams the bus creates for callers that leave theirs zero.
+	// Default: DefaultReplicas each.
+	Replicas Replicas
 }
 
 func (c *ClientConfig) setDefaults() {
@@ -125,6 +129,7 @@ func (c *ClientConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Replicas.setDefaults()
 }
 
 func (c *ClientConfig) validate() error {
@@ -139,7 +144,7 @@ func (c *ClientConfig) validate() error {
 	case c.InboxPrefix != "" && !bus.IsLiteral(c.InboxPrefix):
 		return fmt.Errorf("natsbus: client config: inbox prefix %q: %w", c.InboxPrefix, bus.ErrInvalidSubject)
 	}
-	return nil
+	return c.Replicas.validate()
 }
 
 // tlsConfig returns the TLS configuration to use, or nil for none.

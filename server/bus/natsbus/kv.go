@@ -27,6 +27,11 @@ func (b *Bus) KV(ctx context.Context, cfg bus.KVConfig) (bus.KV, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
+	r, err := b.replicasFor(cfg.Replicas, b.cfg.Replicas.KV)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: kv %s: %w", cfg.Bucket, err)
+	}
+	cfg.Replicas = r
 	cfg.SetDefaults()
 	if err := b.checkOpen("kv " + cfg.Bucket); err != nil {
 		return nil, err
@@ -49,7 +54,12 @@ func (b *Bus) KV(ctx context.Context, cfg bus.KVConfig) (bus.KV, error) {
 	}
 	ctx, cancel := apiCtx(ctx)
 	defer cancel()
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, kcfg)
+	var kv jetstream.KeyValue
+	err = b.createOrUpdate(ctx, "kv", kvStream(cfg.Bucket), cfg.Replicas, func() error {
+		var err error
+		kv, err = b.js.CreateOrUpdateKeyValue(ctx, kcfg)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: kv %s: %w", cfg.Bucket, mapErr(err))
 	}

@@ -21,13 +21,18 @@ func (b *Bus) EventLog(ctx context.Context, cfg bus.EventLogConfig) (bus.EventLo
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
+	r, err := b.replicasFor(cfg.Replicas, b.cfg.Replicas.EventLog)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: event log %s: %w", cfg.Stream, err)
+	}
+	cfg.Replicas = r
 	cfg.SetDefaults()
 	if err := b.checkOpen("event log " + cfg.Stream); err != nil {
 		return nil, err
 	}
 	ctx, cancel := apiCtx(ctx)
 	defer cancel()
-	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	scfg := jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "JSP event log",
 		Subjects:    []string{cfg.SubjectPrefix + ".>"},
@@ -39,6 +44,10 @@ func (b *Bus) EventLog(ctx context.Context, cfg bus.EventLogConfig) (bus.EventLo
 		Duplicates:  cfg.DuplicateWindow,
 		Replicas:    cfg.Replicas,
 		Storage:     storage(cfg.Memory),
+	}
+	err = b.createOrUpdate(ctx, "event log", cfg.Stream, cfg.Replicas, func() error {
+		_, err := b.js.CreateOrUpdateStream(ctx, scfg)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: event log %s: %w", cfg.Stream, mapErr(err))

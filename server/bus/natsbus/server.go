@@ -340,6 +340,12 @@ func Embedded(cfg EmbeddedConfig) (*Bus, error) {
 		return nil, err
 	}
 	b.owned = srv
+	// The embedded server knows its cluster: a replica count it cannot
+	// hold is a configuration error now, not at the first bucket.
+	if err := b.cfg.Replicas.checkFits(srv.ClusterSize(), "the embedded NATS server"); err != nil {
+		_ = b.Close()
+		return nil, err
+	}
 	return b, nil
 }
 

@@ -40,13 +40,18 @@ func (b *Bus) WorkQueue(ctx context.Context, cfg bus.WorkQueueConfig) (bus.WorkQ
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
+	r, err := b.replicasFor(cfg.Replicas, b.cfg.Replicas.WorkQueue)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: work queue %s: %w", cfg.Stream, err)
+	}
+	cfg.Replicas = r
 	cfg.SetDefaults()
 	if err := b.checkOpen("work queue " + cfg.Stream); err != nil {
 		return nil, err
 	}
 	ctx, cancel := apiCtx(ctx)
 	defer cancel()
-	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	scfg := jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "JSP work queue",
 		Subjects:    []string{cfg.Subject},
@@ -58,6 +63,10 @@ func (b *Bus) WorkQueue(ctx context.Context, cfg bus.WorkQueueConfig) (bus.WorkQ
 		Duplicates:  cfg.DuplicateWindow,
 		Replicas:    cfg.Replicas,
 		Storage:     storage(cfg.Memory),
+	}
+	err = b.createOrUpdate(ctx, "work queue", cfg.Stream, cfg.Replicas, func() error {
+		_, err := b.js.CreateOrUpdateStream(ctx, scfg)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: work queue %s: %w", cfg.Stream, mapErr(err))
