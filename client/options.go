@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 
+	"github.com/jetstreamproto/jsp/media"
 	"github.com/jetstreamproto/jsp/security/devicekey"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport/mux"
@@ -40,8 +42,16 @@ type Options struct {
 	// Info is sent in HELLO (JSP §5.1). Default Name: "jsp-go".
 	Info session.ClientInfo
 	// Session configures the session layer; see session.Config for its
-	// defaults. Its Logger defaults to Logger.
+	// defaults. Its Logger defaults to Logger. The media FEC capability
+	// (media.CapFEC) is added to Session.Capabilities unless
+	// DisableMediaFEC is set.
 	Session session.Config
+	// DisableMediaFEC stops the client from offering the media FEC
+	// capability (JSP §13.5). Default false: the capability is offered, so
+	// media flows (voice rooms) carry forward error correction when both
+	// sides offer it; its strength follows the loss the receiver reports
+	// and is zero on a clean path.
+	DisableMediaFEC bool
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Now is the clock used for timing the handshake. Default: time.Now.
@@ -136,6 +146,10 @@ func (o *Options) setDefaults() {
 	}
 	if o.Session.Logger == nil {
 		o.Session.Logger = o.Logger
+	}
+	if !o.DisableMediaFEC && !slices.Contains(o.Session.Capabilities, media.CapFEC) {
+		// A copy: the caller's slice is not written to.
+		o.Session.Capabilities = append(slices.Clip(o.Session.Capabilities), media.CapFEC)
 	}
 	if o.Now == nil {
 		o.Now = time.Now

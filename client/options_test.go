@@ -1,11 +1,14 @@
 package client
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/media"
+	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/wire"
 )
 
@@ -23,6 +26,32 @@ func TestOptionsDefaults(t *testing.T) {
 	set.setDefaults()
 	if set.DialTimeout != time.Second || set.HandlerQueueLength != 3 || set.Info.Name != "app" {
 		t.Fatalf("defaults overwrote set fields: %+v", set)
+	}
+}
+
+// TestOptionsMediaFEC: the FEC capability is offered by default, once,
+// without writing to the caller's slice, and not with DisableMediaFEC.
+func TestOptionsMediaFEC(t *testing.T) {
+	mine := make([]string, 1, 4)
+	mine[0] = "x"
+	cases := []struct {
+		name string
+		o    Options
+		want []string
+	}{
+		{"default", Options{}, []string{media.CapFEC}},
+		{"kept", Options{Session: session.Config{Capabilities: mine}}, []string{"x", media.CapFEC}},
+		{"once", Options{Session: session.Config{Capabilities: []string{media.CapFEC}}}, []string{media.CapFEC}},
+		{"disabled", Options{DisableMediaFEC: true, Session: session.Config{Capabilities: mine}}, []string{"x"}},
+	}
+	for _, c := range cases {
+		c.o.setDefaults()
+		if !slices.Equal(c.o.Session.Capabilities, c.want) {
+			t.Errorf("%s: capabilities %q, want %q", c.name, c.o.Session.Capabilities, c.want)
+		}
+	}
+	if got := mine[:cap(mine)][1]; got != "" {
+		t.Fatalf("the caller's backing array was written: %q", got)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/jetstreamproto/jsp/internal/lossyproxy"
 	"github.com/jetstreamproto/jsp/internal/simnet"
 	"github.com/jetstreamproto/jsp/internal/testutil"
+	"github.com/jetstreamproto/jsp/media"
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/bus/natsbus"
 	"github.com/jetstreamproto/jsp/server/core"
@@ -149,6 +151,9 @@ func (cl *cluster) connectCaps(user string, gw int, link *simnet.Config, caps []
 	}
 	o := client.Options{Pins: []tlsconf.Fingerprint{g.Cert().Pin}, Logger: quiet()}
 	o.Session.Capabilities = caps
+	// Only the tests that ask for FEC get it, so that the others measure
+	// NACK and the jitter buffer alone.
+	o.DisableMediaFEC = !slices.Contains(caps, media.CapFEC)
 	o.Info.Auth = []byte(user)
 	c, err := client.Dial(ctxT(t), "jsp+quic://"+addr, o)
 	if err != nil {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/spf13/pflag"
+
+	"github.com/jetstreamproto/jsp/server/config"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/services/voice"
 )
@@ -23,10 +26,38 @@ func (v *voiceAuthz) Authorize(ctx context.Context, id core.Identity, a core.Act
 	return v.svc.Authorize(ctx, id, a)
 }
 
+// voiceFlags are the rooms service's limits (config section voice).
+type voiceFlags struct {
+	maxRooms, maxParticipants, maxTracks int
+}
+
+// addVoiceFlags registers the flags of voiceFlags.
+func addVoiceFlags(fl *pflag.FlagSet, v *voiceFlags) {
+	d := config.Default().Voice
+	fl.IntVar(&v.maxRooms, "voice-max-rooms", d.MaxRooms, "rooms one core holds")
+	fl.IntVar(&v.maxParticipants, "voice-max-participants", d.MaxParticipants, "participants of one room")
+	fl.IntVar(&v.maxTracks, "voice-max-tracks", d.MaxTracks, "tracks one participant publishes")
+}
+
+// validate refuses limits that cannot work (0 would mean the default
+// inside the service, so it is refused here rather than reinterpreted).
+func (v voiceFlags) validate() error {
+	for _, c := range []struct {
+		flag string
+		n    int
+	}{{"voice-max-rooms", v.maxRooms}, {"voice-max-participants", v.maxParticipants}, {"voice-max-tracks", v.maxTracks}} {
+		if c.n < 1 {
+			return fmt.Errorf("--%s %d: want at least 1", c.flag, c.n)
+		}
+	}
+	return nil
+}
+
 // setupVoice registers the voice/video rooms service in the core; call it
 // before the core starts.
-func setupVoice(c *core.Core, reg *core.Registry, vz *voiceAuthz, log *slog.Logger) error {
-	svc, err := voice.Setup(c, reg, voice.Config{Logger: log})
+func setupVoice(c *core.Core, reg *core.Registry, vz *voiceAuthz, v voiceFlags, log *slog.Logger) error {
+	svc, err := voice.Setup(c, reg, voice.Config{Logger: log,
+		MaxRooms: v.maxRooms, MaxParticipants: v.maxParticipants, MaxTracks: v.maxTracks})
 	if err != nil {
 		return fmt.Errorf("voice service: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/media/ogg"
 	"github.com/jetstreamproto/jsp/security/token"
 	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
@@ -111,6 +112,49 @@ func TestCallTwoTerminals(t *testing.T) {
 	}
 	if recordName(voiceproto.Track{ID: "s/cam", Codec: "vp8"}) != "s-cam.ivf" {
 		t.Errorf("record name")
+	}
+	node.stop(t)
+}
+
+// TestServerVoiceLimits: --voice-max-participants reaches the rooms
+// service: with 2, a third participant is refused with ROOM_FULL while the
+// first two stay in the room.
+func TestServerVoiceLimits(t *testing.T) {
+	node := startTokenNodeWith(t, "call-limit", func(f *serverFlags) {
+		f.node.voice = voiceFlags{maxRooms: 10, maxParticipants: 2, maxTracks: 4}
+	})
+	dir := t.TempDir()
+	flags := func(user string) *callFlags {
+		tok, err := token.Sign(node.key, token.Claims{Audience: "call-limit", Subject: user, NotBefore: time.Now().Add(-time.Minute), Expiry: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokFile := filepath.Join(dir, user+".tok")
+		if err := os.WriteFile(tokFile, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return &callFlags{dialFlags: dialFlags{pins: []string{node.pin}, timeout: 10 * time.Second, logLevel: "error"},
+			token: "@" + tokFile, room: "small", linger: time.Second}
+	}
+	ctx, cancel := context.WithCancel(node.ctx)
+	defer cancel()
+	var done []chan error
+	for _, user := range []string{"bob", "carol"} {
+		out := &syncBuffer{}
+		ch := make(chan error, 1)
+		done = append(done, ch)
+		go func() { ch <- runCall(ctx, flags(user), "jsp+tcp://"+node.addr, out, io.Discard) }()
+		waitOutput(t, out, "joined small")
+	}
+	err := runCall(node.ctx, flags("dave"), "jsp+tcp://"+node.addr, io.Discard, io.Discard)
+	if jsperr.CodeOf(err) != jsperr.RoomFull {
+		t.Fatalf("third participant: %v, want ROOM_FULL", err)
+	}
+	cancel()
+	for _, ch := range done {
+		if err := <-ch; err != nil {
+			t.Fatalf("participant: %v", err)
+		}
 	}
 	node.stop(t)
 }

@@ -130,12 +130,22 @@ type tokenNode struct {
 
 func startTokenNode(t *testing.T, audience string) *tokenNode {
 	t.Helper()
+	return startTokenNodeWith(t, audience, nil)
+}
+
+// startTokenNodeWith is startTokenNode with the flags changed by edit
+// before the node starts.
+func startTokenNodeWith(t *testing.T, audience string, edit func(*serverFlags)) *tokenNode {
+	t.Helper()
 	dir := t.TempDir()
 	keyFile, key := writeTokenKey(t, dir)
 	f := serverFlags{dataDir: dir, quic: "off", tcp: "127.0.0.1:0", ws: "off", wsPath: "/jsp",
 		drainGrace: 100 * time.Millisecond, maxSessions: 10, maxConnsPerIP: 10, logLevel: "error",
 		authMode: "anonymous", tokenKeys: []string{keyFile}, audience: audience, maxHandshakesPerIP: 8,
 		node: nodeFlags{role: roleAll, cluster: "jsp", db: defaultDSN(dir)}}
+	if edit != nil {
+		edit(&f)
+	}
 	cfg, err := f.config(io.Discard)
 	if err != nil {
 		t.Fatal(err)

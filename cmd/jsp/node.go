@@ -50,6 +50,7 @@ type nodeFlags struct {
 	events eventsFlags // webhooks and Web Push (events_setup.go)
 	// replicas are the JetStream replica counts (server_platform.go).
 	replicas natsbus.Replicas
+	voice    voiceFlags // rooms service limits (call_setup.go)
 }
 
 // defaultDSN is the SQLite database under the data directory.
@@ -71,6 +72,9 @@ func (n *nodeFlags) validate() error {
 		return fmt.Errorf("--cluster: %w", err)
 	}
 	if err := n.mtls.validate(); err != nil {
+		return err
+	}
+	if err := n.voice.validate(); err != nil {
 		return err
 	}
 	if n.mtls.enabled() && n.role == roleAll && len(n.nats) > 0 {
@@ -189,7 +193,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		if nd.events, err = setupEvents(ctx, nd.core, reg, n.events, p, dataDir, log); err != nil {
 			return nil, err
 		}
-		if err := setupVoice(nd.core, reg, vz, log); err != nil {
+		if err := setupVoice(nd.core, reg, vz, n.voice, log); err != nil {
 			return nil, err
 		}
 		if err := nd.core.Start(); err != nil {

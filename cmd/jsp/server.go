@@ -193,6 +193,7 @@ docs/operations.md and docs/security.md.`,
 	addOpsFlags(cmd, &f.ops)
 	addPlatformFlags(fl, &f.platform)
 	addEventsFlags(fl, &f.node.events)
+	addVoiceFlags(fl, &f.node.voice)
 	return cmd
 }
 

@@ -50,6 +50,15 @@ type Config struct {
 	Limits  Limits  `section:"limits"`
 	Log     Log     `section:"log"`
 	Events  Events  `section:"events"`
+	Voice   Voice   `section:"voice"`
+}
+
+// Voice configures the voice and video rooms service of the core role
+// (docs/media.md).
+type Voice struct {
+	MaxRooms        int `key:"max_rooms" flag:"voice-max-rooms" doc:"rooms one core holds"`
+	MaxParticipants int `key:"max_participants" flag:"voice-max-participants" doc:"participants of one room"`
+	MaxTracks       int `key:"max_tracks" flag:"voice-max-tracks" doc:"tracks one participant publishes"`
 }
 
 // Events configures the event consumers of the core role: outgoing

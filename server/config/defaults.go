@@ -4,6 +4,7 @@ import (
 	"github.com/jetstreamproto/jsp/security/ddos"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/gateway"
+	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
 )
 
 // Default returns the configuration every key starts from: the gateway's,
@@ -35,6 +36,11 @@ func Default() Config {
 			AwayAfter:          gateway.DefaultAwayAfter,
 		},
 		Auth: Auth{Mode: "anonymous", Audience: "jsp"},
+		Voice: Voice{
+			MaxRooms:        voiceproto.DefaultMaxRooms,
+			MaxParticipants: voiceproto.DefaultMaxParticipants,
+			MaxTracks:       voiceproto.DefaultMaxTracks,
+		},
 		Limits: Limits{
 			RateConnAttempt: gateway.DefaultConnAttemptsPerSecond,
 			RateConn:        gateway.DefaultConnMessagesPerSecond,
