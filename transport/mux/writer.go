@@ -82,18 +82,36 @@ func (c *Conn) pushLocked(f *outFrame, deadline time.Time) error {
 	if f.counted {
 		c.dataQueued[f.class]++
 	}
-	signal(c.writeWake)
+	c.kickWriterLocked()
 	return nil
 }
 
-// writeLoop owns the writing side and, at the end, the shutdown.
+// kickWriterLocked makes sure a writer goroutine will see the frames just
+// queued: it starts one unless one runs or the link is closing (the close
+// goroutine then owns the writing side). The writer runs only while there
+// is something to write, and a little after (writeLoop), so an idle link
+// holds no writer goroutine (decision D27).
+func (c *Conn) kickWriterLocked() {
+	signal(c.writeWake)
+	if c.writerRunning || c.closeErr != nil {
+		return
+	}
+	c.writerRunning = true
+	c.writers.Add(1)
+	go c.writeLoop()
+}
+
+// writeLoop writes queued frames until the queue has stayed empty for
+// batchIdleRelease or the link closes. It runs on demand (kickWriterLocked);
+// writerRunning, under mu, says whether one runs, and it is cleared under
+// the same lock that finds the queue empty, so no queued frame is missed.
+// Lingering a little after the queue empties keeps a busy link's goroutine
+// and batch buffer between bursts instead of trading them with the pool.
 func (c *Conn) writeLoop() {
-	defer close(c.writerDone)
+	defer c.writers.Done()
 	// The batch buffer is held only while there is something to write
 	// (decision D24): it comes from batchPool when frames are queued and
-	// goes back once the writer has waited batchIdleRelease without work,
-	// so an idle link pins none while a busy one does not trade it with
-	// the pool (which a GC may empty) between bursts.
+	// goes back when the writer ends.
 	var bp *[]byte
 	defer func() { putBatch(bp) }()
 	var idle *time.Timer
@@ -104,21 +122,18 @@ func (c *Conn) writeLoop() {
 	}()
 	for {
 		c.mu.Lock()
-		if c.closeErr != nil {
+		if c.closeErr != nil || (bp == nil && c.sched.Len() == 0) {
+			c.writerRunning = false
 			c.mu.Unlock()
-			break
+			return
 		}
-		if bp == nil && c.sched.Len() > 0 {
+		if bp == nil {
 			bp = getBatch(c.cfg.MaxWriteBatch + int(c.cfg.MaxChunk) + wire.MaxHeaderLen)
 		}
-		var buf []byte
-		var frames int
-		if bp != nil {
-			buf, frames = c.fillBatchLocked((*bp)[:0])
-			*bp = buf[:0]
-		}
+		buf, frames := c.fillBatchLocked((*bp)[:0])
+		*bp = buf[:0]
 		c.mu.Unlock()
-		if len(buf) == 0 && bp != nil {
+		if len(buf) == 0 {
 			if idle == nil {
 				idle = time.NewTimer(batchIdleRelease)
 			} else {
@@ -128,24 +143,23 @@ func (c *Conn) writeLoop() {
 			case <-c.writeWake:
 			case <-c.closing:
 			case <-idle.C:
-				putBatch(bp)
-				bp = nil
+				c.mu.Lock()
+				if c.sched.Len() == 0 {
+					c.writerRunning = false
+					c.mu.Unlock()
+					return
+				}
+				c.mu.Unlock()
 			}
 			idle.Stop()
-			continue
-		}
-		if len(buf) == 0 {
-			select {
-			case <-c.writeWake:
-			case <-c.closing:
-			}
 			continue
 		}
 		if err := c.writeTimed(buf, c.cfg.WriteTimeout); err != nil {
 			c.mu.Lock()
 			c.closeLocked(jsperr.Wrap(jsperr.TransportClosed, fmt.Errorf("mux: write: %w", err)), false)
+			c.writerRunning = false
 			c.mu.Unlock()
-			break
+			return
 		}
 		c.mu.Lock()
 		c.stats.Writes++
@@ -153,6 +167,15 @@ func (c *Conn) writeLoop() {
 		c.stats.BytesWritten += uint64(len(buf))
 		c.mu.Unlock()
 	}
+}
+
+// closeLink runs on its own goroutine from the start of the close
+// (closeLocked): it waits for a running writer to stop, which a write
+// stuck behind a silent peer does within CloseTimeout (writeTimer), then
+// shuts the link down.
+func (c *Conn) closeLink() {
+	defer close(c.writerDone)
+	c.writers.Wait()
 	c.shutdown()
 }
 
@@ -260,7 +283,7 @@ func (c *Conn) writeTimedOut() {
 	c.closeRW()
 }
 
-// shutdown runs on the writer goroutine once the link is closing: it sends
+// shutdown runs on the close goroutine once no writer runs: it sends
 // LINK_CLOSE if the close calls for it, lingers for the peer's end, closes
 // the byte stream and waits for the reader.
 func (c *Conn) shutdown() {
@@ -294,8 +317,9 @@ func (c *Conn) shutdown() {
 	<-c.readerDone
 }
 
-// batchIdleRelease is how long a link writer keeps its batch buffer
-// without anything to write before giving it back to batchPool (D24).
+// batchIdleRelease is how long a link writer waits without anything to
+// write before it ends and gives its batch buffer back to batchPool (D24,
+// D27).
 const batchIdleRelease = 200 * time.Millisecond
 
 // batchPool recycles the writers' batch buffers between bursts (decision
