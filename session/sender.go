@@ -17,6 +17,9 @@ import (
 // sender owns the write side of the control stream (JSP §11.3, §11.5). Any
 // goroutine enqueues encoded frames; one goroutine (run) pops them in QoS
 // order and coalesces them into as few writes as the batching policy allows.
+// That goroutine runs only while frames are queued, and briefly after
+// (senderIdleRelease): enqueue starts it when none runs, so an idle session
+// holds no sender goroutine (decision D27).
 //
 // Write-through: when nothing is queued and no write is in progress, an
 // application goroutine writes its frame itself instead of handing it to
@@ -35,6 +38,12 @@ type sender struct {
 	mu      sync.Mutex
 	sched   *qos.Scheduler[[]byte] // guarded by mu
 	writing bool                   // guarded by mu: a write is in progress
+	running bool                   // guarded by mu: a run goroutine exists
+	stopped bool                   // guarded by mu: the session is ending; start no run
+	// ctx ends the run goroutine; wg (the session's) joins it. Both are
+	// set before the first enqueue.
+	ctx context.Context
+	wg  *sync.WaitGroup
 	// onError ends the session after a failed write-through; run reports
 	// its own errors by returning them.
 	onError func(error)
@@ -80,33 +89,67 @@ func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time,
 		err := s.write(frame)
 		s.mu.Lock()
 		s.writing = false
-		pending := s.sched.Len() > 0
+		if s.sched.Len() > 0 {
+			// Frames queued behind this write found the writing flag
+			// taken; a run that saw it may have ended.
+			s.wakeLocked()
+		}
 		s.mu.Unlock()
 		if err != nil {
 			s.onError(err)
 			return err
 		}
 		s.framesSent.Add(1)
-		if pending {
-			s.wake()
-		}
 		return nil
 	}
 	dropped, err := s.sched.Push(qos.Item[[]byte]{Class: class, Size: len(frame), Deadline: deadline, Value: frame})
+	if err == nil {
+		s.wakeLocked()
+	}
 	s.mu.Unlock()
 	s.mediaDropped.Add(uint64(len(dropped)))
-	if err != nil {
-		return err
-	}
-	s.wake()
-	return nil
+	return err
 }
 
-func (s *sender) wake() {
+// wakeLocked tells a running run that frames are queued, or starts one.
+func (s *sender) wakeLocked() {
 	select {
 	case s.signal <- struct{}{}:
 	default:
 	}
+	if s.running || s.stopped {
+		return
+	}
+	s.running = true
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.run(s.ctx); err != nil {
+			s.onError(err)
+		}
+	}()
+}
+
+// stop keeps any later enqueue from starting a run goroutine; the session
+// calls it before it cancels ctx and waits for wg.
+func (s *sender) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+}
+
+// idleExit ends run when nothing is left for it: the queue is empty, or a
+// write-through holds the writing flag (it restarts run if frames queued
+// behind it). It clears running under the lock enqueue takes, so a frame
+// queued later starts a new run.
+func (s *sender) idleExit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sched.Len() > 0 && !s.writing {
+		return false
+	}
+	s.running = false
+	return true
 }
 
 // immediate reports whether a frame of class c may go out without waiting
@@ -150,12 +193,12 @@ func (s *sender) queued() int {
 	return s.sched.Len()
 }
 
-// run writes queued frames until ctx ends or a write fails.
+// run writes queued frames until the queue has stayed empty for
+// senderIdleRelease, ctx ends or a write fails.
 func (s *sender) run(ctx context.Context) error {
 	// The batch buffer is held only while frames are being written
 	// (decision D24): it comes from senderBatchPool with the first frame of
-	// a burst and goes back once the loop has waited senderIdleRelease
-	// for the next one.
+	// a burst and goes back when run ends.
 	var bp *[]byte
 	defer func() { putSenderBatch(bp) }()
 	var idle *time.Timer
@@ -174,7 +217,13 @@ func (s *sender) run(ctx context.Context) error {
 			first, carry = *carry, nil
 		} else {
 			it, ok := s.pop(true)
-			if !ok && bp != nil {
+			if !ok && bp == nil {
+				if s.idleExit() {
+					return nil
+				}
+				continue
+			}
+			if !ok {
 				if idle == nil {
 					idle = time.NewTimer(senderIdleRelease)
 				} else {
@@ -185,19 +234,12 @@ func (s *sender) run(ctx context.Context) error {
 					return nil
 				case <-s.signal:
 				case <-idle.C:
-					putSenderBatch(bp)
-					bp = nil
+					if s.idleExit() {
+						return nil
+					}
 				}
 				idle.Stop()
 				continue
-			}
-			if !ok {
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-s.signal:
-					continue
-				}
 			}
 			first = it
 		}
@@ -278,8 +320,9 @@ func (s *sender) write(b []byte) error {
 	return nil
 }
 
-// senderIdleRelease is how long a sender keeps its batch buffer with
-// nothing to send before giving it back to senderBatchPool (D24).
+// senderIdleRelease is how long a sender's run waits with nothing to send
+// before it ends and gives its batch buffer back to senderBatchPool (D24,
+// D27).
 const senderIdleRelease = 200 * time.Millisecond
 
 // senderBatchPool recycles the senders' batch buffers between bursts

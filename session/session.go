@@ -15,9 +15,10 @@
 //	  | <----------- GOAWAY ---------------- |  graceful shutdown
 //
 // A Session owns these goroutines, joined by Close: the control-stream
-// reader, the sender (QoS scheduling and batching), the stream acceptor and
-// the datagram receiver; the heartbeat/idle check and the transport watch
-// are timer and context callbacks joined the same way (heartbeat.go).
+// reader, the stream acceptor and the datagram receiver, and the sender
+// (QoS scheduling and batching) while frames are queued; the
+// heartbeat/idle check and the transport watch are timer and context
+// callbacks joined the same way (heartbeat.go).
 // Other goroutines interact by enqueueing frames and reading from bounded
 // queues.
 package session
@@ -220,7 +221,8 @@ func roleName(r Role) string {
 func (s *Session) start(fr *wire.FrameReader) {
 	s.send = newSender(s.ctl, s.cfg)
 	s.send.onError = func(err error) { s.fail(fmt.Errorf("session write: %w", err)) }
-	s.run("sender", s.send.run)
+	// The sender's goroutine runs only while frames are queued (D27).
+	s.send.ctx, s.send.wg = s.ctx, &s.wg
 	s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
 	// The heartbeat and the transport watch run as timer and context
 	// callbacks, not goroutines that only wait (heartbeat.go, D24).
@@ -263,9 +265,12 @@ func (s *Session) fail(err error) {
 		if code != jsperr.NoError {
 			s.log.Warn("session closing on error", "code", code.String(), "err", err)
 		}
-		// Before the cancel, so that no heartbeat callback joins wg
-		// once a Close may be waiting on it.
+		// Before the cancel, so that no heartbeat callback or sender
+		// goroutine joins wg once a Close may be waiting on it.
 		s.stopHeartbeat()
+		if s.send != nil {
+			s.send.stop()
+		}
 		s.cancel(err)
 		// Recv drains what already arrived, then reports the end.
 		s.recv.Close()
