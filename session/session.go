@@ -15,8 +15,10 @@
 //	  | <----------- GOAWAY ---------------- |  graceful shutdown
 //
 // A Session owns these goroutines, joined by Close: the control-stream
-// reader, the stream acceptor and the datagram receiver, and the sender
-// (QoS scheduling and batching) while frames are queued; the
+// reader, the stream acceptor and the datagram receiver (over transports
+// that report input by callback, such as transport/mux, each runs only
+// while there is input), and the sender (QoS scheduling and batching)
+// while frames are queued; the
 // heartbeat/idle check and the transport watch are timer and context
 // callbacks joined the same way (heartbeat.go).
 // Other goroutines interact by enqueueing frames and reading from bounded
@@ -128,6 +130,12 @@ type Session struct {
 
 	rtt rttStats
 
+	// reading and arrivals run the control reader and the stream and
+	// datagram intake on demand (ondemand.go); nil when the transport has
+	// no callbacks and goroutines block instead. Set by start.
+	reading  *demand
+	arrivals *demand
+
 	closeOnce sync.Once
 }
 
@@ -223,12 +231,21 @@ func (s *Session) start(fr *wire.FrameReader) {
 	s.send.onError = func(err error) { s.fail(fmt.Errorf("session write: %w", err)) }
 	// The sender's goroutine runs only while frames are queued (D27).
 	s.send.ctx, s.send.wg = s.ctx, &s.wg
-	s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
+	// The control reader, stream acceptor and datagram receiver run only
+	// while there is input when the transport reports it by callback
+	// (ondemand.go, D27); otherwise each is a goroutine blocked on it.
+	s.prepareOnDemand(fr)
+	if s.reading == nil {
+		s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
+	}
+	if s.arrivals == nil {
+		s.run("stream acceptor", s.acceptStreams)
+		s.run("datagram receiver", s.receiveDatagrams)
+	}
+	s.startOnDemand(fr)
 	// The heartbeat and the transport watch run as timer and context
 	// callbacks, not goroutines that only wait (heartbeat.go, D24).
 	s.startHeartbeat()
-	s.run("stream acceptor", s.acceptStreams)
-	s.run("datagram receiver", s.receiveDatagrams)
 }
 
 // run starts a goroutine owned by the session; its error ends the session.
@@ -271,6 +288,8 @@ func (s *Session) fail(err error) {
 		if s.send != nil {
 			s.send.stop()
 		}
+		s.reading.stop()
+		s.arrivals.stop()
 		s.cancel(err)
 		// Recv drains what already arrived, then reports the end.
 		s.recv.Close()
@@ -462,23 +481,29 @@ func (s *Session) readControl(fr *wire.FrameReader) error {
 	for {
 		h, payload, err := fr.ReadFrame()
 		if err != nil {
-			if s.ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, io.EOF) {
-				return jsperr.New(jsperr.TransportClosed, "peer closed the control stream")
-			}
-			var je *jsperr.Error
-			if errors.As(err, &je) {
-				return err
-			}
-			return transportCause(s.conn)
+			return s.controlReadError(err)
 		}
 		s.lastRecv.Store(s.cfg.Now().UnixNano())
 		if err := s.handleFrame(h, payload, DeliveryOrdered); err != nil {
 			return err
 		}
 	}
+}
+
+// controlReadError says why reading the control stream failed; nil when the
+// session is ending anyway.
+func (s *Session) controlReadError(err error) error {
+	if s.ctx.Err() != nil {
+		return nil
+	}
+	if errors.Is(err, io.EOF) {
+		return jsperr.New(jsperr.TransportClosed, "peer closed the control stream")
+	}
+	var je *jsperr.Error
+	if errors.As(err, &je) {
+		return err
+	}
+	return transportCause(s.conn)
 }
 
 // decodePayload decompresses (when flagged) and decodes a frame payload.

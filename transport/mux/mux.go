@@ -142,6 +142,7 @@ type Conn struct {
 	peerOpen      int // peer-opened streams not yet retired
 	acceptQ       []*stream
 	dgRecv        [][]byte
+	onArrival     func() // NotifyArrivals's callback (notify.go)
 
 	sendConnLimit, sendConnOffset protocol.ByteCount
 	recvConnLimit, recvConnOffset protocol.ByteCount
@@ -414,6 +415,11 @@ func (c *Conn) closeLocked(err *jsperr.Error, send bool) {
 	close(c.closing)
 	go c.closeLink()
 	c.broadcastSendLocked()
+	for _, s := range c.streams {
+		if s.onReadable != nil {
+			s.onReadable() // a Read now returns the close error
+		}
+	}
 	// A write in flight may be stuck behind a peer that stopped reading:
 	// bound the wait for it by CloseTimeout instead of WriteTimeout. When
 	// no write is in flight the writer re-arms or stops the timer itself.
