@@ -145,10 +145,7 @@ func (s *Session) handleDatagram(b []byte) {
 	whole := msg.Data
 	switch flow {
 	case flowDatagramAPI:
-		select {
-		case s.dgrams <- whole:
-		default: // bounded queue: drop, as the transport would
-		}
+		s.deliverDatagram(whole)
 	case flowMixed:
 		mh, mp, _, err := wire.ParseFrame(whole, uint64(s.cfg.MaxFrameSize))
 		if err != nil || mh.Type != wire.FrameMessage {

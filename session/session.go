@@ -110,6 +110,10 @@ type Session struct {
 	recv    *qos.RecvQueues[Incoming]
 	streams chan *Stream
 	dgrams  chan []byte
+	// intake, when set, takes peer streams and datagrams instead of the
+	// streams and dgrams queues (HandleArrivals).
+	intakeMu sync.Mutex
+	intake   func(*Stream, []byte) // guarded by intakeMu
 
 	reasm map[wire.FlowID]*fragment.Reassembler // owned by the datagram receiver
 	flows chan FlowDatagram

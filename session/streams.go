@@ -144,9 +144,7 @@ func (s *Session) serveStream(ctx context.Context, ts transport.Stream) {
 			cs.SetClass(so.Class)
 		}
 		st := &Stream{Stream: ts, r: br, label: so.Label, meta: so.Metadata}
-		select {
-		case s.streams <- st:
-		default:
+		if !s.deliverStream(st) {
 			// JSP §9: the accept queue is bounded; refuse the stream rather
 			// than hold it without a reader.
 			ts.CancelRead(jsperr.StreamLimit)
