@@ -11,10 +11,11 @@ import (
 // a server serve both with one goroutine per session instead of two that
 // only wait (decision D24).
 func (s *Session) AcceptStreamOrDatagram(ctx context.Context) (*Stream, []byte, error) {
+	q := s.arrivalQueues()
 	select {
-	case st := <-s.streams:
+	case st := <-q.streams:
 		return st, nil, nil
-	case b := <-s.dgrams:
+	case b := <-q.dgrams:
 		return nil, b, nil
 	case <-ctx.Done():
 		return nil, nil, ctx.Err()
@@ -38,15 +39,17 @@ func (s *Session) HandleArrivals(f func(st *Stream, dg []byte)) {
 	s.intake = f
 	var sts []*Stream
 	var dgs [][]byte
-	for drained := false; !drained; {
+	for q := s.queues.Load(); q != nil; {
 		select {
-		case st := <-s.streams:
+		case st := <-q.streams:
 			sts = append(sts, st)
-		case b := <-s.dgrams:
+			continue
+		case b := <-q.dgrams:
 			dgs = append(dgs, b)
+			continue
 		default:
-			drained = true
 		}
+		break
 	}
 	s.intakeMu.Unlock()
 	for _, st := range sts {
@@ -65,7 +68,7 @@ func (s *Session) deliverStream(st *Stream) bool {
 	if f == nil {
 		defer s.intakeMu.Unlock()
 		select {
-		case s.streams <- st:
+		case s.arrivalQueues().streams <- st:
 			return true
 		default:
 			return false
@@ -84,7 +87,7 @@ func (s *Session) deliverDatagram(b []byte) {
 	f := s.intake
 	if f == nil {
 		select {
-		case s.dgrams <- b:
+		case s.arrivalQueues().dgrams <- b:
 		default:
 		}
 		s.intakeMu.Unlock()

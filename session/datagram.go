@@ -47,7 +47,7 @@ func (s *Session) SendFlow(flow wire.FlowID, b []byte, class protocol.Class) err
 // Config.AcceptQueueLength.
 func (s *Session) ReceiveFlow(ctx context.Context) (FlowDatagram, error) {
 	select {
-	case d := <-s.flows:
+	case d := <-s.arrivalQueues().flows:
 		return d, nil
 	case <-ctx.Done():
 		return FlowDatagram{}, ctx.Err()
@@ -86,7 +86,7 @@ func (s *Session) sendDatagramData(flow wire.FlowID, data []byte, class protocol
 // ReceiveDatagram returns the next whole Datagram API payload.
 func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	select {
-	case b := <-s.dgrams:
+	case b := <-s.arrivalQueues().dgrams:
 		return b, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -154,16 +154,17 @@ func (s *Session) handleDatagram(b []byte) {
 		_ = s.handleFrame(mh, mp, DeliveryUnreliable)
 	default:
 		d := FlowDatagram{Flow: flow, Data: whole}
+		flows := s.arrivalQueues().flows
 		select {
-		case s.flows <- d:
+		case flows <- d:
 		default:
 			// Media: drop the oldest queued datagram for the newest.
 			select {
-			case <-s.flows:
+			case <-flows:
 			default:
 			}
 			select {
-			case s.flows <- d:
+			case flows <- d:
 			default:
 			}
 		}
@@ -209,7 +210,7 @@ func (s *Session) SendNack(n *wire.Nack) error {
 // ReceiveNack returns the next NACK from the peer, whichever way it came.
 func (s *Session) ReceiveNack(ctx context.Context) (*wire.Nack, error) {
 	select {
-	case n := <-s.nacks:
+	case n := <-s.arrivalQueues().nacks:
 		return n, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -221,14 +222,15 @@ func (s *Session) ReceiveNack(ctx context.Context) (*wire.Nack, error) {
 // queueNack hands a NACK to ReceiveNack; when nobody keeps up the oldest is
 // dropped, as a newer NACK supersedes it.
 func (s *Session) queueNack(n *wire.Nack) {
+	nacks := s.arrivalQueues().nacks
 	for {
 		select {
-		case s.nacks <- n:
+		case nacks <- n:
 			return
 		default:
 		}
 		select {
-		case <-s.nacks:
+		case <-nacks:
 		default:
 		}
 	}

@@ -71,6 +71,9 @@ func TestIdleSessionHoldsNoGoroutine(t *testing.T) {
 	if cli.reading == nil || cli.arrivals == nil || srv.reading == nil || srv.arrivals == nil {
 		t.Fatal("the mux link's callbacks were not used")
 	}
+	if cli.queues.Load() != nil || srv.queues.Load() != nil {
+		t.Fatal("arrival queues made before anything arrived")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for round := range 3 {
@@ -105,7 +108,8 @@ func TestHandleArrivals(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for (len(srv.streams) < 1 || len(srv.dgrams) < 1) && time.Now().Before(deadline) {
+	q := srv.arrivalQueues()
+	for (len(q.streams) < 1 || len(q.dgrams) < 1) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	var mu sync.Mutex

@@ -187,6 +187,12 @@ func (s *sender) release() {
 	s.mu.Unlock()
 }
 
+func (s *sender) queuedBytes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sched.Bytes()
+}
+
 func (s *sender) queued() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -200,7 +206,7 @@ func (s *sender) run(ctx context.Context) error {
 	// (decision D24): it comes from senderBatchPool with the first frame of
 	// a burst and goes back when run ends.
 	var bp *[]byte
-	defer func() { putSenderBatch(bp) }()
+	defer func() { putSenderBatch(bp, s.maxBatch) }()
 	var idle *time.Timer
 	defer func() {
 		if idle != nil {
@@ -245,7 +251,7 @@ func (s *sender) run(ctx context.Context) error {
 		}
 		// From here until release, this goroutine holds the writing flag.
 		if bp == nil {
-			bp = getSenderBatch(s.maxBatch)
+			bp = getSenderBatch(len(first.Value)+s.queuedBytes(), s.maxBatch)
 		}
 		buf := append((*bp)[:0], first.Value...)
 		n := 1
@@ -325,12 +331,28 @@ func (s *sender) write(b []byte) error {
 // D27).
 const senderIdleRelease = 200 * time.Millisecond
 
-// senderBatchPool recycles the senders' batch buffers between bursts
-// (decision D24), so that an idle session holds none.
-var senderBatchPool sync.Pool
+// senderBatchPool and senderSmallPool recycle the senders' batch buffers
+// between bursts (decision D24), so that an idle session holds none. A run
+// that starts with little to send takes a senderSmallBatch buffer, which
+// append grows if the burst turns out larger, so that many sessions waking
+// at once do not pin a full-size batch each in the pool (D27).
+var senderBatchPool, senderSmallPool sync.Pool
 
-// getSenderBatch returns an empty buffer of capacity at least size.
-func getSenderBatch(size int) *[]byte {
+// senderSmallBatch is the capacity of a buffer for a run that starts with
+// at most this many bytes to send.
+const senderSmallBatch = 4 << 10
+
+// getSenderBatch returns an empty buffer for queued bytes: a small one when
+// they fit, else one of capacity at least size.
+func getSenderBatch(queued, size int) *[]byte {
+	if queued <= senderSmallBatch {
+		if bp, ok := senderSmallPool.Get().(*[]byte); ok {
+			*bp = (*bp)[:0]
+			return bp
+		}
+		b := make([]byte, 0, senderSmallBatch)
+		return &b
+	}
 	if bp, ok := senderBatchPool.Get().(*[]byte); ok && cap(*bp) >= size {
 		*bp = (*bp)[:0]
 		return bp
@@ -339,11 +361,18 @@ func getSenderBatch(size int) *[]byte {
 	return &b
 }
 
-// putSenderBatch gives bp back to the pool; nil is ignored.
-func putSenderBatch(bp *[]byte) {
+// putSenderBatch gives bp back to the pool of its size (size is the full
+// batch capacity); a buffer that append grew to an odd size is dropped,
+// and nil is ignored.
+func putSenderBatch(bp *[]byte, size int) {
 	if bp == nil {
 		return
 	}
 	*bp = (*bp)[:0]
-	senderBatchPool.Put(bp)
+	switch c := cap(*bp); {
+	case c == senderSmallBatch:
+		senderSmallPool.Put(bp)
+	case c >= size:
+		senderBatchPool.Put(bp)
+	}
 }

@@ -107,17 +107,19 @@ type Session struct {
 	hb        heartbeatState
 	lastRecv  atomic.Int64 // unix ns of the last frame from the peer
 
-	recv    *qos.RecvQueues[Incoming]
-	streams chan *Stream
-	dgrams  chan []byte
+	recv *qos.RecvQueues[Incoming]
+	// queues holds the bounded queues of peer streams, datagrams, media
+	// flows and NACKs, made by the first use (arrivals): a server that
+	// takes its streams and datagrams by callback (HandleArrivals) and no
+	// media never allocates them, some 4 KB per session (D27).
+	queues     atomic.Pointer[arrivalQueues]
+	queuesOnce sync.Once
 	// intake, when set, takes peer streams and datagrams instead of the
 	// streams and dgrams queues (HandleArrivals).
 	intakeMu sync.Mutex
 	intake   func(*Stream, []byte) // guarded by intakeMu
 
 	reasm map[wire.FlowID]*fragment.Reassembler // owned by the datagram receiver
-	flows chan FlowDatagram
-	nacks chan *wire.Nack
 	// mediaFlows counts reassemblers of media flows; owned by the datagram
 	// receiver.
 	mediaFlows int
@@ -207,17 +209,39 @@ func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config
 		ctx:      ctx,
 		cancel:   cancel,
 		recv:     qos.NewRecvQueues[Incoming](rq),
-		streams:  make(chan *Stream, cfg.AcceptQueueLength),
-		dgrams:   make(chan []byte, cfg.AcceptQueueLength),
 		pending:  map[string]chan reply{},
 		pings:    map[uint64]chan time.Duration{},
 		goawayCh: make(chan struct{}),
 		reasm:    map[wire.FlowID]*fragment.Reassembler{},
-		flows:    make(chan FlowDatagram, cfg.AcceptQueueLength),
-		nacks:    make(chan *wire.Nack, cfg.AcceptQueueLength),
 	}
 	s.lastRecv.Store(cfg.Now().UnixNano())
 	return s
+}
+
+// arrivalQueues are the session's bounded queues of what the peer sends
+// outside the control stream; each holds Config.AcceptQueueLength.
+type arrivalQueues struct {
+	streams chan *Stream
+	dgrams  chan []byte
+	flows   chan FlowDatagram
+	nacks   chan *wire.Nack
+}
+
+// arrivals returns the session's arrival queues, making them on first use.
+func (s *Session) arrivalQueues() *arrivalQueues {
+	if q := s.queues.Load(); q != nil {
+		return q
+	}
+	s.queuesOnce.Do(func() {
+		n := s.cfg.AcceptQueueLength
+		s.queues.Store(&arrivalQueues{
+			streams: make(chan *Stream, n),
+			dgrams:  make(chan []byte, n),
+			flows:   make(chan FlowDatagram, n),
+			nacks:   make(chan *wire.Nack, n),
+		})
+	})
+	return s.queues.Load()
 }
 
 func roleName(r Role) string {

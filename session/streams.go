@@ -87,7 +87,7 @@ func (s *Session) OpenStream(ctx context.Context, class protocol.Class, label st
 // AcceptStream waits for the next application stream opened by the peer.
 func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 	select {
-	case st := <-s.streams:
+	case st := <-s.arrivalQueues().streams:
 		return st, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()

@@ -113,7 +113,8 @@ func (c *Conn) writeLoop() {
 	// (decision D24): it comes from batchPool when frames are queued and
 	// goes back when the writer ends.
 	var bp *[]byte
-	defer func() { putBatch(bp) }()
+	bigBatch := c.cfg.MaxWriteBatch + int(c.cfg.MaxChunk) + wire.MaxHeaderLen
+	defer func() { putBatch(bp, bigBatch) }()
 	var idle *time.Timer
 	defer func() {
 		if idle != nil {
@@ -128,7 +129,7 @@ func (c *Conn) writeLoop() {
 			return
 		}
 		if bp == nil {
-			bp = getBatch(c.cfg.MaxWriteBatch + int(c.cfg.MaxChunk) + wire.MaxHeaderLen)
+			bp = getBatch(c.sched.Bytes(), bigBatch)
 		}
 		buf, frames := c.fillBatchLocked((*bp)[:0])
 		*bp = buf[:0]
@@ -322,13 +323,30 @@ func (c *Conn) shutdown() {
 // D27).
 const batchIdleRelease = 200 * time.Millisecond
 
-// batchPool recycles the writers' batch buffers between bursts (decision
-// D24): an idle link holds none, a busy one keeps its buffer for as long
-// as frames keep coming.
-var batchPool sync.Pool
+// batchPool and smallBatchPool recycle the writers' batch buffers between
+// bursts (decision D24): an idle link holds none, a busy one keeps its
+// buffer for as long as frames keep coming. A writer that starts with
+// little queued (an idle session's PING, a single event) takes a
+// smallBatch buffer, which append grows if the burst turns out larger, so
+// that many links waking at once do not pin a full-size batch each in the
+// pool (D27).
+var batchPool, smallBatchPool sync.Pool
 
-// getBatch returns a buffer of capacity at least size.
-func getBatch(size int) *[]byte {
+// smallBatch is the capacity of a buffer for a writer that starts with at
+// most this many bytes queued.
+const smallBatch = 4 << 10
+
+// getBatch returns an empty buffer for queued bytes: a small one when they
+// fit, else one of capacity at least size.
+func getBatch(queued, size int) *[]byte {
+	if queued <= smallBatch {
+		if bp, ok := smallBatchPool.Get().(*[]byte); ok {
+			*bp = (*bp)[:0]
+			return bp
+		}
+		b := make([]byte, 0, smallBatch)
+		return &b
+	}
 	if bp, ok := batchPool.Get().(*[]byte); ok && cap(*bp) >= size {
 		*bp = (*bp)[:0]
 		return bp
@@ -337,11 +355,18 @@ func getBatch(size int) *[]byte {
 	return &b
 }
 
-// putBatch gives bp back to the pool; nil is ignored.
-func putBatch(bp *[]byte) {
+// putBatch gives bp back to the pool of its size (size is the full batch
+// capacity); a buffer that append grew to an odd size is dropped, and nil
+// is ignored.
+func putBatch(bp *[]byte, size int) {
 	if bp == nil {
 		return
 	}
 	*bp = (*bp)[:0]
-	batchPool.Put(bp)
+	switch c := cap(*bp); {
+	case c == smallBatch:
+		smallBatchPool.Put(bp)
+	case c >= size:
+		batchPool.Put(bp)
+	}
 }
