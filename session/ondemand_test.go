@@ -91,6 +91,14 @@ func TestIdleSessionHoldsNoGoroutine(t *testing.T) {
 			t.Fatalf("round %d: datagram %v, %v", round, got, err)
 		}
 		waitNoGoroutines(t, sessionGoroutines...)
+		for _, s := range []*Session{cli, srv} {
+			s.send.mu.Lock()
+			held := s.send.sched != nil
+			s.send.mu.Unlock()
+			if held {
+				t.Fatalf("round %d: an idle sender holds its scheduler", round)
+			}
+		}
 	}
 }
 

@@ -35,11 +35,15 @@ type sender struct {
 	timeout  time.Duration
 	now      func() time.Time
 
-	mu      sync.Mutex
-	sched   *qos.Scheduler[[]byte] // guarded by mu
-	writing bool                   // guarded by mu: a write is in progress
-	running bool                   // guarded by mu: a run goroutine exists
-	stopped bool                   // guarded by mu: the session is ending; start no run
+	mu sync.Mutex
+	// sched holds the queued frames; guarded by mu. It exists only while
+	// frames are queued or a run goroutine is draining it: an idle session
+	// holds none (D27). qc makes it.
+	sched   *qos.Scheduler[[]byte]
+	qc      qos.Config
+	writing bool // guarded by mu: a write is in progress
+	running bool // guarded by mu: a run goroutine exists
+	stopped bool // guarded by mu: the session is ending; start no run
 	// ctx ends the run goroutine; wg (the session's) joins it. Both are
 	// set before the first enqueue.
 	ctx context.Context
@@ -70,8 +74,7 @@ func newSender(w transport.Stream, cfg Config) *sender {
 	for c := range qc.QueueLength {
 		qc.QueueLength[c] = cfg.SendQueueLength
 	}
-	s.sched = qos.New[[]byte](qc)
-	s.sched.OnExpire(func(it qos.Item[[]byte]) { s.mediaDropped.Add(1) })
+	s.qc = qc
 	return s
 }
 
@@ -83,13 +86,13 @@ func newSender(w transport.Stream, cfg Config) *sender {
 // peer that is itself blocked writing to us.
 func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time, direct bool) error {
 	s.mu.Lock()
-	if direct && !s.writing && s.sched.Len() == 0 && s.immediate(class) {
+	if direct && !s.writing && s.lenLocked() == 0 && s.immediate(class) {
 		s.writing = true
 		s.mu.Unlock()
 		err := s.write(frame)
 		s.mu.Lock()
 		s.writing = false
-		if s.sched.Len() > 0 {
+		if s.lenLocked() > 0 {
 			// Frames queued behind this write found the writing flag
 			// taken; a run that saw it may have ended.
 			s.wakeLocked()
@@ -101,6 +104,10 @@ func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time,
 		}
 		s.framesSent.Add(1)
 		return nil
+	}
+	if s.sched == nil {
+		s.sched = qos.New[[]byte](s.qc)
+		s.sched.OnExpire(func(it qos.Item[[]byte]) { s.mediaDropped.Add(1) })
 	}
 	dropped, err := s.sched.Push(qos.Item[[]byte]{Class: class, Size: len(frame), Deadline: deadline, Value: frame})
 	if err == nil {
@@ -145,10 +152,13 @@ func (s *sender) stop() {
 func (s *sender) idleExit() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sched.Len() > 0 && !s.writing {
+	if s.lenLocked() > 0 && !s.writing {
 		return false
 	}
 	s.running = false
+	if s.lenLocked() == 0 {
+		s.sched = nil // made again by the next queued frame
+	}
 	return true
 }
 
@@ -174,6 +184,9 @@ func (s *sender) pop(claim bool) (qos.Item[[]byte], bool) {
 	if claim && s.writing {
 		return qos.Item[[]byte]{}, false
 	}
+	if s.sched == nil {
+		return qos.Item[[]byte]{}, false
+	}
 	it, ok := s.sched.Pop(s.now())
 	if ok && claim {
 		s.writing = true
@@ -190,12 +203,23 @@ func (s *sender) release() {
 func (s *sender) queuedBytes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sched == nil {
+		return 0
+	}
 	return s.sched.Bytes()
 }
 
 func (s *sender) queued() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.lenLocked()
+}
+
+// lenLocked returns how many frames are queued.
+func (s *sender) lenLocked() int {
+	if s.sched == nil {
+		return 0
+	}
 	return s.sched.Len()
 }
 
