@@ -91,8 +91,11 @@ func (s *Session) prepareOnDemand(fr *wire.FrameReader) {
 // startOnDemand registers the callbacks prepareOnDemand chose.
 func (s *Session) startOnDemand(fr *wire.FrameReader) {
 	if s.reading != nil {
+		// Asked before the callback is registered: from then on fr
+		// belongs to the reading goroutine.
+		pending := fr.Pending()
 		s.ctl.(transport.ReadNotifier).NotifyReadable(s.reading.kick)
-		if fr.Pending() {
+		if pending {
 			// Bytes that came with the handshake's last read.
 			s.reading.kick()
 		}

@@ -45,12 +45,19 @@ func (w smallHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var src io.Reader = nc
+	br := bufio.NewReaderSize(nc, serverReadBuffer)
 	if n := brw.Reader.Buffered(); n > 0 {
+		// The early bytes must sit in the new reader's buffer, not in a
+		// reader behind it: the WebSocket library keeps what is buffered
+		// and replaces the source (Reset) with the bare connection.
 		early, _ := brw.Reader.Peek(n)
-		src = io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc), max(serverReadBuffer, n))
+		if _, err := br.Peek(n); err != nil {
+			nc.Close()
+			return nil, nil, fmt.Errorf("websocket: keep bytes read past the upgrade request: %w", err)
+		}
 	}
 	// The HTTP server flushed its writer before handing it over (the 101
 	// response is on the wire), so nothing is lost by not using it.
-	return nc, bufio.NewReadWriter(bufio.NewReaderSize(src, serverReadBuffer), bufio.NewWriterSize(nc, serverWriteBuffer)), nil
+	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(nc, serverWriteBuffer)), nil
 }
