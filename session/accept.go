@@ -9,7 +9,7 @@ import (
 // peer opened (as AcceptStream) or a whole datagram payload (as
 // ReceiveDatagram). On success exactly one of the two is non-nil. It lets
 // a server serve both with one goroutine per session instead of two that
-// only wait (decision D24).
+// only wait (decision D24); HandleArrivals needs none (D27).
 func (s *Session) AcceptStreamOrDatagram(ctx context.Context) (*Stream, []byte, error) {
 	q := s.arrivalQueues()
 	select {
