@@ -77,13 +77,9 @@ type Incoming struct {
 
 // Session is one established JSP session.
 type Session struct {
-	conn transport.Conn
-	role Role
-	cfg  Config
-	// logOnce makes log, the configured logger with the session's role,
-	// address and transport, on first use (logger): the attributes
-	// cost about a kilobyte per session, which idle sessions never log.
-	logOnce sync.Once
+	conn    transport.Conn
+	role    Role
+	cfg     Config
 	log     *slog.Logger
 	ctl     transport.Stream
 	send    *sender
@@ -208,6 +204,7 @@ func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config
 		conn:     conn,
 		role:     role,
 		cfg:      cfg,
+		log:      cfg.Logger.With("role", roleName(role), "remote", conn.RemoteAddr().String(), "transport", string(conn.Kind())),
 		ctl:      ctl,
 		ctx:      ctx,
 		cancel:   cancel,
@@ -245,14 +242,6 @@ func (s *Session) arrivalQueues() *arrivalQueues {
 		})
 	})
 	return s.queues.Load()
-}
-
-// logger returns the session's logger, made on first use.
-func (s *Session) logger() *slog.Logger {
-	s.logOnce.Do(func() {
-		s.log = s.cfg.Logger.With("role", roleName(s.role), "remote", s.conn.RemoteAddr().String(), "transport", string(s.conn.Kind()))
-	})
-	return s.log
 }
 
 func roleName(r Role) string {
@@ -319,7 +308,7 @@ func (s *Session) fail(err error) {
 			code, reason = jsperr.NoError, ""
 		}
 		if code != jsperr.NoError {
-			s.logger().Warn("session closing on error", "code", code.String(), "err", err)
+			s.log.Warn("session closing on error", "code", code.String(), "err", err)
 		}
 		// Before the cancel, so that no heartbeat callback or sender
 		// goroutine joins wg once a Close may be waiting on it.
@@ -568,7 +557,7 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 	if errors.Is(err, wire.ErrUnknownFrame) {
 		// JSP §8.3: unknown frame types are skipped so that newer minor
 		// versions can add frames.
-		s.logger().Debug("skipping unknown frame", "type", h.Type.String())
+		s.log.Debug("skipping unknown frame", "type", h.Type.String())
 		return nil
 	}
 	if err != nil {
@@ -612,7 +601,7 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 			close(s.goawayCh)
 		}
 		s.goawayMu.Unlock()
-		s.logger().Info("peer is going away", "code", m.Code.String(), "reason", m.Reason, "alternatives", m.Alternatives)
+		s.log.Info("peer is going away", "code", m.Code.String(), "reason", m.Reason, "alternatives", m.Alternatives)
 		return nil
 	case *wire.Nack:
 		s.queueNack(m)
