@@ -2,7 +2,6 @@ package session
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
@@ -48,7 +47,7 @@ func (s *Session) SendFlow(flow wire.FlowID, b []byte, class protocol.Class) err
 // Config.AcceptQueueLength.
 func (s *Session) ReceiveFlow(ctx context.Context) (FlowDatagram, error) {
 	select {
-	case d := <-s.flows:
+	case d := <-s.arrivalQueues().flows:
 		return d, nil
 	case <-ctx.Done():
 		return FlowDatagram{}, ctx.Err()
@@ -87,7 +86,7 @@ func (s *Session) sendDatagramData(flow wire.FlowID, data []byte, class protocol
 // ReceiveDatagram returns the next whole Datagram API payload.
 func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	select {
-	case b := <-s.dgrams:
+	case b := <-s.arrivalQueues().dgrams:
 		return b, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -96,72 +95,77 @@ func (s *Session) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// receiveDatagrams reads transport datagrams, reassembles fragments and
-// dispatches whole payloads by flow. A malformed datagram is dropped and
-// counted: datagrams are unauthenticated by order and may be reordered or
-// duplicated, so one bad one is not worth the connection.
+// receiveDatagrams reads transport datagrams and hands each to
+// handleDatagram, for transports that do not report them by callback.
 func (s *Session) receiveDatagrams(ctx context.Context) error {
 	for {
 		b, err := s.conn.ReceiveDatagram(ctx)
 		if err != nil {
 			return nil
 		}
-		h, payload, _, err := wire.ParseFrame(b, uint64(s.cfg.MaxFrameSize))
-		if err != nil {
-			continue
+		s.handleDatagram(b)
+	}
+}
+
+// handleDatagram reassembles fragments and dispatches whole payloads by
+// flow. A malformed datagram is dropped and counted: datagrams are
+// unauthenticated by order and may be reordered or duplicated, so one bad
+// one is not worth the connection. It waits only where a message delivered
+// through Recv applies backpressure (deliver). Only one goroutine at a
+// time calls it (the receiver, or the on-demand intake), which owns the
+// reassemblers.
+func (s *Session) handleDatagram(b []byte) {
+	h, payload, _, err := wire.ParseFrame(b, uint64(s.cfg.MaxFrameSize))
+	if err != nil {
+		return
+	}
+	if h.Type == wire.FrameNack {
+		// Media feedback travels as datagrams too (JSP §13), so that a
+		// loss on the control stream never delays a retransmission.
+		if m, err := wire.DecodeMessage(h.Type, payload); err == nil {
+			s.lastRecv.Store(s.cfg.Now().UnixNano())
+			s.queueNack(m.(*wire.Nack))
 		}
-		if h.Type == wire.FrameNack {
-			// Media feedback travels as datagrams too (JSP §13), so that a
-			// loss on the control stream never delays a retransmission.
-			if m, err := wire.DecodeMessage(h.Type, payload); err == nil {
-				s.lastRecv.Store(s.cfg.Now().UnixNano())
-				s.queueNack(m.(*wire.Nack))
-			}
-			continue
+		return
+	}
+	if h.Type != wire.FrameDatagram {
+		// JSP §8.3: unknown frame types in datagrams are skipped.
+		return
+	}
+	s.lastRecv.Store(s.cfg.Now().UnixNano())
+	flow := wire.FlowID(h.StreamID)
+	r := s.reassembler(flow)
+	if r == nil {
+		return // over the flow limit: dropped like any excess datagram
+	}
+	msg, done, err := r.Add(payload, s.cfg.Now())
+	if err != nil || !done {
+		return
+	}
+	whole := msg.Data
+	switch flow {
+	case flowDatagramAPI:
+		s.deliverDatagram(whole)
+	case flowMixed:
+		mh, mp, _, err := wire.ParseFrame(whole, uint64(s.cfg.MaxFrameSize))
+		if err != nil || mh.Type != wire.FrameMessage {
+			return
 		}
-		if h.Type != wire.FrameDatagram {
-			// JSP §8.3: unknown frame types in datagrams are skipped.
-			continue
-		}
-		s.lastRecv.Store(s.cfg.Now().UnixNano())
-		flow := wire.FlowID(h.StreamID)
-		r := s.reassembler(flow)
-		if r == nil {
-			continue // over the flow limit: dropped like any excess datagram
-		}
-		msg, done, err := r.Add(payload, s.cfg.Now())
-		if err != nil || !done {
-			continue
-		}
-		whole := msg.Data
-		switch flow {
-		case flowDatagramAPI:
-			select {
-			case s.dgrams <- whole:
-			default: // bounded queue: drop, as the transport would
-			}
-		case flowMixed:
-			mh, mp, _, err := wire.ParseFrame(whole, uint64(s.cfg.MaxFrameSize))
-			if err != nil || mh.Type != wire.FrameMessage {
-				continue
-			}
-			if err := s.handleFrame(mh, mp, DeliveryUnreliable); err != nil && !errors.Is(err, wire.ErrUnknownFrame) {
-				continue
-			}
+		_ = s.handleFrame(mh, mp, DeliveryUnreliable)
+	default:
+		d := FlowDatagram{Flow: flow, Data: whole}
+		flows := s.arrivalQueues().flows
+		select {
+		case flows <- d:
 		default:
-			d := FlowDatagram{Flow: flow, Data: whole}
+			// Media: drop the oldest queued datagram for the newest.
 			select {
-			case s.flows <- d:
+			case <-flows:
 			default:
-				// Media: drop the oldest queued datagram for the newest.
-				select {
-				case <-s.flows:
-				default:
-				}
-				select {
-				case s.flows <- d:
-				default:
-				}
+			}
+			select {
+			case flows <- d:
+			default:
 			}
 		}
 	}
@@ -206,7 +210,7 @@ func (s *Session) SendNack(n *wire.Nack) error {
 // ReceiveNack returns the next NACK from the peer, whichever way it came.
 func (s *Session) ReceiveNack(ctx context.Context) (*wire.Nack, error) {
 	select {
-	case n := <-s.nacks:
+	case n := <-s.arrivalQueues().nacks:
 		return n, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -218,14 +222,15 @@ func (s *Session) ReceiveNack(ctx context.Context) (*wire.Nack, error) {
 // queueNack hands a NACK to ReceiveNack; when nobody keeps up the oldest is
 // dropped, as a newer NACK supersedes it.
 func (s *Session) queueNack(n *wire.Nack) {
+	nacks := s.arrivalQueues().nacks
 	for {
 		select {
-		case s.nacks <- n:
+		case nacks <- n:
 			return
 		default:
 		}
 		select {
-		case <-s.nacks:
+		case <-nacks:
 		default:
 		}
 	}

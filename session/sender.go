@@ -17,6 +17,9 @@ import (
 // sender owns the write side of the control stream (JSP §11.3, §11.5). Any
 // goroutine enqueues encoded frames; one goroutine (run) pops them in QoS
 // order and coalesces them into as few writes as the batching policy allows.
+// That goroutine runs only while frames are queued, and briefly after
+// (senderIdleRelease): enqueue starts it when none runs, so an idle session
+// holds no sender goroutine (decision D27).
 //
 // Write-through: when nothing is queued and no write is in progress, an
 // application goroutine writes its frame itself instead of handing it to
@@ -32,9 +35,19 @@ type sender struct {
 	timeout  time.Duration
 	now      func() time.Time
 
-	mu      sync.Mutex
-	sched   *qos.Scheduler[[]byte] // guarded by mu
-	writing bool                   // guarded by mu: a write is in progress
+	mu sync.Mutex
+	// sched holds the queued frames; guarded by mu. It exists only while
+	// frames are queued or a run goroutine is draining it: an idle session
+	// holds none (D27). qc makes it.
+	sched   *qos.Scheduler[[]byte]
+	qc      qos.Config
+	writing bool // guarded by mu: a write is in progress
+	running bool // guarded by mu: a run goroutine exists
+	stopped bool // guarded by mu: the session is ending; start no run
+	// ctx ends the run goroutine; wg (the session's) joins it. Both are
+	// set before the first enqueue.
+	ctx context.Context
+	wg  *sync.WaitGroup
 	// onError ends the session after a failed write-through; run reports
 	// its own errors by returning them.
 	onError func(error)
@@ -61,8 +74,7 @@ func newSender(w transport.Stream, cfg Config) *sender {
 	for c := range qc.QueueLength {
 		qc.QueueLength[c] = cfg.SendQueueLength
 	}
-	s.sched = qos.New[[]byte](qc)
-	s.sched.OnExpire(func(it qos.Item[[]byte]) { s.mediaDropped.Add(1) })
+	s.qc = qc
 	return s
 }
 
@@ -74,39 +86,80 @@ func newSender(w transport.Stream, cfg Config) *sender {
 // peer that is itself blocked writing to us.
 func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time, direct bool) error {
 	s.mu.Lock()
-	if direct && !s.writing && s.sched.Len() == 0 && s.immediate(class) {
+	if direct && !s.writing && s.lenLocked() == 0 && s.immediate(class) {
 		s.writing = true
 		s.mu.Unlock()
 		err := s.write(frame)
 		s.mu.Lock()
 		s.writing = false
-		pending := s.sched.Len() > 0
+		if s.lenLocked() > 0 {
+			// Frames queued behind this write found the writing flag
+			// taken; a run that saw it may have ended.
+			s.wakeLocked()
+		}
 		s.mu.Unlock()
 		if err != nil {
 			s.onError(err)
 			return err
 		}
 		s.framesSent.Add(1)
-		if pending {
-			s.wake()
-		}
 		return nil
 	}
+	if s.sched == nil {
+		s.sched = qos.New[[]byte](s.qc)
+		s.sched.OnExpire(func(it qos.Item[[]byte]) { s.mediaDropped.Add(1) })
+	}
 	dropped, err := s.sched.Push(qos.Item[[]byte]{Class: class, Size: len(frame), Deadline: deadline, Value: frame})
+	if err == nil {
+		s.wakeLocked()
+	}
 	s.mu.Unlock()
 	s.mediaDropped.Add(uint64(len(dropped)))
-	if err != nil {
-		return err
-	}
-	s.wake()
-	return nil
+	return err
 }
 
-func (s *sender) wake() {
+// wakeLocked tells a running run that frames are queued, or starts one.
+func (s *sender) wakeLocked() {
 	select {
 	case s.signal <- struct{}{}:
 	default:
 	}
+	if s.running || s.stopped {
+		return
+	}
+	s.running = true
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.run(s.ctx); err != nil {
+			s.onError(err)
+		}
+	}()
+}
+
+// stop keeps any later enqueue from starting a run goroutine; the session
+// calls it before it cancels ctx and waits for wg.
+func (s *sender) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+}
+
+// idleExit ends run when nothing is left for it: the queue is empty, or a
+// write-through holds the writing flag (it restarts run if frames queued
+// behind it). It clears running under the lock enqueue takes, so a frame
+// queued later starts a new run.
+func (s *sender) idleExit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lenLocked() > 0 && !s.writing {
+		return false
+	}
+	s.running = false
+	if s.lenLocked() == 0 {
+		s.sched = nil // made again by the next queued frame
+	}
+	return true
 }
 
 // immediate reports whether a frame of class c may go out without waiting
@@ -131,6 +184,9 @@ func (s *sender) pop(claim bool) (qos.Item[[]byte], bool) {
 	if claim && s.writing {
 		return qos.Item[[]byte]{}, false
 	}
+	if s.sched == nil {
+		return qos.Item[[]byte]{}, false
+	}
 	it, ok := s.sched.Pop(s.now())
 	if ok && claim {
 		s.writing = true
@@ -144,20 +200,37 @@ func (s *sender) release() {
 	s.mu.Unlock()
 }
 
+func (s *sender) queuedBytes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sched == nil {
+		return 0
+	}
+	return s.sched.Bytes()
+}
+
 func (s *sender) queued() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.lenLocked()
+}
+
+// lenLocked returns how many frames are queued.
+func (s *sender) lenLocked() int {
+	if s.sched == nil {
+		return 0
+	}
 	return s.sched.Len()
 }
 
-// run writes queued frames until ctx ends or a write fails.
+// run writes queued frames until the queue has stayed empty for
+// senderIdleRelease, ctx ends or a write fails.
 func (s *sender) run(ctx context.Context) error {
 	// The batch buffer is held only while frames are being written
 	// (decision D24): it comes from senderBatchPool with the first frame of
-	// a burst and goes back once the loop has waited senderIdleRelease
-	// for the next one.
+	// a burst and goes back when run ends.
 	var bp *[]byte
-	defer func() { putSenderBatch(bp) }()
+	defer func() { putSenderBatch(bp, s.maxBatch) }()
 	var idle *time.Timer
 	defer func() {
 		if idle != nil {
@@ -174,7 +247,13 @@ func (s *sender) run(ctx context.Context) error {
 			first, carry = *carry, nil
 		} else {
 			it, ok := s.pop(true)
-			if !ok && bp != nil {
+			if !ok && bp == nil {
+				if s.idleExit() {
+					return nil
+				}
+				continue
+			}
+			if !ok {
 				if idle == nil {
 					idle = time.NewTimer(senderIdleRelease)
 				} else {
@@ -185,25 +264,18 @@ func (s *sender) run(ctx context.Context) error {
 					return nil
 				case <-s.signal:
 				case <-idle.C:
-					putSenderBatch(bp)
-					bp = nil
+					if s.idleExit() {
+						return nil
+					}
 				}
 				idle.Stop()
 				continue
-			}
-			if !ok {
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-s.signal:
-					continue
-				}
 			}
 			first = it
 		}
 		// From here until release, this goroutine holds the writing flag.
 		if bp == nil {
-			bp = getSenderBatch(s.maxBatch)
+			bp = getSenderBatch(len(first.Value)+s.queuedBytes(), s.maxBatch)
 		}
 		buf := append((*bp)[:0], first.Value...)
 		n := 1
@@ -278,16 +350,33 @@ func (s *sender) write(b []byte) error {
 	return nil
 }
 
-// senderIdleRelease is how long a sender keeps its batch buffer with
-// nothing to send before giving it back to senderBatchPool (D24).
+// senderIdleRelease is how long a sender's run waits with nothing to send
+// before it ends and gives its batch buffer back to senderBatchPool (D24,
+// D27).
 const senderIdleRelease = 200 * time.Millisecond
 
-// senderBatchPool recycles the senders' batch buffers between bursts
-// (decision D24), so that an idle session holds none.
-var senderBatchPool sync.Pool
+// senderBatchPool and senderSmallPool recycle the senders' batch buffers
+// between bursts (decision D24), so that an idle session holds none. A run
+// that starts with little to send takes a senderSmallBatch buffer, which
+// append grows if the burst turns out larger, so that many sessions waking
+// at once do not pin a full-size batch each in the pool (D27).
+var senderBatchPool, senderSmallPool sync.Pool
 
-// getSenderBatch returns an empty buffer of capacity at least size.
-func getSenderBatch(size int) *[]byte {
+// senderSmallBatch is the capacity of a buffer for a run that starts with
+// at most this many bytes to send.
+const senderSmallBatch = 4 << 10
+
+// getSenderBatch returns an empty buffer for queued bytes: a small one when
+// they fit, else one of capacity at least size.
+func getSenderBatch(queued, size int) *[]byte {
+	if queued <= senderSmallBatch {
+		if bp, ok := senderSmallPool.Get().(*[]byte); ok {
+			*bp = (*bp)[:0]
+			return bp
+		}
+		b := make([]byte, 0, senderSmallBatch)
+		return &b
+	}
 	if bp, ok := senderBatchPool.Get().(*[]byte); ok && cap(*bp) >= size {
 		*bp = (*bp)[:0]
 		return bp
@@ -296,11 +385,18 @@ func getSenderBatch(size int) *[]byte {
 	return &b
 }
 
-// putSenderBatch gives bp back to the pool; nil is ignored.
-func putSenderBatch(bp *[]byte) {
+// putSenderBatch gives bp back to the pool of its size (size is the full
+// batch capacity); a buffer that append grew to an odd size is dropped,
+// and nil is ignored.
+func putSenderBatch(bp *[]byte, size int) {
 	if bp == nil {
 		return
 	}
 	*bp = (*bp)[:0]
-	senderBatchPool.Put(bp)
+	switch c := cap(*bp); {
+	case c == senderSmallBatch:
+		senderSmallPool.Put(bp)
+	case c >= size:
+		senderBatchPool.Put(bp)
+	}
 }

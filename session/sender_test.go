@@ -83,8 +83,7 @@ func TestSenderDropsStaleMedia(t *testing.T) {
 	cfg := Config{Now: clk.Now}.withDefaults()
 	s := newSender(gs, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.run(ctx) }()
+	done := runSender(t, ctx, s)
 
 	// The first frame occupies the writer.
 	if err := s.enqueue(protocol.ClassChat, frameOf(wire.FrameMessage, protocol.ClassChat, 10), time.Time{}, false); err != nil {
@@ -145,8 +144,7 @@ func TestSenderBatching(t *testing.T) {
 		s.onError = func(err error) { t.Errorf("write: %v", err) }
 		s.battery.Store(battery)
 		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.run(ctx) }()
+		done := runSender(t, ctx, s)
 		for i := 0; i < 1000; i++ {
 			for {
 				err := s.enqueue(protocol.ClassChat, frameOf(wire.FrameMessage, protocol.ClassChat, 40), time.Time{}, direct)
@@ -202,8 +200,7 @@ func TestSenderWriteThroughKeepsOrder(t *testing.T) {
 	s := newSender(gs, cfg)
 	s.onError = func(err error) { t.Errorf("write: %v", err) }
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.run(ctx) }()
+	done := runSender(t, ctx, s)
 
 	// A write-through on an idle sender is done when enqueue returns.
 	if err := s.enqueue(protocol.ClassChat, frameOf(wire.FrameMessage, protocol.ClassChat, 4), time.Time{}, true); err != nil {
@@ -262,4 +259,36 @@ func TestSenderWriteThroughKeepsOrder(t *testing.T) {
 		}
 	}
 	t.Logf("%d frames in %d writes", producers*each+1, s.writes.Load())
+}
+
+// runSender lets s start its run goroutine on demand (as a session does)
+// until ctx ends; the returned channel gets the first error a run
+// reported, or nil, once every run has ended.
+func runSender(t *testing.T, ctx context.Context, s *sender) <-chan error {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	report := s.onError
+	s.onError = func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+		}
+		mu.Unlock()
+		if report != nil {
+			report(err)
+		}
+	}
+	s.ctx, s.wg = ctx, &wg
+	done := make(chan error, 1)
+	go func() {
+		<-ctx.Done()
+		s.stop()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		done <- first
+	}()
+	return done
 }

@@ -15,9 +15,12 @@
 //	  | <----------- GOAWAY ---------------- |  graceful shutdown
 //
 // A Session owns these goroutines, joined by Close: the control-stream
-// reader, the sender (QoS scheduling and batching), the stream acceptor and
-// the datagram receiver; the heartbeat/idle check and the transport watch
-// are timer and context callbacks joined the same way (heartbeat.go).
+// reader, the stream acceptor and the datagram receiver (over transports
+// that report input by callback, such as transport/mux, each runs only
+// while there is input), and the sender (QoS scheduling and batching)
+// while frames are queued; the
+// heartbeat/idle check and the transport watch are timer and context
+// callbacks joined the same way (heartbeat.go).
 // Other goroutines interact by enqueueing frames and reading from bounded
 // queues.
 package session
@@ -104,13 +107,19 @@ type Session struct {
 	hb        heartbeatState
 	lastRecv  atomic.Int64 // unix ns of the last frame from the peer
 
-	recv    *qos.RecvQueues[Incoming]
-	streams chan *Stream
-	dgrams  chan []byte
+	recv *qos.RecvQueues[Incoming]
+	// queues holds the bounded queues of peer streams, datagrams, media
+	// flows and NACKs, made by the first use (arrivals): a server that
+	// takes its streams and datagrams by callback (HandleArrivals) and no
+	// media never allocates them, some 4 KB per session (D27).
+	queues     atomic.Pointer[arrivalQueues]
+	queuesOnce sync.Once
+	// intake, when set, takes peer streams and datagrams instead of the
+	// streams and dgrams queues (HandleArrivals).
+	intakeMu sync.Mutex
+	intake   func(*Stream, []byte) // guarded by intakeMu
 
 	reasm map[wire.FlowID]*fragment.Reassembler // owned by the datagram receiver
-	flows chan FlowDatagram
-	nacks chan *wire.Nack
 	// mediaFlows counts reassemblers of media flows; owned by the datagram
 	// receiver.
 	mediaFlows int
@@ -126,6 +135,12 @@ type Session struct {
 	goawayCh chan struct{}
 
 	rtt rttStats
+
+	// reading and arrivals run the control reader and the stream and
+	// datagram intake on demand (ondemand.go); nil when the transport has
+	// no callbacks and goroutines block instead. Set by start.
+	reading  *demand
+	arrivals *demand
 
 	closeOnce sync.Once
 }
@@ -194,17 +209,39 @@ func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config
 		ctx:      ctx,
 		cancel:   cancel,
 		recv:     qos.NewRecvQueues[Incoming](rq),
-		streams:  make(chan *Stream, cfg.AcceptQueueLength),
-		dgrams:   make(chan []byte, cfg.AcceptQueueLength),
 		pending:  map[string]chan reply{},
 		pings:    map[uint64]chan time.Duration{},
 		goawayCh: make(chan struct{}),
 		reasm:    map[wire.FlowID]*fragment.Reassembler{},
-		flows:    make(chan FlowDatagram, cfg.AcceptQueueLength),
-		nacks:    make(chan *wire.Nack, cfg.AcceptQueueLength),
 	}
 	s.lastRecv.Store(cfg.Now().UnixNano())
 	return s
+}
+
+// arrivalQueues are the session's bounded queues of what the peer sends
+// outside the control stream; each holds Config.AcceptQueueLength.
+type arrivalQueues struct {
+	streams chan *Stream
+	dgrams  chan []byte
+	flows   chan FlowDatagram
+	nacks   chan *wire.Nack
+}
+
+// arrivals returns the session's arrival queues, making them on first use.
+func (s *Session) arrivalQueues() *arrivalQueues {
+	if q := s.queues.Load(); q != nil {
+		return q
+	}
+	s.queuesOnce.Do(func() {
+		n := s.cfg.AcceptQueueLength
+		s.queues.Store(&arrivalQueues{
+			streams: make(chan *Stream, n),
+			dgrams:  make(chan []byte, n),
+			flows:   make(chan FlowDatagram, n),
+			nacks:   make(chan *wire.Nack, n),
+		})
+	})
+	return s.queues.Load()
 }
 
 func roleName(r Role) string {
@@ -220,13 +257,23 @@ func roleName(r Role) string {
 func (s *Session) start(fr *wire.FrameReader) {
 	s.send = newSender(s.ctl, s.cfg)
 	s.send.onError = func(err error) { s.fail(fmt.Errorf("session write: %w", err)) }
-	s.run("sender", s.send.run)
-	s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
+	// The sender's goroutine runs only while frames are queued (D27).
+	s.send.ctx, s.send.wg = s.ctx, &s.wg
+	// The control reader, stream acceptor and datagram receiver run only
+	// while there is input when the transport reports it by callback
+	// (ondemand.go, D27); otherwise each is a goroutine blocked on it.
+	s.prepareOnDemand(fr)
+	if s.reading == nil {
+		s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
+	}
+	if s.arrivals == nil {
+		s.run("stream acceptor", s.acceptStreams)
+		s.run("datagram receiver", s.receiveDatagrams)
+	}
+	s.startOnDemand(fr)
 	// The heartbeat and the transport watch run as timer and context
 	// callbacks, not goroutines that only wait (heartbeat.go, D24).
 	s.startHeartbeat()
-	s.run("stream acceptor", s.acceptStreams)
-	s.run("datagram receiver", s.receiveDatagrams)
 }
 
 // run starts a goroutine owned by the session; its error ends the session.
@@ -263,9 +310,14 @@ func (s *Session) fail(err error) {
 		if code != jsperr.NoError {
 			s.log.Warn("session closing on error", "code", code.String(), "err", err)
 		}
-		// Before the cancel, so that no heartbeat callback joins wg
-		// once a Close may be waiting on it.
+		// Before the cancel, so that no heartbeat callback or sender
+		// goroutine joins wg once a Close may be waiting on it.
 		s.stopHeartbeat()
+		if s.send != nil {
+			s.send.stop()
+		}
+		s.reading.stop()
+		s.arrivals.stop()
 		s.cancel(err)
 		// Recv drains what already arrived, then reports the end.
 		s.recv.Close()
@@ -457,23 +509,29 @@ func (s *Session) readControl(fr *wire.FrameReader) error {
 	for {
 		h, payload, err := fr.ReadFrame()
 		if err != nil {
-			if s.ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, io.EOF) {
-				return jsperr.New(jsperr.TransportClosed, "peer closed the control stream")
-			}
-			var je *jsperr.Error
-			if errors.As(err, &je) {
-				return err
-			}
-			return transportCause(s.conn)
+			return s.controlReadError(err)
 		}
 		s.lastRecv.Store(s.cfg.Now().UnixNano())
 		if err := s.handleFrame(h, payload, DeliveryOrdered); err != nil {
 			return err
 		}
 	}
+}
+
+// controlReadError says why reading the control stream failed; nil when the
+// session is ending anyway.
+func (s *Session) controlReadError(err error) error {
+	if s.ctx.Err() != nil {
+		return nil
+	}
+	if errors.Is(err, io.EOF) {
+		return jsperr.New(jsperr.TransportClosed, "peer closed the control stream")
+	}
+	var je *jsperr.Error
+	if errors.As(err, &je) {
+		return err
+	}
+	return transportCause(s.conn)
 }
 
 // decodePayload decompresses (when flagged) and decodes a frame payload.

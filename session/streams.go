@@ -87,7 +87,7 @@ func (s *Session) OpenStream(ctx context.Context, class protocol.Class, label st
 // AcceptStream waits for the next application stream opened by the peer.
 func (s *Session) AcceptStream(ctx context.Context) (*Stream, error) {
 	select {
-	case st := <-s.streams:
+	case st := <-s.arrivalQueues().streams:
 		return st, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -144,9 +144,7 @@ func (s *Session) serveStream(ctx context.Context, ts transport.Stream) {
 			cs.SetClass(so.Class)
 		}
 		st := &Stream{Stream: ts, r: br, label: so.Label, meta: so.Metadata}
-		select {
-		case s.streams <- st:
-		default:
+		if !s.deliverStream(st) {
 			// JSP §9: the accept queue is bounded; refuse the stream rather
 			// than hold it without a reader.
 			ts.CancelRead(jsperr.StreamLimit)

@@ -125,6 +125,15 @@ func (fr *FrameReader) Buffered() int {
 	return cap(*fr.own.big)
 }
 
+// Pending reports whether the reader holds input of its own (unread
+// bytes, or an error that came with the last ones), so that ReadFrame
+// makes progress before it reads its source again. It is always false when
+// the reader reads from a caller's io.ByteReader. A caller that reads only
+// when its source has input uses it to know when to stop (decision D27).
+func (fr *FrameReader) Pending() bool {
+	return fr.own != nil && (fr.own.r < fr.own.w || fr.own.err != nil)
+}
+
 func (fr *FrameReader) truncated(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return ErrTruncated

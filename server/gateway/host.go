@@ -132,7 +132,10 @@ func (h *host) run() {
 	if h.g.resumes != nil {
 		h.g.resumes.attach(h)
 	}
-	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop}
+	// Streams and datagrams come by callback, and recvLoop runs on this
+	// goroutine below: no goroutine per session only waits for them (D27).
+	h.sess.HandleArrivals(func(st *session.Stream, dg []byte) { h.arrival(ctx, st, dg) })
+	loops := []func(context.Context){h.eventLoop}
 	if h.g.reg != nil {
 		// Off the session's path: a bus that is slow to answer must not
 		// delay the session. run joins it before registryClose.
@@ -149,6 +152,7 @@ func (h *host) run() {
 		}()
 	}
 	h.startWatch()
+	h.recvLoop(ctx)
 	err := h.sess.Wait()
 	h.stopWatch()
 	h.mu.Lock()
@@ -595,47 +599,43 @@ func (h *host) echoMessage(ctx context.Context, in session.Incoming) {
 	}()
 }
 
-// streamLoop hands application streams to the service registered for their
-// label (JSP §5.12) and echoes datagrams: one goroutine for both, since
-// neither blocks it (handlers run on their own goroutines, a datagram send
-// never waits), D24.
-func (h *host) streamLoop(ctx context.Context) {
-	for {
-		st, dg, err := h.sess.AcceptStreamOrDatagram(ctx)
-		if err != nil {
-			return
-		}
-		if st == nil {
-			h.echoDatagram(ctx, dg)
-			continue
-		}
-		h.g.metrics.messagesIn.add(wire.FrameStreamOpen.String(), 1)
-		svc, ok := h.g.services.Stream(st.Label())
-		if !ok {
-			h.g.metrics.errors.add(jsperr.NotFound.String(), 1)
-			st.CancelRead(jsperr.NotFound)
-			st.CancelWrite(jsperr.NotFound)
-			continue
-		}
-		select {
-		case h.streams <- struct{}{}:
-		default:
-			h.g.metrics.errors.add(jsperr.StreamLimit.String(), 1)
-			st.CancelRead(jsperr.StreamLimit)
-			st.CancelWrite(jsperr.StreamLimit)
-			continue
-		}
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			defer func() { <-h.streams }()
-			caller := services.NewCaller(h.ident, h.notify)
-			if err := svc.HandleStream(ctx, caller, st); err != nil {
-				h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
-				h.log.Debug("stream handler failed", "label", st.Label(), "err", err)
-			}
-		}()
+// arrival hands an application stream to the service registered for its
+// label (JSP §5.12) and echoes a datagram. The session calls it for each
+// (Session.HandleArrivals); it never blocks: handlers run on their own
+// goroutines, a datagram send never waits. The session's goroutines that
+// call it end before run's sess.Wait returns, so its h.wg.Add comes before
+// run's h.wg.Wait.
+func (h *host) arrival(ctx context.Context, st *session.Stream, dg []byte) {
+	if st == nil {
+		h.echoDatagram(ctx, dg)
+		return
 	}
+	h.g.metrics.messagesIn.add(wire.FrameStreamOpen.String(), 1)
+	svc, ok := h.g.services.Stream(st.Label())
+	if !ok {
+		h.g.metrics.errors.add(jsperr.NotFound.String(), 1)
+		st.CancelRead(jsperr.NotFound)
+		st.CancelWrite(jsperr.NotFound)
+		return
+	}
+	select {
+	case h.streams <- struct{}{}:
+	default:
+		h.g.metrics.errors.add(jsperr.StreamLimit.String(), 1)
+		st.CancelRead(jsperr.StreamLimit)
+		st.CancelWrite(jsperr.StreamLimit)
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer func() { <-h.streams }()
+		caller := services.NewCaller(h.ident, h.notify)
+		if err := svc.HandleStream(ctx, caller, st); err != nil {
+			h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
+			h.log.Debug("stream handler failed", "label", st.Label(), "err", err)
+		}
+	}()
 }
 
 // echoDatagram echoes a datagram back (JSP §5.13).

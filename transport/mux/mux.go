@@ -52,10 +52,12 @@
 // ends the link with a *jsperr.Error whose Remote is true; the byte stream
 // ending without one ends it with TRANSPORT_CLOSED.
 //
-// Goroutines: each Conn runs one reader and one writer. The reader never
-// blocks on the application (receive buffers are bounded by flow control);
-// the writer owns the shutdown and ends after the reader. Close waits for
-// both.
+// Goroutines: each Conn runs one reader for its whole life, a writer only
+// while frames are queued (and briefly after), and from the start of the
+// close a close goroutine that waits for the writer, sends LINK_CLOSE,
+// and ends after the reader. The reader never blocks on the application
+// (receive buffers are bounded by flow control). Close waits for all of
+// them.
 package mux
 
 import (
@@ -118,6 +120,9 @@ type Conn struct {
 	writerDone chan struct{}
 	closeRW    func() // closes rw once
 	writeTimer *time.Timer
+	// writers counts running writer goroutines (0 or 1); the close
+	// goroutine waits for it. Add happens under mu while closeErr is nil.
+	writers    sync.WaitGroup
 	closingNow atomic.Bool // mirror of closeErr != nil, read by the reader without the lock
 
 	// mu guards everything below and the state of every stream of the
@@ -125,6 +130,7 @@ type Conn struct {
 	mu            sync.Mutex
 	closeErr      *jsperr.Error
 	sendLinkClose bool
+	writerRunning bool // a writeLoop goroutine runs (kickWriterLocked)
 	sched         *qos.Scheduler[*outFrame]
 	dataQueued    [protocol.NumClasses]int // stream-data and datagram frames queued, per class
 	dgQueued      int                      // datagrams queued
@@ -136,6 +142,7 @@ type Conn struct {
 	peerOpen      int // peer-opened streams not yet retired
 	acceptQ       []*stream
 	dgRecv        [][]byte
+	onArrival     func() // NotifyArrivals's callback (notify.go)
 
 	sendConnLimit, sendConnOffset protocol.ByteCount
 	recvConnLimit, recvConnOffset protocol.ByteCount
@@ -206,7 +213,6 @@ func New(rw io.ReadWriteCloser, cfg Config, isClient bool) *Conn {
 	c.writeTimer = time.AfterFunc(time.Hour, c.writeTimedOut)
 	c.writeTimer.Stop()
 	go c.readLoop()
-	go c.writeLoop()
 	return c
 }
 
@@ -407,7 +413,13 @@ func (c *Conn) closeLocked(err *jsperr.Error, send bool) {
 	c.cfg.Logger.Debug("mux: link closing", "code", err.Code, "reason", err.Reason, "remote", err.Remote)
 	c.cancel(err)
 	close(c.closing)
+	go c.closeLink()
 	c.broadcastSendLocked()
+	for _, s := range c.streams {
+		if s.onReadable != nil {
+			s.onReadable() // a Read now returns the close error
+		}
+	}
 	// A write in flight may be stuck behind a peer that stopped reading:
 	// bound the wait for it by CloseTimeout instead of WriteTimeout. When
 	// no write is in flight the writer re-arms or stops the timer itself.

@@ -122,6 +122,7 @@ func (c *Conn) streamLocked(h wire.Header) (*stream, error) {
 		c.acceptQ = append(c.acceptQ, s)
 		c.stats.StreamsAccepted++
 		signal(c.acceptWake)
+		c.arrivedLocked()
 	}
 	return s, nil
 }
@@ -167,7 +168,7 @@ func (c *Conn) onStreamLocked(h wire.Header, p []byte) error {
 		s.finRecv = true
 		c.retireLocked(s)
 	}
-	signal(s.readWake)
+	s.wakeReaderLocked()
 	return nil
 }
 
@@ -222,7 +223,7 @@ func (c *Conn) onCancelLocked(h wire.Header, p []byte) error {
 	}
 	s.discardLocked()
 	c.retireLocked(s)
-	signal(s.readWake)
+	s.wakeReaderLocked()
 	return nil
 }
 
@@ -243,5 +244,6 @@ func (c *Conn) onDatagramLocked(h wire.Header, p []byte) error {
 	}
 	c.dgRecv = append(c.dgRecv, append([]byte(nil), p...))
 	signal(c.dgramWake)
+	c.arrivedLocked()
 	return nil
 }

@@ -52,6 +52,8 @@ type stream struct {
 	writeErr      error     // stopped by the peer, or cancelled here
 	lastData      *outFrame // newest data frame still queued, for FIN piggyback
 	writeDeadline time.Time
+
+	onReadable func() // NotifyReadable's callback (notify.go)
 }
 
 var _ transport.Stream = (*stream)(nil)
@@ -274,7 +276,7 @@ func (s *stream) CancelRead(code jsperr.Code) {
 		s.readErr = streamError(s.id, code, false, "read cancelled")
 	}
 	s.discardLocked()
-	signal(s.readWake)
+	s.wakeReaderLocked()
 	if !s.finRecv && !s.resetRecv && c.closeErr == nil {
 		c.pushLocked(&outFrame{kind: kindStopSending, s: s, class: protocol.ClassSystem, code: code}, time.Time{})
 	}

@@ -82,20 +82,39 @@ func (c *Conn) pushLocked(f *outFrame, deadline time.Time) error {
 	if f.counted {
 		c.dataQueued[f.class]++
 	}
-	signal(c.writeWake)
+	c.kickWriterLocked()
 	return nil
 }
 
-// writeLoop owns the writing side and, at the end, the shutdown.
+// kickWriterLocked makes sure a writer goroutine will see the frames just
+// queued: it starts one unless one runs or the link is closing (the close
+// goroutine then owns the writing side). The writer runs only while there
+// is something to write, and a little after (writeLoop), so an idle link
+// holds no writer goroutine (decision D27).
+func (c *Conn) kickWriterLocked() {
+	signal(c.writeWake)
+	if c.writerRunning || c.closeErr != nil {
+		return
+	}
+	c.writerRunning = true
+	c.writers.Add(1)
+	go c.writeLoop()
+}
+
+// writeLoop writes queued frames until the queue has stayed empty for
+// batchIdleRelease or the link closes. It runs on demand (kickWriterLocked);
+// writerRunning, under mu, says whether one runs, and it is cleared under
+// the same lock that finds the queue empty, so no queued frame is missed.
+// Lingering a little after the queue empties keeps a busy link's goroutine
+// and batch buffer between bursts instead of trading them with the pool.
 func (c *Conn) writeLoop() {
-	defer close(c.writerDone)
+	defer c.writers.Done()
 	// The batch buffer is held only while there is something to write
 	// (decision D24): it comes from batchPool when frames are queued and
-	// goes back once the writer has waited batchIdleRelease without work,
-	// so an idle link pins none while a busy one does not trade it with
-	// the pool (which a GC may empty) between bursts.
+	// goes back when the writer ends.
 	var bp *[]byte
-	defer func() { putBatch(bp) }()
+	bigBatch := c.cfg.MaxWriteBatch + int(c.cfg.MaxChunk) + wire.MaxHeaderLen
+	defer func() { putBatch(bp, bigBatch) }()
 	var idle *time.Timer
 	defer func() {
 		if idle != nil {
@@ -104,21 +123,18 @@ func (c *Conn) writeLoop() {
 	}()
 	for {
 		c.mu.Lock()
-		if c.closeErr != nil {
+		if c.closeErr != nil || (bp == nil && c.sched.Len() == 0) {
+			c.writerRunning = false
 			c.mu.Unlock()
-			break
+			return
 		}
-		if bp == nil && c.sched.Len() > 0 {
-			bp = getBatch(c.cfg.MaxWriteBatch + int(c.cfg.MaxChunk) + wire.MaxHeaderLen)
+		if bp == nil {
+			bp = getBatch(c.sched.Bytes(), bigBatch)
 		}
-		var buf []byte
-		var frames int
-		if bp != nil {
-			buf, frames = c.fillBatchLocked((*bp)[:0])
-			*bp = buf[:0]
-		}
+		buf, frames := c.fillBatchLocked((*bp)[:0])
+		*bp = buf[:0]
 		c.mu.Unlock()
-		if len(buf) == 0 && bp != nil {
+		if len(buf) == 0 {
 			if idle == nil {
 				idle = time.NewTimer(batchIdleRelease)
 			} else {
@@ -128,24 +144,23 @@ func (c *Conn) writeLoop() {
 			case <-c.writeWake:
 			case <-c.closing:
 			case <-idle.C:
-				putBatch(bp)
-				bp = nil
+				c.mu.Lock()
+				if c.sched.Len() == 0 {
+					c.writerRunning = false
+					c.mu.Unlock()
+					return
+				}
+				c.mu.Unlock()
 			}
 			idle.Stop()
-			continue
-		}
-		if len(buf) == 0 {
-			select {
-			case <-c.writeWake:
-			case <-c.closing:
-			}
 			continue
 		}
 		if err := c.writeTimed(buf, c.cfg.WriteTimeout); err != nil {
 			c.mu.Lock()
 			c.closeLocked(jsperr.Wrap(jsperr.TransportClosed, fmt.Errorf("mux: write: %w", err)), false)
+			c.writerRunning = false
 			c.mu.Unlock()
-			break
+			return
 		}
 		c.mu.Lock()
 		c.stats.Writes++
@@ -153,6 +168,15 @@ func (c *Conn) writeLoop() {
 		c.stats.BytesWritten += uint64(len(buf))
 		c.mu.Unlock()
 	}
+}
+
+// closeLink runs on its own goroutine from the start of the close
+// (closeLocked): it waits for a running writer to stop, which a write
+// stuck behind a silent peer does within CloseTimeout (writeTimer), then
+// shuts the link down.
+func (c *Conn) closeLink() {
+	defer close(c.writerDone)
+	c.writers.Wait()
 	c.shutdown()
 }
 
@@ -260,7 +284,7 @@ func (c *Conn) writeTimedOut() {
 	c.closeRW()
 }
 
-// shutdown runs on the writer goroutine once the link is closing: it sends
+// shutdown runs on the close goroutine once no writer runs: it sends
 // LINK_CLOSE if the close calls for it, lingers for the peer's end, closes
 // the byte stream and waits for the reader.
 func (c *Conn) shutdown() {
@@ -294,17 +318,35 @@ func (c *Conn) shutdown() {
 	<-c.readerDone
 }
 
-// batchIdleRelease is how long a link writer keeps its batch buffer
-// without anything to write before giving it back to batchPool (D24).
+// batchIdleRelease is how long a link writer waits without anything to
+// write before it ends and gives its batch buffer back to batchPool (D24,
+// D27).
 const batchIdleRelease = 200 * time.Millisecond
 
-// batchPool recycles the writers' batch buffers between bursts (decision
-// D24): an idle link holds none, a busy one keeps its buffer for as long
-// as frames keep coming.
-var batchPool sync.Pool
+// batchPool and smallBatchPool recycle the writers' batch buffers between
+// bursts (decision D24): an idle link holds none, a busy one keeps its
+// buffer for as long as frames keep coming. A writer that starts with
+// little queued (an idle session's PING, a single event) takes a
+// smallBatch buffer, which append grows if the burst turns out larger, so
+// that many links waking at once do not pin a full-size batch each in the
+// pool (D27).
+var batchPool, smallBatchPool sync.Pool
 
-// getBatch returns a buffer of capacity at least size.
-func getBatch(size int) *[]byte {
+// smallBatch is the capacity of a buffer for a writer that starts with at
+// most this many bytes queued.
+const smallBatch = 4 << 10
+
+// getBatch returns an empty buffer for queued bytes: a small one when they
+// fit, else one of capacity at least size.
+func getBatch(queued, size int) *[]byte {
+	if queued <= smallBatch {
+		if bp, ok := smallBatchPool.Get().(*[]byte); ok {
+			*bp = (*bp)[:0]
+			return bp
+		}
+		b := make([]byte, 0, smallBatch)
+		return &b
+	}
 	if bp, ok := batchPool.Get().(*[]byte); ok && cap(*bp) >= size {
 		*bp = (*bp)[:0]
 		return bp
@@ -313,11 +355,18 @@ func getBatch(size int) *[]byte {
 	return &b
 }
 
-// putBatch gives bp back to the pool; nil is ignored.
-func putBatch(bp *[]byte) {
+// putBatch gives bp back to the pool of its size (size is the full batch
+// capacity); a buffer that append grew to an odd size is dropped, and nil
+// is ignored.
+func putBatch(bp *[]byte, size int) {
 	if bp == nil {
 		return
 	}
 	*bp = (*bp)[:0]
-	batchPool.Put(bp)
+	switch c := cap(*bp); {
+	case c == smallBatch:
+		smallBatchPool.Put(bp)
+	case c >= size:
+		batchPool.Put(bp)
+	}
 }

@@ -28,9 +28,8 @@ type Conn struct {
 	// context ends; quic-go's own context carries quic-go error types.
 	ctx context.Context
 
-	maxDatagram int             // 0 when datagrams are off on either side
-	dgrams      *datagramQueue  // nil when datagrams are off
-	senderDone  <-chan struct{} // closed when the datagram goroutine returned
+	maxDatagram int            // 0 when datagrams are off on either side
+	dgrams      *datagramQueue // nil when datagrams are off; its goroutine runs while datagrams are queued
 
 	// migrateSerial serialises Migrate calls; it is taken before
 	// migrateMu and held while probing.
@@ -59,17 +58,9 @@ func newConn(qc *quicgo.Conn, cfg *Config) *Conn {
 		cancel(connError(context.Cause(qc.Context())))
 	})
 	st := qc.ConnectionState()
-	done := make(chan struct{})
-	c.senderDone = done
 	if st.SupportsDatagrams.Local && st.SupportsDatagrams.Remote {
 		c.maxDatagram = int(cfg.MaxDatagramSize)
 		c.dgrams = newDatagramQueue(cfg.DatagramSendQueue, qc.SendDatagram)
-		go func() {
-			defer close(done)
-			c.dgrams.run(qc.Context().Done())
-		}()
-	} else {
-		close(done)
 	}
 	return c
 }
@@ -157,7 +148,9 @@ func (c *Conn) CloseWithError(code jsperr.Code, reason string) error {
 	if err := c.qc.CloseWithError(quicgo.ApplicationErrorCode(code), reason); err != nil {
 		return fmt.Errorf("quic: close: %w", err)
 	}
-	<-c.senderDone
+	if c.dgrams != nil {
+		c.dgrams.close()
+	}
 	c.closeSockets()
 	// The AfterFunc has fired or is about to (qc's context is done once
 	// CloseWithError returns); wait for the mapped cause to be set so the

@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,9 +162,6 @@ func TestDatagramQueueDropsOldest(t *testing.T) {
 		return nil
 	}
 	q := newDatagramQueue(3, send)
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { defer close(done); q.run(stop) }()
 
 	buf := []byte("d0")
 	q.push(buf)
@@ -183,8 +181,7 @@ func TestDatagramQueueDropsOldest(t *testing.T) {
 	for q.sent.Load() != 4 {
 		time.Sleep(time.Millisecond)
 	}
-	close(stop)
-	<-done
+	q.close()
 	want := []string{"d0", "d3", "d4", "d5"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("sent %v, want %v (oldest dropped, order kept)", got, want)
@@ -193,17 +190,43 @@ func TestDatagramQueueDropsOldest(t *testing.T) {
 
 func TestDatagramQueueCountsRefusals(t *testing.T) {
 	q := newDatagramQueue(4, func([]byte) error { return &quicgo.DatagramTooLargeError{MaxDatagramPayloadSize: 10} })
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() { defer close(done); q.run(stop) }()
 	q.push([]byte("a"))
 	q.push([]byte("b"))
 	for q.dropped.Load() != 2 {
 		time.Sleep(time.Millisecond)
 	}
-	close(stop)
-	<-done
+	q.close()
 	if q.sent.Load() != 0 {
 		t.Fatalf("sent %d", q.sent.Load())
+	}
+}
+
+// TestDatagramQueueRunsOnDemand: the queue's goroutine exists only while
+// datagrams wait, and a push after it ended starts another (D27).
+func TestDatagramQueueRunsOnDemand(t *testing.T) {
+	var sent atomic.Int32
+	q := newDatagramQueue(4, func([]byte) error { sent.Add(1); return nil })
+	running := func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.running
+	}
+	if running() || q.ring != nil {
+		t.Fatal("a fresh queue holds a goroutine or its ring")
+	}
+	for round := int32(1); round <= 3; round++ {
+		q.push([]byte("x"))
+		deadline := time.Now().Add(10 * time.Second)
+		for (sent.Load() != round || running()) && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if sent.Load() != round || running() {
+			t.Fatalf("round %d: sent %d, running %v; want %d sent and no goroutine", round, sent.Load(), running(), round)
+		}
+	}
+	q.close()
+	q.push([]byte("late"))
+	if running() {
+		t.Fatal("a push after close started a goroutine")
 	}
 }

@@ -150,7 +150,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "JSP requires the WebSocket subprotocol "+protocol.WebSocketSubprotocol, http.StatusBadRequest)
 		return
 	}
-	c, err := ws.Accept(w, r, &ws.AcceptOptions{
+	// Small connection buffers instead of the HTTP server's (hijack.go).
+	c, err := ws.Accept(smallHijacker{w}, r, &ws.AcceptOptions{
 		Subprotocols:    []string{protocol.WebSocketSubprotocol},
 		OriginPatterns:  h.cfg.OriginPatterns,
 		CompressionMode: ws.CompressionDisabled, // JSP compresses payloads itself (JSP §11.4)
