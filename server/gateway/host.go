@@ -49,7 +49,8 @@ type host struct {
 	// before the session started (early.go).
 	early <-chan struct{}
 	// since is when the session was established; lastActive the Unix
-	// nanoseconds of the client's last message (presence).
+	// nanoseconds of the client's last message other than an ACK
+	// (presence).
 	since      time.Time
 	lastActive atomic.Int64
 
@@ -237,7 +238,12 @@ func (h *host) recvLoop(ctx context.Context) {
 		if !h.awaitEarly(ctx, in) {
 			return
 		}
-		h.lastActive.Store(h.g.cfg.Now().UnixNano())
+		if in.Type != wire.FrameAck {
+			// An ACK is the SDK acknowledging events it received, not
+			// the user doing something: counting it would keep every
+			// subscribed user from ever going away (presence).
+			h.lastActive.Store(h.g.cfg.Now().UnixNano())
+		}
 		h.g.ops.countIn(in)
 		switch in.Type {
 		case wire.FrameSubscribe:
