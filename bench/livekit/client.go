@@ -30,7 +30,7 @@ const rtpPayloadMTU = 1200 - 12 - 1
 
 type flags struct {
 	url, apiKey, apiSecret, roomPrefix, scenario, role, assign string
-	publishers, subscribers, frameBytes, dialers               int
+	publishers, subscribers, frameBytes, dialers, roomCap      int
 	warmup, window                                             time.Duration
 }
 
@@ -41,6 +41,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.apiKey, "api-key", "devkey", "API key")
 	fs.StringVar(&f.apiSecret, "api-secret", "secret", "API secret")
 	fs.StringVar(&f.roomPrefix, "room-prefix", "bench", "rooms are PREFIX-0, PREFIX-1, ...")
+	fs.IntVar(&f.roomCap, "room-cap", load.DefaultBenchRoomCap, "participants per room (as the orchestrator plans them)")
 	fs.StringVar(&f.scenario, "scenario", "audio", "audio or video")
 	fs.StringVar(&f.role, "role", "sub", "pub or sub")
 	fs.IntVar(&f.publishers, "publishers", 10, "audio publishers")
@@ -241,7 +242,7 @@ func vp8Frame(dst []byte, f load.OutFrame, w, h int) []byte {
 // runPublisher publishes the scenario's tracks, waits for go, sends, and
 // reports.
 func (p *proc) runPublisher(ctx context.Context, cmds <-chan string) error {
-	pl, err := load.PlanRooms(p.s, load.RoomCap)
+	pl, err := load.PlanRooms(p.s, p.f.roomCap)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,7 @@ type clientFlags struct {
 	warmup, window                               time.Duration
 	dialers                                      int
 	nack                                         time.Duration
+	roomCap                                      int
 }
 
 func parseClientFlags(args []string) (*clientFlags, error) {
@@ -45,6 +46,7 @@ func parseClientFlags(args []string) (*clientFlags, error) {
 	fs.StringVar(&f.keyFile, "key", "", "PEM token signing key (the clients sign their own tokens)")
 	fs.StringVar(&f.audience, "audience", "sfu-bench", "token audience")
 	fs.StringVar(&f.roomPrefix, "room-prefix", "bench", "rooms are PREFIX-0, PREFIX-1, ...")
+	fs.IntVar(&f.roomCap, "room-cap", load.DefaultBenchRoomCap, "participants per room (as the orchestrator plans them)")
 	fs.StringVar(&f.scenario, "scenario", "audio", "audio or video")
 	fs.StringVar(&f.role, "role", "sub", "pub (every publisher of every room) or sub (listeners)")
 	fs.IntVar(&f.publishers, "publishers", 10, "audio publishers")
@@ -375,7 +377,7 @@ func (p *clientProc) report() {
 // each other; video: the camera, once per room), waits for "go", sends
 // for warm-up plus window and reports.
 func (p *clientProc) runPublisher(ctx context.Context, cmds <-chan string) error {
-	pl, err := load.PlanRooms(p.s, load.RoomCap)
+	pl, err := load.PlanRooms(p.s, p.f.roomCap)
 	if err != nil {
 		return err
 	}

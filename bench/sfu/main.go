@@ -4,11 +4,12 @@
 // datagrams, in two shapes:
 //
 //   - audio: 10 talkers in one room, 50 Opus-sized frames/s each; every
-//     participant subscribes to every talker but itself (the room cap of
-//     100 participants makes that 99 subscriptions per talker);
+//     participant subscribes to every talker but itself, 100 subscriptions
+//     per talker;
 //   - video: 1 VP8 camera with 3 simulcast layers (30 frames/s each) to
-//     200 subscribers spread over the layers, the camera joining as many
-//     rooms as the cap needs.
+//     200 subscribers spread over the layers, in one room (-room-cap, 250
+//     by default, is passed to jsp server --voice-max-participants; with a
+//     smaller cap the camera joins as many rooms as it needs).
 //
 // It reports packets forwarded per second, per second of server CPU (read
 // from /proc for the server process alone, since the clients share the

@@ -37,6 +37,7 @@ type orchestrator struct {
 	drain      time.Duration
 	audioPubs  int
 	audioSubs  int
+	roomCap    int
 	videoSubs  int
 	frameBytes int
 }
@@ -57,7 +58,8 @@ func orchestrate(args []string) error {
 	fs.DurationVar(&o.window, "window", 5*time.Second, "measurement window")
 	fs.DurationVar(&o.drain, "drain", time.Second, "wait for late frames after the window")
 	fs.IntVar(&o.audioPubs, "audio-publishers", 10, "audio: talkers")
-	fs.IntVar(&o.audioSubs, "audio-subscribers", load.RoomCap-1, "audio: subscriptions per talker's track (the other talkers and the listeners)")
+	fs.IntVar(&o.audioSubs, "audio-subscribers", 100, "audio: subscriptions per talker's track (the other talkers and the listeners)")
+	fs.IntVar(&o.roomCap, "room-cap", load.DefaultBenchRoomCap, "participants per room (jsp server --voice-max-participants); scenarios that need more use several rooms")
 	fs.IntVar(&o.videoSubs, "video-subscribers", 200, "video: subscribers of the camera")
 	fs.IntVar(&o.frameBytes, "frame-bytes", 80, "audio: Opus frame size in bytes")
 	outPath := fs.String("out", "", "append result lines to this file")
@@ -165,6 +167,7 @@ func (o *orchestrator) startServer(sys string, run int) (*server, error) {
 			"--auth", "token", "--token-keys", o.pubFile, "--audience", audience,
 			"--max-sessions", "20000", "--allow", "127.0.0.0/8", "--max-handshakes-per-ip", "4096",
 			"--rate-conn", "-1", "--rate-user", "-1", "--rate-channel", "-1", "--rate-conn-attempts", "-1", "--rate-command", "-1",
+			"--voice-max-participants", strconv.Itoa(o.roomCap),
 		}, procs.Printed("JSP server listening"), 30*time.Second)
 		if err != nil {
 			return nil, err
@@ -189,7 +192,7 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 	if err != nil {
 		return nil, err
 	}
-	pl, err := load.PlanRooms(sc, load.RoomCap)
+	pl, err := load.PlanRooms(sc, o.roomCap)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +207,8 @@ func (o *orchestrator) measure(sys, scName string, run int) (loadgen.Line, error
 	defer srv.proc.Stop(15 * time.Second)
 	common := append(append([]string(nil), srv.clientArgs...), "-scenario", scName, "-room-prefix", fmt.Sprintf("%s-%d", scName, run),
 		"-publishers", strconv.Itoa(sc.Publishers), "-subscribers", strconv.Itoa(sc.Subscribers),
-		"-frame-bytes", strconv.Itoa(o.frameBytes), "-warmup", warmup.String(), "-window", o.window.String())
+		"-frame-bytes", strconv.Itoa(o.frameBytes), "-warmup", warmup.String(), "-window", o.window.String(),
+		"-room-cap", strconv.Itoa(o.roomCap))
 	const setup = 3 * time.Minute
 	pub, err := startChild("publisher", srv.clientBin, append(append([]string(nil), common...), "-role", "pub"))
 	if err != nil {

@@ -15,10 +15,15 @@ import (
 )
 
 // RoomCap is the participants one room holds with the server's embedded
-// defaults (voiceproto.DefaultMaxParticipants); `jsp server` has no flag
-// to raise it, so scenarios that need more subscribers spread them over
-// several rooms.
+// defaults (voiceproto.DefaultMaxParticipants). Scenarios that need more
+// subscribers than a room cap allows spread them over several rooms.
 const RoomCap = 100
+
+// DefaultBenchRoomCap is the room cap the benchmark runs with: the
+// orchestrator starts `jsp server --voice-max-participants` with it, so
+// that the issue's shapes (10 talkers x 100 subscribers, 1 camera -> 200
+// subscribers) each fit one room. LiveKit has no room cap by default.
+const DefaultBenchRoomCap = 250
 
 // LayerSpec is one stream a publisher sends: encoded frames of a fixed
 // size at a fixed rate. The SDK cuts frames larger than a datagram into
