@@ -31,7 +31,7 @@ import (
 type cluster struct {
 	client *core.Client
 	fanout *bus.ChannelFanout
-	hub    *pubsub.Hub[*wire.Envelope]
+	hub    *pubsub.Hub[*event]
 	log    *slog.Logger
 	ops    *opsMetrics
 	now    func() time.Time
@@ -51,7 +51,7 @@ type channelRef struct {
 	sink *bus.FanoutSink
 }
 
-func newCluster(cfg *Config, hub *pubsub.Hub[*wire.Envelope], ops *opsMetrics) (*cluster, error) {
+func newCluster(cfg *Config, hub *pubsub.Hub[*event], ops *opsMetrics) (*cluster, error) {
 	subj, err := bus.NewSubjects(cfg.Cluster)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: cluster: %w", err)
@@ -134,7 +134,7 @@ func (c *cluster) deliver(channel string, m *bus.Msg) {
 	if !committed.IsZero() {
 		c.ops.delivery.observe(c.now().Sub(committed))
 	}
-	if err := c.hub.PublishSeq(channel, uint64(seq), env); err != nil {
+	if err := c.hub.PublishSeq(channel, uint64(seq), &event{env: env}); err != nil {
 		c.log.Debug("gateway: event not delivered", "channel", channel, "seq", seq, "err", err)
 	}
 }
@@ -258,7 +258,7 @@ func (g *Gateway) touchSessions(ctx context.Context) {
 // replayed, so that replayed and live events reach the client in sequence
 // order.
 type catchup struct {
-	buf []pubsub.Delivery[*wire.Envelope]
+	buf []pubsub.Delivery[*event]
 }
 
 // subscribeCluster joins a channel in bus mode: the bus subscription (one
@@ -298,7 +298,7 @@ func (h *host) subscribeCluster(ctx context.Context, m *wire.Subscribe) {
 		err := h.replay(ctx, name, storage.Seq(m.Since))
 		// Live events buffered meanwhile go out even when the replay
 		// failed: the client then sees the gap, not a stalled channel.
-		if ferr := h.flushCatchup(ctx, name); ferr != nil || ctx.Err() != nil {
+		if ferr := h.flushCatchup(name); ferr != nil || ctx.Err() != nil {
 			return
 		}
 		if err != nil {
@@ -311,15 +311,22 @@ func (h *host) subscribeCluster(ctx context.Context, m *wire.Subscribe) {
 
 // fillGap replays what the bus lost between the last event sent on a
 // channel and a later one that arrived (core messages are at most once),
-// then resumes live delivery; routeDelivery has started buffering.
-func (h *host) fillGap(ctx context.Context, name string, after uint64) {
+// then resumes live delivery; routeDeliveryLocked has started buffering.
+// It runs on the hub's delivery path, so the replay gets a goroutine of
+// its own, joined by run; none starts once the session has ended.
+func (h *host) fillGap(name string, after uint64) {
 	h.g.cluster.gaps.Add(1)
-	h.wg.Go(func() {
+	if !h.watchEnter() {
+		return
+	}
+	ctx := h.ctx
+	go func() {
+		defer h.wg.Done()
 		if err := h.replay(ctx, name, storage.Seq(after)); err != nil && ctx.Err() == nil {
 			h.log.Warn("gateway: gap in channel events not filled", "channel", name, "after", after, "err", err)
 		}
-		_ = h.flushCatchup(ctx, name)
-	})
+		_ = h.flushCatchup(name)
+	}()
 }
 
 // leaveCluster undoes subscribeCluster's join.
@@ -445,9 +452,9 @@ func (h *host) sendReplayed(ctx context.Context, name string, env *wire.Envelope
 
 // flushCatchup sends the live events buffered during the replay that the
 // replay did not cover, and switches the channel to live delivery. It
-// holds cmu while sending so that the event loop cannot send a later
-// event of the channel first.
-func (h *host) flushCatchup(ctx context.Context, name string) error {
+// holds cmu while queueing them, so that the hub cannot queue a later
+// event of the channel first (onDelivery takes cmu too).
+func (h *host) flushCatchup(name string) error {
 	h.cmu.Lock()
 	defer h.cmu.Unlock()
 	c := h.catching[name]
@@ -461,25 +468,24 @@ func (h *host) flushCatchup(ctx context.Context, name string) error {
 		}
 		delete(h.capped, name)
 		h.last[name] = d.Seq
-		if err := h.sendEvent(ctx, d); err != nil {
+		if err := h.sendEvent(d); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// routeDelivery decides what the event loop does with a delivery in bus
-// mode: buffer it during a replay, drop a number already sent, or send it.
-// A number past the next one expected starts a replay of the gap: gap is
-// then the last number sent, and the delivery waits in the buffer.
-func (h *host) routeDelivery(d pubsub.Delivery[*wire.Envelope]) (send bool, gap uint64, err error) {
+// routeDeliveryLocked decides what onDelivery does with a delivery in bus
+// mode: buffer it during a replay, drop a number already sent, or send
+// it. A number past the next one expected starts a replay of the gap: gap
+// is then the last number sent, and the delivery waits in the buffer.
+// h.cmu must be held.
+func (h *host) routeDeliveryLocked(d pubsub.Delivery[*event]) (send bool, gap uint64, err error) {
 	if d.Seq == 0 {
 		// An ephemeral event (typing): never stored, so it takes no
 		// place in the channel's order and is never replayed.
 		return true, 0, nil
 	}
-	h.cmu.Lock()
-	defer h.cmu.Unlock()
 	if c := h.catching[d.Channel]; c != nil {
 		if len(c.buf) >= h.g.cfg.Hub.QueueLength {
 			return false, 0, jsperr.Newf(jsperr.SlowConsumer, "more than %d live events of %s while replaying", h.g.cfg.Hub.QueueLength, d.Channel)
@@ -492,7 +498,7 @@ func (h *host) routeDelivery(d pubsub.Delivery[*wire.Envelope]) (send bool, gap 
 	case d.Seq <= last:
 		return false, 0, nil
 	case last > 0 && d.Seq > last+1 && !h.isCappedLocked(d.Channel):
-		h.catching[d.Channel] = &catchup{buf: []pubsub.Delivery[*wire.Envelope]{d}}
+		h.catching[d.Channel] = &catchup{buf: []pubsub.Delivery[*event]{d}}
 		return false, last, nil
 	}
 	delete(h.capped, d.Channel)

@@ -41,7 +41,13 @@ type host struct {
 	// cred is the credential's current expiry and scopes, which a token
 	// refresh moves (refresh.go); auth keeps what HELLO proved.
 	cred *credState
-	sub  *pubsub.Subscriber[*wire.Envelope]
+	sub  *pubsub.Subscriber[*event]
+	// ctx is run's context, set before the session can subscribe; the
+	// hub's deliveries use it for the gap replays they start.
+	ctx context.Context
+	// closing is set by the first delivery that gives the session up
+	// as a slow consumer (closeAsync).
+	closing atomic.Bool
 	// media is the session's voice/video bindings (sfu.go); nil without
 	// a bus.
 	media *hostMedia
@@ -105,7 +111,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 	if h.user != "" || h.auth.Device != "" {
 		h.log = h.log.With("user", h.user, "device", h.auth.Device)
 	}
-	h.sub = g.hub.NewSubscriber(id)
+	h.sub = g.hub.NewSinkSubscriber(id, h.onDelivery)
 	h.since = g.cfg.Now()
 	h.lastActive.Store(h.since.UnixNano())
 	if g.cluster != nil {
@@ -127,12 +133,15 @@ func newHost(g *Gateway, sess *session.Session) *host {
 func (h *host) run() {
 	// Every core request of the session carries its identity (forward.go).
 	ctx := core.WithIdentity(h.sess.Context(), h.coreIdentity())
+	h.ctx = ctx
 	h.log.Debug("session established")
 	h.recordOpen()
 	if h.g.resumes != nil {
 		h.g.resumes.attach(h)
 	}
-	loops := []func(context.Context){h.recvLoop, h.eventLoop, h.streamLoop}
+	// Hub deliveries need no loop: the hub hands them to onDelivery,
+	// which queues them on the session (deliver.go, D26).
+	loops := []func(context.Context){h.recvLoop, h.streamLoop}
 	if h.g.reg != nil {
 		// Off the session's path: a bus that is slow to answer must not
 		// delay the session. run joins it before registryClose.
@@ -373,65 +382,9 @@ func (h *host) publish(ctx context.Context, env *wire.Envelope) {
 	ev.Kind = wire.KindEvent
 	ev.Sender = h.id
 	ev.Seq = 0
-	if _, err := h.g.hub.Publish(env.Route.Name, &ev); err != nil {
+	if _, err := h.g.hub.Publish(env.Route.Name, &event{env: &ev}); err != nil {
 		h.refuse(env.ID, err)
 	}
-}
-
-// eventLoop sends the session's hub deliveries as EVENTs.
-func (h *host) eventLoop(ctx context.Context) {
-	for {
-		d, err := h.sub.Next(ctx)
-		if err != nil {
-			if ctx.Err() == nil && jsperr.CodeOf(err) == jsperr.SlowConsumer {
-				h.closeOnError(err)
-			}
-			return
-		}
-		if h.g.cluster != nil {
-			send, gap, err := h.routeDelivery(d)
-			if err != nil {
-				h.closeOnError(err)
-				return
-			}
-			if gap > 0 {
-				h.fillGap(ctx, d.Channel, gap)
-			}
-			if !send {
-				continue
-			}
-		}
-		if err := h.sendEvent(ctx, d); err != nil {
-			return
-		}
-	}
-}
-
-// sendEvent sends one delivery as an EVENT. It fails only when the session
-// is over: closed, or closed here as a slow consumer.
-func (h *host) sendEvent(ctx context.Context, d pubsub.Delivery[*wire.Envelope]) error {
-	// A shallow copy: the delivery's envelope is shared with every other
-	// subscriber and must stay unmodified.
-	ev := *d.Msg
-	ev.Seq = d.Seq
-	if err := h.sess.SendEnvelope(wire.FrameEvent, &ev); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if jsperr.CodeOf(err) == jsperr.QueueFull {
-			// JSP §11.3: chat is never dropped, so a client whose send
-			// queue stays full is a slow consumer.
-			err := jsperr.Newf(jsperr.SlowConsumer, "send queue full delivering %s seq %d", d.Channel, d.Seq)
-			h.closeOnError(err)
-			return err
-		}
-		h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
-		h.log.Debug("event not sent", "channel", d.Channel, "seq", d.Seq, "err", err)
-		return nil
-	}
-	h.g.metrics.messagesOut.add(wire.FrameEvent.String(), 1)
-	h.g.ops.countOut(ev.Class)
-	return nil
 }
 
 // errorReply maps a handler error to a reply code and reason; errors

@@ -282,7 +282,7 @@ func (h *Hub[T]) deliverLocked(ch *channel[T], d Delivery[T]) {
 		} else {
 			delete(ch.subs, s)
 			h.dropped.Add(1)
-			s.fail(jsperr.Newf(jsperr.SlowConsumer, "subscriber %s: delivery queue of %d full on channel %q", s.name, s.limit, name))
+			s.fail(s.slowErr(name))
 			h.cfg.Logger.Warn("pubsub: dropped slow subscriber", "subscriber", s.name, "channel", name, "queue", s.limit)
 		}
 	}
@@ -292,9 +292,14 @@ func (h *Hub[T]) deliverLocked(ch *channel[T], d Delivery[T]) {
 // NewSubscriber registers a subscriber with its own bounded delivery queue.
 // The name identifies it in logs and errors. Its owner must call Close.
 func (h *Hub[T]) NewSubscriber(name string) *Subscriber[T] {
+	return h.newSubscriber(name, nil)
+}
+
+func (h *Hub[T]) newSubscriber(name string, sink func(Delivery[T]) bool) *Subscriber[T] {
 	s := &Subscriber[T]{
 		hub:      h,
 		name:     name,
+		sink:     sink,
 		limit:    h.cfg.QueueLength,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -313,6 +318,8 @@ type Subscriber[T any] struct {
 	hub   *Hub[T]
 	name  string
 	limit int // QueueLength
+	// sink, when set, takes each delivery instead of the queue (sink.go).
+	sink func(Delivery[T]) bool
 
 	// Lock order: hub.mu, then a channel's mu, then qmu.
 	qmu   sync.Mutex
@@ -357,8 +364,12 @@ func (s *Subscriber[T]) Err() error {
 	}
 }
 
-// push queues d unless the queue is full.
+// push queues d unless the queue is full; a sink subscriber hands it to
+// its sink instead.
 func (s *Subscriber[T]) push(d Delivery[T]) bool {
+	if s.sink != nil {
+		return s.sink(d)
+	}
 	s.qmu.Lock()
 	if s.queue.len() >= s.limit {
 		s.qmu.Unlock()

@@ -1,0 +1,103 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+// SharedFrame is an envelope frame encoded once and sent, unchanged, to
+// many sessions: a channel message fanned out to every local subscriber
+// (JSP §5.8) is the same EVENT for all of them, sequence number included,
+// so encoding it per subscriber only repeats work.
+//
+// The frame bytes are never modified once built, and a session's sender
+// only copies queued frames into its own batch buffer, so one SharedFrame
+// may sit in any number of send queues at once.
+//
+// Compression (JSP §11.4) is decided per frame, not per session: the
+// zstd form is built at most once, by the first session that negotiated
+// zstd, and shared by every other such session. A payload zstd does not
+// shrink is sent as is by all of them.
+type SharedFrame struct {
+	typ      wire.FrameType
+	class    protocol.Class
+	flags    wire.Flags
+	bodyLen  int    // envelope body bytes, for the per-session size limit
+	payload  []byte // the encoded envelope
+	frame    []byte // the whole frame, uncompressed
+	zonce    sync.Once
+	zframe   []byte // the whole frame, compressed; nil when zstd did not shrink it
+	compress bool   // guarded by zonce: zframe is usable
+}
+
+// NewSharedEnvelope encodes env as one frame of type t (EVENT or NOTIFY)
+// for any number of sessions. A zero Timestamp is set to now, as
+// SendEnvelope does. env is not retained.
+func NewSharedEnvelope(t wire.FrameType, env *wire.Envelope, now time.Time) *SharedFrame {
+	e := *env
+	if e.Timestamp == 0 {
+		e.Timestamp = uint64(now.UnixMilli())
+	}
+	payload := e.Append(make([]byte, 0, e.Len()))
+	flags := envelopeFlags(&e)
+	return &SharedFrame{
+		typ:     t,
+		class:   e.Class,
+		flags:   flags,
+		bodyLen: len(e.Body),
+		payload: payload,
+		frame:   wire.AppendFrame(make([]byte, 0, len(payload)+wire.MaxHeaderLen), t, flags, 0, payload),
+	}
+}
+
+// Len returns the size of the uncompressed frame in bytes.
+func (f *SharedFrame) Len() int { return len(f.frame) }
+
+// compressed returns the zstd form of the frame, building it on first use;
+// ok is false when zstd did not shrink the payload.
+func (f *SharedFrame) compressed() (frame []byte, ok bool) {
+	f.zonce.Do(func() {
+		c, shrank := compress(nil, f.payload)
+		if !shrank {
+			return
+		}
+		f.zframe = wire.AppendFrame(make([]byte, 0, len(c)+wire.MaxHeaderLen), f.typ, f.flags|wire.FlagCompressed, 0, c)
+		f.compress = true
+	})
+	return f.zframe, f.compress
+}
+
+// SendShared queues a shared frame on the control stream, in order with
+// the other frames of its class, like SendEnvelope. It never writes on the
+// caller's goroutine: a fan-out hands one frame to many sessions in a row
+// and must not wait for any one peer's socket. It fails with
+// MESSAGE_TOO_LARGE for an oversize body and QUEUE_FULL when the class's
+// send queue is full.
+func (s *Session) SendShared(f *SharedFrame) error {
+	if err := s.ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
+	}
+	if f.bodyLen > int(s.cfg.MaxMessageSize) {
+		return jsperr.Newf(jsperr.MessageTooLarge, "body of %d bytes over limit %d", f.bodyLen, s.cfg.MaxMessageSize)
+	}
+	frame := f.frame
+	if s.zstd && len(f.payload) >= s.cfg.CompressThreshold && compressible(f.typ) {
+		if c, ok := f.compressed(); ok {
+			frame = c
+		}
+	}
+	var deadline time.Time
+	if f.class == protocol.ClassMedia {
+		deadline = s.cfg.Now().Add(s.cfg.MediaDeadline)
+	}
+	if err := s.send.enqueue(f.class, frame, deadline, false); err != nil {
+		return fmt.Errorf("session: queue %s: %w", f.typ, err)
+	}
+	return nil
+}
