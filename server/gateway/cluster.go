@@ -118,6 +118,7 @@ func (c *cluster) close() {
 // deliver hands one committed event to the hub. The envelope is decoded
 // once here and shared, read-only, by every local subscriber.
 func (c *cluster) deliver(channel string, m *bus.Msg) {
+	// Decoded once: the event is both the control check and the message.
 	ev, err := core.DecodeEvent(m.Data)
 	if err == nil && len(ev.Drop) > 0 {
 		// A control event (forward.go): no message to deliver.
@@ -126,7 +127,11 @@ func (c *cluster) deliver(channel string, m *bus.Msg) {
 		}
 		return
 	}
-	env, seq, committed, err := eventEnvelope(m.Data)
+	var env *wire.Envelope
+	if err == nil {
+		env, err = storedEnvelope(&ev.Message)
+	}
+	seq, committed := ev.Message.Seq, ev.Message.Time
 	if err != nil {
 		c.log.Warn("gateway: bad channel event", "channel", channel, "err", err)
 		return
@@ -137,17 +142,6 @@ func (c *cluster) deliver(channel string, m *bus.Msg) {
 	if err := c.hub.PublishSeq(channel, uint64(seq), &event{env: env}); err != nil {
 		c.log.Debug("gateway: event not delivered", "channel", channel, "seq", seq, "err", err)
 	}
-}
-
-// eventEnvelope decodes a core event into the EVENT envelope it carries.
-// It returns the commit time too, for the delivery latency.
-func eventEnvelope(data []byte) (*wire.Envelope, storage.Seq, time.Time, error) {
-	ev, err := core.DecodeEvent(data)
-	if err != nil {
-		return nil, 0, time.Time{}, err
-	}
-	env, err := storedEnvelope(&ev.Message)
-	return env, ev.Message.Seq, ev.Message.Time, err
 }
 
 // storedEnvelope returns the EVENT envelope of a stored message: the body

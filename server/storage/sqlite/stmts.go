@@ -15,6 +15,7 @@ import (
 // transaction holds.
 type stmts struct {
 	advance, newChannel, claim, insertMessage, duplicate *sql.Stmt // writer
+	channelSeq, setSeq                                   *sql.Stmt // writer, group fast path (appendfast.go)
 	after, before                                        *sql.Stmt // readers
 }
 
@@ -37,6 +38,8 @@ func (s *Store) prepare(ctx context.Context) error {
 			RETURNING seq`},
 		{&s.st.insertMessage, s.w, `INSERT INTO messages (channel_id, seq, sender, client_id, body, headers, at_us)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`},
+		{&s.st.channelSeq, s.w, `SELECT id, last_seq FROM channels WHERE name = ?`},
+		{&s.st.setSeq, s.w, `UPDATE channels SET last_seq = ? WHERE id = ?`},
 		{&s.st.duplicate, s.w, `SELECT c.name, d.seq, d.digest, d.at_us FROM message_dedup d
 			JOIN channels c ON c.id = d.channel_id
 			WHERE d.sender = ? AND d.client_id = ? AND d.at_us >= ?`},
@@ -57,7 +60,7 @@ func (s *Store) prepare(ctx context.Context) error {
 // closeStmts closes the prepared statements that exist.
 func (s *Store) closeStmts() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.st.advance, s.st.newChannel, s.st.claim, s.st.insertMessage, s.st.duplicate, s.st.after, s.st.before} {
+	for _, st := range []*sql.Stmt{s.st.advance, s.st.newChannel, s.st.claim, s.st.insertMessage, s.st.duplicate, s.st.channelSeq, s.st.setSeq, s.st.after, s.st.before} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
