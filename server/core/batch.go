@@ -10,7 +10,7 @@ import (
 
 // DefaultMaxPublishBatch caps the messages of one multi-message publish
 // request (Request.Messages). A gateway sends at most its publish window
-// per request (gateway.DefaultPublishWindow), well below it.
+// per request (gateway.DefaultPublishWindow, which is this limit).
 const DefaultMaxPublishBatch = 256
 
 // batchAppender is a store that takes a run of appends to one channel at

@@ -66,7 +66,11 @@ type host struct {
 	// Bus mode only (Gateway.cluster set).
 	//
 	// pubs queues PUBLISHes for publishLoop, which commits them in order.
-	pubs chan *wire.Envelope
+	// Both are started by the session's first PUBLISH (startPublishing), so
+	// a session that only subscribes holds neither (D26); only recvLoop
+	// touches the field, and pubsQueue publishes it to the metrics.
+	pubs      chan *wire.Envelope
+	pubsQueue atomic.Pointer[chan *wire.Envelope]
 	// joined are the channels this session holds a cluster join for; only
 	// recvLoop touches it while the session runs, run after it ends.
 	joined map[string]struct{}
@@ -115,7 +119,6 @@ func newHost(g *Gateway, sess *session.Session) *host {
 	h.since = g.cfg.Now()
 	h.lastActive.Store(h.since.UnixNano())
 	if g.cluster != nil {
-		h.pubs = make(chan *wire.Envelope, g.cfg.PublishWindow)
 		h.joined = map[string]struct{}{}
 		h.catching = map[string]*catchup{}
 		h.last = map[string]uint64{}
@@ -148,7 +151,7 @@ func (h *host) run() {
 		loops = append(loops, func(context.Context) { h.registryOpen() })
 	}
 	if h.g.cluster != nil {
-		loops = append(loops, h.publishLoop, h.mediaFlowLoop, h.mediaNackLoop, h.mediaCtlLoop)
+		loops = append(loops, h.mediaFlowLoop, h.mediaNackLoop, h.mediaCtlLoop)
 	}
 	for _, loop := range loops {
 		h.wg.Add(1)
@@ -371,6 +374,9 @@ func (h *host) publish(ctx context.Context, env *wire.Envelope) {
 			// The id is the idempotency key and the ACK's reference.
 			h.refuse(env.ID, jsperr.New(jsperr.BadRequest, "PUBLISH without an id"))
 			return
+		}
+		if h.pubs == nil {
+			h.startPublishing(ctx)
 		}
 		select {
 		case h.pubs <- env:

@@ -43,7 +43,7 @@ func (s *Store) appendGroup(ctx context.Context, tx *sql.Tx, batch []*appendReq,
 	// per call.
 	var (
 		channelSeq = tx.StmtContext(ctx, s.st.channelSeq)
-		claim      = tx.StmtContext(ctx, s.st.claim)
+		claim      = tx.StmtContext(ctx, s.st.claimExec)
 		insert     = tx.StmtContext(ctx, s.st.insertMessage)
 	)
 	chans := map[string]*groupChannel{}
@@ -65,9 +65,17 @@ func (s *Store) appendGroup(ctx context.Context, tx *sql.Tx, batch []*appendReq,
 		seq := ch.last + 1
 		m := r.m
 		if m.ClientID != "" {
-			var got int64
-			err := claim.QueryRowContext(ctx, m.Sender, m.ClientID, ch.id, seq, r.digest, at, cutoff).Scan(&got)
-			if errors.Is(err, sql.ErrNoRows) {
+			// The claim without RETURNING: a row count says what RETURNING
+			// would, without a result set to step through and scan.
+			var claimed int64
+			out, err := claim.ExecContext(ctx, m.Sender, m.ClientID, ch.id, seq, r.digest, at, cutoff)
+			if err == nil {
+				claimed, err = out.RowsAffected()
+			}
+			if err != nil {
+				return 0, false
+			}
+			if claimed == 0 {
 				// A live entry holds the id: a duplicate, or a conflict
 				// the caller is told about. Nothing was written.
 				res, err := s.duplicate(ctx, tx, r.channel, m, r.digest, cutoff)
@@ -76,9 +84,6 @@ func (s *Store) appendGroup(ctx context.Context, tx *sql.Tx, batch []*appendReq,
 				}
 				resps[i] = appendResp{res: res, err: err}
 				continue
-			}
-			if err != nil {
-				return 0, false
 			}
 		}
 		var hdr any
