@@ -34,6 +34,11 @@ type SharedFrame struct {
 	zonce    sync.Once
 	zframe   []byte // the whole frame, compressed; nil when zstd did not shrink it
 	compress bool   // guarded by zonce: zframe is usable
+	// parts are the frames a joined SharedFrame carries (JoinShared);
+	// its payload is then unset and zframe holds the parts compressed
+	// for zthreshold.
+	parts      []*SharedFrame
+	zthreshold int
 }
 
 // NewSharedEnvelope encodes env as one frame of type t (EVENT or NOTIFY)
@@ -87,7 +92,11 @@ func (s *Session) SendShared(f *SharedFrame) error {
 		return jsperr.Newf(jsperr.MessageTooLarge, "body of %d bytes over limit %d", f.bodyLen, s.cfg.MaxMessageSize)
 	}
 	frame := f.frame
-	if s.zstd && len(f.payload) >= s.cfg.CompressThreshold && compressible(f.typ) {
+	switch {
+	case !s.zstd:
+	case f.parts != nil:
+		frame = f.joinedCompressed(s.cfg.CompressThreshold)
+	case len(f.payload) >= s.cfg.CompressThreshold && compressible(f.typ):
 		if c, ok := f.compressed(); ok {
 			frame = c
 		}
@@ -100,4 +109,65 @@ func (s *Session) SendShared(f *SharedFrame) error {
 		return fmt.Errorf("session: queue %s: %w", f.typ, err)
 	}
 	return nil
+}
+
+// JoinShared returns one SharedFrame carrying parts back to back, in
+// order: a run of EVENTs that goes to every subscriber as one queue item
+// and so, usually, one write (decision D26). The parts must share their
+// class, since a queue item has one; JoinShared returns nil when they do
+// not, or when there are none. Each part is compressed, or not, as it
+// would be alone.
+func JoinShared(parts ...*SharedFrame) *SharedFrame {
+	if len(parts) == 0 {
+		return nil
+	}
+	size, maxBody := 0, 0
+	for _, p := range parts {
+		if p.class != parts[0].class || p.parts != nil {
+			return nil
+		}
+		size += len(p.frame)
+		maxBody = max(maxBody, p.bodyLen)
+	}
+	frame := make([]byte, 0, size)
+	for _, p := range parts {
+		frame = append(frame, p.frame...)
+	}
+	return &SharedFrame{
+		typ:     parts[0].typ,
+		class:   parts[0].class,
+		flags:   parts[0].flags,
+		bodyLen: maxBody,
+		frame:   frame,
+		parts:   parts,
+	}
+}
+
+// joinedCompressed returns the joined frame with each part compressed as
+// it would be alone for a session compressing payloads from threshold
+// bytes; the first caller's threshold is everyone's (a gateway gives every
+// session the same), and a session with another gets the plain frame.
+func (f *SharedFrame) joinedCompressed(threshold int) []byte {
+	f.zonce.Do(func() {
+		f.zthreshold = threshold
+		out := make([]byte, 0, len(f.frame))
+		shrank := false
+		for _, p := range f.parts {
+			if len(p.payload) >= threshold && compressible(p.typ) {
+				if c, ok := p.compressed(); ok {
+					out = append(out, c...)
+					shrank = true
+					continue
+				}
+			}
+			out = append(out, p.frame...)
+		}
+		if shrank {
+			f.zframe, f.compress = out, true
+		}
+	})
+	if !f.compress || f.zthreshold != threshold {
+		return f.frame
+	}
+	return f.zframe
 }

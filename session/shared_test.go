@@ -84,3 +84,45 @@ func TestSendSharedLimits(t *testing.T) {
 		t.Fatalf("filling the queue: %v, want QUEUE_FULL", err)
 	}
 }
+
+// TestJoinShared: a joined frame carries its parts back to back and
+// arrives as separate messages, each compressed as it would be alone; parts
+// of different classes are not joined.
+func TestJoinShared(t *testing.T) {
+	big := []byte(strings.Repeat("a run of events for every subscriber. ", 40))
+	mk := func(seq uint64, body []byte, class protocol.Class) *SharedFrame {
+		return NewSharedEnvelope(wire.FrameEvent, &wire.Envelope{ID: []byte{byte(seq)}, Kind: wire.KindEvent,
+			Route: wire.Route{Kind: wire.RouteChannel, Name: "room"}, Class: class, Seq: seq, Body: body}, time.UnixMilli(1))
+	}
+	if JoinShared() != nil {
+		t.Fatal("joined nothing")
+	}
+	if JoinShared(mk(1, []byte("x"), protocol.ClassChat), mk(2, []byte("y"), protocol.ClassBulk)) != nil {
+		t.Fatal("joined frames of different classes")
+	}
+	for _, noZstd := range []bool{false, true} {
+		parts := []*SharedFrame{mk(1, []byte("small"), protocol.ClassChat), mk(2, big, protocol.ClassChat), mk(3, []byte("tail"), protocol.ClassChat)}
+		run := JoinShared(parts...)
+		if run == nil || run.Len() != parts[0].Len()+parts[1].Len()+parts[2].Len() {
+			t.Fatal("joined frame has the wrong size")
+		}
+		cli, srv := establish(t, Config{DisableCompression: noZstd}, Config{}, ClientInfo{})
+		if err := srv.SendShared(run); err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range [][]byte{[]byte("small"), big, []byte("tail")} {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			in, err := cli.Recv(ctx)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in.Envelope.Seq != uint64(i+1) || !bytes.Equal(in.Envelope.Body, want) {
+				t.Fatalf("message %d: seq %d, %d bytes", i, in.Envelope.Seq, len(in.Envelope.Body))
+			}
+			if compressed := in.Flags.Has(wire.FlagCompressed); compressed != (i == 1 && !noZstd) {
+				t.Fatalf("message %d (zstd off %v): compressed = %v", i, noZstd, compressed)
+			}
+		}
+	}
+}

@@ -43,6 +43,7 @@ func (c *Core) publishMany(ctx context.Context, req *Request) Reply {
 		}
 	}
 	rep := Reply{Results: make([]PublishResult, len(req.Messages))}
+	var committed []storage.Message
 	for i, m := range req.Messages {
 		if err := errs[i]; err != nil {
 			f := failure(err)
@@ -58,10 +59,9 @@ func (c *Core) publishMany(ctx context.Context, req *Request) Reply {
 			continue
 		}
 		m.Channel, m.Seq, m.Time = req.Channel, r.Seq, r.Time
-		if err := c.publishEvent(req.Channel, m); err != nil {
-			c.log.Warn("core: event not published", "channel", req.Channel, "seq", r.Seq, "err", err)
-		}
+		committed = append(committed, m)
 	}
+	c.publishEvents(req.Channel, committed)
 	return rep
 }
 

@@ -125,6 +125,7 @@ func (c *Core) serveMerged(run []job) {
 	// Events go out in commit order, before any answer, as publishMany
 	// does for one request.
 	results := make([]PublishResult, len(msgs))
+	var committed []storage.Message
 	for k, m := range msgs {
 		if err := errs[k]; err != nil {
 			f := failure(err)
@@ -140,10 +141,9 @@ func (c *Core) serveMerged(run []job) {
 			continue
 		}
 		m.Channel, m.Seq, m.Time = channel, r.Seq, r.Time
-		if err := c.publishEvent(channel, m); err != nil {
-			c.log.Warn("core: event not published", "channel", channel, "seq", r.Seq, "err", err)
-		}
+		committed = append(committed, m)
 	}
+	c.publishEvents(channel, committed)
 	for i := range run {
 		if start[i] >= 0 {
 			req := &run[i].req

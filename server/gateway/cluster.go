@@ -127,19 +127,34 @@ func (c *cluster) deliver(channel string, m *bus.Msg) {
 		}
 		return
 	}
-	var env *wire.Envelope
-	if err == nil {
-		env, err = storedEnvelope(&ev.Message)
+	msgs := ev.Messages
+	if len(msgs) == 0 {
+		msgs = []storage.Message{ev.Message}
 	}
-	seq, committed := ev.Message.Seq, ev.Message.Time
+	e := &event{envs: make([]*wire.Envelope, 0, len(msgs))}
+	for i := range msgs {
+		if err != nil {
+			break
+		}
+		var env *wire.Envelope
+		if env, err = storedEnvelope(&msgs[i]); err == nil {
+			e.envs = append(e.envs, env)
+		}
+	}
 	if err != nil {
 		c.log.Warn("gateway: bad channel event", "channel", channel, "err", err)
 		return
 	}
+	last := msgs[len(msgs)-1]
+	seq, committed := last.Seq, last.Time
 	if !committed.IsZero() {
-		c.ops.delivery.observe(c.now().Sub(committed))
+		// Every message of a run was committed together.
+		d := c.now().Sub(committed)
+		for range msgs {
+			c.ops.delivery.observe(d)
+		}
 	}
-	if err := c.hub.PublishSeq(channel, uint64(seq), &event{env: env}); err != nil {
+	if err := c.hub.PublishSeq(channel, uint64(seq), e); err != nil {
 		c.log.Debug("gateway: event not delivered", "channel", channel, "seq", seq, "err", err)
 	}
 }
@@ -460,9 +475,10 @@ func (h *host) flushCatchup(name string) error {
 		if d.Seq <= h.last[name] {
 			continue
 		}
+		skip := d.Msg.skip(d.Seq, h.last[name])
 		delete(h.capped, name)
 		h.last[name] = d.Seq
-		if err := h.sendEvent(d); err != nil {
+		if err := h.sendEvent(d, skip); err != nil {
 			return err
 		}
 	}
@@ -474,30 +490,36 @@ func (h *host) flushCatchup(name string) error {
 // it. A number past the next one expected starts a replay of the gap: gap
 // is then the last number sent, and the delivery waits in the buffer.
 // h.cmu must be held.
-func (h *host) routeDeliveryLocked(d pubsub.Delivery[*event]) (send bool, gap uint64, err error) {
+//
+// A delivery may carry a run of messages (D26), d.Seq being the last
+// one's number: the run is judged by its first number for a gap, by its
+// last for being already sent, and skip is how many of its messages the
+// session has already had (a replay overlapped it).
+func (h *host) routeDeliveryLocked(d pubsub.Delivery[*event]) (send bool, skip int, gap uint64, err error) {
 	if d.Seq == 0 {
 		// An ephemeral event (typing): never stored, so it takes no
 		// place in the channel's order and is never replayed.
-		return true, 0, nil
+		return true, 0, 0, nil
 	}
 	if c := h.catching[d.Channel]; c != nil {
 		if len(c.buf) >= h.g.cfg.Hub.QueueLength {
-			return false, 0, jsperr.Newf(jsperr.SlowConsumer, "more than %d live events of %s while replaying", h.g.cfg.Hub.QueueLength, d.Channel)
+			return false, 0, 0, jsperr.Newf(jsperr.SlowConsumer, "more than %d live events of %s while replaying", h.g.cfg.Hub.QueueLength, d.Channel)
 		}
 		c.buf = append(c.buf, d)
-		return false, 0, nil
+		return false, 0, 0, nil
 	}
 	last := h.last[d.Channel]
 	switch {
 	case d.Seq <= last:
-		return false, 0, nil
-	case last > 0 && d.Seq > last+1 && !h.isCappedLocked(d.Channel):
+		return false, 0, 0, nil
+	case last > 0 && d.Msg.first(d.Seq) > last+1 && !h.isCappedLocked(d.Channel):
 		h.catching[d.Channel] = &catchup{buf: []pubsub.Delivery[*event]{d}}
-		return false, last, nil
+		return false, 0, last, nil
 	}
+	skip = d.Msg.skip(d.Seq, last)
 	delete(h.capped, d.Channel)
 	h.last[d.Channel] = d.Seq
-	return true, 0, nil
+	return true, skip, 0, nil
 }
 
 func (h *host) isCappedLocked(name string) bool {

@@ -388,7 +388,7 @@ func (h *host) publish(ctx context.Context, env *wire.Envelope) {
 	ev.Kind = wire.KindEvent
 	ev.Sender = h.id
 	ev.Seq = 0
-	if _, err := h.g.hub.Publish(env.Route.Name, &event{env: &ev}); err != nil {
+	if _, err := h.g.hub.Publish(env.Route.Name, &event{envs: []*wire.Envelope{&ev}}); err != nil {
 		h.refuse(env.ID, err)
 	}
 }
