@@ -8,6 +8,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/qos"
 	"github.com/jetstreamproto/jsp/wire"
 )
 
@@ -170,4 +171,28 @@ func (f *SharedFrame) joinedCompressed(threshold int) []byte {
 		return f.frame
 	}
 	return f.zframe
+}
+
+// writeAlone writes first as it is when it is the only frame to send and
+// its class does not wait for company: a subscriber that receives one
+// event now and then (a fan-out to thousands of mostly idle sessions)
+// would otherwise take a 64 KiB batch buffer from the pool for each event
+// only to copy one small frame into it, and the pool, which every GC
+// empties, then hands out fresh buffers at the fan-out's rate (D26).
+// The caller holds the writing flag; writeAlone reports whether it wrote,
+// and releases the flag when it did.
+func (s *sender) writeAlone(first qos.Item[[]byte]) (bool, error) {
+	if s.queued() > 0 {
+		return false, nil
+	}
+	if s.batching && first.Class > protocol.ClassMedia && !s.immediate(first.Class) {
+		return false, nil
+	}
+	err := s.write(first.Value)
+	s.release()
+	if err != nil {
+		return true, err
+	}
+	s.framesSent.Add(1)
+	return true, nil
 }

@@ -21,7 +21,9 @@
 //	                                      auth.refresh and admin.* are
 //	                                      answered here (refresh.go, admin.go)
 //	                                      MESSAGE ─► echoed, same delivery mode
-//	                         event loop   hub queue ─► EVENT
+//	                         events       hub ─► onDelivery ─► EVENT frame,
+//	                                      encoded once, queued on every
+//	                                      subscriber's session (deliver.go)
 //	                         stream loop  stream ─► service by label
 //	                         datagrams    echoed back
 //	                         expiry       closes with TOKEN_EXPIRED when the

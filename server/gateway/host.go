@@ -20,13 +20,16 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// host serves one established session. It owns three loops (messages,
-// events, and streams with datagrams), the watch callbacks that close the session
-// when the gateway closes or its identity expires (watch.go), and
-// the command, message and stream workers they start;
-// all of them end when the session does, and run joins them. The state the
-// loops share is the subscriber, which is safe for concurrent use, and the
-// semaphores; the session serializes what it sends.
+// host serves one established session. It owns two loops (messages, and
+// streams with datagrams), the publish loop its first PUBLISH starts in
+// bus mode, the watch callbacks that close the session when the gateway
+// closes or its identity expires (watch.go), and the command, message and
+// stream workers they start; all of them end when the session does, and
+// run joins them. Events need no loop: the hub queues them on the session
+// from the publishing goroutine (onDelivery, deliver.go). The state these
+// share is the subscriber, which is safe for concurrent use, the replay
+// state under cmu, and the semaphores; the session serializes what it
+// sends.
 type host struct {
 	g     *Gateway
 	sess  *session.Session
@@ -74,7 +77,7 @@ type host struct {
 	// joined are the channels this session holds a cluster join for; only
 	// recvLoop touches it while the session runs, run after it ends.
 	joined map[string]struct{}
-	// cmu guards the replay state the event loop and replays share.
+	// cmu guards the replay state the hub's deliveries and replays share.
 	cmu      sync.Mutex
 	catching map[string]*catchup // guarded by cmu: channels being replayed
 	last     map[string]uint64   // guarded by cmu: last seq sent per channel

@@ -12,6 +12,10 @@
 //	                                  B.queue <- {room.1, seq, msg}
 //	A's owner: Subscriber.Next -> EVENT{seq} to session A
 //
+// A subscriber made with [Hub.NewSinkSubscriber] has no queue: the hub
+// hands each delivery to its sink on the publishing goroutine, and the
+// gateway's sink queues the EVENT on the session itself.
+//
 // There is one hub entry per channel, however many local sessions listen to
 // it; a later message bus subscribes once per channel through
 // [Config.OnChannel] and hands what arrives to [Hub.Publish]. Sequence
