@@ -1,9 +1,15 @@
 package gateway
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/server/pubsub"
+	"github.com/jetstreamproto/jsp/session"
+	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/wire"
 )
 
@@ -69,5 +75,46 @@ func TestRouteRuns(t *testing.T) {
 				t.Fatalf("delivery not buffered for the replay")
 			}
 		})
+	}
+}
+
+// TestSlowConsumer checks the slow-consumer policy on the hub's direct
+// path (D26): a subscriber that stops reading is closed with
+// SLOW_CONSUMER once its send queue is full, while another subscriber of
+// the channel keeps receiving every event in order.
+func TestSlowConsumer(t *testing.T) {
+	g := startGateway(t, Config{RateLimits: unlimited(), Session: session.Config{SendQueueLength: 4}})
+	slowSess := g.dial(t, transport.KindMem)
+	subscribe(t, slowSess, "room")
+	fast := g.dial(t, transport.KindMem)
+	subscribe(t, fast, "room")
+	pub := g.dial(t, transport.KindMem)
+	body := strings.Repeat("x", 16<<10)
+	const limit = 20000
+	i := 0
+	for ; i < limit && slowSess.Context().Err() == nil; i++ {
+		// In step with the fast subscriber, so that only the one that
+		// does not read falls behind.
+		env := &wire.Envelope{ID: []byte(fmt.Sprint("m", i)), Route: wire.Route{Kind: wire.RouteChannel, Name: "room"},
+			Class: protocol.ClassChat, Body: []byte(fmt.Sprint(i, body))}
+		if err := pub.SendEnvelope(wire.FramePublish, env); err != nil {
+			t.Fatal(err)
+		}
+		ev := recvType(t, fast, wire.FrameEvent).Envelope
+		if ev.Seq != uint64(i+1) || !strings.HasPrefix(string(ev.Body), fmt.Sprint(i, "x")) {
+			t.Fatalf("fast subscriber: event %d has seq %d", i, ev.Seq)
+		}
+	}
+	if i == limit {
+		t.Fatalf("a subscriber that never reads was not closed after %d events", limit)
+	}
+	if code := closeCode(slowSess.Wait()); code != jsperr.SlowConsumer {
+		t.Fatalf("slow subscriber closed with %s, want SLOW_CONSUMER", code)
+	}
+	// The gateway gave it up (the hub dropped it), not the client.
+	waitFor(t, "the hub's drop", func() bool { return g.hub.Stats().Dropped == 1 })
+	publish(t, pub, "room", "after")
+	if ev := recvType(t, fast, wire.FrameEvent).Envelope; string(ev.Body) != "after" {
+		t.Fatalf("fast subscriber after the drop: %q", ev.Body)
 	}
 }
