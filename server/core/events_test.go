@@ -1,6 +1,7 @@
 package core_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -102,4 +103,37 @@ func TestDecodeEventRuns(t *testing.T) {
 			t.Fatalf("seqs %v: err %v, want ok %v", tt.seqs, err, tt.ok)
 		}
 	}
+}
+
+// FuzzDecodeEvent: DecodeEvent never panics, and whatever it accepts has a
+// channel and, for a run, consecutive non-zero numbers. Seeded from
+// encoded events of every form.
+func FuzzDecodeEvent(f *testing.F) {
+	run := []storage.Message{{Seq: 7, Body: []byte("a")}, {Seq: 8, Body: []byte("b")}}
+	for _, ev := range []core.Event{
+		{Channel: "room", Message: storage.Message{Seq: 3, Body: []byte("x")}},
+		{Channel: "room", Messages: run},
+		{Channel: "room", Ephemeral: true, Message: storage.Message{Body: []byte("typing")}},
+		{Channel: "room", Drop: []string{"alice"}},
+	} {
+		data, err := json.Marshal(&ev)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, err := core.DecodeEvent(data)
+		if err != nil {
+			return
+		}
+		if ev.Channel == "" {
+			t.Fatal("accepted an event without a channel")
+		}
+		for i, m := range ev.Messages {
+			if m.Seq == 0 || (i > 0 && m.Seq != ev.Messages[i-1].Seq+1) {
+				t.Fatalf("accepted a run with seq %d at %d", m.Seq, i)
+			}
+		}
+	})
 }
