@@ -274,6 +274,12 @@ func (s *sender) run(ctx context.Context) error {
 			first = it
 		}
 		// From here until release, this goroutine holds the writing flag.
+		if wrote, err := s.writeAlone(first); wrote || err != nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		if bp == nil {
 			bp = getSenderBatch(len(first.Value)+s.queuedBytes(), s.maxBatch)
 		}

@@ -17,8 +17,8 @@ import (
 // fanoutTable is the report: medians per system and same-run ratios.
 var fanoutTable = loadgen.Table{
 	Row:     []string{"case", "deliveries"},
-	Systems: []string{"jsp", "jsp-shm", "centrifugo", "nats"},
-	Ratios:  [][2]string{{"jsp", "centrifugo"}, {"jsp", "nats"}},
+	Systems: []string{"jsp", "jsp-base", "jsp-shm", "centrifugo", "nats"},
+	Ratios:  [][2]string{{"jsp", "centrifugo"}, {"jsp", "nats"}, {"jsp", "jsp-base"}},
 	Metrics: []string{"delivered/s", "p50-us", "p99-us", "p999-us", "lost", "server-cpu-us/delivery"},
 }
 
@@ -141,16 +141,22 @@ func (o *orchestrator) measure(sys, c string, level float64, run int) (loadgen.L
 	var drvBin string
 	var drvArgs []string
 	switch sys {
-	case "jsp", "jsp-shm":
+	case "jsp", "jsp-shm", "jsp-base":
 		// jsp-shm keeps the data directory on tmpfs: the same server
 		// without the disk's fsync latency, to show what the durable
-		// commit of every PUBLISH costs.
+		// commit of every PUBLISH costs. jsp-base runs the binary
+		// jsp-base from the same directory, an earlier build, so that a
+		// change is measured against its baseline in the same run.
 		dir := filepath.Join(o.work, fmt.Sprintf("jsp-%d", port))
 		if sys == "jsp-shm" {
 			dir = filepath.Join("/dev/shm", fmt.Sprintf("jsp-bench-%d", port))
 			defer os.RemoveAll(dir)
 		}
-		srv, err = procs.Start("jsp", filepath.Join(o.bin, "jsp"), []string{"server",
+		exe := "jsp"
+		if sys == "jsp-base" {
+			exe = "jsp-base"
+		}
+		srv, err = procs.Start(exe, filepath.Join(o.bin, exe), []string{"server",
 			"--data-dir", dir, "--quic", "off", "--tcp", "off", "--ws", addr,
 			"--cert", o.cert, "--key", o.key, "--log-level", "warn",
 			"--max-sessions", "20000", "--allow", "127.0.0.0/8", "--max-handshakes-per-ip", "4096",

@@ -10,7 +10,7 @@ import (
 
 // DefaultMaxPublishBatch caps the messages of one multi-message publish
 // request (Request.Messages). A gateway sends at most its publish window
-// per request (gateway.DefaultPublishWindow), well below it.
+// per request (gateway.DefaultPublishWindow, which is this limit).
 const DefaultMaxPublishBatch = 256
 
 // batchAppender is a store that takes a run of appends to one channel at
@@ -43,6 +43,7 @@ func (c *Core) publishMany(ctx context.Context, req *Request) Reply {
 		}
 	}
 	rep := Reply{Results: make([]PublishResult, len(req.Messages))}
+	var committed []storage.Message
 	for i, m := range req.Messages {
 		if err := errs[i]; err != nil {
 			f := failure(err)
@@ -58,10 +59,9 @@ func (c *Core) publishMany(ctx context.Context, req *Request) Reply {
 			continue
 		}
 		m.Channel, m.Seq, m.Time = req.Channel, r.Seq, r.Time
-		if err := c.publishEvent(req.Channel, m); err != nil {
-			c.log.Warn("core: event not published", "channel", req.Channel, "seq", r.Seq, "err", err)
-		}
+		committed = append(committed, m)
 	}
+	c.publishEvents(req.Channel, committed)
 	return rep
 }
 

@@ -310,17 +310,23 @@ func (c *Core) handle(m *bus.Msg) {
 
 // serveJob serves one queued request and replies on its reply subject.
 func (c *Core) serveJob(j *job) {
-	defer c.wg.Done()
-	defer c.handlers.Done()
-	m, req := j.msg, &j.req
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.RequestTimeout)
 	defer cancel()
 	var rep Reply
 	if j.err != nil {
 		rep = failure(j.err)
 	} else {
-		rep = c.serve(ctx, req)
+		rep = c.serve(ctx, &j.req)
 	}
+	c.finishJob(j, rep)
+}
+
+// finishJob counts a served request and sends its reply; the request is
+// then answered (wg).
+func (c *Core) finishJob(j *job, rep Reply) {
+	defer c.wg.Done()
+	defer c.handlers.Done()
+	m, req := j.msg, &j.req
 	c.mu.Lock()
 	c.stats.Requests++
 	switch {

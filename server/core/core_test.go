@@ -95,7 +95,14 @@ func (f *fixture) events(t testing.TB, channel string) <-chan core.Event {
 			t.Errorf("decode event: %v", err)
 			return
 		}
-		ch <- ev
+		if len(ev.Messages) == 0 {
+			ch <- ev
+			return
+		}
+		// A run (D26) is delivered here one message at a time.
+		for _, msg := range ev.Messages {
+			ch <- core.Event{Channel: ev.Channel, Message: msg}
+		}
 	})
 	if err != nil {
 		t.Fatal(err)

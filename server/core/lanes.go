@@ -69,7 +69,7 @@ func (c *Core) runLane(q chan job) {
 	for {
 		select {
 		case j := <-q:
-			c.serveJob(&j)
+			c.serveQueued(q, j)
 		case <-c.lanesStop:
 			return
 		}

@@ -223,6 +223,22 @@ func (p *Presence) status(ss []SessionEntry) PresenceStatus {
 	return StatusAway
 }
 
+// statusOf is status over a user's session map, without copying it: with
+// many sessions under one user (anonymous clients), a copy per KV update
+// made the watch quadratic in the user's sessions (D26).
+func (p *Presence) statusOf(m map[string]SessionEntry) PresenceStatus {
+	if len(m) == 0 {
+		return StatusOffline
+	}
+	now := p.cfg.Now()
+	for _, s := range m {
+		if now.Sub(s.LastActive) < p.cfg.AwayAfter {
+			return StatusOnline
+		}
+	}
+	return StatusAway
+}
+
 // Watch calls fn for every change of a user's status, on the watcher's
 // goroutine, until the returned watcher is stopped. The users present when
 // the watch starts are reported as changes from offline.
@@ -248,11 +264,7 @@ func (p *Presence) Watch(ctx context.Context, fn func(PresenceChange)) (bus.Watc
 		} else {
 			delete(m, e.Key)
 		}
-		ss := make([]SessionEntry, 0, len(m))
-		for _, s := range m {
-			ss = append(ss, s)
-		}
-		st := p.status(ss)
+		st := p.statusOf(m)
 		prev, ok := statuses[user]
 		if !ok {
 			prev = StatusOffline

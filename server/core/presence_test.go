@@ -121,3 +121,30 @@ func TestPresenceStatus(t *testing.T) {
 		t.Fatalf("gateways after removal %+v", m)
 	}
 }
+
+// TestPresenceStatusOf checks that the watch's status over a session map
+// agrees with status over the same sessions as a slice.
+func TestPresenceStatusOf(t *testing.T) {
+	now := time.Unix(10_000, 0)
+	p := &Presence{cfg: PresenceConfig{AwayAfter: time.Minute, Now: func() time.Time { return now }}}
+	active := SessionEntry{Session: "a", LastActive: now.Add(-time.Second)}
+	idle := SessionEntry{Session: "i", LastActive: now.Add(-2 * time.Minute)}
+	for _, tt := range []struct {
+		name string
+		ss   []SessionEntry
+		want PresenceStatus
+	}{
+		{"none", nil, StatusOffline},
+		{"active", []SessionEntry{active}, StatusOnline},
+		{"idle", []SessionEntry{idle}, StatusAway},
+		{"both", []SessionEntry{idle, active}, StatusOnline},
+	} {
+		m := map[string]SessionEntry{}
+		for _, s := range tt.ss {
+			m[s.Session] = s
+		}
+		if got, slice := p.statusOf(m), p.status(tt.ss); got != tt.want || slice != tt.want {
+			t.Fatalf("%s: statusOf %s, status %s, want %s", tt.name, got, slice, tt.want)
+		}
+	}
+}

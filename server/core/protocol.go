@@ -150,6 +150,12 @@ type Event struct {
 	// Drop, when set, is a control event without a message: gateways end
 	// the local subscriptions of these users on Channel (Core.Drop).
 	Drop []string `json:"drop,omitempty"`
+	// Messages, when set, is a run of committed messages of Channel with
+	// consecutive sequence numbers, in order, sent as one event instead
+	// of one event each (D26); Message is then unset. A gateway of an
+	// earlier release does not read it, so gateways are upgraded before
+	// cores.
+	Messages []storage.Message `json:"messages,omitempty"`
 }
 
 // decode unmarshals a bus payload of at most max bytes into v.
@@ -169,8 +175,13 @@ func DecodeEvent(data []byte) (Event, error) {
 	if err := decode(data, DefaultMaxRequestBytes, &ev); err != nil {
 		return Event{}, err
 	}
-	if ev.Channel == "" || (ev.Message.Seq == 0 && !ev.Ephemeral && len(ev.Drop) == 0) {
+	if ev.Channel == "" || (ev.Message.Seq == 0 && !ev.Ephemeral && len(ev.Drop) == 0 && len(ev.Messages) == 0) {
 		return Event{}, jsperr.New(jsperr.BadRequest, "core event without channel or seq")
+	}
+	for i, m := range ev.Messages {
+		if m.Seq == 0 || (i > 0 && m.Seq != ev.Messages[i-1].Seq+1) {
+			return Event{}, jsperr.Newf(jsperr.BadRequest, "core event run with seq %d at %d: want consecutive numbers", m.Seq, i)
+		}
 	}
 	return ev, nil
 }

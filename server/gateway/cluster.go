@@ -31,7 +31,7 @@ import (
 type cluster struct {
 	client *core.Client
 	fanout *bus.ChannelFanout
-	hub    *pubsub.Hub[*wire.Envelope]
+	hub    *pubsub.Hub[*event]
 	log    *slog.Logger
 	ops    *opsMetrics
 	now    func() time.Time
@@ -51,7 +51,7 @@ type channelRef struct {
 	sink *bus.FanoutSink
 }
 
-func newCluster(cfg *Config, hub *pubsub.Hub[*wire.Envelope], ops *opsMetrics) (*cluster, error) {
+func newCluster(cfg *Config, hub *pubsub.Hub[*event], ops *opsMetrics) (*cluster, error) {
 	subj, err := bus.NewSubjects(cfg.Cluster)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: cluster: %w", err)
@@ -118,6 +118,7 @@ func (c *cluster) close() {
 // deliver hands one committed event to the hub. The envelope is decoded
 // once here and shared, read-only, by every local subscriber.
 func (c *cluster) deliver(channel string, m *bus.Msg) {
+	// Decoded once: the event is both the control check and the message.
 	ev, err := core.DecodeEvent(m.Data)
 	if err == nil && len(ev.Drop) > 0 {
 		// A control event (forward.go): no message to deliver.
@@ -126,28 +127,36 @@ func (c *cluster) deliver(channel string, m *bus.Msg) {
 		}
 		return
 	}
-	env, seq, committed, err := eventEnvelope(m.Data)
+	msgs := ev.Messages
+	if len(msgs) == 0 {
+		msgs = []storage.Message{ev.Message}
+	}
+	e := &event{envs: make([]*wire.Envelope, 0, len(msgs))}
+	for i := range msgs {
+		if err != nil {
+			break
+		}
+		var env *wire.Envelope
+		if env, err = storedEnvelope(&msgs[i]); err == nil {
+			e.envs = append(e.envs, env)
+		}
+	}
 	if err != nil {
 		c.log.Warn("gateway: bad channel event", "channel", channel, "err", err)
 		return
 	}
+	last := msgs[len(msgs)-1]
+	seq, committed := last.Seq, last.Time
 	if !committed.IsZero() {
-		c.ops.delivery.observe(c.now().Sub(committed))
+		// Every message of a run was committed together.
+		d := c.now().Sub(committed)
+		for range msgs {
+			c.ops.delivery.observe(d)
+		}
 	}
-	if err := c.hub.PublishSeq(channel, uint64(seq), env); err != nil {
+	if err := c.hub.PublishSeq(channel, uint64(seq), e); err != nil {
 		c.log.Debug("gateway: event not delivered", "channel", channel, "seq", seq, "err", err)
 	}
-}
-
-// eventEnvelope decodes a core event into the EVENT envelope it carries.
-// It returns the commit time too, for the delivery latency.
-func eventEnvelope(data []byte) (*wire.Envelope, storage.Seq, time.Time, error) {
-	ev, err := core.DecodeEvent(data)
-	if err != nil {
-		return nil, 0, time.Time{}, err
-	}
-	env, err := storedEnvelope(&ev.Message)
-	return env, ev.Message.Seq, ev.Message.Time, err
 }
 
 // storedEnvelope returns the EVENT envelope of a stored message: the body
@@ -258,7 +267,7 @@ func (g *Gateway) touchSessions(ctx context.Context) {
 // replayed, so that replayed and live events reach the client in sequence
 // order.
 type catchup struct {
-	buf []pubsub.Delivery[*wire.Envelope]
+	buf []pubsub.Delivery[*event]
 }
 
 // subscribeCluster joins a channel in bus mode: the bus subscription (one
@@ -298,7 +307,7 @@ func (h *host) subscribeCluster(ctx context.Context, m *wire.Subscribe) {
 		err := h.replay(ctx, name, storage.Seq(m.Since))
 		// Live events buffered meanwhile go out even when the replay
 		// failed: the client then sees the gap, not a stalled channel.
-		if ferr := h.flushCatchup(ctx, name); ferr != nil || ctx.Err() != nil {
+		if ferr := h.flushCatchup(name); ferr != nil || ctx.Err() != nil {
 			return
 		}
 		if err != nil {
@@ -311,15 +320,22 @@ func (h *host) subscribeCluster(ctx context.Context, m *wire.Subscribe) {
 
 // fillGap replays what the bus lost between the last event sent on a
 // channel and a later one that arrived (core messages are at most once),
-// then resumes live delivery; routeDelivery has started buffering.
-func (h *host) fillGap(ctx context.Context, name string, after uint64) {
+// then resumes live delivery; routeDeliveryLocked has started buffering.
+// It runs on the hub's delivery path, so the replay gets a goroutine of
+// its own, joined by run; none starts once the session has ended.
+func (h *host) fillGap(name string, after uint64) {
 	h.g.cluster.gaps.Add(1)
-	h.wg.Go(func() {
+	if !h.watchEnter() {
+		return
+	}
+	ctx := h.ctx
+	go func() {
+		defer h.wg.Done()
 		if err := h.replay(ctx, name, storage.Seq(after)); err != nil && ctx.Err() == nil {
 			h.log.Warn("gateway: gap in channel events not filled", "channel", name, "after", after, "err", err)
 		}
-		_ = h.flushCatchup(ctx, name)
-	})
+		_ = h.flushCatchup(name)
+	}()
 }
 
 // leaveCluster undoes subscribeCluster's join.
@@ -445,9 +461,9 @@ func (h *host) sendReplayed(ctx context.Context, name string, env *wire.Envelope
 
 // flushCatchup sends the live events buffered during the replay that the
 // replay did not cover, and switches the channel to live delivery. It
-// holds cmu while sending so that the event loop cannot send a later
-// event of the channel first.
-func (h *host) flushCatchup(ctx context.Context, name string) error {
+// holds cmu while queueing them, so that the hub cannot queue a later
+// event of the channel first (onDelivery takes cmu too).
+func (h *host) flushCatchup(name string) error {
 	h.cmu.Lock()
 	defer h.cmu.Unlock()
 	c := h.catching[name]
@@ -459,45 +475,51 @@ func (h *host) flushCatchup(ctx context.Context, name string) error {
 		if d.Seq <= h.last[name] {
 			continue
 		}
+		skip := d.Msg.skip(d.Seq, h.last[name])
 		delete(h.capped, name)
 		h.last[name] = d.Seq
-		if err := h.sendEvent(ctx, d); err != nil {
+		if err := h.sendEvent(d, skip); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// routeDelivery decides what the event loop does with a delivery in bus
-// mode: buffer it during a replay, drop a number already sent, or send it.
-// A number past the next one expected starts a replay of the gap: gap is
-// then the last number sent, and the delivery waits in the buffer.
-func (h *host) routeDelivery(d pubsub.Delivery[*wire.Envelope]) (send bool, gap uint64, err error) {
+// routeDeliveryLocked decides what onDelivery does with a delivery in bus
+// mode: buffer it during a replay, drop a number already sent, or send
+// it. A number past the next one expected starts a replay of the gap: gap
+// is then the last number sent, and the delivery waits in the buffer.
+// h.cmu must be held.
+//
+// A delivery may carry a run of messages (D26), d.Seq being the last
+// one's number: the run is judged by its first number for a gap, by its
+// last for being already sent, and skip is how many of its messages the
+// session has already had (a replay overlapped it).
+func (h *host) routeDeliveryLocked(d pubsub.Delivery[*event]) (send bool, skip int, gap uint64, err error) {
 	if d.Seq == 0 {
 		// An ephemeral event (typing): never stored, so it takes no
 		// place in the channel's order and is never replayed.
-		return true, 0, nil
+		return true, 0, 0, nil
 	}
-	h.cmu.Lock()
-	defer h.cmu.Unlock()
 	if c := h.catching[d.Channel]; c != nil {
 		if len(c.buf) >= h.g.cfg.Hub.QueueLength {
-			return false, 0, jsperr.Newf(jsperr.SlowConsumer, "more than %d live events of %s while replaying", h.g.cfg.Hub.QueueLength, d.Channel)
+			return false, 0, 0, jsperr.Newf(jsperr.SlowConsumer, "more than %d live events of %s while replaying", h.g.cfg.Hub.QueueLength, d.Channel)
 		}
 		c.buf = append(c.buf, d)
-		return false, 0, nil
+		return false, 0, 0, nil
 	}
 	last := h.last[d.Channel]
 	switch {
 	case d.Seq <= last:
-		return false, 0, nil
-	case last > 0 && d.Seq > last+1 && !h.isCappedLocked(d.Channel):
-		h.catching[d.Channel] = &catchup{buf: []pubsub.Delivery[*wire.Envelope]{d}}
-		return false, last, nil
+		return false, 0, 0, nil
+	case last > 0 && d.Msg.first(d.Seq) > last+1 && !h.isCappedLocked(d.Channel):
+		h.catching[d.Channel] = &catchup{buf: []pubsub.Delivery[*event]{d}}
+		return false, 0, last, nil
 	}
+	skip = d.Msg.skip(d.Seq, last)
 	delete(h.capped, d.Channel)
 	h.last[d.Channel] = d.Seq
-	return true, 0, nil
+	return true, skip, 0, nil
 }
 
 func (h *host) isCappedLocked(name string) bool {

@@ -57,8 +57,10 @@ const (
 	// has in progress; a command beyond it is answered with QUEUE_FULL.
 	DefaultMaxInflight = 32
 	// DefaultPublishWindow caps the PUBLISHes of one session committed in
-	// one core request in bus mode, and those queued behind it (D23).
-	DefaultPublishWindow = 64
+	// one core request in bus mode, and those queued behind it (D23); the
+	// core's limit, since one commit round trip per window bounds a
+	// publishing session's rate (D26).
+	DefaultPublishWindow = core.DefaultMaxPublishBatch
 	// DefaultMaxStreamHandlers caps application streams one session has
 	// being served; a stream beyond it is reset with STREAM_LIMIT.
 	DefaultMaxStreamHandlers = 64

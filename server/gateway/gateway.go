@@ -21,7 +21,9 @@
 //	                                      auth.refresh and admin.* are
 //	                                      answered here (refresh.go, admin.go)
 //	                                      MESSAGE ─► echoed, same delivery mode
-//	                         event loop   hub queue ─► EVENT
+//	                         events       hub ─► onDelivery ─► EVENT frame,
+//	                                      encoded once, queued on every
+//	                                      subscriber's session (deliver.go)
 //	                         stream loop  stream ─► service by label
 //	                         datagrams    echoed back
 //	                         expiry       closes with TOKEN_EXPIRED when the
@@ -93,7 +95,6 @@ import (
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/transport/tlsconf"
-	"github.com/jetstreamproto/jsp/wire"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close, and by
@@ -107,7 +108,7 @@ type Gateway struct {
 	cert     tls.Certificate
 	certFile string // "" when the certificate was given in memory
 	pin      tlsconf.Fingerprint
-	hub      *pubsub.Hub[*wire.Envelope]
+	hub      *pubsub.Hub[*event]
 	// cluster is the bus side (Config.Bus); nil without a bus.
 	cluster *cluster
 	// media hosts the rooms' forwarders (sfu.go); nil without a bus.
@@ -212,7 +213,7 @@ func New(cfg Config) (*Gateway, error) {
 	if g.sigGuard, err = newSignatureGuard(&g.cfg); err != nil {
 		return nil, err
 	}
-	hub, err := pubsub.New[*wire.Envelope](cfg.Hub)
+	hub, err := pubsub.New[*event](cfg.Hub)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}

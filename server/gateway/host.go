@@ -20,13 +20,16 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// host serves one established session. It owns three loops (messages,
-// events, and streams with datagrams), the watch callbacks that close the session
-// when the gateway closes or its identity expires (watch.go), and
-// the command, message and stream workers they start;
-// all of them end when the session does, and run joins them. The state the
-// loops share is the subscriber, which is safe for concurrent use, and the
-// semaphores; the session serializes what it sends.
+// host serves one established session. It owns two loops (messages, and
+// streams with datagrams), the publish loop its first PUBLISH starts in
+// bus mode, the watch callbacks that close the session when the gateway
+// closes or its identity expires (watch.go), and the command, message and
+// stream workers they start; all of them end when the session does, and
+// run joins them. Events need no loop: the hub queues them on the session
+// from the publishing goroutine (onDelivery, deliver.go). The state these
+// share is the subscriber, which is safe for concurrent use, the replay
+// state under cmu, and the semaphores; the session serializes what it
+// sends.
 type host struct {
 	g     *Gateway
 	sess  *session.Session
@@ -41,7 +44,13 @@ type host struct {
 	// cred is the credential's current expiry and scopes, which a token
 	// refresh moves (refresh.go); auth keeps what HELLO proved.
 	cred *credState
-	sub  *pubsub.Subscriber[*wire.Envelope]
+	sub  *pubsub.Subscriber[*event]
+	// ctx is run's context, set before the session can subscribe; the
+	// hub's deliveries use it for the gap replays they start.
+	ctx context.Context
+	// closing is set by the first delivery that gives the session up
+	// as a slow consumer (closeAsync).
+	closing atomic.Bool
 	// media is the session's voice/video bindings (sfu.go); nil without
 	// a bus.
 	media *hostMedia
@@ -61,11 +70,15 @@ type host struct {
 	// Bus mode only (Gateway.cluster set).
 	//
 	// pubs queues PUBLISHes for publishLoop, which commits them in order.
-	pubs chan *wire.Envelope
+	// Both are started by the session's first PUBLISH (startPublishing), so
+	// a session that only subscribes holds neither (D26); only recvLoop
+	// touches the field, and pubsQueue publishes it to the metrics.
+	pubs      chan *wire.Envelope
+	pubsQueue atomic.Pointer[chan *wire.Envelope]
 	// joined are the channels this session holds a cluster join for; only
 	// recvLoop touches it while the session runs, run after it ends.
 	joined map[string]struct{}
-	// cmu guards the replay state the event loop and replays share.
+	// cmu guards the replay state the hub's deliveries and replays share.
 	cmu      sync.Mutex
 	catching map[string]*catchup // guarded by cmu: channels being replayed
 	last     map[string]uint64   // guarded by cmu: last seq sent per channel
@@ -106,11 +119,10 @@ func newHost(g *Gateway, sess *session.Session) *host {
 	if h.user != "" || h.auth.Device != "" {
 		h.log = h.log.With("user", h.user, "device", h.auth.Device)
 	}
-	h.sub = g.hub.NewSubscriber(id)
+	h.sub = g.hub.NewSinkSubscriber(id, h.onDelivery)
 	h.since = g.cfg.Now()
 	h.lastActive.Store(h.since.UnixNano())
 	if g.cluster != nil {
-		h.pubs = make(chan *wire.Envelope, g.cfg.PublishWindow)
 		h.joined = map[string]struct{}{}
 		h.catching = map[string]*catchup{}
 		h.last = map[string]uint64{}
@@ -128,6 +140,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 func (h *host) run() {
 	// Every core request of the session carries its identity (forward.go).
 	ctx := core.WithIdentity(h.sess.Context(), h.coreIdentity())
+	h.ctx = ctx
 	h.log.Debug("session established")
 	h.recordOpen()
 	if h.g.resumes != nil {
@@ -136,14 +149,16 @@ func (h *host) run() {
 	// Streams and datagrams come by callback, and recvLoop runs on this
 	// goroutine below: no goroutine per session only waits for them (D27).
 	h.sess.HandleArrivals(func(st *session.Stream, dg []byte) { h.arrival(ctx, st, dg) })
-	loops := []func(context.Context){h.eventLoop}
+	// Hub deliveries need no loop either: the hub hands them to
+	// onDelivery, which queues them on the session (deliver.go, D26).
+	var loops []func(context.Context)
 	if h.g.reg != nil {
 		// Off the session's path: a bus that is slow to answer must not
 		// delay the session. run joins it before registryClose.
 		loops = append(loops, func(context.Context) { h.registryOpen() })
 	}
 	if h.g.cluster != nil {
-		loops = append(loops, h.publishLoop, h.mediaFlowLoop, h.mediaNackLoop, h.mediaCtlLoop)
+		loops = append(loops, h.mediaFlowLoop, h.mediaNackLoop, h.mediaCtlLoop)
 	}
 	for _, loop := range loops {
 		h.wg.Add(1)
@@ -373,6 +388,9 @@ func (h *host) publish(ctx context.Context, env *wire.Envelope) {
 			h.refuse(env.ID, jsperr.New(jsperr.BadRequest, "PUBLISH without an id"))
 			return
 		}
+		if h.pubs == nil {
+			h.startPublishing(ctx)
+		}
 		select {
 		case h.pubs <- env:
 		case <-ctx.Done():
@@ -383,65 +401,9 @@ func (h *host) publish(ctx context.Context, env *wire.Envelope) {
 	ev.Kind = wire.KindEvent
 	ev.Sender = h.id
 	ev.Seq = 0
-	if _, err := h.g.hub.Publish(env.Route.Name, &ev); err != nil {
+	if _, err := h.g.hub.Publish(env.Route.Name, &event{envs: []*wire.Envelope{&ev}}); err != nil {
 		h.refuse(env.ID, err)
 	}
-}
-
-// eventLoop sends the session's hub deliveries as EVENTs.
-func (h *host) eventLoop(ctx context.Context) {
-	for {
-		d, err := h.sub.Next(ctx)
-		if err != nil {
-			if ctx.Err() == nil && jsperr.CodeOf(err) == jsperr.SlowConsumer {
-				h.closeOnError(err)
-			}
-			return
-		}
-		if h.g.cluster != nil {
-			send, gap, err := h.routeDelivery(d)
-			if err != nil {
-				h.closeOnError(err)
-				return
-			}
-			if gap > 0 {
-				h.fillGap(ctx, d.Channel, gap)
-			}
-			if !send {
-				continue
-			}
-		}
-		if err := h.sendEvent(ctx, d); err != nil {
-			return
-		}
-	}
-}
-
-// sendEvent sends one delivery as an EVENT. It fails only when the session
-// is over: closed, or closed here as a slow consumer.
-func (h *host) sendEvent(ctx context.Context, d pubsub.Delivery[*wire.Envelope]) error {
-	// A shallow copy: the delivery's envelope is shared with every other
-	// subscriber and must stay unmodified.
-	ev := *d.Msg
-	ev.Seq = d.Seq
-	if err := h.sess.SendEnvelope(wire.FrameEvent, &ev); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if jsperr.CodeOf(err) == jsperr.QueueFull {
-			// JSP §11.3: chat is never dropped, so a client whose send
-			// queue stays full is a slow consumer.
-			err := jsperr.Newf(jsperr.SlowConsumer, "send queue full delivering %s seq %d", d.Channel, d.Seq)
-			h.closeOnError(err)
-			return err
-		}
-		h.g.metrics.errors.add(jsperr.CodeOf(err).String(), 1)
-		h.log.Debug("event not sent", "channel", d.Channel, "seq", d.Seq, "err", err)
-		return nil
-	}
-	h.g.metrics.messagesOut.add(wire.FrameEvent.String(), 1)
-	h.g.ops.countOut(ev.Class)
-	return nil
 }
 
 // errorReply maps a handler error to a reply code and reason; errors

@@ -114,7 +114,9 @@ func (g *Gateway) writeOps(w *bufio.Writer) {
 		st := h.sess.Stats()
 		sendQueued += st.SendQueued
 		mediaDropped += st.MediaDropped
-		pubQueued += len(h.pubs)
+		if q := h.pubsQueue.Load(); q != nil {
+			pubQueued += len(*q)
+		}
 	}
 	g.mu.Unlock()
 	fmt.Fprintf(w, "# HELP jsp_queue_depth Messages waiting, by queue: send (session send queues), publish (PUBLISHes waiting for a core).\n# TYPE jsp_queue_depth gauge\n")

@@ -9,6 +9,19 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
+// startPublishing creates the session's PUBLISH queue and starts
+// publishLoop; recvLoop calls it for the first PUBLISH in bus mode. The
+// loop is one of the host's goroutines and ends with the session.
+func (h *host) startPublishing(ctx context.Context) {
+	h.pubs = make(chan *wire.Envelope, h.g.cfg.PublishWindow)
+	h.pubsQueue.Store(&h.pubs)
+	h.wg.Add(1) // recvLoop is itself a host goroutine: run is not waiting yet
+	go func() {
+		defer h.wg.Done()
+		h.publishLoop(ctx)
+	}()
+}
+
 // publishLoop commits the session's PUBLISHes in bus mode (D23). It takes
 // every PUBLISH queued, up to Config.PublishWindow, and commits them with
 // one core request per channel, so that they share one bus round trip and

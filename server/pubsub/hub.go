@@ -12,6 +12,10 @@
 //	                                  B.queue <- {room.1, seq, msg}
 //	A's owner: Subscriber.Next -> EVENT{seq} to session A
 //
+// A subscriber made with [Hub.NewSinkSubscriber] has no queue: the hub
+// hands each delivery to its sink on the publishing goroutine, and the
+// gateway's sink queues the EVENT on the session itself.
+//
 // There is one hub entry per channel, however many local sessions listen to
 // it; a later message bus subscribes once per channel through
 // [Config.OnChannel] and hands what arrives to [Hub.Publish]. Sequence
@@ -282,7 +286,7 @@ func (h *Hub[T]) deliverLocked(ch *channel[T], d Delivery[T]) {
 		} else {
 			delete(ch.subs, s)
 			h.dropped.Add(1)
-			s.fail(jsperr.Newf(jsperr.SlowConsumer, "subscriber %s: delivery queue of %d full on channel %q", s.name, s.limit, name))
+			s.fail(s.slowErr(name))
 			h.cfg.Logger.Warn("pubsub: dropped slow subscriber", "subscriber", s.name, "channel", name, "queue", s.limit)
 		}
 	}
@@ -292,9 +296,14 @@ func (h *Hub[T]) deliverLocked(ch *channel[T], d Delivery[T]) {
 // NewSubscriber registers a subscriber with its own bounded delivery queue.
 // The name identifies it in logs and errors. Its owner must call Close.
 func (h *Hub[T]) NewSubscriber(name string) *Subscriber[T] {
+	return h.newSubscriber(name, nil)
+}
+
+func (h *Hub[T]) newSubscriber(name string, sink func(Delivery[T]) bool) *Subscriber[T] {
 	s := &Subscriber[T]{
 		hub:      h,
 		name:     name,
+		sink:     sink,
 		limit:    h.cfg.QueueLength,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -313,6 +322,8 @@ type Subscriber[T any] struct {
 	hub   *Hub[T]
 	name  string
 	limit int // QueueLength
+	// sink, when set, takes each delivery instead of the queue (sink.go).
+	sink func(Delivery[T]) bool
 
 	// Lock order: hub.mu, then a channel's mu, then qmu.
 	qmu   sync.Mutex
@@ -357,8 +368,12 @@ func (s *Subscriber[T]) Err() error {
 	}
 }
 
-// push queues d unless the queue is full.
+// push queues d unless the queue is full; a sink subscriber hands it to
+// its sink instead.
 func (s *Subscriber[T]) push(d Delivery[T]) bool {
+	if s.sink != nil {
+		return s.sink(d)
+	}
 	s.qmu.Lock()
 	if s.queue.len() >= s.limit {
 		s.qmu.Unlock()

@@ -124,15 +124,27 @@ func (s *Store) commitBatch(batch []*appendReq) {
 		return
 	}
 	now := s.cfg.Now()
-	committed := 0
-	for i, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			resps[i].err = err
-			continue
+	committed, ok := s.appendGroup(ctx, tx, batch, now, resps)
+	if !ok {
+		// Redo the group with a savepoint per message (appendfast.go).
+		tx.Rollback()
+		if tx, err = s.w.BeginTx(ctx, nil); err != nil {
+			for i := range batch {
+				batch[i].done <- appendResp{err: fmt.Errorf("begin: %w", err)}
+			}
+			return
 		}
-		resps[i].err = s.appendSavepoint(ctx, tx, r, now, &resps[i].res)
-		if resps[i].err == nil && !resps[i].res.Duplicate {
-			committed++
+		committed = 0
+		for i, r := range batch {
+			resps[i] = appendResp{}
+			if err := r.ctx.Err(); err != nil {
+				resps[i].err = err
+				continue
+			}
+			resps[i].err = s.appendSavepoint(ctx, tx, r, now, &resps[i].res)
+			if resps[i].err == nil && !resps[i].res.Duplicate {
+				committed++
+			}
 		}
 	}
 	if committed == 0 {

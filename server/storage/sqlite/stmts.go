@@ -15,6 +15,7 @@ import (
 // transaction holds.
 type stmts struct {
 	advance, newChannel, claim, insertMessage, duplicate *sql.Stmt // writer
+	channelSeq, setSeq, claimExec                        *sql.Stmt // writer, group fast path (appendfast.go)
 	after, before                                        *sql.Stmt // readers
 }
 
@@ -37,6 +38,14 @@ func (s *Store) prepare(ctx context.Context) error {
 			RETURNING seq`},
 		{&s.st.insertMessage, s.w, `INSERT INTO messages (channel_id, seq, sender, client_id, body, headers, at_us)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`},
+		{&s.st.claimExec, s.w, `INSERT INTO message_dedup (sender, client_id, channel_id, seq, digest, at_us)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (sender, client_id) DO UPDATE SET
+				channel_id = excluded.channel_id, seq = excluded.seq,
+				digest = excluded.digest, at_us = excluded.at_us
+			WHERE message_dedup.at_us < ?`},
+		{&s.st.channelSeq, s.w, `SELECT id, last_seq FROM channels WHERE name = ?`},
+		{&s.st.setSeq, s.w, `UPDATE channels SET last_seq = ? WHERE id = ?`},
 		{&s.st.duplicate, s.w, `SELECT c.name, d.seq, d.digest, d.at_us FROM message_dedup d
 			JOIN channels c ON c.id = d.channel_id
 			WHERE d.sender = ? AND d.client_id = ? AND d.at_us >= ?`},
@@ -57,7 +66,7 @@ func (s *Store) prepare(ctx context.Context) error {
 // closeStmts closes the prepared statements that exist.
 func (s *Store) closeStmts() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.st.advance, s.st.newChannel, s.st.claim, s.st.insertMessage, s.st.duplicate, s.st.after, s.st.before} {
+	for _, st := range []*sql.Stmt{s.st.advance, s.st.newChannel, s.st.claim, s.st.insertMessage, s.st.duplicate, s.st.channelSeq, s.st.setSeq, s.st.claimExec, s.st.after, s.st.before} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
