@@ -1,6 +1,7 @@
 package voice_test
 
 import (
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,5 +63,18 @@ func TestFECThroughGateway(t *testing.T) {
 	// Two 10 % links lose about 19 %; FEC leaves much less.
 	if share := float64(frames.Load()) / n; share < 0.85 {
 		t.Errorf("bob played %.2f of the frames", share)
+	}
+	// The room's forwarder shows on the gateway's /metrics.
+	if c := cl.gws[0].SFUCounters(); c.Forwarded() == 0 {
+		t.Errorf("gateway SFU counters: nothing forwarded")
+	}
+	var page strings.Builder
+	if err := cl.gws[0].WriteMetrics(&page); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"jsp_sfu_packets_forwarded_total", "jsp_sfu_packets_dropped_total", "jsp_sfu_fec_parity_total"} {
+		if n := strings.Count(page.String(), "\n"+name+" "); n != 1 {
+			t.Errorf("/metrics has %s %d times, want once", name, n)
+		}
 	}
 }

@@ -184,6 +184,11 @@ func (g *Gateway) WriteMetrics(w io.Writer) error {
 	}
 	g.writeOps(bw)
 	g.writeLimits(bw)
+	if g.media != nil {
+		if err := g.SFUCounters().WritePrometheus(bw); err != nil {
+			return err
+		}
+	}
 	if err := core.WriteBreakerMetrics(bw, g.cfg.Breakers...); err != nil {
 		return err
 	}

@@ -100,6 +100,7 @@ type mediaHub struct {
 	rooms        map[string]*mediaRoom // guarded by mu
 	closed       bool                  // guarded by mu
 	relayRetired RelayRepairStats      // guarded by mu: counters of tracks that left
+	fwdRetired   sfu.Counters          // guarded by mu: counters of rooms that ended
 	wg           sync.WaitGroup        // room loops
 }
 
@@ -238,9 +239,16 @@ func (m *mediaHub) dropTrackLocked(t *mediaTrack) {
 	t.busSubs = nil
 	_ = r.fwd.Unpublish(sfu.TrackID(t.id))
 	if len(r.tracks) == 0 {
-		delete(m.rooms, r.id)
-		close(r.stop)
+		m.removeRoomLocked(r)
 	}
+}
+
+// removeRoomLocked ends an empty room: its loop stops and its forwarder's
+// counters join the hub's running totals (SFUCounters).
+func (m *mediaHub) removeRoomLocked(r *mediaRoom) {
+	delete(m.rooms, r.id)
+	m.fwdRetired.Add(r.fwd.Counters().Retired())
+	close(r.stop)
 }
 
 // roomLoop reports the room's active speakers to the rooms service, renews
@@ -477,8 +485,7 @@ func (h *host) mediaPublish(info voiceproto.Track, req *voiceproto.Request) erro
 	})
 	if err != nil {
 		if len(r.tracks) == 0 {
-			delete(m.rooms, r.id)
-			close(r.stop)
+			m.removeRoomLocked(r)
 		}
 		return err
 	}
@@ -581,8 +588,7 @@ func (h *host) mediaSubscribe(info voiceproto.Track, req *voiceproto.Request) er
 	if t == nil {
 		if t, err = m.relayLocked(r, info); err != nil {
 			if len(r.tracks) == 0 {
-				delete(m.rooms, r.id)
-				close(r.stop)
+				m.removeRoomLocked(r)
 			}
 			return err
 		}

@@ -329,6 +329,27 @@ func (g *Gateway) RelayRepairStats() RelayRepairStats {
 	return out
 }
 
+// SFUCounters returns the forwarding counters of every room this gateway
+// forwards, summed (ended rooms included, so that counters never go
+// down); zero without a media path.
+func (g *Gateway) SFUCounters() sfu.Counters {
+	m := g.media
+	if m == nil {
+		return sfu.Counters{}
+	}
+	m.mu.Lock()
+	c := m.fwdRetired
+	rooms := make([]*mediaRoom, 0, len(m.rooms))
+	for _, r := range m.rooms {
+		rooms = append(rooms, r)
+	}
+	m.mu.Unlock()
+	for _, r := range rooms {
+		c.Add(r.fwd.Counters())
+	}
+	return c
+}
+
 // mediaGauges are the media path's counters for WriteMetrics.
 func (g *Gateway) mediaGauges() []gauge {
 	if g.media == nil {

@@ -50,11 +50,37 @@ func (f *Forwarder) retireTrack(s TrackStats) {
 	f.retMu.Unlock()
 }
 
-// WritePrometheus writes the forwarder's counters in the Prometheus text
-// format (STYLE rule 26). The counters are totals over all tracks, past and
-// present; per-track series are left out on purpose, since track ids come
-// and go without bound.
-func (f *Forwarder) WritePrometheus(w io.Writer) error {
+// add adds o's counters to t.
+func (t *totals) add(o totals) {
+	t.packetsIn += o.packetsIn
+	t.bytesIn += o.bytesIn
+	t.refused += o.refused
+	t.parity += o.parity
+	t.kfRequests += o.kfRequests
+	t.kfSuppressed += o.kfSuppressed
+	t.forwarded += o.forwarded
+	t.filtered += o.filtered
+	t.dropped += o.dropped
+	t.retransmits += o.retransmits
+	t.nackNotCached += o.nackNotCached
+	t.nackTooLate += o.nackTooLate
+	t.nackLimited += o.nackLimited
+	t.fecParity += o.fecParity
+	t.fecBytes += o.fecBytes
+}
+
+// Counters are a forwarder's metrics at one moment: the gauges (tracks,
+// subscriptions) and the counters summed over all tracks, past and
+// present. A process with several forwarders (one per room) adds them up
+// with Add and writes the sum once, so that every metric name appears
+// once on its /metrics page.
+type Counters struct {
+	tracks, subs int
+	sum          totals
+}
+
+// Counters returns the forwarder's metrics now.
+func (f *Forwarder) Counters() Counters {
 	f.mu.Lock()
 	tracks := make([]*Track, 0, len(f.tracks))
 	for _, t := range f.tracks {
@@ -62,16 +88,48 @@ func (f *Forwarder) WritePrometheus(w io.Writer) error {
 	}
 	f.mu.Unlock()
 	f.retMu.Lock()
-	sum := f.retired
+	c := Counters{sum: f.retired}
 	f.retMu.Unlock()
-	subs := 0
 	for _, t := range tracks {
-		sum.addTrack(t.Stats())
+		c.sum.addTrack(t.Stats())
 		for _, d := range *t.subs.Load() {
-			sum.addDown(d.Stats())
-			subs++
+			c.sum.addDown(d.Stats())
+			c.subs++
 		}
 	}
+	c.tracks = len(tracks)
+	return c
+}
+
+// Add adds o to c.
+func (c *Counters) Add(o Counters) {
+	c.tracks += o.tracks
+	c.subs += o.subs
+	c.sum.add(o.sum)
+}
+
+// Retired returns c's counters without its gauges: what a forwarder that
+// is closed leaves to its owner's running totals, so that exported
+// counters never go down when a room ends.
+func (c Counters) Retired() Counters { return Counters{sum: c.sum} }
+
+// Forwarded returns the packets queued for subscribers.
+func (c Counters) Forwarded() uint64 { return c.sum.forwarded }
+
+// Dropped returns the packets dropped from full subscriber queues.
+func (c Counters) Dropped() uint64 { return c.sum.dropped }
+
+// WritePrometheus writes the forwarder's counters in the Prometheus text
+// format (STYLE rule 26). The counters are totals over all tracks, past and
+// present; per-track series are left out on purpose, since track ids come
+// and go without bound.
+func (f *Forwarder) WritePrometheus(w io.Writer) error {
+	return f.Counters().WritePrometheus(w)
+}
+
+// WritePrometheus writes c in the Prometheus text format.
+func (c Counters) WritePrometheus(w io.Writer) error {
+	sum := c.sum
 	bw := bufio.NewWriter(w)
 	gauge := func(name, help string, v int) {
 		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", name, help, name, name, v)
@@ -79,8 +137,8 @@ func (f *Forwarder) WritePrometheus(w io.Writer) error {
 	counter := func(name, help string, v uint64) {
 		fmt.Fprintf(bw, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
 	}
-	gauge("jsp_sfu_tracks", "Tracks published.", len(tracks))
-	gauge("jsp_sfu_subscriptions", "Down tracks (subscriber x track).", subs)
+	gauge("jsp_sfu_tracks", "Tracks published.", c.tracks)
+	gauge("jsp_sfu_subscriptions", "Down tracks (subscriber x track).", c.subs)
 	counter("jsp_sfu_packets_in_total", "Media packets accepted from publishers.", sum.packetsIn)
 	counter("jsp_sfu_bytes_in_total", "Bytes of media packets accepted from publishers.", sum.bytesIn)
 	counter("jsp_sfu_packets_refused_total", "Publisher packets refused (size, layer, header).", sum.refused)

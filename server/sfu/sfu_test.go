@@ -510,4 +510,20 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("after unpublish: missing %q in\n%s", want, b.String())
 		}
 	}
+	// Sums over forwarders: a live one's gauges and counters, plus an
+	// ended one's counters without its gauges.
+	live := f.Counters()
+	var sum Counters
+	sum.Add(live)
+	sum.Add(live.Retired())
+	b.Reset()
+	_ = sum.WritePrometheus(&b)
+	for _, want := range []string{"jsp_sfu_tracks 0\n", "jsp_sfu_packets_in_total 10\n", "jsp_sfu_packets_forwarded_total 20\n", "jsp_sfu_packets_dropped_total 12\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("summed: missing %q in\n%s", want, b.String())
+		}
+	}
+	if sum.Forwarded() != 20 || sum.Dropped() != 12 {
+		t.Errorf("summed forwarded %d dropped %d, want 20 and 12", sum.Forwarded(), sum.Dropped())
+	}
 }
