@@ -39,15 +39,14 @@ func addVoiceFlags(fl *pflag.FlagSet, v *voiceFlags) {
 	fl.IntVar(&v.maxTracks, "voice-max-tracks", d.MaxTracks, "tracks one participant publishes")
 }
 
-// validate refuses limits that cannot work (0 would mean the default
-// inside the service, so it is refused here rather than reinterpreted).
+// validate refuses negative limits; 0 means the service's default.
 func (v voiceFlags) validate() error {
 	for _, c := range []struct {
 		flag string
 		n    int
 	}{{"voice-max-rooms", v.maxRooms}, {"voice-max-participants", v.maxParticipants}, {"voice-max-tracks", v.maxTracks}} {
-		if c.n < 1 {
-			return fmt.Errorf("--%s %d: want at least 1", c.flag, c.n)
+		if c.n < 0 {
+			return fmt.Errorf("--%s %d: want a positive number (0: the default)", c.flag, c.n)
 		}
 	}
 	return nil

@@ -29,6 +29,8 @@ func TestNodeFlagsValidate(t *testing.T) {
 		{"core without nats", nodeFlags{role: roleCore, cluster: "jsp"}, "needs --nats"},
 		{"listen with nats", nodeFlags{role: roleAll, nats: []string{"nats://h:4222"}, natsListen: ":4222", cluster: "jsp"}, "--nats-listen"},
 		{"bad cluster", nodeFlags{role: roleAll, cluster: "a.b"}, "--cluster"},
+		{"negative room cap", nodeFlags{role: roleAll, cluster: "jsp", voice: voiceFlags{maxParticipants: -1}}, "--voice-max-participants -1"},
+		{"voice limits", nodeFlags{role: roleAll, cluster: "jsp", voice: voiceFlags{maxRooms: 5, maxParticipants: 500, maxTracks: 2}}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
