@@ -75,8 +75,7 @@ type TrackStats struct {
 type layerState struct {
 	cache   *nack.Cache
 	unwrap  mediapkt.Unwrapper
-	prevEnd bool // the previous packet ended a frame: the next starts one
-	started bool
+	prevEnd bool // the layer's newest packet ended a frame: the next number starts one
 }
 
 // Track is one published track and its subscribers.
@@ -189,15 +188,23 @@ func (t *Track) WritePacket(layer int, pkt []byte) error {
 		return nil
 	}
 	ls := &t.layers[layer]
+	hi, started := ls.unwrap.Highest()
 	ext := ls.unwrap.Unwrap(h.Seq)
-	// A packet of a key frame starts it when the previous packet of the
-	// layer ended a frame (JSP §13.3). After a loss the start may be
-	// misjudged; the selector then waits for the next key frame.
-	keyStart := h.Flags.Has(mediapkt.FlagKeyFrame) && ls.prevEnd
-	if !h.Flags.Has(mediapkt.FlagRetransmission) || !ls.started {
+	// A packet of a key frame starts it when the packet numbered just
+	// before it ended a frame (JSP §13.3). Only the layer's newest
+	// packet is known for that, so a key-frame packet counts as a start
+	// only when it directly follows the newest one. After a gap (the
+	// frame's first packets may be the lost ones) or when it arrives
+	// late (a retransmission or FEC rebuild, which says nothing about
+	// its neighbours) it does not: a layer switch there would hand the
+	// subscriber the rest of a frame without its start, numbered
+	// contiguously, which it would play as a whole frame. The selector
+	// waits for the next key frame instead.
+	newest := !started || ext > hi
+	keyStart := h.Flags.Has(mediapkt.FlagKeyFrame) && (!started || (ext == hi+1 && ls.prevEnd))
+	if newest {
 		ls.prevEnd = h.Flags.Has(mediapkt.FlagEndOfFrame)
 	}
-	ls.started = true
 	if err := ls.cache.Add(ext, pkt, now); err != nil {
 		t.stats.NotCached++
 	}
