@@ -15,7 +15,9 @@ import (
 // retransmission) must not make a later packet in the middle of a key frame
 // look like a frame start: a switch there hands the subscriber a frame
 // without its first packets, in contiguous sequence numbers, which it then
-// plays as a whole (corrupt) frame.
+// plays as a whole (corrupt) frame. A late first packet whose predecessor
+// ended a frame does start one: a subscriber switching there gets the
+// packets that followed it too.
 func TestKeyFrameStartAfterRepair(t *testing.T) {
 	const (
 		k = mediapkt.FlagKeyFrame
@@ -31,8 +33,9 @@ func TestKeyFrameStartAfterRepair(t *testing.T) {
 	// "switch".
 	tests := []struct {
 		name   string
-		before []pkt // layer-2 packets before the target moves to layer 2
-		after  []pkt // and after
+		before []pkt  // layer-2 packets before the target moves to layer 2
+		after  []pkt  // and after
+		want   []byte // layer-2 packets forwarded, in order; default 16, 17
 	}{
 		{
 			// 11 (the delta frame's end) is lost and rebuilt from
@@ -49,13 +52,28 @@ func TestKeyFrameStartAfterRepair(t *testing.T) {
 		},
 		{
 			// The key frame's first packet is rebuilt after the
-			// rest: too late to start there.
+			// next two: its predecessor ended a frame, so it
+			// starts one, and the subscriber gets 13 and 14 after
+			// it.
 			name:  "fec rebuild of the key frame's first packet",
-			after: []pkt{{10, 0}, {11, e}, {13, k}, {14, k}, {12, k}, {15, k | e}, {16, k}, {17, k | e}},
+			after: []pkt{{10, 0}, {11, e}, {13, k}, {14, k}, {12, k}, {15, k | e}, {16, 0}, {17, e}},
+			want:  []byte{12, 13, 14, 15, 16, 17},
+		},
+		{
+			// The same, retransmitted after the key frame's end.
+			name:  "retransmission of the key frame's first packet",
+			after: []pkt{{10, 0}, {11, e}, {13, k}, {14, k}, {15, k | e}, {16, 0}, {12, k | r}, {17, e}},
+			want:  []byte{12, 13, 14, 15, 16, 17},
+		},
+		{
+			// 11 was lost too: nothing says 12 starts a frame.
+			name:  "late key-frame packet after a lost end of frame",
+			after: []pkt{{10, 0}, {13, k}, {14, k}, {12, k | r}, {15, k | e}, {16, k}, {17, k | e}},
 		},
 		{
 			name:  "in order",
 			after: []pkt{{10, 0}, {11, e}, {12, k}, {13, k}, {14, k}, {15, k | e}, {16, 0}, {17, e}},
+			want:  []byte{12, 13, 14, 15, 16, 17},
 		},
 	}
 	for _, tt := range tests {
@@ -86,14 +104,22 @@ func TestKeyFrameStartAfterRepair(t *testing.T) {
 				write(2, p)
 			}
 			var got []byte
-			for _, b := range drain(d) {
+			var last mediapkt.Header
+			for i, b := range drain(d) {
+				// The subscriber's numbers run on without a gap
+				// or a repeat, its timestamps never step back.
+				if h := parse(t, b); i > 0 && (h.Seq != last.Seq+1 || int32(h.Timestamp-last.Timestamp) < 0) {
+					t.Fatalf("packet %d: seq %d ts %d after %d/%d", i, h.Seq, h.Timestamp, last.Seq, last.Timestamp)
+				} else {
+					last = h
+				}
 				if b[len(b)-2] == 2 {
 					got = append(got, b[len(b)-1])
 				}
 			}
-			want := []byte{16, 17}
-			if tt.name == "in order" {
-				want = []byte{12, 13, 14, 15, 16, 17}
+			want := tt.want
+			if want == nil {
+				want = []byte{16, 17}
 			}
 			if !slices.Equal(got, want) {
 				t.Fatalf("layer-2 packets forwarded %v, want %v", got, want)

@@ -191,18 +191,37 @@ func (t *Track) WritePacket(layer int, pkt []byte) error {
 	hi, started := ls.unwrap.Highest()
 	ext := ls.unwrap.Unwrap(h.Seq)
 	// A packet of a key frame starts it when the packet numbered just
-	// before it ended a frame (JSP §13.3). Only the layer's newest
-	// packet is known for that, so a key-frame packet counts as a start
-	// only when it directly follows the newest one. After a gap (the
-	// frame's first packets may be the lost ones) or when it arrives
-	// late (a retransmission or FEC rebuild, which says nothing about
-	// its neighbours) it does not: a layer switch there would hand the
-	// subscriber the rest of a frame without its start, numbered
-	// contiguously, which it would play as a whole frame. The selector
-	// waits for the next key frame instead.
-	newest := !started || ext > hi
-	keyStart := h.Flags.Has(mediapkt.FlagKeyFrame) && (!started || (ext == hi+1 && ls.prevEnd))
-	if newest {
+	// before it ended a frame (JSP §13.3). For the packet that directly
+	// follows the layer's newest one that is the newest's E flag. After a
+	// gap it is unknown (the frame's first packets may be the lost ones),
+	// and a switch there would hand the subscriber the rest of a key
+	// frame without its start, numbered contiguously, which it would
+	// play as a whole frame. A packet that arrives late (a retransmission
+	// or an FEC rebuild) starts a frame when its predecessor is cached
+	// with E; a subscriber that switches there also needs the packets
+	// that followed it, which it was not given: they go with it (follow).
+	var keyStart bool
+	var follow [][]byte
+	if h.Flags.Has(mediapkt.FlagKeyFrame) {
+		switch {
+		case !started:
+			keyStart = true
+		case ext == hi+1:
+			keyStart = ls.prevEnd
+		case ext < hi:
+			if prev, ok := ls.cache.Get(ext - 1); ok && endsFrame(prev) {
+				keyStart = true
+				// Cached packets are never written to: the
+				// slices can be shared without a copy.
+				for q := ext + 1; q <= hi; q++ {
+					if b, ok := ls.cache.Get(q); ok {
+						follow = append(follow, b)
+					}
+				}
+			}
+		}
+	}
+	if !started || ext > hi {
 		ls.prevEnd = h.Flags.Has(mediapkt.FlagEndOfFrame)
 	}
 	if err := ls.cache.Add(ext, pkt, now); err != nil {
@@ -226,11 +245,17 @@ func (t *Track) WritePacket(layer int, pkt []byte) error {
 		t.f.observeLevel(t.cfg.Participant, h.AudioLevel.Level, h.AudioLevel.Voice, levelDur, now)
 	}
 	for _, d := range *t.subs.Load() {
-		if kl, need := d.forward(now, layer, &h, pkt, keyStart); need {
+		if kl, need := d.forward(now, layer, &h, pkt, keyStart, follow); need {
 			t.requestKeyFrame(kl, now)
 		}
 	}
 	return nil
+}
+
+// endsFrame reports whether a cached media packet has E.
+func endsFrame(pkt []byte) bool {
+	h, _, err := mediapkt.ParseHeader(pkt)
+	return err == nil && h.Flags.Has(mediapkt.FlagEndOfFrame)
 }
 
 func (t *Track) refuse() {
