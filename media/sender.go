@@ -130,6 +130,7 @@ type SenderStats struct {
 	Bytes           uint64     // source packet bytes sent
 	Parity          uint64     // FEC parity packets sent
 	ParityBytes     uint64     // parity packet bytes sent
+	ParityTrimmed   uint64     // parity of groups closed early left unsent (fec.ParityShare)
 	Retransmitted   uint64     // packets resent after a NACK
 	NackedTooLate   uint64     // NACKed packets not resent: past their deadline
 	NackedNotCached uint64     // NACKed packets not resent: expired, evicted or unknown
@@ -315,9 +316,15 @@ func (s *Sender) sendSourceLocked(pkt []byte, ts uint32, now time.Time) error {
 }
 
 // sendParityLocked sends parity packets (JSP §13.4): repair-space sequence
-// numbers, the group's newest timestamp, the group in the FEC fields.
+// numbers, the group's newest timestamp, the group in the FEC fields. Of
+// a group closed early only its share at the shape's rate is sent
+// (fec.ParityShare), as the SFU does for its subscribers.
 func (s *Sender) sendParityLocked(par []fec.Parity) error {
 	for _, p := range par {
+		if !p.InShare() {
+			s.stats.ParityTrimmed++
+			continue
+		}
 		h := mediapkt.Header{
 			Flags:     mediapkt.FlagFEC,
 			Seq:       s.repairSeq,

@@ -169,7 +169,7 @@ func (e *Encoder) close() ([]Parity, error) {
 	}
 	out := make([]Parity, g.M)
 	for j := range out {
-		out[j] = Parity{Group: g, Index: j, Data: shards[k+j]}
+		out[j] = Parity{Group: g, Index: j, Data: shards[k+j], Shape: e.params}
 	}
 	e.stats.Groups++
 	e.stats.Parity += uint64(g.M)

@@ -117,10 +117,14 @@ func (g Group) Contains(seq protocol.MediaSeq) bool {
 
 // Parity is one parity packet of a group: shard Index (0..M-1) of Group.
 // Data is the parity shard, the payload of the parity media packet.
+// Shape is the shape the encoder opened the group with (zero on parity a
+// decoder is given): a Group.K below Shape.K marks a group closed early
+// (see [ParityShare]).
 type Parity struct {
 	Group Group
 	Index int
 	Data  []byte
+	Shape Params
 }
 
 // Errors for parity packets a decoder cannot use. Each carries a JSP code:

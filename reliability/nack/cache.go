@@ -174,12 +174,21 @@ func (c *Cache) expire(now time.Time) {
 	}
 }
 
-// Resend answers a NACK for seq at time now, given the current RTT
-// estimate. It returns the packet if it is cached and a retransmission sent
-// now can reach the receiver (after about rtt/2) by the packet's deadline.
-// The returned slice belongs to the cache: send it before the next Add.
-func (c *Cache) Resend(seq protocol.MediaSeq, now time.Time, rtt time.Duration) ([]byte, ResendStatus) {
-	c.expire(now)
+// Get returns the cached packet seq without counting it as a
+// retransmission nor expiring anything, for a caller that forwards cached
+// packets again (an SFU starting a subscriber at a key frame whose first
+// packet came late). The slice belongs to the cache and must not be
+// modified; the cache never writes to a stored packet.
+func (c *Cache) Get(seq protocol.MediaSeq) ([]byte, bool) {
+	i, ok := c.find(seq)
+	if !ok {
+		return nil, false
+	}
+	return c.at(i).data, true
+}
+
+// find returns the index of seq in the ring.
+func (c *Cache) find(seq protocol.MediaSeq) (int, bool) {
 	lo, hi := 0, c.n
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
@@ -189,11 +198,21 @@ func (c *Cache) Resend(seq protocol.MediaSeq, now time.Time, rtt time.Duration) 
 			hi = mid
 		}
 	}
-	if lo == c.n || c.at(lo).seq != seq {
+	return lo, lo < c.n && c.at(lo).seq == seq
+}
+
+// Resend answers a NACK for seq at time now, given the current RTT
+// estimate. It returns the packet if it is cached and a retransmission sent
+// now can reach the receiver (after about rtt/2) by the packet's deadline.
+// The returned slice belongs to the cache: send it before the next Add.
+func (c *Cache) Resend(seq protocol.MediaSeq, now time.Time, rtt time.Duration) ([]byte, ResendStatus) {
+	c.expire(now)
+	i, ok := c.find(seq)
+	if !ok {
 		c.stats.NotCached++
 		return nil, NotCached
 	}
-	e := c.at(lo)
+	e := c.at(i)
 	if now.Add(rtt / 2).After(e.capture.Add(c.cfg.MaxDelay)) {
 		c.stats.TooLate++
 		return nil, TooLate

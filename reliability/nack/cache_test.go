@@ -138,3 +138,26 @@ func TestCacheWrapsRing(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheGet: Get finds what is held, counts nothing and expires nothing.
+func TestCacheGet(t *testing.T) {
+	c, _ := NewCache(CacheConfig{MaxPackets: 4, MaxDelay: 300 * time.Millisecond})
+	for i := range 6 {
+		if err := c.Add(protocol.MediaSeq(100+i), []byte{byte(i)}, ms(10*i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		seq protocol.MediaSeq
+		ok  bool
+	}{{100, false}, {101, false}, {102, true}, {105, true}, {106, false}}
+	for _, tt := range tests {
+		b, ok := c.Get(tt.seq)
+		if ok != tt.ok || (ok && !bytes.Equal(b, []byte{byte(tt.seq - 100)})) {
+			t.Fatalf("Get(%d) = %v, %v", tt.seq, b, ok)
+		}
+	}
+	if st := c.Stats(); st.Resent != 0 || st.NotCached != 0 || st.Expired != 0 || c.Len() != 4 {
+		t.Fatalf("Get changed the cache: %+v, %d held", st, c.Len())
+	}
+}

@@ -97,31 +97,35 @@ func newDownTrack(t *Track, sc SubscriberConfig) (*DownTrack, error) {
 func (d *DownTrack) Track() *Track { return d.t }
 
 // forward decides and queues one packet; it returns a layer that needs a
-// key frame, if any.
-func (d *DownTrack) forward(now time.Time, layer int, h *mediapkt.Header, pkt []byte, keyStart bool) (int, bool) {
+// key frame, if any. follow are the layer's packets after pkt when pkt is
+// a key frame's first packet that arrived late: a subscriber that starts
+// the layer at pkt gets them after it, as it got none of them before.
+func (d *DownTrack) forward(now time.Time, layer int, h *mediapkt.Header, pkt []byte, keyStart bool, follow [][]byte) (int, bool) {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		return 0, false
 	}
-	ok := true
+	ok, starts := true, false
 	if d.sel != nil {
 		d.sel.Tick(now)
+		before := d.sel.Current()
 		ok = d.sel.OnPacket(layer, keyStart)
-	} else if !d.forwarded && d.t.cfg.Kind == KindVideo && !keyStart {
+		starts = ok && before != layer
+	} else if !d.forwarded && d.t.cfg.Kind == KindVideo {
 		// A single-layer video subscriber starts at a key frame too.
-		ok = false
+		ok, starts = keyStart, keyStart
 	}
-	var out []byte
-	var parity [][]byte
+	var out, parity [][]byte
 	if ok {
-		seq, ts, fine := d.rw.Rewrite(now, layer, h.Seq, h.Timestamp)
-		if fine {
-			d.forwarded = true
-			out = rewrite(pkt, seq, ts, false)
-			d.stats.Forwarded++
-			if d.fec != nil {
-				parity = d.fec.add(seq, ts, out, now)
+		out, parity = d.rewriteLocked(now, layer, h.Seq, h.Timestamp, pkt, out, parity)
+		if starts {
+			for _, b := range follow {
+				fh, _, err := mediapkt.ParseHeader(b)
+				if err != nil || (d.sel != nil && !d.sel.OnPacket(layer, false)) {
+					continue
+				}
+				out, parity = d.rewriteLocked(now, layer, fh.Seq, fh.Timestamp, b, out, parity)
 			}
 		}
 	} else {
@@ -129,13 +133,30 @@ func (d *DownTrack) forward(now time.Time, layer int, h *mediapkt.Header, pkt []
 	}
 	kl, need := d.needKeyFrameLocked()
 	d.mu.Unlock()
-	if out != nil {
-		d.queue.push(out)
+	for _, p := range out {
+		d.queue.push(p)
 	}
 	for _, p := range parity {
 		d.queue.push(p)
 	}
 	return kl, need
+}
+
+// rewriteLocked maps one packet to the subscriber's spaces and appends
+// the copy, and any parity it completes, to out and parity.
+func (d *DownTrack) rewriteLocked(now time.Time, layer int, seq mediapkt.Seq, ts uint32, pkt []byte, out, parity [][]byte) ([][]byte, [][]byte) {
+	oseq, ots, fine := d.rw.Rewrite(now, layer, seq, ts)
+	if !fine {
+		return out, parity
+	}
+	d.forwarded = true
+	b := rewrite(pkt, oseq, ots, false)
+	d.stats.Forwarded++
+	out = append(out, b)
+	if d.fec != nil {
+		parity = append(parity, d.fec.add(oseq, ots, b, now)...)
+	}
+	return out, parity
 }
 
 // rewrite copies a media packet with a new sequence number and timestamp

@@ -70,7 +70,7 @@ type FECStats struct {
 	Protected     uint64     // source packets put into groups
 	Unprotected   uint64     // source packets too long for a group
 	Parity        uint64     // parity packets queued
-	ParityTrimmed uint64     // parity packets of partial groups not sent (partialParity)
+	ParityTrimmed uint64     // parity packets of partial groups not sent (fec.ParityShare)
 	ParityBytes   uint64     // their bytes
 	LossEstimate  float64    // the policy's loss estimate (fraction)
 	Params        fec.Params // the group shape in use
@@ -192,8 +192,9 @@ func (f *downFEC) packets(par []fec.Parity) [][]byte {
 	}
 	out := make([][]byte, 0, len(par))
 	for _, p := range par {
-		if p.Index >= partialParity(p.Group, f.enc.Params()) {
-			// Parity beyond a partial group's share: not sent.
+		if !p.InShare() {
+			// Parity beyond a partial group's share: not sent
+			// (fec.ParityShare).
 			f.stats.ParityTrimmed++
 			continue
 		}
@@ -215,22 +216,6 @@ func (f *downFEC) packets(par []fec.Parity) [][]byte {
 		out = append(out, b)
 	}
 	return out
-}
-
-// partialParity is how many of a group's parity packets are sent: all of
-// a full group's, and of a group closed early (by MaxGroupDelay, or a
-// packet too long to protect) its share at the full shape's rate,
-// ceil(k * M / K), at least one. The encoder gives a partial group the
-// full M; sent whole, a 20 ms audio flow whose groups close after two
-// packets would carry 3 parity packets per 2 sources under a 6+3 shape,
-// three times the overhead the policy chose, on a path that is lossy
-// because it is loaded. Any subset of parity decodes (it is as if the
-// rest were lost).
-func partialParity(g fec.Group, full fec.Params) int {
-	if !full.Enabled() || g.K >= full.K {
-		return g.M
-	}
-	return min(g.M, max(1, (g.K*full.M+full.K-1)/full.K))
 }
 
 func (f *downFEC) snapshot() FECStats {

@@ -75,8 +75,7 @@ type TrackStats struct {
 type layerState struct {
 	cache   *nack.Cache
 	unwrap  mediapkt.Unwrapper
-	prevEnd bool // the previous packet ended a frame: the next starts one
-	started bool
+	prevEnd bool // the layer's newest packet ended a frame: the next number starts one
 }
 
 // Track is one published track and its subscribers.
@@ -189,15 +188,42 @@ func (t *Track) WritePacket(layer int, pkt []byte) error {
 		return nil
 	}
 	ls := &t.layers[layer]
+	hi, started := ls.unwrap.Highest()
 	ext := ls.unwrap.Unwrap(h.Seq)
-	// A packet of a key frame starts it when the previous packet of the
-	// layer ended a frame (JSP §13.3). After a loss the start may be
-	// misjudged; the selector then waits for the next key frame.
-	keyStart := h.Flags.Has(mediapkt.FlagKeyFrame) && ls.prevEnd
-	if !h.Flags.Has(mediapkt.FlagRetransmission) || !ls.started {
+	// A packet of a key frame starts it when the packet numbered just
+	// before it ended a frame (JSP §13.3). For the packet that directly
+	// follows the layer's newest one that is the newest's E flag. After a
+	// gap it is unknown (the frame's first packets may be the lost ones),
+	// and a switch there would hand the subscriber the rest of a key
+	// frame without its start, numbered contiguously, which it would
+	// play as a whole frame. A packet that arrives late (a retransmission
+	// or an FEC rebuild) starts a frame when its predecessor is cached
+	// with E; a subscriber that switches there also needs the packets
+	// that followed it, which it was not given: they go with it (follow).
+	var keyStart bool
+	var follow [][]byte
+	if h.Flags.Has(mediapkt.FlagKeyFrame) {
+		switch {
+		case !started:
+			keyStart = true
+		case ext == hi+1:
+			keyStart = ls.prevEnd
+		case ext < hi:
+			if prev, ok := ls.cache.Get(ext - 1); ok && endsFrame(prev) {
+				keyStart = true
+				// Cached packets are never written to: the
+				// slices can be shared without a copy.
+				for q := ext + 1; q <= hi; q++ {
+					if b, ok := ls.cache.Get(q); ok {
+						follow = append(follow, b)
+					}
+				}
+			}
+		}
+	}
+	if !started || ext > hi {
 		ls.prevEnd = h.Flags.Has(mediapkt.FlagEndOfFrame)
 	}
-	ls.started = true
 	if err := ls.cache.Add(ext, pkt, now); err != nil {
 		t.stats.NotCached++
 	}
@@ -219,11 +245,17 @@ func (t *Track) WritePacket(layer int, pkt []byte) error {
 		t.f.observeLevel(t.cfg.Participant, h.AudioLevel.Level, h.AudioLevel.Voice, levelDur, now)
 	}
 	for _, d := range *t.subs.Load() {
-		if kl, need := d.forward(now, layer, &h, pkt, keyStart); need {
+		if kl, need := d.forward(now, layer, &h, pkt, keyStart, follow); need {
 			t.requestKeyFrame(kl, now)
 		}
 	}
 	return nil
+}
+
+// endsFrame reports whether a cached media packet has E.
+func endsFrame(pkt []byte) bool {
+	h, _, err := mediapkt.ParseHeader(pkt)
+	return err == nil && h.Flags.Has(mediapkt.FlagEndOfFrame)
 }
 
 func (t *Track) refuse() {
