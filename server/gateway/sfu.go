@@ -670,6 +670,13 @@ func (h *host) downLoop(ctx context.Context, flow wire.FlowID, d *sfu.DownTrack)
 	for {
 		pkt, err := d.Receive(ctx)
 		if err != nil {
+			// A closed DownTrack may mean its track's binding was
+			// replaced: follow it (sfu_rebind.go).
+			if errors.Is(err, sfu.ErrClosed) {
+				if d = h.rebindDown(flow, d); d != nil {
+					continue
+				}
+			}
 			return
 		}
 		if err := h.sess.SendFlow(flow, pkt, protocol.ClassMedia); err != nil {
