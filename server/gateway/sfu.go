@@ -168,6 +168,10 @@ type downFlow struct {
 	t      *mediaTrack
 	d      *sfu.DownTrack
 	cancel context.CancelFunc
+	// The subscriber's latest estimate and requested size, given again
+	// to a new DownTrack when the subscription moves (sfu_rebind.go).
+	estimate      bwe.Bitrate
+	width, height int
 }
 
 type kfRequest struct {
@@ -410,9 +414,11 @@ func (h *host) mediaDo(ctx context.Context, req *voiceproto.Request) error {
 		for _, df := range hm.downs {
 			if df.t.id == req.Track {
 				if req.Estimate > 0 {
-					df.d.SetEstimate(bwe.Bitrate(req.Estimate))
+					df.estimate = bwe.Bitrate(req.Estimate)
+					df.d.SetEstimate(df.estimate)
 				}
 				if req.Width > 0 || req.Height > 0 {
+					df.width, df.height = req.Width, req.Height
 					df.d.SetRequestedSize(req.Width, req.Height)
 				}
 				df.t.room.pokeDynacast()

@@ -48,6 +48,12 @@ func (h *host) rebindDown(flow wire.FlowID, old *sfu.DownTrack) *sfu.DownTrack {
 	df.t.subs--
 	nt.subs++
 	df.t, df.d = nt, d
+	if df.estimate > 0 {
+		d.SetEstimate(df.estimate)
+	}
+	if df.width > 0 || df.height > 0 {
+		d.SetRequestedSize(df.width, df.height)
+	}
 	// As in mediaSubscribe: dynacast resumes the layers the subscriber
 	// targets.
 	r.pokeDynacast()

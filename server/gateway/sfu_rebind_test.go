@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/hex"
 	"testing"
 	"time"
 
@@ -121,10 +122,44 @@ func TestMediaSubscribeBeforePublish(t *testing.T) {
 					if d.Flow != flow {
 						t.Fatalf("packet on flow %d, want %d", d.Flow, flow)
 					}
+					checkMoved(t, g.Gateway, hex.EncodeToString(sub.ID()), flow)
+					// The moved binding is the subscription: unsubscribing
+					// finds it.
+					mediaBind(t, sub, "s2", voiceproto.Request{Op: voiceproto.MediaUnsubscribe, Room: "r", Track: track.ID})
 					return
 				case <-tick.C:
 				}
 			}
 		})
+	}
+}
+
+// checkMoved asserts that the session's subscription on flow is bound to
+// the publisher's (local) track, counted once there.
+func checkMoved(t *testing.T, g *Gateway, sessionID string, flow wire.FlowID) {
+	t.Helper()
+	g.mu.Lock()
+	var h *host
+	for x := range g.hosts {
+		if x.id == sessionID {
+			h = x
+		}
+	}
+	g.mu.Unlock()
+	if h == nil {
+		t.Fatalf("no host of session %q", sessionID)
+	}
+	g.media.mu.Lock()
+	defer g.media.mu.Unlock()
+	h.media.mu.Lock()
+	defer h.media.mu.Unlock()
+	df := h.media.downs[flow]
+	switch {
+	case df == nil:
+		t.Fatal("subscription unbound")
+	case !df.t.local || df.d.Track() != df.t.tr:
+		t.Fatalf("subscription on track local=%v, DownTrack of its track %v", df.t.local, df.d.Track() == df.t.tr)
+	case df.t.subs != 1:
+		t.Fatalf("track counts %d subscriptions, want 1", df.t.subs)
 	}
 }
