@@ -13,7 +13,9 @@ import (
 // track published elsewhere. The publisher's binding replaces that relay
 // (mediaPublish), which closes the relay's DownTracks: the subscription's
 // writer then moves it to the new binding instead of ending, or it would
-// stay bound to a track that never gets a packet.
+// stay bound to a track that never gets a packet. The new DownTrack
+// continues the old one's sequence and timestamp spaces, and gets the
+// subscriber's latest estimate and requested size again.
 
 // rebindDown moves the subscription on flow, whose DownTrack old has
 // closed, to the binding that now holds its track in its room, and
@@ -40,7 +42,12 @@ func (h *host) rebindDown(flow wire.FlowID, old *sfu.DownTrack) *sfu.DownTrack {
 	if nt == nil || nt == df.t {
 		return nil
 	}
-	d, err := r.fwd.Subscribe(sfu.TrackID(nt.id), h.subscriberConfig())
+	sc := h.subscriberConfig()
+	if seq, ts, ok := old.Continuation(); ok {
+		// The subscriber's receiver goes on in the same spaces.
+		sc.InitialSeq, sc.InitialTimestamp = seq, ts
+	}
+	d, err := r.fwd.Subscribe(sfu.TrackID(nt.id), sc)
 	if err != nil {
 		h.log.Debug("subscription not moved to the track's new binding", "track", nt.id, "flow", uint64(flow), "err", err)
 		return nil
