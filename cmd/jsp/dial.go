@@ -54,7 +54,7 @@ func (f *dialFlags) options(logOut io.Writer) (client.Options, error) {
 	if f.timeout <= 0 {
 		return client.Options{}, errors.New("--timeout must be positive")
 	}
-	o := client.Options{DisableMediaFEC: true,
+	o := client.Options{
 		RootCAsFile:        f.ca,
 		InsecureSkipVerify: f.insecure,
 		DialTimeout:        f.timeout,

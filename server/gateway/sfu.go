@@ -169,6 +169,10 @@ type downFlow struct {
 	t      *mediaTrack
 	d      *sfu.DownTrack
 	cancel context.CancelFunc
+	// The subscriber's latest estimate and requested size, given again
+	// to a new DownTrack when the subscription moves (sfu_rebind.go).
+	estimate      bwe.Bitrate
+	width, height int
 }
 
 type kfRequest struct {
@@ -418,9 +422,11 @@ func (h *host) mediaDo(ctx context.Context, req *voiceproto.Request) error {
 		for _, df := range hm.downs {
 			if df.t.id == req.Track {
 				if req.Estimate > 0 {
-					df.d.SetEstimate(bwe.Bitrate(req.Estimate))
+					df.estimate = bwe.Bitrate(req.Estimate)
+					df.d.SetEstimate(df.estimate)
 				}
 				if req.Width > 0 || req.Height > 0 {
+					df.width, df.height = req.Width, req.Height
 					df.d.SetRequestedSize(req.Width, req.Height)
 				}
 				df.t.room.pokeDynacast()
@@ -676,6 +682,13 @@ func (h *host) downLoop(ctx context.Context, flow wire.FlowID, d *sfu.DownTrack)
 	for {
 		pkt, err := d.Receive(ctx)
 		if err != nil {
+			// A closed DownTrack may mean its track's binding was
+			// replaced: follow it (sfu_rebind.go).
+			if errors.Is(err, sfu.ErrClosed) {
+				if d = h.rebindDown(flow, d); d != nil {
+					continue
+				}
+			}
 			return
 		}
 		if err := h.sess.SendFlow(flow, pkt, protocol.ClassMedia); err != nil {
