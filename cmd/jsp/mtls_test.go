@@ -43,7 +43,6 @@ func TestSplitRolesMTLS(t *testing.T) {
 	hostDir := t.TempDir()
 	host := nodeFlags{role: roleAll, natsListen: listen, cluster: "jsp", db: defaultDSN(hostDir),
 		mtls: mtlsFlags{caDir: caDir, name: "host-1", lifetime: time.Hour}}
-	host.voice = defaultVoice()
 	if err := host.validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +114,6 @@ func TestSplitRolesMTLS(t *testing.T) {
 	cert, key := issueFiles("core", "core-2")
 	fileCore := nodeFlags{role: roleCore, nats: []string{"tls://" + listen}, cluster: "jsp", db: defaultDSN(t.TempDir()),
 		mtls: mtlsFlags{certFile: cert, keyFile: key, trustDir: caDir}}
-	fileCore.voice = defaultVoice()
 	if err := fileCore.validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +162,6 @@ func TestMTLSFlagsValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.n.voice = defaultVoice()
 			err := tt.n.validate()
 			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 				t.Fatalf("validate = %v, want %q", err, tt.want)

@@ -34,7 +34,6 @@ func TestNodeFlagsValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.n.voice = defaultVoice()
 			err := tt.n.validate()
 			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 				t.Fatalf("validate = %v, want %q", err, tt.want)
