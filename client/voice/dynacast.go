@@ -3,7 +3,6 @@ package voice
 import (
 	"sync"
 
-	"github.com/jetstreamproto/jsp/client"
 	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
 )
 
@@ -25,18 +24,14 @@ type layerGate struct {
 	onChange func(active []bool) // guarded by mu
 }
 
-// onLayers takes a NOTIFY voice.layers.
-func (r *Room) onLayers(n client.Notification) {
-	mask, err := voiceproto.ParseLayerMask(n.Envelope.Headers["layers"])
+// layersNotified takes the layers header of a NOTIFY voice.layers about
+// t; a malformed mask is ignored (JSP-media §13.15).
+func (t *LocalTrack) layersNotified(layers string) {
+	mask, err := voiceproto.ParseLayerMask(layers)
 	if err != nil {
 		return
 	}
-	r.mu.Lock()
-	t := r.locals[n.Envelope.Headers["track"]]
-	r.mu.Unlock()
-	if t != nil {
-		t.setActiveLayers(mask)
-	}
+	t.setActiveLayers(mask)
 }
 
 // setActiveLayers pauses the layers not in mask and resumes those in it,

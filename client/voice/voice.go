@@ -225,31 +225,22 @@ func (r *Room) onNotify(n client.Notification) {
 	if n.Envelope == nil {
 		return
 	}
-	switch n.Envelope.Headers["type"] {
-	case voiceproto.NotifyLayers:
-		r.onLayers(n) // dynacast.go
-		return
-	case voiceproto.NotifyBitrate:
-		r.mu.Lock()
-		t := r.locals[n.Envelope.Headers["track"]]
-		r.mu.Unlock()
-		if t != nil {
-			t.bitrateNotified(n.Envelope.Headers["bitrate"])
-		}
-		return
-	}
-	if n.Envelope.Headers["type"] != voiceproto.NotifyKeyFrame {
-		return
-	}
-	layer, err := strconv.Atoi(n.Envelope.Headers["layer"])
-	if err != nil {
-		return
-	}
+	h := n.Envelope.Headers
 	r.mu.Lock()
-	t := r.locals[n.Envelope.Headers["track"]]
+	t := r.locals[h["track"]]
 	r.mu.Unlock()
-	if t != nil {
-		t.keyFrameRequested(layer)
+	if t == nil {
+		return
+	}
+	switch h["type"] {
+	case voiceproto.NotifyLayers:
+		t.layersNotified(h["layers"]) // dynacast.go
+	case voiceproto.NotifyBitrate:
+		t.bitrateNotified(h["bitrate"]) // hint.go
+	case voiceproto.NotifyKeyFrame:
+		if layer, err := strconv.Atoi(h["layer"]); err == nil {
+			t.keyFrameRequested(layer)
+		}
 	}
 }
 

@@ -806,18 +806,8 @@ func (h *host) mediaCtlLoop(ctx context.Context) {
 				return
 			}
 		case r := <-hm.kf:
-			id := make([]byte, 16)
-			if _, err := io.ReadFull(h.g.cfg.Rand, id); err != nil {
-				continue
-			}
-			n := &wire.Envelope{
-				ID:      id,
-				Route:   wire.Route{Kind: wire.RouteService, Name: voiceproto.Service},
-				Kind:    wire.KindNotification,
-				Class:   protocol.ClassMedia,
-				Headers: map[string]string{"type": voiceproto.NotifyKeyFrame, "track": r.track, "layer": strconv.Itoa(r.layer)},
-			}
-			if err := h.sess.SendEnvelope(wire.FrameNotify, n); err != nil && ctx.Err() != nil {
+			err := h.sendMediaNotify(voiceproto.NotifyKeyFrame, r.track, "layer", strconv.Itoa(r.layer))
+			if err != nil && ctx.Err() != nil {
 				return
 			}
 		case <-tick.C:
@@ -889,4 +879,22 @@ func (h *host) mediaDetach() {
 			h.log.Debug("voice leave on session end", "room", room, "err", err)
 		}
 	}
+}
+
+// sendMediaNotify sends the publisher a voice NOTIFY about one of its
+// tracks (route service voice, class media): typ with the track and one
+// more header. A failure to draw an id skips the notice (nil error); a
+// send error is returned.
+func (h *host) sendMediaNotify(typ, track, key, value string) error {
+	id := make([]byte, 16)
+	if _, err := io.ReadFull(h.g.cfg.Rand, id); err != nil {
+		return nil
+	}
+	return h.sess.SendEnvelope(wire.FrameNotify, &wire.Envelope{
+		ID:      id,
+		Route:   wire.Route{Kind: wire.RouteService, Name: voiceproto.Service},
+		Kind:    wire.KindNotification,
+		Class:   protocol.ClassMedia,
+		Headers: map[string]string{"type": typ, "track": track, key: value},
+	})
 }

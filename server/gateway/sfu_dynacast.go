@@ -21,15 +21,12 @@ package gateway
 // its levels.
 
 import (
-	"io"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
-	"github.com/jetstreamproto/jsp/wire"
 )
 
 // DynacastPauseDelay is how long a layer must be unwanted before the
@@ -239,18 +236,7 @@ func (hm *hostMedia) takeLayerNotices() []layersNotice {
 // voice, class media, like voice.keyframe).
 func (h *host) sendLayerNotices() error {
 	for _, n := range h.media.takeLayerNotices() {
-		id := make([]byte, 16)
-		if _, err := io.ReadFull(h.g.cfg.Rand, id); err != nil {
-			continue
-		}
-		env := &wire.Envelope{
-			ID:      id,
-			Route:   wire.Route{Kind: wire.RouteService, Name: voiceproto.Service},
-			Kind:    wire.KindNotification,
-			Class:   protocol.ClassMedia,
-			Headers: map[string]string{"type": voiceproto.NotifyLayers, "track": n.track, "layers": strconv.Itoa(int(n.mask))},
-		}
-		if err := h.sess.SendEnvelope(wire.FrameNotify, env); err != nil {
+		if err := h.sendMediaNotify(voiceproto.NotifyLayers, n.track, "layers", strconv.Itoa(int(n.mask))); err != nil {
 			return err
 		}
 	}

@@ -13,15 +13,12 @@ package gateway
 // control loop every mediaTick.
 
 import (
-	"io"
 	"strconv"
 	"time"
 
-	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/media/bwe"
 	"github.com/jetstreamproto/jsp/reliability/mediapkt"
 	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
-	"github.com/jetstreamproto/jsp/wire"
 )
 
 const (
@@ -107,18 +104,7 @@ func (h *host) uplinkTick(now time.Time) {
 	}
 	hm.mu.Unlock()
 	for _, n := range notes {
-		id := make([]byte, 16)
-		if _, err := io.ReadFull(h.g.cfg.Rand, id); err != nil {
-			continue
-		}
-		env := &wire.Envelope{
-			ID:      id,
-			Route:   wire.Route{Kind: wire.RouteService, Name: voiceproto.Service},
-			Kind:    wire.KindNotification,
-			Class:   protocol.ClassMedia,
-			Headers: map[string]string{"type": voiceproto.NotifyBitrate, "track": n.track, "bitrate": strconv.FormatInt(int64(n.rate), 10)},
-		}
-		_ = h.sess.SendEnvelope(wire.FrameNotify, env)
+		_ = h.sendMediaNotify(voiceproto.NotifyBitrate, n.track, "bitrate", strconv.FormatInt(int64(n.rate), 10))
 	}
 }
 
