@@ -48,9 +48,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
-	// The driver registers itself with database/sql as "sqlite".
-	_ "modernc.org/sqlite"
+	// The driver registers itself with database/sql as "sqlite"; its
+	// error type and codes tell a busy database apart.
+	sqlitedrv "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/jetstreamproto/jsp/server/storage"
 	"github.com/jetstreamproto/jsp/server/storage/internal/sqlcommon"
@@ -165,7 +168,7 @@ func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.M
 	s.Chat = sqlcommon.NewChat(chatDB{s}, cfg.Now, "storage/sqlite")
 	// Touch the writer first: it switches the file to WAL before a reader
 	// opens it.
-	if err := w.PingContext(ctx); err != nil {
+	if err := pingWriter(ctx, w, cfg.BusyTimeout); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("storage/sqlite: open %s: %w", path, err)
 	}
@@ -302,4 +305,26 @@ func (s *Store) Purge(ctx context.Context) (storage.PurgeStats, error) {
 		return storage.PurgeStats{}, fmt.Errorf("storage/sqlite: purge: %w", err)
 	}
 	return st, nil
+}
+
+// pingWriter opens the writer's first connection, which applies the
+// pragmas. Switching a new file to WAL takes an exclusive lock, and SQLite
+// answers SQLITE_BUSY at once, without its busy handler, when another
+// process or Store opening the same file at the same moment holds a lock
+// (several gateways or cores starting together); the open is retried
+// until busyTimeout has passed.
+func pingWriter(ctx context.Context, w *sql.DB, busyTimeout time.Duration) error {
+	deadline := time.Now().Add(busyTimeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		err := w.PingContext(ctx)
+		var se *sqlitedrv.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
