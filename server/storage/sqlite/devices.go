@@ -59,18 +59,7 @@ func (s *Store) RegisterDevice(ctx context.Context, d storage.Device) (storage.D
 
 // GetDevice returns one device or ErrNotFound.
 func (s *Store) GetDevice(ctx context.Context, id string) (storage.Device, error) {
-	r, err := s.reader()
-	if err != nil {
-		return storage.Device{}, err
-	}
-	out, err := scanDevice(r.QueryRowContext(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = storage.ErrNotFound
-	}
-	if err != nil {
-		return storage.Device{}, fmt.Errorf("storage/sqlite: get device %q: %w", id, err)
-	}
-	return out, nil
+	return getByID(ctx, s, "devices", deviceCols, "device", id, scanDevice)
 }
 
 // ListDevices returns devices ordered by ID.

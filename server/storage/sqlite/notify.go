@@ -54,18 +54,7 @@ func (s *Store) PutWebhook(ctx context.Context, w storage.Webhook) (storage.Webh
 
 // GetWebhook returns one webhook or ErrNotFound.
 func (s *Store) GetWebhook(ctx context.Context, id string) (storage.Webhook, error) {
-	r, err := s.reader()
-	if err != nil {
-		return storage.Webhook{}, err
-	}
-	w, err := scanWebhook(r.QueryRowContext(ctx, `SELECT `+webhookCols+` FROM webhooks WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = storage.ErrNotFound
-	}
-	if err != nil {
-		return storage.Webhook{}, fmt.Errorf("storage/sqlite: get webhook %s: %w", id, err)
-	}
-	return w, nil
+	return getByID(ctx, s, "webhooks", webhookCols, "webhook", id, scanWebhook)
 }
 
 // ListWebhooks returns webhooks ordered by id after the cursor.

@@ -96,18 +96,7 @@ func (s *Store) sessionUpdate(ctx context.Context, what, id, query string) error
 
 // GetSession returns one session or ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, id string) (storage.Session, error) {
-	r, err := s.reader()
-	if err != nil {
-		return storage.Session{}, err
-	}
-	out, err := scanSession(r.QueryRowContext(ctx, `SELECT `+sessionCols+` FROM sessions WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		err = storage.ErrNotFound
-	}
-	if err != nil {
-		return storage.Session{}, fmt.Errorf("storage/sqlite: get session %q: %w", id, err)
-	}
-	return out, nil
+	return getByID(ctx, s, "sessions", sessionCols, "session", id, scanSession)
 }
 
 // ListSessions returns sessions by user or by gateway, ordered by ID.

@@ -328,3 +328,21 @@ func pingWriter(ctx context.Context, w *sql.DB, busyTimeout time.Duration) error
 		}
 	}
 }
+
+// getByID reads the row of table whose id is id, with cols and scan; a
+// missing row is storage.ErrNotFound, wrapped with what was read.
+func getByID[T any](ctx context.Context, s *Store, table, cols, what, id string, scan func(scanner) (T, error)) (T, error) {
+	var zero T
+	r, err := s.reader()
+	if err != nil {
+		return zero, err
+	}
+	out, err := scan(r.QueryRowContext(ctx, `SELECT `+cols+` FROM `+table+` WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = storage.ErrNotFound
+	}
+	if err != nil {
+		return zero, fmt.Errorf("storage/sqlite: get %s %q: %w", what, id, err)
+	}
+	return out, nil
+}
