@@ -33,18 +33,11 @@ type groupChannel struct {
 	moved    bool // last changed: write it back
 }
 
-// appendGroup appends batch in tx on the fast path, filling resps. ok is
+// appendGroup appends batch in tx on the fast path, filling resps; the
+// caller leaves out batches with a savepoint hook (appendReq.then). ok is
 // false when the group must be redone on the savepoint path, after the
 // caller rolled tx back; resps is then undefined.
 func (s *Store) appendGroup(ctx context.Context, tx *sql.Tx, batch []*appendReq, now time.Time, resps []appendResp) (committed int, ok bool) {
-	for _, r := range batch {
-		if r.then != nil {
-			// A request with more work in its savepoint (a chat post's
-			// row, PostChatMessage) needs the savepoint path, which runs
-			// it and undoes the message with it when it fails.
-			return 0, false
-		}
-	}
 	at := sqlcommon.Micros(now)
 	cutoff := sqlcommon.Micros(now.Add(-s.cfg.DedupWindow))
 	// One statement handle per group: StmtContext allocates a wrapper

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jetstreamproto/jsp/server/storage"
@@ -124,15 +125,25 @@ func (s *Store) commitBatch(batch []*appendReq) {
 		return
 	}
 	now := s.cfg.Now()
-	committed, ok := s.appendGroup(ctx, tx, batch, now, resps)
+	// A request with more work in its savepoint (a chat post's row,
+	// PostChatMessage) needs the savepoint path, which runs that work and
+	// undoes the message with it when it fails.
+	fast := !slices.ContainsFunc(batch, func(r *appendReq) bool { return r.then != nil })
+	var committed int
+	ok := false
+	if fast {
+		committed, ok = s.appendGroup(ctx, tx, batch, now, resps)
+	}
 	if !ok {
 		// Redo the group with a savepoint per message (appendfast.go).
-		tx.Rollback()
-		if tx, err = s.w.BeginTx(ctx, nil); err != nil {
-			for i := range batch {
-				batch[i].done <- appendResp{err: fmt.Errorf("begin: %w", err)}
+		if fast {
+			tx.Rollback()
+			if tx, err = s.w.BeginTx(ctx, nil); err != nil {
+				for i := range batch {
+					batch[i].done <- appendResp{err: fmt.Errorf("begin: %w", err)}
+				}
+				return
 			}
-			return
 		}
 		committed = 0
 		for i, r := range batch {
