@@ -29,9 +29,8 @@ import (
 const rtpPayloadMTU = 1200 - 12 - 1
 
 type flags struct {
-	url, apiKey, apiSecret, roomPrefix, scenario, role, assign string
-	publishers, subscribers, frameBytes, dialers, roomCap      int
-	warmup, window                                             time.Duration
+	load.ClientFlags
+	url, apiKey, apiSecret string
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -40,17 +39,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.url, "url", "", "LiveKit URL, ws://HOST:PORT")
 	fs.StringVar(&f.apiKey, "api-key", "devkey", "API key")
 	fs.StringVar(&f.apiSecret, "api-secret", "secret", "API secret")
-	fs.StringVar(&f.roomPrefix, "room-prefix", "bench", "rooms are PREFIX-0, PREFIX-1, ...")
-	fs.IntVar(&f.roomCap, "room-cap", load.DefaultBenchRoomCap, "participants per room (as the orchestrator plans them)")
-	fs.StringVar(&f.scenario, "scenario", "audio", "audio or video")
-	fs.StringVar(&f.role, "role", "sub", "pub or sub")
-	fs.IntVar(&f.publishers, "publishers", 10, "audio publishers")
-	fs.IntVar(&f.subscribers, "subscribers", 100, "subscriptions per track")
-	fs.IntVar(&f.frameBytes, "frame-bytes", 80, "audio frame size")
-	fs.StringVar(&f.assign, "assign", "", "listeners: ROOM:COUNT:FIRST,... (sub role)")
-	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "sending before the window")
-	fs.DurationVar(&f.window, "window", 5*time.Second, "measurement window")
-	fs.IntVar(&f.dialers, "dialers", 8, "clients connecting at once")
+	f.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -81,14 +70,9 @@ func clientMain(args []string) error {
 	if err != nil {
 		return err
 	}
-	var s load.Scenario
-	switch f.scenario {
-	case "audio":
-		s = load.AudioScenario(f.publishers, f.subscribers, f.frameBytes)
-	case "video":
-		s = load.VideoScenario(f.subscribers)
-	default:
-		return fmt.Errorf("unknown scenario %q", f.scenario)
+	s, err := f.Scenario()
+	if err != nil {
+		return err
 	}
 	// The SDK logs every connection step at info level to stderr by
 	// default; that would cost the clients CPU the server needs.
@@ -106,7 +90,7 @@ func clientMain(args []string) error {
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if f.role == "pub" {
+	if f.Role == "pub" {
 		return p.runPublisher(ctx, cmds)
 	}
 	return p.runSubscriber(cmds)
@@ -136,8 +120,6 @@ func waitCmd(cmds <-chan string, want string) error {
 	}
 	return fmt.Errorf("stdin closed before %q", want)
 }
-
-func roomName(prefix string, r int) string { return fmt.Sprintf("%s-%d", prefix, r) }
 
 // connect joins room as identity; subscribed tracks are read with
 // p.readTrack and their layer asked for with want.
@@ -242,7 +224,7 @@ func vp8Frame(dst []byte, f load.OutFrame, w, h int) []byte {
 // runPublisher publishes the scenario's tracks, waits for go, sends, and
 // reports.
 func (p *proc) runPublisher(ctx context.Context, cmds <-chan string) error {
-	pl, err := load.PlanRooms(p.s, p.f.roomCap)
+	pl, err := load.PlanRooms(p.s, p.f.RoomCap)
 	if err != nil {
 		return err
 	}
@@ -260,7 +242,7 @@ func (p *proc) runPublisher(ctx context.Context, cmds <-chan string) error {
 			if pl.PublishersSubscribe {
 				wantSubs += int64(p.s.Publishers - 1)
 			}
-			room, err := p.connect(roomName(p.f.roomPrefix, r), id, pl.PublishersSubscribe, 0, &subscribed)
+			room, err := p.connect(p.f.RoomName(r), id, pl.PublishersSubscribe, 0, &subscribed)
 			if err != nil {
 				return err
 			}
@@ -343,7 +325,7 @@ func (p *proc) runPublisher(ctx context.Context, cmds <-chan string) error {
 	if err := waitCmd(cmds, load.Go); err != nil {
 		return err
 	}
-	p.run(ctx, streams, writers, time.Now().Add(100*time.Millisecond), p.f.warmup, p.f.window)
+	p.run(ctx, streams, writers, time.Now().Add(100*time.Millisecond), p.f.Warmup, p.f.Window)
 	for _, l := range load.SentLines(streams) {
 		p.println(l.String())
 	}
@@ -402,17 +384,17 @@ func (p *proc) runSubscriber(cmds <-chan string) error {
 		want     int
 	}
 	var jobs []job
-	for _, a := range strings.Split(p.f.assign, ",") {
+	for _, a := range strings.Split(p.f.Assign, ",") {
 		var r, n, first int
 		if _, err := fmt.Sscanf(a, "%d:%d:%d", &r, &n, &first); err != nil {
 			return fmt.Errorf("-assign %q: want ROOM:COUNT:FIRST", a)
 		}
 		for i := range n {
-			jobs = append(jobs, job{roomName(p.f.roomPrefix, r), fmt.Sprintf("listener-%d-%d", r, first+i), (first + i) % len(p.s.Layers)})
+			jobs = append(jobs, job{p.f.RoomName(r), fmt.Sprintf("listener-%d-%d", r, first+i), (first + i) % len(p.s.Layers)})
 		}
 	}
 	var subscribed atomic.Int64
-	sem := make(chan struct{}, max(p.f.dialers, 1))
+	sem := make(chan struct{}, max(p.f.Dialers, 1))
 	errs := make([]error, len(jobs))
 	var wg sync.WaitGroup
 	for i, j := range jobs {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,16 +26,12 @@ import (
 // client.Client, one QUIC connection and one voice.Room per participant).
 // They talk to it over pipes with the protocol of package load.
 
-// clientFlags configure a client process.
+// clientFlags configure a client process: the shared flags and the JSP
+// client's own.
 type clientFlags struct {
-	url, keyFile, audience, roomPrefix, scenario string
-	role                                         string
-	publishers, subscribers, frameBytes          int
-	assign                                       string
-	warmup, window                               time.Duration
-	dialers                                      int
-	nack                                         time.Duration
-	roomCap                                      int
+	load.ClientFlags
+	url, keyFile, audience string
+	nack                   time.Duration
 }
 
 func parseClientFlags(args []string) (*clientFlags, error) {
@@ -45,18 +40,8 @@ func parseClientFlags(args []string) (*clientFlags, error) {
 	fs.StringVar(&f.url, "url", "", "server URL, jsp+quic://HOST:PORT")
 	fs.StringVar(&f.keyFile, "key", "", "PEM token signing key (the clients sign their own tokens)")
 	fs.StringVar(&f.audience, "audience", "sfu-bench", "token audience")
-	fs.StringVar(&f.roomPrefix, "room-prefix", "bench", "rooms are PREFIX-0, PREFIX-1, ...")
-	fs.IntVar(&f.roomCap, "room-cap", load.DefaultBenchRoomCap, "participants per room (as the orchestrator plans them)")
-	fs.StringVar(&f.scenario, "scenario", "audio", "audio or video")
-	fs.StringVar(&f.role, "role", "sub", "pub (every publisher of every room) or sub (listeners)")
-	fs.IntVar(&f.publishers, "publishers", 10, "audio publishers")
-	fs.IntVar(&f.subscribers, "subscribers", 100, "subscriptions per track")
-	fs.IntVar(&f.frameBytes, "frame-bytes", 80, "audio frame size")
-	fs.StringVar(&f.assign, "assign", "", "listeners: ROOM:COUNT:FIRST,... (sub role)")
-	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "sending before the window")
-	fs.DurationVar(&f.window, "window", 5*time.Second, "measurement window")
-	fs.IntVar(&f.dialers, "dialers", 8, "clients connecting at once")
 	fs.DurationVar(&f.nack, "nack", 0, "turn NACK on, with this jitter-buffer ceiling (0: no NACK, no playout delay)")
+	f.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -65,18 +50,6 @@ func parseClientFlags(args []string) (*clientFlags, error) {
 	}
 	return f, nil
 }
-
-func (f *clientFlags) scenarioOf() (load.Scenario, error) {
-	switch f.scenario {
-	case "audio":
-		return load.AudioScenario(f.publishers, f.subscribers, f.frameBytes), nil
-	case "video":
-		return load.VideoScenario(f.subscribers), nil
-	}
-	return load.Scenario{}, fmt.Errorf("unknown scenario %q", f.scenario)
-}
-
-func roomName(prefix string, r int) string { return prefix + "-" + strconv.Itoa(r) }
 
 // participant is one SDK client in a room.
 type participant struct {
@@ -114,7 +87,7 @@ func clientMain(args []string) error {
 	if err != nil {
 		return err
 	}
-	s, err := f.scenarioOf()
+	s, err := f.Scenario()
 	if err != nil {
 		return err
 	}
@@ -140,7 +113,7 @@ func clientMain(args []string) error {
 			cmds <- strings.TrimSpace(sc.Text())
 		}
 	}()
-	if f.role == "pub" {
+	if f.Role == "pub" {
 		return p.runPublisher(ctx, cmds)
 	}
 	return p.runSubscriber(ctx, cmds)
@@ -184,11 +157,11 @@ func (p *clientProc) dial(ctx context.Context, user, roomID string) (*participan
 	return &participant{c: c, room: room}, nil
 }
 
-// dialAll connects n participants, f.dialers at a time.
+// dialAll connects n participants, f.Dialers at a time.
 func (p *clientProc) dialAll(ctx context.Context, users, rooms []string) ([]*participant, error) {
 	out := make([]*participant, len(users))
 	errs := make([]error, len(users))
-	sem := make(chan struct{}, max(p.f.dialers, 1))
+	sem := make(chan struct{}, max(p.f.Dialers, 1))
 	var wg sync.WaitGroup
 	for i := range users {
 		wg.Add(1)
@@ -284,14 +257,14 @@ func (p *clientProc) reportEstimates(ctx context.Context) error {
 func (p *clientProc) runSubscriber(ctx context.Context, cmds <-chan string) error {
 	var users, rooms []string
 	var layers []int
-	for _, a := range strings.Split(p.f.assign, ",") {
+	for _, a := range strings.Split(p.f.Assign, ",") {
 		var r, n, first int
 		if _, err := fmt.Sscanf(a, "%d:%d:%d", &r, &n, &first); err != nil {
 			return fmt.Errorf("-assign %q: want ROOM:COUNT:FIRST", a)
 		}
 		for i := range n {
 			users = append(users, fmt.Sprintf("listener-%d-%d", r, first+i))
-			rooms = append(rooms, roomName(p.f.roomPrefix, r))
+			rooms = append(rooms, p.f.RoomName(r))
 			layers = append(layers, (first+i)%len(p.s.Layers))
 		}
 	}
@@ -301,7 +274,7 @@ func (p *clientProc) runSubscriber(ctx context.Context, cmds <-chan string) erro
 	}
 	errs := make([]error, len(parts))
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, max(p.f.dialers, 1))
+	sem := make(chan struct{}, max(p.f.Dialers, 1))
 	for i, pt := range parts {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -377,7 +350,7 @@ func (p *clientProc) report() {
 // each other; video: the camera, once per room), waits for "go", sends
 // for warm-up plus window and reports.
 func (p *clientProc) runPublisher(ctx context.Context, cmds <-chan string) error {
-	pl, err := load.PlanRooms(p.s, p.f.roomCap)
+	pl, err := load.PlanRooms(p.s, p.f.RoomCap)
 	if err != nil {
 		return err
 	}
@@ -388,7 +361,7 @@ func (p *clientProc) runPublisher(ctx context.Context, cmds <-chan string) error
 			if p.s.Video {
 				users[len(users)-1] = fmt.Sprintf("camera-%d-%d", r, i)
 			}
-			rooms = append(rooms, roomName(p.f.roomPrefix, r))
+			rooms = append(rooms, p.f.RoomName(r))
 		}
 	}
 	parts, err := p.dialAll(ctx, users, rooms)
@@ -450,7 +423,7 @@ func (p *clientProc) runPublisher(ctx context.Context, cmds <-chan string) error
 		return err
 	}
 	t0 := time.Now().Add(100 * time.Millisecond)
-	winStart, winEnd := t0.Add(p.f.warmup), t0.Add(p.f.warmup+p.f.window)
+	winStart, winEnd := t0.Add(p.f.Warmup), t0.Add(p.f.Warmup+p.f.Window)
 	var wg sync.WaitGroup
 	for si, st := range streams {
 		t := locals[si/len(p.s.Layers)]
