@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -121,18 +122,25 @@ func TestProcStatParsers(t *testing.T) {
 }
 
 // fakeSystem delivers every publish to the subscribers of its channel.
+// Subscribers connect concurrently (ConnectAll), so subs is guarded.
 type fakeSystem struct {
-	subs map[string][]*Recorder
+	mu   sync.Mutex
+	subs map[string][]*Recorder // guarded by mu
 }
 
 func (f *fakeSystem) Subscribe(_ context.Context, _ int, channel string, rec *Recorder) (io.Closer, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.subs[channel] = append(f.subs[channel], rec)
 	return io.NopCloser(nil), nil
 }
 
 func (f *fakeSystem) Publisher(context.Context) (Target, io.Closer, error) {
 	return TargetFunc(func(_ context.Context, ch int, p []byte) error {
-		for _, r := range f.subs[ChannelName(ch)] {
+		f.mu.Lock()
+		subs := f.subs[ChannelName(ch)]
+		f.mu.Unlock()
+		for _, r := range subs {
 			r.Deliver(p)
 		}
 		return nil
