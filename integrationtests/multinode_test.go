@@ -91,7 +91,8 @@ func newDeployment(t *testing.T) *deployment {
 		})
 	}
 	nats := natsURLs(natsPorts)
-	common := []string{"--nats", nats, "--db", dsn, "--cluster", "it", "--log-level", "warn"}
+	common := []string{"--nats", nats, "--db", dsn, "--cluster", "it", "--log-level", "warn",
+		"--kv-replicas", "3", "--event-log-replicas", "3", "--work-queue-replicas", "3"}
 	for i := range 2 {
 		d.cores = append(d.cores, &proc{
 			name: fmt.Sprintf("core-%d", i+1),

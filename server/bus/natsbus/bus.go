@@ -99,6 +99,16 @@ type ClientConfig struct {
 	// streams the bus creates for callers that leave theirs zero.
 	// Default: DefaultReplicas each.
 	Replicas Replicas
+	// OpenWait bounds how long opening a KV bucket, the event log, a work
+	// queue or its consumer retries while JetStream answers with
+	// transient errors (a restarted cluster electing its leaders, peers
+	// down); a caller's shorter context deadline wins. After it the open
+	// fails with ErrNotReady, naming the resource and the last error.
+	// Default: DefaultOpenWait.
+	OpenWait time.Duration
+	// OpenAttemptTimeout bounds one attempt of such an open.
+	// Default: DefaultAPITimeout.
+	OpenAttemptTimeout time.Duration
 }
 
 func (c *ClientConfig) setDefaults() {
@@ -129,13 +139,20 @@ func (c *ClientConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.OpenWait == 0 {
+		c.OpenWait = DefaultOpenWait
+	}
+	if c.OpenAttemptTimeout == 0 {
+		c.OpenAttemptTimeout = DefaultAPITimeout
+	}
 	c.Replicas.setDefaults()
 }
 
 func (c *ClientConfig) validate() error {
 	switch {
 	case c.ConnectTimeout < 0, c.ReconnectWait < 0, c.PingInterval < 0, c.DrainTimeout < 0,
-		c.PendingMsgs < 0, c.PendingBytes < 0, c.ReconnectBuffer < 0:
+		c.PendingMsgs < 0, c.PendingBytes < 0, c.ReconnectBuffer < 0,
+		c.OpenWait < 0, c.OpenAttemptTimeout < 0:
 		return errors.New("natsbus: client config: negative limit")
 	case (c.CertFile == "") != (c.KeyFile == ""):
 		return errors.New("natsbus: client config: CertFile and KeyFile go together")
@@ -202,6 +219,7 @@ type Bus struct {
 	closed   bool                  // guarded by mu
 	stoppers map[stopper]struct{}  // guarded by mu; workers and watchers
 	subs     map[*natsSub]struct{} // guarded by mu; for drop counts
+	opening  map[string]error      // guarded by mu; opens retrying, with their last error
 
 	disconnects atomic.Uint64
 	reconnects  atomic.Uint64
@@ -232,6 +250,7 @@ func connect(urls []string, srv *Server, cfg ClientConfig) (*Bus, error) {
 		closedCh: make(chan struct{}),
 		stoppers: map[stopper]struct{}{},
 		subs:     map[*natsSub]struct{}{},
+		opening:  map[string]error{},
 	}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),

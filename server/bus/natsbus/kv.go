@@ -52,16 +52,14 @@ func (b *Bus) KV(ctx context.Context, cfg bus.KVConfig) (bus.KV, error) {
 	if cfg.KeyTTL {
 		kcfg.LimitMarkerTTL = DefaultLimitMarkerTTL
 	}
-	ctx, cancel := apiCtx(ctx)
-	defer cancel()
 	var kv jetstream.KeyValue
-	err = b.createOrUpdate(ctx, "kv", kvStream(cfg.Bucket), cfg.Replicas, func() error {
+	err = b.createOrUpdate(ctx, "kv "+cfg.Bucket, kvStream(cfg.Bucket), cfg.Replicas, func(ctx context.Context) error {
 		var err error
 		kv, err = b.js.CreateOrUpdateKeyValue(ctx, kcfg)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natsbus: kv %s: %w", cfg.Bucket, mapErr(err))
+		return nil, err
 	}
 	return &kvBucket{b: b, cfg: cfg, kv: kv}, nil
 }

@@ -30,8 +30,6 @@ func (b *Bus) EventLog(ctx context.Context, cfg bus.EventLogConfig) (bus.EventLo
 	if err := b.checkOpen("event log " + cfg.Stream); err != nil {
 		return nil, err
 	}
-	ctx, cancel := apiCtx(ctx)
-	defer cancel()
 	scfg := jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "JSP event log",
@@ -45,12 +43,12 @@ func (b *Bus) EventLog(ctx context.Context, cfg bus.EventLogConfig) (bus.EventLo
 		Replicas:    cfg.Replicas,
 		Storage:     storage(cfg.Memory),
 	}
-	err = b.createOrUpdate(ctx, "event log", cfg.Stream, cfg.Replicas, func() error {
+	err = b.createOrUpdate(ctx, "event log "+cfg.Stream, cfg.Stream, cfg.Replicas, func(ctx context.Context) error {
 		_, err := b.js.CreateOrUpdateStream(ctx, scfg)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natsbus: event log %s: %w", cfg.Stream, mapErr(err))
+		return nil, err
 	}
 	return &eventLog{b: b, cfg: cfg}, nil
 }

@@ -4,15 +4,20 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 )
 
-// Ping checks that the NATS connection is up and a server answers: a
-// round trip (FLUSH) on the connection. /readyz uses it.
+// Ping checks that the NATS connection is up, that no JetStream resource
+// is still waiting to open (Opening), and that a server answers: a round
+// trip (FLUSH) on the connection. /readyz uses it.
 func (b *Bus) Ping(ctx context.Context) error {
 	if st := b.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("natsbus: connection %s (servers %s)", st, b.nc.Servers())
+	}
+	if o := b.Opening(); len(o) > 0 {
+		return fmt.Errorf("%w: %s", ErrNotReady, strings.Join(o, "; "))
 	}
 	if err := b.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("natsbus: ping %s: %w", b.nc.ConnectedUrlRedacted(), err)

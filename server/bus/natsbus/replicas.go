@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // DefaultReplicas is the JetStream replica count of every bucket and
@@ -127,34 +128,49 @@ func (b *Bus) StreamReplicas(ctx context.Context, stream string) (int, error) {
 	return s.CachedInfo().Config.Replicas, nil
 }
 
-// existingReplicas returns the replica count of stream if it exists, 0
-// when it does not or cannot be looked up (the create that follows
-// reports why).
-func (b *Bus) existingReplicas(ctx context.Context, stream string) int {
+// existingReplicas returns the replica count of stream, 0 when it does
+// not exist. A lookup that fails with a transient error returns it (the
+// open retries); other failures return 0 and leave the reason to the
+// create that follows.
+func (b *Bus) existingReplicas(ctx context.Context, stream string) (int, error) {
 	s, err := b.js.Stream(ctx, stream)
-	if err != nil {
-		return 0
-	}
-	return s.CachedInfo().Config.Replicas
-}
-
-// createOrUpdate runs create, which creates or updates stream to want
-// replicas, logging a change of an existing stream's count and naming both
-// counts when the servers refuse it.
-func (b *Bus) createOrUpdate(ctx context.Context, what, stream string, want int, create func() error) error {
-	had := b.existingReplicas(ctx, stream)
-	if had != 0 && had != want {
-		b.log.Info("natsbus: changing replicas", "what", what, "stream", stream, "from", had, "to", want)
-	}
-	err := create()
 	switch {
 	case err == nil:
-		return nil
-	case had == 0 || had == want:
-		return fmt.Errorf("%d replicas: %w", want, err)
+		return s.CachedInfo().Config.Replicas, nil
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return 0, nil
+	case transient(mapErr(err)):
+		return 0, fmt.Errorf("look up stream %s: %w", stream, err)
 	}
-	return fmt.Errorf("replicas %d -> %d refused (set the replica count back to %d, or check the cluster has %d JetStream servers): %w",
-		had, want, had, want, err)
+	return 0, nil
+}
+
+// createOrUpdate opens what (for example "kv sessions") by running
+// create, which creates or updates stream to want replicas, under the
+// open retry (open.go). It logs a change of an existing stream's count and
+// names both counts when the servers refuse it.
+func (b *Bus) createOrUpdate(ctx context.Context, what, stream string, want int, create func(context.Context) error) error {
+	logged := false
+	err := b.open(ctx, what, func(ctx context.Context) error {
+		had, err := b.existingReplicas(ctx, stream)
+		if err != nil {
+			return err
+		}
+		if had != 0 && had != want && !logged {
+			logged = true
+			b.log.Info("natsbus: changing replicas", "resource", what, "stream", stream, "from", had, "to", want)
+		}
+		err = create(ctx)
+		switch {
+		case err == nil:
+			return nil
+		case had == 0 || had == want:
+			return fmt.Errorf("%d replicas: %w", want, err)
+		}
+		return fmt.Errorf("replicas %d -> %d refused (set the replica count back to %d, or check the cluster has %d JetStream servers): %w",
+			had, want, had, want, err)
+	})
+	return err
 }
 
 // kvStream is the stream that holds a KV bucket.

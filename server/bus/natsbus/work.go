@@ -49,8 +49,6 @@ func (b *Bus) WorkQueue(ctx context.Context, cfg bus.WorkQueueConfig) (bus.WorkQ
 	if err := b.checkOpen("work queue " + cfg.Stream); err != nil {
 		return nil, err
 	}
-	ctx, cancel := apiCtx(ctx)
-	defer cancel()
 	scfg := jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "JSP work queue",
@@ -64,12 +62,12 @@ func (b *Bus) WorkQueue(ctx context.Context, cfg bus.WorkQueueConfig) (bus.WorkQ
 		Replicas:    cfg.Replicas,
 		Storage:     storage(cfg.Memory),
 	}
-	err = b.createOrUpdate(ctx, "work queue", cfg.Stream, cfg.Replicas, func() error {
+	err = b.createOrUpdate(ctx, "work queue "+cfg.Stream, cfg.Stream, cfg.Replicas, func(ctx context.Context) error {
 		_, err := b.js.CreateOrUpdateStream(ctx, scfg)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("natsbus: work queue %s: %w", cfg.Stream, mapErr(err))
+		return nil, err
 	}
 	return &workQueue{b: b, cfg: cfg}, nil
 }
@@ -136,19 +134,9 @@ func (q *workQueue) Consume(ctx context.Context, h bus.JobHandler, cfg bus.Consu
 	if cfg.Concurrency < 0 {
 		return nil, fmt.Errorf("natsbus: consume %s: negative concurrency", q.cfg.Stream)
 	}
-	actx, cancel := apiCtx(ctx)
-	defer cancel()
-	cons, err := q.b.js.CreateOrUpdateConsumer(actx, q.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:       q.cfg.Consumer,
-		Description:   "JSP workers",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       q.cfg.AckWait,
-		MaxDeliver:    q.cfg.MaxDeliver,
-		MaxAckPending: q.cfg.MaxPending,
-		FilterSubject: q.cfg.Subject,
-	})
+	cons, err := q.openConsumer(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("natsbus: consume %s: consumer %s: %w", q.cfg.Stream, q.cfg.Consumer, mapErr(err))
+		return nil, err
 	}
 	wctx, wcancel := context.WithCancel(context.Background())
 	c := &consumer{q: q, cons: cons, ctx: wctx, cancel: wcancel}
@@ -161,6 +149,30 @@ func (q *workQueue) Consume(ctx context.Context, h bus.JobHandler, cfg bus.Consu
 		go c.work(h, cfg.OnDeadLetter)
 	}
 	return c, nil
+}
+
+// openConsumer creates or updates the queue's durable consumer, under the
+// open retry (open.go).
+func (q *workQueue) openConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	var cons jetstream.Consumer
+	what := "consumer " + q.cfg.Consumer + " of work queue " + q.cfg.Stream
+	err := q.b.open(ctx, what, func(ctx context.Context) error {
+		var err error
+		cons, err = q.b.js.CreateOrUpdateConsumer(ctx, q.cfg.Stream, jetstream.ConsumerConfig{
+			Durable:       q.cfg.Consumer,
+			Description:   "JSP workers",
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       q.cfg.AckWait,
+			MaxDeliver:    q.cfg.MaxDeliver,
+			MaxAckPending: q.cfg.MaxPending,
+			FilterSubject: q.cfg.Subject,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cons, nil
 }
 
 // pullWait bounds one pull request, so that a worker whose pull the
