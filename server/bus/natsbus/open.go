@@ -30,7 +30,7 @@ const (
 	// openRetryMax (with jitter, so that the nodes of a restarted
 	// deployment do not retry in step).
 	openRetryMin = 200 * time.Millisecond
-	openRetryMax = 5 * time.Second
+	openRetryMax = 2 * time.Second
 	// openLogEvery is the least time between two "still retrying" log
 	// lines of one open; the first failure is always logged.
 	openLogEvery = 10 * time.Second

@@ -122,7 +122,7 @@ func (c *restartable) connect(name string, wait time.Duration, log *syncBuffer) 
 	c.t.Helper()
 	cfg := natsbus.ClientConfig{Name: name, Logger: quiet, ReconnectWait: 50 * time.Millisecond,
 		Replicas: natsbus.Replicas{KV: 3, EventLog: 3, WorkQueue: 3}, OpenWait: wait,
-		OpenAttemptTimeout: time.Second}
+		OpenAttemptTimeout: 2 * time.Second}
 	if log != nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	}
@@ -165,41 +165,48 @@ func openAll(ctx context.Context, b *natsbus.Bus, s bus.Subjects) (o opened) {
 	return o
 }
 
-// TestOpenWaitsForQuorum is a node starting while the cluster it joins
-// has just been restarted and lacks a quorum: the opens of its R3
-// resources retry (the bus reports them not ready meanwhile) and succeed
-// once the other servers are back, instead of failing the start.
+// TestOpenWaitsForQuorum restarts a cluster whose R3 resources are in
+// use. A node starting while only one server is back (no quorum, no
+// leaders) does not fail: its opens retry, the bus reports them not
+// ready meanwhile, and they succeed once the other servers are back. The
+// watcher and the worker opened before the restart recover by
+// themselves once the leaders are elected.
 func TestOpenWaitsForQuorum(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
+	t.Parallel()
 	c := newRestartable(t, 3)
 	c.start()
 	c.waitJetStream()
 	s, _ := bus.NewSubjects("op")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	// The resources exist with three replicas before the restart, as in
-	// a deployment that ran before.
-	first := c.connect("first", 0, nil)
+	// A node that ran before the restart: its worker and its watcher
+	// stay on through it.
+	before := c.connect("before", 0, nil)
 	var o opened
 	retry(t, "open on a fresh cluster", func() error {
 		if o.cons != nil {
 			o.cons.Stop()
 		}
-		o = openAll(ctx, first, s)
+		o = openAll(ctx, before, s)
 		return o.err
 	})
-	o.cons.Stop()
-	_ = first.Close()
+	defer o.cons.Stop()
+	watched := make(chan string, 16)
+	w, err := o.kv.Watch(ctx, ">", func(e bus.KVEntry) { watched <- string(e.Value) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 
 	c.stop()
 	c.start(0) // one of three: no quorum, no leaders
 	var logs syncBuffer
-	b := c.connect("core", 0, &logs)
+	b := c.connect("after", 0, &logs)
 	done := make(chan opened, 1)
 	go func() { done <- openAll(ctx, b, s) }()
-	// Still waiting after the first attempts, and not ready.
 	eventually(t, 20*time.Second, "the bus reports a resource not open", func() bool {
 		err := b.Ping(ctx)
 		return errors.Is(err, natsbus.ErrNotReady) && strings.Contains(err.Error(), "kv "+bus.BucketSessions)
@@ -213,37 +220,45 @@ func TestOpenWaitsForQuorum(t *testing.T) {
 	var got opened
 	select {
 	case got = <-done:
-	case <-time.After(45 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("open did not succeed after the cluster came back")
 	}
 	if got.err != nil {
 		t.Fatalf("open after the cluster came back: %v", got.err)
 	}
-	defer got.cons.Stop()
+	// Only the worker from before the restart takes jobs from here on.
+	got.cons.Stop()
 	if err := b.Ping(ctx); err != nil {
 		t.Fatalf("ready after the opens: %v", err)
 	}
-	if !strings.Contains(logs.String(), "JetStream not ready; retrying") || !strings.Contains(logs.String(), "opened after retries") {
-		t.Errorf("retries not logged:\n%s", logs.String())
+	if l := logs.String(); !strings.Contains(l, "JetStream not ready; retrying") || !strings.Contains(l, "opened after retries") {
+		t.Errorf("retries not logged:\n%s", l)
 	}
-	// Everything serves: a job reaches the worker, a key is written.
 	retry(t, "enqueue", func() error {
 		_, err := got.q.Enqueue(ctx, bus.Msg{Data: []byte("job-1")})
 		return err
 	})
 	select {
-	case j := <-got.jobs:
+	case j := <-o.jobs:
 		if j != "job-1" {
 			t.Fatalf("worker got %q", j)
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("worker got no job")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the worker from before the restart got no job")
 	}
 	key, _ := bus.PresenceKey("ann", "s1")
 	retry(t, "put", func() error {
 		_, err := got.kv.Put(ctx, key, []byte("on"))
 		return err
 	})
+	select {
+	case v := <-watched:
+		if v != "on" {
+			t.Fatalf("watcher saw %q", v)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the watcher from before the restart saw nothing")
+	}
 }
 
 // TestOpenWaitBounded checks the bounded wait: without a quorum the open
@@ -253,9 +268,10 @@ func TestOpenWaitBounded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
+	t.Parallel()
 	c := newRestartable(t, 3)
 	c.start(0) // alone: its JetStream never has a meta leader
-	b := c.connect("core", 1500*time.Millisecond, nil)
+	b := c.connect("core", 700*time.Millisecond, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -266,7 +282,7 @@ func TestOpenWaitBounded(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	t.Logf("gave up after %v: %v", took.Round(time.Millisecond), err)
-	if took < 1500*time.Millisecond {
+	if took < 700*time.Millisecond {
 		t.Fatalf("gave up after %v, before OpenWait", took)
 	}
 	if o := b.Opening(); len(o) != 0 {

@@ -176,8 +176,13 @@ func TestReplicasCluster(t *testing.T) {
 	if !killed {
 		t.Fatalf("leader %q is none of the nodes", leader)
 	}
+	// Each attempt has its own deadline: a request that reached the
+	// node just before it went down is never answered, and must not use
+	// up the test's context.
 	retry(t, "read after losing the leader", func() error {
-		e, err := kv.Get(ctx, key)
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		e, err := kv.Get(actx, key)
 		if err != nil {
 			return err
 		}
@@ -187,7 +192,9 @@ func TestReplicasCluster(t *testing.T) {
 		return nil
 	})
 	retry(t, "write after losing the leader", func() error {
-		_, err := kv.Update(ctx, key, []byte("after"), rev)
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err := kv.Update(actx, key, []byte("after"), rev)
 		return err
 	})
 	e, err := kv.Get(ctx, key)
