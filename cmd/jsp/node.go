@@ -51,6 +51,12 @@ type nodeFlags struct {
 	// replicas are the JetStream replica counts (server_platform.go).
 	replicas natsbus.Replicas
 	voice    voiceFlags // rooms service limits (call_setup.go)
+	// openWait bounds the retries of opening JetStream resources
+	// (server_platform.go).
+	openWait time.Duration
+	// onBus, when set, is called with the NATS bus once it is connected,
+	// before the JetStream resources open (ops_starting.go).
+	onBus func(*natsbus.Bus)
 }
 
 // defaultDSN is the SQLite database under the data directory.
@@ -134,7 +140,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 			}
 		}
 		cc.Logger = log
-		cc.Replicas = n.replicas
+		cc.Replicas, cc.OpenWait = n.replicas, n.openWait
 		// Through a local: a nil *natsbus.Bus in the interface field
 		// would not be a nil bus.Bus for close.
 		b, err := natsbus.Connect(n.nats, cc)
@@ -151,13 +157,16 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 		}
 		b, err := natsbus.Embedded(natsbus.EmbeddedConfig{
 			Server: sc,
-			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log, Replicas: n.replicas},
+			Client: natsbus.ClientConfig{Name: "jsp-all", Logger: log, Replicas: n.replicas, OpenWait: n.openWait},
 		})
 		if err != nil {
 			err = replicasHelp(err)
 			return nil, fmt.Errorf("embedded NATS under %s: %w", filepath.Join(dataDir, natsbus.StoreSubdir), err)
 		}
 		nd.bus, nd.nats = b, b
+	}
+	if n.onBus != nil {
+		n.onBus(nd.nats)
 	}
 	gb, err := core.GuardBus(nd.bus, breaker.Config{})
 	if err != nil {
@@ -247,19 +256,26 @@ func (nd *node) close() {
 // and the session store (roles all and gateway), the core (roles all and
 // core).
 func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer, stopSignals func()) error {
+	// The operations listener answers from the start: not ready while
+	// the opens wait for a restarted NATS cluster (ops_starting.go).
+	starting := &startingOps{flags: n, started: time.Now()}
+	ops, err := startOps(n.ops.opsAddr, starting, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	if ops != nil {
+		defer ops.close()
+	}
+	n.onBus = starting.setBus
 	nd, err := openNode(ctx, n, cfg.DataDir, cfg.Logger)
 	if err != nil {
 		return err
 	}
 	defer nd.close()
 	fmt.Fprintf(out, "role %s, cluster %q, bus %s, storage %s\n", n.role, n.cluster, busSummary(n), storeSummary(n, nd))
-	st := &nodeState{flags: n, nd: nd, started: time.Now()}
-	ops, err := startOps(n.ops.opsAddr, st, cfg.Logger)
-	if err != nil {
-		return err
-	}
+	st := &nodeState{flags: n, nd: nd, started: starting.started}
+	starting.serve(st.handler())
 	if ops != nil {
-		defer ops.close()
 		fmt.Fprintf(out, "operations on http://%s (/healthz /readyz /metrics /status)\n", ops.addr())
 	}
 	if n.role == roleCore {

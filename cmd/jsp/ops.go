@@ -189,7 +189,7 @@ type opsServer struct {
 }
 
 // startOps starts the operations listener; nil when addr is "" or off.
-func startOps(addr string, st *nodeState, log *slog.Logger) (*opsServer, error) {
+func startOps(addr string, h http.Handler, log *slog.Logger) (*opsServer, error) {
 	if addr == "" || addr == gateway.Off {
 		return nil, nil
 	}
@@ -199,7 +199,7 @@ func startOps(addr string, st *nodeState, log *slog.Logger) (*opsServer, error) 
 	}
 	o := &opsServer{
 		srv: &http.Server{
-			Handler:           st.handler(),
+			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		},

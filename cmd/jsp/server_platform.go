@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -21,6 +22,7 @@ type platformFlags struct {
 	wsBehindProxy  bool
 	trustedProxies []string
 	replicas       natsbus.Replicas
+	openWait       time.Duration
 }
 
 // addPlatformFlags registers the flags of platformFlags.
@@ -33,6 +35,7 @@ func addPlatformFlags(fl *pflag.FlagSet, p *platformFlags) {
 	fl.IntVar(&p.replicas.KV, "kv-replicas", d.Bus.KVReplicas, "JetStream replicas of the NATS KV buckets (at most the cluster size)")
 	fl.IntVar(&p.replicas.EventLog, "event-log-replicas", d.Bus.EventLogReplicas, "JetStream replicas of the event log stream (at most the cluster size)")
 	fl.IntVar(&p.replicas.WorkQueue, "work-queue-replicas", d.Bus.WorkQueueReplicas, "JetStream replicas of the webhook and push work queues (at most the cluster size)")
+	fl.DurationVar(&p.openWait, "bus-open-wait", d.Bus.OpenWait, "how long opening the JetStream buckets and streams retries while the cluster is not ready before the process fails")
 }
 
 // loopbackProxies are the trusted proxies of a loopback-bound
@@ -80,6 +83,9 @@ func (p *platformFlags) validate() error {
 		if c.n < 1 || c.n > natsbus.MaxReplicas {
 			return fmt.Errorf("--%s %d: want 1 to %d", c.flag, c.n, natsbus.MaxReplicas)
 		}
+	}
+	if p.openWait <= 0 {
+		return fmt.Errorf("--bus-open-wait %v: want a positive duration", p.openWait)
 	}
 	return nil
 }

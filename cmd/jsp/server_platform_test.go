@@ -161,6 +161,8 @@ func TestServerPlatformFlagErrors(t *testing.T) {
 		{"zero replicas", []string{"--kv-replicas", "0"}, nil, "--kv-replicas 0: want 1 to 5"},
 		{"too many replicas", []string{"--work-queue-replicas", "6"}, nil, "--work-queue-replicas 6: want 1 to 5"},
 		{"replicas over the embedded server", []string{"--event-log-replicas", "3"}, nil, "event log replicas 3, but the embedded NATS server has 1"},
+		{"zero open wait", []string{"--bus-open-wait", "0s"}, nil, "--bus-open-wait 0s: want a positive duration"},
+		{"negative open wait from env", nil, []string{"JSP_BUS_OPEN_WAIT=-1s"}, "JSP_BUS_OPEN_WAIT: bus.open_wait: negative duration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, kv := range tc.env {
@@ -191,7 +193,8 @@ func TestServerReplicasConfig(t *testing.T) {
 	cmd := newServerCmd()
 	var b strings.Builder
 	cmd.SetOut(&b)
-	cmd.SetArgs([]string{"--print-config", "--kv-replicas", "3", "--nats", "nats://a:4222,nats://b:4222,nats://c:4222", "--ws-behind-tls-proxy"})
+	cmd.SetArgs([]string{"--print-config", "--kv-replicas", "3", "--nats", "nats://a:4222,nats://b:4222,nats://c:4222", "--ws-behind-tls-proxy",
+		"--bus-open-wait", "45s"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
@@ -199,6 +202,7 @@ func TestServerReplicasConfig(t *testing.T) {
 		"kv_replicas = 3  # flag --kv-replicas",
 		"event_log_replicas = 3  # env JSP_BUS_EVENT_LOG_REPLICAS",
 		"work_queue_replicas = 1  # default",
+		`open_wait = "45s"  # flag --bus-open-wait`,
 		"ws_behind_tls_proxy = true  # flag --ws-behind-tls-proxy",
 		"ws_trusted_proxies = []  # default",
 	} {

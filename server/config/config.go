@@ -116,6 +116,10 @@ type Bus struct {
 	KVReplicas        int `key:"kv_replicas" flag:"kv-replicas" doc:"JetStream replicas of the NATS KV buckets (session registry, presence, gateway registry); at most the cluster size, 1 with the embedded server"`
 	EventLogReplicas  int `key:"event_log_replicas" flag:"event-log-replicas" doc:"JetStream replicas of the event log stream; at most the cluster size, 1 with the embedded server"`
 	WorkQueueReplicas int `key:"work_queue_replicas" flag:"work-queue-replicas" doc:"JetStream replicas of the work queue streams (webhook and push delivery); at most the cluster size, 1 with the embedded server"`
+	// OpenWait bounds the start-up retries of opening the JetStream
+	// resources while a (re)started cluster elects its leaders
+	// (docs/decisions.md D35).
+	OpenWait time.Duration `key:"open_wait" flag:"bus-open-wait" doc:"how long opening a KV bucket, the event log or a work queue retries while JetStream is not ready (leaders being elected, peers down) before the process fails naming the resource; /readyz reports not ready meanwhile"`
 }
 
 // Storage is the database.

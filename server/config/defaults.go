@@ -1,6 +1,8 @@
 package config
 
 import (
+	"time"
+
 	"github.com/jetstreamproto/jsp/security/ddos"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/gateway"
@@ -24,7 +26,9 @@ func Default() Config {
 			WSPath: gateway.DefaultWSPath,
 			Ops:    gateway.Off,
 		},
-		Bus:     Bus{KVReplicas: 1, EventLogReplicas: 1, WorkQueueReplicas: 1},
+		// OpenWait is natsbus.DefaultOpenWait (a test in cmd/jsp keeps
+		// them equal; this package does not import NATS).
+		Bus:     Bus{KVReplicas: 1, EventLogReplicas: 1, WorkQueueReplicas: 1, OpenWait: 2 * time.Minute},
 		Storage: Storage{SessionRetention: gateway.DefaultSessionRetention},
 		Gateway: Gateway{
 			DrainGrace:         gateway.DefaultDrainGrace,
