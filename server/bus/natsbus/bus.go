@@ -221,6 +221,11 @@ type Bus struct {
 	subs     map[*natsSub]struct{} // guarded by mu; for drop counts
 	opening  map[string]error      // guarded by mu; opens retrying, with their last error
 
+	// background are requests left to finish after their caller went on
+	// (a watch's consumer delete); Close joins them once the connection
+	// is closed.
+	background sync.WaitGroup
+
 	disconnects atomic.Uint64
 	reconnects  atomic.Uint64
 	asyncErrors atomic.Uint64
@@ -542,7 +547,9 @@ func apiCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // Close implements bus.Bus. Order: stop workers and watchers (joined), then
 // drain the connection so every subscription finishes the messages it
-// holds (bounded by DrainTimeout), then shut down an owned server.
+// holds (bounded by DrainTimeout), then join the requests left in the
+// background (ended by the closed connection), then shut down an owned
+// server.
 func (b *Bus) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -569,6 +576,7 @@ func (b *Bus) Close() error {
 			err = fmt.Errorf("natsbus: drain did not finish within %v", b.cfg.DrainTimeout)
 		}
 	}
+	b.background.Wait()
 	if b.owned != nil {
 		b.owned.Shutdown()
 	}

@@ -230,9 +230,29 @@ func (w *watcher) run(h func(bus.KVEntry), ready chan struct{}) {
 	}
 }
 
+// watchStopWait bounds how long Stop waits for the server to delete the
+// watch's consumer. The subscription ends locally at once; the delete is a
+// JetStream request that, while the consumer's server is down or the
+// cluster has no leader, is not answered before the API timeout. The
+// server removes an idle ephemeral consumer by itself, so Stop returns
+// after this wait and the request finishes in the background (joined by
+// Close, which ends it by closing the connection).
+const watchStopWait = 250 * time.Millisecond
+
 func (w *watcher) Stop() {
 	w.once.Do(func() {
-		_ = w.w.Stop()
+		deleted := make(chan struct{})
+		w.b.background.Go(func() {
+			defer close(deleted)
+			_ = w.w.Stop()
+		})
+		t := time.NewTimer(watchStopWait)
+		select {
+		case <-deleted:
+		case <-t.C:
+			w.b.log.Debug("natsbus: watch consumer delete still pending; continuing", "err", "no answer within "+watchStopWait.String())
+		}
+		t.Stop()
 		w.cancel()
 		<-w.done
 		w.b.removeStopper(w)

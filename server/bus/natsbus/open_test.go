@@ -200,9 +200,21 @@ func TestOpenWaitsForQuorum(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
+	// A second watcher is stopped while the cluster has no quorum: the
+	// server cannot answer the delete of its consumer, and Stop does not
+	// wait for that request's timeout.
+	w2, err := o.kv.Watch(ctx, ">", func(bus.KVEntry) {})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	c.stop()
 	c.start(0) // one of three: no quorum, no leaders
+	stopStart := time.Now()
+	w2.Stop()
+	if took := time.Since(stopStart); took >= natsbus.DefaultAPITimeout {
+		t.Errorf("stopping a watcher without a quorum took %v", took)
+	}
 	var logs syncBuffer
 	b := c.connect("after", 0, &logs)
 	done := make(chan opened, 1)
