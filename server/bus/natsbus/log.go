@@ -78,6 +78,28 @@ func (l *eventLog) Append(ctx context.Context, kind string, m bus.Msg) (uint64, 
 	return seq, nil
 }
 
+// next returns the replay's next message. nats.go recreates the ordered
+// consumer inside Next with a timeout of its own, which ctx does not
+// shorten; so Next runs in the background and next returns as soon as ctx
+// ends, leaving the call to finish by itself (joined by Close).
+func (l *eventLog) next(ctx context.Context, cons jetstream.Consumer) (jetstream.Msg, error) {
+	type result struct {
+		msg jetstream.Msg
+		err error
+	}
+	ch := make(chan result, 1)
+	l.b.background.Go(func() {
+		msg, err := cons.Next(jetstream.FetchContext(ctx))
+		ch <- result{msg, err}
+	})
+	select {
+	case r := <-ch:
+		return r.msg, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 func (l *eventLog) LastSeq(ctx context.Context) (uint64, error) {
 	ctx, cancel := apiCtx(ctx)
 	defer cancel()
@@ -115,6 +137,10 @@ func (l *eventLog) Replay(ctx context.Context, opt bus.ReplayOptions, h func(bus
 		FilterSubjects: filters,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    from,
+		// One attempt to (re)create the consumer per Next: nats.go
+		// otherwise retries forever, ignoring ctx, while a stream has no
+		// leader; Replay returns the error and its caller retries.
+		MaxResetAttempts: 1,
 	})
 	cancel()
 	if err != nil {
@@ -127,7 +153,7 @@ func (l *eventLog) Replay(ctx context.Context, opt bus.ReplayOptions, h func(bus
 	}
 	prefix := l.cfg.SubjectPrefix + "."
 	for {
-		msg, err := cons.Next(jetstream.FetchContext(ctx))
+		msg, err := l.next(ctx, cons)
 		if err != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("natsbus: replay %s: %w", l.cfg.Stream, context.Cause(ctx))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -122,7 +123,15 @@ type consumer struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+	// workers is the number of worker goroutines.
+	workers int
+	// lastWarn is when a pull failure was last logged (Unix ns).
+	lastWarn atomic.Int64
 }
+
+// pullLogEvery is the least time between two "pull failed" log lines of a
+// consumer.
+const pullLogEvery = 10 * time.Second
 
 // Consume implements bus.WorkQueue: one durable pull consumer shared by
 // every worker of the queue; each worker goroutine pulls one job at a time,
@@ -139,12 +148,12 @@ func (q *workQueue) Consume(ctx context.Context, h bus.JobHandler, cfg bus.Consu
 		return nil, err
 	}
 	wctx, wcancel := context.WithCancel(context.Background())
-	c := &consumer{q: q, cons: cons, ctx: wctx, cancel: wcancel}
+	c := &consumer{q: q, cons: cons, ctx: wctx, cancel: wcancel, workers: max(cfg.Concurrency, 1)}
 	if err := q.b.addStopper(c); err != nil {
 		wcancel()
 		return nil, fmt.Errorf("natsbus: consume %s: %w", q.cfg.Stream, err)
 	}
-	for range max(cfg.Concurrency, 1) {
+	for range c.workers {
 		c.wg.Add(1)
 		go c.work(h, cfg.OnDeadLetter)
 	}
@@ -191,7 +200,13 @@ func (c *consumer) work(h bus.JobHandler, dead func(bus.Job, error)) {
 				return
 			}
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
-				q.b.log.Warn("natsbus: pull failed", "stream", q.cfg.Stream, "err", err)
+				// Every worker sees the same failure (a consumer without a
+				// leader): one line per pullLogEvery for the consumer.
+				if now := time.Now().UnixNano(); now-c.lastWarn.Load() >= int64(pullLogEvery) {
+					c.lastWarn.Store(now)
+					q.b.log.Warn("natsbus: pull failed; retrying", "stream", q.cfg.Stream, "consumer", q.cfg.Consumer,
+						"workers", c.workers, "err", err)
+				}
 				// Do not spin on a persistent error (permissions, lost
 				// stream).
 				select {
