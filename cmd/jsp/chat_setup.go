@@ -5,38 +5,22 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"time"
 
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/gateway"
 	"github.com/jetstreamproto/jsp/services/chat"
 )
 
-// jetStreamStartWait bounds how long a core waits at start for the bus's
-// JetStream (key/value buckets, the event log) to answer: a NATS cluster
-// that has just restarted elects its stream leaders first.
-const jetStreamStartWait = 60 * time.Second
-
-// untilJetStream calls open until it succeeds, ctx ends or
-// jetStreamStartWait passes, pausing presenceRetry between attempts and
-// logging each failure.
-func untilJetStream(ctx context.Context, log *slog.Logger, what string, open func(context.Context) error) error {
-	deadline := time.Now().Add(jetStreamStartWait)
-	for {
-		err := open(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || time.Now().Add(presenceRetry).After(deadline) {
-			return fmt.Errorf("%s (for %s): %w", what, jetStreamStartWait, err)
-		}
-		log.Warn(what+" not open yet; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, ctx.Err())
-		case <-time.After(presenceRetry):
-		}
+// openJetStream runs open, which opens JetStream resources on the bus,
+// and names what in its error. It does not retry: the bus retries each
+// open while a (re)started NATS cluster elects its leaders, up to
+// bus.open_wait, and reports the resources still waiting on /readyz
+// (docs/decisions.md D35).
+func openJetStream(ctx context.Context, what string, open func(context.Context) error) error {
+	if err := open(ctx); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
+	return nil
 }
 
 // setupChat registers the chat service in the core. In the single-process
@@ -55,7 +39,7 @@ func setupChat(ctx context.Context, c *core.Core, reg *core.Registry, n nodeFlag
 		hb = gateway.DefaultRegistryHeartbeat
 	}
 	var p *core.Presence
-	if err := untilJetStream(ctx, log, "chat service: presence", func(ctx context.Context) error {
+	if err := openJetStream(ctx, "chat service: presence", func(ctx context.Context) error {
 		var err error
 		p, err = core.OpenPresence(ctx, core.PresenceConfig{Bus: c.Bus(), TTL: gateway.RegistryTTLBeats * hb, AwayAfter: n.ops.awayAfter})
 		return err
@@ -71,7 +55,7 @@ func setupChat(ctx context.Context, c *core.Core, reg *core.Registry, n nodeFlag
 		cfg.Files = fs
 	}
 	var svc *chat.Service
-	if err := untilJetStream(ctx, log, "chat service", func(ctx context.Context) error {
+	if err := openJetStream(ctx, "chat service", func(ctx context.Context) error {
 		var err error
 		svc, err = chat.Setup(ctx, c, reg, cfg)
 		return err
@@ -79,7 +63,7 @@ func setupChat(ctx context.Context, c *core.Core, reg *core.Registry, n nodeFlag
 		return nil, nil, err
 	}
 	var feed *chat.PresenceFeed
-	if err := untilJetStream(ctx, log, "chat presence feed", func(ctx context.Context) error {
+	if err := openJetStream(ctx, "chat presence feed", func(ctx context.Context) error {
 		var err error
 		feed, err = svc.StartPresenceFeed(ctx, chat.PresenceFeedConfig{Presence: p})
 		return err

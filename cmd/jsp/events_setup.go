@@ -187,9 +187,9 @@ func setupEvents(ctx context.Context, c *core.Core, reg *core.Registry, f events
 	}
 	st := c.Store()
 	// JetStream may still be electing leaders (a NATS cluster that has
-	// just restarted): wait for it as the chat service does.
+	// just restarted): the bus waits for it (openJetStream).
 	var elog bus.EventLog
-	if err = untilJetStream(ctx, log, "event log", func(ctx context.Context) error {
+	if err = openJetStream(ctx, "event log", func(ctx context.Context) error {
 		var err error
 		elog, err = events.OpenLog(ctx, c.Bus(), c.Subjects(), nil)
 		return err
@@ -215,7 +215,7 @@ func setupEvents(ctx context.Context, c *core.Core, reg *core.Registry, f events
 	// id keeps several cores from sending one notification twice; failed
 	// sends are retried with the queue's backoff.
 	var q bus.WorkQueue
-	if err = untilJetStream(ctx, log, "push queue", func(ctx context.Context) error {
+	if err = openJetStream(ctx, "push queue", func(ctx context.Context) error {
 		var err error
 		q, err = push.OpenQueue(ctx, c.Bus(), c.Subjects(), nil)
 		return err
