@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -167,15 +169,27 @@ func (k *kvBucket) Delete(ctx context.Context, key string, rev uint64) error {
 }
 
 type watcher struct {
-	b      *Bus
-	w      jetstream.KeyWatcher
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	b       *Bus
+	k       *kvBucket
+	pattern string
+	ctx     context.Context // ends at Stop; nats.go ties the watch to it
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when run returns
+	once    sync.Once
+	// stopping is set by Stop before it ends the current watch, so that
+	// run does not open it again.
+	stopping atomic.Bool
+
+	mu sync.Mutex
+	w  jetstream.KeyWatcher // guarded by mu; the current watch
 }
 
 // Watch implements bus.KV. The initial snapshot leaves out deleted keys;
-// later deletes, purges and expiries arrive as KVDelete.
+// later deletes, purges and expiries arrive as KVDelete. When nats.go gives
+// up on the watch's consumer (it recreates it after a leader change, but
+// ends the watch when the recreate is refused for another reason than
+// "not now"), the watch is opened again from the revision after the last
+// one delivered, so the handler misses nothing and sees nothing twice.
 func (k *kvBucket) Watch(ctx context.Context, pattern string, h func(bus.KVEntry)) (bus.Watcher, error) {
 	if err := bus.ValidateKeyPattern(pattern); err != nil {
 		return nil, fmt.Errorf("natsbus: kv %s watch: %w", k.cfg.Bucket, err)
@@ -191,14 +205,14 @@ func (k *kvBucket) Watch(ctx context.Context, pattern string, h func(bus.KVEntry
 		cancel()
 		return nil, fmt.Errorf("natsbus: kv %s watch %q: %w", k.cfg.Bucket, pattern, mapErr(err))
 	}
-	w := &watcher{b: k.b, w: kw, cancel: cancel, done: make(chan struct{})}
+	w := &watcher{b: k.b, k: k, pattern: pattern, ctx: wctx, cancel: cancel, done: make(chan struct{}), w: kw}
 	if err := k.b.addStopper(w); err != nil {
 		_ = kw.Stop()
 		cancel()
 		return nil, fmt.Errorf("natsbus: kv %s watch: %w", k.cfg.Bucket, err)
 	}
 	ready := make(chan struct{})
-	go w.run(h, ready)
+	go w.run(kw, h, ready)
 	select {
 	case <-ready:
 		return w, nil
@@ -211,22 +225,74 @@ func (k *kvBucket) Watch(ctx context.Context, pattern string, h func(bus.KVEntry
 	}
 }
 
-func (w *watcher) run(h func(bus.KVEntry), ready chan struct{}) {
+// run delivers the watch's updates until Stop or the bus closes, opening
+// the watch again when its updates end otherwise.
+func (w *watcher) run(kw jetstream.KeyWatcher, h func(bus.KVEntry), ready chan struct{}) {
 	defer close(w.done)
 	initial := true
-	for e := range w.w.Updates() {
-		if e == nil { // end of the initial values
-			if initial {
-				initial = false
-				close(ready)
+	var last uint64 // revision of the last entry delivered
+	for {
+		for e := range kw.Updates() {
+			if e == nil { // end of the initial values
+				if initial {
+					initial = false
+					close(ready)
+				}
+				continue
 			}
-			continue
+			last = e.Revision()
+			be := toEntry(e)
+			if initial && be.Op == bus.KVDelete {
+				continue
+			}
+			h(be)
 		}
-		be := toEntry(e)
-		if initial && be.Op == bus.KVDelete {
-			continue
+		if w.stopping.Load() || w.ctx.Err() != nil || w.b.checkOpen("") != nil {
+			return
 		}
-		h(be)
+		if kw = w.rewatch(last); kw == nil {
+			return
+		}
+		if initial {
+			// The snapshot ended early; what follows are updates.
+			initial = false
+			close(ready)
+		}
+	}
+}
+
+// rewatch opens the watch again after revision last (from the start when
+// nothing was delivered), retrying with the open backoff until it succeeds
+// or Stop; nil when stopping.
+func (w *watcher) rewatch(last uint64) jetstream.KeyWatcher {
+	var opts []jetstream.WatchOpt
+	if last > 0 {
+		opts = append(opts, jetstream.ResumeFromRevision(last+1))
+	}
+	var lastLog time.Time
+	for n := 1; ; n++ {
+		kw, err := w.k.kv.Watch(w.ctx, w.pattern, opts...)
+		if err == nil {
+			w.mu.Lock()
+			w.w = kw
+			w.mu.Unlock()
+			w.b.log.Info("natsbus: watch reopened", "bucket", w.k.cfg.Bucket, "pattern", w.pattern, "after_revision", last, "attempts", n)
+			return kw
+		}
+		if w.ctx.Err() != nil {
+			return nil
+		}
+		if now := time.Now(); lastLog.IsZero() || now.Sub(lastLog) >= openLogEvery {
+			lastLog = now
+			w.b.log.Warn("natsbus: watch ended; reopening", "bucket", w.k.cfg.Bucket, "pattern", w.pattern, "attempt", n, "err", err)
+		}
+		t := time.NewTimer(openBackoff(n, rand.Int64N))
+		select {
+		case <-w.ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
 	}
 }
 
@@ -241,10 +307,14 @@ const watchStopWait = 250 * time.Millisecond
 
 func (w *watcher) Stop() {
 	w.once.Do(func() {
+		w.stopping.Store(true)
 		deleted := make(chan struct{})
+		w.mu.Lock()
+		kw := w.w
+		w.mu.Unlock()
 		w.b.background.Go(func() {
 			defer close(deleted)
-			_ = w.w.Stop()
+			_ = kw.Stop()
 		})
 		t := time.NewTimer(watchStopWait)
 		select {

@@ -122,7 +122,7 @@ func (c *restartable) connect(name string, wait time.Duration, log *syncBuffer) 
 	c.t.Helper()
 	cfg := natsbus.ClientConfig{Name: name, Logger: quiet, ReconnectWait: 50 * time.Millisecond,
 		Replicas: natsbus.Replicas{KV: 3, EventLog: 3, WorkQueue: 3}, OpenWait: wait,
-		OpenAttemptTimeout: 2 * time.Second}
+		OpenAttemptTimeout: time.Second}
 	if log != nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	}
