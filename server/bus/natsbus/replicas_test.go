@@ -98,6 +98,7 @@ func TestReplicasCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
+	t.Parallel() // its elections overlap the other cluster tests' (open_test.go)
 	nodes := startCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
