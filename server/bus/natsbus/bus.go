@@ -402,7 +402,7 @@ func mapErr(err error) error {
 func isFullCode(code jetstream.ErrorCode) bool {
 	switch code {
 	case 10077, // JSStreamStoreFailedF: "maximum messages exceeded" etc.
-		10047, // JSInsufficientResourcesErr
+		10047, // JSStorageResourcesExceededErr: "insufficient storage resources available"
 		10054: // JSStreamMessageExceedsMaximumErr
 		return true
 	}
