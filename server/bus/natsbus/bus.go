@@ -106,7 +106,8 @@ type ClientConfig struct {
 	// fails with ErrNotReady, naming the resource and the last error.
 	// Default: DefaultOpenWait.
 	OpenWait time.Duration
-	// OpenAttemptTimeout bounds one attempt of such an open.
+	// OpenAttemptTimeout bounds one attempt of such an open; the first
+	// attempts get less (1 s, doubling up to this).
 	// Default: DefaultAPITimeout.
 	OpenAttemptTimeout time.Duration
 }

@@ -108,9 +108,27 @@ func openBackoff(n int, jitter func(int64) int64) time.Duration {
 	return d + time.Duration(jitter(int64(d/4)+1))
 }
 
+// openFirstAttempt bounds the first attempt of an open; each later one
+// gets twice the time of the one before, up to OpenAttemptTimeout. A
+// healthy cluster answers in milliseconds, so a short first attempt finds
+// a leaderless one quickly (and /readyz says so); the longer later ones
+// leave a loaded cluster time to create a replicated stream. An attempt
+// that timed out after the servers did the work is harmless: the next one
+// finds the stream and updates it to the same configuration.
+const openFirstAttempt = time.Second
+
+// openAttemptTimeout is the deadline of attempt n (from 1).
+func openAttemptTimeout(n int, limit time.Duration) time.Duration {
+	d := openFirstAttempt
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
 // open runs attempt until it succeeds, fails for good, ctx ends or the
 // bus's OpenWait has passed. Each attempt gets its own deadline
-// (OpenAttemptTimeout, or less when ctx or the wait ends sooner), so that
+// (openAttemptTimeout, or less when ctx or the wait ends sooner), so that
 // a request lost in a cluster without leaders does not use up the wait. While it
 // retries, the resource is listed by Opening, so /readyz reports the node
 // not ready, and the failures are logged: the first, then at most one
@@ -121,7 +139,7 @@ func (b *Bus) open(ctx context.Context, what string, attempt func(ctx context.Co
 	defer b.setOpening(what, nil)
 	var lastLog time.Time
 	for n := 1; ; n++ {
-		ad := time.Now().Add(b.cfg.OpenAttemptTimeout)
+		ad := time.Now().Add(openAttemptTimeout(n, b.cfg.OpenAttemptTimeout))
 		if deadline.Before(ad) {
 			ad = deadline
 		}

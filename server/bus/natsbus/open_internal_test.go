@@ -52,6 +52,28 @@ func TestTransient(t *testing.T) {
 	}
 }
 
+// TestOpenAttemptTimeout checks the deadlines of successive attempts:
+// 1 s doubling up to the configured limit, never above it.
+func TestOpenAttemptTimeout(t *testing.T) {
+	tests := []struct {
+		n     int
+		limit time.Duration
+		want  time.Duration
+	}{
+		{1, DefaultAPITimeout, time.Second},
+		{2, DefaultAPITimeout, 2 * time.Second},
+		{3, DefaultAPITimeout, 4 * time.Second},
+		{4, DefaultAPITimeout, DefaultAPITimeout},
+		{40, DefaultAPITimeout, DefaultAPITimeout},
+		{1, 300 * time.Millisecond, 300 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		if got := openAttemptTimeout(tc.n, tc.limit); got != tc.want {
+			t.Errorf("openAttemptTimeout(%d, %v) = %v, want %v", tc.n, tc.limit, got, tc.want)
+		}
+	}
+}
+
 // TestOpenBackoff checks the pause between attempts: doubling from
 // openRetryMin, capped at openRetryMax, jitter at most a quarter on top.
 func TestOpenBackoff(t *testing.T) {
