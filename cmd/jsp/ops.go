@@ -17,6 +17,8 @@ import (
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/gateway"
 	"github.com/jetstreamproto/jsp/server/storage"
+	"github.com/jetstreamproto/jsp/services/chatevents"
+	"github.com/jetstreamproto/jsp/services/events"
 )
 
 // readyTimeout bounds one readiness probe of the bus or the database.
@@ -288,9 +290,9 @@ func recordPresence(ctx context.Context, b bus.Bus, subj bus.Subjects, o opsFlag
 	if err != nil {
 		return nil, err
 	}
-	events, err := b.EventLog(ctx, subj.EventLog())
+	elog, err := b.EventLog(ctx, subj.EventLog())
 	if err != nil {
 		return nil, fmt.Errorf("core: event log: %w", err)
 	}
-	return core.RecordPresenceChanges(ctx, p, events, log)
+	return chatevents.RecordPresence(ctx, p, events.NewPublisher(elog, events.PublisherConfig{}), log)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -68,6 +67,10 @@ type PresenceChange struct {
 	User     string         `json:"user"`
 	Status   PresenceStatus `json:"status"`
 	Previous PresenceStatus `json:"previous"`
+	// Rev is the presence bucket's revision of the update that made the
+	// change: every watcher sees the same change with the same Rev, so it
+	// can name the change (an event id) the same way on every node.
+	Rev uint64 `json:"-"`
 }
 
 // Presence defaults; each is what a zero PresenceConfig field means.
@@ -276,7 +279,7 @@ func (p *Presence) Watch(ctx context.Context, fn func(PresenceChange)) (bus.Watc
 			statuses[user] = st
 		}
 		if st != prev {
-			fn(PresenceChange{User: user, Status: st, Previous: prev})
+			fn(PresenceChange{User: user, Status: st, Previous: prev, Rev: e.Revision})
 		}
 	})
 }
@@ -356,31 +359,5 @@ func (p *Presence) WatchGateways(ctx context.Context, fn func(map[string]Gateway
 			out[g.Node] = g
 		}
 		fn(out)
-	})
-}
-
-// PresenceEventKind is the event-log kind of presence changes.
-const PresenceEventKind = "presence"
-
-// RecordPresenceChanges appends every change of a user's status to the
-// event log (kind PresenceEventKind, the JSON of PresenceChange) until the
-// returned watcher is stopped, so that services and operators can follow
-// presence without polling. A failed append is logged and skipped: the
-// event log is a record, presence itself lives in KV.
-func RecordPresenceChanges(ctx context.Context, p *Presence, events bus.EventLog, log *slog.Logger) (bus.Watcher, error) {
-	return p.Watch(ctx, func(c PresenceChange) {
-		data, err := json.Marshal(&c)
-		if err != nil {
-			return
-		}
-		// Bounded by the watch's ctx too, so that stopping the watch does
-		// not wait for an event log that does not answer.
-		actx, cancel := context.WithTimeout(ctx, DefaultRequestTimeout)
-		defer cancel()
-		if _, err := events.Append(actx, PresenceEventKind, bus.Msg{Data: data}); err != nil {
-			log.Warn("core: presence change not recorded", "user", c.User, "status", string(c.Status), "err", err)
-			return
-		}
-		log.Debug("presence", "user", c.User, "status", string(c.Status), "previous", string(c.Previous))
 	})
 }
