@@ -90,6 +90,11 @@ func TestPresenceStatus(t *testing.T) {
 		mu.Unlock()
 		if len(got) >= len(want) {
 			for i := range want {
+				// Rev names the update behind the change: it grows.
+				if got[i].Rev == 0 || i > 0 && got[i].Rev <= got[i-1].Rev {
+					t.Fatalf("change %d revision %d after %+v", i, got[i].Rev, got)
+				}
+				got[i].Rev = 0
 				if got[i] != want[i] {
 					t.Fatalf("changes %+v, want %+v", got, want)
 				}
