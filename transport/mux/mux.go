@@ -52,12 +52,14 @@
 // ends the link with a *jsperr.Error whose Remote is true; the byte stream
 // ending without one ends it with TRANSPORT_CLOSED.
 //
-// Goroutines: each Conn runs one reader for its whole life, a writer only
+// Goroutines: a Conn made by New runs one reader for its whole life; one
+// made by NewPolled (a server link over a socket the transport can poll,
+// decision D33) reads only while input is there, on a goroutine the
+// poller starts, so an idle link holds none. Either way a writer runs only
 // while frames are queued (and briefly after), and from the start of the
-// close a close goroutine that waits for the writer, sends LINK_CLOSE,
-// and ends after the reader. The reader never blocks on the application
-// (receive buffers are bounded by flow control). Close waits for all of
-// them.
+// close a close goroutine waits for the writer, sends LINK_CLOSE, and ends
+// after the reader. The reader never blocks on the application (receive
+// buffers are bounded by flow control). Close waits for all of them.
 package mux
 
 import (
@@ -103,7 +105,8 @@ type Stats struct {
 // It implements transport.Conn.
 type Conn struct {
 	cfg      Config
-	rw       io.ReadWriteCloser
+	rw       io.WriteCloser // the byte stream: read by readLoop, or a PollSource read by pump
+	pump     *pump          // non-nil when the link is read by the pump (NewPolled)
 	isClient bool
 	laddr    net.Addr
 	raddr    net.Addr
@@ -160,6 +163,13 @@ var _ transport.Conn = (*Conn)(nil)
 // from now on and closes it when the link ends. New panics if cfg fails
 // Config.Validate, which is a programming error.
 func New(rw io.ReadWriteCloser, cfg Config, isClient bool) *Conn {
+	c := newConn(rw, cfg, isClient)
+	go c.readLoop(rw)
+	return c
+}
+
+// newConn builds a link over rw without starting its reader.
+func newConn(rw io.WriteCloser, cfg Config, isClient bool) *Conn {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
@@ -212,7 +222,6 @@ func New(rw io.ReadWriteCloser, cfg Config, isClient bool) *Conn {
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	c.writeTimer = time.AfterFunc(time.Hour, c.writeTimedOut)
 	c.writeTimer.Stop()
-	go c.readLoop()
 	return c
 }
 

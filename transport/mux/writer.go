@@ -315,6 +315,11 @@ func (c *Conn) shutdown() {
 		}
 	}
 	c.closeRW()
+	if c.pump != nil {
+		// The byte stream is closed: a pump that is running sees the
+		// error and ends; one that waits for input is ended here.
+		c.pump.stop()
+	}
 	<-c.readerDone
 }
 

@@ -282,3 +282,55 @@ func TestManySockets(t *testing.T) {
 		r.Deregister()
 	}
 }
+
+func TestSocket(t *testing.T) {
+	p := newPoller(t)
+	defer p.Close()
+	c, s := tcpPair(t)
+	if _, err := NewSocket(p, struct{ net.Conn }{s}); err == nil {
+		t.Fatal("a connection without SyscallConn was accepted")
+	}
+	sock, err := NewSocket(p, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sock.Rearm(); err != ErrClosed {
+		t.Fatalf("Rearm before Watch: %v", err)
+	}
+	fired := make(chan struct{}, 1)
+	if err := sock.Watch(func() { fired <- struct{}{} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := sock.Watch(func() {}); err == nil {
+		t.Fatal("second Watch accepted")
+	}
+	buf := make([]byte, 16)
+	if n, err := sock.ReadAvailable(buf); n != 0 || err != nil {
+		t.Fatalf("idle read: %d, %v", n, err)
+	}
+	c.Write([]byte("ping"))
+	expect(t, fired, "input")
+	if n, err := sock.ReadAvailable(buf); string(buf[:n]) != "ping" || err != nil {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	if err := sock.Rearm(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sock.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := io.ReadFull(c, buf[:4]); string(buf[:n]) != "pong" {
+		t.Fatalf("peer read %q", buf[:n])
+	}
+	sock.CloseWrite()
+	if n, err := c.Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("peer after CloseWrite: %d, %v", n, err)
+	}
+	if sock.LocalAddr() == nil || sock.RemoteAddr() == nil || sock.Conn() != s {
+		t.Fatal("addresses")
+	}
+	sock.Close()
+	if p.Registrations() != 0 {
+		t.Fatal("Close did not deregister")
+	}
+}
