@@ -116,13 +116,9 @@ type Conn struct {
 	cancel context.CancelCauseFunc
 
 	writeWake  chan struct{} // cap 1: frames were queued
-	acceptWake chan struct{} // cap 1: a stream joined acceptQ
-	dgramWake  chan struct{} // cap 1: a datagram joined dgRecv
-	closing    chan struct{} // closed when the close begins
 	readerDone chan struct{}
 	writerDone chan struct{}
-	closeRW    func() // closes rw once
-	writeTimer *time.Timer
+	closeOnce  sync.Once // closes rw (closeRW)
 	// writers counts running writer goroutines (0 or 1); the close
 	// goroutine waits for it. Add happens under mu while closeErr is nil.
 	writers    sync.WaitGroup
@@ -137,15 +133,26 @@ type Conn struct {
 	sched         *qos.Scheduler[*outFrame]
 	dataQueued    [protocol.NumClasses]int // stream-data and datagram frames queued, per class
 	dgQueued      int                      // datagrams queued
-	sendWake      chan struct{}            // closed and replaced when send credit or queue room appears
-	streams       map[protocol.StreamID]*stream
-	nextLocalID   protocol.StreamID
-	nextPeerID    protocol.StreamID
-	localOpen     int // locally opened streams not yet retired
-	peerOpen      int // peer-opened streams not yet retired
-	acceptQ       []*stream
-	dgRecv        [][]byte
-	onArrival     func() // NotifyArrivals's callback (notify.go)
+	// sendWake is closed when send credit, queue room or a stream slot
+	// appears; acceptWake (cap 1) is signalled when a stream joins
+	// acceptQ, dgramWake (cap 1) when a datagram joins dgRecv. Each is
+	// made by the first waiter (sendWakeLocked and friends), so an idle
+	// link, whose session waits by callback (D27), holds none (D33).
+	sendWake   chan struct{}
+	acceptWake chan struct{}
+	dgramWake  chan struct{}
+	// writeTimer bounds the write in flight (writeTimed). It exists only
+	// while a writer runs or the close writes, so an idle link holds no
+	// timer (D33).
+	writeTimer  *time.Timer
+	streams     map[protocol.StreamID]*stream
+	nextLocalID protocol.StreamID
+	nextPeerID  protocol.StreamID
+	localOpen   int // locally opened streams not yet retired
+	peerOpen    int // peer-opened streams not yet retired
+	acceptQ     []*stream
+	dgRecv      [][]byte
+	onArrival   func() // NotifyArrivals's callback (notify.go)
 
 	sendConnLimit, sendConnOffset protocol.ByteCount
 	recvConnLimit, recvConnOffset protocol.ByteCount
@@ -153,7 +160,17 @@ type Conn struct {
 	connWUQueued                  bool
 	connWUPending                 protocol.ByteCount
 
-	stats Stats
+	stats counters
+}
+
+// counters are the link's own counters: Stats without the scheduler's,
+// which Stats reads from the scheduler.
+type counters struct {
+	Writes, FramesWritten, BytesWritten, FramesRead, BytesRead uint64
+	StreamsOpened, StreamsAccepted                             uint64
+	DatagramsSent, DatagramsExpired, DatagramsDropped          uint64
+	DatagramsReceived, DatagramsRecvDropped                    uint64
+	WritesBlockedOnCredit                                      uint64
 }
 
 var _ transport.Conn = (*Conn)(nil)
@@ -179,18 +196,13 @@ func newConn(rw io.WriteCloser, cfg Config, isClient bool) *Conn {
 		rw:         rw,
 		isClient:   isClient,
 		writeWake:  make(chan struct{}, 1),
-		acceptWake: make(chan struct{}, 1),
-		dgramWake:  make(chan struct{}, 1),
-		closing:    make(chan struct{}),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
-		sendWake:   make(chan struct{}),
 		streams:    make(map[protocol.StreamID]*stream),
 
 		sendConnLimit: InitialConnWindow,
 		recvConnLimit: InitialConnWindow,
 	}
-	c.closeRW = sync.OnceFunc(func() { rw.Close() })
 	c.nextLocalID, c.nextPeerID = 2, 1
 	if isClient {
 		c.nextLocalID, c.nextPeerID = 1, 2
@@ -220,8 +232,6 @@ func newConn(rw io.WriteCloser, cfg Config, isClient bool) *Conn {
 	c.sched.OnExpire(c.datagramExpiredLocked)
 
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
-	c.writeTimer = time.AfterFunc(time.Hour, c.writeTimedOut)
-	c.writeTimer.Stop()
 	return c
 }
 
@@ -241,7 +251,7 @@ func (c *Conn) OpenStream(ctx context.Context, class protocol.Class) (transport.
 		if c.localOpen < c.cfg.PeerMaxStreams {
 			break
 		}
-		wake := c.sendWake
+		wake := c.sendWakeLocked()
 		c.mu.Unlock()
 		select {
 		case <-wake:
@@ -282,12 +292,16 @@ func (c *Conn) AcceptStream(ctx context.Context) (transport.Stream, error) {
 			return s, nil
 		}
 		err := c.closeErr
+		if c.acceptWake == nil {
+			c.acceptWake = make(chan struct{}, 1)
+		}
+		wake := c.acceptWake
 		c.mu.Unlock()
 		if err != nil {
 			return nil, fmt.Errorf("mux: accept stream: %w", err)
 		}
 		select {
-		case <-c.acceptWake:
+		case <-wake:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("mux: accept stream: %w", ctx.Err())
 		case <-c.ctx.Done():
@@ -353,12 +367,16 @@ func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 			return b, nil
 		}
 		err := c.closeErr
+		if c.dgramWake == nil {
+			c.dgramWake = make(chan struct{}, 1)
+		}
+		wake := c.dgramWake
 		c.mu.Unlock()
 		if err != nil {
 			return nil, fmt.Errorf("mux: receive datagram: %w", err)
 		}
 		select {
-		case <-c.dgramWake:
+		case <-wake:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("mux: receive datagram: %w", ctx.Err())
 		case <-c.ctx.Done():
@@ -405,9 +423,16 @@ func (c *Conn) Kind() transport.Kind { return c.cfg.Kind }
 func (c *Conn) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.stats
-	st.Queues = c.sched.Stats()
-	return st
+	k := &c.stats
+	return Stats{
+		Writes: k.Writes, FramesWritten: k.FramesWritten, BytesWritten: k.BytesWritten,
+		FramesRead: k.FramesRead, BytesRead: k.BytesRead,
+		StreamsOpened: k.StreamsOpened, StreamsAccepted: k.StreamsAccepted,
+		DatagramsSent: k.DatagramsSent, DatagramsExpired: k.DatagramsExpired, DatagramsDropped: k.DatagramsDropped,
+		DatagramsReceived: k.DatagramsReceived, DatagramsRecvDropped: k.DatagramsRecvDropped,
+		WritesBlockedOnCredit: k.WritesBlockedOnCredit,
+		Queues:                c.sched.Stats(),
+	}
 }
 
 // closeLocked starts closing the link with err unless it is already
@@ -421,7 +446,6 @@ func (c *Conn) closeLocked(err *jsperr.Error, send bool) {
 	c.closingNow.Store(true)
 	c.cfg.Logger.Debug("mux: link closing", "code", err.Code, "reason", err.Reason, "remote", err.Remote)
 	c.cancel(err)
-	close(c.closing)
 	go c.closeLink()
 	c.broadcastSendLocked()
 	for _, s := range c.streams {
@@ -432,7 +456,9 @@ func (c *Conn) closeLocked(err *jsperr.Error, send bool) {
 	// A write in flight may be stuck behind a peer that stopped reading:
 	// bound the wait for it by CloseTimeout instead of WriteTimeout. When
 	// no write is in flight the writer re-arms or stops the timer itself.
-	c.writeTimer.Reset(c.cfg.CloseTimeout)
+	if c.writeTimer != nil {
+		c.writeTimer.Reset(c.cfg.CloseTimeout)
+	}
 }
 
 // fail closes the link after a protocol violation: LINK_CLOSE carries the
@@ -448,9 +474,24 @@ func (c *Conn) failLocked(err error) {
 // broadcastSendLocked wakes every goroutine waiting for send credit, queue
 // room or a stream slot.
 func (c *Conn) broadcastSendLocked() {
-	close(c.sendWake)
-	c.sendWake = make(chan struct{})
+	if c.sendWake != nil {
+		close(c.sendWake)
+		c.sendWake = nil
+	}
 }
+
+// sendWakeLocked returns the channel broadcastSendLocked closes next.
+func (c *Conn) sendWakeLocked() chan struct{} {
+	if c.sendWake == nil {
+		c.sendWake = make(chan struct{})
+	}
+	return c.sendWake
+}
+
+// closeRW closes the byte stream once.
+func (c *Conn) closeRW() { c.closeOnce.Do(c.closeRWOnce) }
+
+func (c *Conn) closeRWOnce() { c.rw.Close() }
 
 // signal leaves a token in a one-slot channel without blocking.
 func signal(ch chan struct{}) {

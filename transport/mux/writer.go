@@ -125,6 +125,7 @@ func (c *Conn) writeLoop() {
 		c.mu.Lock()
 		if c.closeErr != nil || (bp == nil && c.sched.Len() == 0) {
 			c.writerRunning = false
+			c.dropWriteTimerLocked()
 			c.mu.Unlock()
 			return
 		}
@@ -142,11 +143,12 @@ func (c *Conn) writeLoop() {
 			}
 			select {
 			case <-c.writeWake:
-			case <-c.closing:
+			case <-c.ctx.Done():
 			case <-idle.C:
 				c.mu.Lock()
 				if c.sched.Len() == 0 {
 					c.writerRunning = false
+					c.dropWriteTimerLocked()
 					c.mu.Unlock()
 					return
 				}
@@ -159,6 +161,7 @@ func (c *Conn) writeLoop() {
 			c.mu.Lock()
 			c.closeLocked(jsperr.Wrap(jsperr.TransportClosed, fmt.Errorf("mux: write: %w", err)), false)
 			c.writerRunning = false
+			c.dropWriteTimerLocked()
 			c.mu.Unlock()
 			return
 		}
@@ -271,10 +274,26 @@ func (c *Conn) encodeLocked(buf []byte, f *outFrame) []byte {
 // io.ReadWriteCloser; the timer's callback records SLOW_CONSUMER first so
 // that it, not the write error, becomes the close reason.
 func (c *Conn) writeTimed(b []byte, d time.Duration) error {
-	c.writeTimer.Reset(d)
+	c.mu.Lock()
+	if c.writeTimer == nil {
+		c.writeTimer = time.AfterFunc(d, c.writeTimedOut)
+	} else {
+		c.writeTimer.Reset(d)
+	}
+	t := c.writeTimer
+	c.mu.Unlock()
 	_, err := c.rw.Write(b)
-	c.writeTimer.Stop()
+	t.Stop()
 	return err
+}
+
+// dropWriteTimerLocked lets the timer go when the writer ends, so that an
+// idle link holds none.
+func (c *Conn) dropWriteTimerLocked() {
+	if c.writeTimer != nil {
+		c.writeTimer.Stop()
+		c.writeTimer = nil
+	}
 }
 
 func (c *Conn) writeTimedOut() {
