@@ -108,9 +108,6 @@ type Conn struct {
 	rw       io.WriteCloser // the byte stream: read by readLoop, or a PollSource read by pump
 	pump     *pump          // non-nil when the link is read by the pump (NewPolled)
 	isClient bool
-	laddr    net.Addr
-	raddr    net.Addr
-	tlsState tls.ConnectionState
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -207,17 +204,13 @@ func newConn(rw io.WriteCloser, cfg Config, isClient bool) *Conn {
 	if isClient {
 		c.nextLocalID, c.nextPeerID = 1, 2
 	}
-	c.laddr, c.raddr = cfg.LocalAddr, cfg.RemoteAddr
-	if a, ok := rw.(interface{ LocalAddr() net.Addr }); ok && c.laddr == nil {
-		c.laddr = a.LocalAddr()
+	// The addresses live in c.cfg and the TLS state is read when asked
+	// for (TLS), not copied: the link struct stays small (D33).
+	if a, ok := rw.(interface{ LocalAddr() net.Addr }); ok && c.cfg.LocalAddr == nil {
+		c.cfg.LocalAddr = a.LocalAddr()
 	}
-	if a, ok := rw.(interface{ RemoteAddr() net.Addr }); ok && c.raddr == nil {
-		c.raddr = a.RemoteAddr()
-	}
-	if cfg.TLS != nil {
-		c.tlsState = *cfg.TLS
-	} else if t, ok := rw.(interface{ ConnectionState() tls.ConnectionState }); ok {
-		c.tlsState = t.ConnectionState()
+	if a, ok := rw.(interface{ RemoteAddr() net.Addr }); ok && c.cfg.RemoteAddr == nil {
+		c.cfg.RemoteAddr = a.RemoteAddr()
 	}
 
 	// Every stream may have a FIN or RESET and a STOP_SENDING and a
@@ -408,13 +401,21 @@ func (c *Conn) Done() <-chan struct{} { return c.writerDone }
 func (c *Conn) Context() context.Context { return c.ctx }
 
 // LocalAddr returns the local address.
-func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+func (c *Conn) LocalAddr() net.Addr { return c.cfg.LocalAddr }
 
 // RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+func (c *Conn) RemoteAddr() net.Addr { return c.cfg.RemoteAddr }
 
 // TLS returns the TLS state given in Config or found on the byte stream.
-func (c *Conn) TLS() tls.ConnectionState { return c.tlsState }
+func (c *Conn) TLS() tls.ConnectionState {
+	if c.cfg.TLS != nil {
+		return *c.cfg.TLS
+	}
+	if t, ok := c.rw.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return t.ConnectionState()
+	}
+	return tls.ConnectionState{}
+}
 
 // Kind names the transport (Config.Kind).
 func (c *Conn) Kind() transport.Kind { return c.cfg.Kind }
