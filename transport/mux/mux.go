@@ -127,7 +127,12 @@ type Conn struct {
 	closeErr      *jsperr.Error
 	sendLinkClose bool
 	writerRunning bool // a writeLoop goroutine runs (kickWriterLocked)
-	sched         *qos.Scheduler[*outFrame]
+	// sched is the send queue: made by the first frame queued, dropped
+	// when the writer ends with it empty (schedLocked, writerEndLocked),
+	// so an idle link holds none (D33). schedTotals keeps the counters
+	// of the dropped ones.
+	sched       *qos.Scheduler[*outFrame]
+	schedTotals *[protocol.NumClasses]qos.ClassStats
 	dataQueued    [protocol.NumClasses]int // stream-data and datagram frames queued, per class
 	dgQueued      int                      // datagrams queued
 	// sendWake is closed when send credit, queue room or a stream slot
@@ -212,17 +217,6 @@ func newConn(rw io.WriteCloser, cfg Config, isClient bool) *Conn {
 	if a, ok := rw.(interface{ RemoteAddr() net.Addr }); ok && c.cfg.RemoteAddr == nil {
 		c.cfg.RemoteAddr = a.RemoteAddr()
 	}
-
-	// Every stream may have a FIN or RESET and a STOP_SENDING and a
-	// WINDOW_UPDATE queued beyond the data cap; reserving room for them
-	// means closing or cancelling a stream never waits for queue room.
-	qc := cfg.QoS
-	reserve := 4*(cfg.MaxStreams+cfg.PeerMaxStreams) + 16
-	for cl := range qc.QueueLength {
-		qc.QueueLength[cl] = cfg.SendQueueLength + reserve
-	}
-	c.sched = qos.New[*outFrame](qc)
-	c.sched.OnExpire(c.datagramExpiredLocked)
 
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	return c
@@ -320,7 +314,7 @@ func (c *Conn) SendDatagram(b []byte, class protocol.Class) error {
 		return fmt.Errorf("mux: send datagram: %w", c.closeErr)
 	}
 	now := c.cfg.Now()
-	if c.datagramQueueFullLocked(class) {
+	if c.datagramQueueFullLocked(class) && c.sched != nil {
 		c.sched.Expire(now)
 		if c.datagramQueueFullLocked(class) {
 			c.stats.DatagramsDropped++
@@ -432,7 +426,7 @@ func (c *Conn) Stats() Stats {
 		DatagramsSent: k.DatagramsSent, DatagramsExpired: k.DatagramsExpired, DatagramsDropped: k.DatagramsDropped,
 		DatagramsReceived: k.DatagramsReceived, DatagramsRecvDropped: k.DatagramsRecvDropped,
 		WritesBlockedOnCredit: k.WritesBlockedOnCredit,
-		Queues:                c.sched.Stats(),
+		Queues:                c.queueStatsLocked(),
 	}
 }
 
@@ -505,4 +499,72 @@ func signal(ch chan struct{}) {
 // errorf builds a local protocol error.
 func errorf(code jsperr.Code, format string, args ...any) *jsperr.Error {
 	return jsperr.Newf(code, "mux: "+format, args...)
+}
+
+// schedLocked returns the send queue, making it if the link has none.
+func (c *Conn) schedLocked() *qos.Scheduler[*outFrame] {
+	if c.sched != nil {
+		return c.sched
+	}
+	// Every stream may have a FIN or RESET and a STOP_SENDING and a
+	// WINDOW_UPDATE queued beyond the data cap; reserving room for them
+	// means closing or cancelling a stream never waits for queue room.
+	qc := c.cfg.QoS
+	reserve := 4*(c.cfg.MaxStreams+c.cfg.PeerMaxStreams) + 16
+	for cl := range qc.QueueLength {
+		qc.QueueLength[cl] = c.cfg.SendQueueLength + reserve
+	}
+	c.sched = qos.New[*outFrame](qc)
+	c.sched.OnExpire(c.datagramExpiredLocked)
+	return c.sched
+}
+
+// queuedLocked returns the frames and bytes in the send queue.
+func (c *Conn) queuedLocked() (frames, bytes int) {
+	if c.sched == nil {
+		return 0, 0
+	}
+	return c.sched.Len(), c.sched.Bytes()
+}
+
+// dropSchedLocked lets an empty send queue go, keeping its counters. The
+// scheduler's round-robin position is worth nothing with every queue
+// empty, so a new one schedules the same.
+func (c *Conn) dropSchedLocked() {
+	if c.sched == nil || c.sched.Len() > 0 {
+		return
+	}
+	if c.schedTotals == nil {
+		c.schedTotals = new([protocol.NumClasses]qos.ClassStats)
+	}
+	for cl, st := range c.sched.Stats() {
+		t := &c.schedTotals[cl]
+		t.Queued += st.Queued
+		t.Sent += st.Sent
+		t.Dropped += st.Dropped
+		t.Expired += st.Expired
+		t.Refused += st.Refused
+	}
+	c.sched = nil
+}
+
+// queueStatsLocked returns the send queue's counters since the link
+// started.
+func (c *Conn) queueStatsLocked() [protocol.NumClasses]qos.ClassStats {
+	var out [protocol.NumClasses]qos.ClassStats
+	if c.schedTotals != nil {
+		out = *c.schedTotals
+	}
+	if c.sched != nil {
+		for cl, st := range c.sched.Stats() {
+			o := &out[cl]
+			o.Queued += st.Queued
+			o.Sent += st.Sent
+			o.Dropped += st.Dropped
+			o.Expired += st.Expired
+			o.Refused += st.Refused
+			o.Len, o.Bytes = st.Len, st.Bytes
+		}
+	}
+	return out
 }
