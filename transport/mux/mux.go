@@ -133,8 +133,8 @@ type Conn struct {
 	// of the dropped ones.
 	sched       *qos.Scheduler[*outFrame]
 	schedTotals *[protocol.NumClasses]qos.ClassStats
-	dataQueued    [protocol.NumClasses]int // stream-data and datagram frames queued, per class
-	dgQueued      int                      // datagrams queued
+	dataQueued  [protocol.NumClasses]int // stream-data and datagram frames queued, per class
+	dgQueued    int                      // datagrams queued
 	// sendWake is closed when send credit, queue room or a stream slot
 	// appears; acceptWake (cap 1) is signalled when a stream joins
 	// acceptQ, dgramWake (cap 1) when a datagram joins dgRecv. Each is
