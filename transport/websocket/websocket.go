@@ -8,6 +8,11 @@
 // transport.Listener whose Accept returns the upgraded connections. Listen
 // runs a dedicated TLS 1.3 http.Server around a Handler. Dial is the
 // client.
+//
+// Upgrades over TLS and the client use the WebSocket library. Plain
+// upgrades (behind a TLS-terminating proxy) are answered and framed by
+// this package (upgrade.go, server.go, frame.go), and their sockets are
+// watched by a poller, so an idle one holds no goroutine (decision D33).
 package websocket
 
 import (
