@@ -115,3 +115,7 @@ func (m *impl) stop() {
 		m.closeFDs()
 	})
 }
+
+// IdleWithoutGoroutine reports whether an armed registration waits
+// without a goroutine of its own (true with epoll).
+const IdleWithoutGoroutine = true

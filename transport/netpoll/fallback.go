@@ -12,13 +12,26 @@ type impl struct{}
 func (impl) start(*Poller) error { return nil }
 
 func (impl) add(r *Registration) error {
-	go waitReadable(r)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	startWaiterLocked(r)
 	return nil
 }
 
+// arm runs with r.mu held (Registration.Arm).
 func (impl) arm(r *Registration) error {
-	go waitReadable(r)
+	startWaiterLocked(r)
 	return nil
+}
+
+// startWaiterLocked starts a waiter unless one waits already: an arming
+// while one waits changes nothing, as with EPOLLONESHOT re-armed.
+func startWaiterLocked(r *Registration) {
+	if r.waiting {
+		return
+	}
+	r.waiting = true
+	go waitReadable(r)
 }
 
 func (impl) del(*Registration) {}
@@ -27,7 +40,10 @@ func (impl) stop() {}
 
 func waitReadable(r *Registration) {
 	waited := false
-	err := r.rc.Read(func(fd uintptr) bool {
+	// An error (the socket closed, a deadline) ends the wait too: the
+	// owner's next read reports it, so the callback runs all the same
+	// unless the owner has deregistered.
+	_ = r.rc.Read(func(fd uintptr) bool {
 		// The first call reports "not ready", unless input is already
 		// waiting (Arm is level-triggered), so that the runtime waits; the
 		// second comes once the socket is readable.
@@ -37,15 +53,11 @@ func waitReadable(r *Registration) {
 		}
 		return true
 	})
-	if err != nil {
-		// Closed, or a deadline: the owner's next read reports it, so run
-		// the callback unless the owner has deregistered already.
-		r.mu.Lock()
-		dead := r.dead
-		r.mu.Unlock()
-		if dead {
-			return
-		}
+	r.mu.Lock()
+	r.waiting = false
+	dead := r.dead
+	r.mu.Unlock()
+	if !dead {
+		r.p.dispatch(r.id)
 	}
-	r.p.dispatch(r.id)
 }

@@ -83,8 +83,9 @@ type Registration struct {
 	rc syscall.RawConn
 	fn func()
 
-	mu   sync.Mutex // guards dead and, in the fallback, the waiter's start
-	dead bool
+	mu      sync.Mutex // guards dead and waiting
+	dead    bool
+	waiting bool // the portable poller's waiter runs
 }
 
 // Poller watches registered sockets. Its goroutines run while it holds a
@@ -240,11 +241,12 @@ func ReadNonblock(rc syscall.RawConn, p []byte) (int, error) {
 	}
 	var n int
 	var rerr error
-	err := rc.Read(func(fd uintptr) bool {
+	// Control, not Read: it holds a reference to the descriptor but not
+	// the connection's read lock, which the portable poller's waiter
+	// holds while it waits, and it never parks this goroutine in the
+	// runtime's poller, which is the wait this package avoids.
+	err := rc.Control(func(fd uintptr) {
 		n, rerr = readFD(fd, p)
-		// Done in every case: returning false would park this goroutine
-		// in the runtime's poller, which is the wait this package avoids.
-		return true
 	})
 	switch {
 	case err != nil:

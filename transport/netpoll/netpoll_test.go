@@ -334,3 +334,21 @@ func TestSocket(t *testing.T) {
 		t.Fatal("Close did not deregister")
 	}
 }
+
+// Arming an armed socket changes nothing: one burst, one callback.
+func TestArmTwiceOneCallback(t *testing.T) {
+	p := newPoller(t)
+	defer p.Close()
+	c, s := tcpPair(t)
+	fired := make(chan struct{}, 4)
+	r, err := p.Register(rawConn(t, s), func() { fired <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Deregister()
+	r.Arm()
+	r.Arm()
+	c.Write([]byte("x"))
+	expect(t, fired, "input")
+	expectNone(t, fired, "a second callback for one arming")
+}

@@ -18,3 +18,7 @@ func (impl) add(*Registration) error { return ErrUnsupported }
 func (impl) arm(*Registration) error { return ErrUnsupported }
 func (impl) del(*Registration)       {}
 func (impl) stop()                   {}
+
+// IdleWithoutGoroutine reports whether an armed registration waits
+// without a goroutine of its own (false: nothing is polled here).
+const IdleWithoutGoroutine = false
