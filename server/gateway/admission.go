@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jetstreamproto/jsp/jsperr"
@@ -261,6 +262,18 @@ func (c *admittedConn) Close() error {
 		c.t.release()
 	}
 	return c.Conn.Close()
+}
+
+// SyscallConn passes the socket's descriptor on, so that the transports
+// can watch an idle admitted connection with a poller instead of a
+// goroutine (decision D33). Reads and writes still go through the
+// connection and Close still releases the ticket.
+func (c *admittedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("gateway: %T has no descriptor", c.Conn)
+	}
+	return sc.SyscallConn()
 }
 
 // maxLogReasons caps the reasons sampledLog tells apart; refusals of

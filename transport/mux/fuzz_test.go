@@ -14,7 +14,8 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// FuzzLinkReader feeds arbitrary bytes to a link's reader. Whatever the
+// FuzzLinkReader feeds arbitrary bytes to a link's reader, readLoop or
+// the pump. Whatever the
 // input, the link must not panic and must end with a *jsperr.Error: a
 // protocol code for bad input, TRANSPORT_CLOSED when the input ends
 // cleanly.
@@ -36,8 +37,17 @@ func FuzzLinkReader(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The first byte picks the reader: readLoop or the pump
+		// (NewPolled), which must agree on every input.
+		polled := len(data) > 0 && data[0]&1 == 1
 		a, b := memtransport.Pipe(0)
-		c := mux.New(a, mux.Config{MaxStreams: 8, CloseTimeout: 100 * time.Millisecond, WriteTimeout: time.Second}, false)
+		cfg := mux.Config{MaxStreams: 8, CloseTimeout: 100 * time.Millisecond, WriteTimeout: time.Second}
+		var c *mux.Conn
+		if polled {
+			c = mux.NewPolled(newPollPipe(a), cfg, false)
+		} else {
+			c = mux.New(a, cfg, false)
+		}
 		drained := make(chan struct{})
 		go func() {
 			io.Copy(io.Discard, b)

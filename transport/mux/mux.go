@@ -52,12 +52,14 @@
 // ends the link with a *jsperr.Error whose Remote is true; the byte stream
 // ending without one ends it with TRANSPORT_CLOSED.
 //
-// Goroutines: each Conn runs one reader for its whole life, a writer only
+// Goroutines: a Conn made by New runs one reader for its whole life; one
+// made by NewPolled (a server link over a socket the transport can poll,
+// decision D33) reads only while input is there, on a goroutine the
+// poller starts, so an idle link holds none. Either way a writer runs only
 // while frames are queued (and briefly after), and from the start of the
-// close a close goroutine that waits for the writer, sends LINK_CLOSE,
-// and ends after the reader. The reader never blocks on the application
-// (receive buffers are bounded by flow control). Close waits for all of
-// them.
+// close a close goroutine waits for the writer, sends LINK_CLOSE, and ends
+// after the reader. The reader never blocks on the application (receive
+// buffers are bounded by flow control). Close waits for all of them.
 package mux
 
 import (
@@ -103,23 +105,17 @@ type Stats struct {
 // It implements transport.Conn.
 type Conn struct {
 	cfg      Config
-	rw       io.ReadWriteCloser
+	rw       io.WriteCloser // the byte stream: read by readLoop, or a PollSource read by pump
+	pump     *pump          // non-nil when the link is read by the pump (NewPolled)
 	isClient bool
-	laddr    net.Addr
-	raddr    net.Addr
-	tlsState tls.ConnectionState
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
 	writeWake  chan struct{} // cap 1: frames were queued
-	acceptWake chan struct{} // cap 1: a stream joined acceptQ
-	dgramWake  chan struct{} // cap 1: a datagram joined dgRecv
-	closing    chan struct{} // closed when the close begins
 	readerDone chan struct{}
 	writerDone chan struct{}
-	closeRW    func() // closes rw once
-	writeTimer *time.Timer
+	closeOnce  sync.Once // closes rw (closeRW)
 	// writers counts running writer goroutines (0 or 1); the close
 	// goroutine waits for it. Add happens under mu while closeErr is nil.
 	writers    sync.WaitGroup
@@ -131,18 +127,34 @@ type Conn struct {
 	closeErr      *jsperr.Error
 	sendLinkClose bool
 	writerRunning bool // a writeLoop goroutine runs (kickWriterLocked)
-	sched         *qos.Scheduler[*outFrame]
-	dataQueued    [protocol.NumClasses]int // stream-data and datagram frames queued, per class
-	dgQueued      int                      // datagrams queued
-	sendWake      chan struct{}            // closed and replaced when send credit or queue room appears
-	streams       map[protocol.StreamID]*stream
-	nextLocalID   protocol.StreamID
-	nextPeerID    protocol.StreamID
-	localOpen     int // locally opened streams not yet retired
-	peerOpen      int // peer-opened streams not yet retired
-	acceptQ       []*stream
-	dgRecv        [][]byte
-	onArrival     func() // NotifyArrivals's callback (notify.go)
+	// sched is the send queue: made by the first frame queued, dropped
+	// when the writer ends with it empty (schedLocked, writerEndLocked),
+	// so an idle link holds none (D33). schedTotals keeps the counters
+	// of the dropped ones.
+	sched       *qos.Scheduler[*outFrame]
+	schedTotals *[protocol.NumClasses]qos.ClassStats
+	dataQueued  [protocol.NumClasses]int // stream-data and datagram frames queued, per class
+	dgQueued    int                      // datagrams queued
+	// sendWake is closed when send credit, queue room or a stream slot
+	// appears; acceptWake (cap 1) is signalled when a stream joins
+	// acceptQ, dgramWake (cap 1) when a datagram joins dgRecv. Each is
+	// made by the first waiter (sendWakeLocked and friends), so an idle
+	// link, whose session waits by callback (D27), holds none (D33).
+	sendWake   chan struct{}
+	acceptWake chan struct{}
+	dgramWake  chan struct{}
+	// writeTimer bounds the write in flight (writeTimed). It exists only
+	// while a writer runs or the close writes, so an idle link holds no
+	// timer (D33).
+	writeTimer  *time.Timer
+	streams     map[protocol.StreamID]*stream
+	nextLocalID protocol.StreamID
+	nextPeerID  protocol.StreamID
+	localOpen   int // locally opened streams not yet retired
+	peerOpen    int // peer-opened streams not yet retired
+	acceptQ     []*stream
+	dgRecv      [][]byte
+	onArrival   func() // NotifyArrivals's callback (notify.go)
 
 	sendConnLimit, sendConnOffset protocol.ByteCount
 	recvConnLimit, recvConnOffset protocol.ByteCount
@@ -150,7 +162,17 @@ type Conn struct {
 	connWUQueued                  bool
 	connWUPending                 protocol.ByteCount
 
-	stats Stats
+	stats counters
+}
+
+// counters are the link's own counters: Stats without the scheduler's,
+// which Stats reads from the scheduler.
+type counters struct {
+	Writes, FramesWritten, BytesWritten, FramesRead, BytesRead uint64
+	StreamsOpened, StreamsAccepted                             uint64
+	DatagramsSent, DatagramsExpired, DatagramsDropped          uint64
+	DatagramsReceived, DatagramsRecvDropped                    uint64
+	WritesBlockedOnCredit                                      uint64
 }
 
 var _ transport.Conn = (*Conn)(nil)
@@ -160,6 +182,13 @@ var _ transport.Conn = (*Conn)(nil)
 // from now on and closes it when the link ends. New panics if cfg fails
 // Config.Validate, which is a programming error.
 func New(rw io.ReadWriteCloser, cfg Config, isClient bool) *Conn {
+	c := newConn(rw, cfg, isClient)
+	go c.readLoop(rw)
+	return c
+}
+
+// newConn builds a link over rw without starting its reader.
+func newConn(rw io.WriteCloser, cfg Config, isClient bool) *Conn {
 	if err := cfg.Validate(); err != nil {
 		panic(err)
 	}
@@ -169,50 +198,27 @@ func New(rw io.ReadWriteCloser, cfg Config, isClient bool) *Conn {
 		rw:         rw,
 		isClient:   isClient,
 		writeWake:  make(chan struct{}, 1),
-		acceptWake: make(chan struct{}, 1),
-		dgramWake:  make(chan struct{}, 1),
-		closing:    make(chan struct{}),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),
-		sendWake:   make(chan struct{}),
 		streams:    make(map[protocol.StreamID]*stream),
 
 		sendConnLimit: InitialConnWindow,
 		recvConnLimit: InitialConnWindow,
 	}
-	c.closeRW = sync.OnceFunc(func() { rw.Close() })
 	c.nextLocalID, c.nextPeerID = 2, 1
 	if isClient {
 		c.nextLocalID, c.nextPeerID = 1, 2
 	}
-	c.laddr, c.raddr = cfg.LocalAddr, cfg.RemoteAddr
-	if a, ok := rw.(interface{ LocalAddr() net.Addr }); ok && c.laddr == nil {
-		c.laddr = a.LocalAddr()
+	// The addresses live in c.cfg and the TLS state is read when asked
+	// for (TLS), not copied: the link struct stays small (D33).
+	if a, ok := rw.(interface{ LocalAddr() net.Addr }); ok && c.cfg.LocalAddr == nil {
+		c.cfg.LocalAddr = a.LocalAddr()
 	}
-	if a, ok := rw.(interface{ RemoteAddr() net.Addr }); ok && c.raddr == nil {
-		c.raddr = a.RemoteAddr()
+	if a, ok := rw.(interface{ RemoteAddr() net.Addr }); ok && c.cfg.RemoteAddr == nil {
+		c.cfg.RemoteAddr = a.RemoteAddr()
 	}
-	if cfg.TLS != nil {
-		c.tlsState = *cfg.TLS
-	} else if t, ok := rw.(interface{ ConnectionState() tls.ConnectionState }); ok {
-		c.tlsState = t.ConnectionState()
-	}
-
-	// Every stream may have a FIN or RESET and a STOP_SENDING and a
-	// WINDOW_UPDATE queued beyond the data cap; reserving room for them
-	// means closing or cancelling a stream never waits for queue room.
-	qc := cfg.QoS
-	reserve := 4*(cfg.MaxStreams+cfg.PeerMaxStreams) + 16
-	for cl := range qc.QueueLength {
-		qc.QueueLength[cl] = cfg.SendQueueLength + reserve
-	}
-	c.sched = qos.New[*outFrame](qc)
-	c.sched.OnExpire(c.datagramExpiredLocked)
 
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
-	c.writeTimer = time.AfterFunc(time.Hour, c.writeTimedOut)
-	c.writeTimer.Stop()
-	go c.readLoop()
 	return c
 }
 
@@ -232,7 +238,7 @@ func (c *Conn) OpenStream(ctx context.Context, class protocol.Class) (transport.
 		if c.localOpen < c.cfg.PeerMaxStreams {
 			break
 		}
-		wake := c.sendWake
+		wake := c.sendWakeLocked()
 		c.mu.Unlock()
 		select {
 		case <-wake:
@@ -273,12 +279,16 @@ func (c *Conn) AcceptStream(ctx context.Context) (transport.Stream, error) {
 			return s, nil
 		}
 		err := c.closeErr
+		if c.acceptWake == nil {
+			c.acceptWake = make(chan struct{}, 1)
+		}
+		wake := c.acceptWake
 		c.mu.Unlock()
 		if err != nil {
 			return nil, fmt.Errorf("mux: accept stream: %w", err)
 		}
 		select {
-		case <-c.acceptWake:
+		case <-wake:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("mux: accept stream: %w", ctx.Err())
 		case <-c.ctx.Done():
@@ -304,7 +314,7 @@ func (c *Conn) SendDatagram(b []byte, class protocol.Class) error {
 		return fmt.Errorf("mux: send datagram: %w", c.closeErr)
 	}
 	now := c.cfg.Now()
-	if c.datagramQueueFullLocked(class) {
+	if c.datagramQueueFullLocked(class) && c.sched != nil {
 		c.sched.Expire(now)
 		if c.datagramQueueFullLocked(class) {
 			c.stats.DatagramsDropped++
@@ -344,12 +354,16 @@ func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
 			return b, nil
 		}
 		err := c.closeErr
+		if c.dgramWake == nil {
+			c.dgramWake = make(chan struct{}, 1)
+		}
+		wake := c.dgramWake
 		c.mu.Unlock()
 		if err != nil {
 			return nil, fmt.Errorf("mux: receive datagram: %w", err)
 		}
 		select {
-		case <-c.dgramWake:
+		case <-wake:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("mux: receive datagram: %w", ctx.Err())
 		case <-c.ctx.Done():
@@ -381,13 +395,21 @@ func (c *Conn) Done() <-chan struct{} { return c.writerDone }
 func (c *Conn) Context() context.Context { return c.ctx }
 
 // LocalAddr returns the local address.
-func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+func (c *Conn) LocalAddr() net.Addr { return c.cfg.LocalAddr }
 
 // RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+func (c *Conn) RemoteAddr() net.Addr { return c.cfg.RemoteAddr }
 
 // TLS returns the TLS state given in Config or found on the byte stream.
-func (c *Conn) TLS() tls.ConnectionState { return c.tlsState }
+func (c *Conn) TLS() tls.ConnectionState {
+	if c.cfg.TLS != nil {
+		return *c.cfg.TLS
+	}
+	if t, ok := c.rw.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		return t.ConnectionState()
+	}
+	return tls.ConnectionState{}
+}
 
 // Kind names the transport (Config.Kind).
 func (c *Conn) Kind() transport.Kind { return c.cfg.Kind }
@@ -396,9 +418,16 @@ func (c *Conn) Kind() transport.Kind { return c.cfg.Kind }
 func (c *Conn) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.stats
-	st.Queues = c.sched.Stats()
-	return st
+	k := &c.stats
+	return Stats{
+		Writes: k.Writes, FramesWritten: k.FramesWritten, BytesWritten: k.BytesWritten,
+		FramesRead: k.FramesRead, BytesRead: k.BytesRead,
+		StreamsOpened: k.StreamsOpened, StreamsAccepted: k.StreamsAccepted,
+		DatagramsSent: k.DatagramsSent, DatagramsExpired: k.DatagramsExpired, DatagramsDropped: k.DatagramsDropped,
+		DatagramsReceived: k.DatagramsReceived, DatagramsRecvDropped: k.DatagramsRecvDropped,
+		WritesBlockedOnCredit: k.WritesBlockedOnCredit,
+		Queues:                c.queueStatsLocked(),
+	}
 }
 
 // closeLocked starts closing the link with err unless it is already
@@ -412,7 +441,6 @@ func (c *Conn) closeLocked(err *jsperr.Error, send bool) {
 	c.closingNow.Store(true)
 	c.cfg.Logger.Debug("mux: link closing", "code", err.Code, "reason", err.Reason, "remote", err.Remote)
 	c.cancel(err)
-	close(c.closing)
 	go c.closeLink()
 	c.broadcastSendLocked()
 	for _, s := range c.streams {
@@ -423,7 +451,9 @@ func (c *Conn) closeLocked(err *jsperr.Error, send bool) {
 	// A write in flight may be stuck behind a peer that stopped reading:
 	// bound the wait for it by CloseTimeout instead of WriteTimeout. When
 	// no write is in flight the writer re-arms or stops the timer itself.
-	c.writeTimer.Reset(c.cfg.CloseTimeout)
+	if c.writeTimer != nil {
+		c.writeTimer.Reset(c.cfg.CloseTimeout)
+	}
 }
 
 // fail closes the link after a protocol violation: LINK_CLOSE carries the
@@ -439,9 +469,24 @@ func (c *Conn) failLocked(err error) {
 // broadcastSendLocked wakes every goroutine waiting for send credit, queue
 // room or a stream slot.
 func (c *Conn) broadcastSendLocked() {
-	close(c.sendWake)
-	c.sendWake = make(chan struct{})
+	if c.sendWake != nil {
+		close(c.sendWake)
+		c.sendWake = nil
+	}
 }
+
+// sendWakeLocked returns the channel broadcastSendLocked closes next.
+func (c *Conn) sendWakeLocked() chan struct{} {
+	if c.sendWake == nil {
+		c.sendWake = make(chan struct{})
+	}
+	return c.sendWake
+}
+
+// closeRW closes the byte stream once.
+func (c *Conn) closeRW() { c.closeOnce.Do(c.closeRWOnce) }
+
+func (c *Conn) closeRWOnce() { c.rw.Close() }
 
 // signal leaves a token in a one-slot channel without blocking.
 func signal(ch chan struct{}) {
@@ -454,4 +499,72 @@ func signal(ch chan struct{}) {
 // errorf builds a local protocol error.
 func errorf(code jsperr.Code, format string, args ...any) *jsperr.Error {
 	return jsperr.Newf(code, "mux: "+format, args...)
+}
+
+// schedLocked returns the send queue, making it if the link has none.
+func (c *Conn) schedLocked() *qos.Scheduler[*outFrame] {
+	if c.sched != nil {
+		return c.sched
+	}
+	// Every stream may have a FIN or RESET and a STOP_SENDING and a
+	// WINDOW_UPDATE queued beyond the data cap; reserving room for them
+	// means closing or cancelling a stream never waits for queue room.
+	qc := c.cfg.QoS
+	reserve := 4*(c.cfg.MaxStreams+c.cfg.PeerMaxStreams) + 16
+	for cl := range qc.QueueLength {
+		qc.QueueLength[cl] = c.cfg.SendQueueLength + reserve
+	}
+	c.sched = qos.New[*outFrame](qc)
+	c.sched.OnExpire(c.datagramExpiredLocked)
+	return c.sched
+}
+
+// queuedLocked returns the frames and bytes in the send queue.
+func (c *Conn) queuedLocked() (frames, bytes int) {
+	if c.sched == nil {
+		return 0, 0
+	}
+	return c.sched.Len(), c.sched.Bytes()
+}
+
+// dropSchedLocked lets an empty send queue go, keeping its counters. The
+// scheduler's round-robin position is worth nothing with every queue
+// empty, so a new one schedules the same.
+func (c *Conn) dropSchedLocked() {
+	if c.sched == nil || c.sched.Len() > 0 {
+		return
+	}
+	if c.schedTotals == nil {
+		c.schedTotals = new([protocol.NumClasses]qos.ClassStats)
+	}
+	for cl, st := range c.sched.Stats() {
+		t := &c.schedTotals[cl]
+		t.Queued += st.Queued
+		t.Sent += st.Sent
+		t.Dropped += st.Dropped
+		t.Expired += st.Expired
+		t.Refused += st.Refused
+	}
+	c.sched = nil
+}
+
+// queueStatsLocked returns the send queue's counters since the link
+// started.
+func (c *Conn) queueStatsLocked() [protocol.NumClasses]qos.ClassStats {
+	var out [protocol.NumClasses]qos.ClassStats
+	if c.schedTotals != nil {
+		out = *c.schedTotals
+	}
+	if c.sched != nil {
+		for cl, st := range c.sched.Stats() {
+			o := &out[cl]
+			o.Queued += st.Queued
+			o.Sent += st.Sent
+			o.Dropped += st.Dropped
+			o.Expired += st.Expired
+			o.Refused += st.Refused
+			o.Len, o.Bytes = st.Len, st.Bytes
+		}
+	}
+	return out
 }

@@ -43,7 +43,11 @@ func newRaw(t *testing.T, cfg mux.Config, muxIsClient bool, bufSize int, read bo
 		cfg.CloseTimeout = 500 * time.Millisecond
 	}
 	r := &rawPeer{t: t, end: b, got: make(chan struct{}, 1), done: make(chan struct{})}
-	r.conn = mux.New(a, cfg, muxIsClient)
+	if usePump {
+		r.conn = mux.NewPolled(newPollPipe(a), cfg, muxIsClient)
+	} else {
+		r.conn = mux.New(a, cfg, muxIsClient)
+	}
 	t.Cleanup(func() {
 		r.conn.Close()
 		r.end.Close()

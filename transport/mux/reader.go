@@ -13,9 +13,9 @@ import (
 // readLoop reads link frames until the byte stream ends. It never blocks on
 // the application: every buffer it fills is bounded by flow control or by
 // a drop-oldest queue.
-func (c *Conn) readLoop() {
+func (c *Conn) readLoop(r io.Reader) {
 	defer close(c.readerDone)
-	fr := wire.NewFrameReader(c.rw, uint64(c.cfg.MaxFrameSize))
+	fr := wire.NewFrameReader(r, uint64(c.cfg.MaxFrameSize))
 	for {
 		h, p, err := fr.ReadFrame()
 		if err != nil {

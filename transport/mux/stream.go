@@ -19,10 +19,13 @@ type stream struct {
 	id    protocol.StreamID
 	class protocol.Class
 
-	readMu    sync.Mutex
-	writeMu   sync.Mutex
-	readWake  chan struct{} // cap 1: data, FIN, reset or a new read deadline
-	writeWake chan struct{} // cap 1: a new write deadline
+	readMu  sync.Mutex
+	writeMu sync.Mutex
+	// Guarded by c.mu, made by the first Read or Write that waits
+	// (D33): readWake (cap 1) is signalled on data, FIN, reset or a new
+	// read deadline, writeWake (cap 1) on a new write deadline.
+	readWake  chan struct{}
+	writeWake chan struct{}
 
 	// Guarded by c.mu.
 	announced bool // handed to the application (opened here, or queued for AcceptStream)
@@ -61,8 +64,6 @@ var _ transport.Stream = (*stream)(nil)
 func (c *Conn) newStreamLocked(id protocol.StreamID, class protocol.Class) *stream {
 	s := &stream{
 		c: c, id: id, class: class,
-		readWake:  make(chan struct{}, 1),
-		writeWake: make(chan struct{}, 1),
 		recvLimit: protocol.DefaultStreamWindow,
 		sendLimit: protocol.DefaultStreamWindow,
 		inMap:     true,
@@ -114,6 +115,9 @@ func (s *stream) Read(p []byte) (int, error) {
 		}
 		if c.closeErr != nil {
 			return 0, fmt.Errorf("mux: read stream %d: %w", s.id, c.closeErr)
+		}
+		if s.readWake == nil {
+			s.readWake = make(chan struct{}, 1)
 		}
 		if err := s.waitLocked(s.readWake, nil, s.readDeadline); err != nil {
 			return 0, fmt.Errorf("mux: read stream %d: %w", s.id, err)
@@ -211,7 +215,10 @@ func (s *stream) Write(p []byte) (int, error) {
 			continue
 		}
 		c.stats.WritesBlockedOnCredit++
-		if err := s.waitLocked(c.sendWake, s.writeWake, s.writeDeadline); err != nil {
+		if s.writeWake == nil {
+			s.writeWake = make(chan struct{}, 1)
+		}
+		if err := s.waitLocked(c.sendWakeLocked(), s.writeWake, s.writeDeadline); err != nil {
 			return n, fmt.Errorf("mux: write stream %d: %w", s.id, err)
 		}
 	}
@@ -297,8 +304,8 @@ func (s *stream) discardLocked() {
 func (s *stream) SetReadDeadline(t time.Time) error {
 	s.c.mu.Lock()
 	s.readDeadline = t
-	s.c.mu.Unlock()
 	signal(s.readWake)
+	s.c.mu.Unlock()
 	return nil
 }
 
@@ -306,8 +313,8 @@ func (s *stream) SetReadDeadline(t time.Time) error {
 func (s *stream) SetWriteDeadline(t time.Time) error {
 	s.c.mu.Lock()
 	s.writeDeadline = t
-	s.c.mu.Unlock()
 	signal(s.writeWake)
+	s.c.mu.Unlock()
 	return nil
 }
 

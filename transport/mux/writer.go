@@ -69,7 +69,7 @@ func (c *Conn) pushLocked(f *outFrame, deadline time.Time) error {
 		return fmt.Errorf("mux: %w", c.closeErr)
 	}
 	size := len(f.payload) + wire.MaxHeaderLen
-	dropped, err := c.sched.Push(qos.Item[*outFrame]{Class: f.class, Size: size, Deadline: deadline, Value: f})
+	dropped, err := c.schedLocked().Push(qos.Item[*outFrame]{Class: f.class, Size: size, Deadline: deadline, Value: f})
 	if err == nil && len(dropped) > 0 {
 		err = fmt.Errorf("dropped %d frames", len(dropped))
 	}
@@ -123,13 +123,14 @@ func (c *Conn) writeLoop() {
 	}()
 	for {
 		c.mu.Lock()
-		if c.closeErr != nil || (bp == nil && c.sched.Len() == 0) {
-			c.writerRunning = false
+		if n, _ := c.queuedLocked(); c.closeErr != nil || (bp == nil && n == 0) {
+			c.writerEndLocked()
 			c.mu.Unlock()
 			return
 		}
 		if bp == nil {
-			bp = getBatch(c.sched.Bytes(), bigBatch)
+			_, queued := c.queuedLocked()
+			bp = getBatch(queued, bigBatch)
 		}
 		buf, frames := c.fillBatchLocked((*bp)[:0])
 		*bp = buf[:0]
@@ -142,11 +143,11 @@ func (c *Conn) writeLoop() {
 			}
 			select {
 			case <-c.writeWake:
-			case <-c.closing:
+			case <-c.ctx.Done():
 			case <-idle.C:
 				c.mu.Lock()
-				if c.sched.Len() == 0 {
-					c.writerRunning = false
+				if n, _ := c.queuedLocked(); n == 0 {
+					c.writerEndLocked()
 					c.mu.Unlock()
 					return
 				}
@@ -158,7 +159,7 @@ func (c *Conn) writeLoop() {
 		if err := c.writeTimed(buf, c.cfg.WriteTimeout); err != nil {
 			c.mu.Lock()
 			c.closeLocked(jsperr.Wrap(jsperr.TransportClosed, fmt.Errorf("mux: write: %w", err)), false)
-			c.writerRunning = false
+			c.writerEndLocked()
 			c.mu.Unlock()
 			return
 		}
@@ -186,6 +187,9 @@ func (c *Conn) fillBatchLocked(buf []byte) ([]byte, int) {
 	now := c.cfg.Now()
 	frames := 0
 	freed := false
+	if c.sched == nil {
+		return buf, 0
+	}
 	for len(buf) < c.cfg.MaxWriteBatch {
 		it, ok := c.sched.Pop(now)
 		if !ok {
@@ -271,10 +275,28 @@ func (c *Conn) encodeLocked(buf []byte, f *outFrame) []byte {
 // io.ReadWriteCloser; the timer's callback records SLOW_CONSUMER first so
 // that it, not the write error, becomes the close reason.
 func (c *Conn) writeTimed(b []byte, d time.Duration) error {
-	c.writeTimer.Reset(d)
+	c.mu.Lock()
+	if c.writeTimer == nil {
+		c.writeTimer = time.AfterFunc(d, c.writeTimedOut)
+	} else {
+		c.writeTimer.Reset(d)
+	}
+	t := c.writeTimer
+	c.mu.Unlock()
 	_, err := c.rw.Write(b)
-	c.writeTimer.Stop()
+	t.Stop()
 	return err
+}
+
+// writerEndLocked marks the writer gone and lets its timer and an empty
+// send queue go, so that an idle link holds neither (D33).
+func (c *Conn) writerEndLocked() {
+	c.writerRunning = false
+	if c.writeTimer != nil {
+		c.writeTimer.Stop()
+		c.writeTimer = nil
+	}
+	c.dropSchedLocked()
 }
 
 func (c *Conn) writeTimedOut() {
@@ -315,6 +337,11 @@ func (c *Conn) shutdown() {
 		}
 	}
 	c.closeRW()
+	if c.pump != nil {
+		// The byte stream is closed: a pump that is running sees the
+		// error and ends; one that waits for input is ended here.
+		c.pump.stop()
+	}
 	<-c.readerDone
 }
 

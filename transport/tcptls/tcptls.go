@@ -24,6 +24,7 @@ import (
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/transport/mux"
+	"github.com/jetstreamproto/jsp/transport/netpoll"
 )
 
 // Defaults for ListenConfig and Dialer.
@@ -94,6 +95,12 @@ type ListenConfig struct {
 	Mux mux.Config
 	// Logger receives refused handshakes at debug level. Nil discards.
 	Logger *slog.Logger
+	// NoPoll reads every accepted connection with a goroutine of its own
+	// instead of watching idle ones with a poller (decision D33). Default
+	// false: connections whose socket can be polled are.
+	NoPoll bool
+	// Poll configures the listener's poller.
+	Poll netpoll.Config
 }
 
 func (lc *ListenConfig) validate() error {
@@ -148,8 +155,22 @@ func (lc ListenConfig) Serve(ln net.Listener, tlsConf *tls.Config) (*Listener, e
 		return nil, err
 	}
 	lc.setDefaults()
+	var poller *netpoll.Poller
+	if !lc.NoPoll {
+		p, err := netpoll.New(lc.Poll)
+		switch {
+		case err == nil:
+			poller = p
+		case errors.Is(err, netpoll.ErrUnsupported):
+			// Each connection gets a reader goroutine instead.
+		default:
+			ln.Close()
+			return nil, fmt.Errorf("tcptls: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Listener{
+		poller:  poller,
 		cfg:     lc,
 		tls:     jspTLS(tlsConf),
 		ln:      ln,
@@ -168,10 +189,13 @@ func (lc ListenConfig) Serve(ln net.Listener, tlsConf *tls.Config) (*Listener, e
 // transport.Listener.
 //
 // Goroutines: one accept loop, plus one per handshake in progress (at most
-// MaxHandshakes). Close stops the loop, cancels the handshakes, closes the
-// connections not yet accepted and waits for all of them.
+// MaxHandshakes), plus the poller's (package netpoll), which watch the
+// idle accepted connections and run while any is open. Close stops the
+// loop, cancels the handshakes, closes the connections not yet accepted
+// and waits for all of them.
 type Listener struct {
 	cfg     ListenConfig
+	poller  *netpoll.Poller // nil when connections are read by goroutines
 	tls     *tls.Config
 	ln      net.Listener
 	ctx     context.Context // cancelled by Close; parent of every handshake
@@ -233,7 +257,15 @@ func (l *Listener) handshake(nc net.Conn) {
 	release := func() { <-l.slots }
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
 	defer cancel()
-	tc := tls.Server(nc, l.tls)
+	var feed *recordFeed
+	var under net.Conn = nc
+	if l.poller != nil {
+		if sock, err := netpoll.NewSocket(l.poller, nc); err == nil {
+			feed = newRecordFeed(sock)
+			under = feed
+		}
+	}
+	tc := tls.Server(under, l.tls)
 	err := tc.HandshakeContext(ctx)
 	if err == nil {
 		err = checkState(tc.ConnectionState())
@@ -245,7 +277,12 @@ func (l *Listener) handshake(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	c := mux.New(tlsStream{Conn: tc, raw: nc}, muxConfig(l.cfg.Mux), false)
+	var c *mux.Conn
+	if feed != nil {
+		c = mux.NewPolled(&tlsSource{Conn: tc, feed: feed}, muxConfig(l.cfg.Mux), false)
+	} else {
+		c = mux.New(tlsStream{Conn: tc, raw: nc}, muxConfig(l.cfg.Mux), false)
+	}
 	// The slot is held until the connection is queued for Accept, so a
 	// full backlog slows handshakes down instead of growing without bound.
 	defer release()
@@ -285,6 +322,11 @@ func (l *Listener) Close() error {
 		l.cancel()
 		err = l.ln.Close()
 		l.wg.Wait()
+		if l.poller != nil {
+			// Accepted connections keep the poller running until they
+			// close (netpoll.Poller.Close).
+			defer l.poller.Close()
+		}
 		for {
 			select {
 			case c := <-l.ready:

@@ -8,6 +8,11 @@
 // transport.Listener whose Accept returns the upgraded connections. Listen
 // runs a dedicated TLS 1.3 http.Server around a Handler. Dial is the
 // client.
+//
+// Upgrades over TLS and the client use the WebSocket library. Plain
+// upgrades (behind a TLS-terminating proxy) are answered and framed by
+// this package (upgrade.go, server.go, frame.go), and their sockets are
+// watched by a poller, so an idle one holds no goroutine (decision D33).
 package websocket
 
 import (
@@ -28,7 +33,24 @@ import (
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/transport/mux"
+	"github.com/jetstreamproto/jsp/transport/netpoll"
+	"github.com/jetstreamproto/jsp/wire"
 )
+
+// maxMessagePayload caps one WebSocket frame from a client on the plain
+// path: a link writer sends one batch per message, at most MaxWriteBatch
+// bytes plus the frame that crosses it, and a frame is at most
+// MaxFrameSize plus its header. The peer's limits are assumed equal to
+// ours; DefaultMaxWriteBatch is the floor, for peers with default
+// settings talking to a link configured smaller.
+func maxMessagePayload(cfg mux.Config) uint64 {
+	batch := max(cfg.MaxWriteBatch, mux.DefaultMaxWriteBatch)
+	frame := cfg.MaxFrameSize
+	if frame == 0 {
+		frame = protocol.DefaultMaxFrameSize
+	}
+	return uint64(batch) + uint64(frame) + wire.MaxHeaderLen
+}
 
 // Defaults of HandlerConfig and Dialer.
 const (
@@ -65,17 +87,25 @@ type HandlerConfig struct {
 	// (JSP §7.4 then holds between the client and the proxy). The link has
 	// no TLS state, so nothing can be bound to the TLS exporter (device
 	// key proofs fail). Default false: such requests are refused.
+	//
+	// Such connections are upgraded and framed by this package and, where
+	// the socket allows, read by a poller instead of a goroutine while
+	// they are idle (decision D33).
 	BehindTLSProxy bool
+	// NoPoll reads every plain connection with a goroutine of its own
+	// instead of a poller. Default false.
+	NoPoll bool
 }
 
 // Handler upgrades HTTP requests to JSP WebSocket links. It implements
 // http.Handler and transport.Listener.
 type Handler struct {
-	cfg   HandlerConfig
-	ready chan *mux.Conn
-	done  chan struct{}
-	once  sync.Once
-	addr  net.Addr
+	cfg    HandlerConfig
+	poller *netpoll.Poller // watches idle plain connections; nil: goroutines read them
+	ready  chan *mux.Conn
+	done   chan struct{}
+	once   sync.Once
+	addr   net.Addr
 	// inflight tracks ServeHTTP calls so that Close can wait for them.
 	inflight sync.WaitGroup
 	mu       sync.Mutex
@@ -105,11 +135,22 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Mux.Kind = transport.KindWebSocket
+	var poller *netpoll.Poller
+	if cfg.BehindTLSProxy && !cfg.NoPoll {
+		p, err := netpoll.New(netpoll.Config{})
+		switch {
+		case err == nil:
+			poller = p
+		case !errors.Is(err, netpoll.ErrUnsupported):
+			return nil, fmt.Errorf("websocket: %w", err)
+		}
+	}
 	return &Handler{
-		cfg:   cfg,
-		ready: make(chan *mux.Conn, cfg.Backlog),
-		done:  make(chan struct{}),
-		addr:  addr{"tcp", "websocket-handler"},
+		cfg:    cfg,
+		poller: poller,
+		ready:  make(chan *mux.Conn, cfg.Backlog),
+		done:   make(chan struct{}),
+		addr:   addr{"tcp", "websocket-handler"},
 	}, nil
 }
 
@@ -150,23 +191,39 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "JSP requires the WebSocket subprotocol "+protocol.WebSocketSubprotocol, http.StatusBadRequest)
 		return
 	}
-	// Small connection buffers instead of the HTTP server's (hijack.go).
-	c, err := ws.Accept(smallHijacker{w}, r, &ws.AcceptOptions{
-		Subprotocols:    []string{protocol.WebSocketSubprotocol},
-		OriginPatterns:  h.cfg.OriginPatterns,
-		CompressionMode: ws.CompressionDisabled, // JSP compresses payloads itself (JSP §11.4)
-	})
-	if err != nil {
-		h.cfg.Logger.Debug("websocket: upgrade failed", "remote", r.RemoteAddr, "err", err)
-		return // Accept has answered the request
-	}
 	mc := h.cfg.Mux
 	mc.TLS = r.TLS
 	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		mc.LocalAddr = la
 	}
 	mc.RemoteAddr = addr{"tcp", r.RemoteAddr}
-	conn := mux.New(newStream(c), mc, false)
+	var conn *mux.Conn
+	if r.TLS == nil {
+		// Behind a TLS proxy: this package frames the connection, so an
+		// idle one needs no goroutine (D33).
+		sc, err := upgradePlain(w, r, h.cfg.OriginPatterns, h.poller, maxMessagePayload(mc))
+		if err != nil {
+			h.cfg.Logger.Debug("websocket: upgrade failed", "remote", r.RemoteAddr, "err", err)
+			return
+		}
+		if sc.sock != nil {
+			conn = mux.NewPolled(sc, mc, false)
+		} else {
+			conn = mux.New(sc, mc, false)
+		}
+	} else {
+		// Small connection buffers instead of the HTTP server's (hijack.go).
+		c, err := ws.Accept(smallHijacker{w}, r, &ws.AcceptOptions{
+			Subprotocols:    []string{protocol.WebSocketSubprotocol},
+			OriginPatterns:  h.cfg.OriginPatterns,
+			CompressionMode: ws.CompressionDisabled, // JSP compresses payloads itself (JSP §11.4)
+		})
+		if err != nil {
+			h.cfg.Logger.Debug("websocket: upgrade failed", "remote", r.RemoteAddr, "err", err)
+			return // Accept has answered the request
+		}
+		conn = mux.New(newStream(c), mc, false)
+	}
 	t := time.NewTimer(h.cfg.AcceptTimeout)
 	defer t.Stop()
 	select {
@@ -203,6 +260,11 @@ func (h *Handler) Close() error {
 		h.mu.Unlock()
 		close(h.done)
 		h.inflight.Wait()
+		if h.poller != nil {
+			// Accepted connections keep the poller running until they
+			// close (netpoll.Poller.Close).
+			defer h.poller.Close()
+		}
 		for {
 			select {
 			case c := <-h.ready:

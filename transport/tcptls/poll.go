@@ -1,0 +1,208 @@
+package tcptls
+
+import (
+	"crypto/tls"
+	"encoding/binary"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jetstreamproto/jsp/transport/mux"
+	"github.com/jetstreamproto/jsp/transport/netpoll"
+)
+
+// Accepted connections are read without a goroutine while idle (decision
+// D33): the socket is watched by the listener's netpoll.Poller and the
+// link is a mux.NewPolled link over tlsSource. crypto/tls cannot read
+// without blocking, so it sits on recordFeed instead of the socket: the
+// feed hands crypto/tls one whole TLS record at a time, and the link asks
+// crypto/tls for plaintext only while a whole record is buffered, so the
+// Read never waits for the network.
+
+// TLS record layout (RFC 8446, Section 5.1): type (1) | legacy version
+// (2) | length (2) | fragment. A fragment is at most 2^14 + 256 bytes.
+const (
+	recordHeaderLen = 5
+	maxRecordLen    = recordHeaderLen + 1<<14 + 256
+)
+
+// feedBuf is the capacity of a feed buffer: a whole record and room to
+// read on. Buffers come from feedPool while bytes wait and go back when
+// the feed is empty, so an idle connection holds none.
+const feedBuf = maxRecordLen + 4<<10
+
+var feedPool = sync.Pool{New: func() any { b := make([]byte, 0, feedBuf); return &b }}
+
+// recordFeed is the net.Conn under a server tls.Conn. Its buffer is used
+// by one goroutine at a time: the handshake, then the link's pump (a
+// pump run is never concurrent with another). Write, Close and the
+// deadlines go straight to the socket.
+type recordFeed struct {
+	sock *netpoll.Socket
+
+	bp      *[]byte // received bytes not yet handed to crypto/tls, from off; nil when empty
+	off     int
+	recLeft int   // bytes of the record being handed out that crypto/tls has not taken
+	err     error // the socket's read error, reported after the bytes before it
+}
+
+func newRecordFeed(sock *netpoll.Socket) *recordFeed { return &recordFeed{sock: sock} }
+
+func (f *recordFeed) buffered() []byte {
+	if f.bp == nil {
+		return nil
+	}
+	return (*f.bp)[f.off:]
+}
+
+// completeRecord reports whether a whole record waits at the front.
+func (f *recordFeed) completeRecord() bool {
+	b := f.buffered()
+	return len(b) >= recordHeaderLen && len(b) >= recordHeaderLen+int(binary.BigEndian.Uint16(b[3:5]))
+}
+
+// pending reports whether crypto/tls can make progress from the feed
+// without the network: a whole record, or the rest of one it has begun.
+func (f *recordFeed) pending() bool { return f.recLeft > 0 || f.completeRecord() }
+
+// room returns the buffer with free space for a read, compacted.
+func (f *recordFeed) room() []byte {
+	if f.bp == nil {
+		f.bp = feedPool.Get().(*[]byte)
+		*f.bp = (*f.bp)[:0]
+	}
+	b := *f.bp
+	if f.off > 0 {
+		n := copy(b, b[f.off:])
+		b, f.off = b[:n], 0
+	}
+	if cap(b)-len(b) < 1<<10 {
+		// Only a peer that sends records over the TLS limit gets here;
+		// crypto/tls rejects them once handed over.
+		nb := make([]byte, len(b), 2*cap(b))
+		copy(nb, b)
+		b = nb
+	}
+	*f.bp = b
+	return b
+}
+
+// fill reads from the socket into the buffer, waiting if wait is set.
+// It returns the bytes read; a read error is kept for Read to report.
+func (f *recordFeed) fill(wait bool) int {
+	b := f.room()
+	var n int
+	var err error
+	if wait {
+		n, err = f.sock.Read(b[len(b):cap(b)])
+	} else {
+		n, err = f.sock.ReadAvailable(b[len(b):cap(b)])
+	}
+	*f.bp = b[:len(b)+n]
+	if err != nil && f.err == nil {
+		f.err = err
+	}
+	f.releaseIfEmpty()
+	return n
+}
+
+func (f *recordFeed) releaseIfEmpty() {
+	if f.bp != nil && len(*f.bp) == f.off {
+		if cap(*f.bp) == feedBuf {
+			*f.bp = (*f.bp)[:0]
+			feedPool.Put(f.bp)
+		}
+		f.bp, f.off = nil, 0
+	}
+}
+
+// Read hands crypto/tls bytes of one record at most, never any past its
+// end, so crypto/tls holds nothing beyond the record it works on. It waits
+// for the socket when it has nothing to hand: during the handshake, and in
+// the rare case that crypto/tls wants a record after a non-data one (a
+// KeyUpdate) that has not arrived yet. The header goes over as soon as it
+// is here, so that crypto/tls refuses a peer that does not speak TLS
+// without waiting for the length that peer's bytes seem to announce.
+func (f *recordFeed) Read(p []byte) (int, error) {
+	if f.recLeft == 0 {
+		for len(f.buffered()) < recordHeaderLen {
+			if f.err != nil {
+				return f.tail(p)
+			}
+			f.fill(true)
+		}
+		b := f.buffered()
+		f.recLeft = recordHeaderLen + int(binary.BigEndian.Uint16(b[3:5]))
+	}
+	for len(f.buffered()) == 0 {
+		if f.err != nil {
+			return 0, f.err
+		}
+		f.fill(true)
+	}
+	n := copy(p[:min(len(p), f.recLeft)], f.buffered())
+	f.off += n
+	f.recLeft -= n
+	f.releaseIfEmpty()
+	return n, nil
+}
+
+// tail hands over a torn record header at the end of input, then the
+// error, so crypto/tls reports the end as it would from the socket.
+func (f *recordFeed) tail(p []byte) (int, error) {
+	if b := f.buffered(); len(b) > 0 {
+		n := copy(p, b)
+		f.off += n
+		f.releaseIfEmpty()
+		return n, nil
+	}
+	return 0, f.err
+}
+
+func (f *recordFeed) Write(p []byte) (int, error)        { return f.sock.Write(p) }
+func (f *recordFeed) Close() error                       { return f.sock.Close() }
+func (f *recordFeed) LocalAddr() net.Addr                { return f.sock.LocalAddr() }
+func (f *recordFeed) RemoteAddr() net.Addr               { return f.sock.RemoteAddr() }
+func (f *recordFeed) SetDeadline(t time.Time) error      { return f.sock.Conn().SetDeadline(t) }
+func (f *recordFeed) SetReadDeadline(t time.Time) error  { return f.sock.Conn().SetReadDeadline(t) }
+func (f *recordFeed) SetWriteDeadline(t time.Time) error { return f.sock.Conn().SetWriteDeadline(t) }
+
+// tlsSource is the mux.PollSource of an accepted connection.
+type tlsSource struct {
+	*tls.Conn
+	feed *recordFeed
+}
+
+var _ mux.PollSource = (*tlsSource)(nil)
+
+// ReadAvailable returns plaintext from whole buffered records, reading the
+// socket without waiting when none is buffered. p holds a whole record's
+// plaintext (mux.MinPollRead), so each tls.Conn.Read takes exactly one
+// record and leaves nothing behind in crypto/tls.
+func (s *tlsSource) ReadAvailable(p []byte) (int, error) {
+	f := s.feed
+	for {
+		if f.pending() || (f.err != nil && f.recLeft == 0) {
+			// With an error pending, crypto/tls reads it from the feed and
+			// reports it as it would from the socket (close_notify is
+			// io.EOF, a bare end io.ErrUnexpectedEOF).
+			n, err := s.Conn.Read(p)
+			if n > 0 || err != nil {
+				return n, err
+			}
+			continue
+		}
+		if f.fill(false) == 0 && f.err == nil {
+			return 0, nil
+		}
+	}
+}
+
+// Watch implements mux.PollSource.
+func (s *tlsSource) Watch(ready func()) error { return s.feed.sock.Watch(ready) }
+
+// Rearm implements mux.PollSource.
+func (s *tlsSource) Rearm() error { return s.feed.sock.Rearm() }
+
+// Close closes the socket directly, as tlsStream does.
+func (s *tlsSource) Close() error { return s.feed.sock.Close() }

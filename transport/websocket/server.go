@@ -1,0 +1,369 @@
+package websocket
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/transport/mux"
+	"github.com/jetstreamproto/jsp/transport/netpoll"
+)
+
+// serverConn is the server's side of a WebSocket upgraded by upgradePlain
+// (decision D33): the link's byte stream, decoded and encoded here instead
+// of by the WebSocket library, so that an idle connection holds neither a
+// reading goroutine nor the library's buffers. It reads client frames
+// from a socket watched by a netpoll.Poller (ReadAvailable, as a
+// mux.PollSource), or, when the socket cannot be polled, with the link's
+// reader goroutine (Read).
+//
+// Client frames must be masked binary frames, possibly fragmented; ping is
+// answered with pong; a close frame is answered with the same code and
+// ends the input (io.EOF for a normal close or going away, an error
+// otherwise); a text message ends the link with PROTOCOL_VIOLATION, as on
+// the library's path. Every other violation of RFC 6455 is answered with
+// close code 1002 (1009 for a frame over the size limit) and ends the
+// input with an error.
+type serverConn struct {
+	nc         net.Conn
+	sock       *netpoll.Socket // nil: read by a goroutine
+	maxPayload uint64
+
+	// wmu serializes whole frames on the wire: link batches from the
+	// link's writer, pong and close from the reader.
+	wmu       sync.Mutex
+	closeSent bool // guarded by wmu: no data frame may follow a close
+
+	// Read state, used by one reader at a time (a pump run or the link's
+	// reader goroutine).
+	bp        *[]byte // received bytes from off on; nil when empty
+	off       int
+	payLeft   uint64 // payload bytes of the current data frame not yet decoded
+	mask      [4]byte
+	maskPos   int
+	inMessage bool  // a fragmented data message continues
+	err       error // the socket's end of input, reported after the bytes before it
+	fatal     error // a close frame or a violation: input ends here
+}
+
+var _ mux.PollSource = (*serverConn)(nil)
+
+// rawBuf is the capacity of a read buffer: headers and the payloads of
+// small frames. Buffers come from rawPool while bytes wait and go back
+// when none do, so an idle connection holds none.
+const rawBuf = 8 << 10
+
+var rawPool = sync.Pool{New: func() any { b := make([]byte, 0, rawBuf); return &b }}
+
+// smallWrite is the largest payload Write copies behind its header for
+// one write; a larger one goes out as header and payload in one vectored
+// write where the connection allows.
+const smallWrite = 4 << 10
+
+var writePool = sync.Pool{New: func() any { b := make([]byte, 0, smallWrite+maxFrameHeader); return &b }}
+
+// newServerConn wraps an upgraded connection. early holds bytes read past
+// the upgrade request (a client may send its first frames at once).
+func newServerConn(nc net.Conn, sock *netpoll.Socket, early []byte, maxPayload uint64) *serverConn {
+	s := &serverConn{nc: nc, sock: sock, maxPayload: maxPayload}
+	if len(early) > 0 {
+		s.bp = rawPool.Get().(*[]byte)
+		*s.bp = append((*s.bp)[:0], early...)
+	}
+	return s
+}
+
+func (s *serverConn) buffered() []byte {
+	if s.bp == nil {
+		return nil
+	}
+	return (*s.bp)[s.off:]
+}
+
+func (s *serverConn) consume(n int) {
+	s.off += n
+	if s.bp != nil && s.off == len(*s.bp) {
+		if cap(*s.bp) == rawBuf {
+			*s.bp = (*s.bp)[:0]
+			rawPool.Put(s.bp)
+		}
+		s.bp, s.off = nil, 0
+	}
+}
+
+// fill reads more input, waiting for it if wait is set. It returns how
+// many bytes arrived; the end of input is kept in s.err. When the current
+// frame's payload is all that is missing and nothing is buffered, the
+// caller reads straight into its own buffer instead (readPayload).
+func (s *serverConn) fill(wait bool) int {
+	if s.bp == nil {
+		s.bp = rawPool.Get().(*[]byte)
+		*s.bp = (*s.bp)[:0]
+	}
+	b := *s.bp
+	if s.off > 0 {
+		n := copy(b, b[s.off:])
+		b, s.off = b[:n], 0
+	}
+	if cap(b)-len(b) < maxFrameHeader+maxControlPayload {
+		// A header and a whole control frame always fit.
+		nb := make([]byte, len(b), 2*cap(b))
+		copy(nb, b)
+		b = nb
+	}
+	n, err := s.read(b[len(b):cap(b)], wait)
+	*s.bp = b[:len(b)+n]
+	s.noteErr(err)
+	if len(*s.bp) == 0 {
+		s.consume(0)
+	}
+	return n
+}
+
+func (s *serverConn) read(p []byte, wait bool) (int, error) {
+	if wait || s.sock == nil {
+		return s.nc.Read(p)
+	}
+	return s.sock.ReadAvailable(p)
+}
+
+// noteErr keeps the first end of input. The socket's end without a close
+// frame reads as io.EOF, as on the library's path, so the link reports it
+// in the same words: TRANSPORT_CLOSED, or TRUNCATED inside a link frame.
+func (s *serverConn) noteErr(err error) {
+	if err != nil && s.err == nil {
+		if errors.Is(err, io.EOF) {
+			err = io.EOF
+		} else {
+			err = fmt.Errorf("websocket: read: %w", err)
+		}
+		s.err = err
+	}
+}
+
+// ReadAvailable implements mux.PollSource.
+func (s *serverConn) ReadAvailable(p []byte) (int, error) { return s.readLink(p, false) }
+
+// Read reads link bytes, waiting for them; the link's reader goroutine
+// uses it when the socket is not polled.
+func (s *serverConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return s.readLink(p, true)
+}
+
+// readLink decodes link bytes into p until p is full or, without wait,
+// the socket has nothing more; with wait it returns as soon as it has
+// something.
+func (s *serverConn) readLink(p []byte, wait bool) (int, error) {
+	if s.fatal != nil {
+		return 0, s.fatal
+	}
+	n := 0
+	for n < len(p) {
+		k, err := s.decode(p[n:])
+		n += k
+		if err != nil {
+			s.fatal = err
+			break
+		}
+		if n == len(p) || (wait && n > 0) || s.err != nil {
+			break
+		}
+		if s.payLeft > 0 && len(s.buffered()) == 0 {
+			// Payload straight into p, unmasked in place: no copy
+			// through the read buffer for the bulk of the bytes.
+			q := p[n:min(uint64(len(p)), uint64(n)+s.payLeft)]
+			k, err := s.read(q, wait)
+			s.maskPos = maskBytes(s.mask, s.maskPos, q[:k])
+			s.payLeft -= uint64(k)
+			n += k
+			s.noteErr(err)
+			if k == 0 && err == nil {
+				break // nothing now
+			}
+			continue
+		}
+		if s.fill(wait) == 0 && s.err == nil {
+			break // nothing now
+		}
+	}
+	switch {
+	case n > 0:
+		return n, nil
+	case s.fatal != nil:
+		return 0, s.fatal
+	case s.err == nil:
+		return 0, nil
+	case s.payLeft > 0 || len(s.buffered()) > 0:
+		return 0, fmt.Errorf("websocket: read: connection ended inside a frame: %w", io.ErrUnexpectedEOF)
+	}
+	return 0, s.err
+}
+
+// decode turns buffered frames into link bytes in p, handling control
+// frames on the way. It stops when p is full or the buffer holds no
+// whole header (or, for a control frame, no whole frame).
+func (s *serverConn) decode(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		b := s.buffered()
+		if s.payLeft > 0 {
+			if len(b) == 0 {
+				break
+			}
+			k := int(min(uint64(len(p)-n), s.payLeft, uint64(len(b))))
+			copy(p[n:n+k], b[:k])
+			s.maskPos = maskBytes(s.mask, s.maskPos, p[n:n+k])
+			s.consume(k)
+			s.payLeft -= uint64(k)
+			n += k
+			continue
+		}
+		h, hn, err := parseFrameHeader(b)
+		if err != nil {
+			return n, s.fail(statusProtocolError, err.Error())
+		}
+		if hn == 0 {
+			break
+		}
+		if h.rsv != 0 {
+			return n, s.fail(statusProtocolError, "RSV bits set without an extension")
+		}
+		if !h.masked {
+			// RFC 6455, Section 5.1: a server closes on an unmasked frame.
+			return n, s.fail(statusProtocolError, "unmasked client frame")
+		}
+		switch h.opcode {
+		case opContinuation, opBinary:
+			if (h.opcode == opContinuation) != s.inMessage {
+				return n, s.fail(statusProtocolError, "fragment out of order")
+			}
+			if h.length > s.maxPayload {
+				return n, s.fail(statusMessageTooBig, fmt.Sprintf("frame of %d bytes over the limit of %d", h.length, s.maxPayload))
+			}
+			s.inMessage = !h.fin
+			s.payLeft, s.mask, s.maskPos = h.length, h.mask, 0
+			s.consume(hn)
+		case opText:
+			// JSP §7.3: binary messages only. As on the library's path
+			// the link closes with PROTOCOL_VIOLATION and sends it in
+			// LINK_CLOSE.
+			return n, jsperr.New(jsperr.ProtocolViolation, "websocket: text message; JSP/1 uses binary messages (JSP §7.3)")
+		case opClose, opPing, opPong:
+			if !h.fin || h.length > maxControlPayload {
+				return n, s.fail(statusProtocolError, "fragmented or oversized control frame")
+			}
+			if len(b) < hn+int(h.length) {
+				return n, nil // wait for the whole control frame
+			}
+			var ctl [maxControlPayload]byte
+			payload := ctl[:copy(ctl[:], b[hn:hn+int(h.length)])]
+			maskBytes(h.mask, 0, payload)
+			s.consume(hn + int(h.length))
+			if err := s.control(h.opcode, payload); err != nil {
+				return n, err
+			}
+		default:
+			return n, s.fail(statusProtocolError, fmt.Sprintf("reserved opcode %#x", h.opcode))
+		}
+	}
+	return n, nil
+}
+
+// control handles a control frame (RFC 6455, Section 5.5).
+func (s *serverConn) control(op byte, payload []byte) error {
+	switch op {
+	case opPing:
+		return s.writeFrame(opPong, payload, false)
+	case opPong:
+		return nil
+	}
+	code := uint16(statusNoStatus)
+	switch {
+	case len(payload) == 1:
+		return s.fail(statusProtocolError, "close frame with a one-byte payload")
+	case len(payload) >= 2:
+		code = binary.BigEndian.Uint16(payload)
+		if !validCloseCode(code) || !utf8.Valid(payload[2:]) {
+			return s.fail(statusProtocolError, "invalid close frame")
+		}
+	}
+	// Answer with the same code and end the input (Section 5.5.1).
+	var reply []byte
+	if code != statusNoStatus {
+		reply = appendClosePayload(nil, code, "")
+	}
+	s.writeFrame(opClose, reply, true)
+	if code == statusNormal || code == statusGoingAway {
+		return io.EOF
+	}
+	return fmt.Errorf("websocket: read: peer closed with status %d %q", code, payload[min(2, len(payload)):])
+}
+
+// fail sends a close frame with code and returns the error that ends the
+// input (RFC 6455, Section 7.1.7: fail the connection).
+func (s *serverConn) fail(code uint16, reason string) error {
+	s.writeFrame(opClose, appendClosePayload(nil, code, reason), true)
+	return fmt.Errorf("websocket: read: %s (closed with status %d)", reason, code)
+}
+
+// Write sends p as one binary message (JSP §7.3: whole link frames).
+func (s *serverConn) Write(p []byte) (int, error) {
+	if err := s.writeFrame(opBinary, p, false); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// writeFrame writes one unmasked frame. After a close frame nothing more
+// goes out.
+func (s *serverConn) writeFrame(op byte, p []byte, closing bool) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closeSent {
+		return errors.New("websocket: write: close frame sent")
+	}
+	if closing {
+		s.closeSent = true
+	}
+	h := frameHeader{fin: true, opcode: op, length: uint64(len(p))}
+	if len(p) <= smallWrite {
+		bp := writePool.Get().(*[]byte)
+		b := append(appendFrameHeader((*bp)[:0], h), p...)
+		_, err := s.nc.Write(b)
+		*bp = b[:0]
+		writePool.Put(bp)
+		if err != nil {
+			return fmt.Errorf("websocket: write: %w", err)
+		}
+		return nil
+	}
+	var hdr [maxFrameHeader]byte
+	bufs := net.Buffers{appendFrameHeader(hdr[:0], h), p}
+	if _, err := bufs.WriteTo(s.nc); err != nil {
+		return fmt.Errorf("websocket: write: %w", err)
+	}
+	return nil
+}
+
+// Watch implements mux.PollSource.
+func (s *serverConn) Watch(ready func()) error { return s.sock.Watch(ready) }
+
+// Rearm implements mux.PollSource.
+func (s *serverConn) Rearm() error { return s.sock.Rearm() }
+
+// Close closes the connection at once, as the library's path does: the
+// link has exchanged LINK_CLOSE already when it closes gracefully.
+func (s *serverConn) Close() error {
+	if s.sock != nil {
+		return s.sock.Close()
+	}
+	return s.nc.Close()
+}
