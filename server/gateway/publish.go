@@ -22,26 +22,60 @@ func (h *host) startPublishing(ctx context.Context) {
 	}()
 }
 
-// publishLoop commits the session's PUBLISHes in bus mode (D23). It takes
-// every PUBLISH queued, up to Config.PublishWindow, and commits them with
-// one core request per channel, so that they share one bus round trip and
-// one storage commit instead of paying both one message at a time. Each
-// channel's request carries its messages in the order received, and the
-// core commits them in that order, so one client's messages to a channel
-// keep their order (JSP §4.6, §5.8); ACKs and ERRORs then go out in the
-// order the PUBLISHes arrived, each after its message's commit (JSP §5.6).
-// PUBLISHes arriving meanwhile wait in h.pubs (capacity PublishWindow)
-// for the next round; a full queue holds the session's reader back.
+// publishLoop commits the session's PUBLISHes in bus mode (D23, D36). It
+// takes every PUBLISH queued, up to Config.PublishWindow, as one round,
+// and commits the round with one core request per channel, so that they
+// share one bus round trip and one storage commit instead of paying both
+// one message at a time. Up to Config.PublishRounds rounds are committed
+// at once: a round's request to a channel goes out as soon as the
+// previous round's request to that channel has been answered (a chain per
+// channel), so one slow channel no longer holds back the session's other
+// channels, while each channel's requests still reach its core one after
+// the other and commit in order; each request carries its messages in the
+// order received, so one client's messages to a channel keep their order
+// (JSP §4.6, §5.8). The rounds are answered in order, ACKs and ERRORs in
+// the order the PUBLISHes arrived, each after its message's commit (JSP
+// §5.6). PUBLISHes arriving meanwhile wait in h.pubs (capacity
+// PublishWindow); a full queue holds the session's reader back.
+//
+// Goroutines: the loop owns one answering goroutine and the commit
+// goroutines of its rounds, and returns only after all of them.
 func (h *host) publishLoop(ctx context.Context) {
-	batch := make([]*wire.Envelope, 0, h.g.cfg.PublishWindow)
+	depth := max(h.g.cfg.PublishRounds, 1)
+	rounds := make(chan *publishRound, depth) // in order, to the answerer
+	slots := make(chan struct{}, depth)       // rounds not yet answered
+	var answerer sync.WaitGroup
+	answerer.Go(func() {
+		for r := range rounds {
+			r.commits.Wait()
+			if ctx.Err() == nil {
+				// A session that is ending is not answered: its client
+				// resends what it did not see acknowledged, and
+				// de-duplication makes that safe.
+				h.g.ops.commit.observe(time.Since(r.start))
+				h.answerPublishes(r.batch, r.out)
+			}
+			clear(r.batch) // drop references to answered envelopes
+			<-slots
+		}
+	})
+	defer answerer.Wait()
+	defer close(rounds)
+	chains := map[string]chan struct{}{} // per channel: its latest request's end
 	for {
-		batch = batch[:0]
+		var first *wire.Envelope
 		select {
 		case <-ctx.Done():
 			return
-		case env := <-h.pubs:
-			batch = append(batch, env)
+		case first = <-h.pubs:
 		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		batch := make([]*wire.Envelope, 1, h.g.cfg.PublishWindow)
+		batch[0] = first
 	drain:
 		for len(batch) < h.g.cfg.PublishWindow {
 			select {
@@ -51,9 +85,16 @@ func (h *host) publishLoop(ctx context.Context) {
 				break drain
 			}
 		}
-		h.publishCommit(ctx, batch)
-		clear(batch) // drop references to answered envelopes
+		rounds <- h.startRound(ctx, batch, chains)
 	}
+}
+
+// publishRound is one window of PUBLISHes being committed.
+type publishRound struct {
+	batch   []*wire.Envelope
+	out     []publishOutcome
+	start   time.Time
+	commits sync.WaitGroup // the round's channel requests
 }
 
 // publishOutcome is one PUBLISH's answer: its commit's failure, or nil.
@@ -61,12 +102,22 @@ type publishOutcome struct {
 	err error
 }
 
-// publishCommit commits batch, one core request per channel (in parallel
-// across channels), then answers every PUBLISH in batch order.
-func (h *host) publishCommit(ctx context.Context, batch []*wire.Envelope) {
+// startRound starts committing batch, one core request per channel, each
+// after the previous request to its channel (chains, which only the
+// publish loop touches) has ended, and returns the round.
+func (h *host) startRound(ctx context.Context, batch []*wire.Envelope, chains map[string]chan struct{}) *publishRound {
 	sender := h.user
 	if sender == "" {
 		sender = h.id
+	}
+	// Forget the channels whose last request has ended, so that chains
+	// holds at most the channels of the rounds in flight.
+	for name, done := range chains {
+		select {
+		case <-done:
+			delete(chains, name)
+		default:
+		}
 	}
 	// Group by channel, keeping the order of arrival within each channel.
 	var order []string
@@ -78,24 +129,23 @@ func (h *host) publishCommit(ctx context.Context, batch []*wire.Envelope) {
 		}
 		groups[name] = append(groups[name], i)
 	}
-	out := make([]publishOutcome, len(batch))
-	start := time.Now()
-	if len(order) == 1 {
-		h.commitChannel(ctx, order[0], sender, batch, groups[order[0]], out)
-	} else {
-		var wg sync.WaitGroup
-		for _, name := range order {
-			wg.Go(func() { h.commitChannel(ctx, name, sender, batch, groups[name], out) })
-		}
-		wg.Wait()
+	r := &publishRound{batch: batch, out: make([]publishOutcome, len(batch)), start: time.Now()}
+	for _, name := range order {
+		prev, done := chains[name], make(chan struct{})
+		chains[name] = done
+		r.commits.Go(func() {
+			defer close(done)
+			if prev != nil {
+				select {
+				case <-prev:
+				case <-ctx.Done():
+					return
+				}
+			}
+			h.commitChannel(ctx, name, sender, batch, groups[name], r.out)
+		})
 	}
-	if ctx.Err() != nil {
-		// The session is ending: its client resends what it did not
-		// see acknowledged, and de-duplication makes that safe.
-		return
-	}
-	h.g.ops.commit.observe(time.Since(start))
-	h.answerPublishes(batch, out)
+	return r
 }
 
 // commitChannel commits the PUBLISHes batch[idx...] of one channel with one
