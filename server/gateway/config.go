@@ -61,8 +61,8 @@ const (
 	// core's limit, since one commit round trip per window bounds a
 	// publishing session's rate (D26).
 	DefaultPublishWindow = core.DefaultMaxPublishBatch
-	// DefaultPublishRounds caps the publish windows of one session being
-	// committed at once (D36).
+	// DefaultPublishRounds is how many publish windows of PUBLISHes one
+	// session may have taken and not yet answered (D36).
 	DefaultPublishRounds = 4
 	// DefaultMaxStreamHandlers caps application streams one session has
 	// being served; a stream beyond it is reset with STREAM_LIMIT.
@@ -290,12 +290,12 @@ type Config struct {
 	// before the session's reader is held back. Default:
 	// DefaultPublishWindow; it must not exceed core.DefaultMaxPublishBatch.
 	PublishWindow int
-	// PublishRounds caps the publish windows (rounds) one session has
-	// being committed at once in bus mode (D36): a round's requests to
-	// channels that no earlier round is still committing go out at once,
-	// a channel's next request waits for its previous one, and ACKs keep
-	// the order of arrival. Default: DefaultPublishRounds; 1 commits one
-	// round at a time (D23).
+	// PublishRounds caps the PUBLISHes one session has taken and not yet
+	// answered in bus mode at PublishRounds × PublishWindow (D36). Each
+	// channel has one core request in flight and the next takes what
+	// waits for it, up to PublishWindow messages, so a slow channel does
+	// not hold back the session's others; ACKs keep the order of
+	// arrival. Default: DefaultPublishRounds.
 	PublishRounds int
 	// MaxStreamHandlers caps the application streams one session has being
 	// served. Default: DefaultMaxStreamHandlers.

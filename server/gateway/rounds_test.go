@@ -18,7 +18,7 @@ import (
 
 // heldCore is a fake core on the bus: it answers publishes at once, except
 // those to channel hold, which wait until release is closed. It logs the
-// publishes it receives, by channel; the test adds the release.
+// publishes it receives as channel:messages; the test adds the release.
 type heldCore struct {
 	hold    string
 	release chan struct{}
@@ -36,12 +36,20 @@ func (c *heldCore) handle(b bus.Bus) func(*bus.Msg) {
 			_ = b.Publish(m.Reply, bus.Msg{Data: data})
 			return
 		}
+		n := len(req.Messages)
+		if req.Message != nil {
+			n = 1
+		}
 		c.mu.Lock()
-		c.log = append(c.log, req.Channel)
+		c.log = append(c.log, fmt.Sprintf("%s:%d", req.Channel, n))
 		c.mu.Unlock()
 		c.got <- req.Channel
 		reply := func() {
-			data, _ := json.Marshal(&core.Reply{Seq: 1})
+			rep := core.Reply{Seq: 1}
+			if n > 1 || req.Message == nil {
+				rep = core.Reply{Results: make([]core.PublishResult, n)}
+			}
+			data, _ := json.Marshal(&rep)
 			_ = b.Publish(m.Reply, bus.Msg{Data: data})
 		}
 		if req.Channel != c.hold {
@@ -60,10 +68,10 @@ func (c *heldCore) handle(b bus.Bus) func(*bus.Msg) {
 // TestPublishRounds checks that a session's publish rounds are committed
 // concurrently across channels (D36): while a round's request to one
 // channel is held in the core, the next round's request to another channel
-// is sent and committed, the next request to the held channel waits for
-// the held one, and the ACKs still come in the order sent (JSP §5.6).
-// With one round at a time (D23) the second request is never sent while
-// the first is held.
+// is sent and committed, the later PUBLISHes to the held channel wait for
+// it and then go as one request, and the ACKs still come in the order
+// sent (JSP §5.6). With one round at a time (D23) the second request is
+// never sent while the first is held.
 func TestPublishRounds(t *testing.T) {
 	b, err := membus.New(membus.Config{Logger: testLogger()})
 	if err != nil {
@@ -88,8 +96,9 @@ func TestPublishRounds(t *testing.T) {
 			close(fc.release)
 		}
 	}()
-	// A window of one PUBLISH: every PUBLISH is a round of its own.
-	g := startGateway(t, Config{Bus: b, NodeID: "gw", PublishWindow: 1})
+	// A window of two PUBLISHes, so that two waiting for one channel can
+	// go as one request; room for 16 unanswered.
+	g := startGateway(t, Config{Bus: b, NodeID: "gw", PublishWindow: 2, PublishRounds: 8})
 	pub := g.dial(t, transport.KindMem)
 	send := func(id, channel string) {
 		t.Helper()
@@ -114,8 +123,13 @@ func TestPublishRounds(t *testing.T) {
 	wantGot("slow")
 	send("p2", "fast")
 	wantGot("fast")
-	send("p3", "slow") // chained behind p1
+	send("p3", "slow") // waits for p1
 	send("p4", "fast")
+	wantGot("fast")
+	send("p5", "slow") // joins p3's request
+	// p5 is in the session's queue once p6, sent after it on the same
+	// stream, has reached the core.
+	send("p6", "fast")
 	wantGot("fast")
 	fc.mu.Lock()
 	fc.log = append(fc.log, "release")
@@ -125,7 +139,7 @@ func TestPublishRounds(t *testing.T) {
 	wantGot("slow")
 
 	var acked []string
-	for len(acked) < 4 {
+	for len(acked) < 6 {
 		in, err := pub.Recv(ctxT(t))
 		if err != nil {
 			t.Fatalf("after ACKs %q: %v", acked, err)
@@ -136,14 +150,14 @@ func TestPublishRounds(t *testing.T) {
 			}
 		}
 	}
-	if got := strings.Join(acked, " "); got != "p1 p2 p3 p4" {
-		t.Fatalf("ACKs %s, want p1 p2 p3 p4", got)
+	if got := strings.Join(acked, " "); got != "p1 p2 p3 p4 p5 p6" {
+		t.Fatalf("ACKs %s, want p1 p2 p3 p4 p5 p6", got)
 	}
 	fc.mu.Lock()
 	log := fmt.Sprint(fc.log)
 	fc.mu.Unlock()
-	if log != "[slow fast fast release slow]" {
-		t.Fatalf("core saw %s, want [slow fast fast release slow]", log)
+	if want := "[slow:1 fast:1 fast:1 fast:1 release slow:2]"; log != want {
+		t.Fatalf("core saw %s, want %s", log, want)
 	}
 }
 
