@@ -43,7 +43,7 @@ func (h *host) startPublishing(ctx context.Context) {
 func (h *host) publishLoop(ctx context.Context) {
 	window := h.g.cfg.PublishWindow
 	budget := make(chan struct{}, max(h.g.cfg.PublishRounds, 1)*window) // one token per PUBLISH taken and not answered
-	rounds := make(chan *publishRound, cap(budget))                        // in order, to the answerer
+	rounds := make(chan *publishRound, cap(budget))                     // in order, to the answerer
 	var answerer sync.WaitGroup
 	answerer.Go(func() {
 		for r := range rounds {
