@@ -139,10 +139,24 @@ func capacitySummary(lines []loadgen.Line, maxP99us float64) string {
 			runs[k][sys] = r
 		}
 		r.lines[lvl] = l
-		if keepsUp(l, maxP99us) {
-			r.max = max(r.max, lvl)
-		} else if r.failed == 0 || lvl < r.failed {
-			r.failed = lvl
+	}
+	// A system's capacity is the highest level it kept up with below the
+	// first it did not, as the search itself stops (a report with a
+	// tighter -max-p99 than the search's reads the same lines).
+	for _, sys := range runs {
+		for _, r := range sys {
+			levels := make([]float64, 0, len(r.lines))
+			for lvl := range r.lines {
+				levels = append(levels, lvl)
+			}
+			sort.Float64s(levels)
+			for _, lvl := range levels {
+				if !keepsUp(r.lines[lvl], maxP99us) {
+					r.failed = lvl
+					break
+				}
+				r.max = lvl
+			}
 		}
 	}
 	var b strings.Builder

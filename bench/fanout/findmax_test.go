@@ -57,3 +57,16 @@ func TestCapacitySummary(t *testing.T) {
 		}
 	}
 }
+
+// TestCapacityFirstFailure checks that a level kept up with above one that
+// was not does not count.
+func TestCapacityFirstFailure(t *testing.T) {
+	lines := []loadgen.Line{
+		capLine("jsp", "1", "1000", "1000", "3000", "0"),
+		capLine("jsp", "1", "2000", "2000", "900000", "0"),
+		capLine("jsp", "1", "4000", "4000", "9000", "0"),
+	}
+	if s := capacitySummary(lines, 1e5); !strings.Contains(s, "| 1x100 | jsp | 1 | 1000 | 1000 | 3.0 |") {
+		t.Errorf("capacity not cut at the first failure:\n%s", s)
+	}
+}
