@@ -4,8 +4,13 @@
 // by the same open-loop load generator (bench/loadgen).
 //
 //	fanout -bin DIR [-cases 1x1,1x100,1x10000,1000x10] [-deliveries 20000,100000] [-runs 3] [-out FILE]
+//	fanout -bin DIR -find-max [-deliveries START] [-step 1.5] [-max-p99 1s] [-max-deliveries N] [...]
 //	fanout driver jsp -addr wss://127.0.0.1:PORT/jsp [loadgen flags]
-//	fanout -report FILE
+//	fanout -report FILE [-max-p99 1s]
+//
+// The first form offers fixed rates; -find-max raises the offered rate per
+// system until it no longer keeps up and reports each system's capacity
+// (findmax.go).
 //
 // Every measurement starts a fresh server process and a fresh driver
 // process: the driver opens one connection per subscriber, subscribes it,

@@ -36,6 +36,7 @@ type orchestrator struct {
 	self     string
 	timeout  time.Duration
 	jspExtra []string
+	labels   string // more key=value fields for every result line, each after a comma
 }
 
 func orchestrate(args []string) error {
@@ -51,6 +52,10 @@ func orchestrate(args []string) error {
 	workers := fs.Int("workers", 8, "publishing goroutines")
 	outPath := fs.String("out", "", "append result lines to this file (default: stdout only)")
 	report := fs.String("report", "", "print the markdown table for a results file and exit")
+	findMax := fs.Bool("find-max", false, "capacity mode: raise the offered rate from the first -deliveries level by -step per system until it no longer keeps up (see findmax.go)")
+	step := fs.Float64("step", 1.5, "capacity mode: factor between offered rates")
+	maxP99 := fs.Duration("max-p99", time.Second, "capacity mode: a system whose p99 is above this does not keep up")
+	maxLevel := fs.Float64("max-deliveries", 400000, "capacity mode: highest offered deliveries per second tried")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,7 +64,12 @@ func orchestrate(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Print(fanoutTable.Markdown(lostAsLate(loadgen.ParseLines(string(b)))))
+		lines := loadgen.ParseLines(string(b))
+		fmt.Print(fanoutTable.Markdown(lostAsLate(fixedRate(lines))))
+		if s := capacitySummary(lines, float64(maxP99.Microseconds())); strings.Contains(s, "| jsp") {
+			fmt.Println()
+			fmt.Print(s)
+		}
 		return nil
 	}
 	o := &orchestrator{bin: *bin, runs: *runs, cases: strings.Split(*cases, ","), systems: strings.Split(*systems, ","),
@@ -79,6 +89,10 @@ func orchestrate(args []string) error {
 	}
 	defer ws.Close()
 	o.self, o.work, o.cert, o.key, o.out = ws.Self, ws.Dir, ws.Cert, ws.Key, ws.Out
+	if *findMax {
+		o.labels = ",mode=find-max"
+		return o.findMax(float64(maxP99.Microseconds()), *step, *maxLevel)
+	}
 	var all []loadgen.Line
 	for _, c := range o.cases {
 		if _, err := loadgen.ParseCase(c); err != nil {
@@ -103,6 +117,18 @@ func orchestrate(args []string) error {
 	fmt.Println()
 	fmt.Print(fanoutTable.Markdown(lostAsLate(all)))
 	return nil
+}
+
+// fixedRate returns the lines of fixed-rate runs, leaving out those of the
+// capacity mode, whose levels differ per system.
+func fixedRate(lines []loadgen.Line) []loadgen.Line {
+	var out []loadgen.Line
+	for _, l := range lines {
+		if l.Get("mode") != "find-max" {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // lostAsLate marks a percentile "inf" when more of the window's
@@ -188,7 +214,7 @@ func (o *orchestrator) measure(sys, c string, level float64, run int) (loadgen.L
 	defer srv.Stop(15 * time.Second)
 	cpu0, _ := loadgen.PIDCPU(srv.PID())
 	drvArgs = append(drvArgs, "-case", c, "-deliveries", strconv.FormatFloat(level, 'f', -1, 64),
-		"-labels", "run="+strconv.Itoa(run))
+		"-labels", "run="+strconv.Itoa(run)+o.labels)
 	drvArgs = append(drvArgs, o.driver...)
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()

@@ -105,3 +105,47 @@ func allNil(errs []error) bool {
 	}
 	return true
 }
+
+// AppendRuns appends several channels' runs through the breaker as one
+// call, sharing commits when the guarded store can (runsAppender), else
+// run by run as AppendMessages. The breaker is told the first message's
+// failure, if any, as the outcome of the call.
+func (g *GuardedStore) AppendRuns(ctx context.Context, runs []storage.ChannelRun) ([][]storage.AppendResult, [][]error) {
+	ra, ok := g.Store.(runsAppender)
+	if !ok {
+		res := make([][]storage.AppendResult, len(runs))
+		errs := make([][]error, len(runs))
+		for k, r := range runs {
+			res[k], errs[k] = g.AppendMessages(ctx, r.Channel, r.Messages)
+		}
+		return res, errs
+	}
+	var (
+		res  [][]storage.AppendResult
+		errs [][]error
+	)
+	_, err := guard(g.br, "append messages", func() (struct{}, error) {
+		res, errs = ra.AppendRuns(ctx, runs)
+		for _, es := range errs {
+			for _, err := range es {
+				if err != nil {
+					return struct{}{}, err
+				}
+			}
+		}
+		return struct{}{}, nil
+	})
+	if err != nil && res == nil {
+		// The breaker refused the call: nothing was appended.
+		res = make([][]storage.AppendResult, len(runs))
+		errs = make([][]error, len(runs))
+		for k, r := range runs {
+			res[k] = make([]storage.AppendResult, len(r.Messages))
+			errs[k] = make([]error, len(r.Messages))
+			for j := range errs[k] {
+				errs[k][j] = err
+			}
+		}
+	}
+	return res, errs
+}

@@ -221,3 +221,24 @@ func retryAfterMS(d time.Duration) int64 {
 	}
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
 }
+
+// sessionToucher is a store that touches many sessions at once (the SQLite
+// store's TouchSessions).
+type sessionToucher interface {
+	TouchSessions(ctx context.Context, ids []string) error
+}
+
+// TouchSessions sets LastSeen of the open sessions among ids, in one call
+// through the breaker when the guarded store can (sessionToucher), else
+// one TouchSession per id, skipping closed and unknown ones.
+func (g *GuardedStore) TouchSessions(ctx context.Context, ids []string) error {
+	if st, ok := g.Store.(sessionToucher); ok {
+		return guard0(g.br, "touch sessions", func() error { return st.TouchSessions(ctx, ids) })
+	}
+	for _, id := range ids {
+		if err := g.TouchSession(ctx, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}

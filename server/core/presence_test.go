@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -128,7 +129,7 @@ func TestPresenceStatus(t *testing.T) {
 }
 
 // TestPresenceStatusOf checks that the watch's status over a session map
-// agrees with status over the same sessions as a slice.
+// and StatusOfSeq agree with status over the same sessions as a slice.
 func TestPresenceStatusOf(t *testing.T) {
 	now := time.Unix(10_000, 0)
 	p := &Presence{cfg: PresenceConfig{AwayAfter: time.Minute, Now: func() time.Time { return now }}}
@@ -150,6 +151,9 @@ func TestPresenceStatusOf(t *testing.T) {
 		}
 		if got, slice := p.statusOf(m), p.status(tt.ss); got != tt.want || slice != tt.want {
 			t.Fatalf("%s: statusOf %s, status %s, want %s", tt.name, got, slice, tt.want)
+		}
+		if got := p.StatusOfSeq(maps.Values(m)); got != tt.want {
+			t.Fatalf("%s: StatusOfSeq %s, want %s", tt.name, got, tt.want)
 		}
 	}
 }

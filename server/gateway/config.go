@@ -61,6 +61,9 @@ const (
 	// core's limit, since one commit round trip per window bounds a
 	// publishing session's rate (D26).
 	DefaultPublishWindow = core.DefaultMaxPublishBatch
+	// DefaultPublishRounds is how many publish windows of PUBLISHes one
+	// session may have taken and not yet answered (D36).
+	DefaultPublishRounds = 4
 	// DefaultMaxStreamHandlers caps application streams one session has
 	// being served; a stream beyond it is reset with STREAM_LIMIT.
 	DefaultMaxStreamHandlers = 64
@@ -287,6 +290,13 @@ type Config struct {
 	// before the session's reader is held back. Default:
 	// DefaultPublishWindow; it must not exceed core.DefaultMaxPublishBatch.
 	PublishWindow int
+	// PublishRounds caps the PUBLISHes one session has taken and not yet
+	// answered in bus mode at PublishRounds × PublishWindow (D36). Each
+	// channel has one core request in flight and the next takes what
+	// waits for it, up to PublishWindow messages, so a slow channel does
+	// not hold back the session's others; ACKs keep the order of
+	// arrival. Default: DefaultPublishRounds.
+	PublishRounds int
 	// MaxStreamHandlers caps the application streams one session has being
 	// served. Default: DefaultMaxStreamHandlers.
 	MaxStreamHandlers int
@@ -340,6 +350,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PublishWindow == 0 {
 		c.PublishWindow = DefaultPublishWindow
+	}
+	if c.PublishRounds == 0 {
+		c.PublishRounds = DefaultPublishRounds
 	}
 	if c.MaxStreamHandlers == 0 {
 		c.MaxStreamHandlers = DefaultMaxStreamHandlers
@@ -434,7 +447,7 @@ func (c *Config) validate() error {
 	switch {
 	case c.DrainGrace < 0:
 		return fmt.Errorf("gateway: negative DrainGrace %v", c.DrainGrace)
-	case c.MaxSessions < 0, c.MaxConnsPerIP < 0, c.MaxHandshakes < 0, c.MaxInflight < 0, c.MaxStreamHandlers < 0, c.PublishWindow < 0:
+	case c.MaxSessions < 0, c.MaxConnsPerIP < 0, c.MaxHandshakes < 0, c.MaxInflight < 0, c.MaxStreamHandlers < 0, c.PublishWindow < 0, c.PublishRounds < 0:
 		return errors.New("gateway: negative limit in config")
 	case c.PublishWindow > core.DefaultMaxPublishBatch:
 		return fmt.Errorf("gateway: PublishWindow %d over the core's limit %d", c.PublishWindow, core.DefaultMaxPublishBatch)

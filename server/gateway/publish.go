@@ -22,38 +22,92 @@ func (h *host) startPublishing(ctx context.Context) {
 	}()
 }
 
-// publishLoop commits the session's PUBLISHes in bus mode (D23). It takes
-// every PUBLISH queued, up to Config.PublishWindow, and commits them with
-// one core request per channel, so that they share one bus round trip and
-// one storage commit instead of paying both one message at a time. Each
-// channel's request carries its messages in the order received, and the
-// core commits them in that order, so one client's messages to a channel
-// keep their order (JSP §4.6, §5.8); ACKs and ERRORs then go out in the
-// order the PUBLISHes arrived, each after its message's commit (JSP §5.6).
-// PUBLISHes arriving meanwhile wait in h.pubs (capacity PublishWindow)
-// for the next round; a full queue holds the session's reader back.
+// publishLoop commits the session's PUBLISHes in bus mode (D23, D36). It
+// takes every PUBLISH queued, up to Config.PublishWindow, as one round,
+// and hands each channel's part of the round to that channel's queue
+// (chanQueue). A channel has at most one core request in flight; when it
+// ends, the next request takes everything the channel's queue holds, up to
+// PublishWindow messages, so one hot channel is still committed a window
+// per round trip while a slow channel no longer holds back the session's
+// other channels. Each channel's requests reach its core one after the
+// other and carry their messages in the order received, so one client's
+// messages to a channel keep their order (JSP §4.6, §5.8). Rounds are
+// answered in order, ACKs and ERRORs in the order the PUBLISHes arrived,
+// each after its message's commit (JSP §5.6). At most
+// PublishRounds × PublishWindow PUBLISHes are taken and not yet answered;
+// beyond that they wait in h.pubs (capacity PublishWindow), and a full
+// queue holds the session's reader back.
+//
+// Goroutines: the loop owns one answering goroutine and the channel
+// queues' senders, and returns only after all of them.
 func (h *host) publishLoop(ctx context.Context) {
-	batch := make([]*wire.Envelope, 0, h.g.cfg.PublishWindow)
+	window := h.g.cfg.PublishWindow
+	budget := make(chan struct{}, max(h.g.cfg.PublishRounds, 1)*window) // one token per PUBLISH taken and not answered
+	rounds := make(chan *publishRound, cap(budget))                     // in order, to the answerer
+	var answerer sync.WaitGroup
+	answerer.Go(func() {
+		for r := range rounds {
+			r.commits.Wait()
+			if ctx.Err() == nil {
+				// A session that is ending is not answered: its client
+				// resends what it did not see acknowledged, and
+				// de-duplication makes that safe.
+				h.g.ops.commit.observe(time.Since(r.start))
+				h.answerPublishes(r.batch, r.out)
+			}
+			for range r.batch {
+				<-budget
+			}
+			clear(r.batch) // drop references to answered envelopes
+		}
+	})
+	var senders sync.WaitGroup
+	defer answerer.Wait()
+	defer close(rounds)
+	defer senders.Wait()
+	queues := map[string]*chanQueue{}
 	for {
-		batch = batch[:0]
+		var first *wire.Envelope
 		select {
 		case <-ctx.Done():
 			return
-		case env := <-h.pubs:
-			batch = append(batch, env)
+		case first = <-h.pubs:
 		}
+		select {
+		case budget <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		batch := []*wire.Envelope{first}
 	drain:
-		for len(batch) < h.g.cfg.PublishWindow {
+		for len(batch) < window {
+			select {
+			case budget <- struct{}{}:
+			default:
+				break drain
+			}
 			select {
 			case env := <-h.pubs:
 				batch = append(batch, env)
 			default:
+				<-budget // not used
 				break drain
 			}
 		}
-		h.publishCommit(ctx, batch)
-		clear(batch) // drop references to answered envelopes
+		r := &publishRound{batch: batch, out: make([]publishOutcome, len(batch)), start: time.Now()}
+		// Started first: its WaitGroup counts its parts before the
+		// answerer waits on it.
+		h.startRound(ctx, r, queues, &senders)
+		rounds <- r
 	}
+}
+
+// publishRound is one window of PUBLISHes being committed.
+type publishRound struct {
+	batch   []*wire.Envelope
+	out     []publishOutcome
+	start   time.Time
+	commits sync.WaitGroup // one per channel part, done once it is answered
 }
 
 // publishOutcome is one PUBLISH's answer: its commit's failure, or nil.
@@ -61,65 +115,125 @@ type publishOutcome struct {
 	err error
 }
 
-// publishCommit commits batch, one core request per channel (in parallel
-// across channels), then answers every PUBLISH in batch order.
-func (h *host) publishCommit(ctx context.Context, batch []*wire.Envelope) {
+// roundPart is one channel's PUBLISHes of a round: their indexes in the
+// round's batch, in order of arrival.
+type roundPart struct {
+	r   *publishRound
+	idx []int
+}
+
+// chanQueue holds the round parts of one channel waiting for its request
+// in flight (D36). The publish loop appends; the channel's sender, which
+// runs while the queue is busy, takes.
+type chanQueue struct {
+	mu      sync.Mutex
+	pending []roundPart // guarded by mu
+	busy    bool        // guarded by mu: a sender runs
+}
+
+// startRound hands each channel's part of r to the channel's queue and
+// starts the queue's sender when none runs. queues belongs to the publish
+// loop; idle queues are dropped, so it holds at most the channels of the
+// rounds in flight.
+func (h *host) startRound(ctx context.Context, r *publishRound, queues map[string]*chanQueue, senders *sync.WaitGroup) {
+	for name, q := range queues {
+		q.mu.Lock()
+		idle := !q.busy
+		q.mu.Unlock()
+		if idle {
+			delete(queues, name)
+		}
+	}
+	// Group by channel, keeping the order of arrival within each channel.
+	var order []string
+	parts := map[string]*roundPart{}
+	for i, env := range r.batch {
+		name := env.Route.Name
+		p := parts[name]
+		if p == nil {
+			p = &roundPart{r: r}
+			parts[name] = p
+			order = append(order, name)
+		}
+		p.idx = append(p.idx, i)
+	}
+	r.commits.Add(len(order))
+	for _, name := range order {
+		q := queues[name]
+		if q == nil {
+			q = &chanQueue{}
+			queues[name] = q
+		}
+		q.mu.Lock()
+		q.pending = append(q.pending, *parts[name])
+		start := !q.busy
+		q.busy = true
+		q.mu.Unlock()
+		if start {
+			senders.Go(func() { h.sendChannel(ctx, name, q) })
+		}
+	}
+}
+
+// sendChannel commits q's pending parts, one core request at a time, each
+// taking every part waiting up to PublishWindow messages (a part is never
+// split, and a round's part is at most a window), until q is empty.
+func (h *host) sendChannel(ctx context.Context, channel string, q *chanQueue) {
 	sender := h.user
 	if sender == "" {
 		sender = h.id
 	}
-	// Group by channel, keeping the order of arrival within each channel.
-	var order []string
-	groups := map[string][]int{}
-	for i, env := range batch {
-		name := env.Route.Name
-		if _, ok := groups[name]; !ok {
-			order = append(order, name)
+	for {
+		q.mu.Lock()
+		n, take := 0, 0
+		for take < len(q.pending) && (take == 0 || n+len(q.pending[take].idx) <= h.g.cfg.PublishWindow) {
+			n += len(q.pending[take].idx)
+			take++
 		}
-		groups[name] = append(groups[name], i)
-	}
-	out := make([]publishOutcome, len(batch))
-	start := time.Now()
-	if len(order) == 1 {
-		h.commitChannel(ctx, order[0], sender, batch, groups[order[0]], out)
-	} else {
-		var wg sync.WaitGroup
-		for _, name := range order {
-			wg.Go(func() { h.commitChannel(ctx, name, sender, batch, groups[name], out) })
+		parts := q.pending[:take:take]
+		q.pending = q.pending[take:]
+		if take == 0 {
+			q.busy = false
+			q.pending = nil
 		}
-		wg.Wait()
+		q.mu.Unlock()
+		if take == 0 {
+			return
+		}
+		if ctx.Err() == nil {
+			h.commitChannel(ctx, channel, sender, parts)
+		}
+		for _, p := range parts {
+			p.r.commits.Done()
+		}
 	}
-	if ctx.Err() != nil {
-		// The session is ending: its client resends what it did not
-		// see acknowledged, and de-duplication makes that safe.
-		return
-	}
-	h.g.ops.commit.observe(time.Since(start))
-	h.answerPublishes(batch, out)
 }
 
-// commitChannel commits the PUBLISHes batch[idx...] of one channel with one
-// core request and fills their outcomes.
-func (h *host) commitChannel(ctx context.Context, channel, sender string, batch []*wire.Envelope, idx []int, out []publishOutcome) {
-	msgs := make([]storage.Message, len(idx))
-	for j, i := range idx {
-		msgs[j] = storedMessage(batch[i], sender)
+// commitChannel commits the PUBLISHes of parts, all to one channel and in
+// order, with one core request and fills their outcomes in their rounds.
+func (h *host) commitChannel(ctx context.Context, channel, sender string, parts []roundPart) {
+	var msgs []storage.Message
+	for _, p := range parts {
+		for _, i := range p.idx {
+			msgs = append(msgs, storedMessage(p.r.batch[i], sender))
+		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, h.g.cfg.CoreTimeout)
 	defer cancel()
 	res, err := h.g.cluster.client.PublishMany(rctx, channel, msgs)
-	if err != nil {
-		if ctx.Err() == nil {
-			h.g.ops.busErrors.Add(1)
-		}
-		for _, i := range idx {
-			out[i].err = err
-		}
-		return
+	if err != nil && ctx.Err() == nil {
+		h.g.ops.busErrors.Add(1)
 	}
-	for j, i := range idx {
-		if err := res[j].Err(); err != nil {
-			out[i].err = err
+	j := 0
+	for _, p := range parts {
+		for _, i := range p.idx {
+			switch {
+			case err != nil:
+				p.r.out[i].err = err
+			default:
+				p.r.out[i].err = res[j].Err()
+			}
+			j++
 		}
 	}
 }

@@ -19,18 +19,41 @@ import (
 // yet handed over fail without being stored, so a later message never
 // commits before an earlier one of the same call.
 func (s *Store) AppendMessages(ctx context.Context, channel string, msgs []storage.Message) (res []storage.AppendResult, errs []error) {
-	res = make([]storage.AppendResult, len(msgs))
-	errs = make([]error, len(msgs))
-	reqs := make([]*appendReq, len(msgs))
-	var valid []*appendReq
-	for i, m := range msgs {
-		headers, digest, err := sqlcommon.Message(s.cfg, channel, m)
-		if err != nil {
-			errs[i] = fmt.Errorf("storage/sqlite: append to channel %q: %w", channel, err)
-			continue
+	rs, es := s.AppendRuns(ctx, []storage.ChannelRun{{Channel: channel, Messages: msgs}})
+	return rs[0], es[0]
+}
+
+// AppendRuns appends the runs of several channels in one call, as
+// AppendMessages would append each run, with every message of every run
+// handed to the append loop together, in the order given (D36): a core
+// lane that holds publishes for many channels commits them in one group
+// commit instead of one commit per channel. Each channel's messages keep
+// their order, and no message commits before an earlier one of the call.
+// res[k][i] and errs[k][i] answer runs[k].Messages[i].
+func (s *Store) AppendRuns(ctx context.Context, runs []storage.ChannelRun) (res [][]storage.AppendResult, errs [][]error) {
+	res = make([][]storage.AppendResult, len(runs))
+	errs = make([][]error, len(runs))
+	type slot struct {
+		run, i int
+		r      *appendReq
+	}
+	var (
+		valid []*appendReq
+		slots []slot
+	)
+	for k, run := range runs {
+		res[k] = make([]storage.AppendResult, len(run.Messages))
+		errs[k] = make([]error, len(run.Messages))
+		for i, m := range run.Messages {
+			headers, digest, err := sqlcommon.Message(s.cfg, run.Channel, m)
+			if err != nil {
+				errs[k][i] = fmt.Errorf("storage/sqlite: append to channel %q: %w", run.Channel, err)
+				continue
+			}
+			r := &appendReq{ctx: ctx, channel: run.Channel, m: m, headers: headers, digest: digest, done: make(chan appendResp, 1)}
+			valid = append(valid, r)
+			slots = append(slots, slot{run: k, i: i, r: r})
 		}
-		reqs[i] = &appendReq{ctx: ctx, channel: channel, m: m, headers: headers, digest: digest, done: make(chan appendResp, 1)}
-		valid = append(valid, reqs[i])
 	}
 	handed := 0
 	for handed < len(valid) {
@@ -39,28 +62,25 @@ func (s *Store) AppendMessages(ctx context.Context, channel string, msgs []stora
 		head := group[0]
 		head.rest = group[1:]
 		if err := s.handOver(ctx, head, n); err != nil {
-			err = fmt.Errorf("storage/sqlite: append to channel %q: %w", channel, err)
 			for _, r := range valid[handed:] {
-				r.done <- appendResp{err: err}
+				r.done <- appendResp{err: fmt.Errorf("storage/sqlite: append to channel %q: %w", r.channel, err)}
 			}
 			break
 		}
 		handed += n
 	}
-	for i, r := range reqs {
-		if r == nil {
-			continue
-		}
+	for _, sl := range slots {
+		k, i, r := sl.run, sl.i, sl.r
 		select {
 		case resp := <-r.done:
-			res[i], errs[i] = resp.res, resp.err
+			res[k][i], errs[k][i] = resp.res, resp.err
 		case <-ctx.Done():
 			// As in submitAppend: the message may still commit, and a
 			// resend with the same client id then returns its number.
-			errs[i] = fmt.Errorf("storage/sqlite: append to channel %q: %w", channel, ctx.Err())
+			errs[k][i] = fmt.Errorf("storage/sqlite: append to channel %q: %w", r.channel, ctx.Err())
 		}
-		if errs[i] != nil && !errorsHasPrefix(errs[i]) {
-			errs[i] = fmt.Errorf("storage/sqlite: append to channel %q: %w", channel, errs[i])
+		if errs[k][i] != nil && !errorsHasPrefix(errs[k][i]) {
+			errs[k][i] = fmt.Errorf("storage/sqlite: append to channel %q: %w", r.channel, errs[k][i])
 		}
 	}
 	return res, errs
