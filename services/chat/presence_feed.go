@@ -229,11 +229,16 @@ func (f *PresenceFeed) onChange(c core.SessionChange) {
 // already published: nobody is told what they could not have missed.
 func (f *PresenceFeed) deriveLocked(user string, rev uint64) {
 	m := f.sessions[user]
-	ss := make([]core.SessionEntry, 0, len(m))
-	for _, s := range m {
-		ss = append(ss, s.entry)
-	}
-	st := f.cfg.Presence.StatusOf(ss)
+	// Without copying the user's sessions: a copy per update is quadratic
+	// in the sessions of one user (D36), and the status is usually decided
+	// by the first active one.
+	st := f.cfg.Presence.StatusOfSeq(func(yield func(core.SessionEntry) bool) {
+		for _, s := range m {
+			if !yield(s.entry) {
+				return
+			}
+		}
+	})
 	if len(m) == 0 {
 		delete(f.sessions, user)
 		delete(f.status, user)
