@@ -41,6 +41,10 @@ type appendReq struct {
 	// non-duplicate append, with its result: rows that must commit with
 	// the message or not at all (PostChatMessage, chatpost.go).
 	then func(ctx context.Context, tx *sql.Tx, res storage.AppendResult) error
+	// fn, when set, makes this a write of another kind (Store.write): no
+	// message, fn runs under the request's savepoint with the loop's
+	// context.
+	fn func(ctx context.Context, tx *sql.Tx) error
 }
 
 type appendResp struct {
@@ -128,7 +132,7 @@ func (s *Store) commitBatch(batch []*appendReq) {
 	// A request with more work in its savepoint (a chat post's row,
 	// PostChatMessage) needs the savepoint path, which runs that work and
 	// undoes the message with it when it fails.
-	fast := !slices.ContainsFunc(batch, func(r *appendReq) bool { return r.then != nil })
+	fast := !slices.ContainsFunc(batch, func(r *appendReq) bool { return r.then != nil || r.fn != nil })
 	var committed int
 	ok := false
 	if fast {
@@ -179,7 +183,14 @@ func (s *Store) appendSavepoint(ctx context.Context, tx *sql.Tx, r *appendReq, n
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT append_one`); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
-	out, dup, err := s.appendInTx(ctx, tx, r, now)
+	var out storage.AppendResult
+	var dup bool
+	var err error
+	if r.fn != nil {
+		err = r.fn(ctx, tx)
+	} else {
+		out, dup, err = s.appendInTx(ctx, tx, r, now)
+	}
 	if err == nil && !dup && r.then != nil {
 		err = r.then(ctx, tx, out)
 	}

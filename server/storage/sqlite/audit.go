@@ -26,7 +26,7 @@ func (s *Store) AppendAudit(ctx context.Context, e storage.AuditEvent) (storage.
 		d = string(detail)
 	}
 	var id storage.AuditID
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `INSERT INTO audit_log (at_us, actor, action, target, detail, remote_addr)
 			VALUES (?, ?, ?, ?, ?, ?) RETURNING id`, at, e.Actor, e.Action, e.Target, d, e.RemoteAddr).Scan(&id)
 	})
@@ -112,7 +112,7 @@ func (s *Store) QueryAudit(ctx context.Context, q storage.AuditQuery) (storage.A
 // PurgeAudit deletes events older than before.
 func (s *Store) PurgeAudit(ctx context.Context, before time.Time) (int64, error) {
 	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM audit_log WHERE at_us < ?`, sqlcommon.Micros(before))
 		if err != nil {
 			return err

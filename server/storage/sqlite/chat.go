@@ -16,10 +16,24 @@ type sqlQuerier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-type querier struct{ q sqlQuerier }
+type querier struct {
+	q sqlQuerier
+	// ctx, when set, replaces the caller's context of every statement: in
+	// a group commit statements run under the append loop's context
+	// (Store.write).
+	ctx context.Context
+}
+
+// use is the context a statement runs with.
+func (q querier) use(ctx context.Context) context.Context {
+	if q.ctx != nil {
+		return q.ctx
+	}
+	return ctx
+}
 
 func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := q.q.ExecContext(ctx, query, args...)
+	res, err := q.q.ExecContext(q.use(ctx), query, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -27,7 +41,7 @@ func (q querier) Exec(ctx context.Context, query string, args ...any) (int64, er
 }
 
 func (q querier) Query(ctx context.Context, query string, args []any, row func(scan func(dest ...any) error) error) error {
-	rows, err := q.q.QueryContext(ctx, query, args...)
+	rows, err := q.q.QueryContext(q.use(ctx), query, args...)
 	if err != nil {
 		return err
 	}
@@ -41,7 +55,7 @@ func (q querier) Query(ctx context.Context, query string, args []any, row func(s
 }
 
 func (c chatDB) Write(ctx context.Context, fn func(q sqlcommon.Querier) error) error {
-	return c.s.write(ctx, func(tx *sql.Tx) error { return fn(querier{tx}) })
+	return c.s.write(ctx, func(ctx context.Context, tx *sql.Tx) error { return fn(querier{q: tx, ctx: ctx}) })
 }
 
 func (c chatDB) Read() (sqlcommon.Querier, error) {
@@ -49,5 +63,5 @@ func (c chatDB) Read() (sqlcommon.Querier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return querier{r}, nil
+	return querier{q: r}, nil
 }

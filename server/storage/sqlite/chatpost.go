@@ -24,7 +24,7 @@ func (s *Store) PostChatMessage(ctx context.Context, channel string, msg storage
 	}
 	res, err := s.submitAppend(ctx, &appendReq{ctx: ctx, channel: channel, m: msg, headers: headers, digest: digest,
 		then: func(ctx context.Context, tx *sql.Tx, res storage.AppendResult) error {
-			return put(ctx, querier{tx}, res.Seq)
+			return put(ctx, querier{q: tx, ctx: ctx}, res.Seq)
 		}})
 	if err != nil {
 		return storage.AppendResult{}, fmt.Errorf("storage/sqlite: post %s to channel %q: %w", m.ID, channel, err)

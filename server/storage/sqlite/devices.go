@@ -38,7 +38,7 @@ func (s *Store) RegisterDevice(ctx context.Context, d storage.Device) (storage.D
 		registered = sqlcommon.Micros(d.Registered)
 	}
 	var out storage.Device
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		// DO NOTHING returns no row for an existing id: a revoked id never
 		// comes back.
 		row := tx.QueryRowContext(ctx, `INSERT INTO devices (`+deviceCols+`)
@@ -107,7 +107,7 @@ func (s *Store) RevokeDevice(ctx context.Context, id string) (storage.Device, er
 		return storage.Device{}, fmt.Errorf("storage/sqlite: revoke device: %w", err)
 	}
 	var out storage.Device
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		row := tx.QueryRowContext(ctx, `UPDATE devices SET revoked_us = COALESCE(revoked_us, ?) WHERE id = ? RETURNING `+deviceCols, s.now(), id)
 		var err error
 		out, err = scanDevice(row)

@@ -87,7 +87,7 @@ func (s *Store) kvWrite(ctx context.Context, namespace, key string, value []byte
 		expires = sqlcommon.Micros(exp)
 	}
 	var version int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, `UPDATE kv_revision SET rev = rev + 1 WHERE id = 1 RETURNING rev`).Scan(&version); err != nil {
 			return fmt.Errorf("next revision: %w", err)
 		}
@@ -133,7 +133,7 @@ func (s *Store) KVDelete(ctx context.Context, namespace, key string) error {
 	if err := sqlcommon.KVKey(namespace, key); err != nil {
 		return fmt.Errorf("storage/sqlite: kv delete: %w", err)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM kv WHERE namespace = ? AND key = ?`, namespace, key)
 		return err
 	})
@@ -148,7 +148,7 @@ func (s *Store) KVCompareAndDelete(ctx context.Context, namespace, key string, e
 	if err := sqlcommon.KVKey(namespace, key); err != nil {
 		return fmt.Errorf("storage/sqlite: kv delete: %w", err)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM kv WHERE namespace = ? AND key = ? AND version = ? AND (expires_us IS NULL OR expires_us > ?)`,
 			namespace, key, int64(expect), s.now())
 		if err != nil {

@@ -247,7 +247,7 @@ func (s *Store) trim(ctx context.Context, channel string, newFirst func(tx *sql.
 		return 0, err
 	}
 	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var chID, first, last int64
 		err := tx.QueryRowContext(ctx, `SELECT id, first_seq, last_seq FROM channels WHERE name = ?`, channel).Scan(&chID, &first, &last)
 		if errors.Is(err, sql.ErrNoRows) {

@@ -14,7 +14,7 @@ import (
 // nothing pending.
 func (s *Store) migrate(ctx context.Context, ms []sqlcommon.Migration) error {
 	var applied []sqlcommon.Migration
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version    INTEGER NOT NULL PRIMARY KEY,
 			name       TEXT    NOT NULL,

@@ -37,7 +37,7 @@ func (s *Store) PutWebhook(ctx context.Context, w storage.Webhook) (storage.Webh
 	}
 	now := s.now()
 	var out storage.Webhook
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		out, err = scanWebhook(tx.QueryRowContext(ctx, `INSERT INTO webhooks (`+webhookCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET url = excluded.url, secret = excluded.secret,
@@ -91,7 +91,7 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 
 // deleteOne runs a DELETE that must remove a row.
 func (s *Store) deleteOne(ctx context.Context, what, query string, args ...any) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return err
@@ -120,7 +120,7 @@ func (s *Store) AddDeadLetter(ctx context.Context, d storage.DeadLetter) (storag
 		d.Payload = []byte{}
 	}
 	var id int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		return tx.QueryRowContext(ctx, `INSERT INTO webhook_dead_letters
 			(webhook_id, event_id, event_type, payload, attempts, last_error, at_us) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			d.WebhookID, d.EventID, d.EventType, d.Payload, d.Attempts, sqlcommon.TruncateError(d.LastError), at).Scan(&id)
@@ -178,7 +178,7 @@ func (s *Store) PutPushSubscription(ctx context.Context, p storage.PushSubscript
 	if p.Provider == "" {
 		p.Provider = "webpush"
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO push_subscriptions (user_id, endpoint, p256dh, auth, provider, created_us)
 			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (user_id, endpoint) DO UPDATE SET p256dh = excluded.p256dh, auth = excluded.auth, provider = excluded.provider`,
@@ -236,7 +236,7 @@ func (s *Store) PutNotifySetting(ctx context.Context, n storage.NotifySetting) e
 	if err := sqlcommon.NotifySetting(n); err != nil {
 		return fmt.Errorf("storage/sqlite: put notify setting: %w", err)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO notify_settings (user_id, conversation, level, when_online, updated_us)
 			VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (user_id, conversation) DO UPDATE SET level = excluded.level,

@@ -39,7 +39,7 @@ func (s *Store) UpsertSession(ctx context.Context, in storage.Session) (storage.
 	}
 	var out storage.Session
 	now := s.now()
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		// The WHERE clause makes the update a no-op, returning no row, when
 		// the id belongs to another user: a session id is never handed over.
 		row := tx.QueryRowContext(ctx, `INSERT INTO sessions (`+sessionCols+`)
@@ -78,7 +78,7 @@ func (s *Store) sessionUpdate(ctx context.Context, what, id, query string) error
 	if err := sqlcommon.Name("session id", id); err != nil {
 		return fmt.Errorf("storage/sqlite: %s session: %w", what, err)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, query, s.now(), id)
 		if err != nil {
 			return err
@@ -159,7 +159,7 @@ func (s *Store) PurgeSessions(ctx context.Context, closedBefore time.Time) (int6
 
 func (s *Store) sessionsExec(ctx context.Context, what, query string, args ...any) (int64, error) {
 	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return err

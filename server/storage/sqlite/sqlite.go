@@ -253,9 +253,26 @@ func (s *Store) check() error {
 	return nil
 }
 
-// write runs fn in a write transaction (BEGIN IMMEDIATE on the writer) and
-// commits when fn returns nil.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// write runs fn in a write transaction and returns after its commit.
+// Once the store is open, fn joins the append loop's next group commit
+// under a savepoint of its own (appends.go): concurrent writes share one
+// transaction and one fsync, and fn's changes roll back alone when it
+// fails. fn runs statements with the ctx it is given (the loop's), never
+// the caller's: a cancellation interrupts the shared connection and could
+// abort a neighbour's statement. A caller whose ctx ends before its turn
+// is skipped; one whose ctx ends while it waits gets ctx's error, and its
+// write may still commit.
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	if s.appends == nil {
+		return s.writeDirect(ctx, fn)
+	}
+	_, err := s.submitAppend(ctx, &appendReq{ctx: ctx, fn: fn})
+	return err
+}
+
+// writeDirect runs fn in a transaction of its own on the writer
+// connection: for the migrations, which run before the append loop.
+func (s *Store) writeDirect(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	if err := s.check(); err != nil {
 		return err
 	}
@@ -263,7 +280,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -288,7 +305,7 @@ func (s *Store) now() int64 { return sqlcommon.Micros(s.cfg.Now()) }
 func (s *Store) Purge(ctx context.Context) (storage.PurgeStats, error) {
 	var st storage.PurgeStats
 	now := s.cfg.Now()
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM message_dedup WHERE at_us < ?`, sqlcommon.Micros(now.Add(-s.cfg.DedupWindow)))
 		if err != nil {
 			return err

@@ -245,3 +245,102 @@ func TestGroupMembersFailAlone(t *testing.T) {
 		t.Fatalf("new message: %+v, %v", res[2], errs[2])
 	}
 }
+
+// TestWritesJoinGroupCommit checks that writes other than appends (here
+// session records) join the append loop's group commits, and that one
+// failing write rolls back alone.
+func TestWritesJoinGroupCommit(t *testing.T) {
+	const writers = 8
+	var (
+		mu        sync.Mutex
+		sizes     []int
+		submitted atomic.Int32
+	)
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := open(context.Background(), filepath.Join(t.TempDir(), "jsp.db"), storage.Config{Logger: storagetest.Quiet}, ms, loopOptions{
+		maxBatch: 64,
+		onBatch: func(n int) {
+			mu.Lock()
+			sizes = append(sizes, n)
+			mu.Unlock()
+		},
+		onSubmit: func() { submitted.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	// Session "taken" belongs to mallory; bob's upsert of it must fail.
+	if _, err := s.UpsertSession(ctx, storage.Session{ID: "taken", UserID: "mallory", Gateway: "g", Transport: "tcp"}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	sizes = nil
+	mu.Unlock()
+	submitted.Store(0)
+
+	hold, err := s.w.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, writers+1)
+	for i := range writers + 1 {
+		wg.Go(func() {
+			switch {
+			case i == writers:
+				_, errs[i] = s.UpsertSession(ctx, storage.Session{ID: "taken", UserID: "bob", Gateway: "g", Transport: "tcp"})
+			case i%2 == 0:
+				_, errs[i] = s.UpsertSession(ctx, storage.Session{ID: fmt.Sprint("s", i), UserID: "u", Gateway: "g", Transport: "tcp"})
+			default:
+				_, errs[i] = s.AppendMessage(ctx, "c", storage.Message{Sender: "u", ClientID: fmt.Sprint(i)})
+			}
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		started := len(sizes)
+		mu.Unlock()
+		if started == 1 && submitted.Load() == writers+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writers did not queue: %d submitted, %d groups", submitted.Load(), started)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	hold.Close()
+	wg.Wait()
+
+	for i, err := range errs {
+		if i == writers {
+			if !errors.Is(err, storage.ErrConflict) {
+				t.Errorf("upsert of another user's session: %v, want ErrConflict", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("writer %d: %v", i, err)
+		}
+	}
+	for i := 0; i < writers; i += 2 {
+		got, err := s.GetSession(ctx, fmt.Sprint("s", i))
+		if err != nil || got.UserID != "u" {
+			t.Errorf("session s%d after the group: %+v, %v", i, got, err)
+		}
+	}
+	if got, err := s.GetSession(ctx, "taken"); err != nil || got.UserID != "mallory" {
+		t.Errorf("session taken: %+v, %v", got, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sizes) >= writers+1 {
+		t.Errorf("groups %v: want %d writes in fewer groups", sizes, writers+1)
+	}
+}

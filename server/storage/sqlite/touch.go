@@ -30,7 +30,7 @@ func (s *Store) TouchSessions(ctx context.Context, ids []string) error {
 		n := min(len(ids), maxTouchBatch)
 		batch := ids[:n]
 		ids = ids[n:]
-		err := s.write(ctx, func(tx *sql.Tx) error {
+		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			st, err := tx.PrepareContext(ctx, `UPDATE sessions SET last_seen_us = ? WHERE id = ? AND closed_us IS NULL`)
 			if err != nil {
 				return err
