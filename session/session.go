@@ -107,7 +107,14 @@ type Session struct {
 	hb        heartbeatState
 	lastRecv  atomic.Int64 // unix ns of the last frame from the peer
 
-	recv *qos.RecvQueues[Incoming]
+	// recvMu guards the received messages' destination: recvQ, the
+	// queues Recv reads (made by the first message or Recv), or inbox,
+	// set by HandleMessages; recvClosed is set when the session ends.
+	recvMu     sync.Mutex
+	recvQ      *qos.RecvQueues[Incoming] // guarded by recvMu
+	inbox      *inbox                    // guarded by recvMu
+	recvClosed bool                      // guarded by recvMu
+	recvSealed bool                      // guarded by recvMu: Wait has begun joining the inbox
 	// queues holds the bounded queues of peer streams, datagrams, media
 	// flows and NACKs, made by the first use (arrivals): a server that
 	// takes its streams and datagrams by callback (HandleArrivals) and no
@@ -196,10 +203,6 @@ func (s *Session) Err() error {
 
 func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config) *Session {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	var rq qos.Config
-	for c := range rq.QueueLength {
-		rq.QueueLength[c] = cfg.RecvQueueLength
-	}
 	s := &Session{
 		conn:     conn,
 		role:     role,
@@ -208,7 +211,6 @@ func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config
 		ctl:      ctl,
 		ctx:      ctx,
 		cancel:   cancel,
-		recv:     qos.NewRecvQueues[Incoming](rq),
 		pending:  map[string]chan reply{},
 		pings:    map[uint64]chan time.Duration{},
 		goawayCh: make(chan struct{}),
@@ -319,8 +321,9 @@ func (s *Session) fail(err error) {
 		s.reading.stop()
 		s.arrivals.stop()
 		s.cancel(err)
-		// Recv drains what already arrived, then reports the end.
-		s.recv.Close()
+		// Recv and HandleMessages hand out what already arrived, then
+		// report the end.
+		s.closeReceived()
 		_ = s.conn.CloseWithError(code, truncate(reason, 256))
 	})
 }
@@ -347,10 +350,18 @@ func (s *Session) CloseWithError(code jsperr.Code, reason string) error {
 	return nil
 }
 
-// Wait blocks until the session ends and returns the cause.
+// Wait blocks until the session ends, and the last message has been
+// handed to HandleMessages, and returns the cause.
 func (s *Session) Wait() error {
 	<-s.ctx.Done()
 	s.wg.Wait()
+	s.recvMu.Lock()
+	s.recvSealed = true
+	ib := s.inbox
+	s.recvMu.Unlock()
+	if ib != nil {
+		ib.seal()
+	}
 	return context.Cause(s.ctx)
 }
 
@@ -458,21 +469,6 @@ func (s *Session) SendEnvelope(t wire.FrameType, env *wire.Envelope) error {
 // Send queues any session message (SUBSCRIBE, ACK, ...) as a system frame.
 func (s *Session) Send(m wire.Message) error { return s.sendFrame(m, protocol.ClassSystem) }
 
-// Recv returns the next message from the peer, serving QoS classes in
-// priority order. It fails when ctx ends or the session closes.
-func (s *Session) Recv(ctx context.Context) (Incoming, error) {
-	// Pop returns when either the caller's context ends or the queues are
-	// closed by Close; a session that ended on error closes them too.
-	it, err := s.recv.Pop(ctx)
-	if err != nil {
-		if s.ctx.Err() != nil {
-			return Incoming{}, fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
-		}
-		return Incoming{}, err
-	}
-	return it.Value, nil
-}
-
 // deliver queues an incoming message for Recv under its class's policy.
 func (s *Session) deliver(in Incoming) {
 	class := protocol.ClassSystem
@@ -482,7 +478,7 @@ func (s *Session) deliver(in Incoming) {
 		class = in.Flags.Class()
 	}
 	for {
-		_, _, err := s.recv.Push(qos.Item[Incoming]{Class: class, Value: in})
+		err := s.pushReceived(class, in)
 		if err == nil || class == protocol.ClassMedia {
 			return // media drops the oldest inside the queue
 		}

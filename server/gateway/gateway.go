@@ -552,17 +552,19 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// serveConn runs the handshake and then hosts the session until it ends;
-// release gives back the connection's filter ticket when the gateway holds
-// it.
+// serveConn runs the handshake and then starts hosting the session; release
+// gives back the connection's filter ticket when the gateway holds it. The
+// goroutine ends once the session is set up: the host needs none while the
+// session is idle (D34), and the connection's slot in wg is given back by
+// the host when the session has ended.
 func (g *Gateway) serveConn(conn transport.Conn, release func()) {
-	defer g.wg.Done()
-	defer func() {
+	end := func() {
 		release()
 		g.mu.Lock()
 		g.conns--
 		g.mu.Unlock()
-	}()
+		g.wg.Done()
+	}
 	start := time.Now()
 	sess, err := session.Accept(g.ctx, conn, g.cfg.Session, session.ServerOptions{
 		Authenticate: g.cfg.Authenticate,
@@ -578,6 +580,7 @@ func (g *Gateway) serveConn(conn transport.Conn, release func()) {
 		// Accept closes the connection when it refuses a client; make sure
 		// it is closed on every other failure too.
 		_ = conn.CloseWithError(code, "handshake failed")
+		end()
 		return
 	}
 	h := newHost(g, sess)
@@ -594,12 +597,14 @@ func (g *Gateway) serveConn(conn transport.Conn, release func()) {
 		// it must hear GOAWAY too.
 		h.goAway()
 	}
-	h.run()
-	g.mu.Lock()
-	delete(g.hosts, h)
-	g.byKind[h.kind]--
-	g.mu.Unlock()
-	g.metrics.sessions.add(string(h.kind), -1)
+	h.start(func() {
+		g.mu.Lock()
+		delete(g.hosts, h)
+		g.byKind[h.kind]--
+		g.mu.Unlock()
+		g.metrics.sessions.add(string(h.kind), -1)
+		end()
+	})
 }
 
 // Shutdown drains the gateway gracefully (JSP §11.6): it stops accepting,

@@ -20,12 +20,14 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// host serves one established session. It owns two loops (messages, and
-// streams with datagrams), the publish loop its first PUBLISH starts in
-// bus mode, the watch callbacks that close the session when the gateway
-// closes or its identity expires (watch.go), and the command, message and
-// stream workers they start; all of them end when the session does, and
-// run joins them. Events need no loop: the hub queues them on the session
+// host serves one established session. It owns the callbacks that take
+// the session's messages (handle, on the session's hand-off goroutine,
+// which runs only while messages wait, D34) and its streams and datagrams
+// (arrival), the publish loop its first PUBLISH starts in bus mode, the
+// watch callbacks that close the session when the gateway closes or its
+// identity expires (watch.go), and the command, message and stream
+// workers they start; all of them end when the session does, and finish
+// joins them. Events need no loop: the hub queues them on the session
 // from the publishing goroutine (onDelivery, deliver.go). The state these
 // share is the subscriber, which is safe for concurrent use, the replay
 // state under cmu, and the semaphores; the session serializes what it
@@ -71,12 +73,12 @@ type host struct {
 	//
 	// pubs queues PUBLISHes for publishLoop, which commits them in order.
 	// Both are started by the session's first PUBLISH (startPublishing), so
-	// a session that only subscribes holds neither (D26); only recvLoop
+	// a session that only subscribes holds neither (D26); only handle
 	// touches the field, and pubsQueue publishes it to the metrics.
 	pubs      chan *wire.Envelope
 	pubsQueue atomic.Pointer[chan *wire.Envelope]
 	// joined are the channels this session holds a cluster join for; only
-	// recvLoop touches it while the session runs, run after it ends.
+	// handle touches it while the session runs, finish after it ends.
 	joined map[string]struct{}
 	// cmu guards the replay state the hub's deliveries and replays share.
 	cmu      sync.Mutex
@@ -135,9 +137,14 @@ func newHost(g *Gateway, sess *session.Session) *host {
 	return h
 }
 
-// run serves the session until it ends and then joins every goroutine the
-// host started.
-func (h *host) run() {
+// start serves the session: it registers the callbacks that take the
+// session's messages, streams and datagrams, and arranges for finish to
+// run when the session ends; then it returns. No goroutine per session
+// waits for the client (D27, D34): messages are handled on a goroutine
+// that runs only while they wait (session.HandleMessages), and finish
+// runs on the goroutine context.AfterFunc starts when the session ends.
+// done runs last, after finish has joined everything the host started.
+func (h *host) start(done func()) {
 	// Every core request of the session carries its identity (forward.go).
 	ctx := core.WithIdentity(h.sess.Context(), h.coreIdentity())
 	h.ctx = ctx
@@ -146,15 +153,15 @@ func (h *host) run() {
 	if h.g.resumes != nil {
 		h.g.resumes.attach(h)
 	}
-	// Streams and datagrams come by callback, and recvLoop runs on this
-	// goroutine below: no goroutine per session only waits for them (D27).
+	// Streams and datagrams come by callback: no goroutine per session
+	// only waits for them (D27).
 	h.sess.HandleArrivals(func(st *session.Stream, dg []byte) { h.arrival(ctx, st, dg) })
 	// Hub deliveries need no loop either: the hub hands them to
 	// onDelivery, which queues them on the session (deliver.go, D26).
 	var loops []func(context.Context)
 	if h.g.reg != nil {
 		// Off the session's path: a bus that is slow to answer must not
-		// delay the session. run joins it before registryClose.
+		// delay the session. finish joins it before registryClose.
 		loops = append(loops, func(context.Context) { h.registryOpen() })
 	}
 	if h.g.cluster != nil {
@@ -168,7 +175,24 @@ func (h *host) run() {
 		}()
 	}
 	h.startWatch()
-	h.recvLoop(ctx)
+	// Before any message is handled, as a client that resumed expects.
+	if st, ok := h.sess.ResumeState().(*resumeState); ok {
+		h.resumeSubscriptions(ctx, st)
+	}
+	h.sess.HandleMessages(func(in session.Incoming) bool { return h.handle(ctx, in) })
+	// AfterFunc runs its function on a goroutine of its own once the
+	// session's context ends; the gateway's WaitGroup, which done
+	// releases, owns it.
+	context.AfterFunc(h.sess.Context(), func() {
+		h.finish()
+		done()
+	})
+}
+
+// finish runs when the session has ended: it waits for the session's
+// goroutines and the last handled message, then joins every goroutine the
+// host started and releases what the session held.
+func (h *host) finish() {
 	err := h.sess.Wait()
 	h.stopWatch()
 	h.mu.Lock()
@@ -238,67 +262,61 @@ func (h *host) closeOnError(err error) {
 	_ = h.sess.CloseWithError(code, err.Error())
 }
 
-// recvLoop dispatches the messages the client sends on the control stream
-// and on message streams.
-func (h *host) recvLoop(ctx context.Context) {
-	if st, ok := h.sess.ResumeState().(*resumeState); ok {
-		h.resumeSubscriptions(ctx, st)
+// handle dispatches one message the client sent on the control stream or
+// on a message stream; false stops the hand-off because the session is
+// ending. The session calls it for each message in order
+// (session.HandleMessages), one at a time.
+func (h *host) handle(ctx context.Context, in session.Incoming) bool {
+	h.g.metrics.messagesIn.add(in.Type.String(), 1)
+	if !h.awaitEarly(ctx, in) {
+		return false
 	}
-	for {
-		in, err := h.sess.Recv(ctx)
-		if err != nil {
-			return
+	if in.Type != wire.FrameAck {
+		// An ACK is the SDK acknowledging events it received, not
+		// the user doing something: counting it would keep every
+		// subscribed user from ever going away (presence).
+		h.lastActive.Store(h.g.cfg.Now().UnixNano())
+	}
+	h.g.ops.countIn(in)
+	switch in.Type {
+	case wire.FrameSubscribe:
+		if m, ok := in.Message.(*wire.Subscribe); ok {
+			h.subscribe(ctx, m)
 		}
-		h.g.metrics.messagesIn.add(in.Type.String(), 1)
-		if !h.awaitEarly(ctx, in) {
-			return
+	case wire.FrameUnsubscribe:
+		if m, ok := in.Message.(*wire.Unsubscribe); ok {
+			h.unsubscribe(m)
 		}
-		if in.Type != wire.FrameAck {
-			// An ACK is the SDK acknowledging events it received, not
-			// the user doing something: counting it would keep every
-			// subscribed user from ever going away (presence).
-			h.lastActive.Store(h.g.cfg.Now().UnixNano())
+	case wire.FramePublish, wire.FrameCommand, wire.FrameMessage:
+		if err := h.limitMessage(in.Type, in.Envelope); err != nil {
+			h.rateLimited(in, err)
+			return true
 		}
-		h.g.ops.countIn(in)
+		if !h.checkSigned(ctx, in) {
+			return true
+		}
 		switch in.Type {
-		case wire.FrameSubscribe:
-			if m, ok := in.Message.(*wire.Subscribe); ok {
-				h.subscribe(ctx, m)
-			}
-		case wire.FrameUnsubscribe:
-			if m, ok := in.Message.(*wire.Unsubscribe); ok {
-				h.unsubscribe(m)
-			}
-		case wire.FramePublish, wire.FrameCommand, wire.FrameMessage:
-			if err := h.limitMessage(in.Type, in.Envelope); err != nil {
-				h.rateLimited(in, err)
-				continue
-			}
-			if !h.checkSigned(ctx, in) {
-				continue
-			}
-			switch in.Type {
-			case wire.FramePublish:
-				h.publish(ctx, in.Envelope)
-			case wire.FrameCommand:
-				h.command(ctx, in.Envelope)
-			default:
-				h.echoMessage(ctx, in)
-			}
-		case wire.FrameEvent, wire.FrameNotify, wire.FrameReply:
-			// JSP §5.8-§5.10: EVENT and NOTIFY go from server to client
-			// only, and this server never sends COMMANDs a client could
-			// reply to.
-			h.closeOnError(jsperr.Newf(jsperr.ProtocolViolation, "%s from a client", in.Type))
-			return
-		case wire.FrameAck:
-			if m, ok := in.Message.(*wire.Ack); ok {
-				h.ackCursors(m)
-			}
+		case wire.FramePublish:
+			h.publish(ctx, in.Envelope)
+		case wire.FrameCommand:
+			h.command(ctx, in.Envelope)
 		default:
-			h.log.Debug("ignoring message", "type", in.Type.String())
+			h.echoMessage(ctx, in)
 		}
+	case wire.FrameEvent, wire.FrameNotify, wire.FrameReply:
+		// JSP §5.8-§5.10: EVENT and NOTIFY go from server to client
+		// only, and this server never sends COMMANDs a client could
+		// reply to.
+		h.closeOnError(jsperr.Newf(jsperr.ProtocolViolation, "%s from a client", in.Type))
+		return false
+	case wire.FrameAck:
+		if m, ok := in.Message.(*wire.Ack); ok {
+			h.ackCursors(m)
+		}
+	default:
+		h.log.Debug("ignoring message", "type", in.Type.String())
 	}
+	return true
 }
 
 // rateLimited answers a message over a rate limit with ERROR

@@ -17,12 +17,12 @@ const idleSessions = 40
 // maxIdleGoroutinesPerPair bounds the goroutines one idle session costs
 // this process with both ends in it, over the in-memory pipe and TLS/TCP
 // (both mux links, which report input by callback): the two link readers
-// (the in-memory pipe's included), the gateway host's run (which also
-// reads the session's messages) and its event loop. The link writers, the
-// session senders, control readers and stream and datagram intake run
-// only while there is work (D27). The bound is a behaviour (goroutines
-// that only wait are folded, D24, D27), not a speed.
-const maxIdleGoroutinesPerPair = 4
+// (the in-memory pipe's included). The link writers, the session senders,
+// control readers, stream and datagram intake and the gateway host's
+// message hand-off run only while there is work (D27, D34). The bound is
+// a behaviour (goroutines that only wait are folded, D24, D27, D34), not
+// a speed.
+const maxIdleGoroutinesPerPair = 2
 
 // TestIdleSessionFootprint reports the Go heap and goroutines one idle
 // session costs (client and gateway ends together, both in this process),
