@@ -258,7 +258,18 @@ func Accept(ctx context.Context, conn transport.Conn, cfg Config, opts ServerOpt
 			welcome.Caps = append(welcome.Caps, c)
 		}
 	}
-	s.version, s.hello, s.welcome = chosen, hello, welcome
+	// Kept without what the handshake consumed (versions, capabilities,
+	// the credential, the resume request): an idle session holds no more
+	// of its HELLO than Hello reports (D34).
+	s.version, s.welcome = chosen, welcome
+	s.hello = &wire.Hello{
+		ClientName:    hello.ClientName,
+		ClientVersion: hello.ClientVersion,
+		Platform:      hello.Platform,
+		HeartbeatMS:   hello.HeartbeatMS,
+		MaxFrame:      hello.MaxFrame,
+		Battery:       hello.Battery,
+	}
 	welcome.IdleTimeoutMS = uint64(s.idleTimeout().Milliseconds())
 	s.heartbeat.Store(int64(hb))
 	if err := writeFrame(ctl, welcome, cfg.HandshakeTimeout, cfg.Now); err != nil {

@@ -210,10 +210,12 @@ func (s *Session) pushReceived(class protocol.Class, in Incoming) error {
 
 // closeReceived refuses further received messages; Recv and the inbox
 // still hand out those queued.
+// It then starts OnEnd's function.
 func (s *Session) closeReceived() {
 	s.recvMu.Lock()
 	s.recvClosed = true
-	q, ib := s.recvQ, s.inbox
+	q, ib, end := s.recvQ, s.inbox, s.onEnd
+	s.onEnd = nil
 	s.recvMu.Unlock()
 	if q != nil {
 		q.Close()
@@ -221,6 +223,28 @@ func (s *Session) closeReceived() {
 	if ib != nil {
 		ib.close()
 	}
+	if end != nil {
+		go end()
+	}
+}
+
+// OnEnd arranges for f to run, on a goroutine of its own, once the session
+// has ended (at once when it already has); f may call Wait. The caller owns
+// that goroutine and joins it as it sees fit. A server hosting a session
+// by callbacks (HandleMessages, HandleArrivals) uses it to clean up
+// without a goroutine that waits for the end, and without a
+// context.AfterFunc on Context, which costs every session a child
+// context, its registration and a Done channel (D34). Only the last f
+// given runs.
+func (s *Session) OnEnd(f func()) {
+	s.recvMu.Lock()
+	if !s.recvClosed {
+		s.onEnd = f
+		s.recvMu.Unlock()
+		return
+	}
+	s.recvMu.Unlock()
+	go f()
 }
 
 // Recv returns the next message from the peer, serving QoS classes in

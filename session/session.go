@@ -80,12 +80,11 @@ type Session struct {
 	conn    transport.Conn
 	role    Role
 	cfg     Config
-	log     *slog.Logger
 	ctl     transport.Stream
 	send    *sender
 	version protocol.Version
 	id      []byte
-	hello   *wire.Hello   // the client's HELLO
+	hello   *wire.Hello   // the client's HELLO (on the server, its client fields only)
 	welcome *wire.Welcome // the server's WELCOME
 	zstd    bool          // both sides offered zstd
 	// compressMisses counts payloads in a row that zstd did not shrink;
@@ -115,6 +114,7 @@ type Session struct {
 	inbox      *inbox                    // guarded by recvMu
 	recvClosed bool                      // guarded by recvMu
 	recvSealed bool                      // guarded by recvMu: Wait has begun joining the inbox
+	onEnd      func()                    // guarded by recvMu: OnEnd's function, until the end
 	// queues holds the bounded queues of peer streams, datagrams, media
 	// flows and NACKs, made by the first use (arrivals): a server that
 	// takes its streams and datagrams by callback (HandleArrivals) and no
@@ -148,6 +148,10 @@ type Session struct {
 	// no callbacks and goroutines block instead. Set by start.
 	reading  *demand
 	arrivals *demand
+	// ctlReader is the on-demand control reader's frame reader, owned by
+	// its runs (one at a time, ordered by demand's lock); nil between
+	// runs when it held nothing (readAvailable).
+	ctlReader *wire.FrameReader
 
 	closeOnce sync.Once
 }
@@ -158,7 +162,10 @@ func (s *Session) Version() protocol.Version { return s.version }
 // ID returns the session id assigned by the server.
 func (s *Session) ID() []byte { return s.id }
 
-// Hello returns the client's HELLO.
+// Hello returns the client's HELLO. On the server it carries the client's
+// name, version, platform, battery flag, heartbeat and frame size only:
+// the versions, capabilities, credential and resume request are consumed
+// by the handshake and not kept.
 func (s *Session) Hello() *wire.Hello { return s.hello }
 
 // Welcome returns the server's WELCOME.
@@ -207,7 +214,6 @@ func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config
 		conn:     conn,
 		role:     role,
 		cfg:      cfg,
-		log:      cfg.Logger.With("role", roleName(role), "remote", conn.RemoteAddr().String(), "transport", string(conn.Kind())),
 		ctl:      ctl,
 		ctx:      ctx,
 		cancel:   cancel,
@@ -244,6 +250,14 @@ func (s *Session) arrivalQueues() *arrivalQueues {
 		})
 	})
 	return s.queues.Load()
+}
+
+// logger returns the session's logger, which names its role, peer and
+// transport. It is built for each message: a session logs rarely, and a
+// logger made up front would cost every idle session its formatted
+// attributes (D34).
+func (s *Session) logger() *slog.Logger {
+	return s.cfg.Logger.With("role", roleName(s.role), "remote", s.conn.RemoteAddr().String(), "transport", string(s.conn.Kind()))
 }
 
 func roleName(r Role) string {
@@ -310,7 +324,7 @@ func (s *Session) fail(err error) {
 			code, reason = jsperr.NoError, ""
 		}
 		if code != jsperr.NoError {
-			s.log.Warn("session closing on error", "code", code.String(), "err", err)
+			s.logger().Warn("session closing on error", "code", code.String(), "err", err)
 		}
 		// Before the cancel, so that no heartbeat callback or sender
 		// goroutine joins wg once a Close may be waiting on it.
@@ -553,7 +567,7 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 	if errors.Is(err, wire.ErrUnknownFrame) {
 		// JSP §8.3: unknown frame types are skipped so that newer minor
 		// versions can add frames.
-		s.log.Debug("skipping unknown frame", "type", h.Type.String())
+		s.logger().Debug("skipping unknown frame", "type", h.Type.String())
 		return nil
 	}
 	if err != nil {
@@ -597,7 +611,7 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 			close(s.goawayCh)
 		}
 		s.goawayMu.Unlock()
-		s.log.Info("peer is going away", "code", m.Code.String(), "reason", m.Reason, "alternatives", m.Alternatives)
+		s.logger().Info("peer is going away", "code", m.Code.String(), "reason", m.Reason, "alternatives", m.Alternatives)
 		return nil
 	case *wire.Nack:
 		s.queueNack(m)

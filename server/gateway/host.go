@@ -105,7 +105,6 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		sess: sess,
 		id:   id,
 		kind: conn.Kind(),
-		log:  g.log.With("session", id, "transport", string(conn.Kind()), "remote", conn.RemoteAddr().String()),
 		ident: services.Identity{
 			SessionID:  id,
 			Transport:  conn.Kind(),
@@ -118,9 +117,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		inflight: make(chan struct{}, g.cfg.MaxInflight),
 		streams:  make(chan struct{}, g.cfg.MaxStreamHandlers),
 	}
-	if h.user != "" || h.auth.Device != "" {
-		h.log = h.log.With("user", h.user, "device", h.auth.Device)
-	}
+	h.log = newHostLog(g.log, h)
 	h.sub = g.hub.NewSinkSubscriber(id, h.onDelivery)
 	h.since = g.cfg.Now()
 	h.lastActive.Store(h.since.UnixNano())
@@ -142,7 +139,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 // run when the session ends; then it returns. No goroutine per session
 // waits for the client (D27, D34): messages are handled on a goroutine
 // that runs only while they wait (session.HandleMessages), and finish
-// runs on the goroutine context.AfterFunc starts when the session ends.
+// runs on the goroutine the session starts when it ends (Session.OnEnd).
 // done runs last, after finish has joined everything the host started.
 func (h *host) start(done func()) {
 	// Every core request of the session carries its identity (forward.go).
@@ -180,10 +177,9 @@ func (h *host) start(done func()) {
 		h.resumeSubscriptions(ctx, st)
 	}
 	h.sess.HandleMessages(func(in session.Incoming) bool { return h.handle(ctx, in) })
-	// AfterFunc runs its function on a goroutine of its own once the
-	// session's context ends; the gateway's WaitGroup, which done
-	// releases, owns it.
-	context.AfterFunc(h.sess.Context(), func() {
+	// The session starts it on a goroutine of its own once it has
+	// ended; the gateway's WaitGroup, which done releases, owns it.
+	h.sess.OnEnd(func() {
 		h.finish()
 		done()
 	})
