@@ -99,7 +99,7 @@ func (s *Session) heartbeatTick() {
 		s.pendingMu.Lock()
 		s.pingID++
 		id := s.pingID
-		s.pings[id] = make(chan time.Duration, 1)
+		s.addPingLocked(id, make(chan time.Duration, 1))
 		// Keep at most a handful of heartbeat pings outstanding.
 		if len(s.pings) > 8 {
 			for k := range s.pings {

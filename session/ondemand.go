@@ -80,7 +80,10 @@ func (d *demand) stop() {
 func (s *Session) prepareOnDemand(fr *wire.FrameReader) {
 	if rn, ok := s.ctl.(transport.ReadNotifier); ok {
 		if _, byteReader := s.ctl.(io.ByteReader); !byteReader {
-			s.ctlReader = fr
+			if fr.Pending() || fr.Buffered() > 0 {
+				// Otherwise the first run makes its own (readAvailable).
+				s.ctlReader = fr
+			}
 			s.reading = &demand{wg: &s.wg, work: func() { s.readAvailable(rn) }}
 		}
 	}

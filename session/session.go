@@ -126,12 +126,14 @@ type Session struct {
 	intakeMu sync.Mutex
 	intake   func(*Stream, []byte) // guarded by intakeMu
 
-	reasm map[wire.FlowID]*fragment.Reassembler // owned by the datagram receiver
+	reasm map[wire.FlowID]*fragment.Reassembler // owned by the datagram receiver; made by the first fragment
 	// mediaFlows counts reassemblers of media flows; owned by the datagram
 	// receiver.
 	mediaFlows int
 	dgramID    atomic.Uint64
 
+	// pending and pings are made by their first entry: an idle server
+	// session has neither (D34).
 	pendingMu sync.Mutex
 	pending   map[string]chan reply         // guarded by pendingMu; COMMAND id -> reply
 	pings     map[uint64]chan time.Duration // guarded by pendingMu; PING id -> RTT
@@ -139,7 +141,7 @@ type Session struct {
 
 	goawayMu sync.Mutex
 	goaway   *wire.Goaway // guarded by goawayMu
-	goawayCh chan struct{}
+	goawayCh chan struct{} // guarded by goawayMu; made by GoingAway, closed by the peer's GOAWAY
 
 	rtt rttStats
 
@@ -217,10 +219,6 @@ func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config
 		ctl:      ctl,
 		ctx:      ctx,
 		cancel:   cancel,
-		pending:  map[string]chan reply{},
-		pings:    map[uint64]chan time.Duration{},
-		goawayCh: make(chan struct{}),
-		reasm:    map[wire.FlowID]*fragment.Reassembler{},
 	}
 	s.lastRecv.Store(cfg.Now().UnixNano())
 	return s
@@ -608,7 +606,9 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 		s.goawayMu.Lock()
 		if s.goaway == nil {
 			s.goaway = m
-			close(s.goawayCh)
+			if s.goawayCh != nil {
+				close(s.goawayCh)
+			}
 		}
 		s.goawayMu.Unlock()
 		s.logger().Info("peer is going away", "code", m.Code.String(), "reason", m.Reason, "alternatives", m.Alternatives)
@@ -641,7 +641,25 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 }
 
 // GoingAway is closed when the peer has sent GOAWAY.
-func (s *Session) GoingAway() <-chan struct{} { return s.goawayCh }
+func (s *Session) GoingAway() <-chan struct{} {
+	s.goawayMu.Lock()
+	defer s.goawayMu.Unlock()
+	if s.goawayCh == nil {
+		s.goawayCh = make(chan struct{})
+		if s.goaway != nil {
+			close(s.goawayCh)
+		}
+	}
+	return s.goawayCh
+}
+
+// addPingLocked records a PING waiting for its PONG; pendingMu is held.
+func (s *Session) addPingLocked(id uint64, ch chan time.Duration) {
+	if s.pings == nil {
+		s.pings = map[uint64]chan time.Duration{}
+	}
+	s.pings[id] = ch
+}
 
 // GoAwayInfo returns the peer's GOAWAY, or nil.
 func (s *Session) GoAwayInfo() *wire.Goaway {
@@ -701,6 +719,9 @@ func (s *Session) Request(ctx context.Context, env *wire.Envelope) (*wire.Envelo
 	if _, dup := s.pending[key]; dup {
 		s.pendingMu.Unlock()
 		return nil, jsperr.Newf(jsperr.Conflict, "command id %s already pending", hex.EncodeToString(env.ID))
+	}
+	if s.pending == nil {
+		s.pending = map[string]chan reply{}
 	}
 	s.pending[key] = ch
 	s.pendingMu.Unlock()
@@ -792,7 +813,7 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 	s.pendingMu.Lock()
 	s.pingID++
 	id := s.pingID
-	s.pings[id] = ch
+	s.addPingLocked(id, ch)
 	s.pendingMu.Unlock()
 	defer func() {
 		s.pendingMu.Lock()

@@ -301,11 +301,11 @@ func (h *Hub[T]) NewSubscriber(name string) *Subscriber[T] {
 
 func (h *Hub[T]) newSubscriber(name string, sink func(Delivery[T]) bool) *Subscriber[T] {
 	s := &Subscriber[T]{
-		hub:      h,
-		name:     name,
-		sink:     sink,
-		limit:    h.cfg.QueueLength,
-		done:     make(chan struct{}),
+		hub:   h,
+		name:  name,
+		sink:  sink,
+		limit: h.cfg.QueueLength,
+		done:  make(chan struct{}),
 	}
 	if sink == nil {
 		// Only a queue's reader waits on wake; a sink subscriber, one per
