@@ -140,7 +140,7 @@ type Session struct {
 	pingID    uint64                        // guarded by pendingMu
 
 	goawayMu sync.Mutex
-	goaway   *wire.Goaway // guarded by goawayMu
+	goaway   *wire.Goaway  // guarded by goawayMu
 	goawayCh chan struct{} // guarded by goawayMu; made by GoingAway, closed by the peer's GOAWAY
 
 	rtt rttStats
@@ -213,12 +213,12 @@ func (s *Session) Err() error {
 func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config) *Session {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	s := &Session{
-		conn:     conn,
-		role:     role,
-		cfg:      cfg,
-		ctl:      ctl,
-		ctx:      ctx,
-		cancel:   cancel,
+		conn:   conn,
+		role:   role,
+		cfg:    cfg,
+		ctl:    ctl,
+		ctx:    ctx,
+		cancel: cancel,
 	}
 	s.lastRecv.Store(cfg.Now().UnixNano())
 	return s
