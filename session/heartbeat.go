@@ -15,7 +15,8 @@ import (
 // (time.AfterFunc) sends the client's PINGs and enforces the idle timeout
 // on both sides, and a context.AfterFunc on the transport's context ends
 // the session when the transport closes (decision D24: fewer goroutines
-// per idle session).
+// per idle session). Where the control reader blocks in Read (QUIC) that
+// reader sees the close itself, and there is no watch (D34).
 //
 // Ownership: a callback that runs joins the session's WaitGroup under mu
 // unless stopped is set; fail sets stopped (stopHeartbeat) before it
@@ -43,6 +44,13 @@ func (s *Session) startHeartbeat() {
 	}
 	s.hb.idle = idle
 	s.hb.timer = time.AfterFunc(tick, s.heartbeatTick)
+	if s.reading == nil {
+		// A control reader blocked in Read (QUIC) sees the transport
+		// close by itself and ends the session with the transport's
+		// error; the watch would cost a child context, its registration
+		// and a Done channel per session (D34).
+		return
+	}
 	s.hb.stopWatch = context.AfterFunc(s.conn.Context(), func() {
 		if !s.heartbeatEnter() {
 			return

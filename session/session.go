@@ -512,8 +512,45 @@ func (s *Session) deliver(in Incoming) {
 	}
 }
 
-// readControl reads and dispatches frames from the control stream.
+// peeker is a stream that can wait for input without consuming it
+// (transport/quic).
+type peeker interface {
+	Peek(p []byte) (int, error)
+}
+
+// readControl reads and dispatches frames from the control stream. Over a
+// stream that can peek it holds no frame reader while the stream is idle:
+// it waits for the next byte with Peek and makes a reader then, and drops
+// it again once it has nothing buffered (D34).
 func (s *Session) readControl(fr *wire.FrameReader) error {
+	pk, ok := s.ctl.(peeker)
+	if !ok {
+		return s.readFrames(fr)
+	}
+	var one [1]byte
+	for {
+		if fr != nil && !fr.Pending() && fr.Buffered() == 0 {
+			fr = nil
+		}
+		if fr == nil {
+			if _, err := pk.Peek(one[:]); err != nil {
+				return s.controlReadError(err)
+			}
+			fr = wire.NewFrameReader(s.ctl, uint64(s.cfg.MaxFrameSize))
+		}
+		h, payload, err := fr.ReadFrame()
+		if err != nil {
+			return s.controlReadError(err)
+		}
+		s.lastRecv.Store(s.cfg.Now().UnixNano())
+		if err := s.handleFrame(h, payload, DeliveryOrdered); err != nil {
+			return err
+		}
+	}
+}
+
+// readFrames reads and dispatches frames from the control stream with fr.
+func (s *Session) readFrames(fr *wire.FrameReader) error {
 	for {
 		h, payload, err := fr.ReadFrame()
 		if err != nil {

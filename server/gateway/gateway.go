@@ -470,6 +470,12 @@ func (l *listener) ticketOf(conn transport.Conn) *ticket {
 	if l.filtered != nil {
 		return l.filtered.ticket(peerAddr(conn).String())
 	}
+	if vc, ok := conn.(interface{ Value(key any) any }); ok {
+		// Without making the connection's mapped context (QUIC): an
+		// idle session never needs it (D34).
+		t, _ := vc.Value(ticketKey{}).(*ticket)
+		return t
+	}
 	t, _ := conn.Context().Value(ticketKey{}).(*ticket)
 	return t
 }
