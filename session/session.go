@@ -79,7 +79,7 @@ type Incoming struct {
 type Session struct {
 	conn    transport.Conn
 	role    Role
-	cfg     Config
+	cfg     *Config // shared by the sessions of one Acceptor (D34); never changed
 	ctl     transport.Stream
 	send    *sender
 	version protocol.Version
@@ -210,7 +210,7 @@ func (s *Session) Err() error {
 	return context.Cause(s.ctx)
 }
 
-func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config) *Session {
+func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg *Config) *Session {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	s := &Session{
 		conn:   conn,
@@ -269,7 +269,7 @@ func roleName(r Role) string {
 // is given the control stream's frame reader so that bytes already buffered
 // during the handshake are not lost.
 func (s *Session) start(fr *wire.FrameReader) {
-	s.send = newSender(s.ctl, s.cfg)
+	s.send = newSender(s.ctl, *s.cfg)
 	s.send.onError = func(err error) { s.fail(fmt.Errorf("session write: %w", err)) }
 	// The sender's goroutine runs only while frames are queued (D27).
 	s.send.ctx, s.send.wg = s.ctx, &s.wg

@@ -109,6 +109,11 @@ type Gateway struct {
 	certFile string // "" when the certificate was given in memory
 	pin      tlsconf.Fingerprint
 	hub      *pubsub.Hub[*event]
+	// acceptor runs the sessions' handshakes; its Config is shared by
+	// every session (D34). Made by the first connection (sessionAcceptor).
+	acceptorOnce sync.Once
+	acceptor     *session.Acceptor
+	acceptorErr  error
 	// cluster is the bus side (Config.Bus); nil without a bus.
 	cluster *cluster
 	// media hosts the rooms' forwarders (sfu.go); nil without a bus.
@@ -572,11 +577,15 @@ func (g *Gateway) serveConn(conn transport.Conn, release func()) {
 		g.wg.Done()
 	}
 	start := time.Now()
-	sess, err := session.Accept(g.ctx, conn, g.cfg.Session, session.ServerOptions{
-		Authenticate: g.cfg.Authenticate,
-		Gateways:     g.alternatives(),
-		Resume:       g.resumeHook(),
-	})
+	acc, err := g.sessionAcceptor()
+	var sess *session.Session
+	if err == nil {
+		sess, err = acc.Accept(g.ctx, conn, session.ServerOptions{
+			Authenticate: g.cfg.Authenticate,
+			Gateways:     g.alternatives(),
+			Resume:       g.resumeHook(),
+		})
+	}
 	<-g.handshakeSem
 	g.ops.handshake.observe(time.Since(start))
 	if err != nil {
@@ -611,6 +620,16 @@ func (g *Gateway) serveConn(conn transport.Conn, release func()) {
 		g.metrics.sessions.add(string(h.kind), -1)
 		end()
 	})
+}
+
+// sessionAcceptor returns the Acceptor of the gateway's sessions. The
+// session Config is complete once New has returned (it adds the media
+// capabilities), so it is made by the first connection.
+func (g *Gateway) sessionAcceptor() (*session.Acceptor, error) {
+	g.acceptorOnce.Do(func() {
+		g.acceptor, g.acceptorErr = session.NewAcceptor(g.cfg.Session)
+	})
+	return g.acceptor, g.acceptorErr
 }
 
 // Shutdown drains the gateway gracefully (JSP §11.6): it stops accepting,
