@@ -65,8 +65,14 @@ type host struct {
 	since      time.Time
 	lastActive atomic.Int64
 
-	inflight chan struct{} // semaphore: commands and message echoes
-	streams  chan struct{} // semaphore: stream handlers
+	// inflight is the semaphore of commands and message echoes, made by
+	// the first message that needs it; only handle sets it, before any
+	// worker that releases a slot starts (D34).
+	inflight chan struct{}
+	// streams is the semaphore of stream handlers, made by the first
+	// stream (arrival).
+	streamsOnce sync.Once
+	streams     chan struct{}
 	wg       sync.WaitGroup
 
 	// Bus mode only (Gateway.cluster set).
@@ -114,8 +120,6 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		early:    handshakeDone(sess),
 		user:     sess.Identity().User,
 		cred:     newCredState(sess.Identity()),
-		inflight: make(chan struct{}, g.cfg.MaxInflight),
-		streams:  make(chan struct{}, g.cfg.MaxStreamHandlers),
 	}
 	h.log = newHostLog(g.log, h)
 	h.sub = g.hub.NewSinkSubscriber(id, h.onDelivery)
@@ -290,6 +294,9 @@ func (h *host) handle(ctx context.Context, in session.Incoming) bool {
 		}
 		if !h.checkSigned(ctx, in) {
 			return true
+		}
+		if h.inflight == nil {
+			h.inflight = make(chan struct{}, h.g.cfg.MaxInflight)
 		}
 		switch in.Type {
 		case wire.FramePublish:
@@ -600,6 +607,7 @@ func (h *host) arrival(ctx context.Context, st *session.Stream, dg []byte) {
 		st.CancelWrite(jsperr.NotFound)
 		return
 	}
+	h.streamsOnce.Do(func() { h.streams = make(chan struct{}, h.g.cfg.MaxStreamHandlers) })
 	select {
 	case h.streams <- struct{}{}:
 	default:
