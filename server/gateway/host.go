@@ -73,7 +73,7 @@ type host struct {
 	// stream (arrival).
 	streamsOnce sync.Once
 	streams     chan struct{}
-	wg       sync.WaitGroup
+	wg          sync.WaitGroup
 
 	// Bus mode only (Gateway.cluster set).
 	//
@@ -116,10 +116,10 @@ func newHost(g *Gateway, sess *session.Session) *host {
 			Transport:  conn.Kind(),
 			RemoteAddr: conn.RemoteAddr().String(),
 		},
-		auth:     sess.Identity(),
-		early:    handshakeDone(sess),
-		user:     sess.Identity().User,
-		cred:     newCredState(sess.Identity()),
+		auth:  sess.Identity(),
+		early: handshakeDone(sess),
+		user:  sess.Identity().User,
+		cred:  newCredState(sess.Identity()),
 	}
 	h.log = newHostLog(g.log, h)
 	h.sub = g.hub.NewSinkSubscriber(id, h.onDelivery)
