@@ -13,7 +13,6 @@ import (
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/server/core"
-	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
@@ -46,7 +45,7 @@ type host struct {
 	// cred is the credential's current expiry and scopes, which a token
 	// refresh moves (refresh.go); auth keeps what HELLO proved.
 	cred *credState
-	sub  *pubsub.Subscriber[*event]
+	sub  hostSub // made by the first Subscribe (hostsub.go)
 	// ctx is run's context, set before the session can subscribe; the
 	// hub's deliveries use it for the gap replays they start.
 	ctx context.Context
@@ -122,7 +121,7 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		cred:  newCredState(sess.Identity()),
 	}
 	h.log = newHostLog(g.log, h)
-	h.sub = g.hub.NewSinkSubscriber(id, h.onDelivery)
+	h.sub.h = h
 	h.since = g.cfg.Now()
 	h.lastActive.Store(h.since.UnixNano())
 	if g.cluster != nil {
