@@ -248,3 +248,33 @@ func TestHandleMessagesAfterEnd(t *testing.T) {
 		t.Fatalf("handed over %v", got)
 	}
 }
+
+// TestOnEnd: OnEnd's function runs once the session has ended, on its own
+// goroutine (so it may call Wait), and at once when the session has
+// already ended.
+func TestOnEnd(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	ended := make(chan error, 1)
+	srv.OnEnd(func() { ended <- srv.Wait() })
+	select {
+	case err := <-ended:
+		t.Fatalf("OnEnd ran while the session was up: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	_ = cli.Close()
+	select {
+	case err := <-ended:
+		if err == nil {
+			t.Fatal("Wait in OnEnd returned no cause")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnEnd did not run after the peer closed")
+	}
+	again := make(chan struct{})
+	srv.OnEnd(func() { close(again) })
+	select {
+	case <-again:
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnEnd after the end did not run")
+	}
+}
