@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"time"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/qos"
@@ -14,35 +12,23 @@ import (
 // errHandled is what Recv returns once HandleMessages took the messages.
 var errHandled = errors.New("session: messages are handed to HandleMessages")
 
-// inbox holds the received messages of a session whose application takes
-// them by callback (HandleMessages) and runs that callback on a goroutine
-// that exists only while messages wait (decision D34, the pattern of D27):
-// deliver queues a message and starts the goroutine when none runs; the
-// goroutine pops in QoS order (qos.Scheduler, as Recv would) and ends when
-// the queue is empty, clearing running under the lock that found it empty,
-// so no message is left behind. One goroutine at a time keeps the order
-// within each class; a callback that blocks holds the rest back, and once
-// a class's queue is full deliver applies that class's policy
-// (backpressure for chat and bulk, JSP §11.3). The queue itself exists
-// only while messages wait.
+// The hand-off (HandleMessages) gives the received messages of a session
+// whose application takes them by callback to that callback, on a
+// goroutine that exists only while messages wait (decision D34, the
+// pattern of D27): deliver queues a message and starts the goroutine when
+// none runs; the goroutine pops in QoS order (qos.Scheduler, as Recv
+// would) and ends when the queue is empty, clearing handing under the
+// lock that found it empty, so no message is left behind. One goroutine
+// at a time keeps the order within each class; a callback that blocks
+// holds the rest back, and once a class's queue is full deliver applies
+// that class's policy (backpressure for chat and bulk, JSP §11.3). The
+// queue exists only while messages wait, and the state lives in the
+// Session under recvMu, so an idle session holds nothing for it.
 //
-// Ownership: each run joins wg, added under mu unless sealed is set. Wait
-// seals the inbox after the session has ended and then waits for wg, so
-// it joins every run and none starts later. Close and CloseWithError do
-// not wait for runs, so the callback may call them.
-type inbox struct {
-	fn  func(Incoming) bool
-	qc  qos.Config
-	now func() time.Time
-	wg  sync.WaitGroup
-
-	mu      sync.Mutex
-	sched   *qos.Scheduler[Incoming] // guarded by mu; nil while empty
-	running bool                     // guarded by mu: a run goroutine exists
-	closed  bool                     // guarded by mu: the session ended; pushes are refused
-	halted  bool                     // guarded by mu: fn returned false; messages are dropped
-	sealed  bool                     // guarded by mu: Wait is joining runs; none starts
-}
+// Ownership: each run joins handoffWG, added under recvMu unless
+// recvSealed is set. Wait seals after the session has ended and then
+// waits for handoffWG, so it joins every run and none starts later. Close
+// and CloseWithError do not wait for runs, so the callback may call them.
 
 // recvConfig is the configuration of the session's receive queues: every
 // class capped at Config.RecvQueueLength.
@@ -55,86 +41,56 @@ func (s *Session) recvConfig() qos.Config {
 	return rq
 }
 
-// push queues one message under its class's policy and makes sure a run
-// handles it. After fn returned false a message is dropped; after the
-// session ended it is refused with qos.ErrClosed.
-func (ib *inbox) push(it qos.Item[Incoming]) error {
-	ib.mu.Lock()
-	defer ib.mu.Unlock()
-	if ib.closed {
-		return qos.ErrClosed
-	}
-	if ib.halted {
-		return nil
-	}
-	if err := ib.pushLocked(it); err != nil {
-		return err
-	}
-	ib.startLocked()
-	return nil
-}
-
-// pushLocked queues it, making the queue on first use.
-func (ib *inbox) pushLocked(it qos.Item[Incoming]) error {
-	if ib.sched == nil {
-		ib.sched = qos.New[Incoming](ib.qc)
+// handoffPushLocked queues it for the callback, making the queue on first
+// use. recvMu is held.
+func (s *Session) handoffPushLocked(it qos.Item[Incoming]) error {
+	if s.handoff == nil {
+		s.handoff = qos.New[Incoming](s.recvConfig())
 	}
 	// Media returns what it dropped to make room; nobody counts those.
-	_, err := ib.sched.Push(it)
+	_, err := s.handoff.Push(it)
 	return err
 }
 
-// startLocked starts a run when messages wait and none runs.
-func (ib *inbox) startLocked() {
-	if ib.running || ib.sealed || ib.sched == nil || ib.sched.Len() == 0 {
+// startHandoffLocked starts a run when messages wait and none runs.
+// recvMu is held.
+func (s *Session) startHandoffLocked() {
+	if s.handing || s.recvSealed || s.handoff == nil || s.handoff.Len() == 0 {
 		return
 	}
-	ib.running = true
-	ib.wg.Add(1)
-	go ib.run()
+	s.handing = true
+	s.handoffWG.Add(1)
+	go s.handOff()
 }
 
-// run hands queued messages to fn, in QoS order, until none is left.
-func (ib *inbox) run() {
-	defer ib.wg.Done()
+// handOff hands queued messages to the callback, in QoS order, until none
+// is left.
+func (s *Session) handOff() {
+	defer s.handoffWG.Done()
 	for {
-		ib.mu.Lock()
+		s.recvMu.Lock()
 		var (
 			it qos.Item[Incoming]
 			ok bool
 		)
-		if ib.sched != nil {
-			it, ok = ib.sched.Pop(ib.now())
+		if s.handoff != nil {
+			it, ok = s.handoff.Pop(s.cfg.Now())
 		}
 		if !ok {
-			ib.running = false
-			ib.sched = nil // made again by the next message
-			ib.mu.Unlock()
+			s.handing = false
+			s.handoff = nil // made again by the next message
+			s.recvMu.Unlock()
 			return
 		}
-		ib.mu.Unlock()
-		if !ib.fn(it.Value) {
-			ib.mu.Lock()
-			ib.halted = true
-			ib.sched = nil
-			ib.mu.Unlock()
+		fn := s.handler
+		s.recvMu.Unlock()
+		if !fn(it.Value) {
+			s.recvMu.Lock()
+			s.halted = true
+			s.handoff = nil
+			s.recvMu.Unlock()
 		}
 	}
-}
-
-// close refuses further messages; those queued are still handed to fn.
-func (ib *inbox) close() {
-	ib.mu.Lock()
-	ib.closed = true
-	ib.mu.Unlock()
-}
-
-// seal keeps any run from starting and waits for the running one.
-func (ib *inbox) seal() {
-	ib.mu.Lock()
-	ib.sealed = true
-	ib.mu.Unlock()
-	ib.wg.Wait()
 }
 
 // HandleMessages hands every message the peer sends to fn, instead of
@@ -152,19 +108,12 @@ func (ib *inbox) seal() {
 // returns only after fn's last call; fn may call Close or CloseWithError
 // but never Wait. HandleMessages may be called once; Recv then fails.
 func (s *Session) HandleMessages(fn func(Incoming) bool) {
-	ib := &inbox{fn: fn, qc: s.recvConfig(), now: s.cfg.Now}
 	s.recvMu.Lock()
 	defer s.recvMu.Unlock()
-	if s.inbox != nil {
+	if s.handler != nil {
 		return
 	}
-	s.inbox = ib
-	ib.mu.Lock()
-	defer ib.mu.Unlock()
-	ib.closed = s.recvClosed
-	// Registered after Wait began: Wait does not join this inbox, so no
-	// run may start.
-	ib.sealed = s.recvSealed
+	s.handler = fn
 	if q := s.recvQ; q != nil {
 		for {
 			it, ok := q.TryPop()
@@ -172,13 +121,13 @@ func (s *Session) HandleMessages(fn func(Incoming) bool) {
 				break
 			}
 			// The queues have the same caps, so this fits.
-			_ = ib.pushLocked(it)
+			_ = s.handoffPushLocked(it)
 		}
 		// A Recv waiting on them returns.
 		q.Close()
 		s.recvQ = nil
 	}
-	ib.startLocked()
+	s.startHandoffLocked()
 }
 
 // recvQueuesLocked returns the queues Recv reads, making them on first
@@ -195,33 +144,41 @@ func (s *Session) recvQueuesLocked() *qos.RecvQueues[Incoming] {
 }
 
 // pushReceived queues one received message for HandleMessages or Recv.
+// After the session ended it is refused with qos.ErrClosed; after the
+// callback returned false it is dropped.
 func (s *Session) pushReceived(class protocol.Class, in Incoming) error {
+	it := qos.Item[Incoming]{Class: class, Value: in}
 	s.recvMu.Lock()
-	if ib := s.inbox; ib != nil {
-		s.recvMu.Unlock()
-		return ib.push(qos.Item[Incoming]{Class: class, Value: in})
-	}
-	// Held while pushing, so that HandleMessages moves every message
-	// queued before it.
 	defer s.recvMu.Unlock()
-	_, _, err := s.recvQueuesLocked().Push(qos.Item[Incoming]{Class: class, Value: in})
-	return err
+	if s.handler == nil {
+		// Pushed under recvMu, so that HandleMessages moves every
+		// message queued before it.
+		_, _, err := s.recvQueuesLocked().Push(it)
+		return err
+	}
+	if s.recvClosed {
+		return qos.ErrClosed
+	}
+	if s.halted {
+		return nil
+	}
+	if err := s.handoffPushLocked(it); err != nil {
+		return err
+	}
+	s.startHandoffLocked()
+	return nil
 }
 
-// closeReceived refuses further received messages; Recv and the inbox
-// still hand out those queued.
-// It then starts OnEnd's function.
+// closeReceived refuses further received messages; Recv and the hand-off
+// still hand out those queued. It then starts OnEnd's function.
 func (s *Session) closeReceived() {
 	s.recvMu.Lock()
 	s.recvClosed = true
-	q, ib, end := s.recvQ, s.inbox, s.onEnd
+	q, end := s.recvQ, s.onEnd
 	s.onEnd = nil
 	s.recvMu.Unlock()
 	if q != nil {
 		q.Close()
-	}
-	if ib != nil {
-		ib.close()
 	}
 	if end != nil {
 		go end()
@@ -252,7 +209,7 @@ func (s *Session) OnEnd(f func()) {
 // HandleMessages has been called.
 func (s *Session) Recv(ctx context.Context) (Incoming, error) {
 	s.recvMu.Lock()
-	if s.inbox != nil {
+	if s.handler != nil {
 		s.recvMu.Unlock()
 		return Incoming{}, errHandled
 	}

@@ -127,15 +127,12 @@ func TestHandleMessagesOrder(t *testing.T) {
 	if _, err := srv.Recv(context.Background()); !errors.Is(err, errHandled) {
 		t.Fatalf("Recv after HandleMessages = %v, want %v", err, errHandled)
 	}
-	waitNoGoroutines(t, "session.(*inbox).run")
+	waitNoGoroutines(t, "session.(*Session).handOff")
 	srv.recvMu.Lock()
-	ib := srv.inbox
+	idle := srv.handoff == nil && !srv.handing && srv.recvQ == nil
 	srv.recvMu.Unlock()
-	ib.mu.Lock()
-	idle := ib.sched == nil && !ib.running
-	ib.mu.Unlock()
 	if !idle {
-		t.Fatal("an idle inbox still holds its queue or its goroutine")
+		t.Fatal("an idle hand-off still holds its queue or its goroutine")
 	}
 }
 
@@ -157,12 +154,12 @@ func TestHandleMessagesBackpressure(t *testing.T) {
 	}
 	// Let the reader fill the queue and wait on it.
 	time.Sleep(100 * time.Millisecond)
-	srv.inbox.mu.Lock()
+	srv.recvMu.Lock()
 	queued := 0
-	if srv.inbox.sched != nil {
-		queued = srv.inbox.sched.Len()
+	if srv.handoff != nil {
+		queued = srv.handoff.Len()
 	}
-	srv.inbox.mu.Unlock()
+	srv.recvMu.Unlock()
 	if queued > 2 {
 		t.Fatalf("%d chat messages queued, want at most 2", queued)
 	}

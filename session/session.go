@@ -107,13 +107,18 @@ type Session struct {
 	lastRecv  atomic.Int64 // unix ns of the last frame from the peer
 
 	// recvMu guards the received messages' destination: recvQ, the
-	// queues Recv reads (made by the first message or Recv), or inbox,
-	// set by HandleMessages; recvClosed is set when the session ends.
+	// queues Recv reads (made by the first message or Recv), or the
+	// hand-off to handler, set by HandleMessages (inbox.go); recvClosed
+	// is set when the session ends.
 	recvMu     sync.Mutex
 	recvQ      *qos.RecvQueues[Incoming] // guarded by recvMu
-	inbox      *inbox                    // guarded by recvMu
+	handler    func(Incoming) bool       // guarded by recvMu
+	handoff    *qos.Scheduler[Incoming]  // guarded by recvMu; messages for handler, nil while none
+	handing    bool                      // guarded by recvMu: a hand-off goroutine runs
+	halted     bool                      // guarded by recvMu: handler returned false; messages are dropped
 	recvClosed bool                      // guarded by recvMu
-	recvSealed bool                      // guarded by recvMu: Wait has begun joining the inbox
+	recvSealed bool                      // guarded by recvMu: Wait has begun joining the hand-off
+	handoffWG  sync.WaitGroup            // joins the hand-off goroutines
 	onEnd      func()                    // guarded by recvMu: OnEnd's function, until the end
 	// queues holds the bounded queues of peer streams, datagrams, media
 	// flows and NACKs, made by the first use (arrivals): a server that
@@ -369,11 +374,8 @@ func (s *Session) Wait() error {
 	s.wg.Wait()
 	s.recvMu.Lock()
 	s.recvSealed = true
-	ib := s.inbox
 	s.recvMu.Unlock()
-	if ib != nil {
-		ib.seal()
-	}
+	s.handoffWG.Wait()
 	return context.Cause(s.ctx)
 }
 
