@@ -18,9 +18,10 @@
 // reader, the stream acceptor and the datagram receiver (over transports
 // that report input by callback, such as transport/mux, each runs only
 // while there is input), and the sender (QoS scheduling and batching)
-// while frames are queued; the
-// heartbeat/idle check and the transport watch are timer and context
-// callbacks joined the same way (heartbeat.go).
+// while frames are queued; the heartbeat/idle check is a timer callback
+// joined the same way (heartbeat.go). With HandleMessages, a hand-off
+// goroutine runs the application's callback while received messages
+// wait; Wait joins it (inbox.go, D34).
 // Other goroutines interact by enqueueing frames and reading from bounded
 // queues.
 package session

@@ -46,8 +46,9 @@ type host struct {
 	// refresh moves (refresh.go); auth keeps what HELLO proved.
 	cred *credState
 	sub  hostSub // made by the first Subscribe (hostsub.go)
-	// ctx is run's context, set before the session can subscribe; the
-	// hub's deliveries use it for the gap replays they start.
+	// ctx is the context of the host's callbacks, set by start before
+	// the session can subscribe; the hub's deliveries use it for the gap
+	// replays they start.
 	ctx context.Context
 	// closing is set by the first delivery that gives the session up
 	// as a slow consumer (closeAsync).
@@ -99,7 +100,7 @@ type host struct {
 
 	mu        sync.Mutex
 	goingAway bool // guarded by mu: goAway has started
-	finished  bool // guarded by mu: run is joining wg; no more goroutines
+	finished  bool // guarded by mu: finish is joining wg; no more goroutines
 }
 
 func newHost(g *Gateway, sess *session.Session) *host {
@@ -237,7 +238,7 @@ func (h *host) goAway() {
 		return
 	}
 	h.goingAway = true
-	// Added under mu so that it cannot race with run's final wg.Wait.
+	// Added under mu so that it cannot race with finish's wg.Wait.
 	h.wg.Add(1)
 	h.mu.Unlock()
 	go func() {
@@ -591,8 +592,8 @@ func (h *host) echoMessage(ctx context.Context, in session.Incoming) {
 // label (JSP §5.12) and echoes a datagram. The session calls it for each
 // (Session.HandleArrivals); it never blocks: handlers run on their own
 // goroutines, a datagram send never waits. The session's goroutines that
-// call it end before run's sess.Wait returns, so its h.wg.Add comes before
-// run's h.wg.Wait.
+// call it end before finish's sess.Wait returns, so its h.wg.Add comes before
+// finish's h.wg.Wait.
 func (h *host) arrival(ctx context.Context, st *session.Stream, dg []byte) {
 	if st == nil {
 		h.echoDatagram(ctx, dg)
