@@ -187,6 +187,9 @@ func (s *Session) reassembler(flow wire.FlowID) *fragment.Reassembler {
 	// The config is valid by construction: every field is a default or a
 	// validated limit.
 	r, _ := fragment.NewReassembler(fragment.Config{MaxMessageSize: s.cfg.MaxDatagramMessage})
+	if s.reasm == nil {
+		s.reasm = map[wire.FlowID]*fragment.Reassembler{}
+	}
 	s.reasm[flow] = r
 	return r
 }

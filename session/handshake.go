@@ -78,7 +78,7 @@ func Dial(ctx context.Context, conn transport.Conn, info ClientInfo, cfg Config)
 			_ = conn.CloseWithError(err.Code, err.Reason)
 			return nil, err
 		}
-		s := newSession(conn, ctl, RoleClient, cfg)
+		s := newSession(conn, ctl, RoleClient, &cfg)
 		s.version, s.id, s.hello, s.welcome = m.Version, m.SessionID, hello, m
 		s.zstd = !cfg.DisableCompression && hasCap(m.Caps, CapZstd)
 		s.heartbeat.Store(int64(s.negotiatedHeartbeat()))
@@ -143,10 +143,36 @@ const ResumeTokenLen = 32
 // for the control stream and HELLO, negotiates the version and answers
 // WELCOME, or ERROR and a close.
 func Accept(ctx context.Context, conn transport.Conn, cfg Config, opts ServerOptions) (*Session, error) {
+	a, err := NewAcceptor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return a.Accept(ctx, conn, opts)
+}
+
+// Acceptor runs the server side of handshakes for sessions that share one
+// Config. Each session refers to the Acceptor's copy of the Config instead
+// of holding its own, some 256 bytes per session (D34). It is safe for
+// concurrent use.
+type Acceptor struct {
+	cfg *Config
+}
+
+// NewAcceptor returns an Acceptor for sessions configured by cfg, with
+// defaults filled in; it fails if cfg is invalid.
+func NewAcceptor(cfg Config) (*Acceptor, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	return &Acceptor{cfg: &cfg}, nil
+}
+
+// Accept runs the server side of the handshake on conn, as the package's
+// Accept does.
+func (a *Acceptor) Accept(ctx context.Context, conn transport.Conn, opts ServerOptions) (*Session, error) {
+	cfgp := a.cfg
+	cfg := *cfgp
 	hctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
 	refuse := func(err error) error {
@@ -211,7 +237,7 @@ func Accept(ctx context.Context, conn transport.Conn, cfg Config, opts ServerOpt
 		}
 		resumed, resumeState = true, st
 	}
-	s := newSession(conn, ctl, RoleServer, cfg)
+	s := newSession(conn, ctl, RoleServer, cfgp)
 	s.identity = ident
 	s.resumeState = resumeState
 	switch {
@@ -258,7 +284,18 @@ func Accept(ctx context.Context, conn transport.Conn, cfg Config, opts ServerOpt
 			welcome.Caps = append(welcome.Caps, c)
 		}
 	}
-	s.version, s.hello, s.welcome = chosen, hello, welcome
+	// Kept without what the handshake consumed (versions, capabilities,
+	// the credential, the resume request): an idle session holds no more
+	// of its HELLO than Hello reports (D34).
+	s.version, s.welcome = chosen, welcome
+	s.hello = &wire.Hello{
+		ClientName:    hello.ClientName,
+		ClientVersion: hello.ClientVersion,
+		Platform:      hello.Platform,
+		HeartbeatMS:   hello.HeartbeatMS,
+		MaxFrame:      hello.MaxFrame,
+		Battery:       hello.Battery,
+	}
 	welcome.IdleTimeoutMS = uint64(s.idleTimeout().Milliseconds())
 	s.heartbeat.Store(int64(hb))
 	if err := writeFrame(ctl, welcome, cfg.HandshakeTimeout, cfg.Now); err != nil {

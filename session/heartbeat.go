@@ -1,7 +1,6 @@
 package session
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -10,26 +9,30 @@ import (
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// heartbeatState drives the heartbeat (JSP §11.2) and the transport watch
+// heartbeatState drives the heartbeat (JSP §11.2)
 // from callbacks instead of goroutines that would only wait: a timer
 // (time.AfterFunc) sends the client's PINGs and enforces the idle timeout
-// on both sides, and a context.AfterFunc on the transport's context ends
-// the session when the transport closes (decision D24: fewer goroutines
-// per idle session).
+// on both sides (decision D24: fewer goroutines per idle session). The
+// transport's close is seen by the control reader (D34).
 //
 // Ownership: a callback that runs joins the session's WaitGroup under mu
 // unless stopped is set; fail sets stopped (stopHeartbeat) before it
 // cancels the session, so every Close/Wait joins the callbacks that
 // started and no callback starts afterwards.
 type heartbeatState struct {
-	mu        sync.Mutex
-	stopped   bool        // guarded by mu: the session is ending
-	timer     *time.Timer // guarded by mu: nil until started
-	stopWatch func() bool // guarded by mu: unregisters the transport watch
-	idle      time.Duration
+	mu      sync.Mutex
+	stopped bool        // guarded by mu: the session is ending
+	timer   *time.Timer // guarded by mu: nil until started
+	idle    time.Duration
 }
 
-// startHeartbeat arms the heartbeat timer and the transport watch.
+// startHeartbeat arms the heartbeat timer. There is no transport watch
+// (D34): the control reader sees the transport close, by the read that
+// fails where it blocks in Read (QUIC) and by the readability callback,
+// which runs on the connection's close (transport.ReadNotifier), where it
+// reads on demand, and ends the session with the transport's error. A
+// watch would cost each session a context.AfterFunc on the transport's
+// context, that context's children map and its Done channel.
 func (s *Session) startHeartbeat() {
 	idle := s.idleTimeout()
 	tick := min(time.Duration(s.heartbeat.Load()), idle/3)
@@ -43,17 +46,9 @@ func (s *Session) startHeartbeat() {
 	}
 	s.hb.idle = idle
 	s.hb.timer = time.AfterFunc(tick, s.heartbeatTick)
-	s.hb.stopWatch = context.AfterFunc(s.conn.Context(), func() {
-		if !s.heartbeatEnter() {
-			return
-		}
-		defer s.wg.Done()
-		// Transport closure ends the session too.
-		s.fail(fmt.Errorf("session transport watch: %w", transportCause(s.conn)))
-	})
 }
 
-// stopHeartbeat stops the timer and the transport watch; callbacks
+// stopHeartbeat stops the timer; callbacks
 // already running finish and are joined by the session's WaitGroup.
 func (s *Session) stopHeartbeat() {
 	s.hb.mu.Lock()
@@ -61,9 +56,6 @@ func (s *Session) stopHeartbeat() {
 	s.hb.stopped = true
 	if s.hb.timer != nil {
 		s.hb.timer.Stop()
-	}
-	if s.hb.stopWatch != nil {
-		s.hb.stopWatch()
 	}
 }
 
@@ -99,7 +91,7 @@ func (s *Session) heartbeatTick() {
 		s.pendingMu.Lock()
 		s.pingID++
 		id := s.pingID
-		s.pings[id] = make(chan time.Duration, 1)
+		s.addPingLocked(id, make(chan time.Duration, 1))
 		// Keep at most a handful of heartbeat pings outstanding.
 		if len(s.pings) > 8 {
 			for k := range s.pings {

@@ -80,7 +80,11 @@ func (d *demand) stop() {
 func (s *Session) prepareOnDemand(fr *wire.FrameReader) {
 	if rn, ok := s.ctl.(transport.ReadNotifier); ok {
 		if _, byteReader := s.ctl.(io.ByteReader); !byteReader {
-			s.reading = &demand{wg: &s.wg, work: func() { s.readAvailable(fr, rn) }}
+			if fr.Pending() || fr.Buffered() > 0 {
+				// Otherwise the first run makes its own (readAvailable).
+				s.ctlReader = fr
+			}
+			s.reading = &demand{wg: &s.wg, work: func() { s.readAvailable(rn) }}
 		}
 	}
 	if an, ok := s.conn.(transport.ArrivalNotifier); ok {
@@ -130,8 +134,23 @@ func (s *Session) takeArrivals(an transport.ArrivalNotifier) {
 
 // readAvailable reads and dispatches control frames while input is at
 // hand. A frame cut in two by the transport is waited for: the goroutine
-// stays only while a frame is arriving.
-func (s *Session) readAvailable(fr *wire.FrameReader, rn transport.ReadNotifier) {
+// stays only while a frame is arriving. When it stops with nothing of its
+// own buffered it drops its frame reader (its inline read buffer and the
+// last payload, some 1.5 KB), and the next run makes a new one: an idle
+// session holds none (D34).
+func (s *Session) readAvailable(rn transport.ReadNotifier) {
+	fr := s.ctlReader
+	if fr == nil {
+		fr = wire.NewFrameReader(s.ctl, uint64(s.cfg.MaxFrameSize))
+	}
+	defer func() {
+		if !fr.Pending() && fr.Buffered() == 0 {
+			// A reader holding a pooled busy buffer is kept: its next
+			// read gives the buffer back to the pool.
+			fr = nil
+		}
+		s.ctlReader = fr
+	}()
 	for s.ctx.Err() == nil && (fr.Pending() || rn.Readable()) {
 		h, payload, err := fr.ReadFrame()
 		if err != nil {

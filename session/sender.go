@@ -38,12 +38,12 @@ type sender struct {
 	mu sync.Mutex
 	// sched holds the queued frames; guarded by mu. It exists only while
 	// frames are queued or a run goroutine is draining it: an idle session
-	// holds none (D27). qc makes it.
-	sched   *qos.Scheduler[[]byte]
-	qc      qos.Config
-	writing bool // guarded by mu: a write is in progress
-	running bool // guarded by mu: a run goroutine exists
-	stopped bool // guarded by mu: the session is ending; start no run
+	// holds none (D27). Each class holds at most queueLen frames.
+	sched    *qos.Scheduler[[]byte]
+	queueLen int
+	writing  bool // guarded by mu: a write is in progress
+	running  bool // guarded by mu: a run goroutine exists
+	stopped  bool // guarded by mu: the session is ending; start no run
 	// ctx ends the run goroutine; wg (the session's) joins it. Both are
 	// set before the first enqueue.
 	ctx context.Context
@@ -52,7 +52,11 @@ type sender struct {
 	// its own errors by returning them.
 	onError func(error)
 	battery atomic.Bool
-	signal  chan struct{} // capacity 1: "the scheduler may be non-empty"
+	// signal (capacity 1) says "the scheduler may be non-empty". It is
+	// made, under mu, by the first wakeLocked, before any run starts,
+	// and never replaced: a session that never queued a frame holds none
+	// (D34).
+	signal chan struct{}
 
 	writes       atomic.Uint64
 	bytesWritten atomic.Uint64
@@ -67,14 +71,9 @@ func newSender(w transport.Stream, cfg Config) *sender {
 		maxBatch: cfg.MaxBatchBytes,
 		timeout:  cfg.WriteTimeout,
 		now:      cfg.Now,
-		signal:   make(chan struct{}, 1),
+		queueLen: cfg.SendQueueLength,
 	}
 	s.delays[0], s.delays[1] = cfg.FlushDelay, cfg.BatteryFlushDelay
-	var qc qos.Config
-	for c := range qc.QueueLength {
-		qc.QueueLength[c] = cfg.SendQueueLength
-	}
-	s.qc = qc
 	return s
 }
 
@@ -106,7 +105,11 @@ func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time,
 		return nil
 	}
 	if s.sched == nil {
-		s.sched = qos.New[[]byte](s.qc)
+		var qc qos.Config
+		for c := range qc.QueueLength {
+			qc.QueueLength[c] = s.queueLen
+		}
+		s.sched = qos.New[[]byte](qc)
 		s.sched.OnExpire(func(it qos.Item[[]byte]) { s.mediaDropped.Add(1) })
 	}
 	dropped, err := s.sched.Push(qos.Item[[]byte]{Class: class, Size: len(frame), Deadline: deadline, Value: frame})
@@ -120,6 +123,9 @@ func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time,
 
 // wakeLocked tells a running run that frames are queued, or starts one.
 func (s *sender) wakeLocked() {
+	if s.signal == nil {
+		s.signal = make(chan struct{}, 1)
+	}
 	select {
 	case s.signal <- struct{}{}:
 	default:

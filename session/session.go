@@ -18,9 +18,10 @@
 // reader, the stream acceptor and the datagram receiver (over transports
 // that report input by callback, such as transport/mux, each runs only
 // while there is input), and the sender (QoS scheduling and batching)
-// while frames are queued; the
-// heartbeat/idle check and the transport watch are timer and context
-// callbacks joined the same way (heartbeat.go).
+// while frames are queued; the heartbeat/idle check is a timer callback
+// joined the same way (heartbeat.go). With HandleMessages, a hand-off
+// goroutine runs the application's callback while received messages
+// wait; Wait joins it (inbox.go, D34).
 // Other goroutines interact by enqueueing frames and reading from bounded
 // queues.
 package session
@@ -79,13 +80,12 @@ type Incoming struct {
 type Session struct {
 	conn    transport.Conn
 	role    Role
-	cfg     Config
-	log     *slog.Logger
+	cfg     *Config // shared by the sessions of one Acceptor (D34); never changed
 	ctl     transport.Stream
 	send    *sender
 	version protocol.Version
 	id      []byte
-	hello   *wire.Hello   // the client's HELLO
+	hello   *wire.Hello   // the client's HELLO (on the server, its client fields only)
 	welcome *wire.Welcome // the server's WELCOME
 	zstd    bool          // both sides offered zstd
 	// compressMisses counts payloads in a row that zstd did not shrink;
@@ -107,7 +107,20 @@ type Session struct {
 	hb        heartbeatState
 	lastRecv  atomic.Int64 // unix ns of the last frame from the peer
 
-	recv *qos.RecvQueues[Incoming]
+	// recvMu guards the received messages' destination: recvQ, the
+	// queues Recv reads (made by the first message or Recv), or the
+	// hand-off to handler, set by HandleMessages (inbox.go); recvClosed
+	// is set when the session ends.
+	recvMu     sync.Mutex
+	recvQ      *qos.RecvQueues[Incoming] // guarded by recvMu
+	handler    func(Incoming) bool       // guarded by recvMu
+	handoff    *qos.Scheduler[Incoming]  // guarded by recvMu; messages for handler, nil while none
+	handing    bool                      // guarded by recvMu: a hand-off goroutine runs
+	halted     bool                      // guarded by recvMu: handler returned false; messages are dropped
+	recvClosed bool                      // guarded by recvMu
+	recvSealed bool                      // guarded by recvMu: Wait has begun joining the hand-off
+	handoffWG  sync.WaitGroup            // joins the hand-off goroutines
+	onEnd      func()                    // guarded by recvMu: OnEnd's function, until the end
 	// queues holds the bounded queues of peer streams, datagrams, media
 	// flows and NACKs, made by the first use (arrivals): a server that
 	// takes its streams and datagrams by callback (HandleArrivals) and no
@@ -119,20 +132,22 @@ type Session struct {
 	intakeMu sync.Mutex
 	intake   func(*Stream, []byte) // guarded by intakeMu
 
-	reasm map[wire.FlowID]*fragment.Reassembler // owned by the datagram receiver
+	reasm map[wire.FlowID]*fragment.Reassembler // owned by the datagram receiver; made by the first fragment
 	// mediaFlows counts reassemblers of media flows; owned by the datagram
 	// receiver.
 	mediaFlows int
 	dgramID    atomic.Uint64
 
+	// pending and pings are made by their first entry: an idle server
+	// session has neither (D34).
 	pendingMu sync.Mutex
 	pending   map[string]chan reply         // guarded by pendingMu; COMMAND id -> reply
 	pings     map[uint64]chan time.Duration // guarded by pendingMu; PING id -> RTT
 	pingID    uint64                        // guarded by pendingMu
 
 	goawayMu sync.Mutex
-	goaway   *wire.Goaway // guarded by goawayMu
-	goawayCh chan struct{}
+	goaway   *wire.Goaway  // guarded by goawayMu
+	goawayCh chan struct{} // guarded by goawayMu; made by GoingAway, closed by the peer's GOAWAY
 
 	rtt rttStats
 
@@ -141,6 +156,10 @@ type Session struct {
 	// no callbacks and goroutines block instead. Set by start.
 	reading  *demand
 	arrivals *demand
+	// ctlReader is the on-demand control reader's frame reader, owned by
+	// its runs (one at a time, ordered by demand's lock); nil between
+	// runs when it held nothing (readAvailable).
+	ctlReader *wire.FrameReader
 
 	closeOnce sync.Once
 }
@@ -151,7 +170,10 @@ func (s *Session) Version() protocol.Version { return s.version }
 // ID returns the session id assigned by the server.
 func (s *Session) ID() []byte { return s.id }
 
-// Hello returns the client's HELLO.
+// Hello returns the client's HELLO. On the server it carries the client's
+// name, version, platform, battery flag, heartbeat and frame size only:
+// the versions, capabilities, credential and resume request are consumed
+// by the handshake and not kept.
 func (s *Session) Hello() *wire.Hello { return s.hello }
 
 // Welcome returns the server's WELCOME.
@@ -194,25 +216,15 @@ func (s *Session) Err() error {
 	return context.Cause(s.ctx)
 }
 
-func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg Config) *Session {
+func newSession(conn transport.Conn, ctl transport.Stream, role Role, cfg *Config) *Session {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	var rq qos.Config
-	for c := range rq.QueueLength {
-		rq.QueueLength[c] = cfg.RecvQueueLength
-	}
 	s := &Session{
-		conn:     conn,
-		role:     role,
-		cfg:      cfg,
-		log:      cfg.Logger.With("role", roleName(role), "remote", conn.RemoteAddr().String(), "transport", string(conn.Kind())),
-		ctl:      ctl,
-		ctx:      ctx,
-		cancel:   cancel,
-		recv:     qos.NewRecvQueues[Incoming](rq),
-		pending:  map[string]chan reply{},
-		pings:    map[uint64]chan time.Duration{},
-		goawayCh: make(chan struct{}),
-		reasm:    map[wire.FlowID]*fragment.Reassembler{},
+		conn:   conn,
+		role:   role,
+		cfg:    cfg,
+		ctl:    ctl,
+		ctx:    ctx,
+		cancel: cancel,
 	}
 	s.lastRecv.Store(cfg.Now().UnixNano())
 	return s
@@ -244,6 +256,14 @@ func (s *Session) arrivalQueues() *arrivalQueues {
 	return s.queues.Load()
 }
 
+// logger returns the session's logger, which names its role, peer and
+// transport. It is built for each message: a session logs rarely, and a
+// logger made up front would cost every idle session its formatted
+// attributes (D34).
+func (s *Session) logger() *slog.Logger {
+	return s.cfg.Logger.With("role", roleName(s.role), "remote", s.conn.RemoteAddr().String(), "transport", string(s.conn.Kind()))
+}
+
 func roleName(r Role) string {
 	if r == RoleServer {
 		return "server"
@@ -255,7 +275,7 @@ func roleName(r Role) string {
 // is given the control stream's frame reader so that bytes already buffered
 // during the handshake are not lost.
 func (s *Session) start(fr *wire.FrameReader) {
-	s.send = newSender(s.ctl, s.cfg)
+	s.send = newSender(s.ctl, *s.cfg)
 	s.send.onError = func(err error) { s.fail(fmt.Errorf("session write: %w", err)) }
 	// The sender's goroutine runs only while frames are queued (D27).
 	s.send.ctx, s.send.wg = s.ctx, &s.wg
@@ -308,7 +328,7 @@ func (s *Session) fail(err error) {
 			code, reason = jsperr.NoError, ""
 		}
 		if code != jsperr.NoError {
-			s.log.Warn("session closing on error", "code", code.String(), "err", err)
+			s.logger().Warn("session closing on error", "code", code.String(), "err", err)
 		}
 		// Before the cancel, so that no heartbeat callback or sender
 		// goroutine joins wg once a Close may be waiting on it.
@@ -319,8 +339,9 @@ func (s *Session) fail(err error) {
 		s.reading.stop()
 		s.arrivals.stop()
 		s.cancel(err)
-		// Recv drains what already arrived, then reports the end.
-		s.recv.Close()
+		// Recv and HandleMessages hand out what already arrived, then
+		// report the end.
+		s.closeReceived()
 		_ = s.conn.CloseWithError(code, truncate(reason, 256))
 	})
 }
@@ -347,10 +368,15 @@ func (s *Session) CloseWithError(code jsperr.Code, reason string) error {
 	return nil
 }
 
-// Wait blocks until the session ends and returns the cause.
+// Wait blocks until the session ends, and the last message has been
+// handed to HandleMessages, and returns the cause.
 func (s *Session) Wait() error {
 	<-s.ctx.Done()
 	s.wg.Wait()
+	s.recvMu.Lock()
+	s.recvSealed = true
+	s.recvMu.Unlock()
+	s.handoffWG.Wait()
 	return context.Cause(s.ctx)
 }
 
@@ -458,21 +484,6 @@ func (s *Session) SendEnvelope(t wire.FrameType, env *wire.Envelope) error {
 // Send queues any session message (SUBSCRIBE, ACK, ...) as a system frame.
 func (s *Session) Send(m wire.Message) error { return s.sendFrame(m, protocol.ClassSystem) }
 
-// Recv returns the next message from the peer, serving QoS classes in
-// priority order. It fails when ctx ends or the session closes.
-func (s *Session) Recv(ctx context.Context) (Incoming, error) {
-	// Pop returns when either the caller's context ends or the queues are
-	// closed by Close; a session that ended on error closes them too.
-	it, err := s.recv.Pop(ctx)
-	if err != nil {
-		if s.ctx.Err() != nil {
-			return Incoming{}, fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
-		}
-		return Incoming{}, err
-	}
-	return it.Value, nil
-}
-
 // deliver queues an incoming message for Recv under its class's policy.
 func (s *Session) deliver(in Incoming) {
 	class := protocol.ClassSystem
@@ -482,7 +493,7 @@ func (s *Session) deliver(in Incoming) {
 		class = in.Flags.Class()
 	}
 	for {
-		_, _, err := s.recv.Push(qos.Item[Incoming]{Class: class, Value: in})
+		err := s.pushReceived(class, in)
 		if err == nil || class == protocol.ClassMedia {
 			return // media drops the oldest inside the queue
 		}
@@ -504,8 +515,45 @@ func (s *Session) deliver(in Incoming) {
 	}
 }
 
-// readControl reads and dispatches frames from the control stream.
+// peeker is a stream that can wait for input without consuming it
+// (transport/quic).
+type peeker interface {
+	Peek(p []byte) (int, error)
+}
+
+// readControl reads and dispatches frames from the control stream. Over a
+// stream that can peek it holds no frame reader while the stream is idle:
+// it waits for the next byte with Peek and makes a reader then, and drops
+// it again once it has nothing buffered (D34).
 func (s *Session) readControl(fr *wire.FrameReader) error {
+	pk, ok := s.ctl.(peeker)
+	if !ok {
+		return s.readFrames(fr)
+	}
+	var one [1]byte
+	for {
+		if fr != nil && !fr.Pending() && fr.Buffered() == 0 {
+			fr = nil
+		}
+		if fr == nil {
+			if _, err := pk.Peek(one[:]); err != nil {
+				return s.controlReadError(err)
+			}
+			fr = wire.NewFrameReader(s.ctl, uint64(s.cfg.MaxFrameSize))
+		}
+		h, payload, err := fr.ReadFrame()
+		if err != nil {
+			return s.controlReadError(err)
+		}
+		s.lastRecv.Store(s.cfg.Now().UnixNano())
+		if err := s.handleFrame(h, payload, DeliveryOrdered); err != nil {
+			return err
+		}
+	}
+}
+
+// readFrames reads and dispatches frames from the control stream with fr.
+func (s *Session) readFrames(fr *wire.FrameReader) error {
 	for {
 		h, payload, err := fr.ReadFrame()
 		if err != nil {
@@ -557,7 +605,7 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 	if errors.Is(err, wire.ErrUnknownFrame) {
 		// JSP §8.3: unknown frame types are skipped so that newer minor
 		// versions can add frames.
-		s.log.Debug("skipping unknown frame", "type", h.Type.String())
+		s.logger().Debug("skipping unknown frame", "type", h.Type.String())
 		return nil
 	}
 	if err != nil {
@@ -598,10 +646,12 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 		s.goawayMu.Lock()
 		if s.goaway == nil {
 			s.goaway = m
-			close(s.goawayCh)
+			if s.goawayCh != nil {
+				close(s.goawayCh)
+			}
 		}
 		s.goawayMu.Unlock()
-		s.log.Info("peer is going away", "code", m.Code.String(), "reason", m.Reason, "alternatives", m.Alternatives)
+		s.logger().Info("peer is going away", "code", m.Code.String(), "reason", m.Reason, "alternatives", m.Alternatives)
 		return nil
 	case *wire.Nack:
 		s.queueNack(m)
@@ -631,7 +681,25 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 }
 
 // GoingAway is closed when the peer has sent GOAWAY.
-func (s *Session) GoingAway() <-chan struct{} { return s.goawayCh }
+func (s *Session) GoingAway() <-chan struct{} {
+	s.goawayMu.Lock()
+	defer s.goawayMu.Unlock()
+	if s.goawayCh == nil {
+		s.goawayCh = make(chan struct{})
+		if s.goaway != nil {
+			close(s.goawayCh)
+		}
+	}
+	return s.goawayCh
+}
+
+// addPingLocked records a PING waiting for its PONG; pendingMu is held.
+func (s *Session) addPingLocked(id uint64, ch chan time.Duration) {
+	if s.pings == nil {
+		s.pings = map[uint64]chan time.Duration{}
+	}
+	s.pings[id] = ch
+}
 
 // GoAwayInfo returns the peer's GOAWAY, or nil.
 func (s *Session) GoAwayInfo() *wire.Goaway {
@@ -691,6 +759,9 @@ func (s *Session) Request(ctx context.Context, env *wire.Envelope) (*wire.Envelo
 	if _, dup := s.pending[key]; dup {
 		s.pendingMu.Unlock()
 		return nil, jsperr.Newf(jsperr.Conflict, "command id %s already pending", hex.EncodeToString(env.ID))
+	}
+	if s.pending == nil {
+		s.pending = map[string]chan reply{}
 	}
 	s.pending[key] = ch
 	s.pendingMu.Unlock()
@@ -782,7 +853,7 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 	s.pendingMu.Lock()
 	s.pingID++
 	id := s.pingID
-	s.pings[id] = ch
+	s.addPingLocked(id, ch)
 	s.pendingMu.Unlock()
 	defer func() {
 		s.pendingMu.Lock()

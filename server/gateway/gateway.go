@@ -109,6 +109,11 @@ type Gateway struct {
 	certFile string // "" when the certificate was given in memory
 	pin      tlsconf.Fingerprint
 	hub      *pubsub.Hub[*event]
+	// acceptor runs the sessions' handshakes; its Config is shared by
+	// every session (D34). Made by the first connection (sessionAcceptor).
+	acceptorOnce sync.Once
+	acceptor     *session.Acceptor
+	acceptorErr  error
 	// cluster is the bus side (Config.Bus); nil without a bus.
 	cluster *cluster
 	// media hosts the rooms' forwarders (sfu.go); nil without a bus.
@@ -470,6 +475,12 @@ func (l *listener) ticketOf(conn transport.Conn) *ticket {
 	if l.filtered != nil {
 		return l.filtered.ticket(peerAddr(conn).String())
 	}
+	if vc, ok := conn.(interface{ Value(key any) any }); ok {
+		// Without making the connection's mapped context (QUIC): an
+		// idle session never needs it (D34).
+		t, _ := vc.Value(ticketKey{}).(*ticket)
+		return t
+	}
 	t, _ := conn.Context().Value(ticketKey{}).(*ticket)
 	return t
 }
@@ -552,23 +563,29 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// serveConn runs the handshake and then hosts the session until it ends;
-// release gives back the connection's filter ticket when the gateway holds
-// it.
+// serveConn runs the handshake and then starts hosting the session; release
+// gives back the connection's filter ticket when the gateway holds it. The
+// goroutine ends once the session is set up: the host needs none while the
+// session is idle (D34), and the connection's slot in wg is given back by
+// the host when the session has ended.
 func (g *Gateway) serveConn(conn transport.Conn, release func()) {
-	defer g.wg.Done()
-	defer func() {
+	end := func() {
 		release()
 		g.mu.Lock()
 		g.conns--
 		g.mu.Unlock()
-	}()
+		g.wg.Done()
+	}
 	start := time.Now()
-	sess, err := session.Accept(g.ctx, conn, g.cfg.Session, session.ServerOptions{
-		Authenticate: g.cfg.Authenticate,
-		Gateways:     g.alternatives(),
-		Resume:       g.resumeHook(),
-	})
+	acc, err := g.sessionAcceptor()
+	var sess *session.Session
+	if err == nil {
+		sess, err = acc.Accept(g.ctx, conn, session.ServerOptions{
+			Authenticate: g.cfg.Authenticate,
+			Gateways:     g.alternatives(),
+			Resume:       g.resumeHook(),
+		})
+	}
 	<-g.handshakeSem
 	g.ops.handshake.observe(time.Since(start))
 	if err != nil {
@@ -578,6 +595,7 @@ func (g *Gateway) serveConn(conn transport.Conn, release func()) {
 		// Accept closes the connection when it refuses a client; make sure
 		// it is closed on every other failure too.
 		_ = conn.CloseWithError(code, "handshake failed")
+		end()
 		return
 	}
 	h := newHost(g, sess)
@@ -594,12 +612,24 @@ func (g *Gateway) serveConn(conn transport.Conn, release func()) {
 		// it must hear GOAWAY too.
 		h.goAway()
 	}
-	h.run()
-	g.mu.Lock()
-	delete(g.hosts, h)
-	g.byKind[h.kind]--
-	g.mu.Unlock()
-	g.metrics.sessions.add(string(h.kind), -1)
+	h.start(func() {
+		g.mu.Lock()
+		delete(g.hosts, h)
+		g.byKind[h.kind]--
+		g.mu.Unlock()
+		g.metrics.sessions.add(string(h.kind), -1)
+		end()
+	})
+}
+
+// sessionAcceptor returns the Acceptor of the gateway's sessions. The
+// session Config is complete once New has returned (it adds the media
+// capabilities), so it is made by the first connection.
+func (g *Gateway) sessionAcceptor() (*session.Acceptor, error) {
+	g.acceptorOnce.Do(func() {
+		g.acceptor, g.acceptorErr = session.NewAcceptor(g.cfg.Session)
+	})
+	return g.acceptor, g.acceptorErr
 }
 
 // Shutdown drains the gateway gracefully (JSP §11.6): it stops accepting,

@@ -13,19 +13,20 @@ import (
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/server/core"
-	"github.com/jetstreamproto/jsp/server/pubsub"
 	"github.com/jetstreamproto/jsp/server/services"
 	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/wire"
 )
 
-// host serves one established session. It owns two loops (messages, and
-// streams with datagrams), the publish loop its first PUBLISH starts in
-// bus mode, the watch callbacks that close the session when the gateway
-// closes or its identity expires (watch.go), and the command, message and
-// stream workers they start; all of them end when the session does, and
-// run joins them. Events need no loop: the hub queues them on the session
+// host serves one established session. It owns the callbacks that take
+// the session's messages (handle, on the session's hand-off goroutine,
+// which runs only while messages wait, D34) and its streams and datagrams
+// (arrival), the publish loop its first PUBLISH starts in bus mode, the
+// watch callbacks that close the session when the gateway closes or its
+// identity expires (watch.go), and the command, message and stream
+// workers they start; all of them end when the session does, and finish
+// joins them. Events need no loop: the hub queues them on the session
 // from the publishing goroutine (onDelivery, deliver.go). The state these
 // share is the subscriber, which is safe for concurrent use, the replay
 // state under cmu, and the semaphores; the session serializes what it
@@ -44,9 +45,10 @@ type host struct {
 	// cred is the credential's current expiry and scopes, which a token
 	// refresh moves (refresh.go); auth keeps what HELLO proved.
 	cred *credState
-	sub  *pubsub.Subscriber[*event]
-	// ctx is run's context, set before the session can subscribe; the
-	// hub's deliveries use it for the gap replays they start.
+	sub  hostSub // made by the first Subscribe (hostsub.go)
+	// ctx is the context of the host's callbacks, set by start before
+	// the session can subscribe; the hub's deliveries use it for the gap
+	// replays they start.
 	ctx context.Context
 	// closing is set by the first delivery that gives the session up
 	// as a slow consumer (closeAsync).
@@ -63,20 +65,26 @@ type host struct {
 	since      time.Time
 	lastActive atomic.Int64
 
-	inflight chan struct{} // semaphore: commands and message echoes
-	streams  chan struct{} // semaphore: stream handlers
-	wg       sync.WaitGroup
+	// inflight is the semaphore of commands and message echoes, made by
+	// the first message that needs it; only handle sets it, before any
+	// worker that releases a slot starts (D34).
+	inflight chan struct{}
+	// streams is the semaphore of stream handlers, made by the first
+	// stream (arrival).
+	streamsOnce sync.Once
+	streams     chan struct{}
+	wg          sync.WaitGroup
 
 	// Bus mode only (Gateway.cluster set).
 	//
 	// pubs queues PUBLISHes for publishLoop, which commits them in order.
 	// Both are started by the session's first PUBLISH (startPublishing), so
-	// a session that only subscribes holds neither (D26); only recvLoop
+	// a session that only subscribes holds neither (D26); only handle
 	// touches the field, and pubsQueue publishes it to the metrics.
 	pubs      chan *wire.Envelope
 	pubsQueue atomic.Pointer[chan *wire.Envelope]
 	// joined are the channels this session holds a cluster join for; only
-	// recvLoop touches it while the session runs, run after it ends.
+	// handle touches it while the session runs, finish after it ends.
 	joined map[string]struct{}
 	// cmu guards the replay state the hub's deliveries and replays share.
 	cmu      sync.Mutex
@@ -92,7 +100,7 @@ type host struct {
 
 	mu        sync.Mutex
 	goingAway bool // guarded by mu: goAway has started
-	finished  bool // guarded by mu: run is joining wg; no more goroutines
+	finished  bool // guarded by mu: finish is joining wg; no more goroutines
 }
 
 func newHost(g *Gateway, sess *session.Session) *host {
@@ -103,23 +111,18 @@ func newHost(g *Gateway, sess *session.Session) *host {
 		sess: sess,
 		id:   id,
 		kind: conn.Kind(),
-		log:  g.log.With("session", id, "transport", string(conn.Kind()), "remote", conn.RemoteAddr().String()),
 		ident: services.Identity{
 			SessionID:  id,
 			Transport:  conn.Kind(),
 			RemoteAddr: conn.RemoteAddr().String(),
 		},
-		auth:     sess.Identity(),
-		early:    handshakeDone(sess),
-		user:     sess.Identity().User,
-		cred:     newCredState(sess.Identity()),
-		inflight: make(chan struct{}, g.cfg.MaxInflight),
-		streams:  make(chan struct{}, g.cfg.MaxStreamHandlers),
+		auth:  sess.Identity(),
+		early: handshakeDone(sess),
+		user:  sess.Identity().User,
+		cred:  newCredState(sess.Identity()),
 	}
-	if h.user != "" || h.auth.Device != "" {
-		h.log = h.log.With("user", h.user, "device", h.auth.Device)
-	}
-	h.sub = g.hub.NewSinkSubscriber(id, h.onDelivery)
+	h.log = newHostLog(g.log, h)
+	h.sub.h = h
 	h.since = g.cfg.Now()
 	h.lastActive.Store(h.since.UnixNano())
 	if g.cluster != nil {
@@ -135,9 +138,14 @@ func newHost(g *Gateway, sess *session.Session) *host {
 	return h
 }
 
-// run serves the session until it ends and then joins every goroutine the
-// host started.
-func (h *host) run() {
+// start serves the session: it registers the callbacks that take the
+// session's messages, streams and datagrams, and arranges for finish to
+// run when the session ends; then it returns. No goroutine per session
+// waits for the client (D27, D34): messages are handled on a goroutine
+// that runs only while they wait (session.HandleMessages), and finish
+// runs on the goroutine the session starts when it ends (Session.OnEnd).
+// done runs last, after finish has joined everything the host started.
+func (h *host) start(done func()) {
 	// Every core request of the session carries its identity (forward.go).
 	ctx := core.WithIdentity(h.sess.Context(), h.coreIdentity())
 	h.ctx = ctx
@@ -146,15 +154,15 @@ func (h *host) run() {
 	if h.g.resumes != nil {
 		h.g.resumes.attach(h)
 	}
-	// Streams and datagrams come by callback, and recvLoop runs on this
-	// goroutine below: no goroutine per session only waits for them (D27).
+	// Streams and datagrams come by callback: no goroutine per session
+	// only waits for them (D27).
 	h.sess.HandleArrivals(func(st *session.Stream, dg []byte) { h.arrival(ctx, st, dg) })
 	// Hub deliveries need no loop either: the hub hands them to
 	// onDelivery, which queues them on the session (deliver.go, D26).
 	var loops []func(context.Context)
 	if h.g.reg != nil {
 		// Off the session's path: a bus that is slow to answer must not
-		// delay the session. run joins it before registryClose.
+		// delay the session. finish joins it before registryClose.
 		loops = append(loops, func(context.Context) { h.registryOpen() })
 	}
 	if h.g.cluster != nil {
@@ -168,7 +176,23 @@ func (h *host) run() {
 		}()
 	}
 	h.startWatch()
-	h.recvLoop(ctx)
+	// Before any message is handled, as a client that resumed expects.
+	if st, ok := h.sess.ResumeState().(*resumeState); ok {
+		h.resumeSubscriptions(ctx, st)
+	}
+	h.sess.HandleMessages(func(in session.Incoming) bool { return h.handle(ctx, in) })
+	// The session starts it on a goroutine of its own once it has
+	// ended; the gateway's WaitGroup, which done releases, owns it.
+	h.sess.OnEnd(func() {
+		h.finish()
+		done()
+	})
+}
+
+// finish runs when the session has ended: it waits for the session's
+// goroutines and the last handled message, then joins every goroutine the
+// host started and releases what the session held.
+func (h *host) finish() {
 	err := h.sess.Wait()
 	h.stopWatch()
 	h.mu.Lock()
@@ -214,7 +238,7 @@ func (h *host) goAway() {
 		return
 	}
 	h.goingAway = true
-	// Added under mu so that it cannot race with run's final wg.Wait.
+	// Added under mu so that it cannot race with finish's wg.Wait.
 	h.wg.Add(1)
 	h.mu.Unlock()
 	go func() {
@@ -238,67 +262,64 @@ func (h *host) closeOnError(err error) {
 	_ = h.sess.CloseWithError(code, err.Error())
 }
 
-// recvLoop dispatches the messages the client sends on the control stream
-// and on message streams.
-func (h *host) recvLoop(ctx context.Context) {
-	if st, ok := h.sess.ResumeState().(*resumeState); ok {
-		h.resumeSubscriptions(ctx, st)
+// handle dispatches one message the client sent on the control stream or
+// on a message stream; false stops the hand-off because the session is
+// ending. The session calls it for each message in order
+// (session.HandleMessages), one at a time.
+func (h *host) handle(ctx context.Context, in session.Incoming) bool {
+	h.g.metrics.messagesIn.add(in.Type.String(), 1)
+	if !h.awaitEarly(ctx, in) {
+		return false
 	}
-	for {
-		in, err := h.sess.Recv(ctx)
-		if err != nil {
-			return
+	if in.Type != wire.FrameAck {
+		// An ACK is the SDK acknowledging events it received, not
+		// the user doing something: counting it would keep every
+		// subscribed user from ever going away (presence).
+		h.lastActive.Store(h.g.cfg.Now().UnixNano())
+	}
+	h.g.ops.countIn(in)
+	switch in.Type {
+	case wire.FrameSubscribe:
+		if m, ok := in.Message.(*wire.Subscribe); ok {
+			h.subscribe(ctx, m)
 		}
-		h.g.metrics.messagesIn.add(in.Type.String(), 1)
-		if !h.awaitEarly(ctx, in) {
-			return
+	case wire.FrameUnsubscribe:
+		if m, ok := in.Message.(*wire.Unsubscribe); ok {
+			h.unsubscribe(m)
 		}
-		if in.Type != wire.FrameAck {
-			// An ACK is the SDK acknowledging events it received, not
-			// the user doing something: counting it would keep every
-			// subscribed user from ever going away (presence).
-			h.lastActive.Store(h.g.cfg.Now().UnixNano())
+	case wire.FramePublish, wire.FrameCommand, wire.FrameMessage:
+		if err := h.limitMessage(in.Type, in.Envelope); err != nil {
+			h.rateLimited(in, err)
+			return true
 		}
-		h.g.ops.countIn(in)
+		if !h.checkSigned(ctx, in) {
+			return true
+		}
+		if h.inflight == nil {
+			h.inflight = make(chan struct{}, h.g.cfg.MaxInflight)
+		}
 		switch in.Type {
-		case wire.FrameSubscribe:
-			if m, ok := in.Message.(*wire.Subscribe); ok {
-				h.subscribe(ctx, m)
-			}
-		case wire.FrameUnsubscribe:
-			if m, ok := in.Message.(*wire.Unsubscribe); ok {
-				h.unsubscribe(m)
-			}
-		case wire.FramePublish, wire.FrameCommand, wire.FrameMessage:
-			if err := h.limitMessage(in.Type, in.Envelope); err != nil {
-				h.rateLimited(in, err)
-				continue
-			}
-			if !h.checkSigned(ctx, in) {
-				continue
-			}
-			switch in.Type {
-			case wire.FramePublish:
-				h.publish(ctx, in.Envelope)
-			case wire.FrameCommand:
-				h.command(ctx, in.Envelope)
-			default:
-				h.echoMessage(ctx, in)
-			}
-		case wire.FrameEvent, wire.FrameNotify, wire.FrameReply:
-			// JSP §5.8-§5.10: EVENT and NOTIFY go from server to client
-			// only, and this server never sends COMMANDs a client could
-			// reply to.
-			h.closeOnError(jsperr.Newf(jsperr.ProtocolViolation, "%s from a client", in.Type))
-			return
-		case wire.FrameAck:
-			if m, ok := in.Message.(*wire.Ack); ok {
-				h.ackCursors(m)
-			}
+		case wire.FramePublish:
+			h.publish(ctx, in.Envelope)
+		case wire.FrameCommand:
+			h.command(ctx, in.Envelope)
 		default:
-			h.log.Debug("ignoring message", "type", in.Type.String())
+			h.echoMessage(ctx, in)
 		}
+	case wire.FrameEvent, wire.FrameNotify, wire.FrameReply:
+		// JSP §5.8-§5.10: EVENT and NOTIFY go from server to client
+		// only, and this server never sends COMMANDs a client could
+		// reply to.
+		h.closeOnError(jsperr.Newf(jsperr.ProtocolViolation, "%s from a client", in.Type))
+		return false
+	case wire.FrameAck:
+		if m, ok := in.Message.(*wire.Ack); ok {
+			h.ackCursors(m)
+		}
+	default:
+		h.log.Debug("ignoring message", "type", in.Type.String())
 	}
+	return true
 }
 
 // rateLimited answers a message over a rate limit with ERROR
@@ -571,8 +592,8 @@ func (h *host) echoMessage(ctx context.Context, in session.Incoming) {
 // label (JSP §5.12) and echoes a datagram. The session calls it for each
 // (Session.HandleArrivals); it never blocks: handlers run on their own
 // goroutines, a datagram send never waits. The session's goroutines that
-// call it end before run's sess.Wait returns, so its h.wg.Add comes before
-// run's h.wg.Wait.
+// call it end before finish's sess.Wait returns, so its h.wg.Add comes before
+// finish's h.wg.Wait.
 func (h *host) arrival(ctx context.Context, st *session.Stream, dg []byte) {
 	if st == nil {
 		h.echoDatagram(ctx, dg)
@@ -586,6 +607,7 @@ func (h *host) arrival(ctx context.Context, st *session.Stream, dg []byte) {
 		st.CancelWrite(jsperr.NotFound)
 		return
 	}
+	h.streamsOnce.Do(func() { h.streams = make(chan struct{}, h.g.cfg.MaxStreamHandlers) })
 	select {
 	case h.streams <- struct{}{}:
 	default:

@@ -45,6 +45,11 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "one session", func() bool { return g.Health().Sessions == 1 })
+	// A session holds a hub subscriber once it has subscribed (D34).
+	if st := g.hub.Stats(); st.Subscribers != 0 {
+		t.Fatalf("%d hub subscribers before any SUBSCRIBE, want 0", st.Subscribers)
+	}
+	subscribe(t, s, "metrics")
 
 	code, body := get(t, c, base+"/healthz")
 	var h Health
@@ -60,6 +65,7 @@ func TestHealthAndMetrics(t *testing.T) {
 		`jsp_sessions{transport="quic"} 1`,
 		`jsp_sessions_accepted_total{transport="quic"} 1`,
 		`jsp_messages_in_total{type="COMMAND"} 1`,
+		`jsp_messages_in_total{type="SUBSCRIBE"} 1`,
 		`jsp_messages_out_total{type="REPLY"} 1`,
 		"jsp_pubsub_subscribers 1",
 	} {

@@ -159,7 +159,7 @@ func (g *Gateway) WriteMetrics(w io.Writer) error {
 		{"jsp_filter_connections", "gauge", "Open connections counted by the connection filter.", int64(fs.Conns)},
 		{"jsp_filter_reaped_total", "counter", "Handshakes released by the filter for overstaying their time.", int64(fs.Reaped)},
 		{"jsp_pubsub_channels", "gauge", "Channels with local subscribers.", int64(st.Channels)},
-		{"jsp_pubsub_subscribers", "gauge", "Local subscribers (one per session).", int64(st.Subscribers)},
+		{"jsp_pubsub_subscribers", "gauge", "Local hub subscribers (one per session that has subscribed).", int64(st.Subscribers)},
 		{"jsp_pubsub_published_total", "counter", "Messages published to the hub.", int64(st.Published)},
 		{"jsp_pubsub_delivered_total", "counter", "Deliveries queued to local subscribers.", int64(st.Delivered)},
 		{"jsp_pubsub_slow_consumers_total", "counter", "Subscribers dropped because their queue overflowed.", int64(st.Dropped)},

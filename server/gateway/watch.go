@@ -15,7 +15,7 @@ import (
 // would only wait (decision D24: fewer goroutines per idle session).
 //
 // Ownership: a callback that runs joins the host's WaitGroup under mu
-// unless stopped is set; run calls stopWatch when the session has ended
+// unless stopped is set; finish calls stopWatch when the session has ended
 // and before it waits for the WaitGroup, so it joins every callback that
 // started and none starts afterwards. Lock order: watch.mu before cred.mu.
 type hostWatch struct {

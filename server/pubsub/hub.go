@@ -301,13 +301,17 @@ func (h *Hub[T]) NewSubscriber(name string) *Subscriber[T] {
 
 func (h *Hub[T]) newSubscriber(name string, sink func(Delivery[T]) bool) *Subscriber[T] {
 	s := &Subscriber[T]{
-		hub:      h,
-		name:     name,
-		sink:     sink,
-		limit:    h.cfg.QueueLength,
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		channels: map[string]struct{}{},
+		hub:   h,
+		name:  name,
+		sink:  sink,
+		limit: h.cfg.QueueLength,
+		done:  make(chan struct{}),
+	}
+	if sink == nil {
+		// Only a queue's reader waits on wake; a sink subscriber, one per
+		// session on a gateway, holds none, and its channel set is made
+		// by its first Subscribe.
+		s.wake = make(chan struct{}, 1)
 	}
 	h.mu.Lock()
 	h.subs[s] = struct{}{}
@@ -456,6 +460,9 @@ func (s *Subscriber[T]) Subscribe(name string) error {
 	ch.mu.Lock()
 	ch.subs[s] = struct{}{}
 	ch.mu.Unlock()
+	if s.channels == nil {
+		s.channels = map[string]struct{}{}
+	}
 	s.channels[name] = struct{}{}
 	return nil
 }

@@ -26,7 +26,11 @@ type Conn struct {
 
 	// ctx is cancelled, with the mapped *jsperr.Error as cause, once qc's
 	// context ends; quic-go's own context carries quic-go error types.
-	ctx context.Context
+	// It is made by the first Context call: a server session that never
+	// asks (an idle one) holds no child context, no registration on qc's
+	// context and no Done channel (D34).
+	ctxMu sync.Mutex
+	ctx   context.Context // guarded by ctxMu
 
 	maxDatagram int            // 0 when datagrams are off on either side
 	dgrams      *datagramQueue // nil when datagrams are off; its goroutine runs while datagrams are queued
@@ -49,14 +53,7 @@ type Conn struct {
 var _ transport.Conn = (*Conn)(nil)
 
 func newConn(qc *quicgo.Conn, cfg *Config) *Conn {
-	ctx, cancel := context.WithCancelCause(context.WithoutCancel(qc.Context()))
-	c := &Conn{qc: qc, ctx: ctx}
-	// A child of qc.Context() would inherit quic-go's cause; a separate
-	// context cancelled from an AfterFunc gets the mapped one. The
-	// AfterFunc runs once, when the connection ends, so it is not stopped.
-	context.AfterFunc(qc.Context(), func() {
-		cancel(connError(context.Cause(qc.Context())))
-	})
+	c := &Conn{qc: qc}
 	st := qc.ConnectionState()
 	if st.SupportsDatagrams.Local && st.SupportsDatagrams.Remote {
 		c.maxDatagram = int(cfg.MaxDatagramSize)
@@ -155,7 +152,7 @@ func (c *Conn) CloseWithError(code jsperr.Code, reason string) error {
 	// The AfterFunc has fired or is about to (qc's context is done once
 	// CloseWithError returns); wait for the mapped cause to be set so the
 	// caller observes a consistent Context.
-	<-c.ctx.Done()
+	<-c.Context().Done()
 	return nil
 }
 
@@ -163,7 +160,34 @@ func (c *Conn) CloseWithError(code jsperr.Code, reason string) error {
 // *jsperr.Error: the peer's code and reason with Remote set when the peer
 // closed it, the local code when CloseWithError did, IDLE_TIMEOUT when the
 // peer went silent.
-func (c *Conn) Context() context.Context { return c.ctx }
+func (c *Conn) Context() context.Context {
+	c.ctxMu.Lock()
+	defer c.ctxMu.Unlock()
+	if c.ctx != nil {
+		return c.ctx
+	}
+	qctx := c.qc.Context()
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(qctx))
+	c.ctx = ctx
+	if qctx.Err() != nil {
+		// Ended already: the cause is set before the context is handed
+		// out.
+		cancel(connError(context.Cause(qctx)))
+		return ctx
+	}
+	// A child of qc.Context() would inherit quic-go's cause; a separate
+	// context cancelled from an AfterFunc gets the mapped one. The
+	// AfterFunc runs once, when the connection ends, so it is not stopped.
+	context.AfterFunc(qctx, func() {
+		cancel(connError(context.Cause(qctx)))
+	})
+	return ctx
+}
+
+// Value returns the value for key of the connection's context (quic-go's,
+// which carries what the listener's Config.ConnContext added) without
+// making the mapped context Context returns.
+func (c *Conn) Value(key any) any { return c.qc.Context().Value(key) }
 
 // LocalAddr returns the local UDP address; after Migrate, the new socket's.
 func (c *Conn) LocalAddr() net.Addr {

@@ -70,6 +70,15 @@ func (s *Stream) Read(p []byte) (int, error) {
 	return n, streamError(err)
 }
 
+// Peek fills p with stream data without consuming it, waiting until
+// len(p) bytes are there; errors are those of Read. A reader that only
+// waits for input peeks one byte into a buffer of its own and makes its
+// read buffer when data is there, so an idle reader holds none (D34).
+func (s *Stream) Peek(p []byte) (int, error) {
+	n, err := s.qs.Peek(p)
+	return n, streamError(err)
+}
+
 // Write writes stream data. After the peer stops reading (CancelRead) it
 // fails with a STREAM_RESET *jsperr.Error.
 func (s *Stream) Write(p []byte) (int, error) {
