@@ -57,6 +57,9 @@ type sender struct {
 	// and never replaced: a session that never queued a frame holds none
 	// (D34).
 	signal chan struct{}
+	// expired is onExpire bound once, the expiry hook of every
+	// scheduler this sender takes.
+	expired func(qos.Item[[]byte])
 
 	writes       atomic.Uint64
 	bytesWritten atomic.Uint64
@@ -74,6 +77,7 @@ func newSender(w transport.Stream, cfg Config) *sender {
 		queueLen: cfg.SendQueueLength,
 	}
 	s.delays[0], s.delays[1] = cfg.FlushDelay, cfg.BatteryFlushDelay
+	s.expired = s.onExpire
 	return s
 }
 
@@ -105,12 +109,7 @@ func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time,
 		return nil
 	}
 	if s.sched == nil {
-		var qc qos.Config
-		for c := range qc.QueueLength {
-			qc.QueueLength[c] = s.queueLen
-		}
-		s.sched = qos.New[[]byte](qc)
-		s.sched.OnExpire(func(it qos.Item[[]byte]) { s.mediaDropped.Add(1) })
+		s.sched = s.newSched()
 	}
 	dropped, err := s.sched.Push(qos.Item[[]byte]{Class: class, Size: len(frame), Deadline: deadline, Value: frame})
 	if err == nil {
@@ -163,7 +162,8 @@ func (s *sender) idleExit() bool {
 	}
 	s.running = false
 	if s.lenLocked() == 0 {
-		s.sched = nil // made again by the next queued frame
+		putSched(s.sched)
+		s.sched = nil // taken again by the next queued frame
 	}
 	return true
 }
@@ -244,9 +244,16 @@ func (s *sender) run(ctx context.Context) error {
 		}
 	}()
 	var carry *qos.Item[[]byte]
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	// The flush timer is made by the first batch that waits for company:
+	// a run that writes one frame alone and ends, the common case of a
+	// fan-out delivery, makes none (docs/benchmarks.md, "Per-delivery
+	// CPU").
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		var first qos.Item[[]byte]
 		if carry != nil {
@@ -319,7 +326,11 @@ func (s *sender) run(ctx context.Context) error {
 				if wait <= 0 {
 					break
 				}
-				timer.Reset(wait)
+				if timer == nil {
+					timer = time.NewTimer(wait)
+				} else {
+					timer.Reset(wait)
+				}
 				select {
 				case <-ctx.Done():
 					timer.Stop()

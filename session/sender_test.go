@@ -264,7 +264,7 @@ func TestSenderWriteThroughKeepsOrder(t *testing.T) {
 // runSender lets s start its run goroutine on demand (as a session does)
 // until ctx ends; the returned channel gets the first error a run
 // reported, or nil, once every run has ended.
-func runSender(t *testing.T, ctx context.Context, s *sender) <-chan error {
+func runSender(t testing.TB, ctx context.Context, s *sender) <-chan error {
 	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
