@@ -165,3 +165,31 @@ func (s *Store) exec(ctx context.Context, what, query string, args ...any) (int6
 	}
 	return tag.RowsAffected(), nil
 }
+
+// maxTouchBatch caps the sessions one TouchSessions statement updates.
+const maxTouchBatch = 1024
+
+// TouchSessions sets LastSeen to now for the open sessions among ids,
+// with one statement per maxTouchBatch ids instead of one round trip per
+// session (the gateway touches all of its live sessions every minute).
+// Ids of closed or unknown sessions are skipped, as TouchSession would
+// refuse them.
+func (s *Store) TouchSessions(ctx context.Context, ids []string) error {
+	for _, id := range ids {
+		if err := sqlcommon.Name("session id", id); err != nil {
+			return fmt.Errorf("storage/postgres: touch sessions: %w", err)
+		}
+	}
+	db, err := s.db()
+	if err != nil {
+		return err
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), maxTouchBatch)
+		if _, err := db.Exec(ctx, `UPDATE sessions SET last_seen = $1 WHERE id = ANY($2) AND closed_at IS NULL`, s.now(), ids[:n]); err != nil {
+			return fmt.Errorf("storage/postgres: touch %d sessions: %w", n, err)
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
