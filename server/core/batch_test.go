@@ -83,17 +83,6 @@ func guardedFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := core.New(core.Config{Bus: b, Store: g, Subjects: &subj, Shards: testShards, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	cl, err := core.NewClient(b, subj, testShards)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cl := startCore(t, core.Config{Bus: b, Store: g, Subjects: &subj, Shards: testShards, Logger: quiet})
 	return &fixture{bus: b, store: g, core: c, client: cl, subj: subj}
 }

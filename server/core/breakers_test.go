@@ -83,18 +83,7 @@ func TestStorageBreakerThroughCore(t *testing.T) {
 	}
 	b := newMemBus(t)
 	subj, _ := bus.NewSubjects("test")
-	c, err := core.New(core.Config{Bus: b, Store: gs, Subjects: &subj, Shards: testShards, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	cl, err := core.NewClient(b, subj, testShards)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cl := startCore(t, core.Config{Bus: b, Store: gs, Subjects: &subj, Shards: testShards, Logger: quiet})
 	publish := func(id string) error {
 		_, err := cl.Publish(ctx(t), "room", msg(id, "hi"))
 		return err

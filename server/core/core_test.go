@@ -57,6 +57,25 @@ func newMemBus(t testing.TB) bus.Bus {
 	return b
 }
 
+// startCore creates and starts a core with cfg (closed when the test
+// ends) and a client for its bus, subjects and shards.
+func startCore(t testing.TB, cfg core.Config) (*core.Core, *core.Client) {
+	t.Helper()
+	c, err := core.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	cl, err := core.NewClient(cfg.Bus, *cfg.Subjects, cfg.Shards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, cl
+}
+
 func newFixture(t testing.TB, b bus.Bus) *fixture { return newFixtureDSN(t, b, "sqlite::memory:") }
 
 func newFixtureDSN(t testing.TB, b bus.Bus, dsn string) *fixture {
@@ -66,18 +85,7 @@ func newFixtureDSN(t testing.TB, b bus.Bus, dsn string) *fixture {
 		t.Fatal(err)
 	}
 	st := openStore(t, dsn)
-	c, err := core.New(core.Config{Bus: b, Store: st, Subjects: &subj, Shards: testShards, Logger: quiet, PageSize: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	cl, err := core.NewClient(b, subj, testShards)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cl := startCore(t, core.Config{Bus: b, Store: st, Subjects: &subj, Shards: testShards, Logger: quiet, PageSize: 2})
 	return &fixture{bus: b, store: st, core: c, client: cl, subj: subj}
 }
 

@@ -38,18 +38,7 @@ func TestLanes(t *testing.T) {
 		t.Fatal(err)
 	}
 	gs := &gatedStore{Store: newStore(t), channel: "slow", entered: make(chan struct{}, 1), release: make(chan struct{})}
-	c, err := core.New(core.Config{Bus: b, Store: gs, Subjects: &subj, Shards: 1, Workers: workers, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	cl, err := core.NewClient(b, subj, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cl := startCore(t, core.Config{Bus: b, Store: gs, Subjects: &subj, Shards: 1, Workers: workers, Logger: quiet})
 	// A channel on another lane than "slow" (the lane is the name's hash
 	// modulo Workers).
 	fast := ""
@@ -101,15 +90,7 @@ func TestWorkersLimit(t *testing.T) {
 	}
 	// Workers 1 serves everything on one lane, still in order.
 	subj, _ := bus.NewSubjects("test")
-	c, err := core.New(core.Config{Bus: b, Store: newStore(t), Subjects: &subj, Shards: 2, Workers: 1, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	cl, _ := core.NewClient(b, subj, 2)
+	_, cl := startCore(t, core.Config{Bus: b, Store: newStore(t), Subjects: &subj, Shards: 2, Workers: 1, Logger: quiet})
 	for i := range 3 {
 		rep, err := cl.Publish(ctx(t), "one", msg(fmt.Sprint(i), "x"))
 		if err != nil || rep.Seq != storage.Seq(i+1) {

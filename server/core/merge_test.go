@@ -58,18 +58,7 @@ func TestMergedPublishes(t *testing.T) {
 		t.Skip("store without AppendMessages")
 	}
 	bs := &batchStore{Store: inner, ba: ba, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	c, err := core.New(core.Config{Bus: b, Store: bs, Subjects: &subj, Shards: 1, Workers: 1, Logger: quiet, MaxPublishBatch: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	cl, err := core.NewClient(b, subj, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cl := startCore(t, core.Config{Bus: b, Store: bs, Subjects: &subj, Shards: 1, Workers: 1, Logger: quiet, MaxPublishBatch: 4})
 	f := &fixture{bus: b, subj: subj}
 	events := f.events(t, "hot")
 

@@ -76,18 +76,7 @@ func TestMergedChannels(t *testing.T) {
 		t.Skip("store without AppendRuns")
 	}
 	rs := &runsStore{Store: inner, ra: ra, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	c, err := core.New(core.Config{Bus: b, Store: rs, Subjects: &subj, Shards: 1, Workers: 1, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	cl, err := core.NewClient(b, subj, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cl := startCore(t, core.Config{Bus: b, Store: rs, Subjects: &subj, Shards: 1, Workers: 1, Logger: quiet})
 	f := &fixture{bus: b, subj: subj}
 	events := map[string]<-chan core.Event{}
 	for _, ch := range []string{"c0", "c1", "c2", "c3"} {
