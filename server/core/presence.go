@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -214,32 +215,14 @@ func (p *Presence) Query(ctx context.Context, user string) (UserPresence, error)
 
 // status derives a user's status from their live sessions.
 func (p *Presence) status(ss []SessionEntry) PresenceStatus {
-	if len(ss) == 0 {
-		return StatusOffline
-	}
-	now := p.cfg.Now()
-	for _, s := range ss {
-		if now.Sub(s.LastActive) < p.cfg.AwayAfter {
-			return StatusOnline
-		}
-	}
-	return StatusAway
+	return p.StatusOfSeq(slices.Values(ss))
 }
 
 // statusOf is status over a user's session map, without copying it: with
 // many sessions under one user (anonymous clients), a copy per KV update
 // made the watch quadratic in the user's sessions (D26).
 func (p *Presence) statusOf(m map[string]SessionEntry) PresenceStatus {
-	if len(m) == 0 {
-		return StatusOffline
-	}
-	now := p.cfg.Now()
-	for _, s := range m {
-		if now.Sub(s.LastActive) < p.cfg.AwayAfter {
-			return StatusOnline
-		}
-	}
-	return StatusAway
+	return p.StatusOfSeq(maps.Values(m))
 }
 
 // Watch calls fn for every change of a user's status, on the watcher's

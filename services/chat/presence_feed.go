@@ -2,9 +2,6 @@ package chat
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -430,12 +427,7 @@ func (f *PresenceFeed) conversations(ctx context.Context, user string) ([]string
 // a client that sees it in several conversations (or from several cores)
 // can tell it is one change.
 func presenceEventID(user string, st core.PresenceStatus, rev uint64) string {
-	h := sha256.New()
-	h.Write([]byte("presence\x00" + user + "\x00" + string(st) + "\x00"))
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], rev)
-	h.Write(b[:])
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return chatevents.PresenceID("presence", user, string(st), rev)
 }
 
 // WriteMetrics writes the feed's counters in the Prometheus text format.

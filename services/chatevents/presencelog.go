@@ -66,19 +66,22 @@ func PresenceLogEvent(c core.PresenceChange, now time.Time) (events.Event, error
 	}
 	return events.Event{
 		Type:    string(PresenceChanged),
-		ID:      presenceLogID(c),
+		ID:      PresenceID("presence-log", c.User, string(c.Status), c.Rev),
 		Time:    now,
 		Actor:   c.User,
 		Payload: payload,
 	}, nil
 }
 
-// presenceLogID names change c the same way on every node.
-func presenceLogID(c core.PresenceChange) string {
+// PresenceID derives an event id from a presence change: user, status
+// and the revision behind it, under domain (which keeps the ids of
+// different event streams about the same change apart). Every node that
+// sees the change derives the same id.
+func PresenceID(domain, user, status string, rev uint64) string {
 	h := sha256.New()
-	h.Write([]byte("presence-log\x00" + c.User + "\x00" + string(c.Status) + "\x00"))
+	h.Write([]byte(domain + "\x00" + user + "\x00" + status + "\x00"))
 	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], c.Rev)
+	binary.BigEndian.PutUint64(b[:], rev)
 	h.Write(b[:])
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
