@@ -132,7 +132,7 @@ func TestRegistryIdleSessionsCostNoWrites(t *testing.T) {
 	}
 	// One acts: its entry is rewritten (in both buckets) and the user is
 	// online again; the others stay as they were.
-	s := g.dial(t, transport.KindMem) // a new session is two writes
+	s := g.dial(t, transport.KindMem)                                        // a new session is two writes
 	_ = publishTo(t, s, wire.Route{Kind: wire.RouteUser, Name: "bob"}, "p1") // refused, but the client acted
 	waitFor(t, "online again", func() bool { return queryUser(t, g, "anonymous").Status == core.StatusOnline })
 	time.Sleep(10 * regHeartbeat)
