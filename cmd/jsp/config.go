@@ -40,7 +40,7 @@ func addOpsFlags(cmd *cobra.Command, o *opsFlags) {
 	fl.StringVar(&o.opsAddr, "ops-addr", d.Listen.Ops, `plain-HTTP address for /healthz, /readyz, /metrics and /status, or "off"`)
 	fl.StringSliceVar(&o.public, "public-url", d.Listen.Public, "client URL of this gateway announced to clients (repeatable; default: the bound addresses)")
 	fl.DurationVar(&o.sessionRetention, "session-retention", d.Storage.SessionRetention, "how long closed session records are kept")
-	fl.DurationVar(&o.heartbeat, "registry-heartbeat", d.Gateway.Heartbeat, "registry and presence refresh interval in NATS KV")
+	fl.DurationVar(&o.heartbeat, "registry-heartbeat", d.Gateway.Heartbeat, "how often a gateway refreshes its own registry entry in NATS KV (its sessions' entries live while it does)")
 	fl.DurationVar(&o.coreTimeout, "core-timeout", d.Gateway.CoreTimeout, "how long a gateway waits for a core's commit before answering TIMEOUT")
 	fl.DurationVar(&o.awayAfter, "away-after", d.Gateway.AwayAfter, "a user whose sessions sent nothing for this long is away")
 }

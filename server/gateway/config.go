@@ -257,8 +257,9 @@ type Config struct {
 	// them (registry.go). Default: the bound addresses (Addrs.URLs).
 	PublicURLs []string
 	// RegistryHeartbeat is how often, with a Bus, the gateway refreshes its
-	// registry entry and its sessions' registry and presence entries in
-	// NATS KV; they expire after RegistryTTLBeats heartbeats. Default:
+	// own registry entry in NATS KV; it expires after RegistryTTLBeats
+	// heartbeats, and the gateway's sessions' entries (written on change
+	// only, D39) count while it is there. Default:
 	// DefaultRegistryHeartbeat.
 	RegistryHeartbeat time.Duration
 	// AwayAfter is the idle time after which a session's user counts as

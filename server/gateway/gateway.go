@@ -48,8 +48,9 @@
 // and cursors are kept for a window, and a HELLO with its token continues
 // it with a replay from storage; the built-in command service jsp.history
 // (history.go) pages a channel's committed events. The registry
-// (registry.go) keeps the live sessions and the gateway's own entry in
-// NATS KV, refreshed every RegistryHeartbeat: presence queries read it,
+// (registry.go) keeps the live sessions in NATS KV, written on change,
+// and the gateway's own entry, refreshed every RegistryHeartbeat, which
+// keeps them live (D39): presence queries read it,
 // and the other live gateways it lists go to clients in WELCOME and GOAWAY.
 //
 // Every refusal carries its registry code to the client (in ERROR, or as
