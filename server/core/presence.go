@@ -231,12 +231,12 @@ func (p *Presence) Query(ctx context.Context, user string) (UserPresence, error)
 		return UserPresence{}, fmt.Errorf("core: presence of %q: %w", user, err)
 	}
 	w.Stop()
-	gws, err := p.Gateways(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	gws, err := p.gatewaysFor(ctx, live)
 	if err != nil {
 		return UserPresence{}, fmt.Errorf("core: presence of %q: %w", user, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	up := UserPresence{User: user}
 	for _, s := range live {
 		if !s.liveIn(gws) {

@@ -102,6 +102,36 @@ func (p *Presence) Gateways(ctx context.Context) (map[string]GatewayEntry, error
 	return out, nil
 }
 
+// gatewaysFor returns the entries of the gateways that sessions name,
+// keyed by node, read one key each: a user's sessions name one or two
+// gateways, and a read per key costs less than a listing of them all.
+func (p *Presence) gatewaysFor(ctx context.Context, sessions map[string]SessionEntry) (map[string]GatewayEntry, error) {
+	out := map[string]GatewayEntry{}
+	tried := map[string]bool{}
+	for _, s := range sessions {
+		if s.Incarnation == "" || tried[s.Gateway] {
+			continue
+		}
+		tried[s.Gateway] = true
+		k, err := GatewayKey(s.Gateway)
+		if err != nil {
+			continue // no gateway has that entry: its sessions do not count
+		}
+		e, err := p.presence.Get(ctx, k)
+		switch {
+		case errors.Is(err, bus.ErrKeyNotFound):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("gateway %s: %w", s.Gateway, err)
+		}
+		var g GatewayEntry
+		if json.Unmarshal(e.Value, &g) == nil && g.Node == s.Gateway {
+			out[g.Node] = g
+		}
+	}
+	return out, nil
+}
+
 // WatchGateways calls fn with the full set of live gateways, keyed by
 // node, after the initial listing and after every change, on the
 // watcher's goroutine.
