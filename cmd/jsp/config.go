@@ -27,6 +27,7 @@ type opsFlags struct {
 	heartbeat        time.Duration
 	awayAfter        time.Duration
 	coreTimeout      time.Duration
+	liveChannels     []string
 }
 
 // addOpsFlags registers the flags of opsFlags on the server command.
@@ -43,6 +44,7 @@ func addOpsFlags(cmd *cobra.Command, o *opsFlags) {
 	fl.DurationVar(&o.heartbeat, "registry-heartbeat", d.Gateway.Heartbeat, "how often a gateway refreshes its own registry entry in NATS KV (its sessions' entries live while it does)")
 	fl.DurationVar(&o.coreTimeout, "core-timeout", d.Gateway.CoreTimeout, "how long a gateway waits for a core's commit before answering TIMEOUT")
 	fl.DurationVar(&o.awayAfter, "away-after", d.Gateway.AwayAfter, "a user whose sessions sent nothing for this long is away")
+	fl.StringSliceVar(&o.liveChannels, "live-channel", d.Gateway.LiveChannels, "live channel fanned out without a commit: a name, or a prefix ending in * (repeatable)")
 }
 
 // applyConfig merges the configuration sources into the command's flags:
@@ -128,6 +130,7 @@ func (o *opsFlags) applyGateway(cfg *gateway.Config) {
 	cfg.AwayAfter = o.awayAfter
 	cfg.SessionRetention = o.sessionRetention
 	cfg.CoreTimeout = o.coreTimeout
+	cfg.LiveChannels = o.liveChannels
 }
 
 // printConfig writes the effective configuration.

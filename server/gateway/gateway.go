@@ -110,6 +110,8 @@ type Gateway struct {
 	certFile string // "" when the certificate was given in memory
 	pin      tlsconf.Fingerprint
 	hub      *pubsub.Hub[*event]
+	// live matches the live channels (Config.LiveChannels, D43).
+	live liveChannels
 	// acceptor runs the sessions' handshakes; its Config is shared by
 	// every session (D34). Made by the first connection (sessionAcceptor).
 	acceptorOnce sync.Once
@@ -224,6 +226,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.hub = hub
+	g.live = newLiveChannels(g.cfg.LiveChannels)
 	if cfg.Bus != nil {
 		if g.cluster, err = newCluster(&g.cfg, hub, g.ops); err != nil {
 			return nil, err
