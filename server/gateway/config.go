@@ -324,7 +324,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
-	// Rand is the randomness for notification ids. Default: crypto/rand.
+	// Rand is the randomness for notification ids and the registry's
+	// incarnation (D39). Default: crypto/rand.
 	Rand io.Reader
 }
 

@@ -87,7 +87,7 @@ type registry struct {
 // newRegistry returns the registry of a gateway with Config.Bus; run
 // opens the buckets.
 func newRegistry(g *Gateway) *registry {
-	r := &registry{g: g, kick: make(chan struct{}, 1), work: make(chan struct{}, 1), incarnation: newIncarnation(),
+	r := &registry{g: g, kick: make(chan struct{}, 1), work: make(chan struct{}, 1), incarnation: newIncarnation(g.cfg.Rand, g.cfg.Now()),
 		since: g.cfg.Now(), sessions: sessionRegs{m: map[*host]*sessionReg{}}, gws: map[string]core.GatewayEntry{},
 		seen: map[string]time.Time{}, swept: map[string]string{}}
 	empty := []string{}

@@ -2,10 +2,11 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
+	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -41,10 +42,13 @@ type sessionReg struct {
 	closed  bool  // guarded by mu: the session ended
 }
 
-// newIncarnation returns a random name for this run of the gateway.
-func newIncarnation() string {
+// newIncarnation returns a random name for this run of the gateway,
+// from r (Config.Rand); the start time names it if r fails.
+func newIncarnation(r io.Reader, now time.Time) string {
 	var b [8]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail (Go 1.24)
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return strconv.FormatInt(now.UnixNano(), 16)
+	}
 	return hex.EncodeToString(b[:])
 }
 
