@@ -242,3 +242,33 @@ func TestRegistryRestartSameNodeKeepsNewSessions(t *testing.T) {
 		t.Fatalf("the new run's record: %v", err)
 	}
 }
+
+// TestRewriteAfter checks when an active session's entry is rewritten:
+// two heartbeats before readers would turn it away, but never before
+// half of AwayAfter.
+func TestRewriteAfter(t *testing.T) {
+	for _, tt := range []struct {
+		away, beat, want time.Duration
+	}{
+		{DefaultAwayAfter, DefaultRegistryHeartbeat, DefaultAwayAfter - 2*DefaultRegistryHeartbeat},
+		{1200 * time.Millisecond, 150 * time.Millisecond, 900 * time.Millisecond},
+		{time.Second, time.Second, 500 * time.Millisecond},
+	} {
+		r := &registry{g: &Gateway{cfg: Config{AwayAfter: tt.away, RegistryHeartbeat: tt.beat}}}
+		if got := r.rewriteAfter(); got != tt.want {
+			t.Errorf("AwayAfter %v, heartbeat %v: rewrite after %v, want %v", tt.away, tt.beat, got, tt.want)
+		}
+	}
+}
+
+// TestNewIncarnation checks that incarnations come from the randomness
+// given, and from the clock when it fails.
+func TestNewIncarnation(t *testing.T) {
+	now := time.Unix(0, 0xabc)
+	if got := newIncarnation(strings.NewReader("01234567"), now); got != hex.EncodeToString([]byte("01234567")) {
+		t.Fatalf("incarnation %q", got)
+	}
+	if got := newIncarnation(strings.NewReader(""), now); got != "abc" {
+		t.Fatalf("incarnation without randomness %q, want the clock's", got)
+	}
+}
