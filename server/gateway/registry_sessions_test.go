@@ -167,7 +167,9 @@ func TestRegistryKilledGatewaySessionsGoOffline(t *testing.T) {
 		t.Fatalf("the killed gateway's session record is gone before its entry expired: %v", err)
 	}
 	waitFor(t, "session offline", func() bool { return queryUser(t, a, "anonymous").Status == core.StatusOffline })
-	if d := time.Since(killed); d > 3*p.GatewayTTL() {
+	// Within the TTL plus the bus's expiry tick and the polling, with
+	// room for a loaded machine.
+	if d := time.Since(killed); d > 5*p.GatewayTTL() {
 		t.Fatalf("offline %v after the kill, want within about the TTL (%v)", d, p.GatewayTTL())
 	}
 	waitFor(t, "entries removed by the live gateway", func() bool {
