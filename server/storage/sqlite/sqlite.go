@@ -28,6 +28,14 @@
 // transaction, so concurrent appenders share an fsync; each still returns
 // only after its commit.
 //
+// Each group's messages and idempotency claims are inserted with
+// multi-row statements (rows.go); claims go to an append-only claim log
+// that the loop keeps in memory and merges into message_dedup in key order
+// every few thousand rows, and a Bloom filter answers "never claimed" for
+// fresh client ids without a B-tree seek (claims.go, dedupfilter.go, D41).
+// Checkpoints run on a goroutine and connection of their own, never inside
+// a commit, and the WAL is bounded (checkpoint.go).
+//
 // An in-memory database exists per connection, so "sqlite::memory:" uses
 // the writer connection for reads too.
 //
