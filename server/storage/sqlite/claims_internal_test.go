@@ -52,14 +52,13 @@ func TestDedupFilter(t *testing.T) {
 	}{
 		{"empty", nil, false, 0, nil, []int{1, 2, 3}},
 		{"added keys stay", map[int]int64{1: 0, 2: 50}, false, 90, []int{1, 2}, []int{3}},
-		{"previous generation kept", map[int]int64{1: 10, 2: 120}, false, 150, []int{1, 2}, []int{3}},
-		{"two windows later both dropped", map[int]int64{1: 10}, false, 250, nil, []int{1}},
-		{"generation before the previous dropped", map[int]int64{1: 10, 2: 110}, false, 210, []int{2}, []int{1}},
+		{"segment kept while its newest key is in the window", map[int]int64{1: 10, 2: 120}, false, 150, []int{1, 2}, []int{3}},
+		{"segment dropped when all its keys left the window", map[int]int64{1: 10}, false, 250, nil, []int{1}},
 		{"off", nil, true, 0, []int{1, 2}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newDedupFilter(1<<12, window, 0)
+			f := newDedupFilter(DefaultDedupFilterBytes, window)
 			f.off = tt.off
 			for i, at := range tt.add {
 				f.add(k(i), at)
@@ -76,20 +75,42 @@ func TestDedupFilter(t *testing.T) {
 			}
 		})
 	}
-	// Far fewer keys than bits: few false positives.
-	f := newDedupFilter(1<<16, window, 0)
-	for i := range 5000 {
-		f.add(k(i), 1)
-	}
-	fp := 0
-	for i := 5000; i < 15000; i++ {
-		if !f.absent(k(i), 2) {
-			fp++
+	t.Run("segments grow and stay few", func(t *testing.T) {
+		f := newDedupFilter(DefaultDedupFilterBytes, window)
+		const keys = 100_000
+		for i := range keys {
+			f.add(k(i), 1)
 		}
-	}
-	if fp > 100 {
-		t.Fatalf("%d false positives in 10000 keys", fp)
-	}
+		if len(f.segs) > 3 || f.bytes > keys*dedupBitsPerKey/8*4 {
+			t.Fatalf("%d segments, %d bytes for %d keys", len(f.segs), f.bytes, keys)
+		}
+		fp := 0
+		for i := keys; i < keys+10_000; i++ {
+			if !f.absent(k(i), 2) {
+				fp++
+			}
+		}
+		if fp > 200 {
+			t.Fatalf("%d false positives in 10,000 keys", fp)
+		}
+	})
+	t.Run("full filter says nothing for a window", func(t *testing.T) {
+		f := newDedupFilter(dedupFirstSegment, window)
+		full := dedupFirstSegment * 8 / dedupBitsPerKey
+		for i := range full {
+			f.add(k(i), 1)
+		}
+		if !f.absent(k(-1), 2) {
+			t.Fatal("unknown key not absent before the filter filled")
+		}
+		f.add(k(-2), 5) // no room: not recorded
+		if f.absent(k(-2), 6) || f.absent(k(-3), 104) {
+			t.Fatal("a key reported absent within a window of an unrecorded one")
+		}
+		if !f.absent(k(-3), 106) {
+			t.Fatal("filter still blind a window after the unrecorded key")
+		}
+	})
 }
 
 // TestClaimLogMerge appends past the merge size and checks that the log

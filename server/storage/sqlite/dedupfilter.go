@@ -15,60 +15,69 @@ import (
 // (a resend, or one false positive in several hundred) is looked up as
 // before, so the filter changes the cost, never an answer.
 //
-// Only keys inside the de-duplication window matter, so the filter is two
-// generations, each covering one window of claim times: a key goes into
-// the current one, and when a window has passed the older one is dropped
-// and the current one becomes the older. Every key that can reach
-// message_dedup passes through the claim log and so through claims.recent
-// (made here, or read from the log when another process made it), and
-// enters the filter there. The filter is built at open from the entries in
-// the window.
+// Only keys inside the de-duplication window matter, and memory should
+// follow the keys the window holds, so the filter is a list of segments,
+// each a Bloom filter filled up to a set number of keys, twice the size of
+// the one before it (from 64 KiB), and dropped when its newest key has
+// left the window. Every key that can reach message_dedup passes through
+// the claim log and so through claims.recent (made here, or read from the
+// log when another process made it), and enters the filter there. The
+// filter is built at open from the entries in the window.
 //
-// Another process that merges log rows this store has not read yet moves
-// keys into message_dedup that the filter never saw; syncClaims notices
-// the gap in the log's ids and turns the filter off for good (every key is
-// then looked up, as before D41).
+// The segments together are bounded by DefaultDedupFilterBytes. A key
+// that finds no room is not recorded, so the filter says nothing for a
+// window after it: every key is looked up until then, as without a
+// filter. Another process that merges log rows this store has not read
+// yet moves keys into message_dedup that the filter never saw; syncClaims
+// notices the gap in the log's ids and turns the filter off for good.
 
-// DefaultDedupFilterBytes is the size of each of the filter's two
-// generations: 8 MiB, 64 Mi bits, for a false-positive rate of 0.3 % at 4
-// million keys per window and 16 % at 16 million, where most lookups seek
-// again, as they did without a filter.
-const DefaultDedupFilterBytes = 8 << 20
+// DefaultDedupFilterBytes bounds the filter's memory: 32 MiB hold 16
+// million keys per de-duplication window, two bytes a key, at a
+// false-positive rate of about 0.3 % per segment.
+const DefaultDedupFilterBytes = 32 << 20
 
-// dedupHashes is the number of bits a key sets in a generation.
-const dedupHashes = 4
+const (
+	dedupHashes       = 4        // bits a key sets in a segment
+	dedupBitsPerKey   = 16       // a segment's bits per key it takes
+	dedupFirstSegment = 64 << 10 // bytes of the first segment
+)
+
+// bloomSegment is one segment of the filter.
+type bloomSegment struct {
+	bits   []uint64
+	n, cap int   // keys added, keys it takes
+	newest int64 // newest claim time added, µs
+}
 
 // dedupFilter is the append loop's filter; only the loop touches it.
 type dedupFilter struct {
 	seed      maphash.Seed
-	window    int64    // the de-duplication window, µs
-	curStart  int64    // start of the current generation's window, µs
-	cur, prev []uint64 // bit sets
-	off       bool     // turned off: every key may be present
+	window    int64 // the de-duplication window, µs
+	maxBytes  int
+	bytes     int // in segs
+	segs      []*bloomSegment
+	blindTill int64 // a key went unrecorded: say nothing before this time, µs
+	off       bool  // turned off: every key may be present
 }
 
-func newDedupFilter(bytes int, window, now int64) *dedupFilter {
-	words := max(bytes/8, 1)
-	return &dedupFilter{
-		seed:     maphash.MakeSeed(),
-		window:   max(window, 1),
-		curStart: now,
-		cur:      make([]uint64, words),
-		prev:     make([]uint64, words),
-	}
+func newDedupFilter(maxBytes int, window int64) *dedupFilter {
+	return &dedupFilter{seed: maphash.MakeSeed(), window: max(window, 1), maxBytes: maxBytes}
 }
 
-// bits returns the filter positions of k.
-func (f *dedupFilter) bits(k claimKey) [dedupHashes]uint64 {
+// hash returns k's 64-bit hash.
+func (f *dedupFilter) hash(k claimKey) uint64 {
 	var h maphash.Hash
 	h.SetSeed(f.seed)
 	h.WriteString(k.sender)
 	h.WriteByte(0) // sender names hold no NUL (sqlcommon.Name)
 	h.WriteString(k.clientID)
-	sum := h.Sum64()
-	// Double hashing: k probes from two halves of one 64-bit hash.
-	h1, h2 := sum&0xffffffff, sum>>32|1
-	m := uint64(len(f.cur)) * 64
+	return h.Sum64()
+}
+
+// positions returns the bits of hash in a segment of m bits: double
+// hashing, dedupHashes probes from the two halves of one 64-bit hash.
+func positions(hash, m uint64) [dedupHashes]uint64 {
+	h1, h2 := hash&0xffffffff, hash>>32|1
 	var out [dedupHashes]uint64
 	for i := range out {
 		out[i] = (h1 + uint64(i)*h2) % m
@@ -76,46 +85,63 @@ func (f *dedupFilter) bits(k claimKey) [dedupHashes]uint64 {
 	return out
 }
 
-// rotate moves to the generation of time at when a window has passed.
-func (f *dedupFilter) rotate(at int64) {
-	for at >= f.curStart+f.window {
-		if at >= f.curStart+2*f.window {
-			// More than a window without a claim: both are stale.
-			clear(f.cur)
-			clear(f.prev)
-			f.curStart = at
-			return
+// expire drops the segments whose keys have all left the window at now.
+func (f *dedupFilter) expire(now int64) {
+	kept := f.segs[:0]
+	for _, s := range f.segs {
+		if s.newest >= now-f.window {
+			kept = append(kept, s)
+		} else {
+			f.bytes -= len(s.bits) * 8
 		}
-		f.cur, f.prev = f.prev, f.cur
-		clear(f.cur)
-		f.curStart += f.window
 	}
+	clear(f.segs[len(kept):])
+	f.segs = kept
 }
 
 // add records that k was claimed at time at (µs).
 func (f *dedupFilter) add(k claimKey, at int64) {
-	f.rotate(at)
-	set := f.cur
-	if at < f.curStart {
-		set = f.prev
+	var seg *bloomSegment
+	if n := len(f.segs); n > 0 && f.segs[n-1].n < f.segs[n-1].cap {
+		seg = f.segs[n-1]
+	} else {
+		f.expire(at)
+		size := dedupFirstSegment
+		if n := len(f.segs); n > 0 {
+			size = 2 * len(f.segs[n-1].bits) * 8
+		}
+		size = min(size, f.maxBytes-f.bytes)
+		if size < 8 {
+			// No room: this key is not recorded, so nothing may be
+			// called absent until it has left the window.
+			f.blindTill = max(f.blindTill, at+f.window)
+			return
+		}
+		seg = &bloomSegment{bits: make([]uint64, size/8), cap: size * 8 / dedupBitsPerKey}
+		f.segs = append(f.segs, seg)
+		f.bytes += size / 8 * 8
 	}
-	for _, b := range f.bits(k) {
-		set[b/64] |= 1 << (b % 64)
+	for _, b := range positions(f.hash(k), uint64(len(seg.bits))*64) {
+		seg.bits[b/64] |= 1 << (b % 64)
 	}
+	seg.n++
+	seg.newest = max(seg.newest, at)
 }
 
 // absent reports whether k is certainly not live in message_dedup at
 // time now (µs).
 func (f *dedupFilter) absent(k claimKey, now int64) bool {
-	if f.off {
+	if f.off || now < f.blindTill {
 		return false
 	}
-	f.rotate(now)
-	bits := f.bits(k)
-	for _, set := range [][]uint64{f.cur, f.prev} {
+	h := f.hash(k)
+	for _, seg := range f.segs {
+		if seg.newest < now-f.window {
+			continue // its keys have all left the window
+		}
 		in := true
-		for _, b := range bits {
-			if set[b/64]&(1<<(b%64)) == 0 {
+		for _, b := range positions(h, uint64(len(seg.bits))*64) {
+			if seg.bits[b/64]&(1<<(b%64)) == 0 {
 				in = false
 				break
 			}

@@ -283,7 +283,7 @@ func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.M
 	if s.claimLog {
 		now := s.now()
 		window := s.cfg.DedupWindow.Microseconds()
-		s.claims.filter = newDedupFilter(DefaultDedupFilterBytes, window, now)
+		s.claims.filter = newDedupFilter(DefaultDedupFilterBytes, window)
 		// Log rows below the log's first were merged into message_dedup,
 		// which the filter is loaded from next: they count as read.
 		var last, first sql.NullInt64
