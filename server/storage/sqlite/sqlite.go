@@ -235,7 +235,6 @@ func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.M
 		// Checkpoints are the checkpointer's (checkpoint.go), never a
 		// commit's; a WAL that restarts is cut back to the limit.
 		wq.Add("_pragma", "wal_autocheckpoint(0)")
-		wq.Add("_pragma", "cache_size(-65536)")
 		wq.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", opts.WALLimitBytes))
 	}
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
