@@ -17,17 +17,17 @@ import (
 // rare message that fails or turns out to be a duplicate, and the counter
 // moves by one per message although only its final value matters.
 //
-// appendGroup commits the common case with a few statements per group: it
-// reads each channel's counter once, numbers the messages in memory,
-// checks each key against the claim log's copy in memory or message_dedup
-// (D41), inserts the messages and their claims with multi-row statements
-// and writes each counter once at the end. A duplicate
-// needs no undo here, because nothing of it was written: its key has a
-// live entry, and its number is simply not used. Any
-// statement error, or a channel that does not exist yet, makes the caller
-// roll the whole transaction back and redo the group on the savepoint
-// path, which isolates the failing message; so a group's outcome is the
-// same on either path, and every answer still follows the commit.
+// appendGroup commits the common case with a few statements per group:
+// it reads each channel's counter once, numbers the messages in memory,
+// checks each key against the claim log's copy in memory, the
+// de-duplication filter or message_dedup (D41), inserts the messages and
+// their claims with multi-row statements and writes each counter once at
+// the end. A duplicate needs no undo here, because nothing of it was
+// written: its key has a live entry, and its number is simply not used.
+// Any statement error, or a channel that does not exist yet, makes the
+// caller roll the whole transaction back and redo the group on the
+// savepoint path, which isolates the failing message; so a group's outcome
+// is the same on either path, and every answer still follows the commit.
 
 // groupChannel is one channel's counter during a group.
 type groupChannel struct {
