@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/jetstreamproto/jsp/server/storage"
@@ -159,6 +160,7 @@ func (s *Store) syncClaims(ctx context.Context, tx *sql.Tx) error {
 			return fmt.Errorf("read claim log: %w", err)
 		}
 		defer rows.Close()
+		tail := map[claimKey]claimEntry{}
 		var read int64
 		for rows.Next() {
 			var (
@@ -168,7 +170,7 @@ func (s *Store) syncClaims(ctx context.Context, tx *sql.Tx) error {
 			if err := rows.Scan(&e.id, &k.sender, &k.clientID, &e.channelID, &e.seq, &e.digest, &e.at); err != nil {
 				return fmt.Errorf("read claim log: %w", err)
 			}
-			c.recent[k] = e
+			tail[k] = e
 			if c.filter != nil {
 				c.filter.add(k, e.at)
 			}
@@ -177,13 +179,21 @@ func (s *Store) syncClaims(ctx context.Context, tx *sql.Tx) error {
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("read claim log: %w", err)
 		}
-		// Ids are handed out one after another under the write lock, so
-		// fewer rows than ids means another process merged rows into
-		// message_dedup before they were read here: keys the filter never
-		// saw. From now on every key is looked up.
-		if read < last-c.seen && c.filter != nil && !c.filter.off {
-			c.filter.off = true
-			s.cfg.Logger.Warn("storage: de-duplication filter off: another process merged claims not yet read", "backend", Scheme, "path", s.path)
+		if read < last-c.seen {
+			// Ids are handed out one after another under the write lock,
+			// so fewer rows than ids means another process merged the log
+			// before its newest rows were read here. A merge moves the
+			// whole log, so every entry held here is in message_dedup now,
+			// where a newer claim of its key may be too: keep only the
+			// rows just read. And the merged keys never passed through the
+			// filter: from now on every key is looked up.
+			c.recent = tail
+			if c.filter != nil && !c.filter.off {
+				c.filter.off = true
+				s.cfg.Logger.Warn("storage: de-duplication filter off: another process merged claims not yet read", "backend", Scheme, "path", s.path)
+			}
+		} else {
+			maps.Copy(c.recent, tail)
 		}
 		// A merge elsewhere may have emptied the log past rows never
 		// read here; the sequence still says how far ids have gone.

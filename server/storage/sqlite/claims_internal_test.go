@@ -267,3 +267,36 @@ func TestOptions(t *testing.T) {
 		t.Fatalf("defaults = %+v", d)
 	}
 }
+
+// TestClaimLogOtherProcessRetakes has another store take over a key that
+// left the window here, and merge it before this store reads the log: the
+// stale entry held here must not hide the new claim in message_dedup.
+func TestClaimLogOtherProcessRetakes(t *testing.T) {
+	clock := storagetest.NewClock()
+	cfg := storage.Config{Now: clock.Now, DedupWindow: time.Minute}
+	path := filepath.Join(t.TempDir(), "jsp.db")
+	ctx := context.Background()
+	a := openWith(t, path, cfg, loopOptions{})
+	b := openWith(t, path, cfg, loopOptions{opts: Options{ClaimMergeRows: 2}})
+	m := storage.Message{Sender: "u", ClientID: "k", Body: []byte("x")}
+	if _, err := a.AppendMessage(ctx, "c", m); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Minute)
+	retaken, err := b.AppendMessage(ctx, "c", m)
+	if err != nil || retaken.Duplicate {
+		t.Fatalf("take-over on b = %+v, %v", retaken, err)
+	}
+	for i := range 4 { // past b's merge size
+		if _, err := b.AppendMessage(ctx, "c", storage.Message{Sender: "u", ClientID: fmt.Sprint("more", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, b, "message_claims"); n >= 5 {
+		t.Fatalf("claim log holds %d rows: b did not merge", n)
+	}
+	again, err := a.AppendMessage(ctx, "c", m)
+	if err != nil || !again.Duplicate || again.Seq != retaken.Seq {
+		t.Fatalf("resend on a = %+v, %v; want duplicate of %d", again, err, retaken.Seq)
+	}
+}
