@@ -195,8 +195,6 @@ func (s *Store) syncClaims(ctx context.Context, tx *sql.Tx) error {
 		} else {
 			maps.Copy(c.recent, tail)
 		}
-		// A merge elsewhere may have emptied the log past rows never
-		// read here; the sequence still says how far ids have gone.
 		c.seen = last
 	}
 	c.reset()
@@ -275,7 +273,8 @@ func (s *Store) claimRequest(ctx context.Context, tx *sql.Tx, r *appendReq, chan
 }
 
 // mergeClaims moves the claim log into message_dedup, in key order (a
-// key claimed twice in the log keeps its newest row), and empties it.
+// key claimed twice in the log keeps its newest row), and empties it but
+// for its newest row, which keeps the ids increasing.
 func (s *Store) mergeClaims(ctx context.Context, tx *sql.Tx) error {
 	if !s.claimLog {
 		return nil
@@ -320,7 +319,7 @@ const claimRowCols = `id, sender, client_id, channel_id, seq, digest, at_us`
 
 // claimStatements are the claim log's statements (stmts.go prepares them).
 var claimStatements = map[string]string{
-	"claimSeq":  `SELECT seq FROM sqlite_sequence WHERE name = 'message_claims'`,
+	"claimSeq":  `SELECT coalesce(max(id), 0) FROM message_claims`,
 	"claimTail": `SELECT ` + claimRowCols + ` FROM message_claims WHERE id > ? ORDER BY id`,
 	// WHERE true: an INSERT ... SELECT with an upsert clause needs a WHERE
 	// so that ON is not read as a join constraint.
@@ -330,7 +329,8 @@ var claimStatements = map[string]string{
 		ON CONFLICT (sender, client_id) DO UPDATE SET
 			channel_id = excluded.channel_id, seq = excluded.seq,
 			digest = excluded.digest, at_us = excluded.at_us`,
-	"claimClear":  `DELETE FROM message_claims`,
+	// The newest row stays: it keeps the ids increasing (migration 0007).
+	"claimClear":  `DELETE FROM message_claims WHERE id < (SELECT max(id) FROM message_claims)`,
 	"dedupLookup": `SELECT channel_id, seq, digest, at_us FROM message_dedup WHERE sender = ? AND client_id = ? AND at_us >= ?`,
 }
 

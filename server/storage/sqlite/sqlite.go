@@ -286,7 +286,7 @@ func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.M
 		// Log rows below the log's first were merged into message_dedup,
 		// which the filter is loaded from next: they count as read.
 		var last, first sql.NullInt64
-		if err := s.w.QueryRowContext(ctx, `SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'message_claims'), (SELECT min(id) FROM message_claims)`).Scan(&last, &first); err != nil {
+		if err := s.w.QueryRowContext(ctx, `SELECT max(id), min(id) FROM message_claims`).Scan(&last, &first); err != nil {
 			s.closeDBs()
 			return nil, fmt.Errorf("storage/sqlite: open %s: read claim log position: %w", path, err)
 		}

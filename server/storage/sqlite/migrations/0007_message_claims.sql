@@ -9,14 +9,17 @@
 -- a few thousand rows, so a page of message_dedup is written once per
 -- merge rather than once per message. A live entry is the newest one of
 -- its key: here if the key has a row here, in message_dedup otherwise.
--- AUTOINCREMENT keeps ids increasing across merges (which empty the log),
--- so that a process that has read up to id N never misses a later row.
+-- Ids only increase, so that a process that has read up to id N never
+-- misses a later row: a merge keeps the newest row (already merged, so
+-- harmless to merge again) rather than emptying the table, and the next id
+-- is one above it. (AUTOINCREMENT would do the same at the cost of a
+-- sqlite_sequence page written by every commit.)
 -- channel_id has no foreign key here: the claim is written with its
 -- message, whose insert already needs the channel, and the merge into
 -- message_dedup checks the key there.
 
 CREATE TABLE message_claims (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         INTEGER PRIMARY KEY,
     sender     TEXT    NOT NULL,
     client_id  TEXT    NOT NULL,
     channel_id INTEGER NOT NULL,
