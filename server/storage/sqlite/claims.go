@@ -27,8 +27,9 @@ import (
 // entry is always known: the log's newest row for the key, or else
 // message_dedup's row. Once the log holds DefaultClaimMergeRows rows, the
 // loop merges it into message_dedup in key order, in one transaction, and
-// empties it: a page of message_dedup is then written once per merge
-// instead of once per message.
+// empties it but for its newest row (migration 0007): a page of
+// message_dedup is then written once per merge instead of once per
+// message.
 //
 // Only the append loop's goroutine touches claims. Entries of the
 // transaction in progress stay in pending until its commit, and a
@@ -56,7 +57,7 @@ type claimEntry struct {
 // claims is the append loop's copy of the claim log.
 type claims struct {
 	recent map[claimKey]claimEntry // committed log rows, newest per key
-	seen   int64                   // highest log id in recent
+	seen   int64                   // highest log id read or committed here
 
 	// The transaction in progress.
 	pending map[claimKey]claimEntry // claims made in it
