@@ -15,7 +15,7 @@ func record(typ byte, payload []byte) []byte {
 
 // feedPair returns a record feed over one end of a loopback connection
 // and the other end.
-func feedPair(t *testing.T) (*recordFeed, net.Conn) {
+func feedPair(t *testing.T) (*Feed, net.Conn) {
 	t.Helper()
 	p, err := netpoll.New(netpoll.Config{})
 	if err != nil {
@@ -39,20 +39,20 @@ func feedPair(t *testing.T) (*recordFeed, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := newRecordFeed(sock)
+	f := NewFeed(sock)
 	t.Cleanup(func() { f.Close(); peer.Close() })
 	return f, peer
 }
 
 // fillUntil reads without waiting until the feed holds n bytes.
-func fillUntil(t *testing.T, f *recordFeed, n int) {
+func fillUntil(t *testing.T, f *Feed, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for len(f.buffered()) < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("feed holds %d bytes, want %d", len(f.buffered()), n)
 		}
-		if f.fill(false) == 0 {
+		if n, _ := f.fill(false); n == 0 {
 			time.Sleep(time.Millisecond)
 		}
 	}
