@@ -31,7 +31,7 @@ import (
 // close code 1002 (1009 for a frame over the size limit) and ends the
 // input with an error.
 type serverConn struct {
-	nc         net.Conn // the upgraded connection: a TCP socket, or a *tls.Conn (wss://)
+	nc         net.Conn  // the upgraded connection: a TCP socket, or a *tls.Conn (wss://)
 	src        rawSource // nil: read by a goroutine
 	maxPayload uint64
 	// feed is the record feed under nc on wss:// (decision D40); nil

@@ -100,11 +100,11 @@ type HandlerConfig struct {
 // Handler upgrades HTTP requests to JSP WebSocket links. It implements
 // http.Handler and transport.Listener.
 type Handler struct {
-	cfg    HandlerConfig
-	ready  chan *mux.Conn
-	done   chan struct{}
-	once   sync.Once
-	addr   net.Addr
+	cfg   HandlerConfig
+	ready chan *mux.Conn
+	done  chan struct{}
+	once  sync.Once
+	addr  net.Addr
 	// inflight tracks ServeHTTP calls so that Close can wait for them.
 	inflight sync.WaitGroup
 	mu       sync.Mutex
