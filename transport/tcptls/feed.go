@@ -39,8 +39,17 @@ func (wouldBlock) Temporary() bool { return true }
 // (after net/http's Hijack, which ends the server's background read).
 func (f *Feed) SetNonblocking() { f.nonblock = true }
 
-// Socket returns the socket the Feed reads, for Watch and Rearm.
+// Socket returns the socket the Feed reads, for Watch and Close.
 func (f *Feed) Socket() *netpoll.Socket { return f.sock }
+
+// Rearm asks the poller for the next callback of the socket. In
+// non-blocking mode a Read after a short read of the socket reports
+// ErrWouldBlock without reading again until Rearm: the owner re-arms
+// after ErrWouldBlock, and input that arrived in between fires at once.
+func (f *Feed) Rearm() error {
+	f.drained.Store(false)
+	return f.sock.Rearm()
+}
 
 // NetConn returns the connection under the socket, as tls.Conn.NetConn
 // does for its own, so that a wrapper of the accepted connection (an

@@ -157,6 +157,7 @@ func feedInput(t *testing.T, in []byte, max int) ([][]byte, error) {
 				t.Fatal("input never ended")
 			}
 			time.Sleep(100 * time.Microsecond)
+			f.drained.Store(false) // what Rearm does before the next callback
 			continue
 		}
 		if err != nil {

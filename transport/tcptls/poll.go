@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jetstreamproto/jsp/transport/mux"
@@ -50,6 +51,9 @@ type Feed struct {
 	recLeft  int   // bytes of the record being handed out that crypto/tls has not taken
 	err      error // the socket's read error, reported after the bytes before it
 	nonblock bool  // Read returns ErrWouldBlock instead of waiting (SetNonblocking)
+	// drained is set in non-blocking mode when a read of the socket came
+	// back short, and cleared by Rearm; see fill.
+	drained atomic.Bool
 
 	// wmu guards the corked output; see Cork.
 	wmu  sync.Mutex
@@ -104,10 +108,21 @@ func (f *Feed) fill(wait bool) (int, error) {
 	b := f.room()
 	var n int
 	var err error
-	if wait {
+	switch {
+	case wait:
 		n, err = f.sock.Read(b[len(b):cap(b)])
-	} else {
+	case f.nonblock && f.drained.Load():
+		// A read came back short since the socket was re-armed: the
+		// socket had nothing more then, and what arrived since will fire
+		// the poller again once re-armed (level-triggered), so another
+		// read now would most likely only cost a system call that says
+		// EAGAIN.
+	default:
+		free := cap(b) - len(b)
 		n, err = f.sock.ReadAvailable(b[len(b):cap(b)])
+		if f.nonblock && n < free {
+			f.drained.Store(true)
+		}
 	}
 	*f.bp = b[:len(b)+n]
 	f.releaseIfEmpty()

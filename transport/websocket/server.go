@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/transport/mux"
+	"github.com/jetstreamproto/jsp/transport/netpoll"
 	"github.com/jetstreamproto/jsp/transport/tcptls"
 )
 
@@ -39,6 +41,10 @@ type serverConn struct {
 	// leaves in one write call.
 	feed    *tcptls.Feed
 	overTLS bool // nc is a *tls.Conn
+	// drained is set when a read of the polled socket (the plain path)
+	// came back short, and cleared by Rearm; see read. On wss the feed
+	// keeps its own.
+	drained atomic.Bool
 
 	// wmu serializes whole frames on the wire: link batches from the
 	// link's writer, pong and close from the reader.
@@ -151,7 +157,21 @@ func (s *serverConn) read(p []byte, wait bool) (int, error) {
 	if wait || s.src == nil {
 		return s.nc.Read(p)
 	}
-	return s.src.ReadAvailable(p)
+	sock, plain := s.src.(*netpoll.Socket)
+	if !plain {
+		return s.src.ReadAvailable(p)
+	}
+	if s.drained.Load() {
+		// The socket had nothing more at the last short read; what came
+		// since fires the poller again once re-armed (level-triggered),
+		// so a read now would most likely only cost a system call.
+		return 0, nil
+	}
+	n, err := sock.ReadAvailable(p)
+	if n < len(p) && err == nil {
+		s.drained.Store(true)
+	}
+	return n, err
 }
 
 // noteErr keeps the first end of input. The socket's end without a close
@@ -421,7 +441,10 @@ func (s *serverConn) writeTLSLocked(h frameHeader, p []byte) error {
 func (s *serverConn) Watch(ready func()) error { return s.src.Watch(ready) }
 
 // Rearm implements mux.PollSource.
-func (s *serverConn) Rearm() error { return s.src.Rearm() }
+func (s *serverConn) Rearm() error {
+	s.drained.Store(false)
+	return s.src.Rearm()
+}
 
 // Close closes the connection at once, as the library's path does: the
 // link has exchanged LINK_CLOSE already when it closes gracefully.

@@ -9,10 +9,12 @@
 // runs a dedicated TLS 1.3 http.Server around a Handler. Dial is the
 // client.
 //
-// Upgrades over TLS and the client use the WebSocket library. Plain
-// upgrades (behind a TLS-terminating proxy) are answered and framed by
-// this package (upgrade.go, server.go, frame.go), and their sockets are
-// watched by a poller, so an idle one holds no goroutine (decision D33).
+// The server answers and frames every upgrade itself (upgrade.go,
+// server.go, frame.go), and a poller watches the upgraded sockets, so an
+// idle connection holds no goroutine: plain ones behind a TLS-terminating
+// proxy (decision D33) and wss:// ones whose TLS this package's listener
+// ends over a record feed (TLSListener, wss.go, decision D40). The client
+// (Dial) uses the WebSocket library.
 package websocket
 
 import (
@@ -92,8 +94,10 @@ type HandlerConfig struct {
 	// the socket allows, read by a poller instead of a goroutine while
 	// they are idle (decision D33).
 	BehindTLSProxy bool
-	// NoPoll reads every plain connection with a goroutine of its own
-	// instead of a poller. Default false.
+	// NoPoll reads every upgraded connection with a goroutine of its own
+	// instead of a poller: plain ones, and wss:// ones accepted by
+	// TLSListener, which then hands the HTTP server bare TLS
+	// connections. Default false.
 	NoPoll bool
 }
 

@@ -46,7 +46,7 @@ func (s *tlsSource) ReadAvailable(p []byte) (int, error) {
 func (s *tlsSource) Watch(ready func()) error { return s.feed.Socket().Watch(ready) }
 
 // Rearm implements rawSource.
-func (s *tlsSource) Rearm() error { return s.feed.Socket().Rearm() }
+func (s *tlsSource) Rearm() error { return s.feed.Rearm() }
 
 // Close closes the socket without close_notify: the link has exchanged
 // LINK_CLOSE (and the WebSocket close frame, where there was one) already.
