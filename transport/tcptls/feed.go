@@ -56,17 +56,42 @@ func (f *Feed) Rearm() error {
 // admission ticket) can be found through tls.Conn.NetConn.
 func (f *Feed) NetConn() net.Conn { return f.sock.Conn() }
 
+// Ready reports, in non-blocking mode, whether a Read would hand
+// crypto/tls something now: a whole record (or the header of an
+// oversized one), the rest of one, or the end of input. With nothing
+// buffered it reads the socket without waiting first, unless a read came
+// back short since the last Rearm. A caller that knows crypto/tls holds
+// no plaintext skips a tls.Conn.Read that could only fail with
+// ErrWouldBlock.
+func (f *Feed) Ready() bool {
+	for {
+		if f.recLeft > 0 || f.err != nil || f.handable() {
+			return true
+		}
+		n, err := f.fill(false)
+		if err != nil {
+			return true // Read reports it
+		}
+		if n == 0 {
+			return f.err != nil
+		}
+	}
+}
+
+// handable reports whether a record can go over in non-blocking mode:
+// it is whole, or its length is over the TLS limit.
+func (f *Feed) handable() bool {
+	b := f.buffered()
+	return f.completeRecord() || len(b) >= recordHeaderLen && int(binary.BigEndian.Uint16(b[3:5])) > maxRecordLen-recordHeaderLen
+}
+
 // readNonblock is Read in non-blocking mode. A record's header goes over
 // once the whole record is buffered, or at once when its length is over
 // the TLS limit, so that crypto/tls refuses it without this Feed
 // buffering what the peer announces.
 func (f *Feed) readNonblock(p []byte) (int, error) {
 	if f.recLeft == 0 {
-		for {
-			b := f.buffered()
-			if f.completeRecord() || len(b) >= recordHeaderLen && int(binary.BigEndian.Uint16(b[3:5])) > maxRecordLen-recordHeaderLen {
-				break
-			}
+		for !f.handable() {
 			if f.err != nil {
 				return f.tail(p)
 			}

@@ -145,7 +145,7 @@ func pollSource(nc net.Conn, poller *netpoll.Poller) (rawSource, error) {
 		// The HTTP server's reads are over (Hijack ended its background
 		// read): from here on the pump reads, and must never wait.
 		feed.SetNonblocking()
-		return &tlsSource{tc: tc, feed: feed}, nil
+		return &tlsSource{tc: tc, feed: feed, inner: true}, nil
 	}
 	if poller == nil {
 		return nil, nil

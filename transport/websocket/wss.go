@@ -27,15 +27,26 @@ import (
 type tlsSource struct {
 	tc   *tls.Conn
 	feed *tcptls.Feed
+	// inner is set while crypto/tls may hold plaintext: after a Read
+	// that filled its buffer, and at the start (the HTTP server reads
+	// ahead). Otherwise a Read is only worth it when the feed is ready.
+	inner bool
 }
 
 // ReadAvailable returns plaintext that crypto/tls holds or can decrypt
 // from whole records that have arrived. A short p leaves the rest of a
 // record in crypto/tls, which the next call returns first; crypto/tls may
 // also hold plaintext read before the upgrade (the HTTP server reads
-// ahead), which the first call returns.
+// ahead), which the first call returns. When crypto/tls holds nothing and
+// the feed has no record, it returns without calling crypto/tls, whose
+// Read would only fail with ErrWouldBlock after allocating.
 func (s *tlsSource) ReadAvailable(p []byte) (int, error) {
+	if !s.inner && !s.feed.Ready() {
+		return 0, nil
+	}
 	n, err := s.tc.Read(p)
+	// A short Read emptied crypto/tls's plaintext buffer.
+	s.inner = n == len(p) && n > 0
 	if err != nil && errors.Is(err, tcptls.ErrWouldBlock) {
 		return n, nil
 	}

@@ -127,7 +127,7 @@ func TestWSSTornRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	feed.SetNonblocking()
-	src := &tlsSource{tc: server, feed: feed}
+	src := &tlsSource{tc: server, feed: feed, inner: true}
 	// The test reads by itself; the callback only has to exist for
 	// Rearm, which the source's contract asks for after each empty read.
 	if err := src.Watch(func() {}); err != nil {
@@ -283,7 +283,7 @@ func TestWSSFrameOneWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	feed.SetNonblocking()
-	s := newServerConn(server, &tlsSource{tc: server, feed: feed}, nil, 1<<20)
+	s := newServerConn(server, &tlsSource{tc: server, feed: feed, inner: true}, nil, 1<<20)
 	for _, size := range []int{0, 100, tlsRecordPayload - maxFrameHeader, tlsRecordPayload, 3*tlsRecordPayload + 7, mux.DefaultMaxWriteBatch + 1000} {
 		payload := bytes.Repeat([]byte{byte(size)}, size)
 		got := make(chan []byte, 1)
