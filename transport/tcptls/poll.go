@@ -202,11 +202,23 @@ func (f *Feed) tail(p []byte) (int, error) {
 	return 0, f.err
 }
 
-func (f *Feed) Close() error                       { return f.sock.Close() }
-func (f *Feed) LocalAddr() net.Addr                { return f.sock.LocalAddr() }
-func (f *Feed) RemoteAddr() net.Addr               { return f.sock.RemoteAddr() }
-func (f *Feed) SetDeadline(t time.Time) error      { return f.sock.Conn().SetDeadline(t) }
-func (f *Feed) SetReadDeadline(t time.Time) error  { return f.sock.Conn().SetReadDeadline(t) }
+// Close closes the socket.
+func (f *Feed) Close() error { return f.sock.Close() }
+
+// LocalAddr returns the socket's local address.
+func (f *Feed) LocalAddr() net.Addr { return f.sock.LocalAddr() }
+
+// RemoteAddr returns the socket's remote address.
+func (f *Feed) RemoteAddr() net.Addr { return f.sock.RemoteAddr() }
+
+// SetDeadline sets the connection's deadlines; a read deadline bounds the
+// waits of Read in blocking mode.
+func (f *Feed) SetDeadline(t time.Time) error { return f.sock.Conn().SetDeadline(t) }
+
+// SetReadDeadline sets the connection's read deadline.
+func (f *Feed) SetReadDeadline(t time.Time) error { return f.sock.Conn().SetReadDeadline(t) }
+
+// SetWriteDeadline sets the connection's write deadline.
 func (f *Feed) SetWriteDeadline(t time.Time) error { return f.sock.Conn().SetWriteDeadline(t) }
 
 // tlsSource is the mux.PollSource of an accepted connection.
