@@ -28,7 +28,7 @@ var (
 type reader struct {
 	b   []byte // the payload, or the current record's end of it
 	off int
-	lim *CodecLimits
+	lim CodecLimits
 	err error
 }
 
@@ -355,9 +355,11 @@ func (r *reader) info() *storage.ChannelInfo {
 	return in
 }
 
+// newReader returns a reader of b within lim (nil: the defaults). The
+// limits are copied in: a pointer to them would move them to the heap.
 func newReader(b []byte, lim *CodecLimits) reader {
-	r := reader{b: b, lim: lim}
-	if len(b) > lim.MaxBytes {
+	r := reader{b: b, lim: lim.withDefaults()}
+	if len(b) > r.lim.MaxBytes {
 		r.fail(errCodecTooLargeIn)
 	}
 	return r
@@ -367,8 +369,7 @@ func newReader(b []byte, lim *CodecLimits) reader {
 // defaults) and returns it with the bytes consumed: all of b, as what
 // follows the known fields is skipped.
 func ParseRequest(b []byte, lim *CodecLimits) (Request, int, error) {
-	l := lim.withDefaults()
-	r := newReader(b, &l)
+	r := newReader(b, lim)
 	r.header(kindRequest)
 	var req Request
 	f := r.uvarint()
@@ -434,8 +435,7 @@ func (r *reader) op() Op {
 // ParseReply decodes a reply's binary form within lim (nil: the
 // defaults) and returns it with the bytes consumed (all of b).
 func ParseReply(b []byte, lim *CodecLimits) (Reply, int, error) {
-	l := lim.withDefaults()
-	r := newReader(b, &l)
+	r := newReader(b, lim)
 	r.header(kindReply)
 	var rep Reply
 	f := r.uvarint()
@@ -467,7 +467,7 @@ func ParseReply(b []byte, lim *CodecLimits) (Reply, int, error) {
 		rep.Body = r.bytes()
 	}
 	if f&repResults != 0 {
-		if n := r.count(l.MaxMessages, 2); n > 0 {
+		if n := r.count(r.lim.MaxMessages, 2); n > 0 {
 			rep.Results = make([]PublishResult, n)
 			for i := range rep.Results {
 				r.result(&rep.Results[i])
@@ -484,8 +484,7 @@ func ParseReply(b []byte, lim *CodecLimits) (Reply, int, error) {
 // defaults) and returns it with the bytes consumed (all of b). It checks
 // the form only; DecodeEvent checks the event's meaning too.
 func ParseEvent(b []byte, lim *CodecLimits) (Event, int, error) {
-	l := lim.withDefaults()
-	r := newReader(b, &l)
+	r := newReader(b, lim)
 	r.header(kindEvent)
 	var ev Event
 	f := r.uvarint()
