@@ -61,7 +61,7 @@ func newCluster(cfg *Config, hub *pubsub.Hub[*event], ops *opsMetrics) (*cluster
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	return &cluster{
-		client: cl,
+		client: cl.WithCodec(cfg.BusCodec),
 		fanout: bus.NewChannelFanout(cfg.Bus, subj.Channel),
 		hub:    hub,
 		log:    cfg.Logger,
