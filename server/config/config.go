@@ -122,7 +122,7 @@ type Bus struct {
 	OpenWait time.Duration `key:"open_wait" flag:"bus-open-wait" doc:"how long opening a KV bucket, the event log or a work queue retries while JetStream is not ready (leaders being elected, peers down) before the process fails naming the resource; /readyz reports not ready meanwhile"`
 	// Codec is how this process encodes core requests and events on the
 	// bus (docs/decisions.md D42); it reads both.
-	Codec string `key:"codec" flag:"bus-codec" enum:"binary,json" doc:"encoding of the core requests and channel events this process sends on the bus: binary, or json while nodes of a release before the binary codec remain (a rolling upgrade, see Rolling upgrades); both are read either way"`
+	Codec string `key:"codec" flag:"bus-codec" enum:"binary,json" doc:"encoding of the core requests and channel events this process sends on the bus: binary, or json while nodes of a release before the binary codec remain (a rolling upgrade, see §7 Rolling upgrades); both are read either way"`
 }
 
 // Storage is the database.
