@@ -98,7 +98,7 @@ func (r *reader) count(max, minItem int) int {
 	case n > uint64(max):
 		r.fail(errCodecTooMany)
 		return 0
-	case n*uint64(minItem) > uint64(r.remaining()):
+	case n > uint64(r.remaining()/minItem):
 		r.fail(errCodecTruncated)
 		return 0
 	}
