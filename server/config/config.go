@@ -146,6 +146,8 @@ type Gateway struct {
 	// AwayAfter marks a user away when none of their sessions was active
 	// for this long.
 	AwayAfter time.Duration `key:"away_after" flag:"away-after" doc:"a user whose sessions all sent nothing for this long is away"`
+	// LiveChannels are fanned out without a commit (decision D43).
+	LiveChannels []string `key:"live_channels" flag:"live-channel" doc:"live channels: names, or prefixes ending in *, whose PUBLISHes are fanned out at once without a commit, sequence number or history (at most once; every gateway needs the same list)"`
 }
 
 // Auth is client authentication.

@@ -116,6 +116,13 @@ func (c *Client) Authorize(ctx context.Context, channel string) error {
 	return err
 }
 
+// AuthorizeLive asks whether the identity of ctx may publish to the live
+// channel (D43).
+func (c *Client) AuthorizeLive(ctx context.Context, channel string) error {
+	_, err := c.Do(ctx, &Request{Op: OpLive, Channel: channel})
+	return err
+}
+
 // Recover asks whether the messages after after can be recovered and
 // returns the first page of them.
 func (c *Client) Recover(ctx context.Context, channel string, after storage.Seq, limit int) (*Reply, error) {

@@ -435,7 +435,7 @@ func (c *Core) serve(ctx context.Context, req *Request) Reply {
 		return failure(err)
 	}
 	switch req.Op {
-	case OpSubscribe:
+	case OpSubscribe, OpLive:
 		return Reply{}
 	case OpCommand:
 		return c.command(ctx, req)

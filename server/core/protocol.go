@@ -27,6 +27,10 @@ const (
 	// OpCommand runs a COMMAND on a service registered in the core
 	// (services.go).
 	OpCommand Op = "command"
+	// OpLive asks whether the identity may publish to a live channel,
+	// whose messages the gateways fan out without a commit (decision
+	// D43); the authorization hook sees it as OpPublish.
+	OpLive Op = "live"
 )
 
 // DefaultMaxRequestBytes caps a request or reply the core decodes; it

@@ -30,6 +30,8 @@ import (
 // cluster.mu, so leave may wait for a running delivery.
 type cluster struct {
 	client *core.Client
+	bus    bus.Bus
+	subj   bus.Subjects
 	fanout *bus.ChannelFanout
 	hub    *pubsub.Hub[*event]
 	log    *slog.Logger
@@ -62,6 +64,8 @@ func newCluster(cfg *Config, hub *pubsub.Hub[*event], ops *opsMetrics) (*cluster
 	}
 	return &cluster{
 		client: cl.WithCodec(cfg.BusCodec),
+		bus:    cfg.Bus,
+		subj:   subj,
 		fanout: bus.NewChannelFanout(cfg.Bus, subj.Channel),
 		hub:    hub,
 		log:    cfg.Logger,
