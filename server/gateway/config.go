@@ -225,10 +225,10 @@ type Config struct {
 	// CoreShards is the number of core command subjects; it must match the
 	// cores'. Default: core.DefaultShards.
 	CoreShards int
-	// BusCodec encodes the gateway's requests to the cores (D42); events
-	// and replies are read in either encoding. core.CodecJSON serves cores
-	// of a release that reads only JSON during a rolling upgrade.
-	// Default: core.CodecBinary.
+	// BusCodec encodes the gateway's requests to the cores and the live
+	// events it publishes (D42); events and replies are read in either
+	// encoding. core.CodecJSON serves nodes of a release that reads only
+	// JSON during a rolling upgrade. Default: core.CodecBinary.
 	BusCodec core.Codec
 	// CoreTimeout bounds one core request and one session-record write.
 	// Default: DefaultCoreTimeout.
