@@ -140,7 +140,7 @@ type Gateway struct {
 	MaxConnsPerIP      int           `key:"max_conns_per_ip" flag:"max-conns-per-ip" doc:"maximum concurrent connections from one IP address"`
 	MaxHandshakesPerIP int           `key:"max_handshakes_per_ip" flag:"max-handshakes-per-ip" doc:"maximum handshakes in flight from one IP address"`
 	// Heartbeat is the registry and presence refresh interval.
-	Heartbeat time.Duration `key:"registry_heartbeat" flag:"registry-heartbeat" doc:"how often a gateway refreshes its registry and presence entries in NATS KV; entries expire after 3 heartbeats"`
+	Heartbeat time.Duration `key:"registry_heartbeat" flag:"registry-heartbeat" doc:"how often a gateway refreshes its own entry in NATS KV (sessions' entries are written on change only, D39); the entry, and with it the gateway's sessions, expires after 3 heartbeats"`
 	// CoreTimeout bounds one request to a core.
 	CoreTimeout time.Duration `key:"core_timeout" flag:"core-timeout" doc:"how long a gateway waits for a core to commit a PUBLISH before it answers TIMEOUT (the client resends)"`
 	// AwayAfter marks a user away when none of their sessions was active
