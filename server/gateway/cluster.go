@@ -32,6 +32,7 @@ type cluster struct {
 	client *core.Client
 	bus    bus.Bus
 	subj   bus.Subjects
+	codec  core.Codec // of the live events this gateway publishes (D42)
 	fanout *bus.ChannelFanout
 	hub    *pubsub.Hub[*event]
 	log    *slog.Logger
@@ -63,9 +64,10 @@ func newCluster(cfg *Config, hub *pubsub.Hub[*event], ops *opsMetrics) (*cluster
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	return &cluster{
-		client: cl,
+		client: cl.WithCodec(cfg.BusCodec),
 		bus:    cfg.Bus,
 		subj:   subj,
+		codec:  cfg.BusCodec,
 		fanout: bus.NewChannelFanout(cfg.Bus, subj.Channel),
 		hub:    hub,
 		log:    cfg.Logger,

@@ -225,6 +225,11 @@ type Config struct {
 	// CoreShards is the number of core command subjects; it must match the
 	// cores'. Default: core.DefaultShards.
 	CoreShards int
+	// BusCodec encodes the gateway's requests to the cores and the live
+	// events it publishes (D42); events and replies are read in either
+	// encoding. core.CodecJSON serves nodes of a release that reads only
+	// JSON during a rolling upgrade. Default: core.CodecBinary.
+	BusCodec core.Codec
 	// CoreTimeout bounds one core request and one session-record write.
 	// Default: DefaultCoreTimeout.
 	CoreTimeout time.Duration
@@ -479,6 +484,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("gateway: negative LiveAuthTTL %v", c.LiveAuthTTL)
 	case c.DeviceCheckInterval < 0:
 		return fmt.Errorf("gateway: negative DeviceCheckInterval %v", c.DeviceCheckInterval)
+	case c.BusCodec != core.CodecBinary && c.BusCodec != core.CodecJSON:
+		return fmt.Errorf("gateway: unknown BusCodec %d", c.BusCodec)
 	case c.QUIC.VerifySourceAddress != nil || c.QUIC.ConnContext != nil:
 		return errors.New("gateway: QUIC.VerifySourceAddress and QUIC.ConnContext belong to the gateway's filter")
 	}

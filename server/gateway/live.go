@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -172,7 +171,7 @@ func (c *cluster) publishLive(channel string, msg storage.Message) error {
 	if err != nil {
 		return jsperr.Wrap(jsperr.BadRequest, err)
 	}
-	data, err := json.Marshal(&core.Event{Channel: channel, Message: msg, Ephemeral: true})
+	data, err := c.codec.EncodeEvent(&core.Event{Channel: channel, Message: msg, Ephemeral: true})
 	if err != nil {
 		return fmt.Errorf("gateway: encode live event: %w", err)
 	}
