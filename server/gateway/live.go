@@ -30,8 +30,10 @@ const (
 	// reused (Config.LiveAuthTTL).
 	DefaultLiveAuthTTL = 30 * time.Second
 	// MaxLiveAuthChannels caps the live channels whose permission one
-	// session keeps; past it the expired ones are dropped, then all.
-	MaxLiveAuthChannels = 256
+	// session keeps; past it the expired ones are dropped, then one
+	// other, so a session publishing to more channels than this asks a
+	// core again only for the ones it lost.
+	MaxLiveAuthChannels = 1024
 )
 
 // liveChannels matches channel names against Config.LiveChannels.
@@ -138,20 +140,29 @@ func (h *host) authorizeLive(ctx context.Context, channel string) error {
 		la = &liveAuth{until: map[string]time.Time{}}
 		h.live.Store(la)
 	}
+	la.put(channel, now, now.Add(h.g.cfg.LiveAuthTTL))
+	return nil
+}
+
+// put keeps channel's permission until until, making room under
+// MaxLiveAuthChannels: the expired ones go first, then arbitrary others.
+func (la *liveAuth) put(channel string, now, until time.Time) {
 	la.mu.Lock()
 	defer la.mu.Unlock()
-	if len(la.until) >= MaxLiveAuthChannels {
+	if _, ok := la.until[channel]; !ok && len(la.until) >= MaxLiveAuthChannels {
 		for name, t := range la.until {
 			if !now.Before(t) {
 				delete(la.until, name)
 			}
 		}
-		if len(la.until) >= MaxLiveAuthChannels {
-			clear(la.until)
+		for name := range la.until {
+			if len(la.until) < MaxLiveAuthChannels {
+				break
+			}
+			delete(la.until, name) // the map's order: an arbitrary one
 		}
 	}
-	la.until[channel] = now.Add(h.g.cfg.LiveAuthTTL)
-	return nil
+	la.until[channel] = until
 }
 
 // forgetLive drops the session's permission for channel: a core's control

@@ -174,3 +174,31 @@ func TestLiveConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// The permissions a session keeps stay under MaxLiveAuthChannels, losing
+// the expired ones first and then as few others as needed.
+func TestLiveAuthCap(t *testing.T) {
+	la := &liveAuth{until: map[string]time.Time{}}
+	now := time.Unix(1000, 0)
+	la.put("old", now, now.Add(time.Second))
+	for i := range MaxLiveAuthChannels - 1 {
+		la.put(fmt.Sprint("c", i), now, now.Add(time.Hour))
+	}
+	if len(la.until) != MaxLiveAuthChannels {
+		t.Fatalf("%d permissions, want %d", len(la.until), MaxLiveAuthChannels)
+	}
+	later := now.Add(time.Minute)
+	la.put("new1", later, later.Add(time.Hour))
+	if _, ok := la.until["old"]; ok || len(la.until) != MaxLiveAuthChannels {
+		t.Fatalf("expired permission kept or size %d", len(la.until))
+	}
+	la.put("new2", later, later.Add(time.Hour))
+	if _, ok := la.until["new2"]; !ok || len(la.until) != MaxLiveAuthChannels {
+		t.Fatalf("new permission missing or size %d, want %d", len(la.until), MaxLiveAuthChannels)
+	}
+	// Renewing a kept channel evicts nothing.
+	la.put("new2", later, later.Add(2*time.Hour))
+	if len(la.until) != MaxLiveAuthChannels {
+		t.Fatalf("renewal changed the size to %d", len(la.until))
+	}
+}
