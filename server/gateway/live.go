@@ -89,26 +89,85 @@ func validateLiveChannels(patterns []string) error {
 }
 
 // liveAuth is a session's live-channel publish permissions: until when
-// each channel's is good.
+// each channel's is good, and the PUBLISHes of channels whose permission is
+// being asked, in order of arrival.
 type liveAuth struct {
-	mu    sync.Mutex
-	until map[string]time.Time // guarded by mu
+	mu      sync.Mutex
+	until   map[string]time.Time        // guarded by mu
+	waiting map[string][]*wire.Envelope // guarded by mu: asked, not answered
 }
 
-// publishLive fans env out on a live channel and acknowledges it.
+// publishLive fans env out on a live channel and acknowledges it. With the
+// permission at hand it does so at once; otherwise the permission is asked
+// on a goroutine of the session (one per channel, within MaxInflight), so
+// that a session publishing to many new channels does not wait for one
+// core round trip after another, and the channel's later PUBLISHes wait
+// behind it in order.
 func (h *host) publishLive(ctx context.Context, env *wire.Envelope) {
 	channel := env.Route.Name
-	if err := h.authorizeLive(ctx, channel); err != nil {
-		h.refuse(env.ID, err)
+	la := h.live.Load()
+	if la == nil {
+		// Only the session's hand-off goroutine publishes, one message
+		// at a time, so the pointer is set once.
+		la = &liveAuth{until: map[string]time.Time{}, waiting: map[string][]*wire.Envelope{}}
+		h.live.Store(la)
+	}
+	now := h.g.cfg.Now()
+	la.mu.Lock()
+	if q, ok := la.waiting[channel]; ok {
+		la.waiting[channel] = append(q, env)
+		la.mu.Unlock()
 		return
 	}
+	if until, ok := la.until[channel]; ok && now.Before(until) {
+		la.mu.Unlock()
+		h.fanOutLive(env)
+		return
+	}
+	la.waiting[channel] = []*wire.Envelope{env}
+	la.mu.Unlock()
+	select {
+	case h.inflight <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer func() { <-h.inflight }()
+		rctx, cancel := context.WithTimeout(ctx, h.g.cfg.CoreTimeout)
+		err := h.g.cluster.client.AuthorizeLive(rctx, channel)
+		cancel()
+		// Under mu, so that a PUBLISH arriving meanwhile either joins
+		// the queue or, once the permission is kept, follows it.
+		la.mu.Lock()
+		defer la.mu.Unlock()
+		q := la.waiting[channel]
+		delete(la.waiting, channel)
+		if err == nil {
+			now := h.g.cfg.Now()
+			la.putLocked(channel, now, now.Add(h.g.cfg.LiveAuthTTL))
+		}
+		for _, e := range q {
+			if err != nil {
+				h.refuse(e.ID, err)
+				continue
+			}
+			h.fanOutLive(e)
+		}
+	}()
+}
+
+// fanOutLive puts env on its live channel's bus subject and acknowledges
+// it.
+func (h *host) fanOutLive(env *wire.Envelope) {
 	sender := h.user
 	if sender == "" {
 		sender = h.id
 	}
 	msg := storedMessage(env, sender)
 	msg.Time = h.g.cfg.Now()
-	if err := h.g.cluster.publishLive(channel, msg); err != nil {
+	if err := h.g.cluster.publishLive(env.Route.Name, msg); err != nil {
 		h.g.ops.busErrors.Add(1)
 		h.refuse(env.ID, err)
 		return
@@ -116,39 +175,10 @@ func (h *host) publishLive(ctx context.Context, env *wire.Envelope) {
 	h.ack(env.ID)
 }
 
-// authorizeLive returns nil when the session may publish to the live
-// channel: from the permissions it holds, else by asking a core.
-func (h *host) authorizeLive(ctx context.Context, channel string) error {
-	now := h.g.cfg.Now()
-	la := h.live.Load()
-	if la != nil {
-		la.mu.Lock()
-		until, ok := la.until[channel]
-		la.mu.Unlock()
-		if ok && now.Before(until) {
-			return nil
-		}
-	}
-	rctx, cancel := context.WithTimeout(ctx, h.g.cfg.CoreTimeout)
-	defer cancel()
-	if err := h.g.cluster.client.AuthorizeLive(rctx, channel); err != nil {
-		return err
-	}
-	if la == nil {
-		// Only the session's hand-off goroutine publishes, one message
-		// at a time, so the pointer is set once.
-		la = &liveAuth{until: map[string]time.Time{}}
-		h.live.Store(la)
-	}
-	la.put(channel, now, now.Add(h.g.cfg.LiveAuthTTL))
-	return nil
-}
-
-// put keeps channel's permission until until, making room under
+// putLocked keeps channel's permission until until, making room under
 // MaxLiveAuthChannels: the expired ones go first, then arbitrary others.
-func (la *liveAuth) put(channel string, now, until time.Time) {
-	la.mu.Lock()
-	defer la.mu.Unlock()
+// la.mu must be held.
+func (la *liveAuth) putLocked(channel string, now, until time.Time) {
 	if _, ok := la.until[channel]; !ok && len(la.until) >= MaxLiveAuthChannels {
 		for name, t := range la.until {
 			if !now.Before(t) {

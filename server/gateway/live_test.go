@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/storage"
@@ -148,6 +149,31 @@ func TestLivePublish(t *testing.T) {
 		t.Fatalf("core asked %d times after the drop, want 3", n)
 	}
 
+	// A burst to a new live channel, sent without waiting: the PUBLISHes
+	// behind the permission's question wait for it and keep their order.
+	const burst = "typing.burst"
+	subscribe(t, sub, burst)
+	for i := range 5 {
+		env := &wire.Envelope{ID: []byte(fmt.Sprint("b", i)), Route: wire.Route{Kind: wire.RouteChannel, Name: burst},
+			Class: protocol.ClassChat, Body: []byte(fmt.Sprint("burst ", i))}
+		if err := pub.SendEnvelope(wire.FramePublish, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		wantEvents(t, sub, burst, 0, fmt.Sprint("burst ", i))
+	}
+	acked := 0
+	for acked < 5 {
+		in, err := pub.Recv(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, ok := in.Message.(*wire.Ack); ok {
+			acked += len(a.IDs)
+		}
+	}
+
 	// Refused by the core: FORBIDDEN, nothing delivered.
 	subscribe(t, sub, "typing.secret")
 	if err := publishAcked(t, pub, "typing.secret", "s1", "psst"); jsperr.CodeOf(err) != jsperr.Forbidden {
@@ -179,25 +205,27 @@ func TestLiveConfigValidate(t *testing.T) {
 // the expired ones first and then as few others as needed.
 func TestLiveAuthCap(t *testing.T) {
 	la := &liveAuth{until: map[string]time.Time{}}
+	la.mu.Lock()
+	defer la.mu.Unlock()
 	now := time.Unix(1000, 0)
-	la.put("old", now, now.Add(time.Second))
+	la.putLocked("old", now, now.Add(time.Second))
 	for i := range MaxLiveAuthChannels - 1 {
-		la.put(fmt.Sprint("c", i), now, now.Add(time.Hour))
+		la.putLocked(fmt.Sprint("c", i), now, now.Add(time.Hour))
 	}
 	if len(la.until) != MaxLiveAuthChannels {
 		t.Fatalf("%d permissions, want %d", len(la.until), MaxLiveAuthChannels)
 	}
 	later := now.Add(time.Minute)
-	la.put("new1", later, later.Add(time.Hour))
+	la.putLocked("new1", later, later.Add(time.Hour))
 	if _, ok := la.until["old"]; ok || len(la.until) != MaxLiveAuthChannels {
 		t.Fatalf("expired permission kept or size %d", len(la.until))
 	}
-	la.put("new2", later, later.Add(time.Hour))
+	la.putLocked("new2", later, later.Add(time.Hour))
 	if _, ok := la.until["new2"]; !ok || len(la.until) != MaxLiveAuthChannels {
 		t.Fatalf("new permission missing or size %d, want %d", len(la.until), MaxLiveAuthChannels)
 	}
 	// Renewing a kept channel evicts nothing.
-	la.put("new2", later, later.Add(2*time.Hour))
+	la.putLocked("new2", later, later.Add(2*time.Hour))
 	if len(la.until) != MaxLiveAuthChannels {
 		t.Fatalf("renewal changed the size to %d", len(la.until))
 	}
