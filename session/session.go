@@ -17,7 +17,10 @@
 // A Session owns these goroutines, joined by Close: the control-stream
 // reader, the stream acceptor and the datagram receiver (over transports
 // that report input by callback, such as transport/mux, each runs only
-// while there is input), and the sender (QoS scheduling and batching)
+// while there is input; over the others, QUIC, a server with the
+// `announce` capability in effect starts the acceptor and the receiver
+// only when the client announces streams or datagrams, JSP §5.14, D38),
+// and the sender (QoS scheduling and batching)
 // while frames are queued; the heartbeat/idle check is a timer callback
 // joined the same way (heartbeat.go). With HandleMessages, a hand-off
 // goroutine runs the application's callback while received messages
@@ -88,6 +91,11 @@ type Session struct {
 	hello   *wire.Hello   // the client's HELLO (on the server, its client fields only)
 	welcome *wire.Welcome // the server's WELCOME
 	zstd    bool          // both sides offered zstd
+	// ann is what a client has announced (JSP §5.14); unannounced, on a
+	// server with CapAnnounce in effect, the intake not yet started: set
+	// by Accept, then owned by the control reader (startAnnounced).
+	ann         announcer
+	unannounced wire.Uses
 	// compressMisses counts payloads in a row that zstd did not shrink;
 	// compressSkips counts attempts skipped since (see worthCompressing).
 	compressMisses atomic.Int32
@@ -283,12 +291,21 @@ func (s *Session) start(fr *wire.FrameReader) {
 	// while there is input when the transport reports it by callback
 	// (ondemand.go, D27); otherwise each is a goroutine blocked on it.
 	s.prepareOnDemand(fr)
+	// Read before the control reader starts: from then on it owns
+	// unannounced.
+	unannounced := s.unannounced
 	if s.reading == nil {
 		s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
 	}
 	if s.arrivals == nil {
-		s.run("stream acceptor", s.acceptStreams)
-		s.run("datagram receiver", s.receiveDatagrams)
+		// Under CapAnnounce each starts when the client announces it
+		// (announce.go, JSP §5.14, D38).
+		if !unannounced.Has(wire.UsesStreams) {
+			s.run("stream acceptor", s.acceptStreams)
+		}
+		if !unannounced.Has(wire.UsesDatagrams) {
+			s.run("datagram receiver", s.receiveDatagrams)
+		}
 	}
 	s.startOnDemand(fr)
 	// The heartbeat and the transport watch run as timer and context
@@ -655,6 +672,13 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 		return nil
 	case *wire.Nack:
 		s.queueNack(m)
+		return nil
+	case *wire.Announce:
+		// JSP §5.14: honoured on the control stream of a server that
+		// accepted CapAnnounce; ignored anywhere else.
+		if s.role == RoleServer && d == DeliveryOrdered && s.unannounced != 0 {
+			s.startAnnounced(m.Uses)
+		}
 		return nil
 	case *wire.Hello, *wire.Welcome:
 		return jsperr.Newf(jsperr.ProtocolViolation, "%s after the handshake", h.Type)
