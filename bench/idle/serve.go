@@ -33,7 +33,8 @@ type memStats struct {
 }
 
 // serveCtl serves /mem (Go heap after a forced GC) and the pprof
-// handlers on addr.
+// handlers on addr: /debug/pprof/heap is the heap profile (exact per
+// object with -memprofilerate 1), /debug/pprof/goroutine the goroutines.
 func serveCtl(addr string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/mem", func(w http.ResponseWriter, _ *http.Request) {
@@ -60,8 +61,13 @@ func serve(kind string, args []string) error {
 	ctl := fs.String("ctl", "127.0.0.1:7499", "control address (/mem, pprof)")
 	certFile := fs.String("cert", "", "PEM certificate")
 	keyFile := fs.String("key", "", "PEM key")
+	memRate := fs.Int("memprofilerate", 0, "bytes per heap profile sample (runtime.MemProfileRate; 1 records every allocation, for exact per-session heap profiles; 0 keeps Go's default)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *memRate > 0 {
+		// Set before anything is allocated that the profile should show.
+		runtime.MemProfileRate = *memRate
 	}
 	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 	if err != nil {
