@@ -253,3 +253,28 @@ func TestAnnounceIgnoredWhereNotInEffect(t *testing.T) {
 		waitGoroutinesIn(t, fnAcceptStreams, 1)
 	})
 }
+
+// TestControlReaderHandsOffItsWait: over QUIC, where the control reader
+// blocks in Peek, each burst of frames ends with the wait moved to a new
+// goroutine (D38); the readers never pile up, and the session still
+// answers after many bursts.
+func TestControlReaderHandsOffItsWait(t *testing.T) {
+	cli, srv := establishOn(t, quicPair, Config{}, Config{}, ClientInfo{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const fn = "session.(*Session).readControl"
+	waitGoroutinesIn(t, fn, 2) // one per end
+	for i := range 20 {
+		from := cli
+		if i%2 == 1 {
+			from = srv
+		}
+		if _, err := from.Ping(ctx); err != nil {
+			t.Fatalf("ping %d: %v", i, err)
+		}
+	}
+	waitGoroutinesIn(t, fn, 2)
+	_ = cli.Close()
+	_ = srv.Close()
+	waitGoroutinesIn(t, fn, 0)
+}

@@ -542,22 +542,32 @@ type peeker interface {
 // stream that can peek it holds no frame reader while the stream is idle:
 // it waits for the next byte with Peek and makes a reader then, and drops
 // it again once it has nothing buffered (D34).
+//
+// Once a burst of frames is handled and nothing is buffered, the wait for
+// the next byte moves to a new goroutine and this one ends (D38): handling
+// a frame grows a goroutine's stack (decoding, a PONG queued, the sender
+// woken) to 4 or 8 KiB, and the runtime shrinks a stack only while less
+// than a quarter of it is used, so a reader that once handled a PING would
+// wait with the larger stack for the rest of an idle session. A new
+// goroutine waits on the 2 KiB it starts with. Cost: one goroutine start
+// per burst. The new goroutine is added to s.wg from this one, which still
+// holds its own count, so the add cannot race with Close's Wait.
 func (s *Session) readControl(fr *wire.FrameReader) error {
 	pk, ok := s.ctl.(peeker)
 	if !ok {
 		return s.readFrames(fr)
 	}
-	var one [1]byte
+	if fr != nil && !fr.Pending() && fr.Buffered() == 0 {
+		fr = nil
+	}
+	if fr == nil {
+		var one [1]byte
+		if _, err := pk.Peek(one[:]); err != nil {
+			return s.controlReadError(err)
+		}
+		fr = wire.NewFrameReader(s.ctl, uint64(s.cfg.MaxFrameSize))
+	}
 	for {
-		if fr != nil && !fr.Pending() && fr.Buffered() == 0 {
-			fr = nil
-		}
-		if fr == nil {
-			if _, err := pk.Peek(one[:]); err != nil {
-				return s.controlReadError(err)
-			}
-			fr = wire.NewFrameReader(s.ctl, uint64(s.cfg.MaxFrameSize))
-		}
 		h, payload, err := fr.ReadFrame()
 		if err != nil {
 			return s.controlReadError(err)
@@ -566,8 +576,16 @@ func (s *Session) readControl(fr *wire.FrameReader) error {
 		if err := s.handleFrame(h, payload, DeliveryOrdered); err != nil {
 			return err
 		}
+		if !fr.Pending() && fr.Buffered() == 0 {
+			s.run("control reader", s.waitControl)
+			return nil
+		}
 	}
 }
+
+// waitControl is readControl without a frame reader, as a goroutine's
+// function.
+func (s *Session) waitControl(context.Context) error { return s.readControl(nil) }
 
 // readFrames reads and dispatches frames from the control stream with fr.
 func (s *Session) readFrames(fr *wire.FrameReader) error {
