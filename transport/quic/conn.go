@@ -36,11 +36,14 @@ type Conn struct {
 	maxDatagram int // 0 when datagrams are off on either side
 	dgramLimit  int // Config.DatagramSendQueue
 	// dgrams is made by the first SendDatagram, under migrateMu unless
-	// dgramsStopped: a connection that never sends a datagram (an idle
-	// server session) holds no queue (D38). Its goroutine runs while
-	// datagrams are queued.
-	dgrams        atomic.Pointer[datagramQueue]
-	dgramsStopped bool // guarded by migrateMu; set by CloseWithError
+	// closing: a connection that never sends a datagram (an idle server
+	// session) holds no queue (D38). Its goroutine runs while datagrams
+	// are queued.
+	dgrams  atomic.Pointer[datagramQueue]
+	closing bool // guarded by migrateMu; set by the first CloseWithError
+	// own is the accepting listener's own quic-go Transport, which counts
+	// this Conn until its first CloseWithError; nil otherwise.
+	own *ownedTransport
 
 	// migrateSerial serialises Migrate calls; it is taken before
 	// migrateMu and held while probing.
@@ -136,7 +139,7 @@ func (c *Conn) SendDatagram(b []byte, _ protocol.Class) error {
 func (c *Conn) datagramQueue() *datagramQueue {
 	c.migrateMu.Lock()
 	defer c.migrateMu.Unlock()
-	if q := c.dgrams.Load(); q != nil || c.dgramsStopped {
+	if q := c.dgrams.Load(); q != nil || c.closing {
 		return q
 	}
 	q := newDatagramQueue(c.dgramLimit, c.qc.SendDatagram)
@@ -172,13 +175,17 @@ func (c *Conn) CloseWithError(code jsperr.Code, reason string) error {
 		return fmt.Errorf("quic: close: %w", err)
 	}
 	c.migrateMu.Lock()
-	c.dgramsStopped = true
+	first := !c.closing
+	c.closing = true
 	q := c.dgrams.Load()
 	c.migrateMu.Unlock()
 	if q != nil {
 		q.close()
 	}
 	c.closeSockets()
+	if first && c.own != nil {
+		c.own.remove()
+	}
 	// The AfterFunc has fired or is about to (qc's context is done once
 	// CloseWithError returns); wait for the mapped cause to be set so the
 	// caller observes a consistent Context.
