@@ -278,3 +278,44 @@ func TestControlReaderHandsOffItsWait(t *testing.T) {
 	_ = srv.Close()
 	waitGoroutinesIn(t, fn, 0)
 }
+
+// TestWithoutAnnounce: over QUIC, a client that does not offer `announce`
+// (an older client) and a server that does not accept it (an older
+// server) exchange streams and datagrams as before: the server reads both
+// from the start and no ANNOUNCE is sent.
+func TestWithoutAnnounce(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		cli, srv Config
+	}{
+		{"client without", Config{DisableAnnounce: true}, Config{}},
+		{"server without", Config{}, Config{DisableAnnounce: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cli, srv := establishOn(t, quicPair, tc.cli, tc.srv, ClientInfo{})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			waitGoroutinesIn(t, fnAcceptStreams, 2)
+			waitGoroutinesIn(t, fnReceiveDatagrams, 2)
+			st, err := cli.OpenStream(ctx, protocol.ClassChat, "s", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Write([]byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := srv.AcceptStream(ctx); err != nil || got.Label() != "s" {
+				t.Fatalf("accept: %v, %v", got, err)
+			}
+			if err := cli.SendDatagram([]byte("d"), protocol.ClassChat); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := srv.ReceiveDatagram(ctx); err != nil || string(b) != "d" {
+				t.Fatalf("datagram: %q, %v", b, err)
+			}
+			if got := cli.ann.sent.Load(); got != 0 {
+				t.Fatalf("client announced %b without the capability", got)
+			}
+		})
+	}
+}
