@@ -56,6 +56,7 @@ type dialer struct {
 	tls     *tls.Config
 	udp     []*net.UDPConn
 	quicTr  []*quicgo.Transport
+	jspQUIC []*jspquic.Dialer
 	sessCfg session.Config
 }
 
@@ -63,16 +64,30 @@ func newDialer(kind, addr string, sources int) (*dialer, error) {
 	d := &dialer{kind: kind, addr: addr, sources: sources,
 		tls:     &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN}},
 		sessCfg: session.Config{Logger: slog.New(slog.DiscardHandler)}}
-	if kind == "quic" {
-		// Bare QUIC connections share one UDP socket (one quic-go
-		// Transport) per source address.
+	if kind == "quic" || kind == "jsp-quic" {
+		// QUIC connections, bare and JSP alike, share one UDP socket (one
+		// quic-go Transport) per source address: a socket and a
+		// transport per connection would put 19,000 sockets and 38,000
+		// goroutines into the client process, near the machine's limit
+		// of 20,000 open files, and slow its connects far below the
+		// bare client's.
 		for i := range sources {
 			uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: SourceAddr(i, sources)})
 			if err != nil {
+				d.close()
 				return nil, err
 			}
 			d.udp = append(d.udp, uc)
-			d.quicTr = append(d.quicTr, &quicgo.Transport{Conn: uc})
+			if kind == "quic" {
+				d.quicTr = append(d.quicTr, &quicgo.Transport{Conn: uc})
+				continue
+			}
+			jd, err := jspquic.NewDialer(uc, jspquic.Config{})
+			if err != nil {
+				d.close()
+				return nil, err
+			}
+			d.jspQUIC = append(d.jspQUIC, jd)
 		}
 	}
 	return d, nil
@@ -111,25 +126,11 @@ func (d *dialer) dial(ctx context.Context, i int) (io.Closer, error) {
 		c.SetReadLimit(-1)
 		return d.session(ctx, mux.New(ws.NetConn(context.Background(), c, ws.MessageBinary), mux.Config{Kind: transport.KindWebSocket}, true))
 	case "jsp-quic":
-		// transport/quic starts a quic-go Transport per Dial, so JSP
-		// connections cannot share a socket: each gets its own, bound to
-		// its source address. The server side, which is measured, is the
-		// same either way.
-		uc, err := net.ListenUDP("udp", &net.UDPAddr{IP: SourceAddr(i, d.sources)})
+		tc, err := d.jspQUIC[i%d.sources].Dial(ctx, d.addr, d.tls)
 		if err != nil {
 			return nil, err
 		}
-		tc, err := jspquic.Dial(ctx, d.addr, d.tls, jspquic.Config{PacketConn: uc})
-		if err != nil {
-			uc.Close()
-			return nil, err
-		}
-		s, err := d.session(ctx, tc)
-		if err != nil {
-			uc.Close()
-			return nil, err
-		}
-		return closerFunc(func() error { err := s.Close(); uc.Close(); return err }), nil
+		return d.session(ctx, tc)
 	case "quic":
 		ua, err := net.ResolveUDPAddr("udp", d.addr)
 		if err != nil {
@@ -156,6 +157,9 @@ func (d *dialer) session(ctx context.Context, tc transport.Conn) (io.Closer, err
 func (d *dialer) close() {
 	for _, t := range d.quicTr {
 		_ = t.Close()
+	}
+	for _, jd := range d.jspQUIC {
+		_ = jd.Close()
 	}
 	for _, u := range d.udp {
 		_ = u.Close()
