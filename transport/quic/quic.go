@@ -25,6 +25,9 @@
 //     resetting side's code (errors.Is(err, jsperr.New(code, "")) holds).
 //   - TLS: every tls.Config passes through tlsconf.Enforce (TLS 1.3, ALPN
 //     "jsp/1" only) and every handshake through tlsconf.CheckState.
+//   - Sockets: Dial gives each connection a socket and quic-go Transport
+//     of its own (so that it can migrate); a Dialer's connections share
+//     one, for clients that hold many connections.
 //   - Admission hooks: Config.VerifySourceAddress (Retry, RFC 9000 §8.1.2)
 //     and Config.ConnContext (refuse or tag an attempt before its
 //     handshake) let a server filter connections before they cost a
