@@ -39,8 +39,12 @@ const (
 	// cursors at once.
 	DefaultAckEvery = 64
 	// DefaultAckDelay is the longest a delivered event waits to be
-	// acknowledged.
-	DefaultAckDelay = 200 * time.Millisecond
+	// acknowledged. The cursors only shorten a resumed session's replay
+	// (the Client drops what it already has), and AckEvery already bounds
+	// that replay per channel; every ACK costs the server a read, so for a
+	// subscriber of a quiet channel the delay decides how many of its
+	// events cost two socket operations instead of one.
+	DefaultAckDelay = 5 * time.Second
 	// DefaultReorderLimit caps the events a channel buffers behind a gap.
 	DefaultReorderLimit = 1024
 	// DefaultRepairTimeout bounds the wait for a gap's events from

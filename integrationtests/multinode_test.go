@@ -503,6 +503,32 @@ func TestMultiNode(t *testing.T) {
 		return strings.HasSuffix(subA.c.Info().URL, d.gwAddr[1]) && subA.c.Info().URL != ""
 	})
 	waitAll("gateway killed", subA, subB)
+	// Presence follows: the killed gateway's sessions went offline with
+	// its registry entry and the live gateway removed them, while their
+	// clients' new sessions on gw-2 are online (D39).
+	eventually(t, 20*time.Second, "sdk-0's sessions are all on gw-2", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		body, err := subB.c.Command(ctx, "presence", []byte("sdk-0"))
+		if err != nil {
+			return false
+		}
+		var up struct {
+			Status   string `json:"status"`
+			Sessions []struct {
+				Gateway string `json:"gateway"`
+			} `json:"sessions"`
+		}
+		if json.Unmarshal(body, &up) != nil || up.Status != "online" || len(up.Sessions) == 0 {
+			return false
+		}
+		for _, s := range up.Sessions {
+			if s.Gateway != "gw-2" {
+				return false
+			}
+		}
+		return true
+	})
 	t.Logf("gateway killed: %d messages at %v", total, time.Since(started).Round(time.Millisecond))
 
 	// 4. kill -9 of one NATS server.

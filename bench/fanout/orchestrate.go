@@ -17,8 +17,8 @@ import (
 // fanoutTable is the report: medians per system and same-run ratios.
 var fanoutTable = loadgen.Table{
 	Row:     []string{"case", "deliveries"},
-	Systems: []string{"jsp", "jsp-base", "jsp-shm", "centrifugo", "nats"},
-	Ratios:  [][2]string{{"jsp", "centrifugo"}, {"jsp", "nats"}, {"jsp", "jsp-base"}},
+	Systems: []string{"jsp", "jsp-live", "jsp-base", "jsp-shm", "centrifugo", "nats"},
+	Ratios:  [][2]string{{"jsp", "centrifugo"}, {"jsp-live", "centrifugo"}, {"jsp", "nats"}, {"jsp", "jsp-base"}},
 	Metrics: []string{"delivered/s", "p50-us", "p99-us", "p999-us", "lost", "server-cpu-us/delivery"},
 }
 
@@ -167,7 +167,7 @@ func (o *orchestrator) measure(sys, c string, level float64, run int) (loadgen.L
 	var drvBin string
 	var drvArgs []string
 	switch sys {
-	case "jsp", "jsp-shm", "jsp-base":
+	case "jsp", "jsp-shm", "jsp-base", "jsp-live":
 		// jsp-shm keeps the data directory on tmpfs: the same server
 		// without the disk's fsync latency, to show what the durable
 		// commit of every PUBLISH costs. jsp-base runs the binary
@@ -182,12 +182,19 @@ func (o *orchestrator) measure(sys, c string, level float64, run int) (loadgen.L
 		if sys == "jsp-base" {
 			exe = "jsp-base"
 		}
-		srv, err = procs.Start(exe, filepath.Join(o.bin, exe), []string{"server",
+		args := []string{"server",
 			"--data-dir", dir, "--quic", "off", "--tcp", "off", "--ws", addr,
 			"--cert", o.cert, "--key", o.key, "--log-level", "warn",
 			"--max-sessions", "20000", "--allow", "127.0.0.0/8", "--max-handshakes-per-ip", "4096",
 			"--rate-conn", "-1", "--rate-user", "-1", "--rate-channel", "-1", "--rate-conn-attempts", "-1",
-		}, procs.Printed("JSP server listening"), 30*time.Second)
+		}
+		if sys == "jsp-live" {
+			// The benchmark's channels are live channels (D43): fanned
+			// out without a commit, as Centrifugo's memory broker does
+			// without history.
+			args = append(args, "--live-channel", "bench.*")
+		}
+		srv, err = procs.Start(exe, filepath.Join(o.bin, exe), args, procs.Printed("JSP server listening"), 30*time.Second)
 		drvBin, drvArgs = o.self, []string{"driver", sys, "-addr", "wss://" + addr + "/jsp"}
 	case "centrifugo":
 		cfg, cerr := procs.CentrifugoConfig(addr, o.cert, o.key)

@@ -114,11 +114,16 @@ func (d *dialer) dial(ctx context.Context, i int) (io.Closer, error) {
 			return nc, nil
 		}
 		return d.session(ctx, mux.New(tlsStream{tc, nc}, mux.Config{Kind: transport.KindTCP}, true))
-	case "jsp-ws":
-		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	case "jsp-ws", "jsp-wss":
+		scheme, tr := "ws://", &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return d.tcp(ctx, i)
-		}}}
-		c, _, err := ws.Dial(ctx, "ws://"+d.addr+"/jsp", &ws.DialOptions{HTTPClient: hc,
+		}}
+		if d.kind == "jsp-wss" {
+			scheme = "wss://"
+			tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, NextProtos: []string{"http/1.1"}}
+		}
+		hc := &http.Client{Transport: tr}
+		c, _, err := ws.Dial(ctx, scheme+d.addr+"/jsp", &ws.DialOptions{HTTPClient: hc,
 			Subprotocols: []string{protocol.WebSocketSubprotocol}, CompressionMode: ws.CompressionDisabled})
 		if err != nil {
 			return nil, err
@@ -171,7 +176,7 @@ func (d *dialer) close() {
 // End of input closes everything.
 func clientMain(args []string) error {
 	fs := flag.NewFlagSet("client", flag.ContinueOnError)
-	kind := fs.String("kind", "jsp-tcp", "jsp-tcp, jsp-ws, jsp-quic, tls or quic")
+	kind := fs.String("kind", "jsp-tcp", "jsp-tcp, jsp-ws, jsp-wss, jsp-quic, tls or quic")
 	addr := fs.String("addr", "127.0.0.1:7400", "server address")
 	sources := fs.Int("sources", 200, "loopback source addresses to spread over")
 	conc := fs.Int("concurrency", 32, "connections opened at once")

@@ -8,12 +8,15 @@
 //	           (behind a TLS proxy)
 //	tcp        gateway, TLS 1.3 over TCP   bare crypto/tls server (floor)
 //	quic       gateway, QUIC               bare quic-go server (floor)
+//	wss        gateway, WebSocket with     bare crypto/tls server (floor)
+//	           TLS ended by the gateway
+//	           (only with -transports wss)
 //
 // Usage:
 //
 //	idle -bin DIR [-sessions 10000,19000] [-runs 1] [-out FILE]
-//	idle serve jsp|tls|quic -transport tcp|ws|quic -addr A -ctl C -cert F -key F
-//	idle client -kind jsp-tcp|jsp-ws|jsp-quic|tls|quic -addr A [-sources 200]
+//	idle serve jsp|tls|quic -transport tcp|ws|wss|quic -addr A -ctl C -cert F -key F
+//	idle client -kind jsp-tcp|jsp-ws|jsp-wss|jsp-quic|tls|quic -addr A [-sources 200]
 //	idle -report FILE
 //
 // Each measurement starts a fresh server and a client process. The

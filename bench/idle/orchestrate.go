@@ -37,7 +37,13 @@ var allVariants = []variant{
 	{"ws", "jsp"}, {"ws", "centrifugo"},
 	{"tcp", "jsp"}, {"tcp", "bare"},
 	{"quic", "jsp"}, {"quic", "bare"},
+	// wss: the gateway terminating TLS itself (D40), against the same
+	// bare crypto/tls floor as tcp. Not in the default set.
+	{"wss", "jsp"}, {"wss", "bare"},
 }
+
+// bareKind maps a transport to the bare server and client kinds.
+var bareKind = map[string]string{"tcp": "tls", "wss": "tls", "quic": "quic"}
 
 type idleOrch struct {
 	bin, self, work, cert, key string
@@ -53,7 +59,7 @@ func orchestrate(args []string) error {
 	bin := fs.String("bin", "bin", "directory with the centrifugo and benchpeer binaries")
 	sessions := fs.String("sessions", "10000,19000", "connection counts, ascending")
 	runs := fs.Int("runs", 1, "repetitions")
-	only := fs.String("transports", "ws,tcp,quic", "transports to measure")
+	only := fs.String("transports", "ws,tcp,quic", "transports to measure: ws, tcp, quic, wss")
 	sources := fs.Int("sources", 200, "loopback source addresses")
 	settle := fs.Duration("settle", 3*time.Second, "wait after reaching a count before measuring")
 	concurrency := fs.Int("concurrency", 16, "connections each client opens at once")
@@ -128,9 +134,9 @@ func (o *idleOrch) measure(v variant, run int) ([]loadgen.Line, error) {
 			"-ctl", ctl, "-cert", o.cert, "-key", o.key}, procs.Printed("ready"), 30*time.Second)
 		cbin, cargs = o.self, []string{"client", "-kind", "jsp-" + v.transport, "-addr", addr}
 	case "bare":
-		srv, err = procs.Start("bare", o.self, []string{"serve", map[string]string{"tcp": "tls", "quic": "quic"}[v.transport],
+		srv, err = procs.Start("bare", o.self, []string{"serve", bareKind[v.transport],
 			"-addr", addr, "-ctl", ctl, "-cert", o.cert, "-key", o.key}, procs.Printed("ready"), 30*time.Second)
-		cbin, cargs = o.self, []string{"client", "-kind", map[string]string{"tcp": "tls", "quic": "quic"}[v.transport], "-addr", addr}
+		cbin, cargs = o.self, []string{"client", "-kind", bareKind[v.transport], "-addr", addr}
 	case "centrifugo":
 		cfg, cerr := procs.CentrifugoConfig(addr, "", "")
 		if cerr != nil {

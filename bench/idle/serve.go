@@ -63,7 +63,7 @@ func serveCtl(addr string) error {
 
 func serve(kind string, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	transport := fs.String("transport", "tcp", "tcp, ws or quic (jsp only)")
+	transport := fs.String("transport", "tcp", "tcp, ws, wss or quic (jsp only)")
 	addr := fs.String("addr", "127.0.0.1:7400", "listen address")
 	ctl := fs.String("ctl", "127.0.0.1:7499", "control address (/mem, pprof)")
 	certFile := fs.String("cert", "", "PEM certificate")
@@ -122,6 +122,8 @@ func serveJSP(ctx context.Context, transport, addr string, cert tls.Certificate)
 	case "ws":
 		cfg.WSAddr = addr
 		cfg.WSBehindTLSProxy = true
+	case "wss":
+		cfg.WSAddr = addr // the gateway terminates TLS (D40)
 	default:
 		return fmt.Errorf("transport %q", transport)
 	}

@@ -66,6 +66,9 @@ type DriverFlags struct {
 	Publishers  int
 	Concurrency int
 	Labels      string
+	// CPUProfile, when set, is a file the driver writes a CPU profile of
+	// the load phase to (the clients' side of the benchmark).
+	CPUProfile string
 }
 
 // Register defines the flags on fs.
@@ -81,6 +84,7 @@ func (f *DriverFlags) Register(fs *flag.FlagSet) {
 	fs.IntVar(&f.Publishers, "publishers", 4, "publishing connections; messages go to them in turn")
 	fs.IntVar(&f.Concurrency, "connect-concurrency", 32, "subscriber connections opened at once")
 	fs.StringVar(&f.Labels, "labels", "", "extra key=value,... fields for the result line")
+	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write a CPU profile of the load phase to this file")
 }
 
 // Phase lines a driver prints around the load (schedule and drain).
@@ -138,6 +142,13 @@ func DriverMain(name string, args []string, out io.Writer, open func(f *DriverFl
 	// The phase lines let the orchestrator read the server's CPU time
 	// for the load alone, without the connection set-up.
 	fmt.Fprintln(out, PhaseLoadStart)
+	if f.CPUProfile != "" {
+		stopProfile, err := startCPUProfile(f.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	var cpu0 = ProcessCPU()
 	st, err := Run(ctx, cfg, target, rec)
 	cpu := ProcessCPU() - cpu0

@@ -27,6 +27,7 @@ type opsFlags struct {
 	heartbeat        time.Duration
 	awayAfter        time.Duration
 	coreTimeout      time.Duration
+	liveChannels     []string
 }
 
 // addOpsFlags registers the flags of opsFlags on the server command.
@@ -40,9 +41,10 @@ func addOpsFlags(cmd *cobra.Command, o *opsFlags) {
 	fl.StringVar(&o.opsAddr, "ops-addr", d.Listen.Ops, `plain-HTTP address for /healthz, /readyz, /metrics and /status, or "off"`)
 	fl.StringSliceVar(&o.public, "public-url", d.Listen.Public, "client URL of this gateway announced to clients (repeatable; default: the bound addresses)")
 	fl.DurationVar(&o.sessionRetention, "session-retention", d.Storage.SessionRetention, "how long closed session records are kept")
-	fl.DurationVar(&o.heartbeat, "registry-heartbeat", d.Gateway.Heartbeat, "registry and presence refresh interval in NATS KV")
+	fl.DurationVar(&o.heartbeat, "registry-heartbeat", d.Gateway.Heartbeat, "how often a gateway refreshes its own registry entry in NATS KV (its sessions' entries live while it does)")
 	fl.DurationVar(&o.coreTimeout, "core-timeout", d.Gateway.CoreTimeout, "how long a gateway waits for a core's commit before answering TIMEOUT")
 	fl.DurationVar(&o.awayAfter, "away-after", d.Gateway.AwayAfter, "a user whose sessions sent nothing for this long is away")
+	fl.StringSliceVar(&o.liveChannels, "live-channel", d.Gateway.LiveChannels, "live channel fanned out without a commit: a name, or a prefix ending in * (repeatable)")
 }
 
 // applyConfig merges the configuration sources into the command's flags:
@@ -128,6 +130,7 @@ func (o *opsFlags) applyGateway(cfg *gateway.Config) {
 	cfg.AwayAfter = o.awayAfter
 	cfg.SessionRetention = o.sessionRetention
 	cfg.CoreTimeout = o.coreTimeout
+	cfg.LiveChannels = o.liveChannels
 }
 
 // printConfig writes the effective configuration.

@@ -54,6 +54,8 @@ type nodeFlags struct {
 	// openWait bounds the retries of opening JetStream resources
 	// (server_platform.go).
 	openWait time.Duration
+	// busCodec encodes core requests and events (--bus-codec, D42).
+	busCodec core.Codec
 	// onBus, when set, is called with the NATS bus once it is connected,
 	// before the JetStream resources open (ops_starting.go).
 	onBus func(*natsbus.Bus)
@@ -190,7 +192,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 	if n.role != roleGateway {
 		reg := core.NewRegistry()
 		vz := &voiceAuthz{}
-		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log,
+		if nd.core, err = core.New(core.Config{Bus: nd.bus, Store: nd.store, Subjects: &subj, Logger: log, Codec: n.busCodec,
 			Services: reg, Authorizer: core.Chain(&acl.Authorizer{Store: nd.store, Services: []string{"chat", push.ServiceName, webhook.ServiceName}}, vz)}); err != nil {
 			return nil, err
 		}
@@ -293,6 +295,7 @@ func runNode(ctx context.Context, n nodeFlags, cfg gateway.Config, out io.Writer
 		}
 	}
 	cfg.Bus = nd.bus
+	cfg.BusCodec = n.busCodec
 	cfg.Cluster = n.cluster
 	cfg.Breakers = nd.breakers
 	if nd.tls != nil && cfg.NodeID == "" {

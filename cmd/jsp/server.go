@@ -140,7 +140,7 @@ docs/operations.md and docs/security.md.`,
 			if err := f.platform.validate(); err != nil {
 				return err
 			}
-			f.node.replicas, f.node.openWait = f.platform.replicas, f.platform.openWait
+			f.node.replicas, f.node.openWait, f.node.busCodec = f.platform.replicas, f.platform.openWait, f.platform.busCodec
 			if err := f.node.validate(); err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/server/bus/natsbus"
 	"github.com/jetstreamproto/jsp/server/config"
+	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/gateway"
 )
 
@@ -23,6 +24,8 @@ type platformFlags struct {
 	trustedProxies []string
 	replicas       natsbus.Replicas
 	openWait       time.Duration
+	codec          string     // --bus-codec (D42)
+	busCodec       core.Codec // codec parsed by validate
 }
 
 // addPlatformFlags registers the flags of platformFlags.
@@ -36,6 +39,7 @@ func addPlatformFlags(fl *pflag.FlagSet, p *platformFlags) {
 	fl.IntVar(&p.replicas.EventLog, "event-log-replicas", d.Bus.EventLogReplicas, "JetStream replicas of the event log stream (at most the cluster size)")
 	fl.IntVar(&p.replicas.WorkQueue, "work-queue-replicas", d.Bus.WorkQueueReplicas, "JetStream replicas of the webhook and push work queues (at most the cluster size)")
 	fl.DurationVar(&p.openWait, "bus-open-wait", d.Bus.OpenWait, "how long opening the JetStream buckets and streams retries while the cluster is not ready before the process fails")
+	fl.StringVar(&p.codec, "bus-codec", d.Bus.Codec, "encoding of the core requests and channel events sent on the bus: binary, or json while nodes of an earlier release remain (both are read)")
 }
 
 // loopbackProxies are the trusted proxies of a loopback-bound
@@ -87,6 +91,11 @@ func (p *platformFlags) validate() error {
 	if p.openWait <= 0 {
 		return fmt.Errorf("--bus-open-wait %v: want a positive duration", p.openWait)
 	}
+	c, err := core.ParseCodec(p.codec)
+	if err != nil {
+		return fmt.Errorf("--bus-codec: %w", err)
+	}
+	p.busCodec = c
 	return nil
 }
 

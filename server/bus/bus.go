@@ -494,7 +494,7 @@ type KVEntry struct {
 	Op       KVOp
 }
 
-// KVOption is a per-call extra of [KV.Create].
+// KVOption is a per-call extra of [KV.Create] and [KV.Put].
 type KVOption func(*KVOptions)
 
 // KVOptions is what KVOption functions set; implementations read it.
@@ -504,7 +504,9 @@ type KVOptions struct {
 }
 
 // WithTTL gives one key its own time to live; the bucket needs
-// KVConfig.KeyTTL. NATS needs at least one second.
+// KVConfig.KeyTTL. NATS needs at least one second. On Put, every write
+// sets the key's TTL anew: a writer that keeps putting a key keeps it
+// alive, and the key expires TTL after the last write.
 func WithTTL(d time.Duration) KVOption { return func(o *KVOptions) { o.TTL = d } }
 
 // ApplyKVOptions folds opts into a KVOptions.
@@ -524,8 +526,9 @@ type KV interface {
 	Config() KVConfig
 	// Get returns the latest value of key, or ErrKeyNotFound.
 	Get(ctx context.Context, key string) (KVEntry, error)
-	// Put sets key and returns the new revision.
-	Put(ctx context.Context, key string, value []byte) (uint64, error)
+	// Put sets key and returns the new revision. WithTTL gives this
+	// revision its own time to live.
+	Put(ctx context.Context, key string, value []byte, opts ...KVOption) (uint64, error)
 	// Create sets key only if it does not exist (or was deleted), else
 	// ErrKeyExists.
 	Create(ctx context.Context, key string, value []byte, opts ...KVOption) (uint64, error)

@@ -274,8 +274,9 @@ const (
 	// BucketSessions is the session registry: session id -> owning
 	// gateway and resume state.
 	BucketSessions = "jsp_sessions"
-	// BucketPresence holds presence: user.session -> status, refreshed
-	// while the session lives and expiring with the bucket TTL.
+	// BucketPresence holds presence: user.session -> the session's
+	// record, written on change and live while its gateway's entry (with
+	// a per-key TTL) is there; and the gateways' entries (D39).
 	BucketPresence = "jsp_presence"
 )
 

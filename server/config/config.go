@@ -120,6 +120,9 @@ type Bus struct {
 	// resources while a (re)started cluster elects its leaders
 	// (docs/decisions.md D35).
 	OpenWait time.Duration `key:"open_wait" flag:"bus-open-wait" doc:"how long opening a KV bucket, the event log or a work queue retries while JetStream is not ready (leaders being elected, peers down) before the process fails naming the resource; /readyz reports not ready meanwhile"`
+	// Codec is how this process encodes core requests and events on the
+	// bus (docs/decisions.md D42); it reads both.
+	Codec string `key:"codec" flag:"bus-codec" enum:"binary,json" doc:"encoding of the core requests and channel events this process sends on the bus: binary, or json while nodes of a release before the binary codec remain (a rolling upgrade, see §7 Rolling upgrades); both are read either way"`
 }
 
 // Storage is the database.
@@ -137,12 +140,14 @@ type Gateway struct {
 	MaxConnsPerIP      int           `key:"max_conns_per_ip" flag:"max-conns-per-ip" doc:"maximum concurrent connections from one IP address"`
 	MaxHandshakesPerIP int           `key:"max_handshakes_per_ip" flag:"max-handshakes-per-ip" doc:"maximum handshakes in flight from one IP address"`
 	// Heartbeat is the registry and presence refresh interval.
-	Heartbeat time.Duration `key:"registry_heartbeat" flag:"registry-heartbeat" doc:"how often a gateway refreshes its registry and presence entries in NATS KV; entries expire after 3 heartbeats"`
+	Heartbeat time.Duration `key:"registry_heartbeat" flag:"registry-heartbeat" doc:"how often a gateway refreshes its own entry in NATS KV (sessions' entries are written on change only, D39); the entry, and with it the gateway's sessions, expires after 3 heartbeats"`
 	// CoreTimeout bounds one request to a core.
 	CoreTimeout time.Duration `key:"core_timeout" flag:"core-timeout" doc:"how long a gateway waits for a core to commit a PUBLISH before it answers TIMEOUT (the client resends)"`
 	// AwayAfter marks a user away when none of their sessions was active
 	// for this long.
 	AwayAfter time.Duration `key:"away_after" flag:"away-after" doc:"a user whose sessions all sent nothing for this long is away"`
+	// LiveChannels are fanned out without a commit (decision D43).
+	LiveChannels []string `key:"live_channels" flag:"live-channel" doc:"live channels: names, or prefixes ending in *, whose PUBLISHes are fanned out at once without a commit, sequence number or history (at most once; every gateway needs the same list)"`
 }
 
 // Auth is client authentication.

@@ -28,7 +28,7 @@ func Default() Config {
 		},
 		// OpenWait is natsbus.DefaultOpenWait (a test in cmd/jsp keeps
 		// them equal; this package does not import NATS).
-		Bus:     Bus{KVReplicas: 1, EventLogReplicas: 1, WorkQueueReplicas: 1, OpenWait: 2 * time.Minute},
+		Bus:     Bus{KVReplicas: 1, EventLogReplicas: 1, WorkQueueReplicas: 1, OpenWait: 2 * time.Minute, Codec: core.CodecBinary.String()},
 		Storage: Storage{SessionRetention: gateway.DefaultSessionRetention},
 		Gateway: Gateway{
 			DrainGrace:         gateway.DefaultDrainGrace,

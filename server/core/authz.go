@@ -78,6 +78,11 @@ func (c *Core) authorize(ctx context.Context, req *Request) error {
 		id = *req.Identity
 	}
 	a := Action{Op: req.Op, Channel: req.Channel}
+	if a.Op == OpLive {
+		// A live publish is a publish to the hook: the same rules hold
+		// whether or not the channel keeps its messages.
+		a.Op = OpPublish
+	}
 	if req.Command != nil {
 		a.Service = req.Command.Service
 	}

@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -17,6 +16,7 @@ type Client struct {
 	bus    bus.Bus
 	subj   bus.Subjects
 	shards int
+	codec  Codec
 }
 
 // NewClient returns a client over b for the cluster subj names, with the
@@ -34,6 +34,16 @@ func NewClient(b bus.Bus, subj bus.Subjects, shards int) (*Client, error) {
 	return &Client{bus: b, subj: subj, shards: shards}, nil
 }
 
+// WithCodec returns a copy of c that encodes its requests in codec; the
+// replies come back in the same encoding. NewClient's clients use
+// CodecBinary; CodecJSON serves cores of a release that reads only JSON
+// (docs/operations.md, rolling upgrades).
+func (c *Client) WithCodec(codec Codec) *Client {
+	cc := *c
+	cc.codec = codec
+	return &cc
+}
+
 // Subjects returns the cluster's subject builder.
 func (c *Client) Subjects() bus.Subjects { return c.subj }
 
@@ -46,7 +56,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Reply, error) {
 			req.Identity = &id
 		}
 	}
-	data, err := json.Marshal(req)
+	data, err := c.codec.EncodeRequest(req)
 	if err != nil {
 		return nil, fmt.Errorf("core: encode %s request: %w", req.Op, err)
 	}
@@ -63,8 +73,8 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Reply, error) {
 	case err != nil:
 		return nil, jsperr.Wrap(jsperr.Internal, fmt.Errorf("core %s %q: %w", req.Op, req.Channel, err))
 	}
-	var rep Reply
-	if err := decode(m.Data, DefaultMaxRequestBytes, &rep); err != nil {
+	rep, err := DecodeReply(m.Data, nil)
+	if err != nil {
 		return nil, fmt.Errorf("core %s %q: reply: %w", req.Op, req.Channel, err)
 	}
 	if err := rep.Err(); err != nil {
@@ -103,6 +113,13 @@ func (c *Client) Command(ctx context.Context, key, service string, body []byte) 
 // channel.
 func (c *Client) Authorize(ctx context.Context, channel string) error {
 	_, err := c.Do(ctx, &Request{Op: OpSubscribe, Channel: channel})
+	return err
+}
+
+// AuthorizeLive asks whether the identity of ctx may publish to the live
+// channel (D43).
+func (c *Client) AuthorizeLive(ctx context.Context, channel string) error {
+	_, err := c.Do(ctx, &Request{Op: OpLive, Channel: channel})
 	return err
 }
 

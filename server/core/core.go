@@ -14,8 +14,9 @@
 //	  gateways subscribed to the channel ◄─Publish(ch.<channel>, Event{Seq})
 //	client ◄─ACK{id}── gateway
 //
-// Requests and replies are JSON ([Request], [Reply], [Event]); the bus
-// carries them between processes or inside one (embedded NATS).
+// Requests, replies and events ([Request], [Reply], [Event]) travel in a
+// compact binary form or in JSON (codec.go, D42); decoders take both. The
+// bus carries them between processes or inside one (embedded NATS).
 //
 // A core queue-subscribes to every shard subject CoreCmd(0..Shards-1) in
 // queue group bus.CoreQueue, so several cores share the work. The bus hands
@@ -39,7 +40,6 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,6 +93,13 @@ type Config struct {
 	// MaxRequestBytes caps a request's size. Default:
 	// DefaultMaxRequestBytes.
 	MaxRequestBytes int
+	// Codec encodes the events the core publishes (codec.go); a reply
+	// goes in its request's encoding, which the requester reads.
+	// Default: CodecBinary.
+	Codec Codec
+	// CodecLimits bound the requests the core decodes; MaxBytes is
+	// MaxRequestBytes. Default: the CodecLimits defaults.
+	CodecLimits CodecLimits
 	// Workers is the number of worker lanes serving requests (lanes.go):
 	// requests of one channel go to one lane, in order; lanes run
 	// concurrently, so their appends share the store's group commits.
@@ -145,6 +152,10 @@ func (c *Config) setDefaults() error {
 	if c.MaxRequestBytes == 0 {
 		c.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if c.CodecLimits.MaxBytes == 0 {
+		c.CodecLimits.MaxBytes = c.MaxRequestBytes
+	}
+	c.CodecLimits.setDefaults()
 	if c.PurgeInterval == 0 {
 		c.PurgeInterval = DefaultPurgeInterval
 	}
@@ -171,6 +182,10 @@ func (c *Config) validate() error {
 		return errors.New("core: Config.Store is required")
 	case c.Shards < 0, c.RequestTimeout < 0, c.PageSize < 0, c.MaxPageSize < 0, c.MaxRequestBytes < 0, c.PurgeInterval < 0, c.MaxPublishBatch < 0, c.Workers < 0:
 		return errors.New("core: negative limit in config")
+	case c.Codec > CodecJSON:
+		return fmt.Errorf("core: unknown codec %d", c.Codec)
+	case c.CodecLimits.validate() != nil:
+		return c.CodecLimits.validate()
 	case c.PageSize > c.MaxPageSize && c.MaxPageSize > 0:
 		return fmt.Errorf("core: PageSize %d over MaxPageSize %d", c.PageSize, c.MaxPageSize)
 	}
@@ -304,7 +319,7 @@ func (c *Core) handle(m *bus.Msg) {
 	c.handlers.Add(1)
 	c.mu.Unlock()
 	j := job{msg: m}
-	j.err = decode(m.Data, c.cfg.MaxRequestBytes, &j.req)
+	j.req, j.err = DecodeRequest(m.Data, &c.cfg.CodecLimits)
 	c.lanes[laneOfJob(&j, len(c.lanes))] <- j
 }
 
@@ -358,7 +373,13 @@ func (c *Core) finishJob(j *job, rep Reply) {
 	if m.Reply == "" {
 		return
 	}
-	data, err := json.Marshal(&rep)
+	// The reply goes in the request's encoding: a gateway that sends JSON
+	// may be of a release that reads nothing else.
+	codec := CodecJSON
+	if IsBinary(m.Data) {
+		codec = CodecBinary
+	}
+	data, err := codec.EncodeReply(&rep)
 	if err != nil {
 		c.log.Error("core: encode reply", "op", string(req.Op), "err", err)
 		return
@@ -414,7 +435,7 @@ func (c *Core) serve(ctx context.Context, req *Request) Reply {
 		return failure(err)
 	}
 	switch req.Op {
-	case OpSubscribe:
+	case OpSubscribe, OpLive:
 		return Reply{}
 	case OpCommand:
 		return c.command(ctx, req)
@@ -465,7 +486,7 @@ func (c *Core) publishEvent(channel string, msg storage.Message) error {
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(&Event{Channel: channel, Message: msg})
+	data, err := c.cfg.Codec.EncodeEvent(&Event{Channel: channel, Message: msg})
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}

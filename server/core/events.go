@@ -1,7 +1,6 @@
 package core
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/jetstreamproto/jsp/server/bus"
@@ -17,8 +16,8 @@ import (
 // one queue item. A run of one message keeps the one-message form.
 
 // Caps of one event run: the bus's payload limit (1 MiB by default in
-// NATS) must hold the run's JSON, in which bodies grow by a third
-// (base64).
+// NATS) must hold the run's JSON when the core sends JSON (Config.Codec),
+// in which bodies grow by a third (base64).
 const (
 	maxRunMessages  = DefaultMaxPublishBatch
 	maxRunBodyBytes = 256 << 10
@@ -54,7 +53,7 @@ func (c *Core) publishRun(channel string, run []storage.Message) error {
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(&Event{Channel: channel, Messages: run})
+	data, err := c.cfg.Codec.EncodeEvent(&Event{Channel: channel, Messages: run})
 	if err != nil {
 		return fmt.Errorf("encode event run: %w", err)
 	}

@@ -121,6 +121,7 @@ func FuzzDecodeEvent(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(data)
+		f.Add(core.AppendEvent(nil, &ev))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ev, err := core.DecodeEvent(data)

@@ -5,3 +5,7 @@ package core
 func LaneQueued(c *Core, channel string) int {
 	return len(c.lanes[laneOf(channel, len(c.lanes))])
 }
+
+// DecodeEventForm decodes an event in either encoding within lim without
+// DecodeEvent's checks of its meaning.
+var DecodeEventForm = decodeEvent

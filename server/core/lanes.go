@@ -40,14 +40,14 @@ func laneOf(channel string, n int) int {
 	return int(bus.HashName(channel) % uint64(n))
 }
 
-// laneOfJob returns the lane of j among n. A subscribe authorization reads
-// no channel state, so it needs no order with the channel's commits and
+// laneOfJob returns the lane of j among n. A subscribe or live-publish
+// authorization reads no channel state, so it needs no order with the channel's commits and
 // takes the next lane instead of waiting behind them: a session restoring
 // its subscriptions after a resume (gateway resume.go) should not wait for
 // a burst of commits on the same channel.
 func laneOfJob(j *job, n int) int {
 	l := laneOf(j.req.Channel, n)
-	if j.req.Op == OpSubscribe {
+	if j.req.Op == OpSubscribe || j.req.Op == OpLive {
 		l = (l + 1) % n
 	}
 	return l

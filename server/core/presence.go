@@ -15,16 +15,23 @@ import (
 )
 
 // Presence is the shared state cache of who is connected where
-// (ARCHITECTURE §1, docs/bus.md): NATS KV bucket jsp_presence holds one
-// entry per live session under bus.PresenceKey(user, session), written by
-// the session's gateway when the session starts and refreshed every
-// heartbeat; jsp_sessions holds the same record under
-// bus.SessionKey(session) and each gateway's own entry under
-// GatewayKey(node). Both buckets drop an entry that was not refreshed
-// within their TTL, so the sessions of a gateway that died go offline
-// without anyone cleaning up after it.
+// (ARCHITECTURE §1, docs/bus.md, decision D39). NATS KV bucket
+// jsp_presence holds one entry per live session under
+// bus.PresenceKey(user, session) and each gateway's own entry under
+// GatewayKey(node); jsp_sessions holds the same session record under
+// bus.SessionKey(session).
 //
-// A user is online when one of their sessions sent something within
+// A session's entry is written when the session starts, rewritten only
+// when something a reader sees changes, and removed when it ends: an idle
+// session costs no write. Its liveness follows its gateway's: the gateway
+// rewrites its own entry every heartbeat with a per-key TTL, and a session
+// entry counts only while the entry of the gateway and incarnation it
+// names is there. When a gateway's entry expires or is removed, every
+// reader treats its sessions as gone at once, and a live gateway removes
+// them (SweepSessions), so a killed gateway's sessions go offline within
+// the TTL without a write per session per heartbeat.
+//
+// A user is online when one of their live sessions sent something within
 // AwayAfter, away when every live session has been idle longer, and
 // offline when there is none.
 type Presence struct {
@@ -45,15 +52,31 @@ const (
 
 // SessionEntry is the registry and presence record of one live session.
 type SessionEntry struct {
-	Session    string    `json:"session"`
-	User       string    `json:"user"`
-	Device     string    `json:"device,omitempty"`
-	Gateway    string    `json:"gateway"`
-	Transport  string    `json:"transport"`
-	RemoteAddr string    `json:"remote_addr"`
-	Since      time.Time `json:"since"`
-	LastSeen   time.Time `json:"last_seen"`   // the last refresh
-	LastActive time.Time `json:"last_active"` // the last message from the client
+	Session string `json:"session"`
+	User    string `json:"user"`
+	Device  string `json:"device,omitempty"`
+	Gateway string `json:"gateway"`
+	// Incarnation names the run of the gateway that holds the session:
+	// the entry is live while that gateway's entry (GatewayEntry) carries
+	// the same incarnation. Empty: the entry is not tied to a gateway's
+	// liveness (a writer that removes what it writes).
+	Incarnation string    `json:"incarnation,omitempty"`
+	Transport   string    `json:"transport"`
+	RemoteAddr  string    `json:"remote_addr"`
+	Since       time.Time `json:"since"`
+	// LastSeen is when the entry was written; Query reports the later of
+	// it and the gateway's last heartbeat.
+	LastSeen   time.Time `json:"last_seen"`
+	LastActive time.Time `json:"last_active"` // the last message from the client, as of the last write
+}
+
+// liveIn reports whether s counts given the live gateways, keyed by node.
+func (s *SessionEntry) liveIn(gws map[string]GatewayEntry) bool {
+	if s.Incarnation == "" {
+		return true
+	}
+	g, ok := gws[s.Gateway]
+	return ok && g.Incarnation == s.Incarnation
 }
 
 // UserPresence is the answer to a presence query.
@@ -69,14 +92,17 @@ type PresenceChange struct {
 	Status   PresenceStatus `json:"status"`
 	Previous PresenceStatus `json:"previous"`
 	// Rev is the presence bucket's revision of the update that made the
-	// change: every watcher sees the same change with the same Rev, so it
-	// can name the change (an event id) the same way on every node.
+	// change (for a gateway that died, of its last heartbeat; for idling
+	// into away, of the user's newest entry): every watcher sees the same
+	// change with the same Rev, so it can name the change (an event id)
+	// the same way on every node.
 	Rev uint64 `json:"-"`
 }
 
 // Presence defaults; each is what a zero PresenceConfig field means.
 const (
-	// DefaultPresenceTTL drops an entry not refreshed within it.
+	// DefaultPresenceTTL drops a gateway's entry not refreshed within it
+	// (and with it the gateway's sessions).
 	DefaultPresenceTTL = 30 * time.Second
 	// DefaultAwayAfter is the idle time after which a session is away.
 	DefaultAwayAfter = 5 * time.Minute
@@ -86,8 +112,10 @@ const (
 type PresenceConfig struct {
 	// Bus holds the buckets. Required.
 	Bus bus.Bus
-	// TTL is the buckets' time to live: writers refresh their entries
-	// more often (a third of it). Default: DefaultPresenceTTL.
+	// TTL is the time to live of a gateway's entry: gateways refresh
+	// theirs more often (a third of it). NATS needs at least a second, so
+	// PutGateway writes at least that. Session entries have no TTL: they
+	// live as long as their gateway's entry. Default: DefaultPresenceTTL.
 	TTL time.Duration
 	// AwayAfter is the idle time after which a session counts as away.
 	// Default: DefaultAwayAfter.
@@ -118,22 +146,23 @@ func OpenPresence(ctx context.Context, cfg PresenceConfig) (*Presence, error) {
 	}
 	p := &Presence{cfg: cfg}
 	var err error
-	// KeyTTL keeps limit markers: watchers (WatchSessions) learn about
-	// entries that expired, not only about those a gateway removed.
-	if p.presence, err = cfg.Bus.KV(ctx, bus.KVConfig{Bucket: bus.BucketPresence, TTL: cfg.TTL, KeyTTL: true, Replicas: cfg.Replicas}); err != nil {
+	// No bucket TTL: an idle session is never rewritten, so a bucket TTL
+	// would drop it (D39). KeyTTL gives gateway entries their per-key
+	// TTL and keeps limit markers, so that watchers learn about a
+	// gateway entry that expired, not only about one that was removed.
+	if p.presence, err = cfg.Bus.KV(ctx, bus.KVConfig{Bucket: bus.BucketPresence, KeyTTL: true, Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("core: presence bucket %s: %w", bus.BucketPresence, err)
 	}
-	if p.sessions, err = cfg.Bus.KV(ctx, bus.KVConfig{Bucket: bus.BucketSessions, TTL: cfg.TTL, Replicas: cfg.Replicas}); err != nil {
+	if p.sessions, err = cfg.Bus.KV(ctx, bus.KVConfig{Bucket: bus.BucketSessions, Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("core: session registry bucket %s: %w", bus.BucketSessions, err)
 	}
 	return p, nil
 }
 
-// Sessions returns the jsp_sessions bucket (session registry and gateway
-// registry).
+// Sessions returns the jsp_sessions bucket (session registry).
 func (p *Presence) Sessions() bus.KV { return p.sessions }
 
-// Put records or refreshes a live session in both buckets.
+// Put records a live session, or a change of it, in both buckets.
 func (p *Presence) Put(ctx context.Context, e SessionEntry) error {
 	data, err := json.Marshal(&e)
 	if err != nil {
@@ -204,8 +233,18 @@ func (p *Presence) Query(ctx context.Context, user string) (UserPresence, error)
 	w.Stop()
 	mu.Lock()
 	defer mu.Unlock()
+	gws, err := p.gatewaysFor(ctx, live)
+	if err != nil {
+		return UserPresence{}, fmt.Errorf("core: presence of %q: %w", user, err)
+	}
 	up := UserPresence{User: user}
 	for _, s := range live {
+		if !s.liveIn(gws) {
+			continue // its gateway is gone or restarted
+		}
+		if g, ok := gws[s.Gateway]; ok && g.Updated.After(s.LastSeen) {
+			s.LastSeen = g.Updated
+		}
 		up.Sessions = append(up.Sessions, s)
 	}
 	slices.SortFunc(up.Sessions, func(a, b SessionEntry) int { return strings.Compare(a.Session, b.Session) })
@@ -225,48 +264,6 @@ func (p *Presence) statusOf(m map[string]SessionEntry) PresenceStatus {
 	return p.StatusOfSeq(maps.Values(m))
 }
 
-// Watch calls fn for every change of a user's status, on the watcher's
-// goroutine, until the returned watcher is stopped. The users present when
-// the watch starts are reported as changes from offline.
-func (p *Presence) Watch(ctx context.Context, fn func(PresenceChange)) (bus.Watcher, error) {
-	users := map[string]map[string]SessionEntry{} // user → key → entry; owned by the watch goroutine
-	statuses := map[string]PresenceStatus{}
-	return p.presence.Watch(ctx, ">", func(e bus.KVEntry) {
-		user, err := userOfKey(e.Key)
-		if err != nil {
-			return
-		}
-		m := users[user]
-		if e.Op == bus.KVPut {
-			var s SessionEntry
-			if json.Unmarshal(e.Value, &s) != nil {
-				return
-			}
-			if m == nil {
-				m = map[string]SessionEntry{}
-				users[user] = m
-			}
-			m[e.Key] = s
-		} else {
-			delete(m, e.Key)
-		}
-		st := p.statusOf(m)
-		prev, ok := statuses[user]
-		if !ok {
-			prev = StatusOffline
-		}
-		if len(m) == 0 {
-			delete(users, user)
-			delete(statuses, user)
-		} else {
-			statuses[user] = st
-		}
-		if st != prev {
-			fn(PresenceChange{User: user, Status: st, Previous: prev, Rev: e.Revision})
-		}
-	})
-}
-
 // userOfKey decodes the user of a presence key "<user token>.<session>".
 func userOfKey(key string) (string, error) {
 	tok, _, ok := strings.Cut(key, ".")
@@ -274,73 +271,4 @@ func userOfKey(key string) (string, error) {
 		return "", fmt.Errorf("presence key %q without a session", key)
 	}
 	return bus.DecodeToken(tok)
-}
-
-// GatewayEntry is one gateway's entry in the gateway registry: where
-// clients reach it and how loaded it is.
-type GatewayEntry struct {
-	Node        string    `json:"node"`
-	URLs        []string  `json:"urls"`
-	Sessions    int       `json:"sessions"`
-	MaxSessions int       `json:"max_sessions"`
-	Draining    bool      `json:"draining,omitempty"`
-	Updated     time.Time `json:"updated"`
-}
-
-// GatewayPrefix starts the keys of the gateway registry in jsp_sessions;
-// session keys are a single token, so they never collide.
-const GatewayPrefix = "gw"
-
-// GatewayKey is the jsp_sessions key of a gateway's registry entry.
-func GatewayKey(node string) (string, error) { return bus.KeyOf(GatewayPrefix, node) }
-
-// PutGateway records or refreshes a gateway's entry.
-func (p *Presence) PutGateway(ctx context.Context, e GatewayEntry) error {
-	k, err := GatewayKey(e.Node)
-	if err != nil {
-		return fmt.Errorf("core: gateway key: %w", err)
-	}
-	data, err := json.Marshal(&e)
-	if err != nil {
-		return err
-	}
-	if _, err := p.sessions.Put(ctx, k, data); err != nil {
-		return fmt.Errorf("core: gateway registry: put %s: %w", e.Node, err)
-	}
-	return nil
-}
-
-// RemoveGateway deletes a gateway's entry, as a gateway does on shutdown.
-func (p *Presence) RemoveGateway(ctx context.Context, node string) error {
-	k, err := GatewayKey(node)
-	if err != nil {
-		return fmt.Errorf("core: gateway key: %w", err)
-	}
-	if err := p.sessions.Delete(ctx, k, 0); err != nil && !errors.Is(err, bus.ErrKeyNotFound) {
-		return fmt.Errorf("core: gateway registry: remove %s: %w", node, err)
-	}
-	return nil
-}
-
-// WatchGateways calls fn with the full set of live gateways, keyed by
-// node, after the initial listing and after every change, on the
-// watcher's goroutine.
-func (p *Presence) WatchGateways(ctx context.Context, fn func(map[string]GatewayEntry)) (bus.Watcher, error) {
-	live := map[string]GatewayEntry{}
-	return p.sessions.Watch(ctx, GatewayPrefix+".>", func(e bus.KVEntry) {
-		if e.Op == bus.KVPut {
-			var g GatewayEntry
-			if json.Unmarshal(e.Value, &g) != nil {
-				return
-			}
-			live[e.Key] = g
-		} else {
-			delete(live, e.Key)
-		}
-		out := make(map[string]GatewayEntry, len(live))
-		for _, g := range live {
-			out[g.Node] = g
-		}
-		fn(out)
-	})
 }

@@ -2,17 +2,17 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"iter"
+	"sync"
 	"time"
 
 	"github.com/jetstreamproto/jsp/server/bus"
 )
 
-// SessionChange is one change of the presence bucket as WatchSessions
-// reports it: a session's entry was written (refresh included) or it went
-// away (removed by its gateway, or expired because its gateway stopped
-// refreshing it).
+// SessionChange is one change of the live sessions as WatchSessions
+// reports it: a session's entry was written, or its session went away
+// (removed by its gateway, or its gateway's entry expired, was removed or
+// was replaced by a restarted gateway's).
 type SessionChange struct {
 	// User is the session's user, decoded from the key.
 	User string
@@ -22,34 +22,182 @@ type SessionChange struct {
 	// watcher, so consumers in several cores can derive the same event
 	// id from it.
 	Revision uint64
-	// Gone is set when the entry was deleted or expired; Entry is then
-	// zero.
+	// Gone is set when the session went away; Entry is then zero.
 	Gone bool
 	// Entry is the session's record.
 	Entry SessionEntry
 }
 
-// WatchSessions calls fn for every write and every removal or expiry of a
-// session's presence entry, on the watcher's goroutine, until the returned
-// watcher is stopped. The entries present when the watch starts are
-// delivered first, as writes, before WatchSessions returns. Entries that
-// do not decode are skipped.
+// WatchSessions calls fn for every session that appears, changes or goes
+// away in the presence bucket, on the watcher's goroutine (or Sweep's
+// caller), until the returned watch is stopped. The sessions live when
+// the watch starts are delivered first, as writes, before WatchSessions
+// returns. Entries that do not decode are skipped.
 //
+// A session counts while the gateway entry it names (node and
+// incarnation) is there (D39): when that entry expires, is removed or
+// is replaced by a restarted gateway's, the gateway's sessions go away
+// here at once, with the revision of its last heartbeat; the live
+// gateways' removal of their entries that follows reports nothing more.
 // Expiries arrive because the bucket keeps limit markers (OpenPresence
-// sets KVConfig.KeyTTL): the bus writes a delete marker when it drops an
-// entry nobody refreshed, so the sessions of a gateway that died go away
-// here without anyone cleaning up after it.
-func (p *Presence) WatchSessions(ctx context.Context, fn func(SessionChange)) (bus.Watcher, error) {
-	return p.presence.Watch(ctx, ">", func(e bus.KVEntry) {
-		user, err := userOfKey(e.Key)
-		if err != nil {
-			return
+// sets KVConfig.KeyTTL); Sweep covers a bus that reports none.
+func (p *Presence) WatchSessions(ctx context.Context, fn func(SessionChange)) (*SessionWatch, error) {
+	sw := &SessionWatch{p: p, v: newLiveView(p.cfg.Now), fn: fn}
+	w, err := p.presence.Watch(ctx, ">", func(e bus.KVEntry) {
+		sw.mu.Lock()
+		defer sw.mu.Unlock()
+		sw.v.apply(e, sw.fn)
+	})
+	if err != nil {
+		return nil, err
+	}
+	sw.w = w
+	return sw, nil
+}
+
+// SessionWatch is a running WatchSessions.
+type SessionWatch struct {
+	p  *Presence
+	w  bus.Watcher
+	fn func(SessionChange)
+
+	mu sync.Mutex // serialises the watch's handler and Sweep, and so fn
+	v  *liveView  // guarded by mu
+}
+
+// Stop ends the watch and waits for a running fn to return. Safe to call
+// more than once, but not from inside fn.
+func (sw *SessionWatch) Stop() { sw.w.Stop() }
+
+// Sweep reports gone the sessions of every gateway whose entry was
+// neither refreshed nor reported expired within GatewayTTL + grace, for
+// a bus without expiry markers (or a lost marker). It calls fn on the
+// caller's goroutine; not from inside fn.
+func (sw *SessionWatch) Sweep(grace time.Duration) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	sw.v.sweep(sw.p.GatewayTTL(), grace, sw.fn)
+}
+
+// Watch calls fn for every change of a user's status, on the watcher's
+// goroutines, one at a time, until the returned watcher is stopped. The
+// users present when the watch starts are reported as changes from
+// offline. Besides the changes writes make, a ticker (a third of the
+// TTL) turns users away whose sessions idled past AwayAfter, since no
+// write marks that (D39), and sweeps stale gateways (SessionWatch.Sweep,
+// grace = TTL).
+func (p *Presence) Watch(ctx context.Context, fn func(PresenceChange)) (bus.Watcher, error) {
+	pw := &presenceWatch{p: p, fn: fn, users: map[string]map[string]watchedSession{}, statuses: map[string]PresenceStatus{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	sw, err := p.WatchSessions(ctx, pw.onChange)
+	if err != nil {
+		return nil, err
+	}
+	pw.sw = sw
+	go pw.tick(max(p.cfg.TTL/3, 10*time.Millisecond))
+	return pw, nil
+}
+
+// presenceWatch derives users' statuses from a SessionWatch.
+//
+// Goroutines: the session watch's (owned by the bus) and tick (owned by
+// the watch, joined by Stop). Lock order: SessionWatch.mu, then mu.
+type presenceWatch struct {
+	p    *Presence
+	fn   func(PresenceChange)
+	sw   *SessionWatch
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+
+	mu       sync.Mutex
+	users    map[string]map[string]watchedSession // guarded by mu: user → key → live session
+	statuses map[string]PresenceStatus            // guarded by mu: derived status of users with sessions
+}
+
+type watchedSession struct {
+	entry SessionEntry
+	rev   uint64
+}
+
+func (pw *presenceWatch) onChange(c SessionChange) {
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	m := pw.users[c.User]
+	if c.Gone {
+		delete(m, c.Key)
+	} else {
+		if m == nil {
+			m = map[string]watchedSession{}
+			pw.users[c.User] = m
 		}
-		c := SessionChange{User: user, Key: e.Key, Revision: e.Revision, Gone: e.Op != bus.KVPut}
-		if !c.Gone && json.Unmarshal(e.Value, &c.Entry) != nil {
-			return
+		m[c.Key] = watchedSession{entry: c.Entry, rev: c.Revision}
+	}
+	pw.deriveLocked(c.User, c.Revision)
+}
+
+// deriveLocked re-derives user's status and reports a change.
+func (pw *presenceWatch) deriveLocked(user string, rev uint64) {
+	m := pw.users[user]
+	// Without copying the user's sessions (D26, D36).
+	st := pw.p.StatusOfSeq(func(yield func(SessionEntry) bool) {
+		for _, s := range m {
+			if !yield(s.entry) {
+				return
+			}
 		}
-		fn(c)
+	})
+	prev, ok := pw.statuses[user]
+	if !ok {
+		prev = StatusOffline
+	}
+	if len(m) == 0 {
+		delete(pw.users, user)
+		delete(pw.statuses, user)
+	} else {
+		pw.statuses[user] = st
+	}
+	if st != prev {
+		pw.fn(PresenceChange{User: user, Status: st, Previous: prev, Rev: rev})
+	}
+}
+
+// tick sweeps stale gateways and re-derives every online user's status
+// every interval until Stop.
+func (pw *presenceWatch) tick(interval time.Duration) {
+	defer close(pw.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-pw.stop:
+			return
+		case <-t.C:
+		}
+		pw.sw.Sweep(pw.p.cfg.TTL)
+		pw.mu.Lock()
+		for user, st := range pw.statuses {
+			if st != StatusOnline {
+				continue // only the passing of time turns online into away
+			}
+			// The newest write the status derives from: the same on
+			// every watcher, so their event ids agree.
+			var rev uint64
+			for _, s := range pw.users[user] {
+				rev = max(rev, s.rev)
+			}
+			pw.deriveLocked(user, rev)
+		}
+		pw.mu.Unlock()
+	}
+}
+
+// Stop ends the ticker, then the session watch.
+func (pw *presenceWatch) Stop() {
+	pw.once.Do(func() {
+		close(pw.stop)
+		<-pw.done
+		pw.sw.Stop()
 	})
 }
 
@@ -77,6 +225,6 @@ func (p *Presence) StatusOfSeq(sessions iter.Seq[SessionEntry]) PresenceStatus {
 	return StatusAway
 }
 
-// TTL is the buckets' time to live: an entry not refreshed within it
-// expires.
+// TTL is the configured time to live of a gateway's entry (see
+// GatewayTTL for what is written).
 func (p *Presence) TTL() time.Duration { return p.cfg.TTL }

@@ -2,9 +2,7 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jetstreamproto/jsp/jsperr"
@@ -29,13 +27,18 @@ const (
 	// OpCommand runs a COMMAND on a service registered in the core
 	// (services.go).
 	OpCommand Op = "command"
+	// OpLive asks whether the identity may publish to a live channel,
+	// whose messages the gateways fan out without a commit (decision
+	// D43); the authorization hook sees it as OpPublish.
+	OpLive Op = "live"
 )
 
 // DefaultMaxRequestBytes caps a request or reply the core decodes; it
 // leaves room above the largest message for JSON and base64 overhead.
 const DefaultMaxRequestBytes = 4 << 20
 
-// Request is a gateway's request to a core, JSON on CoreCmd(shard).
+// Request is a gateway's request to a core on CoreCmd(shard), in the
+// binary form (codec.go) or JSON.
 type Request struct {
 	// Op is the operation.
 	Op Op `json:"op"`
@@ -158,21 +161,11 @@ type Event struct {
 	Messages []storage.Message `json:"messages,omitempty"`
 }
 
-// decode unmarshals a bus payload of at most max bytes into v.
-func decode(data []byte, max int, v any) error {
-	if len(data) > max {
-		return jsperr.Newf(jsperr.MessageTooLarge, "core payload of %d bytes over limit %d", len(data), max)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return jsperr.Wrap(jsperr.BadRequest, fmt.Errorf("decode core payload: %w", err))
-	}
-	return nil
-}
-
-// DecodeEvent decodes a channel subject's payload.
+// DecodeEvent decodes a channel subject's payload, in either encoding
+// (codec.go), within the default CodecLimits.
 func DecodeEvent(data []byte) (Event, error) {
-	var ev Event
-	if err := decode(data, DefaultMaxRequestBytes, &ev); err != nil {
+	ev, err := decodeEvent(data, nil)
+	if err != nil {
 		return Event{}, err
 	}
 	if ev.Channel == "" || (ev.Message.Seq == 0 && !ev.Ephemeral && len(ev.Drop) == 0 && len(ev.Messages) == 0) {

@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -176,7 +175,7 @@ func (c *Core) publishCtl(channel string, ev *Event) error {
 	if err != nil {
 		return fmt.Errorf("core: %w", err)
 	}
-	data, err := json.Marshal(ev)
+	data, err := c.cfg.Codec.EncodeEvent(ev)
 	if err != nil {
 		return fmt.Errorf("core: encode event: %w", err)
 	}

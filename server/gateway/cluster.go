@@ -30,6 +30,9 @@ import (
 // cluster.mu, so leave may wait for a running delivery.
 type cluster struct {
 	client *core.Client
+	bus    bus.Bus
+	subj   bus.Subjects
+	codec  core.Codec // of the live events this gateway publishes (D42)
 	fanout *bus.ChannelFanout
 	hub    *pubsub.Hub[*event]
 	log    *slog.Logger
@@ -61,7 +64,10 @@ func newCluster(cfg *Config, hub *pubsub.Hub[*event], ops *opsMetrics) (*cluster
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	return &cluster{
-		client: cl,
+		client: cl.WithCodec(cfg.BusCodec),
+		bus:    cfg.Bus,
+		subj:   subj,
+		codec:  cfg.BusCodec,
 		fanout: bus.NewChannelFanout(cfg.Bus, subj.Channel),
 		hub:    hub,
 		log:    cfg.Logger,

@@ -225,6 +225,11 @@ type Config struct {
 	// CoreShards is the number of core command subjects; it must match the
 	// cores'. Default: core.DefaultShards.
 	CoreShards int
+	// BusCodec encodes the gateway's requests to the cores and the live
+	// events it publishes (D42); events and replies are read in either
+	// encoding. core.CodecJSON serves nodes of a release that reads only
+	// JSON during a rolling upgrade. Default: core.CodecBinary.
+	BusCodec core.Codec
 	// CoreTimeout bounds one core request and one session-record write.
 	// Default: DefaultCoreTimeout.
 	CoreTimeout time.Duration
@@ -257,8 +262,9 @@ type Config struct {
 	// them (registry.go). Default: the bound addresses (Addrs.URLs).
 	PublicURLs []string
 	// RegistryHeartbeat is how often, with a Bus, the gateway refreshes its
-	// registry entry and its sessions' registry and presence entries in
-	// NATS KV; they expire after RegistryTTLBeats heartbeats. Default:
+	// own registry entry in NATS KV; it expires after RegistryTTLBeats
+	// heartbeats, and the gateway's sessions' entries (written on change
+	// only, D39) count while it is there. Default:
 	// DefaultRegistryHeartbeat.
 	RegistryHeartbeat time.Duration
 	// AwayAfter is the idle time after which a session's user counts as
@@ -300,6 +306,19 @@ type Config struct {
 	// MaxStreamHandlers caps the application streams one session has being
 	// served. Default: DefaultMaxStreamHandlers.
 	MaxStreamHandlers int
+	// LiveChannels names the live channels (decision D43): with a Bus, a
+	// PUBLISH to one of them is fanned out at once, without a commit, a
+	// sequence number or history, and acknowledged once it is on the bus
+	// (at most once: for typing indicators, cursors, presence pings). An
+	// entry is a channel name, or a prefix followed by "*" ("typing.*"
+	// matches "typing.room1"). Every gateway of a cluster needs the same
+	// list. Default: none.
+	LiveChannels []string
+	// LiveAuthTTL is how long a session's permission to publish to a live
+	// channel, asked from a core once, is reused before it is asked again;
+	// a core's control event that drops the user from the channel ends it
+	// at once. Default: DefaultLiveAuthTTL.
+	LiveAuthTTL time.Duration
 
 	// ReadyChecks are checked by /readyz, by name (the bus, the
 	// database): the gateway is ready only while every check passes.
@@ -310,11 +329,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
-	// Rand is the randomness for notification ids. Default: crypto/rand.
+	// Rand is the randomness for notification ids and the registry's
+	// incarnation (D39). Default: crypto/rand.
 	Rand io.Reader
 }
 
 func (c *Config) setDefaults() {
+	if c.LiveAuthTTL == 0 {
+		c.LiveAuthTTL = DefaultLiveAuthTTL
+	}
 	if c.QUICAddr == "" {
 		c.QUICAddr = DefaultQUICAddr
 	}
@@ -457,10 +480,17 @@ func (c *Config) validate() error {
 		return errors.New("gateway: negative CoreShards, CoreTimeout, MaxReplay or SessionTouchInterval")
 	case c.RegistryHeartbeat < 0, c.AwayAfter < 0, c.SessionRetention < 0:
 		return errors.New("gateway: negative RegistryHeartbeat, AwayAfter or SessionRetention")
+	case c.LiveAuthTTL < 0:
+		return fmt.Errorf("gateway: negative LiveAuthTTL %v", c.LiveAuthTTL)
 	case c.DeviceCheckInterval < 0:
 		return fmt.Errorf("gateway: negative DeviceCheckInterval %v", c.DeviceCheckInterval)
+	case c.BusCodec != core.CodecBinary && c.BusCodec != core.CodecJSON:
+		return fmt.Errorf("gateway: unknown BusCodec %d", c.BusCodec)
 	case c.QUIC.VerifySourceAddress != nil || c.QUIC.ConnContext != nil:
 		return errors.New("gateway: QUIC.VerifySourceAddress and QUIC.ConnContext belong to the gateway's filter")
+	}
+	if err := validateLiveChannels(c.LiveChannels); err != nil {
+		return err
 	}
 	return c.RateLimits.validate()
 }

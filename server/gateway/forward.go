@@ -99,6 +99,7 @@ func (g *Gateway) dropUsers(channel string, users []string) {
 	}
 	g.mu.Unlock()
 	for _, h := range hosts {
+		h.forgetLive(channel)
 		h.endCatchup(channel)
 		if err := h.sub.Unsubscribe(channel); err == nil {
 			h.log.Debug("subscription dropped by the core", "channel", channel)

@@ -48,8 +48,9 @@
 // and cursors are kept for a window, and a HELLO with its token continues
 // it with a replay from storage; the built-in command service jsp.history
 // (history.go) pages a channel's committed events. The registry
-// (registry.go) keeps the live sessions and the gateway's own entry in
-// NATS KV, refreshed every RegistryHeartbeat: presence queries read it,
+// (registry.go) keeps the live sessions in NATS KV, written on change,
+// and the gateway's own entry, refreshed every RegistryHeartbeat, which
+// keeps them live (D39): presence queries read it,
 // and the other live gateways it lists go to clients in WELCOME and GOAWAY.
 //
 // Every refusal carries its registry code to the client (in ERROR, or as
@@ -109,6 +110,8 @@ type Gateway struct {
 	certFile string // "" when the certificate was given in memory
 	pin      tlsconf.Fingerprint
 	hub      *pubsub.Hub[*event]
+	// live matches the live channels (Config.LiveChannels, D43).
+	live liveChannels
 	// acceptor runs the sessions' handshakes; its Config is shared by
 	// every session (D34). Made by the first connection (sessionAcceptor).
 	acceptorOnce sync.Once
@@ -223,6 +226,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	g.hub = hub
+	g.live = newLiveChannels(g.cfg.LiveChannels)
 	if cfg.Bus != nil {
 		if g.cluster, err = newCluster(&g.cfg, hub, g.ops); err != nil {
 			return nil, err

@@ -56,6 +56,9 @@ type host struct {
 	// media is the session's voice/video bindings (sfu.go); nil without
 	// a bus.
 	media *hostMedia
+	// live holds the session's permissions to publish to live channels
+	// (live.go); nil until its first live PUBLISH.
+	live atomic.Pointer[liveAuth]
 	// early is closed when the TLS handshake completes; nil when it had
 	// before the session started (early.go).
 	early <-chan struct{}
@@ -404,6 +407,10 @@ func (h *host) publish(ctx context.Context, env *wire.Envelope) {
 		return
 	}
 	if h.g.cluster != nil {
+		if h.g.live.match(env.Route.Name) {
+			h.publishLive(ctx, env)
+			return
+		}
 		if len(env.ID) == 0 {
 			// The id is the idempotency key and the ACK's reference.
 			h.refuse(env.ID, jsperr.New(jsperr.BadRequest, "PUBLISH without an id"))

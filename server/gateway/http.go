@@ -61,6 +61,12 @@ func (g *Gateway) listenHTTPS(jspTLS *tls.Config) error {
 	// The filter sees each TCP connection before its TLS handshake; the
 	// ticket follows the connection into its requests.
 	fl := newFilteredListener(ln, g.adm, string(transport.KindWebSocket))
+	tln, err := wsl.netListener(fl, httpsTLS, g.cfg.WSBehindTLSProxy)
+	if err != nil {
+		_ = wsl.listener.Close()
+		_ = ln.Close()
+		return fmt.Errorf("gateway: WebSocket endpoint: %w", err)
+	}
 	g.http = &httpServer{
 		srv: &http.Server{
 			Handler:           g.refuseHTTP(mux),
@@ -83,29 +89,26 @@ func (g *Gateway) listenHTTPS(jspTLS *tls.Config) error {
 			},
 		},
 		ln:  ln,
-		tln: httpListener(fl, httpsTLS, g.cfg.WSBehindTLSProxy),
+		tln: tln,
 		log: g.log,
 	}
 	g.listeners = append(g.listeners, &listener{kind: transport.KindWebSocket, l: wsl.listener, filtered: fl})
 	return nil
 }
 
-// httpListener wraps the filtered listener in TLS, or not when a proxy
-// in front terminates TLS (Config.WSBehindTLSProxy).
-func httpListener(fl net.Listener, conf *tls.Config, behindProxy bool) net.Listener {
-	if behindProxy {
-		return fl
-	}
-	return tls.NewListener(fl, conf)
-}
-
 // httpTicket returns the filter ticket of an HTTPS server connection.
 func httpTicket(c net.Conn) *ticket {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if ac, ok := c.(*admittedConn); ok {
-		return ac.t
+	// Under a TLS connection sits the admitted connection, or a record
+	// feed over it (D40); both say what they wrap with NetConn.
+	for range 3 {
+		switch cc := c.(type) {
+		case *admittedConn:
+			return cc.t
+		case interface{ NetConn() net.Conn }:
+			c = cc.NetConn()
+		default:
+			return nil
+		}
 	}
 	return nil
 }

@@ -59,19 +59,37 @@ type registry struct {
 	// errors counts failed registry writes (bus errors).
 	errors atomic.Uint64
 
-	// kick asks run to write the gateway's entry now (drain).
+	// kick asks run to write the gateway's entry now (drain, or the
+	// entry was found gone).
 	kick chan struct{}
+	// incarnation names this run of the gateway in its entry and its
+	// sessions' entries (D39).
+	incarnation string
+	// since is when this run started, for the gateway's entry.
+	since time.Time
+	// sessions are the local sessions' registry states (registry_sessions.go).
+	sessions sessionRegs
+	// work wakes the writer (registry_sessions.go): a session pass, and a
+	// sweep when sweep is set.
+	work  chan struct{}
+	sweep atomic.Bool
 
 	mu       sync.Mutex
-	draining bool        // guarded by mu
-	watcher  bus.Watcher // guarded by mu; nil until the buckets are open
-	closed   bool        // guarded by mu
+	draining bool                         // guarded by mu
+	watcher  bus.Watcher                  // guarded by mu; nil until the buckets are open
+	closed   bool                         // guarded by mu
+	gws      map[string]core.GatewayEntry // guarded by mu: the live gateways as last watched
+	seen     map[string]time.Time         // guarded by mu: when each gateway's entry last changed (local clock)
+	swept    map[string]string            // guarded by mu: node → incarnation whose loss was swept
+	ownSeen  bool                         // guarded by mu: this gateway's entry was in the watch
 }
 
 // newRegistry returns the registry of a gateway with Config.Bus; run
 // opens the buckets.
 func newRegistry(g *Gateway) *registry {
-	r := &registry{g: g, kick: make(chan struct{}, 1)}
+	r := &registry{g: g, kick: make(chan struct{}, 1), work: make(chan struct{}, 1), incarnation: newIncarnation(g.cfg.Rand, g.cfg.Now()),
+		since: g.cfg.Now(), sessions: sessionRegs{m: map[*host]*sessionReg{}}, gws: map[string]core.GatewayEntry{},
+		seen: map[string]time.Time{}, swept: map[string]string{}}
 	empty := []string{}
 	r.peers.Store(&empty)
 	return r
@@ -91,6 +109,11 @@ func (r *registry) open(ctx context.Context) bool {
 	})
 	if err != nil {
 		r.failed("open the buckets", err)
+		return false
+	}
+	// The gateway's entry goes first: its sessions' entries count only
+	// while it is there (D39).
+	if !r.putGatewayWith(ctx, p, r.g.Health().Sessions) {
 		return false
 	}
 	w, err := p.WatchGateways(ctx, r.setPeers)
@@ -115,6 +138,7 @@ func (r *registry) open(ctx context.Context) bool {
 // clients that take the list in order spread over the cluster.
 func (r *registry) setPeers(all map[string]core.GatewayEntry) {
 	r.live.Store(int64(len(all)))
+	r.track(all)
 	var es []core.GatewayEntry
 	for node, e := range all {
 		if node == r.g.cfg.NodeID || e.Draining || len(e.URLs) == 0 {
@@ -192,14 +216,16 @@ func (g *Gateway) publicURLs() []string {
 	return a.URLs()
 }
 
-// run refreshes the gateway's entry and its sessions' entries every
-// heartbeat until the gateway closes, then removes the gateway's entry.
+// run writes the gateway's entry every heartbeat until the gateway
+// closes, then removes it. The sessions' entries are the writer's
+// (registry_sessions.go): no write per session per heartbeat (D39).
 func (r *registry) run() {
 	t := time.NewTicker(r.g.cfg.RegistryHeartbeat)
 	defer t.Stop()
+	r.g.bg.Go(r.writer)
 	opened := r.open(r.g.ctx)
 	if opened {
-		r.refresh(r.g.ctx)
+		r.opened()
 	}
 	for {
 		select {
@@ -221,38 +247,33 @@ func (r *registry) run() {
 				if opened = r.open(r.g.ctx); !opened {
 					continue
 				}
+				r.opened()
+				continue
 			}
-			r.refresh(r.g.ctx)
+			r.putGateway(r.g.ctx, r.g.Health().Sessions)
+			r.checkStale()
+			r.wake(false)
 		}
 	}
 }
 
-// refresh writes the gateway's entry and every live session's entry.
-func (r *registry) refresh(ctx context.Context) {
-	g := r.g
-	g.mu.Lock()
-	hosts := make([]*host, 0, len(g.hosts))
-	for h := range g.hosts {
-		hosts = append(hosts, h)
-	}
-	g.mu.Unlock()
-	r.putGateway(ctx, len(hosts))
-	for _, h := range hosts {
-		if ctx.Err() != nil {
-			return
-		}
-		r.putSession(ctx, h)
-	}
-}
+// opened follows the first write of the gateway's entry: the writer
+// writes the sessions that started before, and sweeps once, which
+// removes a previous run's sessions when this gateway restarted under
+// the same node id and nobody else was there to do it.
+func (r *registry) opened() { r.wake(true) }
 
 func (r *registry) putGateway(ctx context.Context, sessions int) {
+	if p := r.presence.Load(); p != nil {
+		r.putGatewayWith(ctx, p, sessions)
+	}
+}
+
+// putGatewayWith writes the gateway's entry with its per-key TTL.
+func (r *registry) putGatewayWith(ctx context.Context, p *core.Presence, sessions int) bool {
 	r.mu.Lock()
 	draining := r.draining
 	r.mu.Unlock()
-	p := r.presence.Load()
-	if p == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(ctx, registryOpTimeout)
 	defer cancel()
 	err := p.PutGateway(ctx, core.GatewayEntry{
@@ -261,11 +282,15 @@ func (r *registry) putGateway(ctx context.Context, sessions int) {
 		Sessions:    sessions,
 		MaxSessions: r.g.cfg.MaxSessions,
 		Draining:    draining,
+		Incarnation: r.incarnation,
+		Since:       r.since,
 		Updated:     r.g.cfg.Now(),
 	})
 	if err != nil {
 		r.failed("put gateway entry", err)
+		return false
 	}
+	return true
 }
 
 // drain marks the gateway draining in the registry, so that other
@@ -278,31 +303,6 @@ func (r *registry) drain() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
-	}
-}
-
-func (r *registry) putSession(ctx context.Context, h *host) {
-	p := r.presence.Load()
-	if p == nil {
-		return // the next refresh after the buckets open writes it
-	}
-	ctx, cancel := context.WithTimeout(ctx, registryOpTimeout)
-	defer cancel()
-	if err := p.Put(ctx, h.registryEntry()); err != nil {
-		r.failed("put session entry", err)
-	}
-}
-
-func (r *registry) removeSession(h *host) {
-	p := r.presence.Load()
-	if p == nil {
-		return
-	}
-	// The gateway's context may be over (Close); the entry still goes.
-	ctx, cancel := context.WithTimeout(context.Background(), registryOpTimeout)
-	defer cancel()
-	if err := p.Remove(ctx, h.presenceUser(), h.id); err != nil {
-		r.failed("remove session entry", err)
 	}
 }
 
@@ -330,35 +330,6 @@ func (h *host) presenceUser() string {
 		return "anonymous"
 	}
 	return h.user
-}
-
-// registryEntry is the session's registry and presence record.
-func (h *host) registryEntry() core.SessionEntry {
-	return core.SessionEntry{
-		Session:    h.id,
-		User:       h.presenceUser(),
-		Device:     h.auth.Device,
-		Gateway:    h.g.cfg.NodeID,
-		Transport:  string(h.kind),
-		RemoteAddr: h.ident.RemoteAddr,
-		Since:      h.since,
-		LastSeen:   h.g.cfg.Now(),
-		LastActive: time.Unix(0, h.lastActive.Load()),
-	}
-}
-
-// registryOpen and registryClose keep the session in the shared state
-// cache; failures are counted and logged, never fatal to the session.
-func (h *host) registryOpen() {
-	if h.g.reg != nil {
-		h.g.reg.putSession(h.g.ctx, h)
-	}
-}
-
-func (h *host) registryClose() {
-	if h.g.reg != nil {
-		h.g.reg.removeSession(h)
-	}
 }
 
 // presenceService answers PresenceCommand from the shared state cache.

@@ -6,10 +6,10 @@ import "time"
 // (registry.go); each is what a zero Config field means.
 const (
 	// DefaultRegistryHeartbeat is how often a gateway refreshes its own
-	// entry in the gateway registry and its sessions' registry and
-	// presence entries in NATS KV. An entry expires after
-	// RegistryTTLBeats heartbeats without a refresh, so a killed gateway's
-	// sessions go offline within that time.
+	// entry in the gateway registry (NATS KV); its sessions' entries are
+	// written on change only (D39). The entry expires after
+	// RegistryTTLBeats heartbeats without a refresh, and a killed
+	// gateway's sessions go offline with it.
 	DefaultRegistryHeartbeat = 10 * time.Second
 	// DefaultAwayAfter is how long a session may send nothing before its
 	// presence is "away".
@@ -19,6 +19,7 @@ const (
 	DefaultSessionRetention = 30 * 24 * time.Hour
 )
 
-// RegistryTTLBeats is the number of heartbeats after which an entry that
-// was not refreshed expires.
+// RegistryTTLBeats is the number of heartbeats after which a gateway's
+// entry that was not refreshed expires (at least a second: the shortest
+// per-key TTL NATS takes).
 const RegistryTTLBeats = 3

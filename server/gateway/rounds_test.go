@@ -30,8 +30,8 @@ type heldCore struct {
 
 func (c *heldCore) handle(b bus.Bus) func(*bus.Msg) {
 	return func(m *bus.Msg) {
-		var req core.Request
-		if err := json.Unmarshal(m.Data, &req); err != nil || req.Op != core.OpPublish {
+		req, err := core.DecodeRequest(m.Data, nil)
+		if err != nil || req.Op != core.OpPublish {
 			data, _ := json.Marshal(&core.Reply{})
 			_ = b.Publish(m.Reply, bus.Msg{Data: data})
 			return

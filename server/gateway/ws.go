@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
 
@@ -14,6 +15,20 @@ import (
 type wsListener struct {
 	handler  http.Handler
 	listener transport.Listener
+	ws       *websocket.Handler
+}
+
+// netListener returns what the HTTPS server accepts from: fl itself
+// behind a TLS-terminating proxy, else TLS connections that the WebSocket
+// handler reads through record feeds on its poller, so that an upgraded
+// wss:// connection holds no goroutine while idle (D40). The HTTP server
+// still runs each TLS handshake and reads each request under its own
+// timeouts.
+func (w *wsListener) netListener(fl net.Listener, conf *tls.Config, behindProxy bool) (net.Listener, error) {
+	if behindProxy {
+		return fl, nil
+	}
+	return w.ws.TLSListener(fl, conf)
 }
 
 func newWebSocketListener(cfg Config, bound net.Addr) (*wsListener, error) {
@@ -38,7 +53,7 @@ func newWebSocketListener(cfg Config, bound net.Addr) (*wsListener, error) {
 	}
 	if trust != nil {
 		p := newProxyEndpoint(trust, h, h, cfg.Now)
-		return &wsListener{handler: p, listener: p}, nil
+		return &wsListener{handler: p, listener: p, ws: h}, nil
 	}
-	return &wsListener{handler: h, listener: h}, nil
+	return &wsListener{handler: h, listener: h, ws: h}, nil
 }

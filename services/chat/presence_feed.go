@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/storage"
 	"github.com/jetstreamproto/jsp/services/chatevents"
@@ -19,18 +18,20 @@ import (
 // the members of the user's direct chats and private groups (spec
 // /JSP-chat.md §4.3, decision D28). The flow:
 //
-//	gateway ─session start / refresh / end─► NATS KV jsp_presence
-//	        (an entry per live session; a dead gateway's entries expire,
-//	         and the bucket's limit markers report the expiry)
+//	gateway ─session start / change / end─► NATS KV jsp_presence
+//	        (an entry per live session, live while its gateway's entry
+//	         is there; a dead gateway's entry expires, and the bucket's
+//	         limit markers report the expiry: D39)
 //	  ─► core.Presence.WatchSessions ─► PresenceFeed (per-user sessions,
 //	     status online / away / offline) ─► changed? ─► queue (latest
 //	     status per user) ─► worker: the user's conversations ─►
 //	     Host.Ephemeral(presence.changed) on each ─► gateways ─► members
 //
-// The feed also sweeps: every SweepInterval it drops sessions whose entry
-// has not been refreshed for the bucket's TTL plus Grace (a bus that
-// reports no expiry, or a lost marker) and re-derives each user's status,
-// since "away" follows from the passing of time, not from a write.
+// The feed also sweeps: every SweepInterval it drops the sessions of
+// gateways whose entry has not been refreshed for the registry's TTL plus
+// Grace (a bus that reports no expiry, or a lost marker:
+// core.SessionWatch.Sweep) and re-derives each user's status, since
+// "away" follows from the passing of time, not from a write.
 
 // Presence feed defaults; each is what a zero PresenceFeedConfig field
 // means.
@@ -51,8 +52,9 @@ type PresenceFeedConfig struct {
 	// SweepInterval is how often stale sessions are dropped and statuses
 	// re-derived. Default: a third of the registry's TTL.
 	SweepInterval time.Duration
-	// Grace is how long past the TTL an entry that was neither refreshed
-	// nor reported expired is still trusted. Default: the registry's TTL.
+	// Grace is how long past the TTL a gateway's entry that was neither
+	// refreshed nor reported expired is still trusted, with the sessions
+	// it keeps live. Default: the registry's TTL.
 	Grace time.Duration
 	// Channels also pushes changes to public channels. Default: off;
 	// channels are large and open to anyone, direct chats and groups are
@@ -102,13 +104,12 @@ func (c *PresenceFeedConfig) setDefaults() {
 //
 // Goroutines: the registry watch's (owned by the bus, stopped by Close),
 // the sweeper and the worker (owned by the feed, joined by Close). Lock
-// order: none nests; mu guards the state, the worker publishes without
-// it.
+// order: the session watch's, then mu (the watch calls onChange holding
+// its own); mu guards the state, the worker publishes without it.
 type PresenceFeed struct {
 	s   *Service
 	cfg PresenceFeedConfig
 	log *slog.Logger
-	ttl time.Duration
 
 	mu        sync.Mutex
 	sessions  map[string]map[string]feedSession // guarded by mu: user → key → session
@@ -125,15 +126,14 @@ type PresenceFeed struct {
 	ctx     context.Context // ends at Close: bounds the worker's storage reads
 	cancel  context.CancelFunc
 	done    sync.WaitGroup
-	watcher bus.Watcher
+	watcher *core.SessionWatch
 	once    sync.Once
 }
 
 // feedSession is one live session as the feed knows it.
 type feedSession struct {
 	entry core.SessionEntry
-	rev   uint64    // the revision of its latest write
-	seen  time.Time // when the feed saw that write (feed clock)
+	rev   uint64 // the revision of its latest write
 }
 
 // StartPresenceFeed starts pushing presence changes of the users in the
@@ -146,7 +146,7 @@ func (s *Service) StartPresenceFeed(ctx context.Context, cfg PresenceFeedConfig)
 	}
 	cfg.setDefaults()
 	f := &PresenceFeed{
-		s: s, cfg: cfg, log: s.log.With("part", "presence-feed"), ttl: cfg.Presence.TTL(),
+		s: s, cfg: cfg, log: s.log.With("part", "presence-feed"),
 		sessions:  map[string]map[string]feedSession{},
 		status:    map[string]core.PresenceStatus{},
 		published: map[string]core.PresenceStatus{},
@@ -216,7 +216,7 @@ func (f *PresenceFeed) onChange(c core.SessionChange) {
 			m = map[string]feedSession{}
 			f.sessions[c.User] = m
 		}
-		m[c.Key] = feedSession{entry: c.Entry, rev: c.Revision, seen: f.cfg.Now()}
+		m[c.Key] = feedSession{entry: c.Entry, rev: c.Revision}
 	}
 	f.deriveLocked(c.User, c.Revision)
 }
@@ -287,9 +287,9 @@ func (f *PresenceFeed) currentLocked(user string) core.PresenceStatus {
 	return core.StatusOffline
 }
 
-// sweep drops sessions that neither were refreshed nor reported gone
-// within TTL+Grace and re-derives every user's status (online turns away
-// with time), every SweepInterval until Close.
+// sweep drops the sessions of gateways that neither refreshed their entry
+// nor were reported gone within TTL+Grace and re-derives every user's
+// status (online turns away with time), every SweepInterval until Close.
 func (f *PresenceFeed) sweep() {
 	defer f.done.Done()
 	t := time.NewTicker(f.cfg.SweepInterval)
@@ -305,16 +305,15 @@ func (f *PresenceFeed) sweep() {
 }
 
 func (f *PresenceFeed) sweepOnce() {
+	// Outside mu: the watch reports the sessions it drops through
+	// onChange, which takes mu.
+	f.watcher.Sweep(f.cfg.Grace)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	cutoff := f.cfg.Now().Add(-f.ttl - f.cfg.Grace)
 	for user, m := range f.sessions {
 		var rev uint64
-		for k, s := range m {
+		for _, s := range m {
 			rev = max(rev, s.rev)
-			if s.seen.Before(cutoff) {
-				delete(m, k)
-			}
 		}
 		// rev is the newest write the status derives from: the same on
 		// every core that sweeps, so their event ids agree.

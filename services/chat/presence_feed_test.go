@@ -71,8 +71,9 @@ func (h *recordingHost) waitFor(t *testing.T, n int) []chatevents.Event {
 }
 
 // TestPresenceFeedSweep drives the feed with a bus that reports no
-// expiry (membus) and a fake clock: a session its gateway stopped
-// refreshing goes offline after TTL + Grace, a session idle longer than
+// expiry (membus) and a fake clock: a session whose gateway stopped
+// refreshing its entry goes offline after TTL + Grace, with no write of
+// the session's own entry (D39), a session idle longer than
 // AwayAfter turns away, and the changes go to direct chats and groups but
 // not to public channels or archived conversations.
 func TestPresenceFeedSweep(t *testing.T) {
@@ -126,9 +127,12 @@ func TestPresenceFeedSweep(t *testing.T) {
 	}
 	defer f.Close()
 
+	if err := p.PutGateway(ctx, core.GatewayEntry{Node: "gw", Incarnation: "run-1", Updated: clock()}); err != nil {
+		t.Fatal(err)
+	}
 	put := func(active time.Time) {
 		t.Helper()
-		if err := p.Put(ctx, core.SessionEntry{Session: "s1", User: "bob", Gateway: "gw", LastSeen: clock(), LastActive: active}); err != nil {
+		if err := p.Put(ctx, core.SessionEntry{Session: "s1", User: "bob", Gateway: "gw", Incarnation: "run-1", LastSeen: clock(), LastActive: active}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -160,8 +164,8 @@ func TestPresenceFeedSweep(t *testing.T) {
 	evs = host.waitFor(t, 4)
 	check(evs[2:], "online", "away")
 
-	// His gateway stopped refreshing and the bus reported nothing: the
-	// sweep drops the session after TTL + Grace.
+	// His gateway stopped refreshing its entry and the bus reported
+	// nothing: the sweep drops the session after TTL + Grace.
 	advance(ttl - 90*time.Second) // ttl+30s after the last write
 	f.sweepOnce()
 	if got := f.Stats(); got.Users != 1 {

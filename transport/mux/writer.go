@@ -102,7 +102,8 @@ func (c *Conn) kickWriterLocked() {
 }
 
 // writeLoop writes queued frames until the queue has stayed empty for
-// batchIdleRelease or the link closes. It runs on demand (kickWriterLocked);
+// batchIdleRelease (at once when the run wrote one batch) or the link
+// closes. It runs on demand (kickWriterLocked);
 // writerRunning, under mu, says whether one runs, and it is cleared under
 // the same lock that finds the queue empty, so no queued frame is missed.
 // Lingering a little after the queue empties keeps a busy link's goroutine
@@ -121,6 +122,7 @@ func (c *Conn) writeLoop() {
 			idle.Stop()
 		}
 	}()
+	writes := 0 // batches this run wrote
 	for {
 		c.mu.Lock()
 		if n, _ := c.queuedLocked(); c.closeErr != nil || (bp == nil && n == 0) {
@@ -134,6 +136,14 @@ func (c *Conn) writeLoop() {
 		}
 		buf, frames := c.fillBatchLocked((*bp)[:0])
 		*bp = buf[:0]
+		if n, _ := c.queuedLocked(); len(buf) == 0 && writes <= 1 && n == 0 {
+			// A run that wrote once, such as one fan-out delivery to a
+			// quiet link, ends at once: lingering would cost a timer and
+			// a wake-up per delivery for a burst that is not coming.
+			c.writerEndLocked()
+			c.mu.Unlock()
+			return
+		}
 		c.mu.Unlock()
 		if len(buf) == 0 {
 			if idle == nil {
@@ -156,6 +166,7 @@ func (c *Conn) writeLoop() {
 			idle.Stop()
 			continue
 		}
+		writes++
 		if err := c.writeTimed(buf, c.cfg.WriteTimeout); err != nil {
 			c.mu.Lock()
 			c.closeLocked(jsperr.Wrap(jsperr.TransportClosed, fmt.Errorf("mux: write: %w", err)), false)

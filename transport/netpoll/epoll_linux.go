@@ -87,17 +87,39 @@ func (m *impl) wait(p *Poller) {
 }
 
 func (m *impl) ctl(r *Registration, op int) error {
-	var cerr error
-	err := r.rc.Control(func(fd uintptr) {
-		ev := syscall.EpollEvent{Events: armEvents}
-		setID(&ev, r.id)
-		cerr = syscall.EpollCtl(m.epfd, op, int(fd), &ev)
-	})
+	// The function Control runs comes with a pooled state (as in
+	// ReadNonblock): re-arming after every burst allocates nothing.
+	c := ctls.Get().(*epollCtl)
+	c.epfd, c.op, c.id = m.epfd, op, r.id
+	err := r.rc.Control(c.fn)
+	cerr := c.err
+	c.err = nil
+	ctls.Put(c)
 	if err != nil {
 		return err
 	}
 	return cerr
 }
+
+// epollCtl is the state of one epoll_ctl call, pooled with the function
+// RawConn.Control runs for it.
+type epollCtl struct {
+	epfd, op int
+	id       uint64
+	ev       syscall.EpollEvent
+	err      error
+	fn       func(fd uintptr)
+}
+
+var ctls = sync.Pool{New: func() any {
+	c := &epollCtl{}
+	c.fn = func(fd uintptr) {
+		c.ev = syscall.EpollEvent{Events: armEvents}
+		setID(&c.ev, c.id)
+		c.err = syscall.EpollCtl(c.epfd, c.op, int(fd), &c.ev)
+	}
+	return c
+}}
 
 func (m *impl) add(r *Registration) error { return m.ctl(r, syscall.EPOLL_CTL_ADD) }
 

@@ -61,3 +61,8 @@ func waitReadable(r *Registration) {
 		r.p.dispatch(r.id)
 	}
 }
+
+// IdleWithoutGoroutine reports whether an armed registration waits
+// without a goroutine of its own: not here, where each waits in the
+// runtime's poller on one.
+const IdleWithoutGoroutine = false

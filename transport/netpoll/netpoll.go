@@ -232,6 +232,21 @@ func (p *Poller) release() {
 	}
 }
 
+// nbRead is the state of one ReadNonblock, pooled with the function that
+// RawConn.Control runs for it.
+type nbRead struct {
+	p   []byte
+	n   int
+	err error
+	fn  func(fd uintptr)
+}
+
+var nbReads = sync.Pool{New: func() any {
+	r := &nbRead{}
+	r.fn = func(fd uintptr) { r.n, r.err = readFD(fd, r.p) }
+	return r
+}}
+
 // ReadNonblock reads what the socket behind rc holds into p without
 // waiting: it returns n > 0 bytes, or 0 and nil when nothing is there now
 // (EAGAIN), or io.EOF when the peer has closed its side, or the error.
@@ -239,15 +254,18 @@ func ReadNonblock(rc syscall.RawConn, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var rerr error
 	// Control, not Read: it holds a reference to the descriptor but not
 	// the connection's read lock, which the portable poller's waiter
 	// holds while it waits, and it never parks this goroutine in the
-	// runtime's poller, which is the wait this package avoids.
-	err := rc.Control(func(fd uintptr) {
-		n, rerr = readFD(fd, p)
-	})
+	// runtime's poller, which is the wait this package avoids. The
+	// function it runs comes with a pooled state, so a read allocates
+	// nothing (a closure over n and err would be three allocations).
+	r := nbReads.Get().(*nbRead)
+	r.p = p
+	err := rc.Control(r.fn)
+	n, rerr := r.n, r.err
+	r.p, r.n, r.err = nil, 0, nil
+	nbReads.Put(r)
 	switch {
 	case err != nil:
 		return 0, err

@@ -257,11 +257,11 @@ func (l *Listener) handshake(nc net.Conn) {
 	release := func() { <-l.slots }
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.HandshakeTimeout)
 	defer cancel()
-	var feed *recordFeed
+	var feed *Feed
 	var under net.Conn = nc
 	if l.poller != nil {
 		if sock, err := netpoll.NewSocket(l.poller, nc); err == nil {
-			feed = newRecordFeed(sock)
+			feed = NewFeed(sock)
 			under = feed
 		}
 	}

@@ -88,14 +88,40 @@ type rawClient struct {
 const upgradeRequest = "GET / HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
 	"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: jsp.1\r\n\r\n"
 
-// dialRaw upgrades a connection; early is sent in the same write as the
-// request.
+// endpoint is a way to serve a Handler: plain HTTP behind a (pretended)
+// TLS proxy, or wss:// with TLS ended by Listen (decision D40). The tests
+// of this package's framing run on both.
+type endpoint struct {
+	name  string
+	start func(t *testing.T, cfg HandlerConfig) (*Handler, string)
+	// conn connects a client socket: TCP, or TLS for wss.
+	conn func(t *testing.T, hostport string) net.Conn
+}
+
+var endpoints = []endpoint{
+	{"plain", startPlain, func(t *testing.T, hostport string) net.Conn {
+		t.Helper()
+		nc, err := net.Dial("tcp", hostport)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc
+	}},
+	{"wss", startWSS, dialTLS},
+}
+
+// dialRaw upgrades a plain connection; early is sent in the same write as
+// the request.
 func dialRaw(t *testing.T, hostport string, early []byte) *rawClient {
 	t.Helper()
-	nc, err := net.Dial("tcp", hostport)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return endpoints[0].dialRaw(t, hostport, early)
+}
+
+// dialRaw upgrades a connection; early is sent in the same write as the
+// request.
+func (e endpoint) dialRaw(t *testing.T, hostport string, early []byte) *rawClient {
+	t.Helper()
+	nc := e.conn(t, hostport)
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := nc.Write(append([]byte(fmt.Sprintf(upgradeRequest, hostport)), early...)); err != nil {
@@ -203,9 +229,15 @@ func waitEnded(t *testing.T, c *mux.Conn) jsperr.Code {
 }
 
 func TestPlainFragmentsPingAndEarlyBytes(t *testing.T) {
-	h, hostport := startPlain(t, HandlerConfig{Mux: mux.Config{CloseTimeout: 100 * time.Millisecond}})
+	for _, e := range endpoints {
+		t.Run(e.name, func(t *testing.T) { testFragmentsPingAndEarlyBytes(t, e) })
+	}
+}
+
+func testFragmentsPingAndEarlyBytes(t *testing.T, e endpoint) {
+	h, hostport := e.start(t, HandlerConfig{Mux: mux.Config{CloseTimeout: 100 * time.Millisecond}})
 	// The first message rides with the upgrade request.
-	c := dialRaw(t, hostport, clientFrame(opBinary, true, datagramFrame("early")))
+	c := e.dialRaw(t, hostport, clientFrame(opBinary, true, datagramFrame("early")))
 	s := accept(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -250,14 +282,17 @@ func concatBytes(parts ...[]byte) []byte {
 	return b
 }
 
+// violation is a client input and how the server answers it.
+type violation struct {
+	name      string
+	input     []byte
+	wsClose   uint16      // close code the server sends, 0: none expected
+	linkClose jsperr.Code // LINK_CLOSE code the server sends, 0: none expected
+	code      jsperr.Code // the server link's end
+}
+
 func TestPlainViolations(t *testing.T) {
-	tests := []struct {
-		name      string
-		input     []byte
-		wsClose   uint16      // close code the server sends, 0: none expected
-		linkClose jsperr.Code // LINK_CLOSE code the server sends, 0: none expected
-		code      jsperr.Code // the server link's end
-	}{
+	tests := []violation{
 		{"unmasked frame", appendFrameHeader(nil, frameHeader{fin: true, opcode: opBinary, length: 1}), statusProtocolError, 0, jsperr.TransportClosed},
 		{"RSV bit", appendFrameHeader(nil, frameHeader{fin: true, rsv: 0x40, opcode: opBinary, masked: true, length: 1}), statusProtocolError, 0, jsperr.TransportClosed},
 		{"reserved opcode", clientFrame(0x3, true, []byte("x")), statusProtocolError, 0, jsperr.TransportClosed},
@@ -276,39 +311,52 @@ func TestPlainViolations(t *testing.T) {
 		// frame ends the link as a torn link frame.
 		{"torn frame at the end", clientFrame(opBinary, true, []byte("abc"))[:4], 0, 0, jsperr.Truncated},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h, hostport := startPlain(t, HandlerConfig{Mux: mux.Config{CloseTimeout: 200 * time.Millisecond}})
-			c := dialRaw(t, hostport, nil)
-			s := accept(t, h)
-			c.send(tt.input)
-			if tt.name == "torn frame at the end" {
-				c.nc.(*net.TCPConn).CloseWrite()
-			}
-			if tt.wsClose != 0 {
-				if got := closeCode(c.nextOf(opClose)); got != tt.wsClose {
-					t.Fatalf("close code %d, want %d", got, tt.wsClose)
-				}
-			}
-			if tt.linkClose != 0 {
-				p := c.nextOf(opBinary)
-				h, payload, _, err := wire.ParseFrame(p, 1<<20)
-				if err != nil || h.Type != wire.FrameLinkClose {
-					t.Fatalf("message %x is no LINK_CLOSE: %v", p, err)
-				}
-				if code, _, err := wire.ParseLinkClose(payload); err != nil || code != tt.linkClose {
-					t.Fatalf("LINK_CLOSE %s, %v; want %s", code, err, tt.linkClose)
-				}
-			}
-			if got := waitEnded(t, s); got != tt.code {
-				t.Fatalf("link ended with %s, want %s", got, tt.code)
-			}
-		})
+	for _, e := range endpoints {
+		for _, tt := range tests {
+			t.Run(e.name+"/"+tt.name, func(t *testing.T) {
+				testViolation(t, e, tt)
+			})
+		}
+	}
+}
+
+func testViolation(t *testing.T, e endpoint, tt violation) {
+	h, hostport := e.start(t, HandlerConfig{Mux: mux.Config{CloseTimeout: 200 * time.Millisecond}})
+	c := e.dialRaw(t, hostport, nil)
+	s := accept(t, h)
+	c.send(tt.input)
+	if tt.name == "torn frame at the end" {
+		// TCP's FIN, or TLS close_notify on wss.
+		c.nc.(interface{ CloseWrite() error }).CloseWrite()
+	}
+	if tt.wsClose != 0 {
+		if got := closeCode(c.nextOf(opClose)); got != tt.wsClose {
+			t.Fatalf("close code %d, want %d", got, tt.wsClose)
+		}
+	}
+	if tt.linkClose != 0 {
+		p := c.nextOf(opBinary)
+		h, payload, _, err := wire.ParseFrame(p, 1<<20)
+		if err != nil || h.Type != wire.FrameLinkClose {
+			t.Fatalf("message %x is no LINK_CLOSE: %v", p, err)
+		}
+		if code, _, err := wire.ParseLinkClose(payload); err != nil || code != tt.linkClose {
+			t.Fatalf("LINK_CLOSE %s, %v; want %s", code, err, tt.linkClose)
+		}
+	}
+	if got := waitEnded(t, s); got != tt.code {
+		t.Fatalf("link ended with %s, want %s", got, tt.code)
 	}
 }
 
 func TestPlainRefusedUpgrades(t *testing.T) {
-	_, hostport := startPlain(t, HandlerConfig{OriginPatterns: []string{"*.example.com"}})
+	for _, e := range endpoints {
+		t.Run(e.name, func(t *testing.T) { testRefusedUpgrades(t, e) })
+	}
+}
+
+func testRefusedUpgrades(t *testing.T, e endpoint) {
+	_, hostport := e.start(t, HandlerConfig{OriginPatterns: []string{"*.example.com"}})
 	base := func() *http.Request {
 		r, _ := http.NewRequest(http.MethodGet, "http://"+hostport+"/", nil)
 		r.Header.Set("Connection", "keep-alive, Upgrade")
@@ -335,10 +383,7 @@ func TestPlainRefusedUpgrades(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := base()
 			tt.edit(r)
-			nc, err := net.Dial("tcp", hostport)
-			if err != nil {
-				t.Fatal(err)
-			}
+			nc := e.conn(t, hostport)
 			defer nc.Close()
 			nc.SetDeadline(time.Now().Add(10 * time.Second))
 			if err := r.Write(nc); err != nil {
@@ -358,7 +403,13 @@ func TestPlainRefusedUpgrades(t *testing.T) {
 
 // Idle plain links hold no goroutine on the server, and work after idling.
 func TestPlainIdleLinksHoldNoGoroutine(t *testing.T) {
-	h, hostport := startPlain(t, HandlerConfig{Mux: mux.Config{CloseTimeout: 100 * time.Millisecond}})
+	for _, e := range endpoints {
+		t.Run(e.name, func(t *testing.T) { testIdleLinksHoldNoGoroutine(t, e) })
+	}
+}
+
+func testIdleLinksHoldNoGoroutine(t *testing.T, e endpoint) {
+	h, hostport := e.start(t, HandlerConfig{Mux: mux.Config{CloseTimeout: 100 * time.Millisecond}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	base := runtime.NumGoroutine()
@@ -366,7 +417,7 @@ func TestPlainIdleLinksHoldNoGoroutine(t *testing.T) {
 	var clients []*rawClient
 	var servers []*mux.Conn
 	for i := range n {
-		c := dialRaw(t, hostport, clientFrame(opBinary, true, datagramFrame(fmt.Sprint(i))))
+		c := e.dialRaw(t, hostport, clientFrame(opBinary, true, datagramFrame(fmt.Sprint(i))))
 		s := accept(t, h)
 		if _, err := s.ReceiveDatagram(ctx); err != nil {
 			t.Fatal(err)

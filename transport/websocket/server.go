@@ -1,17 +1,20 @@
 package websocket
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/transport/mux"
 	"github.com/jetstreamproto/jsp/transport/netpoll"
+	"github.com/jetstreamproto/jsp/transport/tcptls"
 )
 
 // serverConn is the server's side of a WebSocket upgraded by upgradePlain
@@ -30,9 +33,18 @@ import (
 // close code 1002 (1009 for a frame over the size limit) and ends the
 // input with an error.
 type serverConn struct {
-	nc         net.Conn
-	sock       *netpoll.Socket // nil: read by a goroutine
+	nc         net.Conn  // the upgraded connection: a TCP socket, or a *tls.Conn (wss://)
+	src        rawSource // nil: read by a goroutine
 	maxPayload uint64
+	// feed is the record feed under nc on wss:// (decision D40); nil
+	// otherwise. Writes cork it so that a frame of several TLS records
+	// leaves in one write call.
+	feed    *tcptls.Feed
+	overTLS bool // nc is a *tls.Conn
+	// drained is set when a read of the polled socket (the plain path)
+	// came back short, and cleared by Rearm; see read. On wss the feed
+	// keeps its own.
+	drained atomic.Bool
 
 	// wmu serializes whole frames on the wire: link batches from the
 	// link's writer, pong and close from the reader.
@@ -67,10 +79,26 @@ const smallWrite = 4 << 10
 
 var writePool = sync.Pool{New: func() any { b := make([]byte, 0, smallWrite+maxFrameHeader); return &b }}
 
-// newServerConn wraps an upgraded connection. early holds bytes read past
-// the upgrade request (a client may send its first frames at once).
-func newServerConn(nc net.Conn, sock *netpoll.Socket, early []byte, maxPayload uint64) *serverConn {
-	s := &serverConn{nc: nc, sock: sock, maxPayload: maxPayload}
+// rawSource is the byte stream under the frame decoder when a poller
+// watches it: a netpoll.Socket on the plain path, a tlsSource on wss://.
+type rawSource interface {
+	// ReadAvailable reads what has arrived without waiting: n > 0, or 0
+	// and nil when nothing is there, or the end of input.
+	ReadAvailable(p []byte) (int, error)
+	Watch(ready func()) error
+	Rearm() error
+	Close() error
+}
+
+// newServerConn wraps an upgraded connection read from src (nil: read nc
+// with a goroutine). early holds bytes read past the upgrade request (a
+// client may send its first frames at once).
+func newServerConn(nc net.Conn, src rawSource, early []byte, maxPayload uint64) *serverConn {
+	s := &serverConn{nc: nc, src: src, maxPayload: maxPayload}
+	if ts, ok := src.(*tlsSource); ok {
+		s.feed = ts.feed
+	}
+	_, s.overTLS = nc.(*tls.Conn)
 	if len(early) > 0 {
 		s.bp = rawPool.Get().(*[]byte)
 		*s.bp = append((*s.bp)[:0], early...)
@@ -126,10 +154,24 @@ func (s *serverConn) fill(wait bool) int {
 }
 
 func (s *serverConn) read(p []byte, wait bool) (int, error) {
-	if wait || s.sock == nil {
+	if wait || s.src == nil {
 		return s.nc.Read(p)
 	}
-	return s.sock.ReadAvailable(p)
+	sock, plain := s.src.(*netpoll.Socket)
+	if !plain {
+		return s.src.ReadAvailable(p)
+	}
+	if s.drained.Load() {
+		// The socket had nothing more at the last short read; what came
+		// since fires the poller again once re-armed (level-triggered),
+		// so a read now would most likely only cost a system call.
+		return 0, nil
+	}
+	n, err := sock.ReadAvailable(p)
+	if n < len(p) && err == nil {
+		s.drained.Store(true)
+	}
+	return n, err
 }
 
 // noteErr keeps the first end of input. The socket's end without a close
@@ -334,36 +376,86 @@ func (s *serverConn) writeFrame(op byte, p []byte, closing bool) error {
 		s.closeSent = true
 	}
 	h := frameHeader{fin: true, opcode: op, length: uint64(len(p))}
-	if len(p) <= smallWrite {
+	var err error
+	switch {
+	case s.overTLS:
+		err = s.writeTLSLocked(h, p)
+	case len(p) <= smallWrite:
 		bp := writePool.Get().(*[]byte)
 		b := append(appendFrameHeader((*bp)[:0], h), p...)
-		_, err := s.nc.Write(b)
+		_, err = s.nc.Write(b)
 		*bp = b[:0]
 		writePool.Put(bp)
-		if err != nil {
-			return fmt.Errorf("websocket: write: %w", err)
-		}
-		return nil
+	default:
+		var hdr [maxFrameHeader]byte
+		bufs := net.Buffers{appendFrameHeader(hdr[:0], h), p}
+		_, err = bufs.WriteTo(s.nc)
 	}
-	var hdr [maxFrameHeader]byte
-	bufs := net.Buffers{appendFrameHeader(hdr[:0], h), p}
-	if _, err := bufs.WriteTo(s.nc); err != nil {
+	if err != nil {
 		return fmt.Errorf("websocket: write: %w", err)
 	}
 	return nil
 }
 
+// tlsRecordPayload is the most plaintext one TLS record carries (RFC 8446,
+// Section 5.1).
+const tlsRecordPayload = 16 << 10
+
+var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, tlsRecordPayload); return &b }}
+
+// writeTLSLocked writes a frame on wss:// in as few records and write
+// calls as it can (decision D40): the header and the start of the payload
+// are copied into one record's worth, the rest of the payload follows in
+// whole records, and the feed (when there is one) is corked meanwhile so
+// that all of them leave in one write call. A frame of up to a record's payload, as a
+// batch of small link frames is, is one record and one call.
+func (s *serverConn) writeTLSLocked(h frameHeader, p []byte) error {
+	bp := recordPool.Get().(*[]byte)
+	b := appendFrameHeader((*bp)[:0], h)
+	k := min(len(p), tlsRecordPayload-len(b))
+	b = append(b, p[:k]...)
+	defer func() {
+		*bp = b[:0]
+		recordPool.Put(bp)
+	}()
+	if k == len(p) {
+		_, err := s.nc.Write(b)
+		return err
+	}
+	if s.feed != nil {
+		s.feed.Cork()
+	}
+	_, err := s.nc.Write(b)
+	if err == nil {
+		_, err = s.nc.Write(p[k:])
+	}
+	if s.feed != nil {
+		if uerr := s.feed.Uncork(); err == nil {
+			err = uerr
+		}
+	}
+	return err
+}
+
 // Watch implements mux.PollSource.
-func (s *serverConn) Watch(ready func()) error { return s.sock.Watch(ready) }
+func (s *serverConn) Watch(ready func()) error { return s.src.Watch(ready) }
 
 // Rearm implements mux.PollSource.
-func (s *serverConn) Rearm() error { return s.sock.Rearm() }
+func (s *serverConn) Rearm() error {
+	s.drained.Store(false)
+	return s.src.Rearm()
+}
 
 // Close closes the connection at once, as the library's path does: the
 // link has exchanged LINK_CLOSE already when it closes gracefully.
 func (s *serverConn) Close() error {
-	if s.sock != nil {
-		return s.sock.Close()
+	if s.src != nil {
+		return s.src.Close()
+	}
+	if tc, ok := s.nc.(*tls.Conn); ok {
+		// Not tls.Conn.Close: its close_notify has a write deadline of
+		// its own that a peer that stopped reading turns into a stall.
+		return tc.NetConn().Close()
 	}
 	return s.nc.Close()
 }

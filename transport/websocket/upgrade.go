@@ -2,9 +2,11 @@ package websocket
 
 import (
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -12,11 +14,13 @@ import (
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/transport/netpoll"
+	"github.com/jetstreamproto/jsp/transport/tcptls"
 )
 
-// The server's opening handshake for upgrades that arrive without TLS
-// (behind a TLS-terminating proxy, HandlerConfig.BehindTLSProxy), which
-// hand their socket to serverConn (decision D33). RFC 6455, Section 4.2.
+// The server's opening handshake (RFC 6455, Section 4.2). Upgraded
+// connections are framed by serverConn: plain ones behind a
+// TLS-terminating proxy (HandlerConfig.BehindTLSProxy, decision D33) and
+// wss:// ones (decision D40).
 
 // acceptGUID is appended to the client's key before hashing (RFC 6455,
 // Section 1.3).
@@ -85,11 +89,13 @@ func checkUpgrade(r *http.Request, patterns []string) *upgradeError {
 	return &upgradeError{http.StatusForbidden, fmt.Sprintf("origin %q not allowed", u.Host)}
 }
 
-// upgradePlain answers the upgrade, takes the connection over and returns
-// its serverConn, watched by poller when the socket allows (poller nil:
-// read by a goroutine). On error the request has been answered or the
-// connection closed.
-func upgradePlain(w http.ResponseWriter, r *http.Request, patterns []string, poller *netpoll.Poller, maxPayload uint64) (*serverConn, error) {
+// upgrade answers the upgrade, takes the connection over and returns its
+// serverConn: watched by poller when the connection is a plain socket the
+// poller can watch, read without waiting through its record feed when it
+// is a TLS connection accepted by Handler.TLSListener (decision D40), and
+// read by the link's goroutine otherwise. On error the request has been
+// answered or the connection closed.
+func upgrade(w http.ResponseWriter, r *http.Request, patterns []string, poller *netpoll.Poller, maxPayload uint64) (*serverConn, error) {
 	if e := checkUpgrade(r, patterns); e != nil {
 		if e.status == http.StatusUpgradeRequired {
 			w.Header().Set("Sec-WebSocket-Version", "13")
@@ -117,21 +123,48 @@ func upgradePlain(w http.ResponseWriter, r *http.Request, patterns []string, pol
 		"Sec-WebSocket-Accept: " + acceptKey(r.Header.Get("Sec-WebSocket-Key")) + "\r\n" +
 		"Sec-WebSocket-Protocol: " + protocol.WebSocketSubprotocol + "\r\n\r\n"
 	if _, err := nc.Write([]byte(resp)); err != nil {
-		nc.Close()
+		closeRaw(nc)
 		return nil, fmt.Errorf("websocket: write upgrade response: %w", err)
 	}
-	var sock *netpoll.Socket
-	if poller != nil {
-		s, err := netpoll.NewSocket(poller, nc)
-		switch {
-		case err == nil:
-			sock = s
-		case errors.Is(err, netpoll.ErrNotPollable):
-			// Read by the link's goroutine instead.
-		default:
-			nc.Close()
-			return nil, err
-		}
+	src, err := pollSource(nc, poller)
+	if err != nil {
+		closeRaw(nc)
+		return nil, err
 	}
-	return newServerConn(nc, sock, early, maxPayload), nil
+	return newServerConn(nc, src, early, maxPayload), nil
+}
+
+// pollSource returns what the poller reads an upgraded connection from,
+// or nil when a goroutine reads it.
+func pollSource(nc net.Conn, poller *netpoll.Poller) (rawSource, error) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		feed, ok := tc.NetConn().(*tcptls.Feed)
+		if !ok {
+			return nil, nil
+		}
+		// The HTTP server's reads are over (Hijack ended its background
+		// read): from here on the pump reads, and must never wait.
+		feed.SetNonblocking()
+		return &tlsSource{tc: tc, feed: feed, inner: true}, nil
+	}
+	if poller == nil {
+		return nil, nil
+	}
+	s, err := netpoll.NewSocket(poller, nc)
+	switch {
+	case err == nil:
+		return s, nil
+	case errors.Is(err, netpoll.ErrNotPollable):
+		return nil, nil // read by the link's goroutine instead
+	}
+	return nil, fmt.Errorf("websocket: %w", err)
+}
+
+// closeRaw closes an upgraded connection at once; a TLS one without
+// close_notify, which could stall on a peer that does not read.
+func closeRaw(nc net.Conn) {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	nc.Close()
 }

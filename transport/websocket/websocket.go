@@ -9,10 +9,12 @@
 // runs a dedicated TLS 1.3 http.Server around a Handler. Dial is the
 // client.
 //
-// Upgrades over TLS and the client use the WebSocket library. Plain
-// upgrades (behind a TLS-terminating proxy) are answered and framed by
-// this package (upgrade.go, server.go, frame.go), and their sockets are
-// watched by a poller, so an idle one holds no goroutine (decision D33).
+// The server answers and frames every upgrade itself (upgrade.go,
+// server.go, frame.go), and a poller watches the upgraded sockets, so an
+// idle connection holds no goroutine: plain ones behind a TLS-terminating
+// proxy (decision D33) and wss:// ones whose TLS this package's listener
+// ends over a record feed (TLSListener, wss.go, decision D40). The client
+// (Dial) uses the WebSocket library.
 package websocket
 
 import (
@@ -92,24 +94,28 @@ type HandlerConfig struct {
 	// the socket allows, read by a poller instead of a goroutine while
 	// they are idle (decision D33).
 	BehindTLSProxy bool
-	// NoPoll reads every plain connection with a goroutine of its own
-	// instead of a poller. Default false.
+	// NoPoll reads every upgraded connection with a goroutine of its own
+	// instead of a poller: plain ones, and wss:// ones accepted by
+	// TLSListener, which then hands the HTTP server bare TLS
+	// connections. Default false.
 	NoPoll bool
 }
 
 // Handler upgrades HTTP requests to JSP WebSocket links. It implements
 // http.Handler and transport.Listener.
 type Handler struct {
-	cfg    HandlerConfig
-	poller *netpoll.Poller // watches idle plain connections; nil: goroutines read them
-	ready  chan *mux.Conn
-	done   chan struct{}
-	once   sync.Once
-	addr   net.Addr
+	cfg   HandlerConfig
+	ready chan *mux.Conn
+	done  chan struct{}
+	once  sync.Once
+	addr  net.Addr
 	// inflight tracks ServeHTTP calls so that Close can wait for them.
 	inflight sync.WaitGroup
 	mu       sync.Mutex
 	closed   bool // guarded by mu; set before inflight is waited on
+	// poller watches idle upgraded connections; nil: goroutines read
+	// them. Guarded by mu: TLSListener starts it on first use.
+	poller *netpoll.Poller
 }
 
 var (
@@ -178,6 +184,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.inflight.Add(1)
+	poller := h.poller
 	h.mu.Unlock()
 	defer h.inflight.Done()
 
@@ -197,32 +204,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mc.LocalAddr = la
 	}
 	mc.RemoteAddr = addr{"tcp", r.RemoteAddr}
+	// This package frames every upgraded connection, so that an idle one
+	// needs no goroutine where its socket can be polled (D33, D40).
+	sc, err := upgrade(w, r, h.cfg.OriginPatterns, poller, maxMessagePayload(mc))
+	if err != nil {
+		h.cfg.Logger.Debug("websocket: upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
 	var conn *mux.Conn
-	if r.TLS == nil {
-		// Behind a TLS proxy: this package frames the connection, so an
-		// idle one needs no goroutine (D33).
-		sc, err := upgradePlain(w, r, h.cfg.OriginPatterns, h.poller, maxMessagePayload(mc))
-		if err != nil {
-			h.cfg.Logger.Debug("websocket: upgrade failed", "remote", r.RemoteAddr, "err", err)
-			return
-		}
-		if sc.sock != nil {
-			conn = mux.NewPolled(sc, mc, false)
-		} else {
-			conn = mux.New(sc, mc, false)
-		}
+	if sc.src != nil {
+		conn = mux.NewPolled(sc, mc, false)
 	} else {
-		// Small connection buffers instead of the HTTP server's (hijack.go).
-		c, err := ws.Accept(smallHijacker{w}, r, &ws.AcceptOptions{
-			Subprotocols:    []string{protocol.WebSocketSubprotocol},
-			OriginPatterns:  h.cfg.OriginPatterns,
-			CompressionMode: ws.CompressionDisabled, // JSP compresses payloads itself (JSP §11.4)
-		})
-		if err != nil {
-			h.cfg.Logger.Debug("websocket: upgrade failed", "remote", r.RemoteAddr, "err", err)
-			return // Accept has answered the request
-		}
-		conn = mux.New(newStream(c), mc, false)
+		conn = mux.New(sc, mc, false)
 	}
 	t := time.NewTimer(h.cfg.AcceptTimeout)
 	defer t.Stop()
@@ -257,13 +250,14 @@ func (h *Handler) Close() error {
 	h.once.Do(func() {
 		h.mu.Lock()
 		h.closed = true
+		poller := h.poller
 		h.mu.Unlock()
 		close(h.done)
 		h.inflight.Wait()
-		if h.poller != nil {
+		if poller != nil {
 			// Accepted connections keep the poller running until they
 			// close (netpoll.Poller.Close).
-			defer h.poller.Close()
+			defer poller.Close()
 		}
 		for {
 			select {
@@ -319,6 +313,12 @@ func (lc ListenConfig) Listen(address string, tlsConf *tls.Config) (*Listener, e
 		return nil, fmt.Errorf("websocket: listen on %s: %w", address, err)
 	}
 	h.addr = ln.Addr()
+	tln, err := h.TLSListener(ln, conf)
+	if err != nil {
+		ln.Close()
+		h.Close()
+		return nil, err
+	}
 	l := &Listener{
 		Handler: h,
 		ln:      ln,
@@ -336,7 +336,7 @@ func (lc ListenConfig) Listen(address string, tlsConf *tls.Config) (*Listener, e
 	}
 	go func() {
 		defer close(l.served)
-		l.srv.Serve(tls.NewListener(ln, conf))
+		l.srv.Serve(tln)
 	}()
 	return l, nil
 }

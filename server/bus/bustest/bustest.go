@@ -808,6 +808,14 @@ func testKVTTL(t *testing.T, b bus.Bus) {
 	if _, err := keyed.Create(c, "forever", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
+	// Put with a TTL: a key written with one expires; a put without
+	// the option is refused by a bucket without KeyTTL.
+	if _, err := keyed.Put(c, "beat", []byte("v1"), bus.WithTTL(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(c, "beat", []byte("v1"), bus.WithTTL(time.Second)); err == nil {
+		t.Fatal("put with a TTL into a bucket without KeyTTL accepted")
+	}
 	if _, err := kv.Get(c, "p"); err != nil {
 		t.Fatalf("get before the TTL: %v", err)
 	}
@@ -815,11 +823,12 @@ func testKVTTL(t *testing.T, b bus.Bus) {
 	for {
 		_, err1 := kv.Get(c, "p")
 		_, err2 := keyed.Get(c, "short")
-		if errors.Is(err1, bus.ErrKeyNotFound) && errors.Is(err2, bus.ErrKeyNotFound) {
+		_, err3 := keyed.Get(c, "beat")
+		if errors.Is(err1, bus.ErrKeyNotFound) && errors.Is(err2, bus.ErrKeyNotFound) && errors.Is(err3, bus.ErrKeyNotFound) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("keys did not expire: %v, %v", err1, err2)
+			t.Fatalf("keys did not expire: %v, %v, %v", err1, err2, err3)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -127,10 +127,11 @@ func (kv *kvBucket) writeLocked(op string, key string, value []byte, kop bus.KVO
 	return e.Revision, nil
 }
 
-func (kv *kvBucket) Put(_ context.Context, key string, value []byte) (uint64, error) {
+func (kv *kvBucket) Put(_ context.Context, key string, value []byte, opts ...bus.KVOption) (uint64, error) {
+	o := bus.ApplyKVOptions(opts)
 	kv.mu.Lock()
 	defer kv.mu.Unlock()
-	return kv.writeLocked("put", key, value, bus.KVPut, -1, 0)
+	return kv.writeLocked("put", key, value, bus.KVPut, -1, o.TTL)
 }
 
 func (kv *kvBucket) Create(_ context.Context, key string, value []byte, opts ...bus.KVOption) (uint64, error) {

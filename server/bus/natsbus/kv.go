@@ -18,6 +18,10 @@ import (
 // marker of an expired key, so that watchers learn about the expiry.
 const DefaultLimitMarkerTTL = time.Minute
 
+// kvSubjectPrefix starts the subject of every key of a bucket
+// ("$KV.<bucket>.<key>"); the bus uses no JetStream domain or API prefix.
+const kvSubjectPrefix = "$KV."
+
 type kvBucket struct {
 	b   *Bus
 	cfg bus.KVConfig
@@ -93,12 +97,26 @@ func (k *kvBucket) Get(ctx context.Context, key string) (bus.KVEntry, error) {
 	return toEntry(e), nil
 }
 
-func (k *kvBucket) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+func (k *kvBucket) Put(ctx context.Context, key string, value []byte, opts ...bus.KVOption) (uint64, error) {
 	if err := bus.ValidateKey(key); err != nil {
 		return 0, fmt.Errorf("natsbus: kv %s put: %w", k.cfg.Bucket, err)
 	}
+	o := bus.ApplyKVOptions(opts)
+	if o.TTL > 0 && !k.cfg.KeyTTL {
+		return 0, fmt.Errorf("natsbus: kv %s put %q: per-key TTL needs KVConfig.KeyTTL", k.cfg.Bucket, key)
+	}
 	ctx, cancel := apiCtx(ctx)
 	defer cancel()
+	if o.TTL > 0 {
+		// nats.go's KeyValue.Put takes no TTL: publish the revision on
+		// the bucket's subject with the per-message TTL header, as its
+		// Create does (the bucket allows message TTLs with KeyTTL).
+		pa, err := k.b.js.Publish(ctx, kvSubjectPrefix+k.cfg.Bucket+"."+key, value, jetstream.WithMsgTTL(o.TTL))
+		if err != nil {
+			return 0, k.fail("put", key, err)
+		}
+		return pa.Sequence, nil
+	}
 	rev, err := k.kv.Put(ctx, key, value)
 	if err != nil {
 		return 0, k.fail("put", key, err)

@@ -104,6 +104,13 @@ func (s *Store) runAppends() {
 				break drain
 			}
 		}
+		if len(s.claims.recent) >= s.opts.ClaimMergeRows {
+			// A failed merge leaves the log as it was: its entries stay
+			// right and a later group tries again.
+			if err := s.mergeClaimsNow(context.Background()); err != nil {
+				s.cfg.Logger.Warn("storage: merge claim log", "backend", Scheme, "path", s.path, "err", err)
+			}
+		}
 		if s.loop.onBatch != nil {
 			s.loop.onBatch(len(batch))
 		}
@@ -121,10 +128,10 @@ func (s *Store) commitBatch(batch []*appendReq) {
 	// turn is skipped instead.
 	ctx := context.Background()
 	resps := make([]appendResp, len(batch))
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		for i := range batch {
-			batch[i].done <- appendResp{err: fmt.Errorf("begin: %w", err)}
+			batch[i].done <- appendResp{err: err}
 		}
 		return
 	}
@@ -142,9 +149,10 @@ func (s *Store) commitBatch(batch []*appendReq) {
 		// Redo the group with a savepoint per message (appendfast.go).
 		if fast {
 			tx.Rollback()
-			if tx, err = s.w.BeginTx(ctx, nil); err != nil {
+			s.claims.abort()
+			if tx, err = s.begin(ctx); err != nil {
 				for i := range batch {
-					batch[i].done <- appendResp{err: fmt.Errorf("begin: %w", err)}
+					batch[i].done <- appendResp{err: err}
 				}
 				return
 			}
@@ -164,17 +172,36 @@ func (s *Store) commitBatch(batch []*appendReq) {
 	}
 	if committed == 0 {
 		tx.Rollback()
+		s.claims.abort()
 	} else if err := tx.Commit(); err != nil {
+		s.claims.abort()
 		err = fmt.Errorf("commit: %w", err)
 		for i := range resps {
 			if resps[i].err == nil {
 				resps[i] = appendResp{err: err}
 			}
 		}
+	} else {
+		s.claims.commit()
+		s.noteCommit(ctx)
 	}
 	for i, r := range batch {
 		r.done <- resps[i]
 	}
+}
+
+// begin starts a write transaction on the writer and reads the claim log
+// rows committed elsewhere (syncClaims).
+func (s *Store) begin(ctx context.Context) (*sql.Tx, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	if err := s.syncClaims(ctx, tx); err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	return tx, nil
 }
 
 // appendSavepoint runs one append under a savepoint and rolls it back when
@@ -183,6 +210,7 @@ func (s *Store) appendSavepoint(ctx context.Context, tx *sql.Tx, r *appendReq, n
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT append_one`); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
+	mark := s.claims.mark()
 	var out storage.AppendResult
 	var dup bool
 	var err error
@@ -195,6 +223,7 @@ func (s *Store) appendSavepoint(ctx context.Context, tx *sql.Tx, r *appendReq, n
 		err = r.then(ctx, tx, out)
 	}
 	if err != nil || dup {
+		s.claims.undo(mark)
 		if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO append_one`); rbErr != nil {
 			return errors.Join(err, fmt.Errorf("roll back to savepoint: %w", rbErr))
 		}

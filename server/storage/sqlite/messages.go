@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -56,17 +55,13 @@ func (s *Store) appendInTx(ctx context.Context, tx *sql.Tx, r *appendReq, now ti
 		return res, false, fmt.Errorf("advance sequence: %w", err)
 	}
 	if m.ClientID != "" {
-		// Claim the idempotency key, taking over an entry that has left
-		// the window. No row back means a live entry holds it.
-		var got int64
-		err := tx.StmtContext(ctx, s.st.claim).QueryRowContext(ctx, m.Sender, m.ClientID, chID, seq, r.digest, at, cutoff).Scan(&got)
-		if errors.Is(err, sql.ErrNoRows) {
-			// The single writer connection serialises every write, so the
-			// live entry that refused the claim is still there to read.
-			res, err := s.duplicate(ctx, tx, r.channel, m, r.digest, cutoff)
-			return res, true, err
+		// Claim the idempotency key in the claim log (claims.go); the
+		// savepoint undoes the row and the claim together.
+		e, res, dup, err := s.claimRequest(ctx, tx, r, chID, seq, at, cutoff, true)
+		if dup || err != nil {
+			return res, dup, err
 		}
-		if err != nil {
+		if _, err := insertRows(ctx, tx, &s.st.insertClaims, s.claimCols(), s.claimArgs(nil, claimKey{m.Sender, m.ClientID}, e), s.claimExtra(cutoff)...); err != nil {
 			return res, false, fmt.Errorf("claim client id %q: %w", m.ClientID, err)
 		}
 	}
@@ -74,27 +69,6 @@ func (s *Store) appendInTx(ctx context.Context, tx *sql.Tx, r *appendReq, now ti
 		return res, false, fmt.Errorf("insert message %d: %w", seq, err)
 	}
 	return storage.AppendResult{Seq: storage.Seq(seq), Time: sqlcommon.FromMicros(at)}, false, nil
-}
-
-// duplicate reads the live de-duplication entry of m's (sender, client
-// id) and checks that m repeats it.
-func (s *Store) duplicate(ctx context.Context, tx *sql.Tx, channel string, m storage.Message, digest []byte, cutoff int64) (storage.AppendResult, error) {
-	var (
-		name      string
-		seq, at   int64
-		oldDigest []byte
-	)
-	err := tx.StmtContext(ctx, s.st.duplicate).QueryRowContext(ctx, m.Sender, m.ClientID, cutoff).Scan(&name, &seq, &oldDigest, &at)
-	if err != nil {
-		return storage.AppendResult{}, fmt.Errorf("read de-duplication entry: %w", err)
-	}
-	if name != channel {
-		return storage.AppendResult{}, fmt.Errorf("%w: client id %q of sender %q was used for channel %q", storage.ErrConflict, m.ClientID, m.Sender, name)
-	}
-	if !bytes.Equal(oldDigest, digest) {
-		return storage.AppendResult{}, fmt.Errorf("%w: client id %q of sender %q was used for a different message", storage.ErrConflict, m.ClientID, m.Sender)
-	}
-	return storage.AppendResult{Seq: storage.Seq(seq), Time: sqlcommon.FromMicros(at), Duplicate: true}, nil
 }
 
 // MessagesAfter returns up to limit messages with Seq > after, ascending.

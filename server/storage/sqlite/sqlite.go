@@ -28,6 +28,14 @@
 // transaction, so concurrent appenders share an fsync; each still returns
 // only after its commit.
 //
+// Each group's messages and idempotency claims are inserted with
+// multi-row statements (rows.go); claims go to an append-only claim log
+// that the loop keeps in memory and merges into message_dedup in key order
+// every few thousand rows, and a Bloom filter answers "never claimed" for
+// fresh client ids without a B-tree seek (claims.go, dedupfilter.go, D41).
+// Checkpoints run on a goroutine and connection of their own, never inside
+// a commit, and the WAL is bounded (checkpoint.go).
+//
 // An in-memory database exists per connection, so "sqlite::memory:" uses
 // the writer connection for reads too.
 //
@@ -91,6 +99,14 @@ type Store struct {
 
 	st stmts // prepared statements (stmts.go)
 
+	opts   Options
+	claims *claims // the claim log's copy; the append loop's (claims.go)
+	// claimLog is whether the schema has the claim log (migration 0007);
+	// a database opened at an earlier schema, as the migration tests do,
+	// claims in message_dedup directly.
+	claimLog bool
+	ckpt     *checkpointer // nil for an in-memory database (checkpoint.go)
+
 	// Chat implements storage.ChatStore (chat.go).
 	*sqlcommon.Chat
 
@@ -112,18 +128,77 @@ var _ storage.Store = (*Store)(nil)
 // MemoryPath, and applies pending migrations. The config's zero fields take
 // their defaults.
 func Open(ctx context.Context, path string, cfg storage.Config) (*Store, error) {
+	return OpenWith(ctx, path, cfg, Options{})
+}
+
+// OpenWith is Open with the backend's own settings.
+func OpenWith(ctx context.Context, path string, cfg storage.Config, opts Options) (*Store, error) {
 	ms, err := Migrations()
 	if err != nil {
 		return nil, err
 	}
-	return open(ctx, path, cfg, ms, loopOptions{})
+	return open(ctx, path, cfg, ms, loopOptions{opts: opts})
+}
+
+// Options are the SQLite backend's own settings (D41). Zero fields take
+// the defaults named.
+type Options struct {
+	// ClaimMergeRows is how many rows the claim log holds before it is
+	// merged into message_dedup (claims.go); default DefaultClaimMergeRows.
+	ClaimMergeRows int
+	// CheckpointBytes is the WAL growth after which the checkpointer runs
+	// a PASSIVE checkpoint (checkpoint.go); default DefaultCheckpointBytes.
+	CheckpointBytes int64
+	// WALLimitBytes bounds the WAL: reaching it makes the append loop
+	// checkpoint before its next group, and the file is cut back to it
+	// when the WAL restarts; default DefaultWALLimitBytes. It must not be
+	// below CheckpointBytes.
+	WALLimitBytes int64
+	// CheckpointIdle is how long without a commit makes the checkpointer
+	// empty the WAL; default DefaultCheckpointIdle.
+	CheckpointIdle time.Duration
+}
+
+// withDefaults fills the zero fields of o.
+func (o Options) withDefaults() Options {
+	if o.ClaimMergeRows == 0 {
+		o.ClaimMergeRows = DefaultClaimMergeRows
+	}
+	if o.CheckpointBytes == 0 {
+		o.CheckpointBytes = DefaultCheckpointBytes
+	}
+	if o.WALLimitBytes == 0 {
+		o.WALLimitBytes = max(DefaultWALLimitBytes, o.CheckpointBytes)
+	}
+	if o.CheckpointIdle == 0 {
+		o.CheckpointIdle = DefaultCheckpointIdle
+	}
+	return o
+}
+
+// validate checks o after withDefaults.
+func (o Options) validate() error {
+	switch {
+	case o.ClaimMergeRows < 0:
+		return fmt.Errorf("%w: sqlite options: negative ClaimMergeRows %d", storage.ErrInvalid, o.ClaimMergeRows)
+	case o.CheckpointBytes < 0:
+		return fmt.Errorf("%w: sqlite options: negative CheckpointBytes %d", storage.ErrInvalid, o.CheckpointBytes)
+	case o.WALLimitBytes < o.CheckpointBytes:
+		return fmt.Errorf("%w: sqlite options: WALLimitBytes %d below CheckpointBytes %d", storage.ErrInvalid, o.WALLimitBytes, o.CheckpointBytes)
+	case o.CheckpointIdle < 0:
+		return fmt.Errorf("%w: sqlite options: negative CheckpointIdle %v", storage.ErrInvalid, o.CheckpointIdle)
+	}
+	return nil
 }
 
 // loopOptions are test knobs of the append loop.
 type loopOptions struct {
-	maxBatch int       // zero: maxAppendBatch
-	onBatch  func(int) // called with each group's size
-	onSubmit func()    // called before a request is handed to the loop
+	opts           Options   // the backend's settings
+	noCheckpointer bool      // count WAL growth but start no checkpointer
+	noClaimLog     bool      // claim in message_dedup directly, as before 0007
+	maxBatch       int       // zero: maxAppendBatch
+	onBatch        func(int) // called with each group's size
+	onSubmit       func()    // called before a request is handed to the loop
 }
 
 // open is Open with an explicit migration list, so that tests can open a
@@ -131,6 +206,10 @@ type loopOptions struct {
 func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.Migration, lo loopOptions) (*Store, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts := lo.opts.withDefaults()
+	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 	if path == "" || strings.ContainsRune(path, '?') {
@@ -153,6 +232,10 @@ func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.M
 	if !memory {
 		wq.Add("_pragma", "journal_mode(WAL)")
 		wq.Add("_pragma", "synchronous(FULL)")
+		// Checkpoints are the checkpointer's (checkpoint.go), never a
+		// commit's; a WAL that restarts is cut back to the limit.
+		wq.Add("_pragma", "wal_autocheckpoint(0)")
+		wq.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", opts.WALLimitBytes))
 	}
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
 	if err != nil {
@@ -164,7 +247,7 @@ func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.M
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
-	s := &Store{cfg: cfg, path: path, w: w, r: w}
+	s := &Store{cfg: cfg, path: path, w: w, r: w, opts: opts, claims: newClaims()}
 	s.Chat = sqlcommon.NewChat(chatDB{s}, cfg.Now, "storage/sqlite")
 	// Touch the writer first: it switches the file to WAL before a reader
 	// opens it.
@@ -190,16 +273,49 @@ func open(ctx context.Context, path string, cfg storage.Config, ms []sqlcommon.M
 		s.closeDBs()
 		return nil, err
 	}
+	if err := s.w.QueryRowContext(ctx, `SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'message_claims'`).Scan(&s.claimLog); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("storage/sqlite: open %s: look for the claim log: %w", path, err)
+	}
+	s.claimLog = s.claimLog && !lo.noClaimLog
+	s.claims.direct = !s.claimLog
+	if s.claimLog {
+		now := s.now()
+		window := s.cfg.DedupWindow.Microseconds()
+		s.claims.filter = newDedupFilter(DefaultDedupFilterBytes, window)
+		// Log rows below the log's first were merged into message_dedup,
+		// which the filter is loaded from next: they count as read.
+		var last, first sql.NullInt64
+		if err := s.w.QueryRowContext(ctx, `SELECT max(id), min(id) FROM message_claims`).Scan(&last, &first); err != nil {
+			s.closeDBs()
+			return nil, fmt.Errorf("storage/sqlite: open %s: read claim log position: %w", path, err)
+		}
+		s.claims.seen = last.Int64
+		if first.Valid {
+			s.claims.seen = first.Int64 - 1
+		}
+		if err := s.loadDedupFilter(ctx, now-window); err != nil {
+			s.closeDBs()
+			return nil, err
+		}
+	}
 	if err := s.prepare(ctx); err != nil {
 		s.closeDBs()
 		return nil, err
 	}
+
 	s.appends = make(chan *appendReq)
 	s.stop = make(chan struct{})
 	s.appendsDone = make(chan struct{})
 	s.loop = lo
 	if s.loop.maxBatch == 0 {
 		s.loop.maxBatch = maxAppendBatch
+	}
+	if !memory {
+		if err := s.startCheckpointer(ctx); err != nil {
+			s.closeDBs()
+			return nil, err
+		}
 	}
 	go s.runAppends()
 	return s, nil
@@ -213,7 +329,7 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		close(s.stop)
 		<-s.appendsDone
-		s.closeErr = s.closeDBs()
+		s.closeErr = errors.Join(s.stopCheckpointer(), s.closeDBs())
 	})
 	return s.closeErr
 }
@@ -306,6 +422,10 @@ func (s *Store) Purge(ctx context.Context) (storage.PurgeStats, error) {
 	var st storage.PurgeStats
 	now := s.cfg.Now()
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		// Expired entries of the claim log are counted once merged.
+		if err := s.mergeClaims(ctx, tx); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM message_dedup WHERE at_us < ?`, sqlcommon.Micros(now.Add(-s.cfg.DedupWindow)))
 		if err != nil {
 			return err

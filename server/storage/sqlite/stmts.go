@@ -14,9 +14,15 @@ import (
 // preparation would wait for the one writer connection that a running
 // transaction holds.
 type stmts struct {
-	advance, newChannel, claim, insertMessage, duplicate *sql.Stmt // writer
-	channelSeq, setSeq, claimExec                        *sql.Stmt // writer, group fast path (appendfast.go)
-	after, before                                        *sql.Stmt // readers
+	advance, newChannel, insertMessage          *sql.Stmt // writer
+	channelSeq, setSeq                          *sql.Stmt // writer, group fast path (appendfast.go)
+	claimSeq, claimTail, claimMerge, claimClear *sql.Stmt // writer, claim log (claims.go)
+	dedupLookup                                 *sql.Stmt // writer, claim log (claims.go)
+	after, before                               *sql.Stmt // readers
+
+	// Multi-row inserts (rows.go): insertMessages[i] and insertClaims[i]
+	// insert 1<<i rows with one statement.
+	insertMessages, insertClaims [multiRowSizes]*sql.Stmt
 }
 
 const messageCols = `m.seq, m.client_id, m.sender, m.body, m.headers, m.at_us`
@@ -29,30 +35,15 @@ func (s *Store) prepare(ctx context.Context) error {
 	}{
 		{&s.st.advance, s.w, `UPDATE channels SET last_seq = last_seq + 1 WHERE name = ? RETURNING id, last_seq`},
 		{&s.st.newChannel, s.w, `INSERT INTO channels (name, last_seq, first_seq) VALUES (?, 1, 1) RETURNING id, last_seq`},
-		{&s.st.claim, s.w, `INSERT INTO message_dedup (sender, client_id, channel_id, seq, digest, at_us)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (sender, client_id) DO UPDATE SET
-				channel_id = excluded.channel_id, seq = excluded.seq,
-				digest = excluded.digest, at_us = excluded.at_us
-			WHERE message_dedup.at_us < ?
-			RETURNING seq`},
 		{&s.st.insertMessage, s.w, `INSERT INTO messages (channel_id, seq, sender, client_id, body, headers, at_us)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`},
-		{&s.st.claimExec, s.w, `INSERT INTO message_dedup (sender, client_id, channel_id, seq, digest, at_us)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (sender, client_id) DO UPDATE SET
-				channel_id = excluded.channel_id, seq = excluded.seq,
-				digest = excluded.digest, at_us = excluded.at_us
-			WHERE message_dedup.at_us < ?`},
 		{&s.st.channelSeq, s.w, `SELECT id, last_seq FROM channels WHERE name = ?`},
 		{&s.st.setSeq, s.w, `UPDATE channels SET last_seq = ? WHERE id = ?`},
-		{&s.st.duplicate, s.w, `SELECT c.name, d.seq, d.digest, d.at_us FROM message_dedup d
-			JOIN channels c ON c.id = d.channel_id
-			WHERE d.sender = ? AND d.client_id = ? AND d.at_us >= ?`},
 		{&s.st.after, s.r, `SELECT ` + messageCols + ` FROM messages m JOIN channels c ON c.id = m.channel_id
 			WHERE c.name = ? AND m.seq > ? ORDER BY m.seq LIMIT ?`},
 		{&s.st.before, s.r, `SELECT ` + messageCols + ` FROM messages m JOIN channels c ON c.id = m.channel_id
 			WHERE c.name = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?`},
+		{&s.st.dedupLookup, s.w, claimStatements["dedupLookup"]},
 	} {
 		st, err := p.db.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -60,13 +51,53 @@ func (s *Store) prepare(ctx context.Context) error {
 		}
 		*p.st = st
 	}
+	if s.claimLog {
+		for _, p := range []struct {
+			st    **sql.Stmt
+			query string
+		}{
+			{&s.st.claimSeq, claimStatements["claimSeq"]},
+			{&s.st.claimTail, claimStatements["claimTail"]},
+			{&s.st.claimMerge, claimStatements["claimMerge"]},
+			{&s.st.claimClear, claimStatements["claimClear"]},
+		} {
+			st, err := s.w.PrepareContext(ctx, p.query)
+			if err != nil {
+				return fmt.Errorf("storage/sqlite: prepare %q: %w", p.query, err)
+			}
+			*p.st = st
+		}
+	}
+	claimsSQL, claimCols := insertDedupSQL, dedupRowCols
+	if s.claimLog {
+		claimsSQL, claimCols = insertClaimsSQL, claimRowColsN
+	}
+	for i := range multiRowSizes {
+		n := 1 << i
+		for _, p := range []struct {
+			st    **sql.Stmt
+			query string
+		}{
+			{&s.st.insertMessages[i], insertMessagesSQL + rowValues(n, messageRowCols)},
+			{&s.st.insertClaims[i], claimsSQL + rowValues(n, claimCols) + claimsUpsert(s.claimLog)},
+		} {
+			st, err := s.w.PrepareContext(ctx, p.query)
+			if err != nil {
+				return fmt.Errorf("storage/sqlite: prepare %d-row insert: %w", n, err)
+			}
+			*p.st = st
+		}
+	}
 	return nil
 }
 
 // closeStmts closes the prepared statements that exist.
 func (s *Store) closeStmts() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.st.advance, s.st.newChannel, s.st.claim, s.st.insertMessage, s.st.duplicate, s.st.channelSeq, s.st.setSeq, s.st.claimExec, s.st.after, s.st.before} {
+	all := []*sql.Stmt{s.st.advance, s.st.newChannel, s.st.insertMessage, s.st.channelSeq, s.st.setSeq, s.st.after, s.st.before,
+		s.st.claimSeq, s.st.claimTail, s.st.claimMerge, s.st.claimClear, s.st.dedupLookup}
+	all = append(append(all, s.st.insertMessages[:]...), s.st.insertClaims[:]...)
+	for _, st := range all {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

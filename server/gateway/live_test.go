@@ -1,0 +1,176 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/core"
+	"github.com/jetstreamproto/jsp/server/storage"
+	"github.com/jetstreamproto/jsp/transport"
+	"github.com/jetstreamproto/jsp/wire"
+)
+
+func TestLiveChannelsMatch(t *testing.T) {
+	l := newLiveChannels([]string{"typing.*", "cursor", "*x"})
+	for _, tc := range []struct {
+		channel string
+		want    bool
+	}{
+		{"typing.room1", true},
+		{"typing.", true},
+		{"typing", false},
+		{"cursor", true},
+		{"cursor.a", false},
+		{"room", false},
+	} {
+		if got := l.match(tc.channel); got != tc.want {
+			t.Errorf("match(%q) = %v, want %v", tc.channel, got, tc.want)
+		}
+	}
+	if (liveChannels{}).match("anything") {
+		t.Error("no live channels matched a channel")
+	}
+	for _, tc := range []struct {
+		patterns []string
+		ok       bool
+	}{
+		{nil, true},
+		{[]string{"a", "b.*", "*"}, true},
+		{[]string{""}, false},
+		{[]string{"a*b"}, false},
+		{[]string{"**"}, false},
+		{[]string{string(make([]byte, wire.MaxRouteNameLen+2))}, false},
+	} {
+		if err := validateLiveChannels(tc.patterns); (err == nil) != tc.ok {
+			t.Errorf("validateLiveChannels(%q) = %v, want ok %v", tc.patterns, err, tc.ok)
+		}
+	}
+}
+
+// liveFixture is a core that counts the publish authorizations it is asked
+// for and refuses channels named "*.secret", and a gateway with live
+// channels "typing.*" and a clock the test moves.
+type liveFixture struct {
+	store   storage.Store
+	asked   atomic.Int64
+	offset  atomic.Int64 // nanoseconds added to the gateway's clock
+	gateway *testGateway
+}
+
+func newLiveFixture(t *testing.T) *liveFixture {
+	t.Helper()
+	f := &liveFixture{}
+	b := embeddedBus(t)
+	st, err := storage.Open(context.Background(), "sqlite:"+t.TempDir()+"/jsp.db", storage.Config{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	f.store = st
+	authz := core.AuthorizerFunc(func(_ context.Context, _ core.Identity, a core.Action) error {
+		if a.Op != core.OpPublish {
+			return nil
+		}
+		f.asked.Add(1)
+		if a.Channel == "typing.secret" {
+			return jsperr.New(jsperr.Forbidden, "not for you")
+		}
+		return nil
+	})
+	c, err := core.New(core.Config{Bus: b, Store: st, Logger: testLogger(), Authorizer: authz})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	now := func() time.Time { return time.Now().Add(time.Duration(f.offset.Load())) }
+	f.gateway = startGateway(t, Config{Bus: b, Sessions: st, NodeID: "gw-live", LiveChannels: []string{"typing.*"}, Now: now})
+	return f
+}
+
+// A PUBLISH to a live channel reaches the subscribers at once without a
+// sequence number, is acknowledged, is not stored, asks the core for the
+// permission once per LiveAuthTTL (and again after a control event drops
+// it), and a refused permission fails the PUBLISH with the core's code.
+func TestLivePublish(t *testing.T) {
+	f := newLiveFixture(t)
+	g := f.gateway
+	const ch = "typing.room1"
+	sub := g.dial(t, transport.KindMem)
+	subscribe(t, sub, ch)
+	pub := g.dial(t, transport.KindMem)
+	for i := range 3 {
+		if err := publishAcked(t, pub, ch, fmt.Sprint("t", i), fmt.Sprint("typing ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantEvents(t, sub, ch, 0, "typing 0")
+	wantEvents(t, sub, ch, 0, "typing 1")
+	wantEvents(t, sub, ch, 0, "typing 2")
+	if n := f.asked.Load(); n != 1 {
+		t.Fatalf("core asked %d times for 3 publishes, want 1", n)
+	}
+	if info, err := f.store.ChannelInfo(ctxT(t), ch); err == nil && info.Last != 0 {
+		t.Fatalf("live channel stored: %+v", info)
+	}
+	// A resend of the same id is delivered again (no de-duplication).
+	if err := publishAcked(t, pub, ch, "t1", "typing 1"); err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(t, sub, ch, 0, "typing 1")
+
+	// After LiveAuthTTL the permission is asked again.
+	f.offset.Add(int64(DefaultLiveAuthTTL + time.Second))
+	if err := publishAcked(t, pub, ch, "t3", "typing 3"); err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(t, sub, ch, 0, "typing 3")
+	if n := f.asked.Load(); n != 2 {
+		t.Fatalf("core asked %d times after the TTL, want 2", n)
+	}
+	// A control event dropping the channel forgets the permission.
+	g.mu.Lock()
+	for h := range g.hosts {
+		h.forgetLive(ch)
+	}
+	g.mu.Unlock()
+	if err := publishAcked(t, pub, ch, "t4", "typing 4"); err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(t, sub, ch, 0, "typing 4")
+	if n := f.asked.Load(); n != 3 {
+		t.Fatalf("core asked %d times after the drop, want 3", n)
+	}
+
+	// Refused by the core: FORBIDDEN, nothing delivered.
+	subscribe(t, sub, "typing.secret")
+	if err := publishAcked(t, pub, "typing.secret", "s1", "psst"); jsperr.CodeOf(err) != jsperr.Forbidden {
+		t.Fatalf("publish to a refused live channel: %v, want FORBIDDEN", err)
+	}
+	noMoreEvents(t, sub)
+
+	// Other channels still commit with a number.
+	subscribe(t, sub, "room.durable")
+	if err := publishAcked(t, pub, "room.durable", "d1", "kept"); err != nil {
+		t.Fatal(err)
+	}
+	wantEvents(t, sub, "room.durable", 1, "kept")
+}
+
+func TestLiveConfigValidate(t *testing.T) {
+	for _, c := range []Config{
+		{LiveChannels: []string{"a*b"}},
+		{LiveAuthTTL: -time.Second},
+	} {
+		c.setDefaults()
+		if err := c.validate(); err == nil {
+			t.Errorf("validate(%+v) accepted", c.LiveChannels)
+		}
+	}
+}
