@@ -86,6 +86,12 @@ type Config struct {
 
 	// Capabilities are extra capability strings offered in HELLO/WELCOME.
 	Capabilities []string
+	// DisableAnnounce stops offering (client) or accepting (server) the
+	// capability CapAnnounce (JSP §5.14). Default: offered by clients;
+	// accepted by servers on transports that cannot report arriving
+	// streams and datagrams by callback (QUIC), where a session then
+	// reads neither until the client announces it (D38).
+	DisableAnnounce bool
 }
 
 const (

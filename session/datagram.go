@@ -70,6 +70,9 @@ func (s *Session) sendDatagramData(flow wire.FlowID, data []byte, class protocol
 	if room <= 0 {
 		return jsperr.Newf(jsperr.DatagramTooLarge, "transport datagrams of %d bytes cannot carry fragments", s.conn.MaxDatagramSize())
 	}
+	if err := s.announce(wire.UsesDatagrams); err != nil {
+		return fmt.Errorf("session: send datagram: %w", err)
+	}
 	frags, err := fragment.Split(fragment.MsgID(s.dgramID.Add(1)), data, room)
 	if err != nil {
 		return fmt.Errorf("session: fragment datagram: %w", err)
@@ -202,7 +205,8 @@ func (s *Session) SendNack(n *wire.Nack) error {
 		return fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
 	}
 	frame := wire.AppendFrame(nil, wire.FrameNack, wire.Flags(0).WithClass(protocol.ClassMedia), 0, n.Append(nil))
-	if len(frame) <= s.conn.MaxDatagramSize() {
+	// Without the ANNOUNCE (JSP §5.14) the NACK goes on the control stream.
+	if len(frame) <= s.conn.MaxDatagramSize() && s.announce(wire.UsesDatagrams) == nil {
 		if err := s.conn.SendDatagram(frame, protocol.ClassMedia); err == nil {
 			return nil
 		}

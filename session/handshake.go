@@ -81,6 +81,7 @@ func Dial(ctx context.Context, conn transport.Conn, info ClientInfo, cfg Config)
 		s := newSession(conn, ctl, RoleClient, &cfg)
 		s.version, s.id, s.hello, s.welcome = m.Version, m.SessionID, hello, m
 		s.zstd = !cfg.DisableCompression && hasCap(m.Caps, CapZstd)
+		s.ann.on = !cfg.DisableAnnounce && hasCap(m.Caps, CapAnnounce)
 		s.heartbeat.Store(int64(s.negotiatedHeartbeat()))
 		s.start(fr)
 		if info.Battery {
@@ -278,9 +279,14 @@ func (a *Acceptor) Accept(ctx context.Context, conn transport.Conn, opts ServerO
 		welcome.Caps = append(welcome.Caps, CapZstd)
 		s.zstd = true
 	}
+	if hasCap(hello.Caps, CapAnnounce) && acceptsAnnounce(cfgp, conn) {
+		// JSP §5.14: streams and datagrams are taken once announced.
+		welcome.Caps = append(welcome.Caps, CapAnnounce)
+		s.unannounced = wire.UsesStreams | wire.UsesDatagrams
+	}
 	// Capabilities in effect are those both sides offered (JSP §8.2).
 	for _, c := range cfg.Capabilities {
-		if c != CapZstd && hasCap(hello.Caps, c) && !hasCap(welcome.Caps, c) {
+		if c != CapZstd && c != CapAnnounce && hasCap(hello.Caps, c) && !hasCap(welcome.Caps, c) {
 			welcome.Caps = append(welcome.Caps, c)
 		}
 	}
@@ -334,7 +340,15 @@ func offeredCaps(cfg Config) []string {
 	if !cfg.DisableCompression {
 		caps = append(caps, CapZstd)
 	}
-	return append(caps, cfg.Capabilities...)
+	if !cfg.DisableAnnounce {
+		caps = append(caps, CapAnnounce)
+	}
+	for _, c := range cfg.Capabilities {
+		if !hasCap(caps, c) {
+			caps = append(caps, c)
+		}
+	}
+	return caps
 }
 
 func supported(v protocol.Version, list []protocol.Version) bool {

@@ -17,7 +17,10 @@
 // A Session owns these goroutines, joined by Close: the control-stream
 // reader, the stream acceptor and the datagram receiver (over transports
 // that report input by callback, such as transport/mux, each runs only
-// while there is input), and the sender (QoS scheduling and batching)
+// while there is input; over the others, QUIC, a server with the
+// `announce` capability in effect starts the acceptor and the receiver
+// only when the client announces streams or datagrams, JSP §5.14, D38),
+// and the sender (QoS scheduling and batching)
 // while frames are queued; the heartbeat/idle check is a timer callback
 // joined the same way (heartbeat.go). With HandleMessages, a hand-off
 // goroutine runs the application's callback while received messages
@@ -88,6 +91,11 @@ type Session struct {
 	hello   *wire.Hello   // the client's HELLO (on the server, its client fields only)
 	welcome *wire.Welcome // the server's WELCOME
 	zstd    bool          // both sides offered zstd
+	// ann is what a client has announced (JSP §5.14); unannounced, on a
+	// server with CapAnnounce in effect, the intake not yet started: set
+	// by Accept, then owned by the control reader (startAnnounced).
+	ann         announcer
+	unannounced wire.Uses
 	// compressMisses counts payloads in a row that zstd did not shrink;
 	// compressSkips counts attempts skipped since (see worthCompressing).
 	compressMisses atomic.Int32
@@ -283,12 +291,21 @@ func (s *Session) start(fr *wire.FrameReader) {
 	// while there is input when the transport reports it by callback
 	// (ondemand.go, D27); otherwise each is a goroutine blocked on it.
 	s.prepareOnDemand(fr)
+	// Read before the control reader starts: from then on it owns
+	// unannounced.
+	unannounced := s.unannounced
 	if s.reading == nil {
 		s.run("control reader", func(ctx context.Context) error { return s.readControl(fr) })
 	}
 	if s.arrivals == nil {
-		s.run("stream acceptor", s.acceptStreams)
-		s.run("datagram receiver", s.receiveDatagrams)
+		// Under CapAnnounce each starts when the client announces it
+		// (announce.go, JSP §5.14, D38).
+		if !unannounced.Has(wire.UsesStreams) {
+			s.run("stream acceptor", s.acceptStreams)
+		}
+		if !unannounced.Has(wire.UsesDatagrams) {
+			s.run("datagram receiver", s.receiveDatagrams)
+		}
 	}
 	s.startOnDemand(fr)
 	// The heartbeat and the transport watch run as timer and context
@@ -525,22 +542,32 @@ type peeker interface {
 // stream that can peek it holds no frame reader while the stream is idle:
 // it waits for the next byte with Peek and makes a reader then, and drops
 // it again once it has nothing buffered (D34).
+//
+// Once a burst of frames is handled and nothing is buffered, the wait for
+// the next byte moves to a new goroutine and this one ends (D38): handling
+// a frame grows a goroutine's stack (decoding, a PONG queued, the sender
+// woken) to 4 or 8 KiB, and the runtime shrinks a stack only while less
+// than a quarter of it is used, so a reader that once handled a PING would
+// wait with the larger stack for the rest of an idle session. A new
+// goroutine waits on the 2 KiB it starts with. Cost: one goroutine start
+// per burst. The new goroutine is added to s.wg from this one, which still
+// holds its own count, so the add cannot race with Close's Wait.
 func (s *Session) readControl(fr *wire.FrameReader) error {
 	pk, ok := s.ctl.(peeker)
 	if !ok {
 		return s.readFrames(fr)
 	}
-	var one [1]byte
+	if fr != nil && !fr.Pending() && fr.Buffered() == 0 {
+		fr = nil
+	}
+	if fr == nil {
+		var one [1]byte
+		if _, err := pk.Peek(one[:]); err != nil {
+			return s.controlReadError(err)
+		}
+		fr = wire.NewFrameReader(s.ctl, uint64(s.cfg.MaxFrameSize))
+	}
 	for {
-		if fr != nil && !fr.Pending() && fr.Buffered() == 0 {
-			fr = nil
-		}
-		if fr == nil {
-			if _, err := pk.Peek(one[:]); err != nil {
-				return s.controlReadError(err)
-			}
-			fr = wire.NewFrameReader(s.ctl, uint64(s.cfg.MaxFrameSize))
-		}
 		h, payload, err := fr.ReadFrame()
 		if err != nil {
 			return s.controlReadError(err)
@@ -549,8 +576,16 @@ func (s *Session) readControl(fr *wire.FrameReader) error {
 		if err := s.handleFrame(h, payload, DeliveryOrdered); err != nil {
 			return err
 		}
+		if !fr.Pending() && fr.Buffered() == 0 {
+			s.run("control reader", s.waitControl)
+			return nil
+		}
 	}
 }
+
+// waitControl is readControl without a frame reader, as a goroutine's
+// function.
+func (s *Session) waitControl(context.Context) error { return s.readControl(nil) }
 
 // readFrames reads and dispatches frames from the control stream with fr.
 func (s *Session) readFrames(fr *wire.FrameReader) error {
@@ -655,6 +690,13 @@ func (s *Session) handleFrame(h wire.Header, payload []byte, d Delivery) error {
 		return nil
 	case *wire.Nack:
 		s.queueNack(m)
+		return nil
+	case *wire.Announce:
+		// JSP §5.14: honoured on the control stream of a server that
+		// accepted CapAnnounce; ignored anywhere else.
+		if s.role == RoleServer && d == DeliveryOrdered && s.unannounced != 0 {
+			s.startAnnounced(m.Uses)
+		}
 		return nil
 	case *wire.Hello, *wire.Welcome:
 		return jsperr.Newf(jsperr.ProtocolViolation, "%s after the handshake", h.Type)

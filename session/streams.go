@@ -72,6 +72,9 @@ func (s *Session) OpenStream(ctx context.Context, class protocol.Class, label st
 	if err := s.ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrClosed, context.Cause(s.ctx))
 	}
+	if err := s.announce(wire.UsesStreams); err != nil {
+		return nil, fmt.Errorf("session: open stream %q: %w", label, err)
+	}
 	ts, err := s.conn.OpenStream(ctx, class)
 	if err != nil {
 		return nil, fmt.Errorf("session: open stream %q: %w", label, err)
@@ -195,6 +198,9 @@ func (s *Session) SendMessage(ctx context.Context, env *wire.Envelope, mode Deli
 		}
 		if mode == DeliveryPartial && env.TTL == 0 {
 			return jsperr.New(jsperr.BadRequest, "partially reliable delivery needs a TTL")
+		}
+		if err := s.announce(wire.UsesStreams); err != nil {
+			return fmt.Errorf("session: open message stream: %w", err)
 		}
 		ts, err := s.conn.OpenStream(ctx, env.Class)
 		if err != nil {

@@ -30,7 +30,7 @@
 // payload by frame type; Limits.DecodeMessage does the same with negotiated
 // limits. The message types are Envelope (carried as EnvelopeFrame), Hello,
 // Welcome, ErrorMessage, Ping, Pong, Goaway, Ack, Nack, Subscribe,
-// Unsubscribe, StreamOpen and Datagram; link frame payloads have
+// Unsubscribe, StreamOpen, Datagram and Announce; link frame payloads have
 // AppendVarintPayload/ParseVarintPayload and AppendLinkClose/ParseLinkClose.
 //
 // This package imports only the standard library and the project's leaf
@@ -126,6 +126,11 @@ const (
 	//   stream id = flow id (0 Datagram API, 1 Mixed API unreliable)
 	//   payload   = msg id (vi) | index (vi) | count (vi) | data (rest)
 	FrameDatagram FrameType = 0x21
+	// FrameAnnounce tells the server what the client is about to use
+	// besides the control stream: client -> server, on the control stream,
+	// only while the `announce` capability is in effect (JSP §5.14).
+	// payload = Announce {1 uses}: bit 1 streams, bit 2 datagrams.
+	FrameAnnounce FrameType = 0x22
 )
 
 // Flags is the flags byte of a frame header (JSP §3.2).
@@ -246,6 +251,7 @@ var frameNames = map[FrameType]string{
 	FrameSubscribe: "SUBSCRIBE", FrameUnsubscribe: "UNSUBSCRIBE", FramePublish: "PUBLISH",
 	FrameEvent: "EVENT", FrameCommand: "COMMAND", FrameReply: "REPLY", FrameNotify: "NOTIFY",
 	FrameMessage: "MESSAGE", FrameStreamOpen: "STREAM_OPEN", FrameDatagram: "DATAGRAM",
+	FrameAnnounce: "ANNOUNCE",
 }
 
 // String returns the spec name of t, or UNKNOWN(0x..).

@@ -106,6 +106,7 @@ func FuzzSubscribe(f *testing.F)    { fuzzMessage(f, "subscribe") }
 func FuzzUnsubscribe(f *testing.F)  { fuzzMessage(f, "unsubscribe") }
 func FuzzStreamOpen(f *testing.F)   { fuzzMessage(f, "stream_open") }
 func FuzzDatagram(f *testing.F)     { fuzzMessage(f, "datagram") }
+func FuzzAnnounce(f *testing.F)     { fuzzMessage(f, "announce") }
 
 func FuzzVarint(f *testing.F) {
 	for _, v := range []uint64{0, 63, 64, 16383, 16384, 1<<30 - 1, 1 << 30, MaxVarint} {

@@ -180,6 +180,8 @@ func meaningOf(msg Message) obj {
 		if len(m.Metadata) != 0 {
 			o["metadata"] = m.Metadata
 		}
+	case *Announce:
+		putUint(o, "uses", uint64(m.Uses))
 	case *Datagram:
 		o = fragmentMeaning(m.Fragment)
 		o["data"] = hx(m.Data)

@@ -6,7 +6,7 @@ import (
 
 // Message is a decoded session frame payload (JSP §5): *Hello, *Welcome,
 // *ErrorMessage, *Ping, *Pong, *Goaway, *Ack, *Nack, *Subscribe,
-// *Unsubscribe, *EnvelopeFrame, *StreamOpen or *Datagram.
+// *Unsubscribe, *EnvelopeFrame, *StreamOpen, *Datagram or *Announce.
 //
 // Every codec in this package has the same shape: Append appends the
 // deterministic encoding to a caller-supplied slice and returns it, Len
@@ -129,6 +129,8 @@ func decodeMessage(t FrameType, p []byte, l *Limits) (Message, error) {
 		m = v
 	case FrameStreamOpen:
 		m, n, err = decodeAs(ParseStreamOpen, p)
+	case FrameAnnounce:
+		m, n, err = decodeAs(ParseAnnounce, p)
 	case FrameDatagram:
 		if len(p) > int(l.MaxDatagram) {
 			return nil, ErrDatagramTooLarge

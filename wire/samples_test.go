@@ -47,6 +47,7 @@ var parsers = map[string]parseFunc{
 	"unsubscribe": wrap(ParseUnsubscribe),
 	"stream_open": wrap(ParseStreamOpen),
 	"datagram":    wrap(ParseDatagram),
+	"announce":    wrap(ParseAnnounce),
 	"envelope": func(b []byte) (Message, int, error) {
 		v, n, err := ParseEnvelope(b)
 		if err != nil {
@@ -83,6 +84,8 @@ func typeName(m Message) string {
 		return "stream_open"
 	case *Datagram:
 		return "datagram"
+	case *Announce:
+		return "announce"
 	case *EnvelopeFrame:
 		return "envelope"
 	}
@@ -170,6 +173,9 @@ func samples() []sample {
 		{"stream_open", &StreamOpen{Class: protocol.ClassBulk, Label: "upload",
 			Metadata: map[string]string{"name": "photo.jpg", "size": "52311"}}},
 		{"stream_open_empty", &StreamOpen{}},
+		{"announce_streams_datagrams", &Announce{Uses: UsesStreams | UsesDatagrams}},
+		{"announce_datagrams", &Announce{Uses: UsesDatagrams}},
+		{"announce_empty", &Announce{}},
 		{"datagram_single", &Datagram{Fragment: FragmentHeader{MsgID: 1, Index: 0, Count: 1}, Data: []byte("pos:1,2")}},
 		{"datagram_fragment", &Datagram{Fragment: FragmentHeader{MsgID: 70000, Index: 2, Count: 3},
 			Data: bytes.Repeat([]byte{0xee}, 20)}},

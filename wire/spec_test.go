@@ -92,7 +92,7 @@ func TestSpecCoverage(t *testing.T) {
 	}
 	cddl := readSpec(t, "jsp.cddl")
 	for _, rule := range []string{"envelope", "route", "hello", "resume", "welcome", "limits", "error",
-		"ping", "goaway", "ack", "cursor", "nack", "subscribe", "unsubscribe", "stream-open"} {
+		"ping", "goaway", "ack", "cursor", "nack", "subscribe", "unsubscribe", "stream-open", "announce"} {
 		if !regexp.MustCompile(`(?m)^` + rule + ` = `).MatchString(cddl) {
 			t.Errorf("jsp.cddl lacks rule %s", rule)
 		}

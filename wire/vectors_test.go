@@ -110,6 +110,7 @@ func generateVectors() map[string]vectorFile {
 		frameVector("frame_publish_signed", FlagSigned.WithClass(protocol.ClassMedia), 0, &EnvelopeFrame{Type: FramePublish, Envelope: byName["envelope_signed_headers"].(*EnvelopeFrame).Envelope}, ""),
 		frameVector("frame_stream_open", FlagFIN.WithClass(protocol.ClassBulk)&^FlagFIN, 4, byName["stream_open"], "first frame on a Stream API stream"),
 		frameVector("frame_datagram_mixed_unreliable", Flags(0).WithClass(protocol.ClassChat), protocol.StreamID(FlowMixedUnreliable), byName["datagram_single"], "stream id = flow id 1: Mixed API unreliable"),
+		frameVector("frame_announce", 0, 0, byName["announce_streams_datagrams"], "the client is about to open streams and send datagrams (JSP §5.14)"),
 		linkFrameVector("frame_link_stream_fin", FrameStream, FlagFIN, 4, []byte("last bytes"), ""),
 		linkFrameVector("frame_link_window_update_connection", FrameWindowUpdate, 0, 0, AppendVarintPayload(nil, 262144), "stream id 0 = connection window"),
 		linkFrameVector("frame_link_reset_stream", FrameResetStream, 0, 8, AppendVarintPayload(nil, uint64(jsperr.Cancelled)), ""),
@@ -154,7 +155,7 @@ func generateVectors() map[string]vectorFile {
 	files["handshake.json"] = vectorFile{Description: "JSP/1 HELLO, WELCOME and ERROR bodies (JSP §5.1-§5.3).", Vectors: hs}
 
 	// messages.json: the other session bodies and the link payloads.
-	ms := samplesNamed("ping", "pong", "goaway", "ack_", "nack", "subscribe", "unsubscribe", "stream_open", "datagram_")
+	ms := samplesNamed("ping", "pong", "goaway", "ack_", "nack", "subscribe", "unsubscribe", "stream_open", "datagram_", "announce_")
 	for _, h := range []FragmentHeader{{MsgID: 0, Index: 0, Count: 1}, {MsgID: 70000, Index: 63, Count: 64}} {
 		ms = append(ms, vector{Name: "fragment_header_" + hx(AppendFragmentHeader(nil, h)), Type: "fragment_header",
 			Hex: hx(AppendFragmentHeader(nil, h)), Meaning: fragmentMeaning(h)})

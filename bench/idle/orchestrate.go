@@ -24,7 +24,7 @@ var idleTable = loadgen.Table{
 	Row:     []string{"transport", "sessions"},
 	Systems: []string{"jsp", "centrifugo", "bare"},
 	Ratios:  [][2]string{{"jsp", "centrifugo"}, {"jsp", "bare"}},
-	Metrics: []string{"rss-per-conn-b", "heap-per-conn-b", "rss-mb"},
+	Metrics: []string{"rss-per-conn-b", "heap-per-conn-b", "live-heap-per-conn-b", "stack-per-conn-b", "goroutines-per-conn", "rss-mb"},
 }
 
 // variant is one server and the client that holds connections to it.
@@ -124,6 +124,10 @@ func (o *idleOrch) measure(v variant, run int) ([]loadgen.Line, error) {
 	var cbin string
 	var cargs []string
 	heap := func() (float64, error) { return ctlHeap(ctl) }
+	// live reads the servers built here after two collections (nil for
+	// Centrifugo): the heap the connections hold without what pools keep
+	// through one collection, and the stacks and goroutines.
+	live := func() (memStats, error) { return ctlMem(ctl, 2) }
 	switch v.system {
 	case "jsp":
 		srv, err = procs.Start("jsp", o.self, []string{"serve", "jsp", "-transport", v.transport, "-addr", addr,
@@ -146,6 +150,7 @@ func (o *idleOrch) measure(v variant, run int) ([]loadgen.Line, error) {
 			procs.Listening(addr), 30*time.Second)
 		cbin, cargs = filepath.Join(o.bin, "benchpeer"), []string{"idle", "centrifugo", "-addr", "ws://" + addr + "/connection/websocket"}
 		heap = func() (float64, error) { return promHeap("http://" + addr + "/metrics") }
+		live = nil
 	}
 	if err != nil {
 		return nil, err
@@ -159,6 +164,12 @@ func (o *idleOrch) measure(v variant, run int) ([]loadgen.Line, error) {
 	heap0, err := heap()
 	if err != nil {
 		return nil, fmt.Errorf("heap: %w", err)
+	}
+	var live0 memStats
+	if live != nil {
+		if live0, err = live(); err != nil {
+			return nil, fmt.Errorf("heap: %w", err)
+		}
 	}
 	cargs = append(cargs, "-sources", strconv.Itoa(o.sources), "-concurrency", strconv.Itoa(o.concurrency))
 	cmd := exec.Command(cbin, cargs...)
@@ -212,6 +223,15 @@ func (o *idleOrch) measure(v variant, run int) ([]loadgen.Line, error) {
 			Add("heap-per-conn-b", (h-heap0)/float64(n)).
 			Add("rss-mb", float64(rss)/(1<<20)).Add("rss0-mb", float64(rss0)/(1<<20)).
 			Add("heap-mb", h/(1<<20)).Add("connect-s", connect.Seconds())
+		if live != nil {
+			m, err := live()
+			if err != nil {
+				return out, err
+			}
+			l = l.Add("live-heap-per-conn-b", (float64(m.HeapAlloc)-float64(live0.HeapAlloc))/float64(n)).
+				Add("stack-per-conn-b", (float64(m.StackInuse)-float64(live0.StackInuse))/float64(n)).
+				Add("goroutines-per-conn", float64(m.Goroutines-live0.Goroutines)/float64(n))
+		}
 		fmt.Println(l.String())
 		if o.out != nil {
 			fmt.Fprintln(o.out, l.String())
@@ -223,16 +243,20 @@ func (o *idleOrch) measure(v variant, run int) ([]loadgen.Line, error) {
 
 // ctlHeap reads HeapInuse after a forced GC from a server built here.
 func ctlHeap(ctl string) (float64, error) {
-	resp, err := http.Get("http://" + ctl + "/mem")
+	ms, err := ctlMem(ctl, 1)
+	return float64(ms.HeapInuse), err
+}
+
+// ctlMem reads a server's /mem after gcs forced collections.
+func ctlMem(ctl string, gcs int) (memStats, error) {
+	var ms memStats
+	resp, err := http.Get(fmt.Sprintf("http://%s/mem?gcs=%d", ctl, gcs))
 	if err != nil {
-		return 0, err
+		return ms, err
 	}
 	defer resp.Body.Close()
-	var ms memStats
-	if err := json.NewDecoder(resp.Body).Decode(&ms); err != nil {
-		return 0, err
-	}
-	return float64(ms.HeapInuse), nil
+	err = json.NewDecoder(resp.Body).Decode(&ms)
+	return ms, err
 }
 
 // promHeap reads go_memstats_heap_inuse_bytes from a Prometheus endpoint.

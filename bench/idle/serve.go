@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"syscall"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -32,12 +33,19 @@ type memStats struct {
 	Goroutines int    `json:"goroutines"`
 }
 
-// serveCtl serves /mem (Go heap after a forced GC) and the pprof
-// handlers on addr.
+// serveCtl serves /mem (Go heap after a forced GC, or ?gcs=N of them) and the pprof
+// handlers on addr: /debug/pprof/heap is the heap profile (exact per
+// object with -memprofilerate 1), /debug/pprof/goroutine the goroutines.
 func serveCtl(addr string) error {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/mem", func(w http.ResponseWriter, _ *http.Request) {
-		runtime.GC()
+	mux.HandleFunc("/mem", func(w http.ResponseWriter, r *http.Request) {
+		// ?gcs=2 collects twice: a sync.Pool keeps what it holds through
+		// one collection (quic-go's 20 KiB send buffers, for one), so the
+		// second reading is the heap the connections themselves hold.
+		gcs, _ := strconv.Atoi(r.URL.Query().Get("gcs"))
+		for range max(gcs, 1) {
+			runtime.GC()
+		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		_ = json.NewEncoder(w).Encode(memStats{HeapInuse: ms.HeapInuse, HeapAlloc: ms.HeapAlloc,
@@ -60,8 +68,13 @@ func serve(kind string, args []string) error {
 	ctl := fs.String("ctl", "127.0.0.1:7499", "control address (/mem, pprof)")
 	certFile := fs.String("cert", "", "PEM certificate")
 	keyFile := fs.String("key", "", "PEM key")
+	memRate := fs.Int("memprofilerate", 0, "bytes per heap profile sample (runtime.MemProfileRate; 1 records every allocation, for exact per-session heap profiles; 0 keeps Go's default)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *memRate > 0 {
+		// Set before anything is allocated that the profile should show.
+		runtime.MemProfileRate = *memRate
 	}
 	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
 	if err != nil {

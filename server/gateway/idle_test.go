@@ -31,10 +31,13 @@ const maxIdleGoroutinesPerPair = 2
 
 // maxIdleGoroutinesPerQUICPair is the same bound over QUIC, where quic-go
 // has no readiness callbacks: per end, quic-go's connection loop and send
-// queue, and the session's control reader, stream acceptor and datagram
-// receiver, each blocked; the client end's quic-go Transport reads its
-// own socket. The gateway host holds none (D34).
-const maxIdleGoroutinesPerQUICPair = 12
+// queue and the session's control reader, blocked (3 on the gateway end);
+// the client end also runs its stream acceptor and datagram receiver, and
+// its own quic-go Transport's socket reader and send queue (7). The
+// gateway end starts its acceptor and receiver only when the client
+// announces streams or datagrams (JSP §5.14, D38), which an idle client
+// never does (12 before); the gateway host holds none (D34).
+const maxIdleGoroutinesPerQUICPair = 10
 
 // maxIdleServerGoroutinesWS bounds the goroutines the gateway end of an
 // idle wss:// session costs, on average over idleSessions: none, as on

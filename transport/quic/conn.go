@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	quicgo "github.com/quic-go/quic-go"
@@ -18,8 +19,8 @@ import (
 // Conn is one QUIC connection. It implements transport.Conn.
 //
 // Goroutines: a Conn with datagrams runs one goroutine that feeds queued
-// datagrams to quic-go; it stops when the connection ends, and
-// CloseWithError waits for it. Callers must call CloseWithError on every
+// datagrams to quic-go while some are queued; it stops when the
+// connection ends, and CloseWithError waits for it. Callers must call CloseWithError on every
 // Conn, also after the peer closed it.
 type Conn struct {
 	qc *quicgo.Conn
@@ -32,8 +33,17 @@ type Conn struct {
 	ctxMu sync.Mutex
 	ctx   context.Context // guarded by ctxMu
 
-	maxDatagram int            // 0 when datagrams are off on either side
-	dgrams      *datagramQueue // nil when datagrams are off; its goroutine runs while datagrams are queued
+	maxDatagram int // 0 when datagrams are off on either side
+	dgramLimit  int // Config.DatagramSendQueue
+	// dgrams is made by the first SendDatagram, under migrateMu unless
+	// closing: a connection that never sends a datagram (an idle server
+	// session) holds no queue (D38). Its goroutine runs while datagrams
+	// are queued.
+	dgrams  atomic.Pointer[datagramQueue]
+	closing bool // guarded by migrateMu; set by the first CloseWithError
+	// own is the accepting listener's own quic-go Transport, which counts
+	// this Conn until its first CloseWithError; nil otherwise.
+	own *ownedTransport
 
 	// migrateSerial serialises Migrate calls; it is taken before
 	// migrateMu and held while probing.
@@ -57,7 +67,7 @@ func newConn(qc *quicgo.Conn, cfg *Config) *Conn {
 	st := qc.ConnectionState()
 	if st.SupportsDatagrams.Local && st.SupportsDatagrams.Remote {
 		c.maxDatagram = int(cfg.MaxDatagramSize)
-		c.dgrams = newDatagramQueue(cfg.DatagramSendQueue, qc.SendDatagram)
+		c.dgramLimit = cfg.DatagramSendQueue
 	}
 	return c
 }
@@ -105,7 +115,7 @@ func (c *Conn) opError(ctx context.Context, err error) error {
 // class is not sent: on QUIC the session's DATAGRAM frame carries it (JSP
 // §5.13).
 func (c *Conn) SendDatagram(b []byte, _ protocol.Class) error {
-	if c.dgrams == nil {
+	if c.maxDatagram == 0 {
 		return fmt.Errorf("quic: send datagram: %w", ErrDatagramsDisabled)
 	}
 	if len(b) > c.maxDatagram {
@@ -114,15 +124,34 @@ func (c *Conn) SendDatagram(b []byte, _ protocol.Class) error {
 	if cause := context.Cause(c.qc.Context()); cause != nil {
 		return fmt.Errorf("quic: send datagram: %w", connError(cause))
 	}
-	c.dgrams.push(b)
+	q := c.dgrams.Load()
+	if q == nil {
+		if q = c.datagramQueue(); q == nil {
+			return fmt.Errorf("quic: send datagram: %w", connError(context.Cause(c.qc.Context())))
+		}
+	}
+	q.push(b)
 	return nil
+}
+
+// datagramQueue returns the send queue, making it unless CloseWithError
+// has begun (then nil).
+func (c *Conn) datagramQueue() *datagramQueue {
+	c.migrateMu.Lock()
+	defer c.migrateMu.Unlock()
+	if q := c.dgrams.Load(); q != nil || c.closing {
+		return q
+	}
+	q := newDatagramQueue(c.dgramLimit, c.qc.SendDatagram)
+	c.dgrams.Store(q)
+	return q
 }
 
 // ReceiveDatagram waits for the next datagram from the peer. quic-go keeps
 // at most 128 received datagrams that nobody has read yet and drops newer
 // ones, so a receiver must keep reading.
 func (c *Conn) ReceiveDatagram(ctx context.Context) ([]byte, error) {
-	if c.dgrams == nil {
+	if c.maxDatagram == 0 {
 		return nil, fmt.Errorf("quic: receive datagram: %w", ErrDatagramsDisabled)
 	}
 	b, err := c.qc.ReceiveDatagram(ctx)
@@ -145,10 +174,18 @@ func (c *Conn) CloseWithError(code jsperr.Code, reason string) error {
 	if err := c.qc.CloseWithError(quicgo.ApplicationErrorCode(code), reason); err != nil {
 		return fmt.Errorf("quic: close: %w", err)
 	}
-	if c.dgrams != nil {
-		c.dgrams.close()
+	c.migrateMu.Lock()
+	first := !c.closing
+	c.closing = true
+	q := c.dgrams.Load()
+	c.migrateMu.Unlock()
+	if q != nil {
+		q.close()
 	}
 	c.closeSockets()
+	if first && c.own != nil {
+		c.own.remove()
+	}
 	// The AfterFunc has fired or is about to (qc's context is done once
 	// CloseWithError returns); wait for the mapped cause to be set so the
 	// caller observes a consistent Context.
@@ -249,10 +286,10 @@ func (c *Conn) Stats() Stats {
 		BytesReceived: qs.BytesReceived,
 		PacketsLost:   qs.PacketsLost,
 	}
-	if c.dgrams != nil {
-		s.DatagramsSent = c.dgrams.sent.Load()
-		s.DatagramsDropped = c.dgrams.dropped.Load()
-		s.DatagramsQueued = c.dgrams.len()
+	if q := c.dgrams.Load(); q != nil {
+		s.DatagramsSent = q.sent.Load()
+		s.DatagramsDropped = q.dropped.Load()
+		s.DatagramsQueued = q.len()
 	}
 	return s
 }

@@ -83,3 +83,32 @@ func TestStreamPeek(t *testing.T) {
 		t.Fatal("Peek still waiting after the peer closed the connection")
 	}
 }
+
+// TestDatagramQueueMadeOnDemand: a Conn makes its datagram send queue on
+// its first SendDatagram (D38); a datagram sent after CloseWithError fails
+// and makes none.
+func TestDatagramQueueMadeOnDemand(t *testing.T) {
+	client, server := pair(t, Config{}, Config{})
+	if client.dgrams.Load() != nil || server.dgrams.Load() != nil {
+		t.Fatal("a datagram queue was made before the first datagram")
+	}
+	if err := client.SendDatagram([]byte("x"), protocol.ClassMedia); err != nil {
+		t.Fatal(err)
+	}
+	if client.dgrams.Load() == nil {
+		t.Fatal("SendDatagram made no queue")
+	}
+	b, err := server.ReceiveDatagram(testCtx(t, 5*time.Second))
+	if err != nil || string(b) != "x" {
+		t.Fatalf("ReceiveDatagram = %q, %v", b, err)
+	}
+	if err := server.CloseWithError(jsperr.NoError, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.SendDatagram([]byte("y"), protocol.ClassMedia); err == nil {
+		t.Fatal("SendDatagram after CloseWithError succeeded")
+	}
+	if server.dgrams.Load() != nil {
+		t.Fatal("SendDatagram after CloseWithError made a queue")
+	}
+}

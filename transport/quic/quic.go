@@ -25,6 +25,9 @@
 //     resetting side's code (errors.Is(err, jsperr.New(code, "")) holds).
 //   - TLS: every tls.Config passes through tlsconf.Enforce (TLS 1.3, ALPN
 //     "jsp/1" only) and every handshake through tlsconf.CheckState.
+//   - Sockets: Dial gives each connection a socket and quic-go Transport
+//     of its own (so that it can migrate); a Dialer's connections share
+//     one, for clients that hold many connections.
 //   - Admission hooks: Config.VerifySourceAddress (Retry, RFC 9000 §8.1.2)
 //     and Config.ConnContext (refuse or tag an attempt before its
 //     handshake) let a server filter connections before they cost a
@@ -144,7 +147,8 @@ func listenHooked(addr string, tc *tls.Config, c Config) (*Listener, error) {
 }
 
 // ownedTransport closes a listener's own quic-go Transport once the
-// listener is closed and the last connection it accepted has ended.
+// listener is closed and the last connection it accepted has been closed
+// with Conn.CloseWithError.
 // Closing it earlier would cut those connections (Transport.Close ends
 // every connection on it), while Listener.Close must leave them open, as a
 // quic-go listener on its own socket does.
@@ -158,27 +162,32 @@ type ownedTransport struct {
 	done   bool // guarded by mu: the transport is closed or closing
 }
 
-// add counts an accepted connection until its context ends. It returns
-// false when the listener is closed already.
-func (o *ownedTransport) add(qc *quicgo.Conn) bool {
+// add counts an accepted connection until its Conn's first CloseWithError
+// (remove), which every owner of a Conn calls, also after the peer closed
+// it. Counting there rather than with a context.AfterFunc on quic-go's
+// connection context spares every connection the AfterFunc's context and
+// its entry in the parent's children map (D38). It returns false when the
+// listener is closed already.
+func (o *ownedTransport) add() bool {
 	o.mu.Lock()
+	defer o.mu.Unlock()
 	if o.closed {
-		o.mu.Unlock()
 		return false
 	}
 	o.live++
-	o.mu.Unlock()
-	// Runs once, when the connection ends; never stopped.
-	context.AfterFunc(qc.Context(), func() {
-		o.mu.Lock()
-		o.live--
-		last := o.finishLocked()
-		o.mu.Unlock()
-		if last {
-			o.close()
-		}
-	})
 	return true
+}
+
+// remove ends the count of one connection and closes the transport when it
+// was the last one after the listener's close.
+func (o *ownedTransport) remove() {
+	o.mu.Lock()
+	o.live--
+	last := o.finishLocked()
+	o.mu.Unlock()
+	if last {
+		_ = o.close()
+	}
 }
 
 // closeListener marks the listener closed and closes the transport when no
@@ -239,11 +248,13 @@ func (l *Listener) Accept(ctx context.Context) (transport.Conn, error) {
 			_ = qc.CloseWithError(quicgo.ApplicationErrorCode(jsperr.TlsRequired), err.Error())
 			continue
 		}
-		if l.own != nil && !l.own.add(qc) {
+		if l.own != nil && !l.own.add() {
 			_ = qc.CloseWithError(quicgo.ApplicationErrorCode(jsperr.GoingAway), "listener closed")
 			return nil, fmt.Errorf("quic: accept: %w", transport.ErrClosed)
 		}
-		return newConn(qc, &l.cfg), nil
+		c := newConn(qc, &l.cfg)
+		c.own = l.own
+		return c, nil
 	}
 }
 
@@ -251,8 +262,8 @@ func (l *Listener) Accept(ctx context.Context) (transport.Conn, error) {
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
 // Close stops accepting. Handshakes in progress are refused; established
-// connections stay open, and the socket Listen opened closes after the last
-// of them.
+// connections stay open, and the socket Listen opened closes once the last
+// of them has been closed with Conn.CloseWithError.
 func (l *Listener) Close() error {
 	err := l.ln.Close()
 	if l.own != nil {
