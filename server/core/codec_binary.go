@@ -397,7 +397,13 @@ func resultFlags(r *PublishResult) uint64 {
 }
 
 func resultFieldsLen(r *PublishResult, f uint64) int {
-	n := uvarintLen(f)
+	return uvarintLen(f) + outcomeLen(r, f)
+}
+
+// outcomeLen is the length of the fields a PublishResult and a Reply share
+// (D42: the same flag bits in both, outcomeBits).
+func outcomeLen(r *PublishResult, f uint64) int {
+	n := 0
 	if f&resCode != 0 {
 		n += uvarintLen(uint64(r.Code))
 	}
@@ -420,6 +426,11 @@ func appendResult(b []byte, r *PublishResult) []byte {
 	f := resultFlags(r)
 	b = binary.AppendUvarint(b, uint64(resultFieldsLen(r, f)))
 	b = binary.AppendUvarint(b, f)
+	return appendOutcome(b, r, f)
+}
+
+// appendOutcome appends the fields a PublishResult and a Reply share.
+func appendOutcome(b []byte, r *PublishResult, f uint64) []byte {
 	if f&resCode != 0 {
 		b = binary.AppendUvarint(b, uint64(r.Code))
 	}
@@ -436,6 +447,20 @@ func appendResult(b []byte, r *PublishResult) []byte {
 		b = appendTime(b, r.Time)
 	}
 	return b
+}
+
+// outcomeBits are the flag bits of the shared fields, equal in a Reply
+// and a PublishResult.
+const outcomeBits = resCode | resReason | resRetryAfter | resSeq | resTime | resDuplicate
+
+// The shared fields have the same bits in both flag sets.
+var _ = [1]struct{}{}[(repCode^resCode)|(repReason^resReason)|(repRetryAfter^resRetryAfter)|
+	(repSeq^resSeq)|(repTime^resTime)|(repDuplicate^resDuplicate)]
+
+// outcome returns the fields of rep a PublishResult shares.
+func (rep *Reply) outcome() PublishResult {
+	return PublishResult{Code: rep.Code, Reason: rep.Reason, RetryAfterMS: rep.RetryAfterMS,
+		Seq: rep.Seq, Time: rep.Time, Duplicate: rep.Duplicate}
 }
 
 func infoFlags(in *storage.ChannelInfo) uint64 {
@@ -588,25 +613,8 @@ func AppendRequest(b []byte, req *Request) []byte {
 }
 
 func replyFlags(rep *Reply) uint64 {
-	var f uint64
-	if rep.Code != jsperr.NoError {
-		f |= repCode
-	}
-	if rep.Reason != "" {
-		f |= repReason
-	}
-	if rep.RetryAfterMS != 0 {
-		f |= repRetryAfter
-	}
-	if rep.Seq != 0 {
-		f |= repSeq
-	}
-	if !rep.Time.IsZero() {
-		f |= repTime
-	}
-	if rep.Duplicate {
-		f |= repDuplicate
-	}
+	o := rep.outcome()
+	f := resultFlags(&o)
 	if len(rep.Messages) > 0 {
 		f |= repMessages
 	}
@@ -631,22 +639,8 @@ func replyFlags(rep *Reply) uint64 {
 // ReplyLen returns the length of rep's binary form.
 func ReplyLen(rep *Reply) int {
 	f := replyFlags(rep)
-	n := 2 + uvarintLen(f)
-	if f&repCode != 0 {
-		n += uvarintLen(uint64(rep.Code))
-	}
-	if f&repReason != 0 {
-		n += stringLen(rep.Reason)
-	}
-	if f&repRetryAfter != 0 {
-		n += uvarintLen(zigzag(rep.RetryAfterMS))
-	}
-	if f&repSeq != 0 {
-		n += uvarintLen(uint64(rep.Seq))
-	}
-	if f&repTime != 0 {
-		n += timeLen(rep.Time)
-	}
+	o := rep.outcome()
+	n := 2 + uvarintLen(f) + outcomeLen(&o, f&outcomeBits)
 	if f&repMessages != 0 {
 		n += messagesLen(rep.Messages)
 	}
@@ -672,21 +666,8 @@ func AppendReply(b []byte, rep *Reply) []byte {
 	f := replyFlags(rep)
 	b = append(b, binaryV1, kindReply)
 	b = binary.AppendUvarint(b, f)
-	if f&repCode != 0 {
-		b = binary.AppendUvarint(b, uint64(rep.Code))
-	}
-	if f&repReason != 0 {
-		b = appendString(b, rep.Reason)
-	}
-	if f&repRetryAfter != 0 {
-		b = binary.AppendVarint(b, rep.RetryAfterMS)
-	}
-	if f&repSeq != 0 {
-		b = binary.AppendUvarint(b, uint64(rep.Seq))
-	}
-	if f&repTime != 0 {
-		b = appendTime(b, rep.Time)
-	}
+	o := rep.outcome()
+	b = appendOutcome(b, &o, f&outcomeBits)
 	if f&repMessages != 0 {
 		b = appendMessages(b, rep.Messages)
 	}

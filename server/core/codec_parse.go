@@ -323,7 +323,12 @@ func (r *reader) command() *Command {
 
 func (r *reader) result(res *PublishResult) {
 	outer, end := r.record()
-	f := r.uvarint()
+	r.outcome(r.uvarint(), res)
+	r.leave(outer, end)
+}
+
+// outcome reads the fields a PublishResult and a Reply share (D42).
+func (r *reader) outcome(f uint64, res *PublishResult) {
 	if f&resCode != 0 {
 		res.Code = jsperr.Code(r.uvarint())
 	}
@@ -340,7 +345,6 @@ func (r *reader) result(res *PublishResult) {
 		res.Time = r.time()
 	}
 	res.Duplicate = f&resDuplicate != 0
-	r.leave(outer, end)
 }
 
 func (r *reader) info() *storage.ChannelInfo {
@@ -444,22 +448,10 @@ func ParseReply(b []byte, lim *CodecLimits) (Reply, int, error) {
 	r.header(kindReply)
 	var rep Reply
 	f := r.uvarint()
-	if f&repCode != 0 {
-		rep.Code = jsperr.Code(r.uvarint())
-	}
-	if f&repReason != 0 {
-		rep.Reason = r.str()
-	}
-	if f&repRetryAfter != 0 {
-		rep.RetryAfterMS = r.varint()
-	}
-	if f&repSeq != 0 {
-		rep.Seq = storage.Seq(r.uvarint())
-	}
-	if f&repTime != 0 {
-		rep.Time = r.time()
-	}
-	rep.Duplicate = f&repDuplicate != 0
+	var o PublishResult
+	r.outcome(f, &o)
+	rep.Code, rep.Reason, rep.RetryAfterMS = o.Code, o.Reason, o.RetryAfterMS
+	rep.Seq, rep.Time, rep.Duplicate = o.Seq, o.Time, o.Duplicate
 	if f&repMessages != 0 {
 		rep.Messages = r.messages("")
 	}
