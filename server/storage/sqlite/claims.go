@@ -322,14 +322,19 @@ const claimRowCols = `id, sender, client_id, channel_id, seq, digest, at_us`
 var claimStatements = map[string]string{
 	"claimSeq":  `SELECT coalesce(max(id), 0) FROM message_claims`,
 	"claimTail": `SELECT ` + claimRowCols + ` FROM message_claims WHERE id > ? ORDER BY id`,
-	// WHERE true: an INSERT ... SELECT with an upsert clause needs a WHERE
-	// so that ON is not read as a join constraint.
+	// The WHERE also keeps ON from being read as a join constraint; it
+	// skips the rows Purge retired (claimRetire).
 	"claimMerge": `INSERT INTO message_dedup (sender, client_id, channel_id, seq, digest, at_us)
-		SELECT sender, client_id, channel_id, seq, digest, at_us FROM message_claims WHERE true
+		SELECT sender, client_id, channel_id, seq, digest, at_us FROM message_claims WHERE client_id != ''
 		ORDER BY sender, client_id, id
 		ON CONFLICT (sender, client_id) DO UPDATE SET
 			channel_id = excluded.channel_id, seq = excluded.seq,
 			digest = excluded.digest, at_us = excluded.at_us`,
+	// claimRetire blanks the key of log rows past the window: the newest
+	// row stays in the log after a merge (below), and without this a
+	// merge would bring it back into message_dedup after each Purge
+	// removed it. A claim always has a client id, so "" marks no key.
+	"claimRetire": `UPDATE message_claims SET client_id = '' WHERE client_id != '' AND at_us < ?`,
 	// The newest row stays: it keeps the ids increasing (migration 0007).
 	"claimClear":  `DELETE FROM message_claims WHERE id < (SELECT max(id) FROM message_claims)`,
 	"dedupLookup": `SELECT channel_id, seq, digest, at_us FROM message_dedup WHERE sender = ? AND client_id = ? AND at_us >= ?`,

@@ -431,6 +431,13 @@ func (s *Store) Purge(ctx context.Context) (storage.PurgeStats, error) {
 			return err
 		}
 		st.Dedup, _ = res.RowsAffected()
+		if s.claimLog {
+			// Counted above once merged; retired so no merge brings
+			// them back.
+			if _, err := tx.ExecContext(ctx, claimStatements["claimRetire"], sqlcommon.Micros(now.Add(-s.cfg.DedupWindow))); err != nil {
+				return err
+			}
+		}
 		res, err = tx.ExecContext(ctx, `DELETE FROM kv WHERE expires_us IS NOT NULL AND expires_us <= ?`, sqlcommon.Micros(now))
 		if err != nil {
 			return err
