@@ -73,7 +73,11 @@ func TestSendSharedLimits(t *testing.T) {
 	// The client never calls Recv, so its receive queue and then the
 	// server's send queue fill.
 	_, srv = establish(t, Config{}, Config{SendQueueLength: 4}, ClientInfo{})
-	f := NewSharedEnvelope(wire.FrameEvent, &wire.Envelope{Class: protocol.ClassChat, Body: make([]byte, 4096)}, time.Now())
+	// A well-formed EVENT: the client decodes what it reads, and an
+	// envelope without kind or route would close the session before the
+	// queue fills.
+	f := NewSharedEnvelope(wire.FrameEvent, &wire.Envelope{ID: []byte("q"), Kind: wire.KindEvent,
+		Route: wire.Route{Kind: wire.RouteChannel, Name: "room"}, Class: protocol.ClassChat, Seq: 1, Body: make([]byte, 4096)}, time.Now())
 	var err error
 	for range 10000 {
 		if err = srv.SendShared(f); err != nil {
