@@ -1,4 +1,4 @@
-package sqlite_test
+package sqlite
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jetstreamproto/jsp/server/storage"
-	"github.com/jetstreamproto/jsp/server/storage/sqlite"
 	"github.com/jetstreamproto/jsp/server/storage/storagetest"
 )
 
@@ -32,18 +31,24 @@ func BenchmarkAppendGroup64(b *testing.B) { benchAppendGroups(b, 64) }
 func BenchmarkAppendGroup8(b *testing.B) { benchAppendGroups(b, 8) }
 
 func benchAppendGroups(b *testing.B, group int) {
-	ctx := context.Background()
-	s, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "jsp.db"), storage.Config{Logger: storagetest.Quiet})
+	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "jsp.db"), storage.Config{Logger: storagetest.Quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
+	appendGroups(b, s, group)
+}
+
+// appendGroups is the measured loop of the append benchmarks: b.N groups
+// of group messages to one channel of s, reporting ns/msg and cpu-µs/msg.
+func appendGroups(b *testing.B, s *Store, group int) {
+	ctx := context.Background()
 	body := make([]byte, 200)
 	msgs := make([]storage.Message, group)
 	id := make([]byte, 16)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := processCPU()
 	for range b.N {
 		for i := range msgs {
 			rand.Read(id)
@@ -56,15 +61,15 @@ func benchAppendGroups(b *testing.B, group int) {
 			}
 		}
 	}
-	cpu := cpuTime() - cpu0
+	cpu := processCPU() - cpu0
 	b.StopTimer()
 	n := float64(b.N * group)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/msg")
 	b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-µs/msg")
 }
 
-// cpuTime is the process's user plus system CPU time.
-func cpuTime() time.Duration {
+// processCPU is the process's user plus system CPU time.
+func processCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
@@ -72,6 +77,8 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// benchIDMode selects the client ids of the append benchmarks:
+// JSP_BENCH_ID=none (no id, no claim), seq (increasing ids), else random.
 var benchIDMode = os.Getenv("JSP_BENCH_ID")
 var benchSeq int
 

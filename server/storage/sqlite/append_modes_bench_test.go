@@ -2,12 +2,8 @@ package sqlite
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 
 	sqlitedrv "modernc.org/sqlite"
 
@@ -50,38 +46,7 @@ func BenchmarkAppendModes(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			body := make([]byte, 200)
-			msgs := make([]storage.Message, group)
-			id := make([]byte, 16)
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := processCPU()
-			for range b.N {
-				for i := range msgs {
-					rand.Read(id)
-					msgs[i] = storage.Message{Sender: "s-0123456789abcdef", ClientID: hex.EncodeToString(id), Body: body}
-				}
-				_, errs := s.AppendMessages(ctx, "bench", msgs)
-				for _, err := range errs {
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			cpu := processCPU() - cpu0
-			b.StopTimer()
-			n := float64(b.N * group)
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/msg")
-			b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-µs/msg")
+			appendGroups(b, s, group)
 		})
 	}
-}
-
-// processCPU is the process's user plus system CPU time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
