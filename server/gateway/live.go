@@ -161,11 +161,7 @@ func (h *host) publishLive(ctx context.Context, env *wire.Envelope) {
 // fanOutLive puts env on its live channel's bus subject and acknowledges
 // it.
 func (h *host) fanOutLive(env *wire.Envelope) {
-	sender := h.user
-	if sender == "" {
-		sender = h.id
-	}
-	msg := storedMessage(env, sender)
+	msg := storedMessage(env, h.sender())
 	msg.Time = h.g.cfg.Now()
 	if err := h.g.cluster.publishLive(env.Route.Name, msg); err != nil {
 		h.g.ops.busErrors.Add(1)

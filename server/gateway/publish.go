@@ -179,10 +179,7 @@ func (h *host) startRound(ctx context.Context, r *publishRound, queues map[strin
 // taking every part waiting up to PublishWindow messages (a part is never
 // split, and a round's part is at most a window), until q is empty.
 func (h *host) sendChannel(ctx context.Context, channel string, q *chanQueue) {
-	sender := h.user
-	if sender == "" {
-		sender = h.id
-	}
+	sender := h.sender()
 	for {
 		q.mu.Lock()
 		n, take := 0, 0
@@ -264,4 +261,13 @@ func (h *host) answerPublishes(batch []*wire.Envelope, out []publishOutcome) {
 		ids = append(ids, env.ID)
 	}
 	flush()
+}
+
+// sender is who the session's PUBLISHes are stored as: the authenticated
+// user, or the session id for an anonymous session.
+func (h *host) sender() string {
+	if h.user == "" {
+		return h.id
+	}
+	return h.user
 }
