@@ -30,14 +30,20 @@ type clusterFixture struct {
 	core  *core.Core
 }
 
-func newClusterFixture(t *testing.T, b bus.Bus) *clusterFixture {
+// newClusterFixture starts a core on b with a SQLite store; edits, if
+// any, change the core's Config first.
+func newClusterFixture(t *testing.T, b bus.Bus, edits ...func(*core.Config)) *clusterFixture {
 	t.Helper()
 	st, err := storage.Open(context.Background(), "sqlite:"+t.TempDir()+"/jsp.db", storage.Config{Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	c, err := core.New(core.Config{Bus: b, Store: st, Logger: testLogger()})
+	cfg := core.Config{Bus: b, Store: st, Logger: testLogger()}
+	for _, edit := range edits {
+		edit(&cfg)
+	}
+	c, err := core.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,13 +65,6 @@ type liveFixture struct {
 func newLiveFixture(t *testing.T) *liveFixture {
 	t.Helper()
 	f := &liveFixture{}
-	b := embeddedBus(t)
-	st, err := storage.Open(context.Background(), "sqlite:"+t.TempDir()+"/jsp.db", storage.Config{Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	f.store = st
 	authz := core.AuthorizerFunc(func(_ context.Context, _ core.Identity, a core.Action) error {
 		if a.Op != core.OpPublish {
 			return nil
@@ -82,16 +75,10 @@ func newLiveFixture(t *testing.T) *liveFixture {
 		}
 		return nil
 	})
-	c, err := core.New(core.Config{Bus: b, Store: st, Logger: testLogger(), Authorizer: authz})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	cf := newClusterFixture(t, embeddedBus(t), func(c *core.Config) { c.Authorizer = authz })
+	f.store = cf.store
 	now := func() time.Time { return time.Now().Add(time.Duration(f.offset.Load())) }
-	f.gateway = startGateway(t, Config{Bus: b, Sessions: st, NodeID: "gw-live", LiveChannels: []string{"typing.*"}, Now: now})
+	f.gateway = startGateway(t, Config{Bus: cf.bus, Sessions: cf.store, NodeID: "gw-live", LiveChannels: []string{"typing.*"}, Now: now})
 	return f
 }
 
