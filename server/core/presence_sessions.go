@@ -87,7 +87,7 @@ func (sw *SessionWatch) Sweep(grace time.Duration) {
 // write marks that (D39), and sweeps stale gateways (SessionWatch.Sweep,
 // grace = TTL).
 func (p *Presence) Watch(ctx context.Context, fn func(PresenceChange)) (bus.Watcher, error) {
-	pw := &presenceWatch{p: p, fn: fn, users: map[string]map[string]watchedSession{}, statuses: map[string]PresenceStatus{},
+	pw := &presenceWatch{p: p, fn: fn, users: SessionsByUser{}, statuses: map[string]PresenceStatus{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	sw, err := p.WatchSessions(ctx, pw.onChange)
 	if err != nil {
@@ -111,28 +111,38 @@ type presenceWatch struct {
 	once sync.Once
 
 	mu       sync.Mutex
-	users    map[string]map[string]watchedSession // guarded by mu: user → key → live session
-	statuses map[string]PresenceStatus            // guarded by mu: derived status of users with sessions
+	users    SessionsByUser            // guarded by mu: user → key → live session
+	statuses map[string]PresenceStatus // guarded by mu: derived status of users with sessions
 }
 
-type watchedSession struct {
-	entry SessionEntry
-	rev   uint64
+// WatchedSession is one live session as a watcher of the registry keeps
+// it: its record and the bucket revision of its latest write.
+type WatchedSession struct {
+	Entry SessionEntry
+	Rev   uint64
+}
+
+// SessionsByUser is a watcher's live sessions: user → key → session.
+type SessionsByUser map[string]map[string]WatchedSession
+
+// Apply records c: the session is added, replaced or, when gone, removed.
+func (u SessionsByUser) Apply(c SessionChange) {
+	m := u[c.User]
+	if c.Gone {
+		delete(m, c.Key)
+		return
+	}
+	if m == nil {
+		m = map[string]WatchedSession{}
+		u[c.User] = m
+	}
+	m[c.Key] = WatchedSession{Entry: c.Entry, Rev: c.Revision}
 }
 
 func (pw *presenceWatch) onChange(c SessionChange) {
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
-	m := pw.users[c.User]
-	if c.Gone {
-		delete(m, c.Key)
-	} else {
-		if m == nil {
-			m = map[string]watchedSession{}
-			pw.users[c.User] = m
-		}
-		m[c.Key] = watchedSession{entry: c.Entry, rev: c.Revision}
-	}
+	pw.users.Apply(c)
 	pw.deriveLocked(c.User, c.Revision)
 }
 
@@ -142,7 +152,7 @@ func (pw *presenceWatch) deriveLocked(user string, rev uint64) {
 	// Without copying the user's sessions (D26, D36).
 	st := pw.p.StatusOfSeq(func(yield func(SessionEntry) bool) {
 		for _, s := range m {
-			if !yield(s.entry) {
+			if !yield(s.Entry) {
 				return
 			}
 		}
@@ -184,7 +194,7 @@ func (pw *presenceWatch) tick(interval time.Duration) {
 			// every watcher, so their event ids agree.
 			var rev uint64
 			for _, s := range pw.users[user] {
-				rev = max(rev, s.rev)
+				rev = max(rev, s.Rev)
 			}
 			pw.deriveLocked(user, rev)
 		}

@@ -112,14 +112,14 @@ type PresenceFeed struct {
 	log *slog.Logger
 
 	mu        sync.Mutex
-	sessions  map[string]map[string]feedSession // guarded by mu: user → key → session
-	status    map[string]core.PresenceStatus    // guarded by mu: derived status of users with sessions
-	published map[string]core.PresenceStatus    // guarded by mu: last status pushed per user (absent: offline)
-	pending   map[string]uint64                 // guarded by mu: users to push → revision of the cause
-	order     []string                          // guarded by mu: pending users, oldest first
-	live      bool                              // guarded by mu: the initial listing is over
-	dropped   uint64                            // guarded by mu: changes dropped on a full queue
-	pushed    uint64                            // guarded by mu: events published
+	sessions  core.SessionsByUser            // guarded by mu: user → key → session
+	status    map[string]core.PresenceStatus // guarded by mu: derived status of users with sessions
+	published map[string]core.PresenceStatus // guarded by mu: last status pushed per user (absent: offline)
+	pending   map[string]uint64              // guarded by mu: users to push → revision of the cause
+	order     []string                       // guarded by mu: pending users, oldest first
+	live      bool                           // guarded by mu: the initial listing is over
+	dropped   uint64                         // guarded by mu: changes dropped on a full queue
+	pushed    uint64                         // guarded by mu: events published
 
 	wake    chan struct{} // capacity 1: "pending not empty"
 	stop    chan struct{}
@@ -128,12 +128,6 @@ type PresenceFeed struct {
 	done    sync.WaitGroup
 	watcher *core.SessionWatch
 	once    sync.Once
-}
-
-// feedSession is one live session as the feed knows it.
-type feedSession struct {
-	entry core.SessionEntry
-	rev   uint64 // the revision of its latest write
 }
 
 // StartPresenceFeed starts pushing presence changes of the users in the
@@ -147,7 +141,7 @@ func (s *Service) StartPresenceFeed(ctx context.Context, cfg PresenceFeedConfig)
 	cfg.setDefaults()
 	f := &PresenceFeed{
 		s: s, cfg: cfg, log: s.log.With("part", "presence-feed"),
-		sessions:  map[string]map[string]feedSession{},
+		sessions:  core.SessionsByUser{},
 		status:    map[string]core.PresenceStatus{},
 		published: map[string]core.PresenceStatus{},
 		pending:   map[string]uint64{},
@@ -208,16 +202,7 @@ func (f *PresenceFeed) Stats() PresenceFeedStats {
 func (f *PresenceFeed) onChange(c core.SessionChange) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	m := f.sessions[c.User]
-	if c.Gone {
-		delete(m, c.Key)
-	} else {
-		if m == nil {
-			m = map[string]feedSession{}
-			f.sessions[c.User] = m
-		}
-		m[c.Key] = feedSession{entry: c.Entry, rev: c.Revision}
-	}
+	f.sessions.Apply(c)
 	f.deriveLocked(c.User, c.Revision)
 }
 
@@ -231,7 +216,7 @@ func (f *PresenceFeed) deriveLocked(user string, rev uint64) {
 	// by the first active one.
 	st := f.cfg.Presence.StatusOfSeq(func(yield func(core.SessionEntry) bool) {
 		for _, s := range m {
-			if !yield(s.entry) {
+			if !yield(s.Entry) {
 				return
 			}
 		}
@@ -313,7 +298,7 @@ func (f *PresenceFeed) sweepOnce() {
 	for user, m := range f.sessions {
 		var rev uint64
 		for _, s := range m {
-			rev = max(rev, s.rev)
+			rev = max(rev, s.Rev)
 		}
 		// rev is the newest write the status derives from: the same on
 		// every core that sweeps, so their event ids agree.

@@ -218,7 +218,7 @@ func TestPresenceFeedQueue(t *testing.T) {
 	cfg := PresenceFeedConfig{Presence: p, Queue: 2, Now: func() time.Time { return now }}
 	cfg.setDefaults()
 	f := &PresenceFeed{cfg: cfg, live: true, wake: make(chan struct{}, 1),
-		sessions: map[string]map[string]feedSession{}, status: map[string]core.PresenceStatus{},
+		sessions: core.SessionsByUser{}, status: map[string]core.PresenceStatus{},
 		published: map[string]core.PresenceStatus{}, pending: map[string]uint64{}}
 	for i, u := range []string{"a", "b", "a", "c"} {
 		f.onChange(core.SessionChange{User: u, Key: u + ".s", Revision: uint64(i + 1),
