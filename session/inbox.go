@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/internal/stackwarm"
 	"github.com/jetstreamproto/jsp/qos"
 )
 
@@ -67,6 +68,7 @@ func (s *Session) startHandoffLocked() {
 // is left.
 func (s *Session) handOff() {
 	defer s.handoffWG.Done()
+	stackwarm.Grow()
 	for {
 		s.recvMu.Lock()
 		var (

@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/jetstreamproto/jsp/internal/stackwarm"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/wire"
 )
@@ -50,6 +51,7 @@ func (d *demand) kick() {
 
 func (d *demand) loop() {
 	defer d.wg.Done()
+	stackwarm.Grow()
 	for {
 		d.work()
 		d.mu.Lock()

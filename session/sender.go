@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/internal/stackwarm"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/qos"
 	"github.com/jetstreamproto/jsp/transport"
@@ -136,6 +137,7 @@ func (s *sender) wakeLocked() {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
+		stackwarm.Grow()
 		if err := s.run(s.ctx); err != nil {
 			s.onError(err)
 		}

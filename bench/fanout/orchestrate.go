@@ -17,8 +17,8 @@ import (
 // fanoutTable is the report: medians per system and same-run ratios.
 var fanoutTable = loadgen.Table{
 	Row:     []string{"case", "deliveries"},
-	Systems: []string{"jsp", "jsp-live", "jsp-base", "jsp-shm", "centrifugo", "nats"},
-	Ratios:  [][2]string{{"jsp", "centrifugo"}, {"jsp-live", "centrifugo"}, {"jsp", "nats"}, {"jsp", "jsp-base"}},
+	Systems: []string{"jsp", "jsp-live", "jsp-base", "jsp-live-base", "jsp-shm", "centrifugo", "nats"},
+	Ratios:  [][2]string{{"jsp", "centrifugo"}, {"jsp-live", "centrifugo"}, {"jsp", "nats"}, {"jsp", "jsp-base"}, {"jsp-live", "jsp-live-base"}},
 	Metrics: []string{"delivered/s", "p50-us", "p99-us", "p999-us", "lost", "server-cpu-us/delivery"},
 }
 
@@ -167,7 +167,7 @@ func (o *orchestrator) measure(sys, c string, level float64, run int) (loadgen.L
 	var drvBin string
 	var drvArgs []string
 	switch sys {
-	case "jsp", "jsp-shm", "jsp-base", "jsp-live":
+	case "jsp", "jsp-shm", "jsp-base", "jsp-live", "jsp-live-base":
 		// jsp-shm keeps the data directory on tmpfs: the same server
 		// without the disk's fsync latency, to show what the durable
 		// commit of every PUBLISH costs. jsp-base runs the binary
@@ -179,7 +179,7 @@ func (o *orchestrator) measure(sys, c string, level float64, run int) (loadgen.L
 			defer os.RemoveAll(dir)
 		}
 		exe := "jsp"
-		if sys == "jsp-base" {
+		if sys == "jsp-base" || sys == "jsp-live-base" {
 			exe = "jsp-base"
 		}
 		args := []string{"server",
@@ -188,7 +188,7 @@ func (o *orchestrator) measure(sys, c string, level float64, run int) (loadgen.L
 			"--max-sessions", "20000", "--allow", "127.0.0.0/8", "--max-handshakes-per-ip", "4096",
 			"--rate-conn", "-1", "--rate-user", "-1", "--rate-channel", "-1", "--rate-conn-attempts", "-1",
 		}
-		if sys == "jsp-live" {
+		if sys == "jsp-live" || sys == "jsp-live-base" {
 			// The benchmark's channels are live channels (D43): fanned
 			// out without a commit, as Centrifugo's memory broker does
 			// without history.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/jetstreamproto/jsp/internal/stackwarm"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/wire"
 )
@@ -96,6 +97,7 @@ func (p *pump) run() {
 	if !p.state.CompareAndSwap(pumpArmed, pumpRunning) {
 		return // another run is going, or the link has ended
 	}
+	stackwarm.Grow()
 	for {
 		b := p.reserve()
 		n, err := p.src.ReadAvailable(b[len(b):cap(b)])

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/internal/stackwarm"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/qos"
 	"github.com/jetstreamproto/jsp/wire"
@@ -110,6 +111,7 @@ func (c *Conn) kickWriterLocked() {
 // and batch buffer between bursts instead of trading them with the pool.
 func (c *Conn) writeLoop() {
 	defer c.writers.Done()
+	stackwarm.Grow()
 	// The batch buffer is held only while there is something to write
 	// (decision D24): it comes from batchPool when frames are queued and
 	// goes back when the writer ends.
