@@ -75,6 +75,28 @@ type Config struct {
 	MaxConns int
 	// BusyTimeout is SQLite's lock wait; default DefaultBusyTimeout.
 	BusyTimeout time.Duration
+	// SQLite are the SQLite backend's own settings; zero fields take that
+	// backend's defaults. Open refuses a non-zero value for a DSN of
+	// another scheme, where it would do nothing.
+	SQLite SQLiteConfig
+}
+
+// SQLiteConfig are the SQLite backend's WAL and claim-log settings
+// (docs/decisions.md D41); server/storage/sqlite.Options documents each
+// field and its default, and converts from this type. They live here so
+// that a store opened by DSN through [Open] can be tuned too.
+type SQLiteConfig struct {
+	// ClaimMergeRows is how many rows the claim log holds before it is
+	// merged into the de-duplication table.
+	ClaimMergeRows int
+	// CheckpointBytes is the WAL growth after which a PASSIVE checkpoint
+	// runs off the commit path.
+	CheckpointBytes int64
+	// WALLimitBytes bounds the WAL; not below CheckpointBytes.
+	WALLimitBytes int64
+	// CheckpointIdle is how long without a commit makes the checkpointer
+	// empty the WAL.
+	CheckpointIdle time.Duration
 }
 
 // WithDefaults returns c with every zero field set to its default.
