@@ -41,6 +41,10 @@ const (
 	// DefaultBusyTimeout is how long SQLite waits for a lock held by
 	// another process before failing.
 	DefaultBusyTimeout = 5 * time.Second
+	// MaxConnsLimit caps Config.MaxConns: more connections than this to
+	// one database is a typo, not a pool size (PostgreSQL admits 100 by
+	// default), and pgx counts its pool in an int32.
+	MaxConnsLimit = 4096
 )
 
 // Config tunes a store. The zero value is valid: every zero field means the
@@ -146,8 +150,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: config: DefaultPageSize %d above MaxPageSize %d", ErrInvalid, c.DefaultPageSize, c.MaxPageSize)
 	case c.MaxMessageBytes < 0 || c.MaxValueBytes < 0 || c.MaxAuditDetailBytes < 0:
 		return fmt.Errorf("%w: config: negative size limit", ErrInvalid)
-	case c.MaxConns < 0:
-		return fmt.Errorf("%w: config: negative MaxConns %d", ErrInvalid, c.MaxConns)
+	case c.MaxConns < 0 || c.MaxConns > MaxConnsLimit:
+		return fmt.Errorf("%w: config: MaxConns %d outside 1 to %d", ErrInvalid, c.MaxConns, MaxConnsLimit)
 	case c.BusyTimeout < 0:
 		return fmt.Errorf("%w: config: negative BusyTimeout %v", ErrInvalid, c.BusyTimeout)
 	}

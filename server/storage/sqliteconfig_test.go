@@ -41,3 +41,16 @@ func TestOpenRefusesSQLiteConfigElsewhere(t *testing.T) {
 		t.Fatalf("zero SQLite settings: err %v, called %v", err, called)
 	}
 }
+
+// TestMaxConnsLimit checks the cap on Config.MaxConns.
+func TestMaxConnsLimit(t *testing.T) {
+	for _, tc := range []struct {
+		n  int
+		ok bool
+	}{{0, true}, {1, true}, {storage.MaxConnsLimit, true}, {storage.MaxConnsLimit + 1, false}, {-1, false}} {
+		err := storage.Config{MaxConns: tc.n}.WithDefaults().Validate()
+		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, storage.ErrInvalid)) {
+			t.Errorf("MaxConns %d: err = %v, want ok %v", tc.n, err, tc.ok)
+		}
+	}
+}
