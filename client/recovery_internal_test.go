@@ -35,7 +35,7 @@ func newTrackerHarness(t *testing.T, ro RecoveryOptions, fetch func(context.Cont
 	c := &Client{
 		opts: Options{Recovery: ro, HandlerQueueLength: 4096, HandlerPatience: time.Second},
 		log:  slog.New(slog.DiscardHandler), dispatchCtx: ctx,
-		subs: map[string][]*Subscription{}, lastSeq: map[string]uint64{}, runners: map[stopper]struct{}{},
+		subs: map[string][]*Subscription{}, runners: map[stopper]struct{}{},
 		order: map[string]*seqTracker{},
 	}
 	c.mu.Lock()
