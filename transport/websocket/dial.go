@@ -26,7 +26,8 @@ import (
 // dialing side frames its connection with the server's codec (serverConn
 // with client set), reading frames straight from the TLS connection with
 // one buffered read per burst, instead of through the WebSocket library's
-// reader over net/http's body and a bufio.Reader (decision D44).
+// reader over net/http's body and a bufio.Reader, which cost a third of a
+// fan-out subscriber's CPU.
 
 // maxUpgradeResponse caps the server's upgrade response (status line and
 // headers): a 101 answer is a few hundred bytes, and a peer that sends

@@ -15,7 +15,7 @@
 // proxy (decision D33) and wss:// ones whose TLS this package's listener
 // ends over a record feed (TLSListener, wss.go, decision D40). The client
 // (Dial) does its own opening handshake and frames its connection with the
-// same codec (dial.go, decision D44).
+// same codec (dial.go).
 package websocket
 
 import (
