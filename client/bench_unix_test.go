@@ -3,8 +3,8 @@
 package client_test
 
 import (
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
