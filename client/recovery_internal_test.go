@@ -25,7 +25,7 @@ type trackerHarness struct {
 	got []uint64
 }
 
-func newTrackerHarness(t *testing.T, ro RecoveryOptions, fetch func(context.Context, HistoryQuery) (HistoryPage, error)) *trackerHarness {
+func newTrackerHarness(t testing.TB, ro RecoveryOptions, fetch func(context.Context, HistoryQuery) (HistoryPage, error)) *trackerHarness {
 	t.Helper()
 	h := &trackerHarness{}
 	ro.AckEvery, ro.AckDelay = 1<<30, time.Hour // no ACK is sent: there is no session
