@@ -41,7 +41,7 @@ func liveBuses() []struct {
 		open   func(t *testing.T) bus.Bus
 		noEcho bool
 	}{
-		{"embedded NATS", embeddedBus, true},
+		{"embedded NATS", func(t *testing.T) bus.Bus { return embeddedBus(t) }, true},
 		{"membus", func(t *testing.T) bus.Bus { return mem(t) }, true},
 		{"membus with echo", func(t *testing.T) bus.Bus { return echoOnly{mem(t)} }, false},
 	}
