@@ -39,7 +39,9 @@ func BenchmarkLive1x1(b *testing.B) {
 
 func benchLive1x1(b *testing.B, wrap func(bus.Bus) bus.Bus) {
 	f := newClusterFixture(b, wrap(embeddedBus(b)))
-	g := startGateway(b, Config{Bus: f.bus, Sessions: f.store, NodeID: "gw-bench", LiveChannels: []string{"typing.*"}})
+	off := Rate{PerSecond: -1} // as the fan-out benchmark's server
+	g := startGateway(b, Config{Bus: f.bus, Sessions: f.store, NodeID: "gw-bench", LiveChannels: []string{"typing.*"},
+		RateLimits: RateLimits{Conn: off, User: off, Channel: off}})
 	const ch, window = "typing.bench", 64
 	sub, pub := g.dial(b, transport.KindMem), g.dial(b, transport.KindMem)
 	subscribe(b, sub, ch)
@@ -58,11 +60,15 @@ func benchLive1x1(b *testing.B, wrap func(bus.Bus) bus.Bus) {
 				acks <- err
 				return
 			}
-			if a, ok := in.Message.(*wire.Ack); ok {
-				for range a.IDs {
+			switch m := in.Message.(type) {
+			case *wire.Ack:
+				for range m.IDs {
 					<-tokens
 					n++
 				}
+			case *wire.ErrorMessage:
+				acks <- fmt.Errorf("ERROR %v for %q", m.Code, m.Ref)
+				return
 			}
 		}
 		acks <- nil
@@ -84,7 +90,11 @@ func benchLive1x1(b *testing.B, wrap func(bus.Bus) bus.Bus) {
 	cpu0 := processCPU(b)
 	b.ResetTimer()
 	for i := range b.N {
-		tokens <- struct{}{}
+		select {
+		case tokens <- struct{}{}:
+		case err := <-acks:
+			b.Fatalf("after %d PUBLISHes: %v", i, err)
+		}
 		env := liveEnvelope(ch, fmt.Sprint("m", i), "")
 		env.Body = body
 		if err := pub.SendEnvelope(wire.FramePublish, env); err != nil {
