@@ -178,6 +178,7 @@ func TestLiveRuns(t *testing.T) {
 			})
 			var mu sync.Mutex
 			runs := map[string][][]string{} // channel: each event's bodies
+			ready := map[string]bool{}      // channel: a marker arrived
 			for _, ch := range []string{"typing.x", "typing.y"} {
 				subj, err := g.cluster.subj.Channel(ch)
 				if err != nil {
@@ -187,6 +188,12 @@ func TestLiveRuns(t *testing.T) {
 					ev, err := core.DecodeEvent(m.Data)
 					if err != nil || !ev.Ephemeral {
 						t.Errorf("bad live event on %s: %+v, %v", ch, ev, err)
+						return
+					}
+					if ev.Message.Sender == "marker" {
+						mu.Lock()
+						ready[ch] = true
+						mu.Unlock()
 						return
 					}
 					msgs := ev.Messages
@@ -211,9 +218,25 @@ func TestLiveRuns(t *testing.T) {
 				}
 				t.Cleanup(func() { _ = sub.Unsubscribe() })
 			}
-			// A subscription reaches NATS asynchronously: the
-			// bus-side subscriber must be in place first.
-			time.Sleep(50 * time.Millisecond)
+			// A subscription reaches NATS asynchronously: markers go
+			// out until both are in place.
+			waitFor(t, "the bus-side subscriptions", func() bool {
+				for _, ch := range []string{"typing.x", "typing.y"} {
+					subj, _ := g.cluster.subj.Channel(ch)
+					data, err := g.cluster.codec.EncodeEvent(&core.Event{Channel: ch, Ephemeral: true, Message: storage.Message{Sender: "marker"}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := f.bus.Publish(subj, bus.Msg{Data: data}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				time.Sleep(5 * time.Millisecond)
+				mu.Lock()
+				defer mu.Unlock()
+				return ready["typing.x"] && ready["typing.y"]
+			})
+			// Markers still on their way are skipped by the handler.
 			batch := []*wire.Envelope{
 				liveEnvelope("typing.x", "1", "x1"),
 				liveEnvelope("typing.y", "2", "y1"),
