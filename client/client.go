@@ -97,26 +97,28 @@ type Client struct {
 	// mu guards the state below. The dispatcher holds it only to look a
 	// handler up, never while a handler runs; nothing holds it while
 	// dialling.
-	mu       sync.Mutex
-	closed   bool                       // guarded by mu
-	endErr   error                      // guarded by mu; set by finish
-	cur      *link                      // guarded by mu; the session in use, never nil
-	next     chan struct{}              // guarded by mu; closed when cur is replaced
-	outbox   []queued                   // guarded by mu; sent after reconnecting
-	subs     map[string][]*Subscription // guarded by mu; by channel name
-	lastSeq  map[string]uint64          // guarded by mu; last event Seq seen per channel
-	since    map[string]uint64          // guarded by mu; Since of a channel's first Subscribe
-	pending  map[string]chan error      // guarded by mu; SUBSCRIBE/UNSUBSCRIBE by request id
-	reqID    uint64                     // guarded by mu
-	notify   *runner[Notification]      // guarded by mu
-	messages *runner[Message]           // guarded by mu
-	runners  map[stopper]struct{}       // guarded by mu; every started runner
+	mu     sync.Mutex
+	closed bool          // guarded by mu
+	endErr error         // guarded by mu; set by finish
+	cur    *link         // guarded by mu; the session in use, never nil
+	next   chan struct{} // guarded by mu; closed when cur is replaced
+	outbox []queued      // guarded by mu; sent after reconnecting
+	// subs is guarded by mu; by channel name. A channel's slice is never
+	// changed in place once published (removeSubLocked copies), so that
+	// deliver can hand it on without a copy.
+	subs     map[string][]*Subscription
+	since    map[string]uint64     // guarded by mu; Since of a channel's first Subscribe
+	pending  map[string]chan error // guarded by mu; SUBSCRIBE/UNSUBSCRIBE by request id
+	reqID    uint64                // guarded by mu
+	notify   *runner[Notification] // guarded by mu
+	messages *runner[Message]      // guarded by mu
+	runners  map[stopper]struct{}  // guarded by mu; every started runner
 
 	// Recovery state (recovery.go), guarded by mu.
 	order         map[string]*seqTracker  // per subscribed channel
-	ackCursors    map[string]uint64       // delivered, not yet acknowledged
+	ackQueue      []*seqTracker           // trackers with a cursor delivered, not yet acknowledged
 	ackCount      int                     // events delivered since the last ACK
-	ackTimer      *time.Timer             // flushes ackCursors after AckDelay
+	ackTimer      *time.Timer             // flushes ackQueue after AckDelay
 	inflight      map[string]*inflightPub // PUBLISHes waiting for their ACK, by id
 	inflightOrder []string                // their ids in send order (settled ones pruned lazily)
 	resume        *wire.Resume            // resumes the last session; nil = none
@@ -183,7 +185,6 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 		cur:           l,
 		next:          make(chan struct{}),
 		subs:          map[string][]*Subscription{},
-		lastSeq:       map[string]uint64{},
 		since:         map[string]uint64{},
 		pending:       map[string]chan error{},
 		runners:       map[stopper]struct{}{},

@@ -167,10 +167,11 @@ func (c *Client) removeSubLocked(sub *Subscription) bool {
 	if i < 0 {
 		return false
 	}
-	list = slices.Delete(list, i, i+1)
+	// A new slice, not slices.Delete: deliver may still be handing the
+	// old one to the subscriptions (Client.subs).
+	list = append(list[:i:i], list[i+1:]...)
 	if len(list) == 0 {
 		delete(c.subs, sub.channel)
-		delete(c.lastSeq, sub.channel)
 		delete(c.since, sub.channel)
 		if t := c.order[sub.channel]; t != nil {
 			t.close()

@@ -214,8 +214,8 @@ func (c *Client) install(ctx context.Context, nl, old *link) {
 			break
 		}
 		m := &wire.Subscribe{Channel: ch}
-		if seq, ok := c.lastSeq[ch]; ok {
-			m.Since, m.HasSince = seq, true
+		if t := c.order[ch]; t != nil && t.seen > 0 {
+			m.Since, m.HasSince = t.seen, true
 		} else if seq, ok := c.since[ch]; ok {
 			m.Since, m.HasSince = seq, true
 		}

@@ -146,6 +146,14 @@ type seqTracker struct {
 	// Client.mu) on a new session with a server without storage, whose
 	// sequence numbers start again after a restart.
 	rebase atomic.Bool
+
+	// Delivery cursors, guarded by Client.mu (deliver, flushAcks, the
+	// resubscription after a reconnect). They live here rather than in
+	// maps by channel name so that a delivery hashes no channel name for
+	// them.
+	seen      uint64 // the highest Seq delivered; 0: none yet
+	ackSeq    uint64 // the cursor to acknowledge, when ackQueued
+	ackQueued bool   // t is in Client.ackQueue
 }
 
 func newSeqTracker(c *Client, channel string, since uint64, hasSince bool) *seqTracker {
@@ -167,20 +175,14 @@ func (t *seqTracker) pushLocked(env *wire.Envelope, repair bool) {
 		return
 	}
 	if env.Seq == 0 {
-		// An ephemeral event (typing, room signals) is never stored and
-		// takes no place in the channel's order: deliver it as it comes.
-		t.c.deliver(t.channel, env)
+		// An ephemeral event (typing, read markers; spec/JSP-chat.md
+		// §4.1) is never stored, so it has no place in the channel's
+		// order: delivered at once, never buffered or counted.
+		t.c.deliver(t, env)
 		return
 	}
 	if t.rebase.Swap(false) {
 		t.started, t.buf = false, map[uint64]*wire.Envelope{}
-	}
-	if env.Seq == 0 {
-		// An ephemeral event (typing, read markers; spec/JSP-chat.md
-		// §4.1) is never stored, so it has no place in the channel's
-		// order: delivered at once, never buffered or counted.
-		t.c.deliver(t.channel, env)
-		return
 	}
 	switch {
 	case t.resync:
@@ -188,12 +190,12 @@ func (t *seqTracker) pushLocked(env *wire.Envelope, repair bool) {
 	case !t.started:
 		// The first event of a live-only subscription sets the baseline.
 		t.started, t.last = true, env.Seq
-		t.c.deliver(t.channel, env)
+		t.c.deliver(t, env)
 	case env.Seq <= t.last:
 		t.c.duplicates.Add(1)
 	case env.Seq == t.last+1:
 		t.last = env.Seq
-		t.c.deliver(t.channel, env)
+		t.c.deliver(t, env)
 		t.drainLocked()
 	default:
 		t.bufferLocked(env)
@@ -226,7 +228,7 @@ func (t *seqTracker) drainLocked() {
 		}
 		delete(t.buf, t.last+1)
 		t.last = env.Seq
-		t.c.deliver(t.channel, env)
+		t.c.deliver(t, env)
 	}
 	for seq := range t.buf {
 		if seq <= t.last {
@@ -353,15 +355,18 @@ func (c *Client) goRecover(fn func(ctx context.Context)) {
 	}()
 }
 
-// deliver hands one in-order event to the channel's subscriptions and
-// counts it for the ACK cursors.
-func (c *Client) deliver(channel string, env *wire.Envelope) {
+// deliver hands one of t's in-order events to the channel's
+// subscriptions and counts it for the ACK cursors.
+func (c *Client) deliver(t *seqTracker, env *wire.Envelope) {
 	c.mu.Lock()
-	subs := slices.Clone(c.subs[channel])
-	if env.Seq > c.lastSeq[channel] {
-		c.lastSeq[channel] = env.Seq
+	// Not copied: a published list never changes (Client.subs).
+	subs := c.subs[t.channel]
+	flush := false
+	if env.Seq > 0 {
+		// An ephemeral event (Seq 0) moves no cursor.
+		t.seen = max(t.seen, env.Seq)
+		flush = c.noteDeliveredLocked(t, env.Seq)
 	}
-	flush := c.noteDeliveredLocked(channel, env.Seq)
 	c.mu.Unlock()
 	if flush {
 		c.flushAcks()
@@ -375,14 +380,15 @@ func (c *Client) deliver(channel string, env *wire.Envelope) {
 // ---------------------------------------------------------------------------
 // ACK cursors.
 
-// noteDeliveredLocked records seq as channel's cursor; true when AckEvery
+// noteDeliveredLocked records seq as t's cursor; true when AckEvery
 // events are waiting, so the caller flushes now. Otherwise the flush timer
 // is armed. c.mu must be held.
-func (c *Client) noteDeliveredLocked(channel string, seq uint64) bool {
-	if c.ackCursors == nil {
-		c.ackCursors = map[string]uint64{}
+func (c *Client) noteDeliveredLocked(t *seqTracker, seq uint64) bool {
+	t.ackSeq = seq
+	if !t.ackQueued {
+		t.ackQueued = true
+		c.ackQueue = append(c.ackQueue, t)
 	}
-	c.ackCursors[channel] = seq
 	c.ackCount++
 	if c.ackCount >= c.opts.Recovery.AckEvery {
 		return true
@@ -402,8 +408,16 @@ func (c *Client) flushAcks() {
 		c.ackTimer.Stop()
 		c.ackTimer = nil
 	}
-	cursors := c.ackCursors
-	c.ackCursors, c.ackCount = nil, 0
+	// By name: a channel subscribed again after its last subscription
+	// ended has a new tracker, queued after the old one, and its cursor
+	// wins.
+	cursors := make(map[string]uint64, len(c.ackQueue))
+	for _, t := range c.ackQueue {
+		cursors[t.channel] = t.ackSeq
+		t.ackQueued = false
+	}
+	clear(c.ackQueue) // keeps no ended tracker alive
+	c.ackQueue, c.ackCount = c.ackQueue[:0], 0
 	l, closed := c.cur, c.closed
 	c.mu.Unlock()
 	if closed || len(cursors) == 0 || !l.alive() {

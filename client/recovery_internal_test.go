@@ -25,7 +25,7 @@ type trackerHarness struct {
 	got []uint64
 }
 
-func newTrackerHarness(t *testing.T, ro RecoveryOptions, fetch func(context.Context, HistoryQuery) (HistoryPage, error)) *trackerHarness {
+func newTrackerHarness(t testing.TB, ro RecoveryOptions, fetch func(context.Context, HistoryQuery) (HistoryPage, error)) *trackerHarness {
 	t.Helper()
 	h := &trackerHarness{}
 	ro.AckEvery, ro.AckDelay = 1<<30, time.Hour // no ACK is sent: there is no session
@@ -35,7 +35,7 @@ func newTrackerHarness(t *testing.T, ro RecoveryOptions, fetch func(context.Cont
 	c := &Client{
 		opts: Options{Recovery: ro, HandlerQueueLength: 4096, HandlerPatience: time.Second},
 		log:  slog.New(slog.DiscardHandler), dispatchCtx: ctx,
-		subs: map[string][]*Subscription{}, lastSeq: map[string]uint64{}, runners: map[stopper]struct{}{},
+		subs: map[string][]*Subscription{}, runners: map[stopper]struct{}{},
 		order: map[string]*seqTracker{},
 	}
 	c.mu.Lock()

@@ -24,6 +24,11 @@ type heartbeatState struct {
 	stopped bool        // guarded by mu: the session is ending
 	timer   *time.Timer // guarded by mu: nil until started
 	idle    time.Duration
+	// lastWrites and pinged belong to heartbeatTick, which runs once at a
+	// time (the timer is re-armed at its end): the control stream's write
+	// count at the previous tick, and whether that tick sent a PING.
+	lastWrites uint64
+	pinged     bool
 }
 
 // startHeartbeat arms the heartbeat timer. There is no transport watch
@@ -59,6 +64,40 @@ func (s *Session) stopHeartbeat() {
 	}
 }
 
+// heartbeatNeeded reports whether this tick's PING is needed: it is not
+// when, since the previous tick, the control stream carried frames both
+// ways that were not that tick's own PING and PONG. The server's idle
+// timer was then reset by what this side sent, and this side's by what
+// the server sent, so the PING would prove nothing, and a busy session
+// (a subscriber that ACKs its events) spares both ends a write and a read
+// per tick. An idle session pings at every tick, as before.
+func (s *Session) heartbeatNeeded(sinceRecv, tick time.Duration) bool {
+	writes := s.send.writes.Load()
+	busy := !s.hb.pinged && writes != s.hb.lastWrites && sinceRecv < tick
+	s.hb.lastWrites, s.hb.pinged = writes, !busy
+	return !busy
+}
+
+// sendHeartbeatPing sends the client's heartbeat PING; it reports false
+// when the session is closing.
+func (s *Session) sendHeartbeatPing() bool {
+	s.pendingMu.Lock()
+	s.pingID++
+	id := s.pingID
+	s.addPingLocked(id, make(chan time.Duration, 1))
+	// Keep at most a handful of heartbeat pings outstanding.
+	if len(s.pings) > 8 {
+		for k := range s.pings {
+			if k != id {
+				delete(s.pings, k)
+				break
+			}
+		}
+	}
+	s.pendingMu.Unlock()
+	return s.Send(&wire.Ping{ID: id, Timestamp: uint64(s.cfg.Now().UnixMicro())}) == nil
+}
+
 // heartbeatEnter registers a running callback with the session's
 // WaitGroup, or reports false once the session is ending.
 func (s *Session) heartbeatEnter() bool {
@@ -88,24 +127,11 @@ func (s *Session) heartbeatTick() {
 		return
 	}
 	if s.role == RoleClient {
-		s.pendingMu.Lock()
-		s.pingID++
-		id := s.pingID
-		s.addPingLocked(id, make(chan time.Duration, 1))
-		// Keep at most a handful of heartbeat pings outstanding.
-		if len(s.pings) > 8 {
-			for k := range s.pings {
-				if k != id {
-					delete(s.pings, k)
-					break
-				}
-			}
-		}
-		s.pendingMu.Unlock()
-		if err := s.Send(&wire.Ping{ID: id, Timestamp: uint64(s.cfg.Now().UnixMicro())}); err != nil {
+		interval := time.Duration(s.heartbeat.Load())
+		if s.heartbeatNeeded(since, interval) && !s.sendHeartbeatPing() {
 			return // closing
 		}
-		tick = time.Duration(s.heartbeat.Load())
+		tick = interval
 	}
 	s.hb.mu.Lock()
 	if !s.hb.stopped {

@@ -93,7 +93,7 @@ func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time,
 	if direct && !s.writing && s.lenLocked() == 0 && s.immediate(class) {
 		s.writing = true
 		s.mu.Unlock()
-		err := s.write(frame)
+		err := s.write(frame, false)
 		s.mu.Lock()
 		s.writing = false
 		if s.lenLocked() > 0 {
@@ -346,7 +346,7 @@ func (s *sender) run(ctx context.Context) error {
 			}
 		}
 		*bp = buf[:0]
-		err := s.write(buf)
+		err := s.write(buf, true)
 		if carry == nil {
 			// With a carried frame the writing flag stays taken, so no
 			// write-through can overtake it.
@@ -359,11 +359,28 @@ func (s *sender) run(ctx context.Context) error {
 	}
 }
 
-func (s *sender) write(b []byte) error {
+// nowWriter is a stream that can write on the caller's goroutine when its
+// link has nothing else to write: a link stream (transport/mux, D45). Only
+// run uses it: it is a writer goroutine already, so handing its frames to
+// the link's own writer would only add a goroutine hop per write. A
+// write-through from enqueue uses plain Write, so that the goroutine that
+// queued the frame, often a handler answering a burst of requests, goes
+// on while the link writes, and the answers coalesce.
+type nowWriter interface {
+	WriteNow(p []byte) (int, error)
+}
+
+// write writes b on the control stream; fromRun says the caller is run.
+func (s *sender) write(b []byte, fromRun bool) error {
 	// The deadline uses the wall clock: it bounds real I/O, whatever clock
 	// the session was given for protocol timestamps.
 	_ = s.w.SetWriteDeadline(time.Now().Add(s.timeout))
-	_, err := s.w.Write(b)
+	var err error
+	if nw, ok := s.w.(nowWriter); ok && fromRun {
+		_, err = nw.WriteNow(b)
+	} else {
+		_, err = s.w.Write(b)
+	}
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return jsperr.New(jsperr.SlowConsumer, "peer did not read the control stream")

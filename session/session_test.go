@@ -245,6 +245,42 @@ func TestHeartbeatKeepsAlive(t *testing.T) {
 	}
 }
 
+// TestHeartbeatSkippedWhileBusy: a client whose control stream carries
+// frames both ways between two ticks sends no heartbeat PING; once idle it
+// pings at every tick again.
+func TestHeartbeatSkippedWhileBusy(t *testing.T) {
+	const interval = 25 * time.Millisecond
+	cli, srv := establish(t, Config{HeartbeatInterval: interval, IdleTimeout: time.Hour},
+		Config{HeartbeatInterval: interval, IdleTimeout: time.Hour}, ClientInfo{})
+	go serveEcho(srv, nil)
+	pings := func() uint64 {
+		cli.pendingMu.Lock()
+		defer cli.pendingMu.Unlock()
+		return cli.pingID
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	echo := wire.Route{Kind: wire.RouteService, Name: "echo"}
+	start := pings()
+	for end := time.Now().Add(20 * interval); time.Now().Before(end); {
+		if _, err := cli.Request(ctx, &wire.Envelope{Route: echo, Body: []byte("busy")}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(interval / 10)
+	}
+	busy := pings() - start
+	start = pings()
+	time.Sleep(20 * interval)
+	idle := pings() - start
+	t.Logf("heartbeat PINGs over 20 intervals: %d busy, %d idle", busy, idle)
+	if busy > 3 {
+		t.Fatalf("%d heartbeat PINGs while requests went both ways, want at most 3", busy)
+	}
+	if idle < 3 {
+		t.Fatalf("%d heartbeat PINGs while idle, want one per interval", idle)
+	}
+}
+
 func TestCompressionRoundTrip(t *testing.T) {
 	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
 	out := make(chan Incoming, 4)

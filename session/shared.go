@@ -188,7 +188,7 @@ func (s *sender) writeAlone(first qos.Item[[]byte]) (bool, error) {
 	if s.batching && first.Class > protocol.ClassMedia && !s.immediate(first.Class) {
 		return false, nil
 	}
-	err := s.write(first.Value)
+	err := s.write(first.Value, true)
 	s.release()
 	if err != nil {
 		return true, err

@@ -38,7 +38,8 @@ type nodeFlags struct {
 	nats       []string
 	natsListen string
 	db         string
-	dbSet      bool // --db was given explicitly
+	dbSet      bool       // --db was given explicitly
+	store      storeFlags // the store's settings (server_storage.go)
 	cluster    string
 	mtls       mtlsFlags
 	// authWith, set for --devices store, builds the authenticator once
@@ -178,7 +179,7 @@ func openNode(ctx context.Context, n nodeFlags, dataDir string, log *slog.Logger
 	// A split gateway keeps session records only when told where: its
 	// own default SQLite file would be a database nobody else reads.
 	if n.role != roleGateway || n.dbSet {
-		st, err := storage.Open(ctx, n.db, storage.Config{Logger: log})
+		st, err := storage.Open(ctx, n.db, n.store.config(log, n.db))
 		if err != nil {
 			return nil, fmt.Errorf("--db: %w", err)
 		}

@@ -144,6 +144,9 @@ docs/operations.md and docs/security.md.`,
 			if err := f.node.validate(); err != nil {
 				return err
 			}
+			if err := f.node.store.validate(f.node.db, loaded.Origins); err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "auth: %s\n", f.authSummary())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -194,6 +197,7 @@ docs/operations.md and docs/security.md.`,
 	addPlatformFlags(fl, &f.platform)
 	addEventsFlags(fl, &f.node.events)
 	addVoiceFlags(fl, &f.node.voice)
+	addStoreFlags(fl, &f.node.store)
 	return cmd
 }
 

@@ -10,7 +10,10 @@
 // The file is a strict subset of TOML: "[section]" headers, "key = value"
 // lines, "#" comments; values are "basic strings", 'literal strings',
 // integers, floats, true/false, and arrays of strings that may span lines.
-// Durations are strings in Go syntax ("10s", "1h30m"). Every error names
+// Durations are strings in Go syntax ("10s", "1h30m"). A key name may
+// hold a dot, "sqlite.checkpoint_bytes" in section "storage": it is written
+// under the table header "[storage.sqlite]", or as a dotted key under
+// "[storage]". Every error names
 // the file, the line and the key; unknown sections and keys are errors, so
 // a typo never silently falls back to a default.
 //
@@ -130,6 +133,19 @@ type Storage struct {
 	DB string `key:"db" flag:"db" doc:"database DSN: sqlite:PATH or postgres://... (empty: sqlite:<data_dir>/jsp.db)"`
 	// SessionRetention is how long closed session records are kept.
 	SessionRetention time.Duration `key:"session_retention" flag:"session-retention" doc:"how long closed session records are kept before the janitor deletes them"`
+	// DedupWindow and MaxConns are storage.Config's, for either backend.
+	DedupWindow time.Duration `key:"dedup_window" flag:"dedup-window" doc:"how long a message's (sender, client id) is remembered so that a resent PUBLISH is not stored twice; the de-duplication table holds about one row per message of this window"`
+	MaxConns    int           `key:"max_conns" flag:"db-max-conns" doc:"SQLite: connections of the read pool (writes always use one); PostgreSQL: size of the connection pool, unless the DSN sets pool_max_conns; at most 4096"`
+	// The keys of the [storage.sqlite] table apply to a sqlite: database
+	// only (storage.Config.BusyTimeout and storage.Config.SQLite,
+	// docs/decisions.md D41); setting one with another database is an
+	// error. They stay last: the file writes them under their own table
+	// header after the [storage] keys.
+	SQLiteBusyTimeout     time.Duration `key:"sqlite.busy_timeout" flag:"sqlite-busy-timeout" doc:"how long SQLite waits for a lock another process holds before the write or read fails"`
+	SQLiteCheckpointBytes int           `key:"sqlite.checkpoint_bytes" flag:"sqlite-checkpoint-bytes" doc:"WAL growth in bytes after which a background PASSIVE checkpoint copies the WAL into the database file, off the commit path"`
+	SQLiteWALLimitBytes   int           `key:"sqlite.wal_limit_bytes" flag:"sqlite-wal-limit-bytes" doc:"bound of the WAL file in bytes, at least sqlite.checkpoint_bytes: reaching it makes the next commit wait for a checkpoint (readers holding old snapshots included, up to sqlite.busy_timeout), and the file is cut back to it"`
+	SQLiteCheckpointIdle  time.Duration `key:"sqlite.checkpoint_idle" flag:"sqlite-checkpoint-idle" doc:"how long without a commit makes the checkpointer empty the WAL file (TRUNCATE)"`
+	SQLiteClaimMergeRows  int           `key:"sqlite.claim_merge_rows" flag:"sqlite-claim-merge-rows" doc:"rows of the idempotency claim log merged into the de-duplication table at once; more rows write each of its pages less often and take longer to read back at start-up"`
 }
 
 // Gateway is the edge's behaviour.

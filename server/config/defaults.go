@@ -6,6 +6,7 @@ import (
 	"github.com/jetstreamproto/jsp/security/ddos"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/gateway"
+	"github.com/jetstreamproto/jsp/server/storage"
 	"github.com/jetstreamproto/jsp/services/voice/voiceproto"
 )
 
@@ -28,8 +29,20 @@ func Default() Config {
 		},
 		// OpenWait is natsbus.DefaultOpenWait (a test in cmd/jsp keeps
 		// them equal; this package does not import NATS).
-		Bus:     Bus{KVReplicas: 1, EventLogReplicas: 1, WorkQueueReplicas: 1, OpenWait: 2 * time.Minute, Codec: core.CodecBinary.String()},
-		Storage: Storage{SessionRetention: gateway.DefaultSessionRetention},
+		Bus: Bus{KVReplicas: 1, EventLogReplicas: 1, WorkQueueReplicas: 1, OpenWait: 2 * time.Minute, Codec: core.CodecBinary.String()},
+		// The SQLite values are server/storage/sqlite's defaults (a test
+		// in cmd/jsp keeps them equal; this package does not import a
+		// database driver).
+		Storage: Storage{
+			SessionRetention:      gateway.DefaultSessionRetention,
+			DedupWindow:           storage.DefaultDedupWindow,
+			MaxConns:              storage.DefaultMaxConns,
+			SQLiteBusyTimeout:     storage.DefaultBusyTimeout,
+			SQLiteCheckpointBytes: 16 << 20,
+			SQLiteWALLimitBytes:   64 << 20,
+			SQLiteCheckpointIdle:  2 * time.Second,
+			SQLiteClaimMergeRows:  8192,
+		},
 		Gateway: Gateway{
 			DrainGrace:         gateway.DefaultDrainGrace,
 			MaxSessions:        gateway.DefaultMaxSessions,

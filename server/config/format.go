@@ -14,7 +14,10 @@ func (l *Loaded) Format() string {
 	section := ""
 	cv := reflect.ValueOf(&l.Config).Elem()
 	for _, k := range Keys() {
-		sec, key, _ := strings.Cut(k.Name, ".")
+		// A key with a dot of its own ("storage.sqlite.wal_limit_bytes")
+		// goes under the table it names, [storage.sqlite].
+		i := strings.LastIndexByte(k.Name, '.')
+		sec, key := k.Name[:i], k.Name[i+1:]
 		if sec != section {
 			if section != "" {
 				b.WriteByte('\n')

@@ -153,10 +153,11 @@ func (p *parser) line(l *Loaded) error {
 	return nil
 }
 
+// knownSection reports whether sec is a section, or a table of keys with
+// a dot within a section ("storage.sqlite").
 func knownSection(sec string) bool {
-	ct := reflect.TypeFor[Config]()
-	for i := range ct.NumField() {
-		if ct.Field(i).Tag.Get("section") == sec {
+	for _, k := range Keys() {
+		if strings.HasPrefix(k.Name, sec+".") {
 			return true
 		}
 	}

@@ -41,6 +41,10 @@ const (
 	// DefaultBusyTimeout is how long SQLite waits for a lock held by
 	// another process before failing.
 	DefaultBusyTimeout = 5 * time.Second
+	// MaxConnsLimit caps Config.MaxConns: more connections than this to
+	// one database is a typo, not a pool size (PostgreSQL admits 100 by
+	// default), and pgx counts its pool in an int32.
+	MaxConnsLimit = 4096
 )
 
 // Config tunes a store. The zero value is valid: every zero field means the
@@ -75,6 +79,28 @@ type Config struct {
 	MaxConns int
 	// BusyTimeout is SQLite's lock wait; default DefaultBusyTimeout.
 	BusyTimeout time.Duration
+	// SQLite are the SQLite backend's own settings; zero fields take that
+	// backend's defaults. Open refuses a non-zero value for a DSN of
+	// another scheme, where it would do nothing.
+	SQLite SQLiteConfig
+}
+
+// SQLiteConfig are the SQLite backend's WAL and claim-log settings
+// (docs/decisions.md D41); server/storage/sqlite.Options documents each
+// field and its default, and converts from this type. They live here so
+// that a store opened by DSN through [Open] can be tuned too.
+type SQLiteConfig struct {
+	// ClaimMergeRows is how many rows the claim log holds before it is
+	// merged into the de-duplication table.
+	ClaimMergeRows int
+	// CheckpointBytes is the WAL growth after which a PASSIVE checkpoint
+	// runs off the commit path.
+	CheckpointBytes int64
+	// WALLimitBytes bounds the WAL; not below CheckpointBytes.
+	WALLimitBytes int64
+	// CheckpointIdle is how long without a commit makes the checkpointer
+	// empty the WAL.
+	CheckpointIdle time.Duration
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -124,8 +150,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: config: DefaultPageSize %d above MaxPageSize %d", ErrInvalid, c.DefaultPageSize, c.MaxPageSize)
 	case c.MaxMessageBytes < 0 || c.MaxValueBytes < 0 || c.MaxAuditDetailBytes < 0:
 		return fmt.Errorf("%w: config: negative size limit", ErrInvalid)
-	case c.MaxConns < 0:
-		return fmt.Errorf("%w: config: negative MaxConns %d", ErrInvalid, c.MaxConns)
+	case c.MaxConns < 0 || c.MaxConns > MaxConnsLimit:
+		return fmt.Errorf("%w: config: MaxConns %d outside 1 to %d", ErrInvalid, c.MaxConns, MaxConnsLimit)
 	case c.BusyTimeout < 0:
 		return fmt.Errorf("%w: config: negative BusyTimeout %v", ErrInvalid, c.BusyTimeout)
 	}

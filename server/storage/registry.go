@@ -55,10 +55,15 @@ func Scheme(dsn string) (string, error) {
 	return strings.ToLower(dsn[:i]), nil
 }
 
+// sqliteScheme is the scheme of the backend that Config.SQLite tunes (the
+// sqlite package's Scheme, which imports this one).
+const sqliteScheme = "sqlite"
+
 // Open opens the store a DSN names: "sqlite:PATH", "sqlite::memory:" or
 // "postgres://user@host/db" ("postgresql://" too). The backend must be
 // registered: import server/storage/all or the backend's package. The
-// config's zero fields take their defaults.
+// config's zero fields take their defaults; a non-zero cfg.SQLite with a
+// DSN of another scheme is refused with ErrInvalid.
 func Open(ctx context.Context, dsn string, cfg Config) (Store, error) {
 	scheme, err := Scheme(dsn)
 	if err != nil {
@@ -69,6 +74,9 @@ func Open(ctx context.Context, dsn string, cfg Config) (Store, error) {
 	registryMu.Unlock()
 	if open == nil {
 		return nil, fmt.Errorf("%w: %q (registered: %s; import server/storage/all)", ErrUnknownBackend, scheme, strings.Join(Backends(), ", "))
+	}
+	if cfg.SQLite != (SQLiteConfig{}) && scheme != sqliteScheme {
+		return nil, fmt.Errorf("%w: Config.SQLite is for %s: DSNs, not %s", ErrInvalid, sqliteScheme, Redact(dsn))
 	}
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {

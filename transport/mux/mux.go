@@ -96,6 +96,7 @@ type Stats struct {
 	DatagramsReceived     uint64
 	DatagramsRecvDropped  uint64 // dropped on receipt: receive queue full, or over MaxDatagramSize
 	WritesBlockedOnCredit uint64 // times a stream writer waited for flow-control credit or queue room
+	WritesThrough         uint64 // writes a stream's WriteNow made itself, the queue being empty (D45)
 
 	// Queues are the send scheduler's counters per class.
 	Queues [protocol.NumClasses]qos.ClassStats
@@ -172,7 +173,7 @@ type counters struct {
 	StreamsOpened, StreamsAccepted                             uint64
 	DatagramsSent, DatagramsExpired, DatagramsDropped          uint64
 	DatagramsReceived, DatagramsRecvDropped                    uint64
-	WritesBlockedOnCredit                                      uint64
+	WritesBlockedOnCredit, WritesThrough                       uint64
 }
 
 var _ transport.Conn = (*Conn)(nil)
@@ -426,6 +427,7 @@ func (c *Conn) Stats() Stats {
 		DatagramsSent: k.DatagramsSent, DatagramsExpired: k.DatagramsExpired, DatagramsDropped: k.DatagramsDropped,
 		DatagramsReceived: k.DatagramsReceived, DatagramsRecvDropped: k.DatagramsRecvDropped,
 		WritesBlockedOnCredit: k.WritesBlockedOnCredit,
+		WritesThrough:         k.WritesThrough,
 		Queues:                c.queueStatsLocked(),
 	}
 }

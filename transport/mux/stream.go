@@ -180,7 +180,18 @@ func (s *stream) waitLocked(wake, extra <-chan struct{}, deadline time.Time) err
 // Write queues p for sending. It waits for flow-control credit and queue
 // room, so it returns when all of p is queued or an error occurs: the
 // stream was stopped or cancelled, the deadline passed, the link closed.
-func (s *stream) Write(p []byte) (int, error) {
+func (s *stream) Write(p []byte) (int, error) { return s.write(p, false) }
+
+// WriteNow is Write for a caller that is itself a writer goroutine, such
+// as a session's sender: when nothing is queued on the link and no writer
+// runs, it writes p as one frame on the caller's goroutine instead of
+// handing it to the link's writer (D45). A frame is written ahead of
+// nothing, so order is kept. Plain Write never does this, so that a
+// goroutine with more to do (a handler answering a burst of requests)
+// leaves the write to the writer and its answers coalesce.
+func (s *stream) WriteNow(p []byte) (int, error) { return s.write(p, true) }
+
+func (s *stream) write(p []byte, now bool) (int, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	c := s.c
@@ -203,6 +214,9 @@ func (s *stream) Write(p []byte) (int, error) {
 		credit := min(s.sendLimit-s.sendOffset, c.sendConnLimit-c.sendConnOffset, c.cfg.MaxChunk)
 		if credit > 0 && c.dataQueued[s.class] < c.cfg.SendQueueLength {
 			k := int(min(credit, protocol.ByteCount(len(p))))
+			if now && k == len(p) && c.mayWriteThroughLocked(s) {
+				return n + k, c.writeThroughLocked(s, p)
+			}
 			f := &outFrame{kind: kindData, s: s, class: s.class, payload: getChunk(p[:k]), pooled: true, counted: true}
 			if err := c.pushLocked(f, time.Time{}); err != nil {
 				return n, err

@@ -184,6 +184,81 @@ func (c *Conn) writeLoop() {
 	}
 }
 
+// mayWriteThroughLocked reports whether a stream's WriteNow may write its
+// frame on the caller's goroutine (writeThroughLocked): nothing is queued,
+// no writer runs and the link is open, so the frame overtakes nothing and
+// no other write can interleave with it.
+//
+// The write is bounded by the link's WriteTimeout, whose expiry closes the
+// link, while a queued frame's Write returns at the stream's own deadline
+// and leaves the link open. So a stream whose deadline is sooner than
+// WriteTimeout less writeThroughSlack takes the queue; the session's
+// control stream, whose deadline is its own write timeout (a missed one
+// ends the session anyway), writes through.
+func (c *Conn) mayWriteThroughLocked(s *stream) bool {
+	if c.writerRunning || c.closeErr != nil {
+		return false
+	}
+	if n, _ := c.queuedLocked(); n > 0 {
+		return false
+	}
+	if d := s.writeDeadline; !d.IsZero() {
+		bound := c.cfg.WriteTimeout - c.cfg.WriteTimeout/writeThroughSlack
+		if time.Until(d) < bound {
+			return false
+		}
+	}
+	return true
+}
+
+// writeThroughSlack sets how much sooner than the link's WriteTimeout a
+// stream's write deadline may be and still let its Write write through
+// (mayWriteThroughLocked): up to a tenth of WriteTimeout.
+const writeThroughSlack = 10
+
+// writeThroughLocked writes p as one STREAM frame of s on the caller's
+// goroutine, taking the writer's place for that one write (D45). A lone
+// frame, such as one fan-out delivery to a quiet link, then costs no
+// writer goroutine, no queue entry and no copy into a chunk. Frames queued
+// while it writes start a writer afterwards, as kickWriterLocked would
+// have. c.mu is held on entry and on return, not during the write.
+func (c *Conn) writeThroughLocked(s *stream, p []byte) error {
+	c.writerRunning = true
+	c.writers.Add(1)
+	k := protocol.ByteCount(len(p))
+	s.sendOffset += k
+	c.sendConnOffset += k
+	flags := wire.Flags(0).WithClass(s.class)
+	bigBatch := c.cfg.MaxWriteBatch + int(c.cfg.MaxChunk) + wire.MaxHeaderLen
+	bp := getBatch(len(p)+wire.MaxHeaderLen, bigBatch)
+	buf := wire.AppendFrame((*bp)[:0], wire.FrameStream, flags, s.id, p)
+	c.mu.Unlock()
+	err := c.writeTimed(buf, c.cfg.WriteTimeout)
+	*bp = buf[:0]
+	putBatch(bp, bigBatch)
+	c.mu.Lock()
+	if err != nil {
+		e := jsperr.Wrap(jsperr.TransportClosed, fmt.Errorf("mux: write: %w", err))
+		c.closeLocked(e, false)
+		c.writerEndLocked()
+		c.writers.Done()
+		return fmt.Errorf("mux: write stream %d: %w", s.id, c.closeErr)
+	}
+	c.stats.Writes++
+	c.stats.FramesWritten++
+	c.stats.BytesWritten += uint64(len(buf))
+	c.stats.WritesThrough++
+	if n, _ := c.queuedLocked(); n > 0 && c.closeErr == nil {
+		// Hand the writing side to a writer for what queued meanwhile;
+		// it inherits writerRunning and the writers count.
+		go c.writeLoop()
+		return nil
+	}
+	c.writerEndLocked()
+	c.writers.Done()
+	return nil
+}
+
 // closeLink runs on its own goroutine from the start of the close
 // (closeLocked): it waits for a running writer to stop, which a write
 // stuck behind a silent peer does within CloseTimeout (writeTimer), then

@@ -32,6 +32,10 @@ import (
 // the library's path. Every other violation of RFC 6455 is answered with
 // close code 1002 (1009 for a frame over the size limit) and ends the
 // input with an error.
+//
+// The dialing side uses the same codec with client set (dial.go): it reads
+// unmasked server frames with the link's goroutine and masks the frames it
+// sends.
 type serverConn struct {
 	nc         net.Conn  // the upgraded connection: a TCP socket, or a *tls.Conn (wss://)
 	src        rawSource // nil: read by a goroutine
@@ -41,6 +45,9 @@ type serverConn struct {
 	// leaves in one write call.
 	feed    *tcptls.Feed
 	overTLS bool // nc is a *tls.Conn
+	// client marks the dialing end: the peer's frames are unmasked and
+	// its own are masked (RFC 6455, Section 5.1).
+	client bool
 	// drained is set when a read of the polled socket (the plain path)
 	// came back short, and cleared by Rearm; see read. On wss the feed
 	// keeps its own.
@@ -223,7 +230,9 @@ func (s *serverConn) readLink(p []byte, wait bool) (int, error) {
 			// through the read buffer for the bulk of the bytes.
 			q := p[n:min(uint64(len(p)), uint64(n)+s.payLeft)]
 			k, err := s.read(q, wait)
-			s.maskPos = maskBytes(s.mask, s.maskPos, q[:k])
+			if !s.client {
+				s.maskPos = maskBytes(s.mask, s.maskPos, q[:k])
+			}
 			s.payLeft -= uint64(k)
 			n += k
 			s.noteErr(err)
@@ -262,7 +271,9 @@ func (s *serverConn) decode(p []byte) (int, error) {
 			}
 			k := int(min(uint64(len(p)-n), s.payLeft, uint64(len(b))))
 			copy(p[n:n+k], b[:k])
-			s.maskPos = maskBytes(s.mask, s.maskPos, p[n:n+k])
+			if !s.client {
+				s.maskPos = maskBytes(s.mask, s.maskPos, p[n:n+k])
+			}
 			s.consume(k)
 			s.payLeft -= uint64(k)
 			n += k
@@ -278,8 +289,12 @@ func (s *serverConn) decode(p []byte) (int, error) {
 		if h.rsv != 0 {
 			return n, s.fail(statusProtocolError, "RSV bits set without an extension")
 		}
-		if !h.masked {
-			// RFC 6455, Section 5.1: a server closes on an unmasked frame.
+		if h.masked == s.client {
+			// RFC 6455, Section 5.1: a server closes on an unmasked
+			// frame, a client on a masked one.
+			if s.client {
+				return n, s.fail(statusProtocolError, "masked server frame")
+			}
 			return n, s.fail(statusProtocolError, "unmasked client frame")
 		}
 		switch h.opcode {
@@ -364,8 +379,8 @@ func (s *serverConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// writeFrame writes one unmasked frame. After a close frame nothing more
-// goes out.
+// writeFrame writes one frame, unmasked from the server and masked from
+// the client. After a close frame nothing more goes out.
 func (s *serverConn) writeFrame(op byte, p []byte, closing bool) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -378,6 +393,8 @@ func (s *serverConn) writeFrame(op byte, p []byte, closing bool) error {
 	h := frameHeader{fin: true, opcode: op, length: uint64(len(p))}
 	var err error
 	switch {
+	case s.client:
+		err = s.writeMaskedLocked(h, p)
 	case s.overTLS:
 		err = s.writeTLSLocked(h, p)
 	case len(p) <= smallWrite:

@@ -14,7 +14,8 @@
 // idle connection holds no goroutine: plain ones behind a TLS-terminating
 // proxy (decision D33) and wss:// ones whose TLS this package's listener
 // ends over a record feed (TLSListener, wss.go, decision D40). The client
-// (Dial) uses the WebSocket library.
+// (Dial) does its own opening handshake and frames its connection with the
+// same codec (dial.go).
 package websocket
 
 import (
@@ -30,7 +31,6 @@ import (
 	"sync"
 	"time"
 
-	ws "github.com/coder/websocket"
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/transport"
@@ -401,43 +401,13 @@ func (d Dialer) Dial(ctx context.Context, rawURL string, tlsConf *tls.Config) (*
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-
-	conf := jspTLS(tlsConf)
-	var local, remote net.Addr
-	var nd net.Dialer
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
-			nc, err := nd.DialContext(ctx, network, address)
-			if err == nil {
-				local, remote = nc.LocalAddr(), nc.RemoteAddr()
-			}
-			return nc, err
-		},
-		TLSClientConfig:     conf,
-		TLSHandshakeTimeout: timeout,
-		ForceAttemptHTTP2:   false,
-	}
-	defer tr.CloseIdleConnections()
-	c, resp, err := ws.Dial(ctx, rawURL, &ws.DialOptions{
-		HTTPClient:      &http.Client{Transport: tr},
-		HTTPHeader:      d.Header,
-		Subprotocols:    []string{protocol.WebSocketSubprotocol},
-		CompressionMode: ws.CompressionDisabled,
-	})
+	tc, state, early, err := d.dialUpgrade(ctx, u, jspTLS(tlsConf))
 	if err != nil {
 		return nil, fmt.Errorf("websocket: dial %s: %w", rawURL, err)
 	}
-	if c.Subprotocol() != protocol.WebSocketSubprotocol {
-		c.CloseNow()
-		return nil, fmt.Errorf("websocket: dial %s: server chose subprotocol %q, JSP requires %q", rawURL, c.Subprotocol(), protocol.WebSocketSubprotocol)
-	}
-	if resp.TLS == nil || resp.TLS.Version != tls.VersionTLS13 {
-		c.CloseNow()
-		return nil, jsperr.Newf(jsperr.TlsRequired, "websocket: dial %s: connection is not TLS 1.3", rawURL)
-	}
 	mc := d.Mux
 	mc.Kind = transport.KindWebSocket
-	mc.TLS = resp.TLS
-	mc.LocalAddr, mc.RemoteAddr = local, remote
-	return mux.New(newStream(c), mc, true), nil
+	mc.TLS = &state
+	mc.LocalAddr, mc.RemoteAddr = tc.LocalAddr(), tc.RemoteAddr()
+	return mux.New(newClientConn(tc, early), mc, true), nil
 }

@@ -126,12 +126,13 @@ var _ storage.Store = (*Store)(nil)
 
 // Open opens (creating) the database at path, or an in-memory database for
 // MemoryPath, and applies pending migrations. The config's zero fields take
-// their defaults.
+// their defaults; cfg.SQLite holds the backend's own settings (Options).
 func Open(ctx context.Context, path string, cfg storage.Config) (*Store, error) {
-	return OpenWith(ctx, path, cfg, Options{})
+	return OpenWith(ctx, path, cfg, Options(cfg.SQLite))
 }
 
-// OpenWith is Open with the backend's own settings.
+// OpenWith is Open with the backend's own settings given as opts, which
+// replace cfg.SQLite.
 func OpenWith(ctx context.Context, path string, cfg storage.Config, opts Options) (*Store, error) {
 	ms, err := Migrations()
 	if err != nil {
@@ -141,7 +142,9 @@ func OpenWith(ctx context.Context, path string, cfg storage.Config, opts Options
 }
 
 // Options are the SQLite backend's own settings (D41). Zero fields take
-// the defaults named.
+// the defaults named. Its fields are those of storage.SQLiteConfig, so
+// that storage.Open carries them (Options(cfg.SQLite)); `jsp server` sets
+// them from the storage.sqlite.* configuration keys.
 type Options struct {
 	// ClaimMergeRows is how many rows the claim log holds before it is
 	// merged into message_dedup (claims.go); default DefaultClaimMergeRows.
