@@ -165,6 +165,17 @@ func GuardBus(b bus.Bus, cfg breaker.Config) (*GuardedBus, error) {
 	return &GuardedBus{Bus: b, br: br}, nil
 }
 
+// OpenNoEcho implements bus.NoEchoOpener when the guarded bus does: the
+// new connection passes the same breaker, so that a bus outage seen on
+// either opens it for both (decision D44).
+func (g *GuardedBus) OpenNoEcho(name string) (bus.Bus, error) {
+	nb, err := bus.OpenNoEcho(g.Bus, name)
+	if err != nil {
+		return nil, err
+	}
+	return &GuardedBus{Bus: nb, br: g.br}, nil
+}
+
 // Breaker returns the bus's breaker, for metrics.
 func (g *GuardedBus) Breaker() *breaker.Breaker { return g.br }
 

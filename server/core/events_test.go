@@ -83,24 +83,34 @@ func TestEventRuns(t *testing.T) {
 	}
 }
 
-// TestDecodeEventRuns: a run must carry consecutive numbers.
+// TestDecodeEventRuns: a run must carry consecutive numbers; an
+// ephemeral run (live messages, D44) none.
 func TestDecodeEventRuns(t *testing.T) {
 	for _, tt := range []struct {
-		seqs []int
-		ok   bool
+		seqs      []int
+		ephemeral bool
+		ok        bool
 	}{
-		{[]int{4, 5, 6}, true},
-		{[]int{4, 6}, false},
-		{[]int{0, 1}, false},
-		{[]int{5, 4}, false},
+		{[]int{4, 5, 6}, false, true},
+		{[]int{4, 6}, false, false},
+		{[]int{0, 1}, false, false},
+		{[]int{5, 4}, false, false},
+		{[]int{0, 0, 0}, false, false},
+		{[]int{0, 0, 0}, true, true},
+		{[]int{0, 1}, true, false},
+		{[]int{4, 5}, true, false},
 	} {
 		var parts []string
 		for _, s := range tt.seqs {
 			parts = append(parts, fmt.Sprintf(`{"seq":%d}`, s))
 		}
-		data := `{"channel":"room","message":{},"messages":[` + strings.Join(parts, ",") + `]}`
+		data := `{"channel":"room","message":{},"messages":[` + strings.Join(parts, ",") + `]`
+		if tt.ephemeral {
+			data += `,"ephemeral":true`
+		}
+		data += `}`
 		if _, err := core.DecodeEvent([]byte(data)); (err == nil) != tt.ok {
-			t.Fatalf("seqs %v: err %v, want ok %v", tt.seqs, err, tt.ok)
+			t.Fatalf("seqs %v ephemeral %v: err %v, want ok %v", tt.seqs, tt.ephemeral, err, tt.ok)
 		}
 	}
 }
@@ -115,6 +125,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		{Channel: "room", Messages: run},
 		{Channel: "room", Ephemeral: true, Message: storage.Message{Body: []byte("typing")}},
 		{Channel: "room", Drop: []string{"alice"}},
+		{Channel: "room", Ephemeral: true, Messages: []storage.Message{{Body: []byte("a")}, {Body: []byte("b")}}},
 	} {
 		data, err := json.Marshal(&ev)
 		if err != nil {
@@ -132,6 +143,12 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatal("accepted an event without a channel")
 		}
 		for i, m := range ev.Messages {
+			if ev.Ephemeral {
+				if m.Seq != 0 {
+					t.Fatalf("accepted an ephemeral run with seq %d at %d", m.Seq, i)
+				}
+				continue
+			}
 			if m.Seq == 0 || (i > 0 && m.Seq != ev.Messages[i-1].Seq+1) {
 				t.Fatalf("accepted a run with seq %d at %d", m.Seq, i)
 			}

@@ -157,7 +157,8 @@ type Event struct {
 	// consecutive sequence numbers, in order, sent as one event instead
 	// of one event each (D26); Message is then unset. A gateway of an
 	// earlier release does not read it, so gateways are upgraded before
-	// cores.
+	// cores. With Ephemeral it is a run of one session's live-channel
+	// messages, in order and without numbers (D44).
 	Messages []storage.Message `json:"messages,omitempty"`
 }
 
@@ -172,6 +173,13 @@ func DecodeEvent(data []byte) (Event, error) {
 		return Event{}, jsperr.New(jsperr.BadRequest, "core event without channel or seq")
 	}
 	for i, m := range ev.Messages {
+		if ev.Ephemeral {
+			// A run of live messages (D44): none has a number.
+			if m.Seq != 0 {
+				return Event{}, jsperr.Newf(jsperr.BadRequest, "ephemeral core event run with seq %d at %d", m.Seq, i)
+			}
+			continue
+		}
 		if m.Seq == 0 || (i > 0 && m.Seq != ev.Messages[i-1].Seq+1) {
 			return Event{}, jsperr.Newf(jsperr.BadRequest, "core event run with seq %d at %d: want consecutive numbers", m.Seq, i)
 		}

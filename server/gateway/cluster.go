@@ -31,6 +31,12 @@ import (
 type cluster struct {
 	client *core.Client
 	bus    bus.Bus
+	// edge carries the channel subscriptions and the live events this
+	// gateway publishes: a no-echo connection of bus when noEcho is set
+	// (D44), so that a live event reaches this gateway's subscribers
+	// once, from publishLive, and the others from the bus; else bus.
+	edge   bus.Bus
+	noEcho bool
 	subj   bus.Subjects
 	codec  core.Codec // of the live events this gateway publishes (D42)
 	fanout *bus.ChannelFanout
@@ -63,12 +69,26 @@ func newCluster(cfg *Config, hub *pubsub.Hub[*event], ops *opsMetrics) (*cluster
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	edge, noEcho := cfg.Bus, true
+	name := "jsp-gateway-edge"
+	if cfg.NodeID != "" {
+		name += "-" + cfg.NodeID
+	}
+	if e, err := bus.OpenNoEcho(cfg.Bus, name); err == nil {
+		edge = e
+	} else if errors.Is(err, bus.ErrNoEcho) {
+		noEcho = false
+	} else {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
 	return &cluster{
 		client: cl.WithCodec(cfg.BusCodec),
 		bus:    cfg.Bus,
+		edge:   edge,
+		noEcho: noEcho,
 		subj:   subj,
 		codec:  cfg.BusCodec,
-		fanout: bus.NewChannelFanout(cfg.Bus, subj.Channel),
+		fanout: bus.NewChannelFanout(edge, subj.Channel),
 		hub:    hub,
 		log:    cfg.Logger,
 		ops:    ops,
@@ -114,10 +134,15 @@ func (c *cluster) leave(channel string) {
 	}
 }
 
-// close ends every bus subscription.
+// close ends every bus subscription and the no-echo connection.
 func (c *cluster) close() {
 	if err := c.fanout.Close(); err != nil {
 		c.log.Debug("gateway: close fan-out", "err", err)
+	}
+	if c.noEcho {
+		if err := c.edge.Close(); err != nil {
+			c.log.Debug("gateway: close the no-echo bus connection", "err", err)
+		}
 	}
 }
 

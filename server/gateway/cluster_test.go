@@ -32,7 +32,7 @@ type clusterFixture struct {
 
 // newClusterFixture starts a core on b with a SQLite store; edits, if
 // any, change the core's Config first.
-func newClusterFixture(t *testing.T, b bus.Bus, edits ...func(*core.Config)) *clusterFixture {
+func newClusterFixture(t testing.TB, b bus.Bus, edits ...func(*core.Config)) *clusterFixture {
 	t.Helper()
 	st, err := storage.Open(context.Background(), "sqlite:"+t.TempDir()+"/jsp.db", storage.Config{Logger: testLogger()})
 	if err != nil {
@@ -54,7 +54,7 @@ func newClusterFixture(t *testing.T, b bus.Bus, edits ...func(*core.Config)) *cl
 	return &clusterFixture{bus: b, store: st, core: c}
 }
 
-func embeddedBus(t *testing.T) bus.Bus {
+func embeddedBus(t testing.TB) bus.Bus {
 	t.Helper()
 	b, err := natsbus.Embedded(natsbus.EmbeddedConfig{
 		Server: natsbus.ServerConfig{DataDir: t.TempDir(), Logger: testLogger()},
@@ -73,7 +73,7 @@ func (f *clusterFixture) gateway(t *testing.T, node string) *testGateway {
 
 // publishAcked publishes with the given id and waits for its ACK (or
 // ERROR), skipping events that arrive meanwhile.
-func publishAcked(t *testing.T, s *session.Session, channel, id, body string) error {
+func publishAcked(t testing.TB, s *session.Session, channel, id, body string) error {
 	t.Helper()
 	// A resend is the same envelope, timestamp included (JSP §4): the
 	// core compares it with the committed one.

@@ -12,7 +12,7 @@ import (
 )
 
 // dialOther dials the link-based transports.
-func dialOther(ctx context.Context, t *testing.T, g *testGateway, kind transport.Kind) (transport.Conn, error) {
+func dialOther(ctx context.Context, t testing.TB, g *testGateway, kind transport.Kind) (transport.Conn, error) {
 	a := g.Addrs()
 	switch kind {
 	case transport.KindTCP:

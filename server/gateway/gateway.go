@@ -187,7 +187,7 @@ type listener struct {
 
 // New loads or creates the certificate, binds every enabled listener and
 // returns a gateway ready to Serve. Addrs reports the bound addresses.
-func New(cfg Config) (*Gateway, error) {
+func New(cfg Config) (_ *Gateway, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -208,7 +208,6 @@ func New(cfg Config) (*Gateway, error) {
 	if err := g.loadCert(); err != nil {
 		return nil, err
 	}
-	var err error
 	if g.refusalLog, err = newSampledLog(cfg.Logger, cfg.RefusalLogRate, cfg.Now); err != nil {
 		return nil, err
 	}
@@ -231,6 +230,11 @@ func New(cfg Config) (*Gateway, error) {
 		if g.cluster, err = newCluster(&g.cfg, hub, g.ops); err != nil {
 			return nil, err
 		}
+		defer func() {
+			if err != nil {
+				g.cluster.close() // its no-echo bus connection
+			}
+		}()
 		if !cfg.Resume.Disabled {
 			g.resumes = newResumeStore(cfg.Resume, cfg.Now)
 		}

@@ -138,7 +138,7 @@ func testNotify(t *testing.T, g *testGateway, kind transport.Kind) {
 	}
 }
 
-func subscribe(t *testing.T, s *session.Session, channel string) {
+func subscribe(t testing.TB, s *session.Session, channel string) {
 	t.Helper()
 	req := []byte("sub-" + channel)
 	if err := s.Send(&wire.Subscribe{Channel: channel, ReqID: req}); err != nil {

@@ -48,7 +48,7 @@ type testGateway struct {
 
 // startGateway starts a gateway on 127.0.0.1:0 ports (each off unless
 // enabled in cfg) plus an in-memory listener, and stops it at cleanup.
-func startGateway(t *testing.T, cfg Config) *testGateway {
+func startGateway(t testing.TB, cfg Config) *testGateway {
 	t.Helper()
 	name := fmt.Sprintf("gw-%d", memSeq.Add(1))
 	ml, err := memtransport.Listen(name, mux.Config{})
@@ -83,14 +83,14 @@ func startGateway(t *testing.T, cfg Config) *testGateway {
 	return tg
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // clientTLS trusts the gateway's certificate by its pin.
-func (g *testGateway) clientTLS(t *testing.T) *tls.Config {
+func (g *testGateway) clientTLS(t testing.TB) *tls.Config {
 	t.Helper()
 	c, err := tlsconf.Client(tlsconf.ClientConfig{Pins: []tlsconf.Fingerprint{g.Cert().Pin}, TrustPinsOnly: true})
 	if err != nil {
@@ -100,7 +100,7 @@ func (g *testGateway) clientTLS(t *testing.T) *tls.Config {
 }
 
 // dialConn opens a transport connection of the given kind to g.
-func (g *testGateway) dialConn(t *testing.T, kind transport.Kind) transport.Conn {
+func (g *testGateway) dialConn(t testing.TB, kind transport.Kind) transport.Conn {
 	t.Helper()
 	ctx := ctxT(t)
 	var (
@@ -123,7 +123,7 @@ func (g *testGateway) dialConn(t *testing.T, kind transport.Kind) transport.Conn
 
 // dial opens a session to g over the given transport and closes it at
 // cleanup.
-func (g *testGateway) dial(t *testing.T, kind transport.Kind) *session.Session {
+func (g *testGateway) dial(t testing.TB, kind transport.Kind) *session.Session {
 	t.Helper()
 	conn := g.dialConn(t, kind)
 	s, err := session.Dial(ctxT(t), conn, session.ClientInfo{Name: "gateway-test"}, session.Config{Logger: testLogger()})
@@ -137,7 +137,7 @@ func (g *testGateway) dial(t *testing.T, kind transport.Kind) *session.Session {
 
 // recvType returns the next incoming message of type want, failing on any
 // other type.
-func recvType(t *testing.T, s *session.Session, want wire.FrameType) session.Incoming {
+func recvType(t testing.TB, s *session.Session, want wire.FrameType) session.Incoming {
 	t.Helper()
 	in, err := s.Recv(ctxT(t))
 	if err != nil {

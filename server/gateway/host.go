@@ -86,6 +86,9 @@ type host struct {
 	// touches the field, and pubsQueue publishes it to the metrics.
 	pubs      chan *wire.Envelope
 	pubsQueue atomic.Pointer[chan *wire.Envelope]
+	// lives queues live-channel PUBLISHes for liveLoop (liverun.go),
+	// made with it by the session's first live PUBLISH.
+	lives chan *wire.Envelope
 	// joined are the channels this session holds a cluster join for; only
 	// handle touches it while the session runs, finish after it ends.
 	joined map[string]struct{}

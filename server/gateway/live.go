@@ -8,19 +8,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jetstreamproto/jsp/jsperr"
-	"github.com/jetstreamproto/jsp/server/bus"
-	"github.com/jetstreamproto/jsp/server/core"
-	"github.com/jetstreamproto/jsp/server/storage"
 	"github.com/jetstreamproto/jsp/wire"
 )
 
 // Live channels (decision D43). A PUBLISH to a channel named by
 // Config.LiveChannels skips the core's commit: the gateway checks the
 // session's permission (asked from a core once per LiveAuthTTL), puts the
-// event on the channel's bus subject, where every gateway with subscribers
-// of the channel (this one included) takes it as it takes committed
-// events, and acknowledges the PUBLISH. The event has no sequence number,
+// event on the channel's bus subject, where every other gateway with
+// subscribers of the channel takes it as it takes committed events, hands
+// it to its own subscribers directly (D44, liverun.go), and acknowledges
+// the PUBLISH. The event has no sequence number,
 // so it takes no place in the channel's order, is never replayed and is
 // not in history (JSP §5.8: an EVENT without seq), and a resent PUBLISH is
 // delivered again: at most once per attempt.
@@ -98,19 +95,21 @@ type liveAuth struct {
 }
 
 // publishLive fans env out on a live channel and acknowledges it. With the
-// permission at hand it does so at once; otherwise the permission is asked
-// on a goroutine of the session (one per channel, within MaxInflight), so
-// that a session publishing to many new channels does not wait for one
-// core round trip after another, and the channel's later PUBLISHes wait
-// behind it in order.
+// permission at hand it queues env for liveLoop at once; otherwise the
+// permission is asked on a goroutine of the session (one per channel,
+// within MaxInflight), so that a session publishing to many new channels
+// does not wait for one core round trip after another, and the channel's
+// later PUBLISHes wait behind it in order.
 func (h *host) publishLive(ctx context.Context, env *wire.Envelope) {
 	channel := env.Route.Name
 	la := h.live.Load()
 	if la == nil {
 		// Only the session's hand-off goroutine publishes, one message
-		// at a time, so the pointer is set once.
+		// at a time, so the pointer and the queue are set once, before
+		// any goroutine that uses them starts.
 		la = &liveAuth{until: map[string]time.Time{}, waiting: map[string][]*wire.Envelope{}}
 		h.live.Store(la)
+		h.startLive(ctx)
 	}
 	now := h.g.cfg.Now()
 	la.mu.Lock()
@@ -121,7 +120,7 @@ func (h *host) publishLive(ctx context.Context, env *wire.Envelope) {
 	}
 	if until, ok := la.until[channel]; ok && now.Before(until) {
 		la.mu.Unlock()
-		h.fanOutLive(env)
+		h.queueLive(ctx, env)
 		return
 	}
 	la.waiting[channel] = []*wire.Envelope{env}
@@ -139,7 +138,9 @@ func (h *host) publishLive(ctx context.Context, env *wire.Envelope) {
 		err := h.g.cluster.client.AuthorizeLive(rctx, channel)
 		cancel()
 		// Under mu, so that a PUBLISH arriving meanwhile either joins
-		// the queue or, once the permission is kept, follows it.
+		// the queue or, once the permission is kept, follows it. The
+		// lock order is la.mu, then the live queue: liveLoop takes no
+		// la.mu, so a full queue here only waits for it.
 		la.mu.Lock()
 		defer la.mu.Unlock()
 		q := la.waiting[channel]
@@ -153,22 +154,9 @@ func (h *host) publishLive(ctx context.Context, env *wire.Envelope) {
 				h.refuse(e.ID, err)
 				continue
 			}
-			h.fanOutLive(e)
+			h.queueLive(ctx, e)
 		}
 	}()
-}
-
-// fanOutLive puts env on its live channel's bus subject and acknowledges
-// it.
-func (h *host) fanOutLive(env *wire.Envelope) {
-	msg := storedMessage(env, h.sender())
-	msg.Time = h.g.cfg.Now()
-	if err := h.g.cluster.publishLive(env.Route.Name, msg); err != nil {
-		h.g.ops.busErrors.Add(1)
-		h.refuse(env.ID, err)
-		return
-	}
-	h.ack(env.ID)
 }
 
 // putLocked keeps channel's permission until until, making room under
@@ -199,21 +187,4 @@ func (h *host) forgetLive(channel string) {
 		delete(la.until, channel)
 		la.mu.Unlock()
 	}
-}
-
-// publishLive puts msg on channel's subject as an event without a
-// sequence number.
-func (c *cluster) publishLive(channel string, msg storage.Message) error {
-	subj, err := c.subj.Channel(channel)
-	if err != nil {
-		return jsperr.Wrap(jsperr.BadRequest, err)
-	}
-	data, err := c.codec.EncodeEvent(&core.Event{Channel: channel, Message: msg, Ephemeral: true})
-	if err != nil {
-		return fmt.Errorf("gateway: encode live event: %w", err)
-	}
-	if err := c.bus.Publish(subj, bus.Msg{Data: data}); err != nil {
-		return jsperr.Wrap(jsperr.Unavailable, fmt.Errorf("gateway: live publish on %s: %w", subj, err))
-	}
-	return nil
 }

@@ -49,6 +49,7 @@ func Run(t *testing.T, newBus Factory) {
 		{"KVWatch", testKVWatch},
 		{"KVTTL", testKVTTL},
 		{"Close", testClose},
+		{"NoEcho", testNoEcho},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newBus(t)) })

@@ -83,6 +83,7 @@ type Bus struct {
 	wg        sync.WaitGroup // every goroutine the bus started
 	rr        atomic.Uint64  // queue group round robin
 	inbox     atomic.Uint64
+	conns     atomic.Uint64 // numbers the no-echo connections
 	published atomic.Uint64
 	delivered atomic.Uint64
 	dropped   atomic.Uint64
@@ -120,6 +121,7 @@ type subscription struct {
 	b       *Bus
 	subject string
 	queue   string
+	conn    uint64 // the no-echo connection that made it; 0: the bus itself
 	h       bus.Handler
 	ch      chan *bus.Msg
 	stop    chan struct{} // closed by Unsubscribe: drop what is queued
@@ -165,6 +167,11 @@ func validQueue(q string) bool {
 }
 
 func (b *Bus) subscribe(subject, queue string, h bus.Handler) (*subscription, error) {
+	return b.subscribeAs(subject, queue, 0, h)
+}
+
+// subscribeAs subscribes for the connection conn (0: the bus itself).
+func (b *Bus) subscribeAs(subject, queue string, conn uint64, h bus.Handler) (*subscription, error) {
 	if err := bus.ValidateSubject(subject); err != nil {
 		return nil, fmt.Errorf("membus: subscribe: %w", err)
 	}
@@ -172,7 +179,7 @@ func (b *Bus) subscribe(subject, queue string, h bus.Handler) (*subscription, er
 		return nil, fmt.Errorf("membus: subscribe %q: nil handler", subject)
 	}
 	s := &subscription{
-		b: b, subject: subject, queue: queue, h: h,
+		b: b, subject: subject, queue: queue, conn: conn, h: h,
 		ch:    make(chan *bus.Msg, b.cfg.PendingLimit),
 		stop:  make(chan struct{}),
 		drain: make(chan struct{}),
@@ -218,6 +225,12 @@ func cloneMsg(subject, reply string, m bus.Msg) *bus.Msg {
 // publish delivers to matching subscriptions and returns how many received
 // the message.
 func (b *Bus) publish(subject, reply string, m bus.Msg) (int, error) {
+	return b.publishAs(subject, reply, 0, m)
+}
+
+// publishAs is publish from the connection conn (0: the bus itself): the
+// subscriptions of a no-echo connection do not receive its own messages.
+func (b *Bus) publishAs(subject, reply string, conn uint64, m bus.Msg) (int, error) {
 	if !bus.IsLiteral(subject) {
 		return 0, fmt.Errorf("membus: publish to %q: %w", subject, bus.ErrInvalidSubject)
 	}
@@ -230,7 +243,7 @@ func (b *Bus) publish(subject, reply string, m bus.Msg) (int, error) {
 	var targets []*subscription
 	var groups map[string][]*subscription
 	for s := range b.subs {
-		if !bus.MatchSubject(s.subject, subject) {
+		if !bus.MatchSubject(s.subject, subject) || (conn != 0 && s.conn == conn) {
 			continue
 		}
 		if s.queue == "" {

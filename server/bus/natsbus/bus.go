@@ -214,6 +214,10 @@ type Bus struct {
 	log   *slog.Logger
 	owned *Server // shut down by Close when set
 
+	// urls and srv are where the connection went, for OpenNoEcho.
+	urls []string
+	srv  *Server
+
 	closedCh chan struct{} // closed by the connection's ClosedHandler
 
 	mu       sync.Mutex
@@ -246,11 +250,20 @@ func Connect(urls []string, cfg ClientConfig) (*Bus, error) {
 }
 
 func connect(urls []string, srv *Server, cfg ClientConfig) (*Bus, error) {
+	return dial(urls, srv, cfg, false)
+}
+
+// dial opens the connection; with noEcho the server does not deliver the
+// connection's own publishes to its subscriptions (NATS CONNECT echo
+// false).
+func dial(urls []string, srv *Server, cfg ClientConfig, noEcho bool) (*Bus, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	cfg.setDefaults()
 	b := &Bus{
+		urls:     urls,
+		srv:      srv,
 		cfg:      cfg,
 		log:      cfg.Logger.With("nats_client", cfg.Name),
 		closedCh: make(chan struct{}),
@@ -271,6 +284,9 @@ func connect(urls []string, srv *Server, cfg ClientConfig) (*Bus, error) {
 		nats.ReconnectHandler(b.onReconnect),
 		nats.ClosedHandler(func(*nats.Conn) { close(b.closedCh) }),
 		nats.ErrorHandler(b.onAsyncError),
+	}
+	if noEcho {
+		opts = append(opts, nats.NoEcho())
 	}
 	if cfg.NoReconnect {
 		opts = append(opts, nats.NoReconnect())
