@@ -88,33 +88,7 @@ func serverFrame(op byte, fin bool, payload []byte) []byte {
 
 // nextMasked reads one client frame, checks that it is masked and returns
 // its opcode and unmasked payload.
-func (c *rawClient) nextMasked() (byte, []byte) {
-	c.t.Helper()
-	var hdr [maxFrameHeader]byte
-	if _, err := io.ReadFull(c.br, hdr[:2]); err != nil {
-		c.t.Fatalf("read frame: %v", err)
-	}
-	n := 6
-	switch hdr[1] & 0x7f {
-	case 126:
-		n += 2
-	case 127:
-		n += 8
-	}
-	if _, err := io.ReadFull(c.br, hdr[2:n]); err != nil {
-		c.t.Fatal(err)
-	}
-	h, hn, err := parseFrameHeader(hdr[:n])
-	if err != nil || hn != n || !h.masked || !h.fin {
-		c.t.Fatalf("client frame %+v, %v", h, err)
-	}
-	p := make([]byte, h.length)
-	if _, err := io.ReadFull(c.br, p); err != nil {
-		c.t.Fatal(err)
-	}
-	maskBytes(h.mask, 0, p)
-	return h.opcode, p
-}
+func (c *rawClient) nextMasked() (byte, []byte) { return c.nextFrame(true) }
 
 func TestDialRefusesBadUpgradeResponses(t *testing.T) {
 	proto := "Sec-WebSocket-Protocol: " + protocol.WebSocketSubprotocol + "\r\n"

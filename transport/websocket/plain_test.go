@@ -156,13 +156,21 @@ func (c *rawClient) send(b []byte) {
 }
 
 // next reads one server frame.
-func (c *rawClient) next() (byte, []byte) {
+func (c *rawClient) next() (byte, []byte) { return c.nextFrame(false) }
+
+// nextFrame reads one whole frame, checks that it is masked exactly when
+// masked is set (a client's frame) and returns its opcode and unmasked
+// payload.
+func (c *rawClient) nextFrame(masked bool) (byte, []byte) {
 	c.t.Helper()
 	var hdr [maxFrameHeader]byte
 	if _, err := io.ReadFull(c.br, hdr[:2]); err != nil {
 		c.t.Fatalf("read frame: %v", err)
 	}
 	n := 2
+	if masked {
+		n += 4
+	}
 	switch hdr[1] & 0x7f {
 	case 126:
 		n += 2
@@ -173,12 +181,15 @@ func (c *rawClient) next() (byte, []byte) {
 		c.t.Fatal(err)
 	}
 	h, hn, err := parseFrameHeader(hdr[:n])
-	if err != nil || hn != n || h.masked || !h.fin {
-		c.t.Fatalf("server frame %+v, %v", h, err)
+	if err != nil || hn != n || h.masked != masked || !h.fin {
+		c.t.Fatalf("frame %+v (want masked %v), %v", h, masked, err)
 	}
 	p := make([]byte, h.length)
 	if _, err := io.ReadFull(c.br, p); err != nil {
 		c.t.Fatal(err)
+	}
+	if masked {
+		maskBytes(h.mask, 0, p)
 	}
 	return h.opcode, p
 }
