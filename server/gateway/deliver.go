@@ -95,8 +95,10 @@ func isSlow(err error) bool { return jsperr.CodeOf(err) == jsperr.SlowConsumer }
 // messages (already sent by a replay). A full send queue gives the
 // session up: JSP §11.3, chat is never dropped, so a client whose queue
 // stays full is a slow consumer; sendEvent then starts the close and
-// returns SLOW_CONSUMER. Any other failure means the session is over or
-// the event cannot go to this client, and is counted, not fatal.
+// returns SLOW_CONSUMER. An unnumbered (live) event that finds the queue
+// full is dropped for this client instead (D43). Any other failure means
+// the session is over or the event cannot go to this client, and is
+// counted, not fatal.
 func (h *host) sendEvent(d pubsub.Delivery[*event], skip int) error {
 	e := d.Msg
 	e.build(d.Seq, h.g)
@@ -106,8 +108,13 @@ func (h *host) sendEvent(d pubsub.Delivery[*event], skip int) error {
 			h.countEvents(e.envs)
 			return nil
 		}
-		if err := h.eventFailed(d, err); err != nil {
-			return err
+		// An unnumbered run that found the queue full is tried message
+		// by message below, where each one that finds it still full is
+		// counted as dropped (eventFailed).
+		if d.Seq != 0 || jsperr.CodeOf(err) != jsperr.QueueFull {
+			if err := h.eventFailed(d, err); err != nil {
+				return err
+			}
 		}
 		// One message of the run cannot go to this client (its size
 		// limit): the others go one by one.
@@ -126,10 +133,20 @@ func (h *host) sendEvent(d pubsub.Delivery[*event], skip int) error {
 
 // eventFailed handles a failed SendShared of delivery d: it returns the
 // session's end (closed, or given up here as a slow consumer) and nil for
-// a failure of this event only, which it counts.
+// a failure of this event only, which it counts. A full send queue gives
+// the session up for a numbered event and drops an unnumbered one.
 func (h *host) eventFailed(d pubsub.Delivery[*event], err error) error {
 	if h.ctx.Err() != nil {
 		return h.ctx.Err()
+	}
+	if jsperr.CodeOf(err) == jsperr.QueueFull && d.Seq == 0 {
+		// An event without a number (a live channel's, D43) is delivered
+		// at most once and never replayed: a subscriber that is behind
+		// loses it and keeps its session, and is given up only if it
+		// stops reading altogether (the session's write timeout). It is
+		// stale by the time the queue drains anyway.
+		h.g.ops.ephemeralDropped.Add(1)
+		return nil
 	}
 	if jsperr.CodeOf(err) == jsperr.QueueFull {
 		err := jsperr.Newf(jsperr.SlowConsumer, "send queue full delivering %s seq %d", d.Channel, d.Seq)

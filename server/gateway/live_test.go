@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/jetstreamproto/jsp/jsperr"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/storage"
+	"github.com/jetstreamproto/jsp/session"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/wire"
 )
@@ -216,4 +218,43 @@ func TestLiveAuthCap(t *testing.T) {
 	if len(la.until) != MaxLiveAuthChannels {
 		t.Fatalf("renewal changed the size to %d", len(la.until))
 	}
+}
+
+// TestLiveSlowSubscriberKept: a subscriber that falls behind on a live
+// channel loses the live events its full send queue cannot take and keeps
+// its session (they are never replayed, D43), while a numbered event
+// would give it up (TestSlowConsumer).
+func TestLiveSlowSubscriberKept(t *testing.T) {
+	cf := newClusterFixture(t, embeddedBus(t))
+	g := startGateway(t, Config{Bus: cf.bus, Sessions: cf.store, NodeID: "gw-live-slow", LiveChannels: []string{"typing.*"},
+		RateLimits: unlimited(), Session: session.Config{SendQueueLength: 4}})
+	const ch = "typing.slow"
+	slowSess := g.dial(t, transport.KindMem)
+	subscribe(t, slowSess, ch)
+	fast := g.dial(t, transport.KindMem)
+	subscribe(t, fast, ch)
+	pub := g.dial(t, transport.KindMem)
+	body := strings.Repeat("x", 16<<10)
+	const limit = 20000
+	i := 0
+	for ; i < limit && g.ops.ephemeralDropped.Load() == 0 && slowSess.Context().Err() == nil; i++ {
+		// In step with the fast subscriber, so that only the one that
+		// does not read falls behind.
+		if err := publishAcked(t, pub, ch, fmt.Sprint("m", i), fmt.Sprint(i, body)); err != nil {
+			t.Fatal(err)
+		}
+		if ev := recvType(t, fast, wire.FrameEvent).Envelope; !strings.HasPrefix(string(ev.Body), fmt.Sprint(i, "x")) {
+			t.Fatalf("fast subscriber: event %d is %.10q", i, ev.Body)
+		}
+	}
+	if err := slowSess.Context().Err(); err != nil {
+		t.Fatalf("the slow live subscriber was closed after %d events: %v", i, context.Cause(slowSess.Context()))
+	}
+	if i == limit {
+		t.Fatalf("no live event was dropped for a subscriber that never reads, after %d events", limit)
+	}
+	if d := g.hub.Stats().Dropped; d != 0 {
+		t.Fatalf("the hub dropped %d subscribers", d)
+	}
+	t.Logf("first live event dropped after %d events", i)
 }

@@ -69,6 +69,10 @@ type opsMetrics struct {
 	commit    *histogram
 	delivery  *histogram
 	busErrors atomic.Uint64 // failed core requests
+	// ephemeralDropped counts events without a sequence number (live
+	// channels, a core's ephemeral events) not queued to a session whose
+	// send queue was full (eventFailed).
+	ephemeralDropped atomic.Uint64
 }
 
 func newOpsMetrics() *opsMetrics {
@@ -131,6 +135,7 @@ func (g *Gateway) writeOps(w *bufio.Writer) {
 		{"queue_full", uint64(g.metrics.errors.value(jsperr.QueueFull.String()))},
 		{"rate_limited", uint64(g.metrics.errors.value(jsperr.RateLimited.String()))},
 		{"slow_consumer", uint64(hs.Dropped) + uint64(g.metrics.errors.value(jsperr.SlowConsumer.String()))},
+		{"ephemeral_queue_full", m.ephemeralDropped.Load()},
 	} {
 		fmt.Fprintf(w, "jsp_drops_total{reason=%q} %d\n", d.reason, d.n)
 	}
