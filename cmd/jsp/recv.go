@@ -104,10 +104,11 @@ func runRecv(ctx context.Context, f *recvFlags, name, url string, out, errOut io
 		return err
 	}
 	defer stream.Close()
-	// Nothing to send: FIN at once.
-	if err := stream.CloseWrite(); err != nil {
-		return err
-	}
+	// Nothing to send: FIN at once. The server stops reading a download
+	// stream as soon as it opens it (STOP_SENDING), and over QUIC a FIN
+	// that comes after that fails; the download does not need it, and a
+	// stream that really failed fails the status read below.
+	_ = stream.CloseWrite()
 	br := bufio.NewReader(stream)
 	line, err := readStatusLine(br)
 	if err != nil {
