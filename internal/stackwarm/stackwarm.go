@@ -16,9 +16,11 @@
 // session, which holds none of these goroutines (D27, D34), pays nothing.
 package stackwarm
 
-// Size is the stack Grow leaves a goroutine with: 16 KiB, which holds the
-// deepest on-demand path measured (a polled TLS link's read through the
-// session's decode and the gateway's handler).
+// Size is the stack Grow leaves a goroutine with: 16 KiB, chosen so that
+// the deep on-demand paths (a polled TLS link's read through the session's
+// decode and the gateway's handler) mostly run without a further growth:
+// in the 1x1 live profile runtime.newstack fell from 11 % to 3.6 % of the
+// server's samples.
 const Size = 16 << 10
 
 // frame is the stack frame Grow's callee takes: big enough that the

@@ -47,16 +47,9 @@ func NewDialer(pc net.PacketConn, cfg Config) (*Dialer, error) {
 // Dial connects to the QUIC server at addr over the Dialer's socket, as
 // the package's Dial does.
 func (d *Dialer) Dial(ctx context.Context, addr string, tlsConf *tls.Config) (transport.Conn, error) {
-	tc, err := tlsconf.Enforce(tlsConf)
+	tc, err := dialTLS(addr, tlsConf)
 	if err != nil {
-		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
-	}
-	if tc.ServerName == "" {
-		tc.ServerName = host
+		return nil, err
 	}
 	udpAddr, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {

@@ -288,16 +288,9 @@ func Dial(ctx context.Context, addr string, tlsConf *tls.Config, cfg Config) (tr
 	if err != nil {
 		return nil, err
 	}
-	tc, err := tlsconf.Enforce(tlsConf)
+	tc, err := dialTLS(addr, tlsConf)
 	if err != nil {
-		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
-	}
-	if tc.ServerName == "" {
-		tc.ServerName = host
+		return nil, err
 	}
 	var qc *quicgo.Conn
 	var own *socket
@@ -381,4 +374,22 @@ func dialError(err error) error {
 		return jsperr.Wrap(jsperr.HandshakeTimeout, err)
 	}
 	return connError(err)
+}
+
+// dialTLS returns the TLS configuration a dial to addr uses: tlsConf
+// copied and raised by tlsconf.Enforce, with an empty ServerName set to
+// addr's host.
+func dialTLS(addr string, tlsConf *tls.Config) (*tls.Config, error) {
+	tc, err := tlsconf.Enforce(tlsConf)
+	if err != nil {
+		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("quic: dial %s: %w", addr, err)
+	}
+	if tc.ServerName == "" {
+		tc.ServerName = host
+	}
+	return tc, nil
 }

@@ -305,20 +305,7 @@ func FuzzClientConnRead(f *testing.F) {
 	f.Add(clientFrame(opBinary, true, []byte("masked")))
 	f.Add(appendFrameHeader(nil, frameHeader{fin: true, opcode: opBinary, length: 70000}))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		s := newClientConn(discardConn{r: bytes.NewReader(in)}, nil)
-		p := make([]byte, mux.MinPollRead)
-		total := 0
-		for range len(in) + 2 {
-			n, err := s.Read(p)
-			total += n
-			if total > len(in) {
-				t.Fatalf("%d link bytes from %d input bytes", total, len(in))
-			}
-			if err != nil {
-				return
-			}
-		}
-		t.Fatal("input never ended")
+		readAllLinkBytes(t, newClientConn(discardConn{r: bytes.NewReader(in)}, nil), in)
 	})
 }
 

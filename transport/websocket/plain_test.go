@@ -474,19 +474,25 @@ func FuzzServerConnRead(f *testing.F) {
 	f.Add(clientFrame(opText, true, []byte("t")))
 	f.Add(appendFrameHeader(nil, frameHeader{fin: true, opcode: opBinary, masked: true, length: 70000}))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		s := newServerConn(discardConn{r: bytes.NewReader(in)}, nil, nil, 1<<16)
-		p := make([]byte, mux.MinPollRead)
-		total := 0
-		for range len(in) + 2 {
-			n, err := s.Read(p)
-			total += n
-			if total > len(in) {
-				t.Fatalf("%d link bytes from %d input bytes", total, len(in))
-			}
-			if err != nil {
-				return
-			}
-		}
-		t.Fatal("input never ended")
+		readAllLinkBytes(t, newServerConn(discardConn{r: bytes.NewReader(in)}, nil, nil, 1<<16), in)
 	})
+}
+
+// readAllLinkBytes reads s, decoding in, until an error: it fails if s
+// yields more link bytes than in holds or never ends.
+func readAllLinkBytes(t *testing.T, s *serverConn, in []byte) {
+	t.Helper()
+	p := make([]byte, mux.MinPollRead)
+	total := 0
+	for range len(in) + 2 {
+		n, err := s.Read(p)
+		total += n
+		if total > len(in) {
+			t.Fatalf("%d link bytes from %d input bytes", total, len(in))
+		}
+		if err != nil {
+			return
+		}
+	}
+	t.Fatal("input never ended")
 }
