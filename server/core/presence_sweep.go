@@ -28,6 +28,20 @@ const legacyGatewayPrefix = "gw."
 // listing of both buckets, which is why gateways sweep only when the set
 // of gateways changes (D39).
 func (p *Presence) SweepSessions(ctx context.Context, self GatewayEntry) (int, error) {
+	// The session entries are listed before the gateways: a gateway writes
+	// its own entry before any of its sessions', so every session listed
+	// here has its live gateway in the listing that follows. The other
+	// order would remove the sessions of a gateway that started between
+	// the two listings.
+	kvs := []bus.KV{p.presence, p.sessions}
+	listed := make([][]bus.KVEntry, len(kvs))
+	for i, kv := range kvs {
+		es, err := list(ctx, kv, ">")
+		if err != nil {
+			return 0, fmt.Errorf("core: sweep sessions: %w", err)
+		}
+		listed[i] = es
+	}
 	gws, err := p.Gateways(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("core: sweep sessions: %w", err)
@@ -56,12 +70,8 @@ func (p *Presence) SweepSessions(ctx context.Context, self GatewayEntry) (int, e
 			errs = append(errs, err)
 		}
 	}
-	for _, kv := range []bus.KV{p.presence, p.sessions} {
-		es, err := list(ctx, kv, ">")
-		if err != nil {
-			return removed, fmt.Errorf("core: sweep sessions: %w", err)
-		}
-		for _, e := range es {
+	for i, kv := range kvs {
+		for _, e := range listed[i] {
 			if ctx.Err() != nil {
 				return removed, fmt.Errorf("core: sweep sessions: %w", context.Cause(ctx))
 			}

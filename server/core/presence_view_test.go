@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -172,5 +173,74 @@ func TestPresenceFollowsGateways(t *testing.T) {
 			t.Fatalf("changes %+v and %+v, want %+v", a, c, want)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// startingBus is a bus whose presence bucket runs start once, when a
+// sweep lists its session entries: a gateway that starts in the middle of
+// someone else's sweep.
+type startingBus struct {
+	bus.Bus
+	start func()
+	once  sync.Once
+}
+
+func (b *startingBus) KV(ctx context.Context, cfg bus.KVConfig) (bus.KV, error) {
+	kv, err := b.Bus.KV(ctx, cfg)
+	if err != nil || cfg.Bucket != bus.BucketPresence {
+		return kv, err
+	}
+	return &startingKV{KV: kv, b: b}, nil
+}
+
+type startingKV struct {
+	bus.KV
+	b *startingBus
+}
+
+func (k *startingKV) Watch(ctx context.Context, pattern string, h func(bus.KVEntry)) (bus.Watcher, error) {
+	if pattern == ">" {
+		k.b.once.Do(k.b.start)
+	}
+	return k.KV.Watch(ctx, pattern, h)
+}
+
+// TestSweepKeepsGatewayStartedDuringIt checks that a gateway which writes
+// its entry and a session's while another gateway sweeps keeps that
+// session: the sweep lists the sessions before the gateways, and a
+// gateway's own entry is written before its sessions'. With the gateways
+// listed first, the new session was taken for one of a gone gateway.
+func TestSweepKeepsGatewayStartedDuringIt(t *testing.T) {
+	mb, err := membus.New(membus.Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mb.Close()
+	ctx := context.Background()
+	now := time.Now()
+	other, err := OpenPresence(ctx, PresenceConfig{Bus: mb, TTL: time.Hour, AwayAfter: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var startErr error
+	sb := &startingBus{Bus: mb, start: func() {
+		startErr = errors.Join(
+			other.PutGateway(ctx, GatewayEntry{Node: "b", Incarnation: "j1", Updated: now}),
+			other.Put(ctx, SessionEntry{Session: "s1", User: "ann", Gateway: "b", Incarnation: "j1", LastActive: now}))
+	}}
+	p, err := OpenPresence(ctx, PresenceConfig{Bus: sb, TTL: time.Hour, AwayAfter: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PutGateway(ctx, GatewayEntry{Node: "a", Incarnation: "i1", Updated: now}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := p.SweepSessions(ctx, GatewayEntry{Node: "a", Incarnation: "i1"})
+	if err != nil || startErr != nil {
+		t.Fatalf("sweep: %v; the starting gateway's writes: %v", err, startErr)
+	}
+	k, _ := bus.SessionKey("s1")
+	if _, err := p.Sessions().Get(ctx, k); err != nil || n != 0 {
+		t.Fatalf("the sweep removed %d entries; the new gateway's session: %v", n, err)
 	}
 }
