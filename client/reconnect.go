@@ -73,12 +73,18 @@ func (c *Client) supervise(ctx context.Context) {
 				alts = g.Alternatives
 			}
 			c.log.Info("server going away, moving", "alternatives", alts)
-			nl, err := c.redial(ctx, c.alternativeURLs(l.url, alts), false)
+			// The move ends with the old session: from then on it is an
+			// ordinary loss, reported and resumed as one.
+			mctx, cancel := context.WithCancel(ctx)
+			stop := context.AfterFunc(l.sess.Context(), cancel)
+			nl, err := c.redial(mctx, c.alternativeURLs(l.url, alts), false)
+			stop()
+			cancel()
 			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
-				// Nowhere to go before the old session ends; its end
+				// Nowhere to go before the old session ended; its end
 				// starts an ordinary reconnect.
 				c.log.Warn("no server to move to after GOAWAY", "err", err)
 				continue

@@ -371,6 +371,37 @@ func TestMigrateNeedsQUIC(t *testing.T) {
 	}
 }
 
+// TestGoAwayNowhereToGoThenLost drains the only server: the client's move
+// after GOAWAY finds nowhere to go, and when the drain closes the session
+// the move gives way to an ordinary reconnect, reported as a loss, which
+// reaches the server started again on the same ports. Before, the move
+// kept dialling the dead addresses without ever reporting the loss.
+func TestGoAwayNowhereToGoThenLost(t *testing.T) {
+	srv := startServer(t, serverOpts{noWS: true, drainGrace: 300 * time.Millisecond})
+	rec := newRecorder()
+	o := srv.options()
+	rec.install(&o)
+	c, err := client.Dial(ctxT(t), srv.url(client.SchemeTCP), o)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := srv.g.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	rec.wait(t, "disconnected")
+	if got := compact(rec.list()); got[0] != "connecting" {
+		t.Fatalf("callbacks %v, want the move's rounds before the loss", got)
+	}
+	startServer(t, serverOpts{noWS: true, port: srv.port, dir: srv.dir})
+	rec.wait(t, "connected")
+	if _, err := c.Command(ctxT(t), "echo", []byte("x")); err != nil {
+		t.Fatalf("Command: %v", err)
+	}
+}
+
 // TestReconnectFallback restarts the server without QUIC: the client,
 // dialled over QUIC, comes back over TCP from its fallback list.
 func TestReconnectFallback(t *testing.T) {
