@@ -176,6 +176,14 @@ func (g *GuardedBus) OpenNoEcho(name string) (bus.Bus, error) {
 	return &GuardedBus{Bus: nb, br: g.br}, nil
 }
 
+var _ bus.Flusher = (*GuardedBus)(nil)
+
+// Flush implements bus.Flusher when the guarded bus does; its failure
+// counts against the breaker as a publish's does.
+func (g *GuardedBus) Flush(ctx context.Context) error {
+	return guard0(g.br, "bus flush", func() error { return bus.Flush(ctx, g.Bus) })
+}
+
 // Breaker returns the bus's breaker, for metrics.
 func (g *GuardedBus) Breaker() *breaker.Breaker { return g.br }
 

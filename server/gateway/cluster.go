@@ -37,13 +37,16 @@ type cluster struct {
 	// once, from publishLive, and the others from the bus; else bus.
 	edge   bus.Bus
 	noEcho bool
-	subj   bus.Subjects
-	codec  core.Codec // of the live events this gateway publishes (D42)
-	fanout *bus.ChannelFanout
-	hub    *pubsub.Hub[*event]
-	log    *slog.Logger
-	ops    *opsMetrics
-	now    func() time.Time
+	// timeout bounds the wait for a channel's bus subscription to be in
+	// effect (Config.CoreTimeout).
+	timeout time.Duration
+	subj    bus.Subjects
+	codec   core.Codec // of the live events this gateway publishes (D42)
+	fanout  *bus.ChannelFanout
+	hub     *pubsub.Hub[*event]
+	log     *slog.Logger
+	ops     *opsMetrics
+	now     func() time.Time
 
 	mu   sync.Mutex
 	refs map[string]*channelRef // guarded by mu: channels with local subscribers
@@ -82,38 +85,52 @@ func newCluster(cfg *Config, hub *pubsub.Hub[*event], ops *opsMetrics) (*cluster
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	return &cluster{
-		client: cl.WithCodec(cfg.BusCodec),
-		bus:    cfg.Bus,
-		edge:   edge,
-		noEcho: noEcho,
-		subj:   subj,
-		codec:  cfg.BusCodec,
-		fanout: bus.NewChannelFanout(edge, subj.Channel),
-		hub:    hub,
-		log:    cfg.Logger,
-		ops:    ops,
-		now:    cfg.Now,
-		refs:   map[string]*channelRef{},
+		client:  cl.WithCodec(cfg.BusCodec),
+		bus:     cfg.Bus,
+		edge:    edge,
+		noEcho:  noEcho,
+		timeout: cfg.CoreTimeout,
+		subj:    subj,
+		codec:   cfg.BusCodec,
+		fanout:  bus.NewChannelFanout(edge, subj.Channel),
+		hub:     hub,
+		log:     cfg.Logger,
+		ops:     ops,
+		now:     cfg.Now,
+		refs:    map[string]*channelRef{},
 	}, nil
 }
 
 // join counts one more local subscriber of channel, subscribing the bus
-// for the first.
-func (c *cluster) join(channel string) error {
+// for the first. It returns once the bus subscription is in effect, so
+// that a message committed after the client's SUBSCRIBE is acknowledged
+// reaches it: the subscription and the core's commits travel on
+// different bus connections (D44), which the bus does not order.
+func (c *cluster) join(ctx context.Context, channel string) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if r := c.refs[channel]; r != nil {
+	r := c.refs[channel]
+	if r != nil {
 		r.n++
-		return nil
-	}
-	sink, err := c.fanout.Subscribe(channel, c.deliver)
-	if err != nil {
-		if errors.Is(err, bus.ErrInvalidName) {
-			return jsperr.Wrap(jsperr.BadRequest, err)
+	} else {
+		sink, err := c.fanout.Subscribe(channel, c.deliver)
+		if err != nil {
+			c.mu.Unlock()
+			if errors.Is(err, bus.ErrInvalidName) {
+				return jsperr.Wrap(jsperr.BadRequest, err)
+			}
+			return jsperr.Wrap(jsperr.Internal, err)
 		}
-		return jsperr.Wrap(jsperr.Internal, err)
+		r = &channelRef{n: 1, sink: sink}
+		c.refs[channel] = r
 	}
-	c.refs[channel] = &channelRef{n: 1, sink: sink}
+	c.mu.Unlock()
+	// Outside the lock: a slow bus delays this channel's subscribers only.
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if err := r.sink.Confirm(ctx); err != nil {
+		c.leave(channel)
+		return jsperr.Wrap(jsperr.Unavailable, err)
+	}
 	return nil
 }
 
@@ -327,7 +344,7 @@ func (h *host) subscribeCluster(ctx context.Context, m *wire.Subscribe) {
 		return
 	}
 	if _, ok := h.joined[name]; !ok {
-		if err := h.g.cluster.join(name); err != nil {
+		if err := h.g.cluster.join(ctx, name); err != nil {
 			h.refuse(m.ReqID, err)
 			return
 		}

@@ -230,7 +230,8 @@ type Config struct {
 	// encoding. core.CodecJSON serves nodes of a release that reads only
 	// JSON during a rolling upgrade. Default: core.CodecBinary.
 	BusCodec core.Codec
-	// CoreTimeout bounds one core request and one session-record write.
+	// CoreTimeout bounds one core request, one session-record write, and
+	// the wait for a channel's first bus subscription to be in effect.
 	// Default: DefaultCoreTimeout.
 	CoreTimeout time.Duration
 	// MaxReplay caps the messages replayed for one SUBSCRIBE with Since.

@@ -50,6 +50,7 @@ func Run(t *testing.T, newBus Factory) {
 		{"KVTTL", testKVTTL},
 		{"Close", testClose},
 		{"NoEcho", testNoEcho},
+		{"Flush", testFlush},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newBus(t)) })

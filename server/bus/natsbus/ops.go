@@ -52,3 +52,20 @@ jsp_nats_messages_total{direction="out"} %d
 `, s.Disconnects, s.Reconnects, s.AsyncErrors, s.Dropped, s.InMsgs, s.OutMsgs)
 	return err
 }
+
+// Flush implements bus.Flusher: one round trip (PING, PONG) with the
+// server, after which every subscription made before it is in effect.
+func (b *Bus) Flush(ctx context.Context) error {
+	if err := b.checkOpen("flush"); err != nil {
+		return err
+	}
+	ctx, cancel := apiCtx(ctx)
+	defer cancel()
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("natsbus: flush: %w", context.Cause(ctx))
+		}
+		return fmt.Errorf("natsbus: flush: %w", mapErr(err))
+	}
+	return nil
+}
