@@ -34,12 +34,13 @@
 // Migratable).
 //
 // Goroutines: a Client owns its sessions' goroutines, one supervisor that
-// watches the session and reconnects, one dispatcher per session that reads
-// incoming messages and routes them to handlers, and one goroutine per
-// registered handler. Each handler receives its messages one at a time, in
-// order, from a bounded queue; a handler that falls behind loses messages
-// (counted in Stats) instead of stalling the dispatcher and every other
-// handler, see Options.HandlerPatience. Close joins all of them.
+// watches the session and reconnects, and one goroutine per registered
+// handler. The session's receiving goroutine routes each incoming message
+// to its handler's queue itself (the dispatch, D47). Each handler receives
+// its messages one at a time, in order, from a bounded queue; a handler
+// that falls behind loses messages (counted in Stats) instead of stalling
+// the dispatch and every other handler, see Options.HandlerPatience. Close
+// joins all of them.
 package client
 
 import (
@@ -81,7 +82,6 @@ type Client struct {
 	refreshDone    chan struct{}
 	stopDispatch   context.CancelFunc
 	dispatchCtx    context.Context
-	dispatchWG     sync.WaitGroup // one dispatcher per session
 	wg             sync.WaitGroup // handler runners
 	closeOnce      sync.Once
 	finishOnce     sync.Once
@@ -94,7 +94,7 @@ type Client struct {
 	// (ratelimit.go).
 	rateLimitRetries atomic.Uint64
 
-	// mu guards the state below. The dispatcher holds it only to look a
+	// mu guards the state below. The dispatch holds it only to look a
 	// handler up, never while a handler runs; nothing holds it while
 	// dialling.
 	mu     sync.Mutex
@@ -193,7 +193,7 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 	c.tokens = plan.tokens
 	c.noteResumableLocked(l)
 	c.noteSession(l)
-	c.startDispatcher(l)
+	c.startDispatch(l)
 	go func() {
 		defer close(c.superviseDone)
 		c.supervise(sctx)
@@ -209,16 +209,11 @@ func newClient(l *link, plan *dialPlan, o Options) *Client {
 	return c
 }
 
-// startDispatcher starts the dispatcher of l's session; it returns when
-// that session has ended and what arrived before its end has been routed,
-// or at Close.
-func (c *Client) startDispatcher(l *link) {
-	c.dispatchWG.Add(1)
-	go func() {
-		defer c.dispatchWG.Done()
-		c.dispatch(c.dispatchCtx, l.sess)
-	}()
-}
+// startDispatch routes l's session's messages to their handlers from now
+// on, on the goroutine that received each (session.DeliverInline, D47);
+// what arrived before is routed within the call. c.mu must not be held:
+// routing takes it. Routing ends with the session (Close joins it).
+func (c *Client) startDispatch(l *link) { l.sess.DeliverInline(c.route) }
 
 // link returns the session in use, up or not.
 func (c *Client) link() *link {
@@ -382,8 +377,8 @@ func (c *Client) Stats() Stats {
 
 // Close ends the Client and waits for its goroutines, in this order: the
 // token refresher, the reconnect goroutine (a dial in progress is
-// abandoned), the session (so nothing new arrives), the dispatchers, then every handler runner, each
-// after the handler call in progress returns. Messages still queued for
+// abandoned), the session (so nothing new arrives or is routed), then
+// every handler runner, each after the handler call in progress returns. Messages still queued for
 // handlers or for sending are discarded. A handler that never returns
 // makes Close wait for it; handlers must not call Close themselves.
 func (c *Client) Close() error {
@@ -401,7 +396,6 @@ func (c *Client) Close() error {
 		_ = c.link().sess.Close()
 		c.finish(ErrClosed)
 		c.stopDispatch()
-		c.dispatchWG.Wait()
 		c.mu.Lock()
 		c.outbox = nil
 		if c.ackTimer != nil {
@@ -483,20 +477,9 @@ func retireRunnerLocked[T any](c *Client, r *runner[T]) {
 	delete(c.runners, r)
 }
 
-// dispatch reads a session's incoming messages and routes them to their
-// handlers until the session ends and what arrived before its end has been
-// routed, or until Close.
-func (c *Client) dispatch(ctx context.Context, sess *session.Session) {
-	for {
-		in, err := sess.Recv(ctx)
-		if err != nil {
-			return
-		}
-		c.route(in)
-	}
-}
-
-// route hands one incoming message to its handler.
+// route hands one incoming message to its handler. It runs on the
+// session's receiving goroutine, one call at a time: it never waits longer
+// than a handler queue's patience (runner.offer).
 func (c *Client) route(in session.Incoming) {
 	switch in.Type {
 	case wire.FrameEvent:

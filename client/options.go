@@ -79,7 +79,7 @@ type Options struct {
 	// subscription, the notification handler, the message handler).
 	// Default: 256.
 	HandlerQueueLength int
-	// HandlerPatience is how long the dispatcher waits for room in a full
+	// HandlerPatience is how long the dispatch waits for room in a full
 	// handler queue before it drops the message and marks the handler
 	// stalled; while stalled, the handler's messages are dropped without
 	// waiting until its queue drains. Drops are counted in Stats.

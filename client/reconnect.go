@@ -196,7 +196,6 @@ func (c *Client) install(ctx context.Context, nl, old *link) {
 		return
 	}
 	c.noteSession(nl)
-	c.startDispatcher(nl)
 	c.cur = nl
 	close(c.next)
 	c.next = make(chan struct{})
@@ -249,6 +248,9 @@ func (c *Client) install(ctx context.Context, nl, old *link) {
 		}
 	}
 	c.mu.Unlock()
+	// After the resubscriptions and resends are queued, as before: the
+	// answers waiting meanwhile are routed within the call.
+	c.startDispatch(nl)
 	c.reconnects.Add(1)
 	if resumed {
 		c.resumes.Add(1)

@@ -8,11 +8,12 @@ import (
 
 // runner calls one application handler on a goroutine of its own, in the
 // order values were offered, through a bounded queue. It keeps a slow or
-// stuck handler from stalling the client's dispatcher: the dispatcher waits
-// at most the runner's patience for queue room, then drops the value and
-// marks the runner stalled; while stalled (until its queue drains), further
-// values are dropped without waiting, so a handler that never returns costs
-// the dispatcher one wait, not one per message.
+// stuck handler from stalling the client's dispatch (the session's
+// receiving goroutine): the dispatch waits at most the runner's patience
+// for queue room, then drops the value and marks the runner stalled; while
+// stalled (until its queue drains), further values are dropped without
+// waiting, so a handler that never returns costs the dispatch one wait,
+// not one per message.
 type runner[T any] struct {
 	fn       func(T)
 	queue    chan T

@@ -10,8 +10,9 @@ import (
 	"github.com/jetstreamproto/jsp/qos"
 )
 
-// errHandled is what Recv returns once HandleMessages took the messages.
-var errHandled = errors.New("session: messages are handed to HandleMessages")
+// errHandled is what Recv returns once HandleMessages or DeliverInline took
+// the messages.
+var errHandled = errors.New("session: messages are handed to a callback (HandleMessages or DeliverInline)")
 
 // The hand-off (HandleMessages) gives the received messages of a session
 // whose application takes them by callback to that callback, on a
@@ -112,7 +113,7 @@ func (s *Session) handOff() {
 func (s *Session) HandleMessages(fn func(Incoming) bool) {
 	s.recvMu.Lock()
 	defer s.recvMu.Unlock()
-	if s.handler != nil {
+	if s.handler != nil || s.inline.Load() != nil {
 		return
 	}
 	s.handler = fn
@@ -145,12 +146,78 @@ func (s *Session) recvQueuesLocked() *qos.RecvQueues[Incoming] {
 	return s.recvQ
 }
 
-// pushReceived queues one received message for HandleMessages or Recv.
-// After the session ended it is refused with qos.ErrClosed; after the
-// callback returned false it is dropped.
+// DeliverInline hands every message the peer sends to fn on the goroutine
+// that received it (the control reader, a stream's, the datagram intake),
+// instead of queueing it for Recv: no goroutine hop and no queue per
+// message. Calls are made one at a time, in the order the messages were
+// received; messages queued before the call are handed over first, within
+// it. fn must not block for long, since while it runs the session reads
+// nothing more from that path (a blocked fn is backpressure, as a full
+// receive queue is). It must not call Close, CloseWithError or Wait. No
+// call starts after Close returns. DeliverInline may be called once, and
+// not after HandleMessages; Recv then fails.
+//
+// A client whose dispatcher only routes messages to handler queues uses
+// it (the Go SDK, D47): each received event crossed one goroutine more.
+func (s *Session) DeliverInline(fn func(Incoming)) {
+	s.inlineMu.Lock()
+	defer s.inlineMu.Unlock()
+	s.recvMu.Lock()
+	if s.handler != nil || s.inline.Load() != nil {
+		s.recvMu.Unlock()
+		return
+	}
+	s.inline.Store(&fn)
+	var queued []Incoming
+	if q := s.recvQ; q != nil {
+		for {
+			it, ok := q.TryPop()
+			if !ok {
+				break
+			}
+			queued = append(queued, it.Value)
+		}
+		// A Recv waiting on them returns.
+		q.Close()
+		s.recvQ = nil
+	}
+	s.recvMu.Unlock()
+	// Still under inlineMu: a message received meanwhile waits for these.
+	for _, in := range queued {
+		fn(in)
+	}
+}
+
+// deliverInline calls DeliverInline's function with in, unless the
+// session ended.
+func (s *Session) deliverInline(fn func(Incoming), in Incoming) error {
+	s.inlineMu.Lock()
+	defer s.inlineMu.Unlock()
+	s.recvMu.Lock()
+	closed := s.recvClosed
+	s.recvMu.Unlock()
+	if closed {
+		return qos.ErrClosed
+	}
+	fn(in)
+	return nil
+}
+
+// pushReceived queues one received message for HandleMessages or Recv,
+// or hands it to DeliverInline's function. After the session ended it is
+// refused with qos.ErrClosed; after the callback returned false it is
+// dropped.
 func (s *Session) pushReceived(class protocol.Class, in Incoming) error {
+	if fn := s.inline.Load(); fn != nil {
+		return s.deliverInline(*fn, in)
+	}
 	it := qos.Item[Incoming]{Class: class, Value: in}
 	s.recvMu.Lock()
+	if fn := s.inline.Load(); fn != nil {
+		// Set between the two looks: the queue is gone.
+		s.recvMu.Unlock()
+		return s.deliverInline(*fn, in)
+	}
 	defer s.recvMu.Unlock()
 	if s.handler == nil {
 		// Pushed under recvMu, so that HandleMessages moves every
@@ -211,7 +278,7 @@ func (s *Session) OnEnd(f func()) {
 // HandleMessages has been called.
 func (s *Session) Recv(ctx context.Context) (Incoming, error) {
 	s.recvMu.Lock()
-	if s.handler != nil {
+	if s.handler != nil || s.inline.Load() != nil {
 		s.recvMu.Unlock()
 		return Incoming{}, errHandled
 	}

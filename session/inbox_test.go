@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -273,5 +274,76 @@ func TestOnEnd(t *testing.T) {
 	case <-again:
 	case <-time.After(10 * time.Second):
 		t.Fatal("OnEnd after the end did not run")
+	}
+}
+
+// TestDeliverInlineOrder: messages queued before DeliverInline are handed
+// over within the call, in the order Recv would give them; later ones on
+// the receiving goroutine in arrival order; the calls never overlap; Recv
+// and HandleMessages then take nothing (D47).
+func TestDeliverInlineOrder(t *testing.T) {
+	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
+	const before, after = 5, 20
+	send := func(i int) {
+		publishBody(t, cli, fmt.Sprintf("pub:%02d", i))
+		if err := cli.Send(&wire.Subscribe{Channel: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range before {
+		send(i)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for recvQueued(srv) < 2*before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages queued, want %d", recvQueued(srv), 2*before)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c := newCollector()
+	var inside, overlaps atomic.Int32
+	srv.DeliverInline(func(in Incoming) {
+		if inside.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		c.add(in)
+		inside.Add(-1)
+	})
+	if got := len(c.wait(t, 2*before)); got != 2*before {
+		t.Fatalf("%d queued messages handed over within the call, want %d", got, 2*before)
+	}
+	srv.HandleMessages(func(Incoming) bool { t.Error("HandleMessages after DeliverInline got a message"); return true })
+	for i := before; i < before+after; i++ {
+		send(i)
+	}
+	got := c.wait(t, 2*(before+after))
+	pubs, subs := inClass(got, "pub:"), inClass(got, "sub:")
+	if len(pubs) != before+after || len(subs) != before+after {
+		t.Fatalf("%d publishes and %d subscribes, want %d each: %v", len(pubs), len(subs), before+after, got)
+	}
+	for i := range before + after {
+		if pubs[i] != fmt.Sprintf("pub:%02d", i) || subs[i] != fmt.Sprintf("sub:%d", i) {
+			t.Fatalf("out of order at %d: %v", i, got)
+		}
+	}
+	// After the call: exactly the arrival order, classes interleaved.
+	for i, g := range got[2*before:] {
+		n := before + i/2
+		want := fmt.Sprintf("pub:%02d", n)
+		if i%2 == 1 {
+			want = fmt.Sprintf("sub:%d", n)
+		}
+		if g != want {
+			t.Fatalf("message %d after the call is %s, want %s: %v", i, g, want, got)
+		}
+	}
+	if overlaps.Load() != 0 {
+		t.Fatalf("%d overlapping calls", overlaps.Load())
+	}
+	if _, err := srv.Recv(context.Background()); !errors.Is(err, errHandled) {
+		t.Fatalf("Recv after DeliverInline = %v, want %v", err, errHandled)
+	}
+	if recvQueued(srv) != 0 {
+		t.Fatal("messages queued for Recv after DeliverInline")
 	}
 }

@@ -129,6 +129,10 @@ type Session struct {
 	recvSealed bool                      // guarded by recvMu: Wait has begun joining the hand-off
 	handoffWG  sync.WaitGroup            // joins the hand-off goroutines
 	onEnd      func()                    // guarded by recvMu: OnEnd's function, until the end
+	// inline is DeliverInline's function, set once (under recvMu and
+	// inlineMu); inlineMu makes its calls one at a time and in order.
+	inline   atomic.Pointer[func(Incoming)]
+	inlineMu sync.Mutex
 	// queues holds the bounded queues of peer streams, datagrams, media
 	// flows and NACKs, made by the first use (arrivals): a server that
 	// takes its streams and datagrams by callback (HandleArrivals) and no
