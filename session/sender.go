@@ -144,6 +144,21 @@ func (s *sender) wakeLocked() {
 	}()
 }
 
+// kick wakes a run waiting between writes: the idle timer's function, and
+// the session's end after it cancelled ctx.
+func (s *sender) kick() {
+	s.mu.Lock()
+	sig := s.signal
+	s.mu.Unlock()
+	if sig == nil {
+		return // no run ever started
+	}
+	select {
+	case sig <- struct{}{}:
+	default:
+	}
+}
+
 // stop keeps any later enqueue from starting a run goroutine; the session
 // calls it before it cancels ctx and waits for wg.
 func (s *sender) stop() {
@@ -239,12 +254,19 @@ func (s *sender) run(ctx context.Context) error {
 	// a burst and goes back when run ends.
 	var bp *[]byte
 	defer func() { putSenderBatch(bp, s.maxBatch) }()
+	// Between writes run waits on signal alone: the session's end and
+	// the idle timer send on it too (kick), so that a wake costs one
+	// channel receive, not a three-way select, and the timer is set once
+	// per idle release rather than once per frame (D47). lastWork is when
+	// run last found a frame.
 	var idle *time.Timer
 	defer func() {
 		if idle != nil {
 			idle.Stop()
 		}
 	}()
+	lastWork := time.Now()
+	var fireAt time.Time // when idle fires; past when none is pending
 	var carry *qos.Item[[]byte]
 	// The flush timer is made by the first batch that waits for company:
 	// a run that writes one frame alone and ends, the common case of a
@@ -269,23 +291,33 @@ func (s *sender) run(ctx context.Context) error {
 				continue
 			}
 			if !ok {
-				if idle == nil {
-					idle = time.NewTimer(senderIdleRelease)
-				} else {
-					idle.Reset(senderIdleRelease)
-				}
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-s.signal:
-				case <-idle.C:
+				now := time.Now()
+				left := senderIdleRelease - now.Sub(lastWork)
+				if left <= 0 {
 					if s.idleExit() {
 						return nil
 					}
+					continue
 				}
-				idle.Stop()
+				if !now.Before(fireAt) {
+					// No timer pending: one fires when run would have
+					// idled long enough if nothing comes; a frame that
+					// comes first leaves it, and the wake it brings
+					// sets it again for what is left.
+					fireAt = now.Add(left)
+					if idle == nil {
+						idle = time.AfterFunc(left, s.kick)
+					} else {
+						idle.Reset(left)
+					}
+				}
+				<-s.signal
+				if ctx.Err() != nil {
+					return nil
+				}
 				continue
 			}
+			lastWork = time.Now()
 			first = it
 		}
 		// From here until release, this goroutine holds the writing flag.

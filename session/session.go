@@ -360,6 +360,10 @@ func (s *Session) fail(err error) {
 		s.reading.stop()
 		s.arrivals.stop()
 		s.cancel(err)
+		if s.send != nil {
+			// A run waiting between writes waits on its signal alone.
+			s.send.kick()
+		}
 		// Recv and HandleMessages hand out what already arrived, then
 		// report the end.
 		s.closeReceived()
