@@ -334,7 +334,7 @@ func parseEnvelope(b []byte, l *Limits) (Envelope, int, error) {
 		case envTTL:
 			m.TTL, err = d.optUint()
 		case envSender:
-			m.Sender, err = d.optText(MaxSenderLen)
+			m.Sender, err = d.optInterned(MaxSenderLen)
 		case envReplyTo:
 			m.ReplyTo, err = d.optBytes(MaxIDLen)
 		case envSeq:
@@ -397,5 +397,5 @@ func (d *CBORDecoder) route() (Route, error) {
 	if len(name) == 0 {
 		return Route{}, ErrFieldRange
 	}
-	return Route{Kind: RouteKind(k), Name: string(name)}, nil
+	return Route{Kind: RouteKind(k), Name: internBytes(name)}, nil
 }

@@ -154,6 +154,19 @@ func (d *CBORDecoder) optText(max int) (string, error) {
 	return string(p), nil
 }
 
+// optInterned is optText for a string that repeats across messages (a
+// sender's identity): it comes from the intern table (intern.go).
+func (d *CBORDecoder) optInterned(max int) (string, error) {
+	p, err := d.TextBytes(max)
+	if err != nil {
+		return "", err
+	}
+	if len(p) == 0 {
+		return "", ErrNonCanonical
+	}
+	return internBytes(p), nil
+}
+
 // optTrue reads an optional boolean, which must be true when present.
 func (d *CBORDecoder) optTrue() (bool, error) {
 	v, err := d.Bool()
