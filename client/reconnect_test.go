@@ -72,6 +72,20 @@ func (r *recorder) install(o *client.Options) {
 	o.Reconnect.OnResumed = func(client.ConnInfo) { r.add("resumed") }
 }
 
+// dialRecorded dials srv over scheme with reconnection on (fast backoff)
+// and returns the Client with the recorder of its reconnect callbacks.
+func dialRecorded(t *testing.T, srv *server, scheme string) (*client.Client, *recorder) {
+	t.Helper()
+	rec := newRecorder()
+	o := srv.options()
+	rec.install(&o)
+	c, err := client.Dial(ctxT(t), srv.url(scheme), o)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	return c, rec
+}
+
 // compact drops repeated "connecting" entries.
 func compact(ev []string) []string {
 	var out []string
@@ -378,13 +392,7 @@ func TestMigrateNeedsQUIC(t *testing.T) {
 // kept dialling the dead addresses without ever reporting the loss.
 func TestGoAwayNowhereToGoThenLost(t *testing.T) {
 	srv := startServer(t, serverOpts{noWS: true, drainGrace: 300 * time.Millisecond})
-	rec := newRecorder()
-	o := srv.options()
-	rec.install(&o)
-	c, err := client.Dial(ctxT(t), srv.url(client.SchemeTCP), o)
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
+	c, rec := dialRecorded(t, srv, client.SchemeTCP)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -435,13 +443,7 @@ func TestReconnectFallback(t *testing.T) {
 // TestCloseWhileReconnecting returns promptly and fails waiting calls.
 func TestCloseWhileReconnecting(t *testing.T) {
 	srv := startServer(t, serverOpts{noWS: true})
-	rec := newRecorder()
-	o := srv.options()
-	rec.install(&o)
-	c, err := client.Dial(ctxT(t), srv.url(client.SchemeTCP), o)
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
+	c, rec := dialRecorded(t, srv, client.SchemeTCP)
 	_ = srv.g.Close()
 	rec.wait(t, "connecting")
 	waiting := make(chan error, 1)
@@ -464,13 +466,7 @@ func TestCloseWhileReconnecting(t *testing.T) {
 // the server never answers: it fails with TRANSPORT_CLOSED, retryable.
 func TestCommandInFlightFailsRetryable(t *testing.T) {
 	srv := startServer(t, serverOpts{noWS: true})
-	rec := newRecorder()
-	o := srv.options()
-	rec.install(&o)
-	c, err := client.Dial(ctxT(t), srv.url(client.SchemeTCP), o)
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
+	c, _ := dialRecorded(t, srv, client.SchemeTCP)
 	defer c.Close()
 	done := make(chan error, 1)
 	go func() {
@@ -484,7 +480,7 @@ func TestCommandInFlightFailsRetryable(t *testing.T) {
 		t.Fatalf("Ping: %v", err)
 	}
 	_ = c.Session().Close()
-	err = <-done
+	err := <-done
 	if jsperr.CodeOf(err) != jsperr.TransportClosed || !jsperr.CodeOf(err).Retryable() {
 		t.Fatalf("in-flight Command = %v, want retryable TRANSPORT_CLOSED", err)
 	}

@@ -32,6 +32,30 @@ func publishBody(t *testing.T, cli *Session, body string) {
 	}
 }
 
+// sendPairs sends, for each i in [from, to), a chat PUBLISH "pub:<i>" and
+// a SUBSCRIBE to channel "<i>" (class system).
+func sendPairs(t *testing.T, cli *Session, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		publishBody(t, cli, fmt.Sprintf("pub:%02d", i))
+		if err := cli.Send(&wire.Subscribe{Channel: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitQueued waits until n messages wait in the queues Recv reads.
+func waitQueued(t *testing.T, srv *Session, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for recvQueued(srv) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages queued, want %d", recvQueued(srv), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // collector records what HandleMessages hands over.
 type collector struct {
 	mu   sync.Mutex
@@ -94,27 +118,11 @@ func inClass(got []string, p string) []string {
 func TestHandleMessagesOrder(t *testing.T) {
 	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
 	const before, after = 5, 20
-	for i := range before {
-		publishBody(t, cli, fmt.Sprintf("pub:%02d", i))
-		if err := cli.Send(&wire.Subscribe{Channel: fmt.Sprint(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for recvQueued(srv) < 2*before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages queued, want %d", recvQueued(srv), 2*before)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	sendPairs(t, cli, 0, before)
+	waitQueued(t, srv, 2*before)
 	c := newCollector()
 	srv.HandleMessages(func(in Incoming) bool { c.add(in); return true })
-	for i := before; i < before+after; i++ {
-		publishBody(t, cli, fmt.Sprintf("pub:%02d", i))
-		if err := cli.Send(&wire.Subscribe{Channel: fmt.Sprint(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendPairs(t, cli, before, before+after)
 	got := c.wait(t, 2*(before+after))
 	pubs, subs := inClass(got, "pub:"), inClass(got, "sub:")
 	if len(pubs) != before+after || len(subs) != before+after {
@@ -284,22 +292,8 @@ func TestOnEnd(t *testing.T) {
 func TestDeliverInlineOrder(t *testing.T) {
 	cli, srv := establish(t, Config{}, Config{}, ClientInfo{})
 	const before, after = 5, 20
-	send := func(i int) {
-		publishBody(t, cli, fmt.Sprintf("pub:%02d", i))
-		if err := cli.Send(&wire.Subscribe{Channel: fmt.Sprint(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i := range before {
-		send(i)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for recvQueued(srv) < 2*before {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d messages queued, want %d", recvQueued(srv), 2*before)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	sendPairs(t, cli, 0, before)
+	waitQueued(t, srv, 2*before)
 	c := newCollector()
 	var inside, overlaps atomic.Int32
 	srv.DeliverInline(func(in Incoming) {
@@ -313,9 +307,7 @@ func TestDeliverInlineOrder(t *testing.T) {
 		t.Fatalf("%d queued messages handed over within the call, want %d", got, 2*before)
 	}
 	srv.HandleMessages(func(Incoming) bool { t.Error("HandleMessages after DeliverInline got a message"); return true })
-	for i := before; i < before+after; i++ {
-		send(i)
-	}
+	sendPairs(t, cli, before, before+after)
 	got := c.wait(t, 2*(before+after))
 	pubs, subs := inClass(got, "pub:"), inClass(got, "sub:")
 	if len(pubs) != before+after || len(subs) != before+after {

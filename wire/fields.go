@@ -144,27 +144,27 @@ func (d *CBORDecoder) optBytes(max int) ([]byte, error) {
 
 // optText reads an optional text string of 1..max bytes.
 func (d *CBORDecoder) optText(max int) (string, error) {
+	p, err := d.optTextBytes(max)
+	return string(p), err
+}
+
+// optTextBytes is optText without the copy: the bytes are the input's.
+func (d *CBORDecoder) optTextBytes(max int) ([]byte, error) {
 	p, err := d.TextBytes(max)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if len(p) == 0 {
-		return "", ErrNonCanonical
+		return nil, ErrNonCanonical
 	}
-	return string(p), nil
+	return p, nil
 }
 
 // optInterned is optText for a string that repeats across messages (a
 // sender's identity): it comes from the intern table (intern.go).
 func (d *CBORDecoder) optInterned(max int) (string, error) {
-	p, err := d.TextBytes(max)
-	if err != nil {
-		return "", err
-	}
-	if len(p) == 0 {
-		return "", ErrNonCanonical
-	}
-	return internBytes(p), nil
+	p, err := d.optTextBytes(max)
+	return internBytes(p), err
 }
 
 // optTrue reads an optional boolean, which must be true when present.
