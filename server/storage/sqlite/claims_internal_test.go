@@ -100,8 +100,17 @@ func TestDedupFilter(t *testing.T) {
 		for i := range full {
 			f.add(k(i), 1)
 		}
-		if !f.absent(k(-1), 2) {
-			t.Fatal("unknown key not absent before the filter filled")
+		// A full filter answers, with its false-positive rate (about
+		// 0.24 % at capacity: 16 bits per key, 4 probes): most unknown
+		// keys are absent. A check of one key failed once in CI.
+		absent := 0
+		for i := -1100; i < -1000; i++ {
+			if f.absent(k(i), 2) {
+				absent++
+			}
+		}
+		if absent < 90 {
+			t.Fatalf("%d of 100 unknown keys absent before the filter filled, want at least 90", absent)
 		}
 		f.add(k(-2), 5) // no room: not recorded
 		if f.absent(k(-2), 6) || f.absent(k(-3), 104) {
