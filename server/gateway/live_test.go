@@ -10,6 +10,7 @@ import (
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/jsperr"
+	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/server/core"
 	"github.com/jetstreamproto/jsp/server/storage"
 	"github.com/jetstreamproto/jsp/session"
@@ -257,4 +258,41 @@ func TestLiveSlowSubscriberKept(t *testing.T) {
 		t.Fatalf("the hub dropped %d subscribers", d)
 	}
 	t.Logf("first live event dropped after %d events", i)
+}
+
+// recoverCounter is a bus that counts the core requests for a channel's
+// stored events (core.OpRecover), which is how a gateway asks a channel's
+// position after a SUBSCRIBE.
+type recoverCounter struct {
+	bus.Bus
+	n atomic.Int64
+}
+
+func (b *recoverCounter) Request(ctx context.Context, subject string, m bus.Msg) (*bus.Msg, error) {
+	if req, err := core.DecodeRequest(m.Data, nil); err == nil && req.Op == core.OpRecover {
+		b.n.Add(1)
+	}
+	return b.Bus.Request(ctx, subject, m)
+}
+
+// TestLiveSubscribeAsksNoPosition checks that a SUBSCRIBE to a live
+// channel costs no core request for the channel's position (nothing is
+// stored to replay on a resume), while one to a stored channel still
+// does.
+func TestLiveSubscribeAsksNoPosition(t *testing.T) {
+	b := &recoverCounter{Bus: embeddedBus(t)}
+	cf := newClusterFixture(t, b)
+	g := startGateway(t, Config{Bus: b, Sessions: cf.store, NodeID: "gw-live-pos", LiveChannels: []string{"typing.*"}})
+	s := g.dial(t, transport.KindMem)
+	for i := range 5 {
+		subscribe(t, s, fmt.Sprint("typing.room", i))
+	}
+	subscribe(t, s, "room.stored")
+	waitFor(t, "the stored channel's position asked", func() bool { return b.n.Load() >= 1 })
+	// The live channels' questions, if any, were started before the
+	// stored one's; a moment more lets a late one show.
+	time.Sleep(200 * time.Millisecond)
+	if n := b.n.Load(); n != 1 {
+		t.Fatalf("%d position requests for 5 live and 1 stored channel, want 1", n)
+	}
 }

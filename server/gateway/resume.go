@@ -345,6 +345,12 @@ func (h *host) noteSubscribed(name string, since uint64, hasSince bool) {
 	}
 	delete(h.base, name)
 	h.cmu.Unlock()
+	if h.g.live.match(name) {
+		// A live channel stores nothing a resume could replay (D43): it
+		// resumes live, and its position is not worth a core request per
+		// SUBSCRIBE, which a reconnecting crowd pays all at once.
+		return
+	}
 	h.wg.Go(func() {
 		// Not the session's context: a transport that drops right after
 		// the SUBSCRIBE must not cancel the query, since run waits for it
