@@ -207,7 +207,7 @@ func (s *Store) begin(ctx context.Context) (*sql.Tx, error) {
 // appendSavepoint runs one append under a savepoint and rolls it back when
 // the append fails or is a duplicate.
 func (s *Store) appendSavepoint(ctx context.Context, tx *sql.Tx, r *appendReq, now time.Time, res *storage.AppendResult) error {
-	if _, err := tx.ExecContext(ctx, `SAVEPOINT append_one`); err != nil {
+	if _, err := tx.StmtContext(ctx, s.st.savepoint).ExecContext(ctx); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	mark := s.claims.mark()
@@ -224,11 +224,11 @@ func (s *Store) appendSavepoint(ctx context.Context, tx *sql.Tx, r *appendReq, n
 	}
 	if err != nil || dup {
 		s.claims.undo(mark)
-		if _, rbErr := tx.ExecContext(ctx, `ROLLBACK TO append_one`); rbErr != nil {
+		if _, rbErr := tx.StmtContext(ctx, s.st.rollbackTo).ExecContext(ctx); rbErr != nil {
 			return errors.Join(err, fmt.Errorf("roll back to savepoint: %w", rbErr))
 		}
 	}
-	if _, relErr := tx.ExecContext(ctx, `RELEASE append_one`); relErr != nil && err == nil {
+	if _, relErr := tx.StmtContext(ctx, s.st.release).ExecContext(ctx); relErr != nil && err == nil {
 		return fmt.Errorf("release savepoint: %w", relErr)
 	}
 	*res = out

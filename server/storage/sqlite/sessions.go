@@ -40,16 +40,7 @@ func (s *Store) UpsertSession(ctx context.Context, in storage.Session) (storage.
 	var out storage.Session
 	now := s.now()
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		// The WHERE clause makes the update a no-op, returning no row, when
-		// the id belongs to another user: a session id is never handed over.
-		row := tx.QueryRowContext(ctx, `INSERT INTO sessions (`+sessionCols+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)
-			ON CONFLICT (id) DO UPDATE SET
-				device_id = excluded.device_id, gateway = excluded.gateway,
-				transport = excluded.transport, remote_addr = excluded.remote_addr,
-				last_seen_us = excluded.last_seen_us, closed_us = NULL
-			WHERE sessions.user_id = excluded.user_id
-			RETURNING `+sessionCols,
+		row := tx.StmtContext(ctx, s.st.upsertSession).QueryRowContext(ctx,
 			in.ID, in.UserID, in.DeviceID, in.Gateway, in.Transport, in.RemoteAddr, now, now)
 		var err error
 		out, err = scanSession(row)
@@ -64,22 +55,40 @@ func (s *Store) UpsertSession(ctx context.Context, in storage.Session) (storage.
 	return out, nil
 }
 
+// upsertSessionSQL inserts a session or updates it. The WHERE clause
+// makes the update a no-op, returning no row, when the id belongs to
+// another user: a session id is never handed over.
+const upsertSessionSQL = `INSERT INTO sessions (` + sessionCols + `)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)
+	ON CONFLICT (id) DO UPDATE SET
+		device_id = excluded.device_id, gateway = excluded.gateway,
+		transport = excluded.transport, remote_addr = excluded.remote_addr,
+		last_seen_us = excluded.last_seen_us, closed_us = NULL
+	WHERE sessions.user_id = excluded.user_id
+	RETURNING ` + sessionCols
+
+// touchSessionSQL and closeSessionSQL take the time, then the id.
+const (
+	touchSessionSQL = `UPDATE sessions SET last_seen_us = ? WHERE id = ? AND closed_us IS NULL`
+	closeSessionSQL = `UPDATE sessions SET closed_us = COALESCE(closed_us, ?) WHERE id = ?`
+)
+
 // TouchSession sets an open session's LastSeen to now.
 func (s *Store) TouchSession(ctx context.Context, id string) error {
-	return s.sessionUpdate(ctx, "touch", id, `UPDATE sessions SET last_seen_us = ? WHERE id = ? AND closed_us IS NULL`)
+	return s.sessionUpdate(ctx, "touch", id, s.st.touchSession)
 }
 
 // CloseSession marks a session closed, keeping the first close time.
 func (s *Store) CloseSession(ctx context.Context, id string) error {
-	return s.sessionUpdate(ctx, "close", id, `UPDATE sessions SET closed_us = COALESCE(closed_us, ?) WHERE id = ?`)
+	return s.sessionUpdate(ctx, "close", id, s.st.closeSession)
 }
 
-func (s *Store) sessionUpdate(ctx context.Context, what, id, query string) error {
+func (s *Store) sessionUpdate(ctx context.Context, what, id string, st *sql.Stmt) error {
 	if err := sqlcommon.Name("session id", id); err != nil {
 		return fmt.Errorf("storage/sqlite: %s session: %w", what, err)
 	}
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, query, s.now(), id)
+		res, err := tx.StmtContext(ctx, st).ExecContext(ctx, s.now(), id)
 		if err != nil {
 			return err
 		}

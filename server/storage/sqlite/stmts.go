@@ -18,6 +18,8 @@ type stmts struct {
 	channelSeq, setSeq                          *sql.Stmt // writer, group fast path (appendfast.go)
 	claimSeq, claimTail, claimMerge, claimClear *sql.Stmt // writer, claim log (claims.go)
 	dedupLookup                                 *sql.Stmt // writer, claim log (claims.go)
+	savepoint, release, rollbackTo              *sql.Stmt // writer, one operation of a group commit (appends.go)
+	upsertSession, touchSession, closeSession   *sql.Stmt // writer, session records (sessions.go)
 	after, before                               *sql.Stmt // readers
 
 	// Multi-row inserts (rows.go): insertMessages[i] and insertClaims[i]
@@ -44,6 +46,12 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.st.before, s.r, `SELECT ` + messageCols + ` FROM messages m JOIN channels c ON c.id = m.channel_id
 			WHERE c.name = ? AND m.seq < ? ORDER BY m.seq DESC LIMIT ?`},
 		{&s.st.dedupLookup, s.w, claimStatements["dedupLookup"]},
+		{&s.st.savepoint, s.w, `SAVEPOINT append_one`},
+		{&s.st.release, s.w, `RELEASE append_one`},
+		{&s.st.rollbackTo, s.w, `ROLLBACK TO append_one`},
+		{&s.st.upsertSession, s.w, upsertSessionSQL},
+		{&s.st.touchSession, s.w, touchSessionSQL},
+		{&s.st.closeSession, s.w, closeSessionSQL},
 	} {
 		st, err := p.db.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -95,7 +103,8 @@ func (s *Store) prepare(ctx context.Context) error {
 func (s *Store) closeStmts() error {
 	var errs []error
 	all := []*sql.Stmt{s.st.advance, s.st.newChannel, s.st.insertMessage, s.st.channelSeq, s.st.setSeq, s.st.after, s.st.before,
-		s.st.claimSeq, s.st.claimTail, s.st.claimMerge, s.st.claimClear, s.st.dedupLookup}
+		s.st.claimSeq, s.st.claimTail, s.st.claimMerge, s.st.claimClear, s.st.dedupLookup,
+		s.st.savepoint, s.st.release, s.st.rollbackTo, s.st.upsertSession, s.st.touchSession, s.st.closeSession}
 	all = append(append(all, s.st.insertMessages[:]...), s.st.insertClaims[:]...)
 	for _, st := range all {
 		if st != nil {

@@ -37,34 +37,22 @@ func Bench(b *testing.B, newDSN NewDSN) {
 	})
 	b.Run("AppendConcurrent8", func(b *testing.B) {
 		s := open(b, b)
-		const writers = 8
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		errs := make(chan error, writers)
-		b.ResetTimer()
-		for range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := next.Add(1)
-					if i > int64(b.N) {
-						return
-					}
-					if _, err := s.AppendMessage(ctx, "bench", storage.Message{Sender: "u", ClientID: fmt.Sprint(i), Body: body}); err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		b.StopTimer()
-		close(errs)
-		for err := range errs {
-			b.Fatal(err)
-		}
+		concurrently(b, 8, func(i int64) error {
+			_, err := s.AppendMessage(ctx, "bench", storage.Message{Sender: "u", ClientID: fmt.Sprint(i), Body: body})
+			return err
+		})
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	})
+	// Session records as a crowd of clients connecting writes them: one
+	// upsert per new session, from many gateway goroutines at once.
+	b.Run("UpsertSessionConcurrent8", func(b *testing.B) {
+		s := open(b, b)
+		concurrently(b, 8, func(i int64) error {
+			_, err := s.UpsertSession(ctx, storage.Session{ID: fmt.Sprint("s", i), UserID: fmt.Sprint("u", i%100),
+				DeviceID: "d", Gateway: "gw-1", Transport: "wss", RemoteAddr: "127.0.0.1:1"})
+			return err
+		})
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sessions/s")
 	})
 	// The history store is filled once and shared by every round of the
 	// benchmark: filling it is a thousand durable commits.
@@ -92,4 +80,34 @@ func Bench(b *testing.B, newDSN NewDSN) {
 		}
 		hb.ReportMetric(float64(hb.N)/hb.Elapsed().Seconds(), "pages/s")
 	})
+}
+
+// concurrently runs op for i = 1..b.N on writers goroutines and fails b
+// on the first error; the timer runs from the first op to the last.
+func concurrently(b *testing.B, writers int, op func(i int64) error) {
+	b.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	b.ResetTimer()
+	for range writers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if err := op(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
 }
