@@ -106,13 +106,7 @@ func TestReconnectAfterRestart(t *testing.T) {
 	for _, scheme := range []string{client.SchemeAuto, client.SchemeTCP} {
 		t.Run(scheme, func(t *testing.T) {
 			srv := startServer(t, serverOpts{noWS: true})
-			rec := newRecorder()
-			o := srv.options()
-			rec.install(&o)
-			c, err := client.Dial(ctxT(t), srv.url(scheme), o)
-			if err != nil {
-				t.Fatalf("Dial: %v", err)
-			}
+			c, rec := dialRecorded(t, srv, scheme)
 			defer c.Close()
 			events := make(chan client.Event, 16)
 			if _, err := c.Subscribe(ctxT(t), "news", func(e client.Event) { events <- e }); err != nil {

@@ -44,6 +44,21 @@ func sendPairs(t *testing.T, cli *Session, from, to int) {
 	}
 }
 
+// wantPairsInOrder checks that got holds the n pairs sendPairs sent, each
+// class in order.
+func wantPairsInOrder(t *testing.T, got []string, n int) {
+	t.Helper()
+	pubs, subs := inClass(got, "pub:"), inClass(got, "sub:")
+	if len(pubs) != n || len(subs) != n {
+		t.Fatalf("%d publishes and %d subscribes, want %d each: %v", len(pubs), len(subs), n, got)
+	}
+	for i := range n {
+		if pubs[i] != fmt.Sprintf("pub:%02d", i) || subs[i] != fmt.Sprintf("sub:%d", i) {
+			t.Fatalf("out of order at %d: %v", i, got)
+		}
+	}
+}
+
 // waitQueued waits until n messages wait in the queues Recv reads.
 func waitQueued(t *testing.T, srv *Session, n int) {
 	t.Helper()
@@ -124,15 +139,7 @@ func TestHandleMessagesOrder(t *testing.T) {
 	srv.HandleMessages(func(in Incoming) bool { c.add(in); return true })
 	sendPairs(t, cli, before, before+after)
 	got := c.wait(t, 2*(before+after))
-	pubs, subs := inClass(got, "pub:"), inClass(got, "sub:")
-	if len(pubs) != before+after || len(subs) != before+after {
-		t.Fatalf("%d publishes and %d subscribes, want %d each: %v", len(pubs), len(subs), before+after, got)
-	}
-	for i := range before + after {
-		if pubs[i] != fmt.Sprintf("pub:%02d", i) || subs[i] != fmt.Sprintf("sub:%d", i) {
-			t.Fatalf("out of order at %d: %v", i, got)
-		}
-	}
+	wantPairsInOrder(t, got, before+after)
 	if _, err := srv.Recv(context.Background()); !errors.Is(err, errHandled) {
 		t.Fatalf("Recv after HandleMessages = %v, want %v", err, errHandled)
 	}
@@ -309,15 +316,7 @@ func TestDeliverInlineOrder(t *testing.T) {
 	srv.HandleMessages(func(Incoming) bool { t.Error("HandleMessages after DeliverInline got a message"); return true })
 	sendPairs(t, cli, before, before+after)
 	got := c.wait(t, 2*(before+after))
-	pubs, subs := inClass(got, "pub:"), inClass(got, "sub:")
-	if len(pubs) != before+after || len(subs) != before+after {
-		t.Fatalf("%d publishes and %d subscribes, want %d each: %v", len(pubs), len(subs), before+after, got)
-	}
-	for i := range before + after {
-		if pubs[i] != fmt.Sprintf("pub:%02d", i) || subs[i] != fmt.Sprintf("sub:%d", i) {
-			t.Fatalf("out of order at %d: %v", i, got)
-		}
-	}
+	wantPairsInOrder(t, got, before+after)
 	// After the call: exactly the arrival order, classes interleaved.
 	for i, g := range got[2*before:] {
 		n := before + i/2
