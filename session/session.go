@@ -24,7 +24,9 @@
 // while frames are queued; the heartbeat/idle check is a timer callback
 // joined the same way (heartbeat.go). With HandleMessages, a hand-off
 // goroutine runs the application's callback while received messages
-// wait; Wait joins it (inbox.go, D34).
+// wait; Wait joins it (inbox.go, D34). With DeliverInline, the goroutine
+// that received a message calls the application's function itself, and
+// nothing is queued (D47).
 // Other goroutines interact by enqueueing frames and reading from bounded
 // queues.
 package session
