@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/jetstreamproto/jsp/internal/proccpu"
 )
 
 var (
@@ -84,17 +86,17 @@ func connect(tb testing.TB, ctx context.Context, st Stack, srv Server) Conn {
 }
 
 // cpuMeter reports the process CPU time per operation as "cpu-µs/op"; see
-// ProcessCPU. The testing package stops its timer only around the timed
+// proccpu.Self. The testing package stops its timer only around the timed
 // loop, so the meter is started right before it.
 type cpuMeter struct{ start time.Duration }
 
-func startCPU() cpuMeter { return cpuMeter{start: ProcessCPU()} }
+func startCPU() cpuMeter { return cpuMeter{start: proccpu.Self()} }
 
 func (m cpuMeter) report(b *testing.B, ops int) {
 	if m.start == 0 || ops == 0 {
 		return
 	}
-	b.ReportMetric(Micros(ProcessCPU()-m.start)/float64(ops), "cpu-µs/op")
+	b.ReportMetric(Micros(proccpu.Self()-m.start)/float64(ops), "cpu-µs/op")
 }
 
 // randomBytes returns n deterministic pseudo-random bytes: incompressible,

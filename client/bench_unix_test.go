@@ -4,22 +4,13 @@ package client_test
 
 import (
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jetstreamproto/jsp/client"
+	"github.com/jetstreamproto/jsp/internal/proccpu"
 	"github.com/jetstreamproto/jsp/server/gateway"
 )
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkFanOutReceive receives one channel's events over wss:// on
 // fanOutSubscribers Clients, one per subscriber as the fan-out driver
@@ -58,7 +49,7 @@ func BenchmarkFanOutReceive(b *testing.B) {
 		}
 	}
 	b.ResetTimer()
-	cpu := cpuTime(b)
+	cpu := proccpu.Self()
 	for i := range events {
 		if i >= window {
 			waitFor(int64(i-window+1) * fanOutSubscribers)
@@ -69,7 +60,7 @@ func BenchmarkFanOutReceive(b *testing.B) {
 	}
 	waitFor(int64(events) * fanOutSubscribers)
 	b.StopTimer()
-	cpu = cpuTime(b) - cpu
+	cpu = proccpu.Self() - cpu
 	if n := got.Load(); n != int64(events)*fanOutSubscribers {
 		b.Fatalf("%d deliveries, want %d", n, events*fanOutSubscribers)
 	}

@@ -4,18 +4,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
-
-// ProcessCPU returns the CPU time (user + system) this process has used.
-func ProcessCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat times; 100 on every
 // Linux platform Go supports.

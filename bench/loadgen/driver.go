@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jetstreamproto/jsp/internal/proccpu"
 )
 
 // Case is one fan-out shape: Channels channels with Subscribers
@@ -149,9 +151,9 @@ func DriverMain(name string, args []string, out io.Writer, open func(f *DriverFl
 		}
 		defer stopProfile()
 	}
-	var cpu0 = ProcessCPU()
+	var cpu0 = proccpu.Self()
 	st, err := Run(ctx, cfg, target, rec)
-	cpu := ProcessCPU() - cpu0
+	cpu := proccpu.Self() - cpu0
 	fmt.Fprintln(out, PhaseLoadEnd)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

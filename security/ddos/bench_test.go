@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/jetstreamproto/jsp/internal/proccpu"
 )
 
 // BenchmarkRefusedPacket is the CPU cost of refusing one flood packet at
@@ -23,13 +25,13 @@ func BenchmarkRefusedPacket(b *testing.B) {
 			b.Fatal(err)
 		}
 		ip := netip.MustParseAddr("10.1.2.3")
-		cpu := processCPU()
+		cpu := proccpu.Self()
 		for b.Loop() {
 			if f.Check(ip) == nil {
 				b.Fatal("blocked address admitted")
 			}
 		}
-		b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/packet")
+		b.ReportMetric(float64(proccpu.Self()-cpu)/float64(b.N), "cpu-ns/packet")
 	})
 	b.Run("over-cap", func(b *testing.B) {
 		f, err := New(Config{MaxHandshakesPerIP: 1})
@@ -42,13 +44,13 @@ func BenchmarkRefusedPacket(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer s.Release()
-		cpu := processCPU()
+		cpu := proccpu.Self()
 		for b.Loop() {
 			if _, err := f.BeginHandshake(ip); err == nil {
 				b.Fatal("handshake over the cap admitted")
 			}
 		}
-		b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/packet")
+		b.ReportMetric(float64(proccpu.Self()-cpu)/float64(b.N), "cpu-ns/packet")
 	})
 }
 
@@ -110,7 +112,7 @@ func BenchmarkQUICHandshake(b *testing.B) {
 			ctx := context.Background()
 			ctc := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"jsp-bench"}}
 			n := 0
-			cpu := processCPU()
+			cpu := proccpu.Self()
 			for b.Loop() {
 				conn, err := quic.DialAddr(ctx, s.udp.LocalAddr().String(), ctc, nil)
 				if err != nil {
@@ -122,7 +124,7 @@ func BenchmarkQUICHandshake(b *testing.B) {
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "handshakes/s")
 			// Client and server share this process: the CPU time is that
 			// of both ends of one handshake.
-			b.ReportMetric(float64(processCPU()-cpu)/float64(n)/1e3, "cpu-µs/handshake")
+			b.ReportMetric(float64(proccpu.Self()-cpu)/float64(n)/1e3, "cpu-µs/handshake")
 		})
 	}
 }

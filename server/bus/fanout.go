@@ -31,9 +31,9 @@ type ChannelFanout struct {
 
 type fanoutChannel struct {
 	name      string
-	confirmed atomic.Bool // the bus subscription is known to be in effect
-	sub   Subscription                  // set under ChannelFanout.mu
-	sinks atomic.Pointer[[]*FanoutSink] // copy-on-write, written under ChannelFanout.mu
+	confirmed atomic.Bool                   // the bus subscription is known to be in effect
+	sub       Subscription                  // set under ChannelFanout.mu
+	sinks     atomic.Pointer[[]*FanoutSink] // copy-on-write, written under ChannelFanout.mu
 }
 
 // Sink receives the messages of one channel for one local subscriber. It

@@ -2,23 +2,13 @@ package gateway
 
 import (
 	"fmt"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/jetstreamproto/jsp/internal/proccpu"
 	"github.com/jetstreamproto/jsp/server/bus"
 	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/wire"
 )
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkLive1x1 is the fan-out benchmark's 1x1 case in one process,
 // on embedded NATS: one publisher with 64 PUBLISHes in flight, one
@@ -87,7 +77,7 @@ func benchLive1x1(b *testing.B, wrap func(bus.Bus) bus.Bus) {
 		events <- nil
 	}()
 	body := make([]byte, 64)
-	cpu0 := processCPU(b)
+	cpu0 := proccpu.Self()
 	b.ResetTimer()
 	for i := range b.N {
 		select {
@@ -108,5 +98,5 @@ func benchLive1x1(b *testing.B, wrap func(bus.Bus) bus.Bus) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N)/1e3, "cpu-us/msg")
+	b.ReportMetric(float64(proccpu.Self()-cpu0)/float64(b.N)/1e3, "cpu-us/msg")
 }

@@ -76,6 +76,22 @@ func (fs *fakeServer) accept(t *testing.T) *rawClient {
 	return nil
 }
 
+// dialFake dials a fake server that answers the upgrade with answer and
+// returns a context that ends with the test (at most 10 s), the client's
+// link, closed at cleanup, and the server's side of the connection.
+func dialFake(t *testing.T, answer func(key string) string) (context.Context, *mux.Conn, *rawClient) {
+	t.Helper()
+	fs, clientTLS := startFakeServer(t, answer)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	c, err := Dialer{Mux: mux.Config{CloseTimeout: 200 * time.Millisecond}}.Dial(ctx, fs.url, clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseWithError(0, "") })
+	return ctx, c, fs.accept(t)
+}
+
 func upgradeAnswer(key string, extra string) string {
 	return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Accept: " + acceptKey(key) + "\r\n" + extra + "\r\n"
@@ -156,18 +172,10 @@ func TestDialHandshakeTimeout(t *testing.T) {
 // with a masked pong, and a normal close ending the link.
 func TestClientFraming(t *testing.T) {
 	proto := "Sec-WebSocket-Protocol: " + protocol.WebSocketSubprotocol + "\r\n"
-	fs, clientTLS := startFakeServer(t, func(key string) string {
+	ctx, c, s := dialFake(t, func(key string) string {
 		// The first frame rides in the same write as the response.
 		return upgradeAnswer(key, proto) + string(serverFrame(opBinary, true, datagramFrame("early")))
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := Dialer{Mux: mux.Config{CloseTimeout: 200 * time.Millisecond}}.Dial(ctx, fs.url, clientTLS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseWithError(0, "")
-	s := fs.accept(t)
 	if b, err := c.ReceiveDatagram(ctx); err != nil || string(b) != "early" {
 		t.Fatalf("early datagram %q, %v", b, err)
 	}
@@ -267,15 +275,7 @@ func TestClientViolations(t *testing.T) {
 	proto := "Sec-WebSocket-Protocol: " + protocol.WebSocketSubprotocol + "\r\n"
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fs, clientTLS := startFakeServer(t, func(key string) string { return upgradeAnswer(key, proto) })
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			c, err := Dialer{Mux: mux.Config{CloseTimeout: 200 * time.Millisecond}}.Dial(ctx, fs.url, clientTLS)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.CloseWithError(0, "")
-			s := fs.accept(t)
+			_, c, s := dialFake(t, func(key string) string { return upgradeAnswer(key, proto) })
 			s.send(tt.input)
 			if tt.wsClose != 0 {
 				for {

@@ -10,25 +10,16 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"net/http"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jetstreamproto/jsp/internal/proccpu"
 	"github.com/jetstreamproto/jsp/internal/protocol"
 	"github.com/jetstreamproto/jsp/transport/mux"
 	"github.com/jetstreamproto/jsp/transport/transporttest"
 	"github.com/jetstreamproto/jsp/transport/websocket"
 	"github.com/jetstreamproto/jsp/wire"
 )
-
-// processCPU is the process's user and system CPU time so far.
-func processCPU(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkClientReceive measures the client's receive path (Dial's
 // framing, the link's reader, ReceiveDatagram) as a fan-out subscriber
@@ -92,7 +83,7 @@ func BenchmarkClientReceive(b *testing.B) {
 	defer c.CloseWithError(0, "")
 	bursts := max(1, b.N/receiveBurst)
 	b.ResetTimer()
-	cpu := processCPU(b)
+	cpu := proccpu.Self()
 	for range bursts {
 		send <- struct{}{}
 		for range receiveBurst {
@@ -102,7 +93,7 @@ func BenchmarkClientReceive(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	cpu = processCPU(b) - cpu
+	cpu = proccpu.Self() - cpu
 	close(send)
 	if err := <-served; err != nil {
 		b.Fatal(err)

@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/jetstreamproto/jsp/internal/proccpu"
 	"github.com/jetstreamproto/jsp/server/storage"
 	"github.com/jetstreamproto/jsp/server/storage/storagetest"
 )
@@ -48,7 +47,7 @@ func appendGroups(b *testing.B, s *Store, group int) {
 	id := make([]byte, 16)
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := processCPU()
+	cpu0 := proccpu.Self()
 	for range b.N {
 		for i := range msgs {
 			rand.Read(id)
@@ -61,20 +60,11 @@ func appendGroups(b *testing.B, s *Store, group int) {
 			}
 		}
 	}
-	cpu := processCPU() - cpu0
+	cpu := proccpu.Self() - cpu0
 	b.StopTimer()
 	n := float64(b.N * group)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/msg")
 	b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-µs/msg")
-}
-
-// processCPU is the process's user plus system CPU time.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchIDMode selects the client ids of the append benchmarks:
