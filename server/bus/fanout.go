@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -30,10 +29,9 @@ type ChannelFanout struct {
 }
 
 type fanoutChannel struct {
-	name      string
-	confirmed atomic.Bool                   // the bus subscription is known to be in effect
-	sub       Subscription                  // set under ChannelFanout.mu
-	sinks     atomic.Pointer[[]*FanoutSink] // copy-on-write, written under ChannelFanout.mu
+	name  string
+	sub   Subscription                  // set under ChannelFanout.mu
+	sinks atomic.Pointer[[]*FanoutSink] // copy-on-write, written under ChannelFanout.mu
 }
 
 // Sink receives the messages of one channel for one local subscriber. It
@@ -99,20 +97,6 @@ func (f *ChannelFanout) Subscribe(channel string, sink Sink) (*FanoutSink, error
 	next = append(next, s)
 	ch.sinks.Store(&next)
 	return s, nil
-}
-
-// Confirm returns once the channel's bus subscription is in effect at the
-// bus's server (see [Flusher]): a message published after it returns
-// reaches the sink. Only the first call per bus subscription waits.
-func (s *FanoutSink) Confirm(ctx context.Context) error {
-	if s.ch.confirmed.Load() {
-		return nil
-	}
-	if err := Flush(ctx, s.f.bus); err != nil {
-		return fmt.Errorf("fanout subscribe %q: %w", s.ch.name, err)
-	}
-	s.ch.confirmed.Store(true)
-	return nil
 }
 
 func (f *ChannelFanout) dispatch(ch *fanoutChannel, m *Msg) {

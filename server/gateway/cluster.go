@@ -61,6 +61,9 @@ type cluster struct {
 type channelRef struct {
 	n    int
 	sink *bus.FanoutSink
+	// inEffect is set once the channel's bus subscription is known to be
+	// in effect at the bus's server (bus.Flush after it was made).
+	inEffect atomic.Bool
 }
 
 func newCluster(cfg *Config, hub *pubsub.Hub[*event], ops *opsMetrics) (*cluster, error) {
@@ -124,13 +127,17 @@ func (c *cluster) join(ctx context.Context, channel string) error {
 		c.refs[channel] = r
 	}
 	c.mu.Unlock()
+	if r.inEffect.Load() {
+		return nil
+	}
 	// Outside the lock: a slow bus delays this channel's subscribers only.
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	if err := r.sink.Confirm(ctx); err != nil {
+	if err := bus.Flush(ctx, c.edge); err != nil {
 		c.leave(channel)
-		return jsperr.Wrap(jsperr.Unavailable, err)
+		return jsperr.Wrap(jsperr.Unavailable, fmt.Errorf("subscribe %q: %w", channel, err))
 	}
+	r.inEffect.Store(true)
 	return nil
 }
 
