@@ -109,6 +109,11 @@ func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time,
 		s.framesSent.Add(1)
 		return nil
 	}
+	return s.pushLocked(class, frame, deadline)
+}
+
+// pushLocked queues frame for run and unlocks mu.
+func (s *sender) pushLocked(class protocol.Class, frame []byte, deadline time.Time) error {
 	if s.sched == nil {
 		s.sched = s.newSched()
 	}
@@ -119,6 +124,39 @@ func (s *sender) enqueue(class protocol.Class, frame []byte, deadline time.Time,
 	s.mu.Unlock()
 	s.mediaDropped.Add(uint64(len(dropped)))
 	return err
+}
+
+// tryStream is a stream that can write a frame without waiting (D50): a
+// link stream over wss:// (transport/mux). TryWrite reports false,
+// having written nothing, when the write would have to wait.
+type tryStream interface {
+	TryWrite(p []byte) (bool, error)
+}
+
+// offer queues a frame as enqueue does without direct, but first writes
+// it on the caller's goroutine when that cannot wait (decision D50):
+// nothing is queued or being written, the class goes out at once, and
+// the stream can write without waiting for the peer or the socket. A
+// fan-out delivery to a quiet session then costs no sender goroutine,
+// however many sessions the fan-out goroutine serves in a row. mu stays
+// held during the attempt, so no frame can be queued ahead of it.
+func (s *sender) offer(class protocol.Class, frame []byte, deadline time.Time) error {
+	s.mu.Lock()
+	if ts, ok := s.w.(tryStream); ok && !s.writing && !s.stopped && s.lenLocked() == 0 && s.immediate(class) {
+		wrote, err := ts.TryWrite(frame)
+		if wrote {
+			s.mu.Unlock()
+			if err != nil {
+				s.onError(err)
+				return err
+			}
+			s.writes.Add(1)
+			s.bytesWritten.Add(uint64(len(frame)))
+			s.framesSent.Add(1)
+			return nil
+		}
+	}
+	return s.pushLocked(class, frame, deadline)
 }
 
 // wakeLocked tells a running run that frames are queued, or starts one.
@@ -346,7 +384,10 @@ func (s *sender) run(ctx context.Context) error {
 				it, ok := s.pop(false)
 				if ok {
 					if len(buf)+len(it.Value) > s.maxBatch {
-						carry = &it
+						// A copy: taking the address of it would move
+						// every popped item to the heap.
+						held := it
+						carry = &held
 						break
 					}
 					buf = append(buf, it.Value...)

@@ -80,9 +80,10 @@ func (f *SharedFrame) compressed() (frame []byte, ok bool) {
 }
 
 // SendShared queues a shared frame on the control stream, in order with
-// the other frames of its class, like SendEnvelope. It never writes on the
+// the other frames of its class, like SendEnvelope. It never waits on the
 // caller's goroutine: a fan-out hands one frame to many sessions in a row
-// and must not wait for any one peer's socket. It fails with
+// and must not wait for any one peer's socket. It writes the frame itself
+// only when the stream can take it without waiting (D50). It fails with
 // MESSAGE_TOO_LARGE for an oversize body and QUEUE_FULL when the class's
 // send queue is full.
 func (s *Session) SendShared(f *SharedFrame) error {
@@ -106,7 +107,7 @@ func (s *Session) SendShared(f *SharedFrame) error {
 	if f.class == protocol.ClassMedia {
 		deadline = s.cfg.Now().Add(s.cfg.MediaDeadline)
 	}
-	if err := s.send.enqueue(f.class, frame, deadline, false); err != nil {
+	if err := s.send.offer(f.class, frame, deadline); err != nil {
 		return fmt.Errorf("session: queue %s: %w", f.typ, err)
 	}
 	return nil

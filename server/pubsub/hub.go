@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,9 @@ const (
 	DefaultMaxSubscriptions = 1024
 	// DefaultMaxChannelNameLen caps a channel name in bytes.
 	DefaultMaxChannelNameLen = 256
+	// DefaultFanOutSplit is the subscribers of one channel a publish
+	// hands to one goroutine (Config.FanOutSplit).
+	DefaultFanOutSplit = 1024
 )
 
 // ErrClosed is returned (wrapped) by operations on a closed subscriber.
@@ -87,6 +91,17 @@ type Config struct {
 	// it must not block or call back into the hub; a message bus uses it to
 	// queue its own subscribe and unsubscribe requests.
 	OnChannel func(channel string, active bool)
+	// FanOutSplit is how many subscribers of one channel a publish hands
+	// to one goroutine: a channel with at least twice as many is
+	// delivered by several goroutines at once, up to FanOutWorkers, each
+	// with its own part of the subscribers, and the publish returns when
+	// all are done (decision D50). Sinks that write to their sockets
+	// themselves then use every core for a large channel. Negative: one
+	// goroutine always. Default: DefaultFanOutSplit.
+	FanOutSplit int
+	// FanOutWorkers caps the goroutines that deliver one publish.
+	// Default: runtime.GOMAXPROCS(0) when the hub is made.
+	FanOutWorkers int
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -107,6 +122,12 @@ func (c *Config) setDefaults() {
 	if c.Sequencer == nil {
 		c.Sequencer = NewMemorySequencer(DefaultMaxSequencedChannels)
 	}
+	if c.FanOutSplit == 0 {
+		c.FanOutSplit = DefaultFanOutSplit
+	}
+	if c.FanOutWorkers == 0 {
+		c.FanOutWorkers = runtime.GOMAXPROCS(0)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -122,6 +143,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("pubsub: negative MaxSubscriptions %d", c.MaxSubscriptions)
 	case c.MaxChannelNameLen < 0:
 		return fmt.Errorf("pubsub: negative MaxChannelNameLen %d", c.MaxChannelNameLen)
+	case c.FanOutWorkers < 0:
+		return fmt.Errorf("pubsub: negative FanOutWorkers %d", c.FanOutWorkers)
 	}
 	return nil
 }
@@ -273,21 +296,74 @@ func (h *Hub[T]) PublishSeq(name string, seq uint64, msg T) error {
 // deliverLocked queues d to every subscriber of ch; h.mu must be held for
 // reading and ch.mu held.
 func (h *Hub[T]) deliverLocked(ch *channel[T], d Delivery[T]) {
-	name := d.Channel
+	if w := h.fanOutWorkers(len(ch.subs)); w > 1 {
+		h.deliverSplitLocked(ch, d, w)
+		return
+	}
 	for s := range ch.subs {
-		if s.dropped.Load() {
-			// Dropped by a publish on another channel; prune it here. Its
-			// owner's Close removes it from the hub's other tables.
+		if !h.deliverTo(s, d) {
 			delete(ch.subs, s)
-			continue
 		}
-		if s.push(d) {
-			h.delivered.Add(1)
-		} else {
+	}
+	h.published.Add(1)
+}
+
+// deliverTo hands d to s and reports whether s stays subscribed: false
+// when s was dropped (by a publish on another channel, to be pruned here,
+// or now as a slow consumer).
+func (h *Hub[T]) deliverTo(s *Subscriber[T], d Delivery[T]) bool {
+	if s.dropped.Load() {
+		// Dropped by a publish on another channel; its owner's Close
+		// removes it from the hub's other tables.
+		return false
+	}
+	if s.push(d) {
+		h.delivered.Add(1)
+		return true
+	}
+	h.dropped.Add(1)
+	s.fail(s.slowErr(d.Channel))
+	h.cfg.Logger.Warn("pubsub: dropped slow subscriber", "subscriber", s.name, "channel", d.Channel, "queue", s.limit)
+	return false
+}
+
+// fanOutWorkers returns how many goroutines deliver a publish to n
+// subscribers: one per FanOutSplit of them, at most FanOutWorkers.
+func (h *Hub[T]) fanOutWorkers(n int) int {
+	if h.cfg.FanOutSplit <= 0 {
+		return 1
+	}
+	return min(n/h.cfg.FanOutSplit, h.cfg.FanOutWorkers)
+}
+
+// deliverSplitLocked delivers d to the channel's subscribers from w
+// goroutines, this one included, each with its own contiguous part of
+// them, and returns once all are done: a subscriber still gets one
+// channel's deliveries one at a time and in order, since the next
+// publish waits for the channel's lock.
+func (h *Hub[T]) deliverSplitLocked(ch *channel[T], d Delivery[T], w int) {
+	subs := make([]*Subscriber[T], 0, len(ch.subs))
+	for s := range ch.subs {
+		subs = append(subs, s)
+	}
+	part := (len(subs) + w - 1) / w
+	gone := make([][]*Subscriber[T], w)
+	var wg sync.WaitGroup
+	run := func(i int) {
+		for _, s := range subs[i*part : min((i+1)*part, len(subs))] {
+			if !h.deliverTo(s, d) {
+				gone[i] = append(gone[i], s)
+			}
+		}
+	}
+	for i := 1; i < w; i++ {
+		wg.Go(func() { run(i) })
+	}
+	run(0)
+	wg.Wait()
+	for _, g := range gone {
+		for _, s := range g {
 			delete(ch.subs, s)
-			h.dropped.Add(1)
-			s.fail(s.slowErr(name))
-			h.cfg.Logger.Warn("pubsub: dropped slow subscriber", "subscriber", s.name, "channel", name, "queue", s.limit)
 		}
 	}
 	h.published.Add(1)

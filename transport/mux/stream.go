@@ -191,6 +191,39 @@ func (s *stream) Write(p []byte) (int, error) { return s.write(p, false) }
 // leaves the write to the writer and its answers coalesce.
 func (s *stream) WriteNow(p []byte) (int, error) { return s.write(p, true) }
 
+// TryWrite writes p as one STREAM frame on the caller's goroutine when
+// that cannot wait (decision D50): the link has nothing queued and no
+// writer, the stream and link have credit for all of p, and the byte
+// stream can write without waiting. It reports false, having written
+// nothing, otherwise; the caller then queues p as usual. An error means
+// the stream or link is over.
+func (s *stream) TryWrite(p []byte) (bool, error) {
+	c := s.c
+	tw, ok := c.rw.(tryWriter)
+	if !ok || len(p) == 0 || !s.writeMu.TryLock() {
+		return false, nil
+	}
+	defer s.writeMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case s.writeErr != nil:
+		return true, s.writeErr
+	case s.finQueued:
+		return true, fmt.Errorf("mux: write on stream %d after Close", s.id)
+	case c.closeErr != nil:
+		return true, fmt.Errorf("mux: write stream %d: %w", s.id, c.closeErr)
+	}
+	credit := min(s.sendLimit-s.sendOffset, c.sendConnLimit-c.sendConnOffset, c.cfg.MaxChunk)
+	if protocol.ByteCount(len(p)) > credit || c.writerRunning {
+		return false, nil
+	}
+	if n, _ := c.queuedLocked(); n > 0 {
+		return false, nil
+	}
+	return c.writeOneLocked(s, p, tw)
+}
+
 func (s *stream) write(p []byte, now bool) (int, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()

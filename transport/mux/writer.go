@@ -223,6 +223,22 @@ const writeThroughSlack = 10
 // while it writes start a writer afterwards, as kickWriterLocked would
 // have. c.mu is held on entry and on return, not during the write.
 func (c *Conn) writeThroughLocked(s *stream, p []byte) error {
+	_, err := c.writeOneLocked(s, p, nil)
+	return err
+}
+
+// tryWriter is a byte stream that can write without waiting (D50): a
+// wss:// connection on a record feed. TryWrite returns false, having
+// written nothing, when the write would have to wait; what it accepts
+// it sends, the part the kernel does not take at once within timeout.
+type tryWriter interface {
+	TryWrite(p []byte, timeout time.Duration) (bool, error)
+}
+
+// writeOneLocked is writeThroughLocked with the write made by tw when it
+// is not nil: then it may write nothing and report false, having handed
+// the writing side back (to a writer, when frames queued meanwhile).
+func (c *Conn) writeOneLocked(s *stream, p []byte, tw tryWriter) (bool, error) {
 	c.writerRunning = true
 	c.writers.Add(1)
 	k := protocol.ByteCount(len(p))
@@ -233,7 +249,13 @@ func (c *Conn) writeThroughLocked(s *stream, p []byte) error {
 	bp := getBatch(len(p)+wire.MaxHeaderLen, bigBatch)
 	buf := wire.AppendFrame((*bp)[:0], wire.FrameStream, flags, s.id, p)
 	c.mu.Unlock()
-	err := c.writeTimed(buf, c.cfg.WriteTimeout)
+	wrote := true
+	var err error
+	if tw != nil {
+		wrote, err = tw.TryWrite(buf, c.cfg.WriteTimeout)
+	} else {
+		err = c.writeTimed(buf, c.cfg.WriteTimeout)
+	}
 	*bp = buf[:0]
 	putBatch(bp, bigBatch)
 	c.mu.Lock()
@@ -242,21 +264,26 @@ func (c *Conn) writeThroughLocked(s *stream, p []byte) error {
 		c.closeLocked(e, false)
 		c.writerEndLocked()
 		c.writers.Done()
-		return fmt.Errorf("mux: write stream %d: %w", s.id, c.closeErr)
+		return true, fmt.Errorf("mux: write stream %d: %w", s.id, c.closeErr)
 	}
-	c.stats.Writes++
-	c.stats.FramesWritten++
-	c.stats.BytesWritten += uint64(len(buf))
-	c.stats.WritesThrough++
+	if wrote {
+		c.stats.Writes++
+		c.stats.FramesWritten++
+		c.stats.BytesWritten += uint64(len(buf))
+		c.stats.WritesThrough++
+	} else {
+		s.sendOffset -= k
+		c.sendConnOffset -= k
+	}
 	if n, _ := c.queuedLocked(); n > 0 && c.closeErr == nil {
 		// Hand the writing side to a writer for what queued meanwhile;
 		// it inherits writerRunning and the writers count.
 		go c.writeLoop()
-		return nil
+		return wrote, nil
 	}
 	c.writerEndLocked()
 	c.writers.Done()
-	return nil
+	return wrote, nil
 }
 
 // closeLink runs on its own goroutine from the start of the close

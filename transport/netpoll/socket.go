@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Socket is a connection watched by a Poller: the byte stream under a
@@ -21,6 +23,18 @@ type Socket struct {
 
 	mu  sync.Mutex // guards reg
 	reg *Registration
+
+	// wmu is held by every write: Write for its length, a TryHold until
+	// WriteHeld has sent everything or its tail's writer is done (D50).
+	// It may be unlocked by another goroutine than the one that locked
+	// it, which sync.Mutex allows.
+	wmu sync.Mutex
+	// werr is the failure of a tail's writer, which closed the socket;
+	// guarded by wmu. Later writes return it.
+	werr error
+	// tails counts tails handed to a writer goroutine, for tests and
+	// stats.
+	tails atomic.Uint64
 }
 
 // ErrNotPollable is returned by NewSocket for a connection that does not
@@ -52,8 +66,81 @@ func (s *Socket) ReadAvailable(p []byte) (int, error) { return ReadNonblock(s.rc
 // Read reads, waiting for input as net.Conn.Read does.
 func (s *Socket) Read(p []byte) (int, error) { return s.conn.Read(p) }
 
-// Write writes to the connection.
-func (s *Socket) Write(p []byte) (int, error) { return s.conn.Write(p) }
+// Write writes to the connection, after any tail a WriteHeld left.
+func (s *Socket) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.werr != nil {
+		return 0, s.werr
+	}
+	return s.conn.Write(p)
+}
+
+// TryHold takes the socket's write side without waiting, for a WriteHeld
+// that follows: false when a write holds it (a Write in progress, or the
+// tail of an earlier WriteHeld not yet sent). The fan-out path uses it to
+// write on its own goroutine only when doing so cannot wait (D50).
+func (s *Socket) TryHold() bool { return s.wmu.TryLock() }
+
+// WriteHeld writes p, which the caller holds the write side for
+// (TryHold), without waiting for the socket: what the kernel takes now
+// is sent by one write(2), and a tail it does not take is copied and sent
+// by a goroutine that keeps the write side until it is done. A tail not
+// sent within timeout fails the socket: it is closed (its reader sees the
+// end) and later writes return the error. WriteHeld releases the write
+// side, at once or when the tail is sent. It returns an error only for a
+// failure of the immediate write, which leaves the socket unchanged but
+// for the bytes it may have sent; the caller ends the link.
+func (s *Socket) WriteHeld(p []byte, timeout time.Duration) error {
+	if s.werr != nil {
+		s.wmu.Unlock()
+		return s.werr
+	}
+	n, err := s.writeNow(p)
+	if err != nil || n == len(p) {
+		s.wmu.Unlock()
+		return err
+	}
+	tail := append([]byte(nil), p[n:]...)
+	s.tails.Add(1)
+	go s.writeTail(tail, timeout)
+	return nil
+}
+
+// writeNow is one non-blocking write(2) of p (retried on EINTR): it
+// returns how much the kernel took, 0 when the socket buffer is full.
+func (s *Socket) writeNow(p []byte) (int, error) {
+	var n int
+	var werr error
+	err := s.rc.Write(func(fd uintptr) bool {
+		n, werr = writeFD(fd, p)
+		return true // never wait in the runtime's poller
+	})
+	if err == nil && werr != nil && werr != errWouldBlock {
+		err = werr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("netpoll: write: %w", err)
+	}
+	return n, nil
+}
+
+// writeTail sends the rest of a WriteHeld and releases the write side.
+// It is the Socket's goroutine: the timeout, or Close, ends it.
+func (s *Socket) writeTail(tail []byte, timeout time.Duration) {
+	defer s.wmu.Unlock()
+	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
+	_, err := s.conn.Write(tail)
+	if err == nil {
+		_ = s.conn.SetWriteDeadline(time.Time{})
+		return
+	}
+	s.werr = fmt.Errorf("netpoll: write of a held tail: %w", err)
+	_ = s.Close()
+}
+
+// Tails returns how many WriteHeld calls left a tail to a goroutine.
+func (s *Socket) Tails() uint64 { return s.tails.Load() }
 
 // Watch registers ready with the poller, armed. It may be called once.
 func (s *Socket) Watch(ready func()) error {

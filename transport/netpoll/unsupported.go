@@ -8,6 +8,8 @@ var errWouldBlock = errors.New("would block")
 
 func readFD(uintptr, []byte) (int, error) { return 0, ErrUnsupported }
 
+func writeFD(uintptr, []byte) (int, error) { return 0, ErrUnsupported }
+
 func hasInput(uintptr) bool { return false }
 
 // impl refuses to start: New reports ErrUnsupported.

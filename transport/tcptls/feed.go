@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/jetstreamproto/jsp/transport/netpoll"
 )
@@ -163,13 +164,49 @@ func (f *Feed) Uncork() error {
 }
 
 // Write writes to the socket, or holds p back while the Feed is corked.
+// It holds the Feed's write lock while it writes, so that TryCork, which
+// only tries that lock, never waits behind it.
 func (f *Feed) Write(p []byte) (int, error) {
 	f.wmu.Lock()
+	defer f.wmu.Unlock()
 	if f.cork != nil {
 		*f.cork = append(*f.cork, p...)
-		f.wmu.Unlock()
 		return len(p), nil
 	}
-	f.wmu.Unlock()
 	return f.sock.Write(p)
+}
+
+// TryCork is Cork for a write that must not wait (decision D50): it
+// corks the Feed and takes the socket's write side only when neither is
+// busy, and reports false, doing nothing, when a write holds either. On
+// true the caller writes through crypto/tls, which the cork holds back,
+// and must then call UncorkHeld.
+func (f *Feed) TryCork() bool {
+	if !f.wmu.TryLock() {
+		return false
+	}
+	defer f.wmu.Unlock()
+	if f.cork != nil || !f.sock.TryHold() {
+		return false
+	}
+	f.cork = corkPool.Get().(*[]byte)
+	*f.cork = (*f.cork)[:0]
+	return true
+}
+
+// UncorkHeld sends what was held back since TryCork without waiting for
+// the socket (netpoll.Socket.WriteHeld): a tail the kernel does not take
+// now is sent by the socket's own goroutine within timeout, and later
+// writes wait for it.
+func (f *Feed) UncorkHeld(timeout time.Duration) error {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	bp := f.cork
+	f.cork = nil
+	err := f.sock.WriteHeld(*bp, timeout)
+	if cap(*bp) == corkBuf {
+		*bp = (*bp)[:0]
+		corkPool.Put(bp)
+	}
+	return err
 }

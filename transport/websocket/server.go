@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -377,6 +378,41 @@ func (s *serverConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// TryWrite sends p as one binary message, as Write does, if it can do so
+// without waiting (decision D50): on wss:// with a record feed, when no
+// other write holds the connection and the frame fits one TLS record. The
+// record then leaves by one non-blocking write(2); what the kernel does
+// not take at once is sent by the socket's own goroutine within timeout.
+// It returns false, having written nothing, when it cannot.
+func (s *serverConn) TryWrite(p []byte, timeout time.Duration) (bool, error) {
+	if s.client || s.feed == nil || len(p) > tlsRecordPayload-maxFrameHeader {
+		return false, nil
+	}
+	if !s.wmu.TryLock() {
+		return false, nil
+	}
+	defer s.wmu.Unlock()
+	if s.closeSent {
+		return true, errors.New("websocket: write: close frame sent")
+	}
+	if !s.feed.TryCork() {
+		return false, nil
+	}
+	bp := recordPool.Get().(*[]byte)
+	b := appendFrameHeader((*bp)[:0], frameHeader{fin: true, opcode: opBinary, length: uint64(len(p))})
+	b = append(b, p...)
+	_, err := s.nc.Write(b)
+	*bp = b[:0]
+	recordPool.Put(bp)
+	if uerr := s.feed.UncorkHeld(timeout); err == nil {
+		err = uerr
+	}
+	if err != nil {
+		return true, fmt.Errorf("websocket: write: %w", err)
+	}
+	return true, nil
 }
 
 // writeFrame writes one frame, unmasked from the server and masked from
