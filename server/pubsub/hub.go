@@ -346,11 +346,13 @@ func (h *Hub[T]) deliverSplitLocked(ch *channel[T], d Delivery[T], w int) {
 	for s := range ch.subs {
 		subs = append(subs, s)
 	}
-	part := (len(subs) + w - 1) / w
+	// Part i is subs[i*n/w : (i+1)*n/w]: the parts differ by one at most
+	// and none is empty, as w <= n. Parts of ceil(n/w) would leave the
+	// last ones past the end (n = 5, w = 4: 2, 2, 1 and [6:5]).
 	gone := make([][]*Subscriber[T], w)
 	var wg sync.WaitGroup
 	run := func(i int) {
-		for _, s := range subs[i*part : min((i+1)*part, len(subs))] {
+		for _, s := range subs[i*len(subs)/w : (i+1)*len(subs)/w] {
 			if !h.deliverTo(s, d) {
 				gone[i] = append(gone[i], s)
 			}
