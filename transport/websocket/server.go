@@ -8,8 +8,8 @@ import (
 	"io"
 	"net"
 	"sync"
-	"time"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/jetstreamproto/jsp/jsperr"
