@@ -79,13 +79,8 @@ func (d *demand) stop() {
 // the transport offers callbacks (a control reader also needs fr to buffer
 // by itself, so that fr.Pending tells whether it holds input). It only
 // allocates: every field fail reads is set before any callback can run.
-//
-// A client's control reader is a goroutine for the session's life
-// instead (D50): a client holds a few sessions, each of which receives
-// often, and an on-demand reader would start a goroutine and make a
-// frame reader for every event that arrives alone.
 func (s *Session) prepareOnDemand(fr *wire.FrameReader) {
-	if rn, ok := s.ctl.(transport.ReadNotifier); ok && s.role == RoleServer {
+	if rn, ok := s.ctl.(transport.ReadNotifier); ok {
 		if _, byteReader := s.ctl.(io.ByteReader); !byteReader {
 			if fr.Pending() || fr.Buffered() > 0 {
 				// Otherwise the first run makes its own (readAvailable).
