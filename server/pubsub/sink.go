@@ -3,10 +3,11 @@ package pubsub
 import "github.com/jetstreamproto/jsp/jsperr"
 
 // NewSinkSubscriber registers a subscriber without a delivery queue: each
-// delivery is handed to sink at once, on the publishing goroutine, while
-// the channel is locked. One channel's deliveries therefore reach sink in
-// sequence order and one at a time; deliveries of different channels may
-// reach it concurrently.
+// delivery is handed to sink at once, while the channel is locked, on the
+// publishing goroutine or, for a channel large enough to be split
+// (Config.FanOutSplit), on one of the goroutines the publish waits for.
+// One channel's deliveries therefore reach sink in sequence order and one
+// at a time; deliveries of different channels may reach it concurrently.
 //
 // This is the gateway's fan-out path: the sink puts the message straight
 // into the session's own send queue, so a delivery costs no queue and no
