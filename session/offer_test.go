@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jetstreamproto/jsp/internal/protocol"
+	"github.com/jetstreamproto/jsp/transport"
 	"github.com/jetstreamproto/jsp/wire"
 )
 
@@ -211,13 +212,26 @@ func TestSenderOfferFails(t *testing.T) {
 	}
 }
 
-// TestSendSharedOverWSS: shared frames sent to a quiet session over a
-// real wss:// link arrive complete and in order, and are written on the
-// caller's goroutine: no sender goroutine starts for them (D50).
-func TestSendSharedOverWSS(t *testing.T) {
-	cli, srv := establishOn(t, wsPair, Config{}, Config{}, ClientInfo{})
+// TestSendSharedWritesThrough: shared frames sent to a quiet session over
+// a real wss:// or TLS/TCP link arrive complete and in order, and are
+// written on the caller's goroutine: no sender goroutine starts for them
+// (D50).
+func TestSendSharedWritesThrough(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pair func(*testing.T) (transport.Conn, transport.Conn)
+	}{
+		{"wss", wsPair},
+		{"tcp", tcpPair},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testSendSharedWritesThrough(t, tc.pair) })
+	}
+}
+
+func testSendSharedWritesThrough(t *testing.T, pair func(*testing.T) (transport.Conn, transport.Conn)) {
+	cli, srv := establishOn(t, pair, Config{}, Config{}, ClientInfo{})
 	if _, ok := srv.send.w.(tryStream); !ok {
-		t.Fatalf("the control stream over wss:// (%T) has no TryWrite", srv.send.w)
+		t.Fatalf("the control stream (%T) has no TryWrite", srv.send.w)
 	}
 	// idle reports that no run goroutine exists and nothing is queued:
 	// a frame sent now and found so afterwards was written by SendShared
@@ -228,9 +242,13 @@ func TestSendSharedOverWSS(t *testing.T) {
 		return !srv.send.running && srv.send.lenLocked() == 0
 	}
 	// waitIdle waits for a run goroutine, started by a frame that found
-	// the link busy, to end after senderIdleRelease.
+	// the link busy, to end after senderIdleRelease, and for the link's
+	// writer to end too: a writer that wrote more than one batch lingers
+	// for its own idle release, and while it runs the link refuses
+	// TryWrite (each frame it then writes keeps it lingering). No other
+	// link of this package's tests is open at this point.
 	waitIdle := func() {
-		for deadline := time.Now().Add(10 * time.Second); !idle(); {
+		for deadline := time.Now().Add(10 * time.Second); !idle() || goroutinesIn("mux.(*Conn).writeLoop") > 0; {
 			if time.Now().After(deadline) {
 				t.Fatal("the server's sender never went idle")
 			}

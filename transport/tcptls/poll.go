@@ -3,6 +3,7 @@ package tcptls
 import (
 	"crypto/tls"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -252,6 +253,25 @@ func (s *tlsSource) ReadAvailable(p []byte) (int, error) {
 			return 0, nil
 		}
 	}
+}
+
+// TryWrite writes p through crypto/tls if that cannot wait (decision
+// D50): the feed corks the records and sends them with one non-blocking
+// write(2), and a tail the kernel does not take is sent by the socket's
+// own goroutine within timeout. It returns false, having written nothing,
+// when another write holds the feed or the socket.
+func (s *tlsSource) TryWrite(p []byte, timeout time.Duration) (bool, error) {
+	if !s.feed.TryCork() {
+		return false, nil
+	}
+	_, err := s.Conn.Write(p)
+	if uerr := s.feed.UncorkHeld(timeout); err == nil {
+		err = uerr
+	}
+	if err != nil {
+		return true, fmt.Errorf("tcptls: write: %w", err)
+	}
+	return true, nil
 }
 
 // Watch implements mux.PollSource.
