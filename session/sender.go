@@ -127,7 +127,7 @@ func (s *sender) pushLocked(class protocol.Class, frame []byte, deadline time.Ti
 }
 
 // tryStream is a stream that can write a frame without waiting (D50): a
-// link stream over wss:// (transport/mux). TryWrite reports false,
+// link stream over wss:// or TLS/TCP (transport/mux). TryWrite reports false,
 // having written nothing, when the write would have to wait.
 type tryStream interface {
 	TryWrite(p []byte) (bool, error)
