@@ -288,3 +288,58 @@ func testSendSharedWritesThrough(t *testing.T, pair func(*testing.T) (transport.
 		t.Fatalf("frames sent %d, want %d", st.FramesSent-before.FramesSent, n)
 	}
 }
+
+// TestSenderOfferQuiet: offer writes directly only to a session that had
+// no frame written for offerQuiet; frames that follow closely are queued
+// for run, which batches them, and all arrive in order (D50).
+func TestSenderOfferQuiet(t *testing.T) {
+	gs := newGateStream()
+	close(gs.gate)
+	tg := &tryGate{gateStream: gs}
+	s := newSender(tg, Config{}.withDefaults())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runSender(t, ctx, s)
+	var want []byte
+	offer := func(i int) {
+		f := numbered(protocol.ClassChat, i)
+		want = append(want, f...)
+		if err := s.offer(protocol.ClassChat, f, time.Time{}); err != nil {
+			t.Fatalf("offer %d: %v", i, err)
+		}
+	}
+	// The clock runs backwards far enough for the first offer to find
+	// the session quiet, however recently the sender was made.
+	s.lastWrite.Store(0)
+	offer(0)
+	if n := tg.triedCount(); n != 1 {
+		t.Fatalf("first offer: %d TryWrite calls, want 1", n)
+	}
+	// Straight after it: not quiet, so queued whatever the stream says.
+	s.lastWrite.Store(time.Now().UnixNano())
+	offer(1)
+	offer(2)
+	if n := tg.triedCount(); n != 1 {
+		t.Fatalf("offers within offerQuiet: %d TryWrite calls, want still 1", n)
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.framesSent.Load() < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 3 frames sent", s.framesSent.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Quiet again after offerQuiet: written directly.
+	s.lastWrite.Store(time.Now().Add(-2 * offerQuiet).UnixNano())
+	offer(3)
+	if n := tg.triedCount(); n != 2 {
+		t.Fatalf("offer after a quiet spell: %d TryWrite calls, want 2", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if !bytes.Equal(gs.written, want) {
+		t.Fatalf("written %q, want %q", gs.written, want)
+	}
+}

@@ -137,18 +137,18 @@ func (s *Session) takeArrivals(an transport.ArrivalNotifier) {
 // readAvailable reads and dispatches control frames while input is at
 // hand. A frame cut in two by the transport is waited for: the goroutine
 // stays only while a frame is arriving. When it stops with nothing of its
-// own buffered it drops its frame reader (its inline read buffer and the
-// last payload, some 1.5 KB), and the next run makes a new one: an idle
-// session holds none (D34).
+// own buffered it releases its frame reader (its inline read buffer; the
+// last payload is dropped), and the next run takes one again: an idle
+// session holds none (D34), and a burst makes none (D50).
 func (s *Session) readAvailable(rn transport.ReadNotifier) {
 	fr := s.ctlReader
 	if fr == nil {
-		fr = wire.NewFrameReader(s.ctl, uint64(s.cfg.MaxFrameSize))
+		fr = wire.GetFrameReader(s.ctl, uint64(s.cfg.MaxFrameSize))
 	}
 	defer func() {
-		if !fr.Pending() && fr.Buffered() == 0 {
-			// A reader holding a pooled busy buffer is kept: its next
-			// read gives the buffer back to the pool.
+		// A reader holding input or a pooled busy buffer is kept: its
+		// next read gives the buffer back to the pool.
+		if fr.Release() {
 			fr = nil
 		}
 		s.ctlReader = fr

@@ -62,6 +62,9 @@ type sender struct {
 	// scheduler this sender takes.
 	expired func(qos.Item[[]byte])
 
+	// lastWrite is when the last write of a frame began (UnixNano):
+	// offer writes directly only to a session quiet for offerQuiet.
+	lastWrite    atomic.Int64
 	writes       atomic.Uint64
 	bytesWritten atomic.Uint64
 	framesSent   atomic.Uint64
@@ -140,9 +143,13 @@ type tryStream interface {
 // fan-out delivery to a quiet session then costs no sender goroutine,
 // however many sessions the fan-out goroutine serves in a row. mu stays
 // held during the attempt, so no frame can be queued ahead of it.
+//
+// A session written to less than offerQuiet ago takes the queue instead:
+// frames that follow each other closely are better batched by run into
+// one write than written one write(2) each.
 func (s *sender) offer(class protocol.Class, frame []byte, deadline time.Time) error {
 	s.mu.Lock()
-	if ts, ok := s.w.(tryStream); ok && !s.writing && !s.stopped && s.lenLocked() == 0 && s.immediate(class) {
+	if ts, ok := s.w.(tryStream); ok && !s.writing && !s.stopped && s.lenLocked() == 0 && s.immediate(class) && s.quiet() {
 		wrote, err := ts.TryWrite(frame)
 		if wrote {
 			s.mu.Unlock()
@@ -157,6 +164,23 @@ func (s *sender) offer(class protocol.Class, frame []byte, deadline time.Time) e
 		}
 	}
 	return s.pushLocked(class, frame, deadline)
+}
+
+// offerQuiet is how long a session must have had no frame written for
+// offer to write the next one directly (D50). A fan-out that reaches a
+// session more often keeps its frames queued for run, which coalesces
+// what arrives meanwhile.
+const offerQuiet = time.Millisecond
+
+// quiet reports whether no frame was written for offerQuiet, and takes
+// now as the start of the next write.
+func (s *sender) quiet() bool {
+	now := time.Now().UnixNano()
+	if now-s.lastWrite.Load() < int64(offerQuiet) {
+		return false
+	}
+	s.lastWrite.Store(now)
+	return true
 }
 
 // wakeLocked tells a running run that frames are queued, or starts one.
@@ -447,7 +471,9 @@ type nowWriter interface {
 func (s *sender) write(b []byte, fromRun bool) error {
 	// The deadline uses the wall clock: it bounds real I/O, whatever clock
 	// the session was given for protocol timestamps.
-	_ = s.w.SetWriteDeadline(time.Now().Add(s.timeout))
+	now := time.Now()
+	s.lastWrite.Store(now.UnixNano())
+	_ = s.w.SetWriteDeadline(now.Add(s.timeout))
 	var err error
 	if nw, ok := s.w.(nowWriter); ok && fromRun {
 		_, err = nw.WriteNow(b)

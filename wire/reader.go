@@ -66,6 +66,44 @@ func NewFrameReader(r io.Reader, maxPayload uint64) *FrameReader {
 	return fr
 }
 
+// idleReaders holds released frame readers (GetFrameReader, Release).
+var idleReaders sync.Pool
+
+// GetFrameReader is NewFrameReader for a reader that is used for one
+// burst of input and released after it (Release): an on-demand control
+// reader, which runs once per burst and holds no reader between bursts
+// (decisions D27, D34). It takes a released reader when there is one, so
+// that a burst costs no reader and inline buffer of its own (D50).
+func GetFrameReader(r io.Reader, maxPayload uint64) *FrameReader {
+	if _, ok := r.(byteReader); ok {
+		return NewFrameReader(r, maxPayload)
+	}
+	fr, ok := idleReaders.Get().(*FrameReader)
+	if !ok {
+		return NewFrameReader(r, maxPayload)
+	}
+	fr.maxPayload = maxPayload
+	fr.own.src = r
+	return fr
+}
+
+// Release gives fr to GetFrameReader's next caller and reports true, or
+// reports false and does nothing when fr holds input (Pending), a busy
+// buffer (Buffered), or reads a caller's io.ByteReader. After true the
+// caller must not use fr again. The payload buffer goes with neither: a
+// later user never sees bytes of an earlier one.
+func (fr *FrameReader) Release() bool {
+	l := fr.own
+	if l == nil || fr.Pending() || l.big != nil {
+		return false
+	}
+	fr.buf = nil
+	l.src, l.buf = nil, nil
+	l.r, l.w, l.short = 0, 0, true
+	idleReaders.Put(fr)
+	return true
+}
+
 // ReadFrame returns the next frame. The payload aliases an internal buffer
 // that the next call overwrites. At a clean end of input between frames it
 // returns io.EOF; inside a frame, ErrTruncated.

@@ -121,3 +121,56 @@ func TestFrameReaderSplitAndTruncated(t *testing.T) {
 		t.Fatalf("truncated frame: %v", err)
 	}
 }
+
+// TestFrameReaderRelease: a reader that holds input or a busy buffer, or
+// reads a caller's io.ByteReader, is not released; a drained one is, and
+// a reader taken after it reads its own source from the start and never
+// writes into a payload returned before the release (D50).
+func TestFrameReaderRelease(t *testing.T) {
+	frame := func(body string) []byte {
+		return AppendFrame(nil, FrameStream, 0, 1, []byte(body))
+	}
+	two := append(frame("first"), frame("second")...)
+	for _, tc := range []struct {
+		name    string
+		src     io.Reader
+		reads   int
+		release bool
+	}{
+		{"second frame still buffered", &chunkReader{steps: []chunkStep{{data: two}}}, 1, false},
+		{"drained", &chunkReader{steps: []chunkStep{{data: two}}}, 2, true},
+		{"caller's io.ByteReader", bytes.NewReader(two), 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fr := GetFrameReader(tc.src, 1<<10)
+			var last []byte
+			for range tc.reads {
+				_, p, err := fr.ReadFrame()
+				if err != nil {
+					t.Fatal(err)
+				}
+				last = p
+			}
+			kept := string(last)
+			if got := fr.Release(); got != tc.release {
+				t.Fatalf("Release = %v, want %v", got, tc.release)
+			}
+			if !tc.release {
+				return
+			}
+			// Taken again (the same reader when the pool keeps it): it
+			// reads the new source and leaves the old payload alone.
+			next := GetFrameReader(&chunkReader{steps: []chunkStep{{data: frame("zz")}}}, 1<<10)
+			_, p, err := next.ReadFrame()
+			if err != nil || string(p) != "zz" {
+				t.Fatalf("after release: %q, %v", p, err)
+			}
+			if string(last) != kept {
+				t.Fatalf("a payload returned before the release changed: %q, want %q", last, kept)
+			}
+			if _, _, err := next.ReadFrame(); !errors.Is(err, io.EOF) {
+				t.Fatalf("after the new source's end: %v, want io.EOF", err)
+			}
+		})
+	}
+}
