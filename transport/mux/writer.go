@@ -228,7 +228,7 @@ func (c *Conn) writeThroughLocked(s *stream, p []byte) error {
 }
 
 // tryWriter is a byte stream that can write without waiting (D50): a
-// wss:// connection on a record feed. TryWrite returns false, having
+// wss:// or TLS/TCP connection on a record feed (tcptls.Feed). TryWrite returns false, having
 // written nothing, when the write would have to wait; what it accepts
 // it sends, the part the kernel does not take at once within timeout.
 type tryWriter interface {

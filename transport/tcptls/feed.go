@@ -2,6 +2,7 @@ package tcptls
 
 import (
 	"encoding/binary"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -192,6 +193,22 @@ func (f *Feed) TryCork() bool {
 	f.cork = corkPool.Get().(*[]byte)
 	*f.cork = (*f.cork)[:0]
 	return true
+}
+
+// TryWrite writes p through w, the crypto/tls connection over this Feed,
+// if that cannot wait (decision D50): TryCork, the write into the cork,
+// then UncorkHeld. It returns false, having written nothing, when another
+// write holds the Feed or the socket; an error means the connection is
+// over.
+func (f *Feed) TryWrite(w io.Writer, p []byte, timeout time.Duration) (bool, error) {
+	if !f.TryCork() {
+		return false, nil
+	}
+	_, err := w.Write(p)
+	if uerr := f.UncorkHeld(timeout); err == nil {
+		err = uerr
+	}
+	return true, err
 }
 
 // UncorkHeld sends what was held back since TryCork without waiting for

@@ -256,22 +256,13 @@ func (s *tlsSource) ReadAvailable(p []byte) (int, error) {
 }
 
 // TryWrite writes p through crypto/tls if that cannot wait (decision
-// D50): the feed corks the records and sends them with one non-blocking
-// write(2), and a tail the kernel does not take is sent by the socket's
-// own goroutine within timeout. It returns false, having written nothing,
-// when another write holds the feed or the socket.
+// D50, Feed.TryWrite).
 func (s *tlsSource) TryWrite(p []byte, timeout time.Duration) (bool, error) {
-	if !s.feed.TryCork() {
-		return false, nil
-	}
-	_, err := s.Conn.Write(p)
-	if uerr := s.feed.UncorkHeld(timeout); err == nil {
-		err = uerr
-	}
+	ok, err := s.feed.TryWrite(s.Conn, p, timeout)
 	if err != nil {
-		return true, fmt.Errorf("tcptls: write: %w", err)
+		return ok, fmt.Errorf("tcptls: write: %w", err)
 	}
-	return true, nil
+	return ok, nil
 }
 
 // Watch implements mux.PollSource.

@@ -397,22 +397,16 @@ func (s *serverConn) TryWrite(p []byte, timeout time.Duration) (bool, error) {
 	if s.closeSent {
 		return true, errors.New("websocket: write: close frame sent")
 	}
-	if !s.feed.TryCork() {
-		return false, nil
-	}
 	bp := recordPool.Get().(*[]byte)
 	b := appendFrameHeader((*bp)[:0], frameHeader{fin: true, opcode: opBinary, length: uint64(len(p))})
 	b = append(b, p...)
-	_, err := s.nc.Write(b)
+	ok, err := s.feed.TryWrite(s.nc, b, timeout)
 	*bp = b[:0]
 	recordPool.Put(bp)
-	if uerr := s.feed.UncorkHeld(timeout); err == nil {
-		err = uerr
-	}
 	if err != nil {
-		return true, fmt.Errorf("websocket: write: %w", err)
+		return ok, fmt.Errorf("websocket: write: %w", err)
 	}
-	return true, nil
+	return ok, nil
 }
 
 // writeFrame writes one frame, unmasked from the server and masked from
